@@ -1,0 +1,41 @@
+//! `trellis`: the command-line entry point — serve the API, validate templates.
+//!
+//! `anyhow` lives only here; libraries return typed errors, and this binary prints the whole cause chain.
+
+mod demo;
+mod options;
+mod serve;
+mod template;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "trellis", version, about = "Trellis: a metadata-driven no-code app builder")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the API (and UI) on SQLite by default or PostgreSQL with --db postgres://…
+    Serve(options::ServeOptions),
+    /// Work with templates.
+    #[command(subcommand)]
+    Template(template::TemplateCommand),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(options) => serve::run(options),
+        Command::Template(command) => template::run(command),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}

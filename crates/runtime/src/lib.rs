@@ -1,0 +1,63 @@
+//! Trellis runtime: runs the pure engines over the store.
+//!
+//! [`Runtime`] is what the server and the CLI call: sign-in and tokens ([`auth`]), apps and their
+//! published versions ([`apps`]), and reading template directories from disk ([`template_dir`]). Later
+//! issues add records, flows, rules, reports and the scheduler here. Every operation that changes data
+//! runs in one store transaction, so it either happens whole or not at all.
+//!
+//! Architecture invariant: no HTTP here (that is `trellis-server`) and no SQL (that is `trellis-store`).
+
+pub mod apps;
+pub mod auth;
+mod error;
+pub mod template_dir;
+
+pub use error::RuntimeError;
+pub use trellis_store::{Backend, Store, redact as redact_db_url};
+
+/// Who is asking: the authenticated user behind a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub user_id: String,
+    pub username: String,
+    pub is_admin: bool,
+}
+
+/// Settings the runtime needs (the CLI builds them from flags, env and the config file).
+#[derive(Debug, Clone)]
+pub struct RuntimeSettings {
+    /// How long a sign-in session lasts.
+    pub session_ttl: chrono::Duration,
+}
+
+impl Default for RuntimeSettings {
+    fn default() -> Self {
+        Self { session_ttl: chrono::Duration::hours(12) }
+    }
+}
+
+/// The running system: the store plus settings. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    store: Store,
+    settings: RuntimeSettings,
+}
+
+impl Runtime {
+    /// Connect to the database at `url` (migrating it) and build a runtime.
+    pub async fn connect(url: &str, settings: RuntimeSettings) -> Result<Self, RuntimeError> {
+        Ok(Self::new(Store::connect(url).await?, settings))
+    }
+
+    pub fn new(store: Store, settings: RuntimeSettings) -> Self {
+        Self { store, settings }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.store.backend()
+    }
+}

@@ -1,0 +1,69 @@
+//! Routes and the OpenAPI document generated from them (utoipa): a route that is served is a route
+//! that is documented, because both come from the same `routes!` list.
+
+mod apps;
+mod auth;
+mod system;
+
+use axum::Router;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Trellis API",
+        description = "Metadata-driven no-code app builder. Errors are application/problem+json (RFC 9457).",
+        license(name = "Apache-2.0")
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    tags(
+        (name = "system", description = "Health and API description"),
+        (name = "auth", description = "Sign-in and tokens"),
+        (name = "apps", description = "Apps, bundles and published versions"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// Every documented route.
+pub fn api_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(system::healthz))
+        .routes(routes!(system::openapi_json))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::me))
+        .routes(routes!(apps::list_apps, apps::create_app))
+        .routes(routes!(apps::get_app, apps::delete_app))
+        .routes(routes!(apps::restore_app))
+        .routes(routes!(apps::export_bundle, apps::publish_bundle))
+        .routes(routes!(apps::list_versions))
+}
+
+/// The landing page and the fallback for unknown routes.
+pub fn public_router() -> Router<AppState> {
+    Router::new().route("/", axum::routing::get(system::landing)).fallback(system::route_not_found)
+}
+
+/// The OpenAPI document as a JSON value (for tests and tooling).
+pub fn openapi_document() -> serde_json::Value {
+    let (_, openapi) = api_router().split_for_parts();
+    serde_json::to_value(openapi).unwrap_or_default()
+}

@@ -1,0 +1,40 @@
+//! Trellis storage: the only crate that speaks SQL.
+//!
+//! [`Store`] wraps either an embedded SQLite database (the default, a file in the data dir, WAL mode) or
+//! a PostgreSQL server (the scale path: several stateless Trellis servers share one database). Both run
+//! the same operations; where the dialects differ the SQL is written per backend, and every value is a
+//! bound parameter. Migrations are embedded, append-only and applied at connect time — on PostgreSQL
+//! under an advisory lock so that servers starting together do not run them twice.
+//!
+//! Architecture invariant: no HTTP and no engine logic here; identifiers put into SQL come only from
+//! validated metadata ids (`trellis_model::Identifier`).
+
+mod apps;
+mod change_log;
+mod connect;
+mod error;
+mod users;
+
+pub use apps::{AppRecord, AppVersionRecord, NewAppVersion};
+pub use change_log::{ChangeEntry, NewChange};
+pub use connect::{Backend, Store, redact};
+pub use error::StoreError;
+pub use users::{NewUser, TokenKind, TokenRecord, UserRecord};
+
+/// Run `$body` with `$pool` bound to the backend's pool for reads or writes; both backends share the
+/// source text of `$body`, so the SQL is written once (with `$n` placeholders, which both accept).
+macro_rules! with_pool {
+    ($store:expr, read, |$pool:ident| $body:expr) => {
+        match &$store.pools {
+            $crate::connect::Pools::Sqlite { read: $pool, .. } => $body,
+            $crate::connect::Pools::Postgres($pool) => $body,
+        }
+    };
+    ($store:expr, write, |$pool:ident| $body:expr) => {
+        match &$store.pools {
+            $crate::connect::Pools::Sqlite { write: $pool, .. } => $body,
+            $crate::connect::Pools::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use with_pool;
