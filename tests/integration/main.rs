@@ -1,1 +1,14 @@
-//! x
+//! Trellis integration tests: the whole system, against real parts.
+//!
+//! One test binary (linking is the slow part of a build here) with a module per area. Storage and API
+//! suites run against both backends: a SQLite file in a temp dir, and a real PostgreSQL server — the one
+//! in `TRELLIS_TEST_PG_URL`, or a throw-away cluster started with the system's `initdb`/`pg_ctl`. With
+//! `CI=true` a missing PostgreSQL fails the suite instead of skipping it.
+
+mod support;
+
+mod api;
+mod architecture;
+mod cli;
+mod schemas;
+mod storage;

@@ -11,7 +11,9 @@ static GALLERY: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../../templates
 
 /// The bundled template `id` as a bundle.
 pub fn bundled_template(id: &str) -> anyhow::Result<RawBundle> {
-    let dir = GALLERY.get_dir(id).ok_or_else(|| anyhow::anyhow!("no bundled template '{id}'"))?;
+    let dir = GALLERY
+        .get_dir(id)
+        .ok_or_else(|| anyhow::anyhow!("no bundled template '{id}'"))?;
     let mut bundle = RawBundle::default();
     add_files(dir, dir.path(), &mut bundle)?;
     Ok(bundle)
@@ -19,8 +21,14 @@ pub fn bundled_template(id: &str) -> anyhow::Result<RawBundle> {
 
 fn add_files(dir: &Dir<'_>, root: &std::path::Path, bundle: &mut RawBundle) -> anyhow::Result<()> {
     for file in dir.files() {
-        let relative = file.path().strip_prefix(root)?.to_string_lossy().replace('\\', "/");
-        let text = file.contents_utf8().ok_or_else(|| anyhow::anyhow!("{relative}: not UTF-8"))?;
+        let relative = file
+            .path()
+            .strip_prefix(root)?
+            .to_string_lossy()
+            .replace('\\', "/");
+        let text = file
+            .contents_utf8()
+            .ok_or_else(|| anyhow::anyhow!("{relative}: not UTF-8"))?;
         let value = if relative.ends_with(".json") {
             serde_json::from_str(text).map_err(|e| anyhow::anyhow!("{relative}: {e}"))?
         } else {
@@ -40,7 +48,11 @@ pub async fn install(runtime: &Runtime) -> anyhow::Result<()> {
         return Ok(());
     }
     let bundle = bundled_template("clm")?;
-    let system = Principal { user_id: "system".into(), username: "system".into(), is_admin: true };
+    let system = Principal {
+        user_id: "system".into(),
+        username: "system".into(),
+        is_admin: true,
+    };
     match runtime.create_app(&system, &bundle, false).await {
         Ok(created) => {
             println!("installed demo app 'clm' version {}", created.semver);

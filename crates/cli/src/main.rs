@@ -10,7 +10,11 @@ mod template;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "trellis", version, about = "Trellis: a metadata-driven no-code app builder")]
+#[command(
+    name = "trellis",
+    version,
+    about = "Trellis: a metadata-driven no-code app builder"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -75,7 +75,9 @@ impl ServeOptions {
     }
 
     fn validate(self) -> anyhow::Result<ServeConfig> {
-        let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from("./trellis-data"));
+        let data_dir = self
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from("./trellis-data"));
         let addr_text = self.addr.unwrap_or_else(|| "127.0.0.1:8080".into());
         let addr: SocketAddr = addr_text.parse().with_context(|| {
             format!("invalid address '{addr_text}' (--addr / TRELLIS_ADDR / addr): expected HOST:PORT such as 127.0.0.1:8080")
@@ -84,48 +86,41 @@ impl ServeOptions {
             Some(url) => url,
             None => format!("sqlite://{}", data_dir.join("trellis.db").display()),
         };
-        if !(db_url.starts_with("sqlite:") || db_url.starts_with("postgres://") || db_url.starts_with("postgresql://")) {
-            bail!("invalid database url (--db / TRELLIS_DB / db): use sqlite://PATH or postgres://USER@HOST/DB");
+        if !(db_url.starts_with("sqlite:")
+            || db_url.starts_with("postgres://")
+            || db_url.starts_with("postgresql://"))
+        {
+            bail!(
+                "invalid database url (--db / TRELLIS_DB / db): use sqlite://PATH or postgres://USER@HOST/DB"
+            );
         }
         let max_body_bytes = self.max_body_bytes.unwrap_or(32 * 1024 * 1024);
         if max_body_bytes < 1024 {
-            bail!("max_body_bytes {max_body_bytes} is too small (--max-body-bytes / TRELLIS_MAX_BODY_BYTES): use at least 1024");
+            bail!(
+                "max_body_bytes {max_body_bytes} is too small (--max-body-bytes / TRELLIS_MAX_BODY_BYTES): use at least 1024"
+            );
         }
         let json_logs = match self.log_format.as_deref() {
             None | Some("text") => false,
             Some("json") => true,
-            Some(other) => bail!("invalid log format '{other}' (--log-format / TRELLIS_LOG_FORMAT): use text or json"),
+            Some(other) => bail!(
+                "invalid log format '{other}' (--log-format / TRELLIS_LOG_FORMAT): use text or json"
+            ),
         };
-        Ok(ServeConfig { db_url, addr, data_dir, demo: self.demo.unwrap_or(false), max_body_bytes, json_logs })
+        Ok(ServeConfig {
+            db_url,
+            addr,
+            data_dir,
+            demo: self.demo.unwrap_or(false),
+            max_body_bytes,
+            json_logs,
+        })
     }
 }
 
 fn read_config(path: &Path) -> anyhow::Result<ServeOptions> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file '{}'", path.display()))?;
-    toml::from_str(&text).map_err(|error| {
-        anyhow::anyhow!("{}: {}", path.display(), error.to_string().trim_end())
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn flag_beats_file_and_defaults_fill_the_rest() {
-        let file = ServeOptions { addr: Some("0.0.0.0:9000".into()), db: Some("sqlite://file.db".into()), ..Default::default() };
-        let flags = ServeOptions { addr: Some("127.0.0.1:7000".into()), ..Default::default() };
-        let config = flags.or(file).validate().unwrap();
-        assert_eq!(config.addr.to_string(), "127.0.0.1:7000");
-        assert_eq!(config.db_url, "sqlite://file.db");
-        assert!(!config.demo);
-    }
-
-    #[test]
-    fn bad_values_name_their_source() {
-        let error = ServeOptions { addr: Some("nowhere".into()), ..Default::default() }.validate().unwrap_err();
-        assert!(error.to_string().contains("TRELLIS_ADDR"), "{error}");
-        let error = ServeOptions { db: Some("mysql://x".into()), ..Default::default() }.validate().unwrap_err();
-        assert!(error.to_string().contains("--db"), "{error}");
-    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file '{}'", path.display()))?;
+    toml::from_str(&text)
+        .map_err(|error| anyhow::anyhow!("{}: {}", path.display(), error.to_string().trim_end()))
 }

@@ -15,7 +15,10 @@ use crate::options::{ServeConfig, ServeOptions};
 pub fn run(options: ServeOptions) -> anyhow::Result<ExitCode> {
     let config = options.resolve()?;
     init_logging(config.json_logs);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
     runtime.block_on(serve(config))?;
     Ok(ExitCode::SUCCESS)
 }
@@ -24,7 +27,9 @@ fn init_logging(json: bool) {
     let filter = EnvFilter::try_from_env("TRELLIS_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
@@ -51,7 +56,9 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         }
         BootstrapOutcome::CreatedWithGeneratedPassword(password) => {
             println!("created user 'admin' with password: {password}");
-            println!("(shown once; set TRELLIS_ADMIN_PASSWORD before the first start to choose it)");
+            println!(
+                "(shown once; set TRELLIS_ADMIN_PASSWORD before the first start to choose it)"
+            );
         }
     }
     if config.demo {
@@ -60,9 +67,17 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
 
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
-        .with_context(|| format!("cannot listen on {} (is another server using it? pick one with --addr)", config.addr))?;
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (is another server using it? pick one with --addr)",
+                config.addr
+            )
+        })?;
     let local = listener.local_addr()?;
-    let settings = ServerSettings { max_body_bytes: config.max_body_bytes, ..Default::default() };
+    let settings = ServerSettings {
+        max_body_bytes: config.max_body_bytes,
+        ..Default::default()
+    };
     let router = trellis_server::router(runtime.clone(), &settings);
     println!("listening on http://{local}");
     std::io::stdout().flush().ok();

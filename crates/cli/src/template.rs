@@ -23,7 +23,8 @@ pub fn run(command: TemplateCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn validate(path: &std::path::Path) -> anyhow::Result<ExitCode> {
-    let (raw, mut problems) = read_template(path).with_context(|| format!("cannot read template '{}'", path.display()))?;
+    let (raw, mut problems) = read_template(path)
+        .with_context(|| format!("cannot read template '{}'", path.display()))?;
     let bundle = match check_bundle(&raw) {
         Ok(bundle) => {
             problems.extend(bundle.warnings.iter().cloned());
@@ -38,7 +39,10 @@ fn validate(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     for problem in &problems {
         println!("{problem}");
     }
-    let errors = problems.iter().filter(|p| p.severity == Severity::Error).count();
+    let errors = problems
+        .iter()
+        .filter(|p| p.severity == Severity::Error)
+        .count();
     let warnings = problems.len() - errors;
     match bundle {
         Some(bundle) if errors == 0 => {
@@ -52,7 +56,10 @@ fn validate(path: &std::path::Path) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         _ => {
-            eprintln!("{}: {errors} error(s), {warnings} warning(s); fix the lines above and run again", path.display());
+            eprintln!(
+                "{}: {errors} error(s), {warnings} warning(s); fix the lines above and run again",
+                path.display()
+            );
             Ok(ExitCode::from(1))
         }
     }

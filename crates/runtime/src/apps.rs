@@ -54,7 +54,9 @@ fn require_admin(principal: &Principal, action: &str) -> Result<(), RuntimeError
     if principal.is_admin {
         Ok(())
     } else {
-        Err(RuntimeError::Forbidden(format!("only platform admins can {action}")))
+        Err(RuntimeError::Forbidden(format!(
+            "only platform admins can {action}"
+        )))
     }
 }
 
@@ -72,25 +74,42 @@ fn serialize_bundle(raw: &RawBundle) -> Result<String, RuntimeError> {
 }
 
 fn parse_stored_bundle(app: &str, text: &str) -> Result<AppBundle, RuntimeError> {
-    let raw: RawBundle = serde_json::from_str(text)
-        .map_err(|e| RuntimeError::Internal(format!("stored bundle of app '{app}' is not JSON: {e}")))?;
+    let raw: RawBundle = serde_json::from_str(text).map_err(|e| {
+        RuntimeError::Internal(format!("stored bundle of app '{app}' is not JSON: {e}"))
+    })?;
     check_bundle(&raw).map_err(|problems| {
-        RuntimeError::Internal(format!("stored bundle of app '{app}' no longer validates ({} problems)", problems.len()))
+        RuntimeError::Internal(format!(
+            "stored bundle of app '{app}' no longer validates ({} problems)",
+            problems.len()
+        ))
     })
 }
 
 impl Runtime {
     /// Create an app from a bundle. With `dry_run` only validate (and check the id is free).
-    pub async fn create_app(&self, actor: &Principal, raw: &RawBundle, dry_run: bool) -> Result<CreatedApp, RuntimeError> {
+    pub async fn create_app(
+        &self,
+        actor: &Principal,
+        raw: &RawBundle,
+        dry_run: bool,
+    ) -> Result<CreatedApp, RuntimeError> {
         require_admin(actor, "create apps")?;
         let bundle = check(raw)?;
         let id = bundle.id().to_string();
         let semver = bundle.manifest.version.to_string();
         if dry_run {
             if self.store().get_app(&id).await?.is_some() {
-                return Err(RuntimeError::Conflict(format!("an app with id '{id}' already exists")));
+                return Err(RuntimeError::Conflict(format!(
+                    "an app with id '{id}' already exists"
+                )));
             }
-            return Ok(CreatedApp { id, version: 1, semver, dry_run, warnings: bundle.warnings });
+            return Ok(CreatedApp {
+                id,
+                version: 1,
+                semver,
+                dry_run,
+                warnings: bundle.warnings,
+            });
         }
         let text = serialize_bundle(raw)?;
         let record = self
@@ -104,12 +123,25 @@ impl Runtime {
             })
             .await?;
         tracing::info!(app = %id, version = record.current_version, "app created");
-        Ok(CreatedApp { id, version: record.current_version, semver, dry_run, warnings: bundle.warnings })
+        Ok(CreatedApp {
+            id,
+            version: record.current_version,
+            semver,
+            dry_run,
+            warnings: bundle.warnings,
+        })
     }
 
     /// Every live app (and deleted ones for admins who ask).
-    pub async fn list_apps(&self, actor: &Principal, include_deleted: bool) -> Result<Vec<AppSummary>, RuntimeError> {
-        let records = self.store().list_apps(include_deleted && actor.is_admin).await?;
+    pub async fn list_apps(
+        &self,
+        actor: &Principal,
+        include_deleted: bool,
+    ) -> Result<Vec<AppSummary>, RuntimeError> {
+        let records = self
+            .store()
+            .list_apps(include_deleted && actor.is_admin)
+            .await?;
         let mut apps = Vec::with_capacity(records.len());
         for record in records {
             apps.push(self.summarize(record).await?);
@@ -130,9 +162,17 @@ impl Runtime {
             .store()
             .get_app_version(&record.id, record.current_version)
             .await?
-            .ok_or_else(|| RuntimeError::Internal(format!("app '{}' has no current version", record.id)))?;
-        let raw: RawBundle = serde_json::from_str(&version.bundle).map_err(|e| RuntimeError::Internal(e.to_string()))?;
-        let name = raw.0.get("trellis.json").and_then(|m| m.get("name")).cloned().unwrap_or_default();
+            .ok_or_else(|| {
+                RuntimeError::Internal(format!("app '{}' has no current version", record.id))
+            })?;
+        let raw: RawBundle = serde_json::from_str(&version.bundle)
+            .map_err(|e| RuntimeError::Internal(e.to_string()))?;
+        let name = raw
+            .0
+            .get("trellis.json")
+            .and_then(|m| m.get("name"))
+            .cloned()
+            .unwrap_or_default();
         Ok(AppSummary {
             id: record.id,
             version: record.current_version,
@@ -150,13 +190,19 @@ impl Runtime {
     }
 
     /// The current bundle of an app as JSON text, exactly as it was published, with its version number.
-    pub async fn export_bundle(&self, _actor: &Principal, id: &str) -> Result<(i64, String), RuntimeError> {
+    pub async fn export_bundle(
+        &self,
+        _actor: &Principal,
+        id: &str,
+    ) -> Result<(i64, String), RuntimeError> {
         let app = self.live_app(id).await?;
         let version = self
             .store()
             .get_app_version(&app.id, app.current_version)
             .await?
-            .ok_or_else(|| RuntimeError::Internal(format!("app '{}' has no current version", app.id)))?;
+            .ok_or_else(|| {
+                RuntimeError::Internal(format!("app '{}' has no current version", app.id))
+            })?;
         Ok((version.version, version.bundle))
     }
 
@@ -186,7 +232,11 @@ impl Runtime {
                 file: "trellis.json".into(),
                 pointer: "/id".into(),
                 code: "app_id_mismatch",
-                message: format!("the manifest id '{}' must stay '{}' when publishing to this app", new.id(), app.id),
+                message: format!(
+                    "the manifest id '{}' must stay '{}' when publishing to this app",
+                    new.id(),
+                    app.id
+                ),
                 severity: trellis_model::Severity::Error,
             }]));
         }
@@ -194,7 +244,9 @@ impl Runtime {
             .store()
             .get_app_version(&app.id, app.current_version)
             .await?
-            .ok_or_else(|| RuntimeError::Internal(format!("app '{}' has no current version", app.id)))?;
+            .ok_or_else(|| {
+                RuntimeError::Internal(format!("app '{}' has no current version", app.id))
+            })?;
         let old = parse_stored_bundle(&app.id, &current.bundle)?;
         let plan = plan_migration(&old, &new);
         let semver = new.manifest.version.to_string();
@@ -212,16 +264,25 @@ impl Runtime {
             return Ok(report);
         }
         let text = serialize_bundle(raw)?;
-        let summary = serde_json::to_value(&report.plan).map_err(|e| RuntimeError::Internal(e.to_string()))?;
+        let summary = serde_json::to_value(&report.plan)
+            .map_err(|e| RuntimeError::Internal(e.to_string()))?;
         let version = self
             .store()
             .publish_app_version(
-                &NewAppVersion { app_id: &app.id, semver: &semver, bundle: &text, actor: Some(&actor.user_id), summary },
+                &NewAppVersion {
+                    app_id: &app.id,
+                    semver: &semver,
+                    bundle: &text,
+                    actor: Some(&actor.user_id),
+                    summary,
+                },
                 app.current_version,
             )
             .await
             .map_err(|e| match e {
-                trellis_store::StoreError::Conflict(message) => RuntimeError::PreconditionFailed(message),
+                trellis_store::StoreError::Conflict(message) => {
+                    RuntimeError::PreconditionFailed(message)
+                }
                 other => other.into(),
             })?;
         report.to_version = version;
@@ -233,16 +294,26 @@ impl Runtime {
     pub async fn delete_app(&self, actor: &Principal, id: &str) -> Result<(), RuntimeError> {
         require_admin(actor, "delete apps")?;
         let app = self.live_app(id).await?;
-        self.store().set_app_deleted(&app.id, true, Some(&actor.user_id)).await?;
+        self.store()
+            .set_app_deleted(&app.id, true, Some(&actor.user_id))
+            .await?;
         tracing::info!(app = %app.id, "app deleted (soft)");
         Ok(())
     }
 
     /// Restore a soft-deleted app.
-    pub async fn restore_app(&self, actor: &Principal, id: &str) -> Result<AppSummary, RuntimeError> {
+    pub async fn restore_app(
+        &self,
+        actor: &Principal,
+        id: &str,
+    ) -> Result<AppSummary, RuntimeError> {
         require_admin(actor, "restore apps")?;
         let id = parse_app_id(id)?;
-        if !self.store().set_app_deleted(id.as_str(), false, Some(&actor.user_id)).await? {
+        if !self
+            .store()
+            .set_app_deleted(id.as_str(), false, Some(&actor.user_id))
+            .await?
+        {
             return match self.store().get_app(id.as_str()).await? {
                 Some(_) => Err(RuntimeError::Conflict(format!("app '{id}' is not deleted"))),
                 None => Err(RuntimeError::NotFound(format!("app '{id}'"))),

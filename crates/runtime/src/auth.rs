@@ -1,8 +1,8 @@
 //! Sign-in: argon2 password hashes, opaque bearer tokens (only their SHA-256 is stored), and the
 //! bootstrap admin created when the database has no users.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use chrono::Utc;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -25,7 +25,11 @@ pub fn hash_password(password: &str) -> Result<String, RuntimeError> {
 }
 
 fn verify_password(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+    PasswordHash::new(hash).is_ok_and(|parsed| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    })
 }
 
 fn new_token() -> String {
@@ -43,7 +47,10 @@ pub fn generate_password() -> String {
     const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut bytes = [0u8; 20];
     rand::rng().fill_bytes(&mut bytes);
-    bytes.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect()
+    bytes
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
 }
 
 /// What happened when the bootstrap admin was checked at start-up.
@@ -59,7 +66,10 @@ pub enum BootstrapOutcome {
 
 impl Runtime {
     /// Create the `admin` user when the database has no users (CONTRACT.md §1).
-    pub async fn bootstrap_admin(&self, password: Option<&str>) -> Result<BootstrapOutcome, RuntimeError> {
+    pub async fn bootstrap_admin(
+        &self,
+        password: Option<&str>,
+    ) -> Result<BootstrapOutcome, RuntimeError> {
         if self.store().count_users().await? > 0 {
             return Ok(BootstrapOutcome::UsersExist);
         }
@@ -67,7 +77,10 @@ impl Runtime {
             Some(given) => (given.to_owned(), BootstrapOutcome::CreatedWithGivenPassword),
             None => {
                 let generated = generate_password();
-                (generated.clone(), BootstrapOutcome::CreatedWithGeneratedPassword(generated))
+                (
+                    generated.clone(),
+                    BootstrapOutcome::CreatedWithGeneratedPassword(generated),
+                )
             }
         };
         let user = NewUser {
@@ -93,13 +106,19 @@ impl Runtime {
         is_admin: bool,
     ) -> Result<Principal, RuntimeError> {
         if !actor.is_admin {
-            return Err(RuntimeError::Forbidden("only platform admins can create users".into()));
+            return Err(RuntimeError::Forbidden(
+                "only platform admins can create users".into(),
+            ));
         }
         if username.trim().is_empty() || username.len() > 64 {
-            return Err(RuntimeError::InvalidInput("username must be 1–64 characters".into()));
+            return Err(RuntimeError::InvalidInput(
+                "username must be 1–64 characters".into(),
+            ));
         }
         if password.chars().count() < 8 {
-            return Err(RuntimeError::InvalidInput("password must have at least 8 characters".into()));
+            return Err(RuntimeError::InvalidInput(
+                "password must have at least 8 characters".into(),
+            ));
         }
         let user = self
             .store()
@@ -110,7 +129,11 @@ impl Runtime {
                 is_admin,
             })
             .await?;
-        Ok(Principal { user_id: user.id, username: user.username, is_admin: user.is_admin })
+        Ok(Principal {
+            user_id: user.id,
+            username: user.username,
+            is_admin: user.is_admin,
+        })
     }
 
     /// Check a username and password; on success issue a session token.
@@ -135,7 +158,15 @@ impl Runtime {
         };
         let token = new_token();
         let expires_at = Utc::now() + self.settings.session_ttl;
-        self.store().insert_token(&token_hash(&token), &user.id, TokenKind::Session, None, Some(expires_at)).await?;
+        self.store()
+            .insert_token(
+                &token_hash(&token),
+                &user.id,
+                TokenKind::Session,
+                None,
+                Some(expires_at),
+            )
+            .await?;
         tracing::info!(username, user_id = %user.id, "signed in");
         Ok(token)
     }
@@ -145,8 +176,15 @@ impl Runtime {
         if !token.starts_with(TOKEN_PREFIX) {
             return Ok(None);
         }
-        let found = self.store().find_live_token(&token_hash(token), Utc::now()).await?;
-        Ok(found.map(|(_, user)| Principal { user_id: user.id, username: user.username, is_admin: user.is_admin }))
+        let found = self
+            .store()
+            .find_live_token(&token_hash(token), Utc::now())
+            .await?;
+        Ok(found.map(|(_, user)| Principal {
+            user_id: user.id,
+            username: user.username,
+            is_admin: user.is_admin,
+        }))
     }
 
     /// Revoke a token (sign-out). It stops working at once.
@@ -156,5 +194,4 @@ impl Runtime {
 }
 
 /// argon2id hash of a random password nobody knows; used to keep sign-in timing uniform.
-const DUMMY_HASH: &str =
-    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$5B7gq5dc5jJCf3bLr9Ywq0W8M2ZqgHkV4kYkYzQ4Qyk";
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$5B7gq5dc5jJCf3bLr9Ywq0W8M2ZqgHkV4kYkYzQ4Qyk";

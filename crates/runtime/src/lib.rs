@@ -32,7 +32,9 @@ pub struct RuntimeSettings {
 
 impl Default for RuntimeSettings {
     fn default() -> Self {
-        Self { session_ttl: chrono::Duration::hours(12) }
+        Self {
+            session_ttl: chrono::Duration::hours(12),
+        }
     }
 }
 

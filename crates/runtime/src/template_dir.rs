@@ -38,7 +38,10 @@ pub fn read_template(path: &Path) -> Result<(RawBundle, Vec<Problem>), std::io::
 }
 
 fn read_bundle_file(path: &Path) -> Result<(RawBundle, Vec<Problem>), std::io::Error> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let text = std::fs::read_to_string(path)?;
     match serde_json::from_str::<RawBundle>(&text) {
         Ok(bundle) => Ok((bundle, Vec::new())),
@@ -55,7 +58,12 @@ fn read_bundle_file(path: &Path) -> Result<(RawBundle, Vec<Problem>), std::io::E
     }
 }
 
-fn collect_files(root: &Path, dir: &Path, out: &mut Vec<PathBuf>, problems: &mut Problems) -> std::io::Result<()> {
+fn collect_files(
+    root: &Path,
+    dir: &Path,
+    out: &mut Vec<PathBuf>,
+    problems: &mut Problems,
+) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let path = entry.path();
@@ -66,7 +74,12 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<PathBuf>, problems: &mut
         }
         let file_type = entry.file_type()?;
         if file_type.is_symlink() {
-            problems.error(&name, "", "symlink", "symlinks are not allowed in a template: copy the file in");
+            problems.error(
+                &name,
+                "",
+                "symlink",
+                "symlinks are not allowed in a template: copy the file in",
+            );
         } else if file_type.is_dir() {
             collect_files(root, &path, out, problems)?;
         } else {
@@ -77,16 +90,20 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<PathBuf>, problems: &mut
 }
 
 fn read_file(path: &Path, name: &str) -> Result<Value, (String, String)> {
-    let size = std::fs::metadata(path).map_err(|e| (String::new(), e.to_string()))?.len();
+    let size = std::fs::metadata(path)
+        .map_err(|e| (String::new(), e.to_string()))?
+        .len();
     if size > MAX_FILE_BYTES {
-        return Err((String::new(), format!("file is {size} bytes; the limit is {MAX_FILE_BYTES}")));
+        return Err((
+            String::new(),
+            format!("file is {size} bytes; the limit is {MAX_FILE_BYTES}"),
+        ));
     }
     let bytes = std::fs::read(path).map_err(|e| (String::new(), e.to_string()))?;
-    let text = String::from_utf8(bytes).map_err(|_| (String::new(), "file is not UTF-8 text".to_owned()))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| (String::new(), "file is not UTF-8 text".to_owned()))?;
     if name.ends_with(".json") {
-        serde_json::from_str(&text).map_err(|e| {
-            (String::new(), format!("invalid JSON: {e}"))
-        })
+        serde_json::from_str(&text).map_err(|e| (String::new(), format!("invalid JSON: {e}")))
     } else {
         Ok(Value::String(text))
     }

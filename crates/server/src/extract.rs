@@ -19,18 +19,31 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-        let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let content_type = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let essence = content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         if !(essence == "application/json" || essence.ends_with("+json")) {
             return Err(ApiError::new(
                 ErrorCode::UnsupportedMediaType,
-                format!("send the body as JSON with 'Content-Type: application/json' (got '{content_type}')"),
+                format!(
+                    "send the body as JSON with 'Content-Type: application/json' (got '{content_type}')"
+                ),
             ));
         }
-        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
-            let status = rejection.status();
-            ApiError::new(ErrorCode::for_status(status), rejection.body_text())
-        })?;
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                let status = rejection.status();
+                ApiError::new(ErrorCode::for_status(status), rejection.body_text())
+            })?;
         parse_json(&bytes).map(ApiJson)
     }
 }
@@ -44,9 +57,16 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         Err(error) => {
             let pointer = trellis_model::pointer::from_serde_path("", error.path());
             let inner = error.into_inner();
-            let code = if inner.is_syntax() || inner.is_eof() { "syntax" } else { "type" };
-            Err(ApiError::new(ErrorCode::InvalidJson, format!("the body could not be read: {inner}"))
-                .with_error(pointer, code, inner.to_string()))
+            let code = if inner.is_syntax() || inner.is_eof() {
+                "syntax"
+            } else {
+                "type"
+            };
+            Err(ApiError::new(
+                ErrorCode::InvalidJson,
+                format!("the body could not be read: {inner}"),
+            )
+            .with_error(pointer, code, inner.to_string()))
         }
     }
 }
@@ -58,7 +78,10 @@ pub struct Authenticated(pub Principal);
 impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let token = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -73,12 +96,20 @@ impl FromRequestParts<AppState> for Authenticated {
                 tracing::Span::current().record("user", principal.username.as_str());
                 Ok(Self(principal))
             }
-            None => Err(ApiError::new(ErrorCode::Unauthorized, "the token is invalid, expired or revoked; sign in again")),
+            None => Err(ApiError::new(
+                ErrorCode::Unauthorized,
+                "the token is invalid, expired or revoked; sign in again",
+            )),
         }
     }
 }
 
 /// The bearer token itself (for sign-out).
 pub fn bearer_token(parts: &axum::http::HeaderMap) -> Option<&str> {
-    parts.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
+    parts
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
 }

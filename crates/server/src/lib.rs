@@ -32,7 +32,10 @@ pub struct ServerSettings {
 
 impl Default for ServerSettings {
     fn default() -> Self {
-        Self { max_body_bytes: 32 * 1024 * 1024, request_timeout: Duration::from_secs(120) }
+        Self {
+            max_body_bytes: 32 * 1024 * 1024,
+            request_timeout: Duration::from_secs(120),
+        }
     }
 }
 
@@ -48,7 +51,10 @@ pub fn router(runtime: Runtime, settings: &ServerSettings) -> Router {
     let (api, openapi) = routes::api_router().split_for_parts();
     let openapi = Arc::new(openapi.to_pretty_json().unwrap_or_else(|_| "{}".into()));
     let state = AppState { runtime, openapi };
-    middleware::wrap(api.merge(routes::public_router()).with_state(state), settings)
+    middleware::wrap(
+        api.merge(routes::public_router()).with_state(state),
+        settings,
+    )
 }
 
 /// Serve `router` on `listener` until `shutdown` resolves, then finish in-flight requests.
@@ -57,5 +63,7 @@ pub async fn serve(
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
 }

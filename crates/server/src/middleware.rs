@@ -18,8 +18,16 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub fn wrap(router: Router, settings: &ServerSettings) -> Router {
     let trace = TraceLayer::new_for_http().make_span_with(|request: &Request<Body>| {
-        let route = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or("");
-        let request_id = request.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let route = request
+            .extensions()
+            .get::<MatchedPath>()
+            .map(MatchedPath::as_str)
+            .unwrap_or("");
+        let request_id = request
+            .headers()
+            .get(&REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         tracing::info_span!(
             "request",
             method = %request.method(),
@@ -32,7 +40,10 @@ pub fn wrap(router: Router, settings: &ServerSettings) -> Router {
     router
         .layer(middleware::from_fn(problem_for_bare_errors))
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
-        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::SERVICE_UNAVAILABLE, settings.request_timeout))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            settings.request_timeout,
+        ))
         .layer(trace)
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
@@ -55,7 +66,11 @@ async fn problem_for_bare_errors(request: Request, next: Next) -> Response {
         return response;
     }
     let code = ErrorCode::for_status(status);
-    let mut replaced = ApiError::new(code, status.canonical_reason().unwrap_or("error").to_lowercase()).into_response();
+    let mut replaced = ApiError::new(
+        code,
+        status.canonical_reason().unwrap_or("error").to_lowercase(),
+    )
+    .into_response();
     *replaced.status_mut() = status;
     if let Some(allow) = response.headers().get(header::ALLOW) {
         replaced.headers_mut().insert(header::ALLOW, allow.clone());

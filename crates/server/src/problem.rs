@@ -63,22 +63,62 @@ impl ErrorCode {
     pub fn describe(self) -> (&'static str, StatusCode, &'static str) {
         use StatusCode as S;
         match self {
-            Self::InvalidBundle => ("invalid-bundle", S::UNPROCESSABLE_ENTITY, "The app bundle is not valid"),
-            Self::InvalidJson => ("invalid-json", S::BAD_REQUEST, "The request body is not valid JSON for this route"),
-            Self::InvalidInput => ("invalid-input", S::UNPROCESSABLE_ENTITY, "The request is not valid"),
-            Self::UnsupportedMediaType => ("unsupported-media-type", S::UNSUPPORTED_MEDIA_TYPE, "Unsupported media type"),
-            Self::PayloadTooLarge => ("payload-too-large", S::PAYLOAD_TOO_LARGE, "The request body is too large"),
+            Self::InvalidBundle => (
+                "invalid-bundle",
+                S::UNPROCESSABLE_ENTITY,
+                "The app bundle is not valid",
+            ),
+            Self::InvalidJson => (
+                "invalid-json",
+                S::BAD_REQUEST,
+                "The request body is not valid JSON for this route",
+            ),
+            Self::InvalidInput => (
+                "invalid-input",
+                S::UNPROCESSABLE_ENTITY,
+                "The request is not valid",
+            ),
+            Self::UnsupportedMediaType => (
+                "unsupported-media-type",
+                S::UNSUPPORTED_MEDIA_TYPE,
+                "Unsupported media type",
+            ),
+            Self::PayloadTooLarge => (
+                "payload-too-large",
+                S::PAYLOAD_TOO_LARGE,
+                "The request body is too large",
+            ),
             Self::Unauthorized => ("unauthorized", S::UNAUTHORIZED, "Authentication required"),
-            Self::BadCredentials => ("bad-credentials", S::UNAUTHORIZED, "Wrong username or password"),
+            Self::BadCredentials => (
+                "bad-credentials",
+                S::UNAUTHORIZED,
+                "Wrong username or password",
+            ),
             Self::Forbidden => ("forbidden", S::FORBIDDEN, "Not allowed"),
             Self::NotFound => ("not-found", S::NOT_FOUND, "Not found"),
             Self::RouteNotFound => ("route-not-found", S::NOT_FOUND, "No such route"),
-            Self::MethodNotAllowed => ("method-not-allowed", S::METHOD_NOT_ALLOWED, "Method not allowed"),
+            Self::MethodNotAllowed => (
+                "method-not-allowed",
+                S::METHOD_NOT_ALLOWED,
+                "Method not allowed",
+            ),
             Self::Conflict => ("conflict", S::CONFLICT, "Conflict"),
-            Self::PreconditionFailed => ("precondition-failed", S::PRECONDITION_FAILED, "The resource changed"),
-            Self::Timeout => ("timeout", S::SERVICE_UNAVAILABLE, "The request took too long"),
+            Self::PreconditionFailed => (
+                "precondition-failed",
+                S::PRECONDITION_FAILED,
+                "The resource changed",
+            ),
+            Self::Timeout => (
+                "timeout",
+                S::SERVICE_UNAVAILABLE,
+                "The request took too long",
+            ),
             Self::Unavailable => ("unavailable", S::SERVICE_UNAVAILABLE, "Service unavailable"),
-            Self::Internal => ("internal", S::INTERNAL_SERVER_ERROR, "Internal server error"),
+            Self::Internal => (
+                "internal",
+                S::INTERNAL_SERVER_ERROR,
+                "Internal server error",
+            ),
         }
     }
 
@@ -108,11 +148,26 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
-        Self { code, detail: detail.into(), errors: Vec::new() }
+        Self {
+            code,
+            detail: detail.into(),
+            errors: Vec::new(),
+        }
     }
 
-    pub fn with_error(mut self, pointer: impl Into<String>, code: &str, message: impl Into<String>) -> Self {
-        self.errors.push(FieldError { pointer: pointer.into(), code: code.into(), message: message.into(), file: None, severity: None });
+    pub fn with_error(
+        mut self,
+        pointer: impl Into<String>,
+        code: &str,
+        message: impl Into<String>,
+    ) -> Self {
+        self.errors.push(FieldError {
+            pointer: pointer.into(),
+            code: code.into(),
+            message: message.into(),
+            file: None,
+            severity: None,
+        });
         self
     }
 
@@ -143,23 +198,42 @@ impl From<RuntimeError> for ApiError {
                         severity: Some(format!("{:?}", p.severity).to_lowercase()),
                     })
                     .collect();
-                let count = problems.iter().filter(|p| p.severity == trellis_model::Severity::Error).count();
-                Self { code: ErrorCode::InvalidBundle, detail: format!("the bundle has {count} error(s); nothing was changed"), errors }
+                let count = problems
+                    .iter()
+                    .filter(|p| p.severity == trellis_model::Severity::Error)
+                    .count();
+                Self {
+                    code: ErrorCode::InvalidBundle,
+                    detail: format!("the bundle has {count} error(s); nothing was changed"),
+                    errors,
+                }
             }
-            RuntimeError::NotFound(what) => Self::new(ErrorCode::NotFound, format!("{what} not found")),
+            RuntimeError::NotFound(what) => {
+                Self::new(ErrorCode::NotFound, format!("{what} not found"))
+            }
             RuntimeError::Conflict(message) => Self::new(ErrorCode::Conflict, message),
-            RuntimeError::PreconditionFailed(message) => Self::new(ErrorCode::PreconditionFailed, message),
-            RuntimeError::BadCredentials => Self::new(ErrorCode::BadCredentials, "wrong username or password"),
+            RuntimeError::PreconditionFailed(message) => {
+                Self::new(ErrorCode::PreconditionFailed, message)
+            }
+            RuntimeError::BadCredentials => {
+                Self::new(ErrorCode::BadCredentials, "wrong username or password")
+            }
             RuntimeError::Forbidden(message) => Self::new(ErrorCode::Forbidden, message),
             RuntimeError::InvalidInput(message) => Self::new(ErrorCode::InvalidInput, message),
             RuntimeError::Store(error) => {
                 // Never leak SQL or driver text to clients; log it with the request's span instead.
                 tracing::error!(error = %error, "storage error");
-                Self::new(ErrorCode::Unavailable, "the database could not complete the request; try again")
+                Self::new(
+                    ErrorCode::Unavailable,
+                    "the database could not complete the request; try again",
+                )
             }
             RuntimeError::Internal(message) => {
                 tracing::error!(error = %message, "internal error");
-                Self::new(ErrorCode::Internal, "something went wrong on the server; the error was logged")
+                Self::new(
+                    ErrorCode::Internal,
+                    "something went wrong on the server; the error was logged",
+                )
             }
         }
     }
@@ -168,12 +242,17 @@ impl From<RuntimeError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let problem = self.to_problem();
-        let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status =
+            StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (status, body).into_response();
-        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         if status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }

@@ -53,7 +53,7 @@ macro_rules! select_app {
 impl Store {
     /// Create an app with its first version. An existing app id (even a deleted one) is a conflict.
     pub async fn create_app(&self, new: &NewAppVersion<'_>) -> Result<AppRecord, StoreError> {
-        let now = Utc::now();
+        let now = crate::now();
         let uid = uuid::Uuid::now_v7().to_string();
         let change = NewChange {
             app_id: Some(new.app_id.to_owned()),
@@ -77,7 +77,10 @@ impl Store {
             .await?
             .rows_affected();
             if inserted == 0 {
-                return Err(StoreError::Conflict(format!("an app with id '{}' already exists", new.app_id)));
+                return Err(StoreError::Conflict(format!(
+                    "an app with id '{}' already exists",
+                    new.app_id
+                )));
             }
             sqlx::query(
                 "INSERT INTO app_versions (app_id, version, semver, bundle, published_at, published_by) \
@@ -93,14 +96,22 @@ impl Store {
             append_change!(self, tx, &change);
             tx.commit().await?;
         });
-        self.get_app(new.app_id).await?.ok_or_else(|| StoreError::NotFound(format!("app '{}'", new.app_id)))
+        self.get_app(new.app_id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("app '{}'", new.app_id)))
     }
 
     /// Every app, newest first; deleted ones only when asked.
     pub async fn list_apps(&self, include_deleted: bool) -> Result<Vec<AppRecord>, StoreError> {
-        let sql = concat!(select_app!(), " WHERE ($1 OR a.deleted_at IS NULL) ORDER BY a.created_at DESC, a.id");
+        let sql = concat!(
+            select_app!(),
+            " WHERE ($1 OR a.deleted_at IS NULL) ORDER BY a.created_at DESC, a.id"
+        );
         let apps = crate::with_pool!(self, read, |pool| {
-            sqlx::query_as::<_, AppRecord>(sql).bind(include_deleted).fetch_all(pool).await?
+            sqlx::query_as::<_, AppRecord>(sql)
+                .bind(include_deleted)
+                .fetch_all(pool)
+                .await?
         });
         Ok(apps)
     }
@@ -109,12 +120,19 @@ impl Store {
     pub async fn get_app(&self, id: &str) -> Result<Option<AppRecord>, StoreError> {
         let sql = concat!(select_app!(), " WHERE a.id = $1");
         let app = crate::with_pool!(self, read, |pool| {
-            sqlx::query_as::<_, AppRecord>(sql).bind(id).fetch_optional(pool).await?
+            sqlx::query_as::<_, AppRecord>(sql)
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
         });
         Ok(app)
     }
 
-    pub async fn get_app_version(&self, id: &str, version: i64) -> Result<Option<AppVersionRecord>, StoreError> {
+    pub async fn get_app_version(
+        &self,
+        id: &str,
+        version: i64,
+    ) -> Result<Option<AppVersionRecord>, StoreError> {
         let version = crate::with_pool!(self, read, |pool| {
             sqlx::query_as::<_, AppVersionRecord>(
                 "SELECT app_id, version, semver, bundle, published_at, published_by \
@@ -149,7 +167,7 @@ impl Store {
         new: &NewAppVersion<'_>,
         expected_current: i64,
     ) -> Result<i64, StoreError> {
-        let now = Utc::now();
+        let now = crate::now();
         let next = expected_current + 1;
         let change = NewChange {
             app_id: Some(new.app_id.to_owned()),
@@ -197,8 +215,13 @@ impl Store {
     }
 
     /// Soft-delete (`deleted = true`) or restore an app. Returns false when nothing changed.
-    pub async fn set_app_deleted(&self, id: &str, deleted: bool, actor: Option<&str>) -> Result<bool, StoreError> {
-        let now = Utc::now();
+    pub async fn set_app_deleted(
+        &self,
+        id: &str,
+        deleted: bool,
+        actor: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let now = crate::now();
         let change = NewChange {
             app_id: Some(id.to_owned()),
             subject: "app".into(),
@@ -214,7 +237,13 @@ impl Store {
             } else {
                 "UPDATE apps SET deleted_at = NULL, updated_at = $1 WHERE id = $2 AND deleted_at IS NOT NULL"
             };
-            let changed = sqlx::query(sql).bind(now).bind(id).execute(&mut *tx).await?.rows_affected() > 0;
+            let changed = sqlx::query(sql)
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                > 0;
             if changed {
                 append_change!(self, tx, &change);
             }

@@ -57,7 +57,7 @@ macro_rules! append_change {
         .bind(&change.subject_id)
         .bind(&change.operation)
         .bind(&change.actor)
-        .bind(chrono::Utc::now())
+        .bind(crate::now())
         .bind(change.payload.to_string())
         .execute(&mut *$tx)
         .await?;
@@ -77,11 +77,19 @@ impl Store {
     }
 
     /// Changes with a sequence number greater than `after`, oldest first, at most `limit`.
-    pub async fn changes_since(&self, after: i64, limit: i64) -> Result<Vec<ChangeEntry>, StoreError> {
+    pub async fn changes_since(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<ChangeEntry>, StoreError> {
         let sql = "SELECT seq, app_id, subject, subject_id, operation, actor, at, payload \
                    FROM change_log WHERE seq > $1 ORDER BY seq LIMIT $2";
         let rows = crate::with_pool!(self, read, |pool| {
-            sqlx::query_as::<_, ChangeEntry>(sql).bind(after).bind(limit).fetch_all(pool).await?
+            sqlx::query_as::<_, ChangeEntry>(sql)
+                .bind(after)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
         });
         Ok(rows)
     }

@@ -68,7 +68,9 @@ impl Store {
             .connect_with(options.read_only(true))
             .await
             .map_err(StoreError::connect)?;
-        Ok(Self { pools: Pools::Sqlite { write, read } })
+        Ok(Self {
+            pools: Pools::Sqlite { write, read },
+        })
     }
 
     async fn connect_postgres(url: &str) -> Result<Self, StoreError> {
@@ -80,14 +82,32 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(StoreError::connect)?;
-        Ok(Self { pools: Pools::Postgres(pool) })
+        Ok(Self {
+            pools: Pools::Postgres(pool),
+        })
     }
 
     /// Apply pending migrations. On PostgreSQL sqlx holds an advisory lock while it migrates, so
     /// concurrent servers wait for each other instead of applying a migration twice.
     async fn migrate(&self) -> Result<(), StoreError> {
         match &self.pools {
-            Pools::Sqlite { write, .. } => SQLITE_MIGRATIONS.run(write).await?,
+            Pools::Sqlite { write, .. } => {
+                // SQLite has no advisory lock. Each migration runs in its own transaction, so when two
+                // processes race, the loser's attempt rolls back whole; it then retries and finds the
+                // migration applied.
+                let mut attempt = 0;
+                loop {
+                    match SQLITE_MIGRATIONS.run(write).await {
+                        Ok(()) => break,
+                        Err(error) if attempt < 5 => {
+                            attempt += 1;
+                            tracing::debug!(%error, attempt, "sqlite migration raced another process; retrying");
+                            tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                        }
+                        Err(error) => return Err(error.into()),
+                    }
+                }
+            }
             Pools::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
         }
         Ok(())
@@ -103,13 +123,17 @@ impl Store {
     /// Number of migrations applied (for diagnostics and tests).
     pub async fn applied_migrations(&self) -> Result<i64, StoreError> {
         let sql = "SELECT COUNT(*) FROM _sqlx_migrations WHERE success";
-        let count: i64 = crate::with_pool!(self, read, |pool| sqlx::query_scalar(sql).fetch_one(pool).await?);
+        let count: i64 = crate::with_pool!(self, read, |pool| sqlx::query_scalar(sql)
+            .fetch_one(pool)
+            .await?);
         Ok(count)
     }
 
     /// Check that the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let _: i32 = crate::with_pool!(self, read, |pool| sqlx::query_scalar("SELECT 1").fetch_one(pool).await?);
+        let _: i32 = crate::with_pool!(self, read, |pool| sqlx::query_scalar("SELECT 1")
+            .fetch_one(pool)
+            .await?);
         Ok(())
     }
 

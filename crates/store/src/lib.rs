@@ -21,6 +21,13 @@ pub use connect::{Backend, Store, redact};
 pub use error::StoreError;
 pub use users::{NewUser, TokenKind, TokenRecord, UserRecord};
 
+/// The current time at the precision both backends store (microseconds), so a value read back equals
+/// the value written.
+pub(crate) fn now() -> chrono::DateTime<chrono::Utc> {
+    let now = chrono::Utc::now();
+    chrono::DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
+}
+
 /// Run `$body` with `$pool` bound to the backend's pool for reads or writes; both backends share the
 /// source text of `$body`, so the SQL is written once (with `$n` placeholders, which both accept).
 macro_rules! with_pool {

@@ -65,14 +65,16 @@ macro_rules! select_user {
 impl Store {
     pub async fn count_users(&self) -> Result<i64, StoreError> {
         let count: i64 = crate::with_pool!(self, read, |pool| {
-            sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(pool).await?
+            sqlx::query_scalar("SELECT COUNT(*) FROM users")
+                .fetch_one(pool)
+                .await?
         });
         Ok(count)
     }
 
     /// Create a user; a taken username is a [`StoreError::Conflict`].
     pub async fn create_user(&self, user: &NewUser) -> Result<UserRecord, StoreError> {
-        let now = Utc::now();
+        let now = crate::now();
         let record = UserRecord {
             id: uuid::Uuid::now_v7().to_string(),
             username: user.username.clone(),
@@ -117,10 +119,16 @@ impl Store {
         Ok(record)
     }
 
-    pub async fn find_user_by_username(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
+    pub async fn find_user_by_username(
+        &self,
+        username: &str,
+    ) -> Result<Option<UserRecord>, StoreError> {
         let sql = concat!(select_user!(), " WHERE username = $1");
         let user = crate::with_pool!(self, read, |pool| {
-            sqlx::query_as::<_, UserRecord>(sql).bind(username).fetch_optional(pool).await?
+            sqlx::query_as::<_, UserRecord>(sql)
+                .bind(username)
+                .fetch_optional(pool)
+                .await?
         });
         Ok(user)
     }
@@ -128,7 +136,10 @@ impl Store {
     pub async fn get_user(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
         let sql = concat!(select_user!(), " WHERE id = $1");
         let user = crate::with_pool!(self, read, |pool| {
-            sqlx::query_as::<_, UserRecord>(sql).bind(id).fetch_optional(pool).await?
+            sqlx::query_as::<_, UserRecord>(sql)
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
         });
         Ok(user)
     }
@@ -150,7 +161,7 @@ impl Store {
             .bind(user_id)
             .bind(kind.as_str())
             .bind(name)
-            .bind(Utc::now())
+            .bind(crate::now())
             .bind(expires_at)
             .execute(pool)
             .await?;
@@ -187,7 +198,7 @@ impl Store {
     pub async fn revoke_token(&self, token_hash: &str) -> Result<(), StoreError> {
         crate::with_pool!(self, write, |pool| {
             sqlx::query("UPDATE auth_tokens SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL")
-                .bind(Utc::now())
+                .bind(crate::now())
                 .bind(token_hash)
                 .execute(pool)
                 .await?;

@@ -7,19 +7,47 @@ use trellis_model::{AppBundle, EntityDefinition};
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "change", rename_all = "snake_case")]
 pub enum MigrationChange {
-    EntityAdded { entity: String },
+    EntityAdded {
+        entity: String,
+    },
     /// The entity's values are kept and come back if it is restored.
-    EntityRemoved { entity: String },
-    EntityRenamed { uid: String, from: String, to: String },
+    EntityRemoved {
+        entity: String,
+    },
+    EntityRenamed {
+        uid: String,
+        from: String,
+        to: String,
+    },
     /// New field; existing records get its default.
-    FieldAdded { entity: String, field: String },
+    FieldAdded {
+        entity: String,
+        field: String,
+    },
     /// Values are kept (hidden) and come back if the field is restored.
-    FieldRemoved { entity: String, field: String },
+    FieldRemoved {
+        entity: String,
+        field: String,
+    },
     /// Matched by uid: values move with the field.
-    FieldRenamed { entity: String, uid: String, from: String, to: String },
+    FieldRenamed {
+        entity: String,
+        uid: String,
+        from: String,
+        to: String,
+    },
     /// Values are converted; values that cannot convert are kept beside the field and reported.
-    FieldKindChanged { entity: String, field: String, from: String, to: String },
-    FieldRequiredChanged { entity: String, field: String, required: bool },
+    FieldKindChanged {
+        entity: String,
+        field: String,
+        from: String,
+        to: String,
+    },
+    FieldRequiredChanged {
+        entity: String,
+        field: String,
+        required: bool,
+    },
 }
 
 /// Everything that changes when `new` replaces `old`.
@@ -42,7 +70,9 @@ pub fn plan_migration(old: &AppBundle, new: &AppBundle) -> MigrationPlan {
     };
     for new_entity in new.entities.values() {
         match find(old, &new_entity.uid) {
-            None => changes.push(MigrationChange::EntityAdded { entity: new_entity.id.to_string() }),
+            None => changes.push(MigrationChange::EntityAdded {
+                entity: new_entity.id.to_string(),
+            }),
             Some(old_entity) => {
                 if old_entity.id != new_entity.id {
                     changes.push(MigrationChange::EntityRenamed {
@@ -57,7 +87,9 @@ pub fn plan_migration(old: &AppBundle, new: &AppBundle) -> MigrationPlan {
     }
     for old_entity in old.entities.values() {
         if find(new, &old_entity.uid).is_none() {
-            changes.push(MigrationChange::EntityRemoved { entity: old_entity.id.to_string() });
+            changes.push(MigrationChange::EntityRemoved {
+                entity: old_entity.id.to_string(),
+            });
         }
     }
     MigrationPlan { changes }
@@ -67,7 +99,10 @@ fn plan_fields(old: &EntityDefinition, new: &EntityDefinition, changes: &mut Vec
     let entity = new.id.to_string();
     for field in &new.fields {
         match old.field_by_uid(&field.uid) {
-            None => changes.push(MigrationChange::FieldAdded { entity: entity.clone(), field: field.name.to_string() }),
+            None => changes.push(MigrationChange::FieldAdded {
+                entity: entity.clone(),
+                field: field.name.to_string(),
+            }),
             Some(before) => {
                 if before.name != field.name {
                     changes.push(MigrationChange::FieldRenamed {
@@ -97,7 +132,10 @@ fn plan_fields(old: &EntityDefinition, new: &EntityDefinition, changes: &mut Vec
     }
     for field in &old.fields {
         if new.field_by_uid(&field.uid).is_none() {
-            changes.push(MigrationChange::FieldRemoved { entity: entity.clone(), field: field.name.to_string() });
+            changes.push(MigrationChange::FieldRemoved {
+                entity: entity.clone(),
+                field: field.name.to_string(),
+            });
         }
     }
 }
@@ -122,7 +160,9 @@ mod tests {
 
     #[test]
     fn rename_by_uid_is_not_drop_and_add() {
-        let old = bundle(json!({"name": {"type": "string"}, "notes": {"type": "string"}, "age": {"type": "string"}}));
+        let old = bundle(
+            json!({"name": {"type": "string"}, "notes": {"type": "string"}, "age": {"type": "string"}}),
+        );
         let new = bundle(json!({
             "full_name": {"type": "string", "x-trellis": {"uid": "name"}},
             "age": {"type": "integer"},
@@ -132,10 +172,26 @@ mod tests {
         assert_eq!(
             plan.changes,
             vec![
-                MigrationChange::FieldRenamed { entity: "customer".into(), uid: "name".into(), from: "name".into(), to: "full_name".into() },
-                MigrationChange::FieldKindChanged { entity: "customer".into(), field: "age".into(), from: "text".into(), to: "integer".into() },
-                MigrationChange::FieldAdded { entity: "customer".into(), field: "email".into() },
-                MigrationChange::FieldRemoved { entity: "customer".into(), field: "notes".into() },
+                MigrationChange::FieldRenamed {
+                    entity: "customer".into(),
+                    uid: "name".into(),
+                    from: "name".into(),
+                    to: "full_name".into()
+                },
+                MigrationChange::FieldKindChanged {
+                    entity: "customer".into(),
+                    field: "age".into(),
+                    from: "text".into(),
+                    to: "integer".into()
+                },
+                MigrationChange::FieldAdded {
+                    entity: "customer".into(),
+                    field: "email".into()
+                },
+                MigrationChange::FieldRemoved {
+                    entity: "customer".into(),
+                    field: "notes".into()
+                },
             ]
         );
         assert!(plan_migration(&old, &old).is_empty());

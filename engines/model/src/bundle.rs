@@ -69,7 +69,9 @@ fn classify(path: &str) -> Result<FileRole, String> {
     if path.is_empty()
         || path.starts_with('/')
         || path.contains('\\')
-        || path.split('/').any(|part| part.is_empty() || part == "." || part == "..")
+        || path
+            .split('/')
+            .any(|part| part.is_empty() || part == "." || part == "..")
     {
         return Err("path must be relative, use '/' and stay inside the template".into());
     }
@@ -95,7 +97,9 @@ fn classify(path: &str) -> Result<FileRole, String> {
             if is_language_tag(locale) {
                 Ok(FileRole::Translation(locale.to_owned()))
             } else {
-                Err(format!("'{locale}' is not a language tag such as en or zh-CN"))
+                Err(format!(
+                    "'{locale}' is not a language tag such as en or zh-CN"
+                ))
             }
         }
         "data" if name.ends_with(".csv") => stem(".csv").map(|id| FileRole::Data(id, true)),
@@ -144,7 +148,14 @@ pub fn check_bundle(raw: &RawBundle) -> Result<AppBundle, Vec<Problem>> {
                     warn_missing_locales(path, "/name", &m.name, &mut problems);
                     manifest = Some(m);
                 }
-                Err(first) => report_all(path, "manifest", value, first, "invalid_manifest", &mut problems),
+                Err(first) => report_all(
+                    path,
+                    "manifest",
+                    value,
+                    first,
+                    "invalid_manifest",
+                    &mut problems,
+                ),
             },
             FileRole::Entity(id) => {
                 if let (Some(entity), _) = check_entity(path, &id, value, &mut problems) {
@@ -153,7 +164,12 @@ pub fn check_bundle(raw: &RawBundle) -> Result<AppBundle, Vec<Problem>> {
             }
             FileRole::Document(kind, id) => match deserialize_at::<DocumentEnvelope>(value, "") {
                 Ok(document) => {
-                    check_format_version(path, "/format_version", document.format_version, &mut problems);
+                    check_format_version(
+                        path,
+                        "/format_version",
+                        document.format_version,
+                        &mut problems,
+                    );
                     if document.id != id {
                         problems.error(
                             path,
@@ -164,20 +180,44 @@ pub fn check_bundle(raw: &RawBundle) -> Result<AppBundle, Vec<Problem>> {
                     }
                     documents.insert((kind, id), document);
                 }
-                Err(first) => report_all(path, kind.schema_name(), value, first, "invalid_document", &mut problems),
+                Err(first) => report_all(
+                    path,
+                    kind.schema_name(),
+                    value,
+                    first,
+                    "invalid_document",
+                    &mut problems,
+                ),
             },
             FileRole::Script(id) => match value {
                 Value::String(source) => {
                     scripts.insert(id, source.clone());
                 }
-                _ => problems.error(path, "", "not_text", "a .rhai file must be given as a string"),
+                _ => problems.error(
+                    path,
+                    "",
+                    "not_text",
+                    "a .rhai file must be given as a string",
+                ),
             },
             FileRole::Translation(locale) => match deserialize_at::<TranslationFile>(value, "") {
                 Ok(file) => {
-                    check_format_version(path, "/format_version", file.format_version, &mut problems);
+                    check_format_version(
+                        path,
+                        "/format_version",
+                        file.format_version,
+                        &mut problems,
+                    );
                     translations.insert(locale, file);
                 }
-                Err(first) => report_all(path, "i18n", value, first, "invalid_translations", &mut problems),
+                Err(first) => report_all(
+                    path,
+                    "i18n",
+                    value,
+                    first,
+                    "invalid_translations",
+                    &mut problems,
+                ),
             },
             FileRole::Data(entity, is_csv) => match value {
                 Value::String(text) => {
@@ -185,16 +225,33 @@ pub fn check_bundle(raw: &RawBundle) -> Result<AppBundle, Vec<Problem>> {
                         sample_data.insert(entity, data);
                     }
                 }
-                _ => problems.error(path, "", "not_text", "sample data must be given as a string (CSV or NDJSON text)"),
+                _ => problems.error(
+                    path,
+                    "",
+                    "not_text",
+                    "sample data must be given as a string (CSV or NDJSON text)",
+                ),
             },
             FileRole::Asset => {}
         }
     }
 
     if !raw.0.contains_key(MANIFEST_FILE) {
-        problems.error(MANIFEST_FILE, "", "missing_manifest", "the bundle has no trellis.json manifest");
+        problems.error(
+            MANIFEST_FILE,
+            "",
+            "missing_manifest",
+            "the bundle has no trellis.json manifest",
+        );
     }
-    check_cross_references(raw, &entities, &documents, &scripts, &sample_data, &mut problems);
+    check_cross_references(
+        raw,
+        &entities,
+        &documents,
+        &scripts,
+        &sample_data,
+        &mut problems,
+    );
 
     let has_errors = problems.has_errors();
     let all = problems.into_vec();
@@ -233,11 +290,21 @@ fn report_all(
     }
 }
 
-fn check_sample_data(path: &str, text: &str, is_csv: bool, problems: &mut Problems) -> Option<SampleData> {
+fn check_sample_data(
+    path: &str,
+    text: &str,
+    is_csv: bool,
+    problems: &mut Problems,
+) -> Option<SampleData> {
     if is_csv {
         let header = text.lines().next().unwrap_or_default();
         if header.trim().is_empty() {
-            problems.error(path, "", "missing_header", "a CSV file needs a header row naming the fields");
+            problems.error(
+                path,
+                "",
+                "missing_header",
+                "a CSV file needs a header row naming the fields",
+            );
             return None;
         }
         return Some(SampleData::Csv(text.to_owned()));
@@ -250,11 +317,21 @@ fn check_sample_data(path: &str, text: &str, is_csv: bool, problems: &mut Proble
         match serde_json::from_str::<Value>(line) {
             Ok(Value::Object(_)) => {}
             Ok(_) => {
-                problems.error(path, format!("/{index}"), "not_an_object", format!("line {} is not a JSON object", index + 1));
+                problems.error(
+                    path,
+                    format!("/{index}"),
+                    "not_an_object",
+                    format!("line {} is not a JSON object", index + 1),
+                );
                 ok = false;
             }
             Err(error) => {
-                problems.error(path, format!("/{index}"), "invalid_json", format!("line {}: {error}", index + 1));
+                problems.error(
+                    path,
+                    format!("/{index}"),
+                    "invalid_json",
+                    format!("line {}: {error}", index + 1),
+                );
                 ok = false;
             }
         }
@@ -278,7 +355,12 @@ fn check_cross_references(
     for entity in entities.values() {
         let file = format!("entities/{}.schema.json", entity.id);
         if let Some(other) = entity_uids.insert(entity.uid.clone(), entity.id.clone()) {
-            problems.error(&file, "/x-trellis/uid", "duplicate_entity_uid", format!("entity uid '{}' is also used by '{other}'", entity.uid));
+            problems.error(
+                &file,
+                "/x-trellis/uid",
+                "duplicate_entity_uid",
+                format!("entity uid '{}' is also used by '{other}'", entity.uid),
+            );
         }
         for field in &entity.fields {
             if let Some(relation) = &field.annotations.relation
@@ -288,7 +370,10 @@ fn check_cross_references(
                     &file,
                     format!("/properties/{}/x-trellis/relation/entity", field.name),
                     "unknown_entity",
-                    format!("relation target '{}' is not an entity of this app", relation.entity),
+                    format!(
+                        "relation target '{}' is not an entity of this app",
+                        relation.entity
+                    ),
                 );
             }
         }
@@ -307,8 +392,15 @@ fn check_cross_references(
         }
     }
     for id in scripts.keys() {
-        if !documents.contains_key(&(DocumentKind::Rule, id.clone())) && !raw.0.contains_key(&format!("rules/{id}.rule.json")) {
-            problems.error(&format!("rules/{id}.rhai"), "", "orphan_script", format!("no rules/{id}.rule.json uses this script"));
+        if !documents.contains_key(&(DocumentKind::Rule, id.clone()))
+            && !raw.0.contains_key(&format!("rules/{id}.rule.json"))
+        {
+            problems.error(
+                &format!("rules/{id}.rhai"),
+                "",
+                "orphan_script",
+                format!("no rules/{id}.rule.json uses this script"),
+            );
         }
     }
     for (entity, data) in sample_data {
@@ -317,7 +409,12 @@ fn check_cross_references(
                 SampleData::Csv(_) => "csv",
                 SampleData::Ndjson(_) => "ndjson",
             };
-            problems.error(&format!("data/{entity}.{extension}"), "", "unknown_entity", format!("'{entity}' is not an entity of this app"));
+            problems.error(
+                &format!("data/{entity}.{extension}"),
+                "",
+                "unknown_entity",
+                format!("'{entity}' is not an entity of this app"),
+            );
         }
     }
 }

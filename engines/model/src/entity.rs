@@ -49,7 +49,9 @@ pub struct IndexSpec {
 }
 
 /// What happens to referencing records when a referenced record is deleted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum OnDelete {
     /// Refuse to delete a record that is still referenced.
@@ -171,7 +173,9 @@ impl EntityDefinition {
 
 fn is_valid_uid(uid: &str) -> bool {
     (1..=64).contains(&uid.len())
-        && uid.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && uid
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 /// Check one entity document (`file` is its path in the bundle, `id` the stem of the file name).
@@ -186,10 +190,18 @@ pub fn check_entity(
     problems: &mut Problems,
 ) -> (Option<EntityDefinition>, bool) {
     let Some(object) = document.as_object() else {
-        problems.error(file, "", "not_an_object", "an entity must be a JSON object (a JSON Schema)");
+        problems.error(
+            file,
+            "",
+            "not_an_object",
+            "an entity must be a JSON object (a JSON Schema)",
+        );
         return (None, false);
     };
-    let before = problems.iter().filter(|p| p.severity == crate::Severity::Error).count();
+    let before = problems
+        .iter()
+        .filter(|p| p.severity == crate::Severity::Error)
+        .count();
 
     let annotations = match object.get("x-trellis") {
         None => {
@@ -203,7 +215,12 @@ pub fn check_entity(
         }
         Some(value) => match deserialize_at::<EntityAnnotations>(value, "/x-trellis") {
             Ok(annotations) => {
-                check_format_version(file, "/x-trellis/format_version", annotations.format_version, problems);
+                check_format_version(
+                    file,
+                    "/x-trellis/format_version",
+                    annotations.format_version,
+                    problems,
+                );
                 Some(annotations)
             }
             Err((pointer, message)) => {
@@ -224,7 +241,12 @@ pub fn check_entity(
         ),
     }
     if object.get("type").and_then(Value::as_str) != Some("object") {
-        problems.error(file, "/type", "entity_not_object", "an entity schema must have \"type\": \"object\"");
+        problems.error(
+            file,
+            "/type",
+            "entity_not_object",
+            "an entity schema must have \"type\": \"object\"",
+        );
     }
     if let Err(error) = jsonschema::draft202012::options().build(document) {
         problems.error(
@@ -246,12 +268,19 @@ pub fn check_entity(
         Some(Value::Object(properties)) => {
             for (name, property) in properties {
                 let pointer = join("/properties", name);
-                if let Some(field) = check_field(file, &pointer, name, property, &required, problems) {
+                if let Some(field) =
+                    check_field(file, &pointer, name, property, &required, problems)
+                {
                     fields.push(field);
                 }
             }
         }
-        Some(_) => problems.error(file, "/properties", "invalid_properties", "\"properties\" must be an object"),
+        Some(_) => problems.error(
+            file,
+            "/properties",
+            "invalid_properties",
+            "\"properties\" must be an object",
+        ),
         None => problems.error(
             file,
             "",
@@ -261,7 +290,11 @@ pub fn check_entity(
     }
 
     for (index, name) in required.iter().enumerate() {
-        if !fields.iter().any(|f| f.name.as_str() == *name) && object.get("properties").is_some_and(|p| p.get(*name).is_none()) {
+        if !fields.iter().any(|f| f.name.as_str() == *name)
+            && object
+                .get("properties")
+                .is_some_and(|p| p.get(*name).is_none())
+        {
             problems.error(
                 file,
                 format!("/required/{index}"),
@@ -278,7 +311,10 @@ pub fn check_entity(
                 file,
                 join(&join("/properties", field.name.as_str()), "x-trellis") + "/uid",
                 "duplicate_field_uid",
-                format!("fields '{other}' and '{}' share the uid '{}': every field needs its own", field.name, field.uid),
+                format!(
+                    "fields '{other}' and '{}' share the uid '{}': every field needs its own",
+                    field.name, field.uid
+                ),
             );
         }
     }
@@ -289,7 +325,12 @@ pub fn check_entity(
     if let Some(uid) = &annotations.uid
         && !is_valid_uid(uid)
     {
-        problems.error(file, "/x-trellis/uid", "invalid_uid", format!("uid '{uid}' must be 1–64 letters, digits, '_' or '-'"));
+        problems.error(
+            file,
+            "/x-trellis/uid",
+            "invalid_uid",
+            format!("uid '{uid}' must be 1–64 letters, digits, '_' or '-'"),
+        );
     }
     if let Some(label) = &annotations.label {
         warn_missing_locales(file, "/x-trellis/label", label, problems);
@@ -297,7 +338,12 @@ pub fn check_entity(
     if let Some(title) = &annotations.title_field
         && !fields.iter().any(|f| &f.name == title)
     {
-        problems.error(file, "/x-trellis/title_field", "unknown_field", format!("title_field '{title}' is not a property of this entity"));
+        problems.error(
+            file,
+            "/x-trellis/title_field",
+            "unknown_field",
+            format!("title_field '{title}' is not a property of this entity"),
+        );
     }
     for (i, index) in annotations.indexes.iter().enumerate() {
         for (j, name) in index.fields.iter().enumerate() {
@@ -312,7 +358,10 @@ pub fn check_entity(
         }
     }
 
-    let after = problems.iter().filter(|p| p.severity == crate::Severity::Error).count();
+    let after = problems
+        .iter()
+        .filter(|p| p.severity == crate::Severity::Error)
+        .count();
     let entity = EntityDefinition {
         id: id.clone(),
         uid: annotations.uid.clone().unwrap_or_else(|| id.to_string()),
@@ -339,12 +388,18 @@ fn check_field(
         }
     };
     let Some(schema) = property.as_object() else {
-        problems.error(file, pointer, "invalid_field", "a field must be a JSON Schema object");
+        problems.error(
+            file,
+            pointer,
+            "invalid_field",
+            "a field must be a JSON Schema object",
+        );
         return None;
     };
     let annotations = match schema.get("x-trellis") {
         None => FieldAnnotations::default(),
-        Some(value) => match deserialize_at::<FieldAnnotations>(value, &join(pointer, "x-trellis")) {
+        Some(value) => match deserialize_at::<FieldAnnotations>(value, &join(pointer, "x-trellis"))
+        {
             Ok(annotations) => annotations,
             Err((at, message)) => {
                 problems.error(file, at, "invalid_annotation", message);
@@ -366,7 +421,10 @@ fn check_field(
                 file,
                 join(pointer, "type"),
                 "kind_type_mismatch",
-                format!("a field of kind {} cannot have \"type\": \"{ty}\"", kind.name()),
+                format!(
+                    "a field of kind {} cannot have \"type\": \"{ty}\"",
+                    kind.name()
+                ),
             );
             ok = false;
         }
@@ -374,7 +432,12 @@ fn check_field(
     if let Some(uid) = &annotations.uid
         && !is_valid_uid(uid)
     {
-        problems.error(file, at("uid"), "invalid_uid", format!("uid '{uid}' must be 1–64 letters, digits, '_' or '-'"));
+        problems.error(
+            file,
+            at("uid"),
+            "invalid_uid",
+            format!("uid '{uid}' must be 1–64 letters, digits, '_' or '-'"),
+        );
         ok = false;
     }
     match (kind.is_relation(), &annotations.relation) {
@@ -383,12 +446,23 @@ fn check_field(
                 file,
                 join(pointer, "x-trellis"),
                 "missing_relation",
-                format!("a {} field needs \"relation\": {{\"entity\": \"<target entity id>\"}}", kind.name()),
+                format!(
+                    "a {} field needs \"relation\": {{\"entity\": \"<target entity id>\"}}",
+                    kind.name()
+                ),
             );
             ok = false;
         }
         (false, Some(_)) => {
-            problems.error(file, at("relation"), "unexpected_relation", format!("a {} field cannot have a relation; use kind relation_one or relation_many", kind.name()));
+            problems.error(
+                file,
+                at("relation"),
+                "unexpected_relation",
+                format!(
+                    "a {} field cannot have a relation; use kind relation_one or relation_many",
+                    kind.name()
+                ),
+            );
             ok = false;
         }
         _ => {}
@@ -400,7 +474,10 @@ fn check_field(
                 file,
                 join(pointer, "x-trellis"),
                 "missing_options",
-                format!("a {} field needs options: \"enum\" in the schema or \"options\" in x-trellis", kind.name()),
+                format!(
+                    "a {} field needs options: \"enum\" in the schema or \"options\" in x-trellis",
+                    kind.name()
+                ),
             );
             ok = false;
         }
@@ -411,7 +488,10 @@ fn check_field(
                         file,
                         format!("{}/{i}/value", at("options")),
                         "option_not_in_enum",
-                        format!("option '{}' is not one of the schema's enum values", option.value),
+                        format!(
+                            "option '{}' is not one of the schema's enum values",
+                            option.value
+                        ),
                     );
                     ok = false;
                 }
@@ -419,14 +499,29 @@ fn check_field(
         }
         for (i, option) in annotations.options.iter().enumerate() {
             if let Some(label) = &option.label {
-                warn_missing_locales(file, &format!("{}/{i}/label", at("options")), label, problems);
+                warn_missing_locales(
+                    file,
+                    &format!("{}/{i}/label", at("options")),
+                    label,
+                    problems,
+                );
             }
         }
     } else if !annotations.options.is_empty() {
-        problems.error(file, at("options"), "unexpected_options", format!("a {} field cannot have options", kind.name()));
+        problems.error(
+            file,
+            at("options"),
+            "unexpected_options",
+            format!("a {} field cannot have options", kind.name()),
+        );
         ok = false;
     }
-    if kind == FieldKind::AutoNumber && annotations.pattern.as_deref().is_none_or(|p| !p.contains('{')) {
+    if kind == FieldKind::AutoNumber
+        && annotations
+            .pattern
+            .as_deref()
+            .is_none_or(|p| !p.contains('{'))
+    {
         problems.error(
             file,
             join(pointer, "x-trellis"),
@@ -442,7 +537,12 @@ fn check_field(
         ("read_only_if", &annotations.read_only_if),
     ] {
         if expression.as_deref().is_some_and(|e| e.trim().is_empty()) {
-            problems.error(file, at(key), "empty_expression", format!("\"{key}\" is empty: write an expression or remove it"));
+            problems.error(
+                file,
+                at(key),
+                "empty_expression",
+                format!("\"{key}\" is empty: write an expression or remove it"),
+            );
             ok = false;
         }
     }
@@ -460,13 +560,27 @@ fn check_field(
 }
 
 fn select_enum(schema: &Map<String, Value>, kind: FieldKind) -> Option<Vec<String>> {
-    let holder = if kind == FieldKind::MultiSelect { schema.get("items")?.as_object()? } else { schema };
+    let holder = if kind == FieldKind::MultiSelect {
+        schema.get("items")?.as_object()?
+    } else {
+        schema
+    };
     let values = holder.get("enum")?.as_array()?;
-    Some(values.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+    Some(
+        values
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
+    )
 }
 
 /// Report an unsupported `format_version`.
-pub(crate) fn check_format_version(file: &str, pointer: &str, version: u32, problems: &mut Problems) {
+pub(crate) fn check_format_version(
+    file: &str,
+    pointer: &str,
+    version: u32,
+    problems: &mut Problems,
+) {
     if version != FORMAT_VERSION {
         problems.error(
             file,
@@ -477,9 +591,19 @@ pub(crate) fn check_format_version(file: &str, pointer: &str, version: u32, prob
     }
 }
 
-pub(crate) fn warn_missing_locales(file: &str, pointer: &str, text: &LocalizedText, problems: &mut Problems) {
+pub(crate) fn warn_missing_locales(
+    file: &str,
+    pointer: &str,
+    text: &LocalizedText,
+    problems: &mut Problems,
+) {
     let missing = text.missing_locales();
     if !missing.is_empty() {
-        problems.warning(file, pointer, "missing_translation", format!("label lacks {}", missing.join(" and ")));
+        problems.warning(
+            file,
+            pointer,
+            "missing_translation",
+            format!("label lacks {}", missing.join(" and ")),
+        );
     }
 }

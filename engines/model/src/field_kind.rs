@@ -5,7 +5,17 @@ use serde::{Deserialize, Serialize};
 /// Every kind of field the form engine understands. Closed on purpose: a new kind is a code change that
 /// every engine (validation, storage, reports, UI) must handle, and the compiler makes sure they do.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum FieldKind {
@@ -69,7 +79,11 @@ impl JsonType {
 impl FieldKind {
     /// The snake_case name used in metadata.
     pub fn name(self) -> &'static str {
-        ALL_KINDS.iter().find(|(k, _)| *k == self).map(|(_, n)| *n).unwrap_or("json")
+        ALL_KINDS
+            .iter()
+            .find(|(k, _)| *k == self)
+            .map(|(_, n)| *n)
+            .unwrap_or("json")
     }
 
     /// The JSON types a value of this kind may have in the entity's JSON Schema. Empty means any.
@@ -108,7 +122,11 @@ impl FieldKind {
     pub fn is_system_managed(self) -> bool {
         matches!(
             self,
-            Self::AutoNumber | Self::CreatedAt | Self::UpdatedAt | Self::CreatedBy | Self::UpdatedBy
+            Self::AutoNumber
+                | Self::CreatedAt
+                | Self::UpdatedAt
+                | Self::CreatedBy
+                | Self::UpdatedBy
         )
     }
 
@@ -139,7 +157,9 @@ impl FieldKind {
                 let items = property.get("items").and_then(|i| i.as_object());
                 if items.is_some_and(|i| i.contains_key("enum")) {
                     Self::MultiSelect
-                } else if items.and_then(|i| i.get("type")).and_then(|t| t.as_str()) == Some("string") {
+                } else if items.and_then(|i| i.get("type")).and_then(|t| t.as_str())
+                    == Some("string")
+                {
                     Self::Tags
                 } else {
                     Self::Json
@@ -198,10 +218,22 @@ mod tests {
     fn infers_from_json_schema() {
         let infer = |v: serde_json::Value| FieldKind::infer(v.as_object().unwrap());
         use serde_json::json;
-        assert_eq!(infer(json!({"type": "string", "format": "email"})), FieldKind::Email);
-        assert_eq!(infer(json!({"type": "string", "enum": ["a"]})), FieldKind::SingleSelect);
-        assert_eq!(infer(json!({"type": "array", "items": {"enum": ["a"]}})), FieldKind::MultiSelect);
-        assert_eq!(infer(json!({"type": "array", "items": {"type": "string"}})), FieldKind::Tags);
+        assert_eq!(
+            infer(json!({"type": "string", "format": "email"})),
+            FieldKind::Email
+        );
+        assert_eq!(
+            infer(json!({"type": "string", "enum": ["a"]})),
+            FieldKind::SingleSelect
+        );
+        assert_eq!(
+            infer(json!({"type": "array", "items": {"enum": ["a"]}})),
+            FieldKind::MultiSelect
+        );
+        assert_eq!(
+            infer(json!({"type": "array", "items": {"type": "string"}})),
+            FieldKind::Tags
+        );
         assert_eq!(infer(json!({"type": "number"})), FieldKind::Decimal);
         assert_eq!(infer(json!({})), FieldKind::Json);
     }

@@ -99,11 +99,26 @@ mod tests {
         assert!(Identifier::parse("customer_360").is_ok());
         assert!(Identifier::parse("a").is_ok());
         assert_eq!(Identifier::parse(""), Err(IdentifierError::Empty));
-        assert!(matches!(Identifier::parse("1abc"), Err(IdentifierError::BadStart(_))));
-        assert!(matches!(Identifier::parse("Abc"), Err(IdentifierError::BadStart(_))));
-        assert!(matches!(Identifier::parse("a-b"), Err(IdentifierError::BadCharacter(_))));
-        assert!(matches!(Identifier::parse("a\"; drop"), Err(IdentifierError::BadCharacter(_))));
-        assert!(matches!(Identifier::parse(&"a".repeat(64)), Err(IdentifierError::TooLong(_))));
+        assert!(matches!(
+            Identifier::parse("1abc"),
+            Err(IdentifierError::BadStart(_))
+        ));
+        assert!(matches!(
+            Identifier::parse("Abc"),
+            Err(IdentifierError::BadStart(_))
+        ));
+        assert!(matches!(
+            Identifier::parse("a-b"),
+            Err(IdentifierError::BadCharacter(_))
+        ));
+        assert!(matches!(
+            Identifier::parse("a\"; drop"),
+            Err(IdentifierError::BadCharacter(_))
+        ));
+        assert!(matches!(
+            Identifier::parse(&"a".repeat(64)),
+            Err(IdentifierError::TooLong(_))
+        ));
         assert!(Identifier::parse(&"a".repeat(63)).is_ok());
     }
 }

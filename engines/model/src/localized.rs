@@ -17,7 +17,11 @@ impl LocalizedText {
     pub fn missing_locales(&self) -> Vec<&'static str> {
         REQUIRED_LOCALES
             .into_iter()
-            .filter(|locale| self.0.get(*locale).is_none_or(|text| text.trim().is_empty()))
+            .filter(|locale| {
+                self.0
+                    .get(*locale)
+                    .is_none_or(|text| text.trim().is_empty())
+            })
             .collect()
     }
 
@@ -26,7 +30,12 @@ impl LocalizedText {
         let language = locale.split('-').next().unwrap_or(locale);
         self.0
             .get(locale)
-            .or_else(|| self.0.iter().find(|(k, _)| k.split('-').next() == Some(language)).map(|(_, v)| v))
+            .or_else(|| {
+                self.0
+                    .iter()
+                    .find(|(k, _)| k.split('-').next() == Some(language))
+                    .map(|(_, v)| v)
+            })
             .or_else(|| self.0.get("en"))
             .or_else(|| self.0.values().next())
             .map(String::as_str)
@@ -45,7 +54,8 @@ mod tests {
         assert_eq!(text.get("zh-CN"), Some("客户"));
         assert_eq!(text.get("fr"), Some("Customer"));
         assert!(text.missing_locales().is_empty());
-        let partial: LocalizedText = serde_json::from_value(serde_json::json!({"en": "x"})).unwrap();
+        let partial: LocalizedText =
+            serde_json::from_value(serde_json::json!({"en": "x"})).unwrap();
         assert_eq!(partial.missing_locales(), vec!["zh-CN"]);
     }
 }

@@ -16,7 +16,12 @@ pub struct Manifest {
     /// The app id, used in URLs (`/api/apps/{id}`) and as the template id.
     pub id: Identifier,
     /// Semantic version of this app/template, e.g. `1.2.0`.
-    #[schemars(with = "String", regex(pattern = r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$"))]
+    #[schemars(
+        with = "String",
+        regex(
+            pattern = r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$"
+        )
+    )]
     pub version: semver::Version,
     /// Display name in every required language.
     pub name: LocalizedText,

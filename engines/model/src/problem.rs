@@ -28,7 +28,11 @@ pub struct Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let pointer = if self.pointer.is_empty() { "/" } else { &self.pointer };
+        let pointer = if self.pointer.is_empty() {
+            "/"
+        } else {
+            &self.pointer
+        };
         let warning = match self.severity {
             Severity::Error => "",
             Severity::Warning => "warning: ",
@@ -90,7 +94,8 @@ impl Problems {
     }
 
     pub fn into_vec(mut self) -> Vec<Problem> {
-        self.items.sort_by(|a, b| (&a.file, &a.pointer).cmp(&(&b.file, &b.pointer)));
+        self.items
+            .sort_by(|a, b| (&a.file, &a.pointer).cmp(&(&b.file, &b.pointer)));
         self.items
     }
 

@@ -7,10 +7,10 @@ use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::{Value, json};
 
+use crate::Manifest;
 use crate::document::{DocumentEnvelope, DocumentKind};
 use crate::entity::{EntityAnnotations, FieldAnnotations, JSON_SCHEMA_2020_12};
 use crate::i18n::TranslationFile;
-use crate::Manifest;
 
 const BASE_URL: &str = "https://trellis.dev/schemas";
 
@@ -18,7 +18,10 @@ fn root_schema<T: JsonSchema>(name: &str) -> Value {
     let generator = SchemaGenerator::new(SchemaSettings::draft2020_12());
     let mut schema = generator.into_root_schema_for::<T>().to_value();
     if let Some(object) = schema.as_object_mut() {
-        object.insert("$id".into(), json!(format!("{BASE_URL}/{name}.schema.json")));
+        object.insert(
+            "$id".into(),
+            json!(format!("{BASE_URL}/{name}.schema.json")),
+        );
     }
     schema
 }
@@ -66,7 +69,10 @@ pub fn all() -> Vec<(&'static str, Value)> {
         let mut schema = root_schema::<DocumentEnvelope>(name);
         if let Some(object) = schema.as_object_mut() {
             let (folder, suffix) = kind.layout();
-            object.insert("title".into(), json!(format!("Trellis {name} ({folder}/<id>{suffix})")));
+            object.insert(
+                "title".into(),
+                json!(format!("Trellis {name} ({folder}/<id>{suffix})")),
+            );
         }
         schemas.push((name, schema));
     }
@@ -80,11 +86,18 @@ pub fn validate_against(name: &str, value: &Value) -> Vec<(String, String)> {
             all()
                 .into_iter()
                 .filter(|(name, _)| *name != "entity")
-                .filter_map(|(name, schema)| jsonschema::draft202012::new(&schema).ok().map(|v| (name, v)))
+                .filter_map(|(name, schema)| {
+                    jsonschema::draft202012::new(&schema)
+                        .ok()
+                        .map(|v| (name, v))
+                })
                 .collect()
         });
     let Some((_, validator)) = VALIDATORS.iter().find(|(n, _)| *n == name) else {
         return Vec::new();
     };
-    validator.iter_errors(value).map(|error| (error.instance_path().to_string(), error.to_string())).collect()
+    validator
+        .iter_errors(value)
+        .map(|error| (error.instance_path().to_string(), error.to_string()))
+        .collect()
 }

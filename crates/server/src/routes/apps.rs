@@ -1,9 +1,9 @@
 //! Apps: create from a bundle (with dry run), read, export and publish bundles, delete and restore.
 
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::{Deserialize, Serialize};
 use trellis_model::RawBundle;
 use trellis_runtime::apps::{AppSummary, CreatedApp, MigrationReport};
@@ -129,7 +129,10 @@ pub async fn list_apps(
     Authenticated(principal): Authenticated,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Vec<AppView>>, ApiError> {
-    let apps = state.runtime.list_apps(&principal, query.include_deleted).await?;
+    let apps = state
+        .runtime
+        .list_apps(&principal, query.include_deleted)
+        .await?;
     Ok(Json(apps.into_iter().map(AppView::from).collect()))
 }
 
@@ -146,8 +149,15 @@ pub async fn create_app(
     Query(query): Query<DryRun>,
     ApiJson(bundle): ApiJson<RawBundle>,
 ) -> Result<Response, ApiError> {
-    let created = state.runtime.create_app(&principal, &bundle, query.dry_run).await?;
-    let status = if created.dry_run { StatusCode::OK } else { StatusCode::CREATED };
+    let created = state
+        .runtime
+        .create_app(&principal, &bundle, query.dry_run)
+        .await?;
+    let status = if created.dry_run {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
     let location = format!("/api/apps/{}", created.id);
     let mut response = (status, Json(CreatedAppView::from(created))).into_response();
     if status == StatusCode::CREATED
@@ -190,7 +200,9 @@ pub async fn restore_app(
     Authenticated(principal): Authenticated,
     Path(app): Path<String>,
 ) -> Result<Json<AppView>, ApiError> {
-    Ok(Json(state.runtime.restore_app(&principal, &app).await?.into()))
+    Ok(Json(
+        state.runtime.restore_app(&principal, &app).await?.into(),
+    ))
 }
 
 /// Export the app's current metadata as a bundle, exactly as published. The `ETag` names the version;
@@ -213,14 +225,22 @@ pub async fn export_bundle(
 
 /// Parse `If-Match: "v3"` (or `3`, or `W/"v3"`) into a version number.
 fn expected_version(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
-    let Some(value) = headers.get(header::IF_MATCH) else { return Ok(None) };
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
     let text = value.to_str().unwrap_or("").trim();
     if text == "*" {
         return Ok(None);
     }
-    let cleaned = text.trim_start_matches("W/").trim_matches('"').trim_start_matches('v');
+    let cleaned = text
+        .trim_start_matches("W/")
+        .trim_matches('"')
+        .trim_start_matches('v');
     cleaned.parse::<i64>().map(Some).map_err(|_| {
-        ApiError::new(ErrorCode::InvalidInput, format!("If-Match '{text}' is not an ETag of this app (like \"v3\")"))
+        ApiError::new(
+            ErrorCode::InvalidInput,
+            format!("If-Match '{text}' is not an ETag of this app (like \"v3\")"),
+        )
     })
 }
 
@@ -240,7 +260,10 @@ pub async fn publish_bundle(
     ApiJson(bundle): ApiJson<RawBundle>,
 ) -> Result<Response, ApiError> {
     let expected = expected_version(&headers)?;
-    let report = state.runtime.publish_bundle(&principal, &app, &bundle, expected, query.dry_run).await?;
+    let report = state
+        .runtime
+        .publish_bundle(&principal, &app, &bundle, expected, query.dry_run)
+        .await?;
     let version = report.to_version;
     let dry_run = report.dry_run;
     let mut response = Json(MigrationReportView::from(report)).into_response();
@@ -259,11 +282,21 @@ pub async fn list_versions(
     Path(app): Path<String>,
 ) -> Result<Json<Vec<VersionView>>, ApiError> {
     state.runtime.get_app(&principal, &app).await?;
-    let versions = state.runtime.store().list_app_versions(&app).await.map_err(trellis_runtime::RuntimeError::from)?;
+    let versions = state
+        .runtime
+        .store()
+        .list_app_versions(&app)
+        .await
+        .map_err(trellis_runtime::RuntimeError::from)?;
     Ok(Json(
         versions
             .into_iter()
-            .map(|v| VersionView { version: v.version, semver: v.semver, published_at: v.published_at, published_by: v.published_by })
+            .map(|v| VersionView {
+                version: v.version,
+                semver: v.semver,
+                published_at: v.published_at,
+                published_by: v.published_by,
+            })
             .collect(),
     ))
 }

@@ -1,8 +1,8 @@
 //! Sign-in and sign-out.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use crate::AppState;
@@ -35,15 +35,25 @@ pub struct Me {
     responses((status = 200, body = LoginResponse),
               (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 400, body = Problem, content_type = "application/problem+json")))]
-pub async fn login(State(state): State<AppState>, ApiJson(body): ApiJson<LoginRequest>) -> Result<Json<LoginResponse>, ApiError> {
+pub async fn login(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<LoginRequest>,
+) -> Result<Json<LoginResponse>, ApiError> {
     let token = state.runtime.login(&body.username, &body.password).await?;
-    Ok(Json(LoginResponse { token, token_type: "Bearer" }))
+    Ok(Json(LoginResponse {
+        token,
+        token_type: "Bearer",
+    }))
 }
 
 /// Sign out: the token stops working at once.
 #[utoipa::path(post, path = "/api/auth/logout", tag = "auth",
     responses((status = 204), (status = 401, body = Problem, content_type = "application/problem+json")))]
-pub async fn logout(State(state): State<AppState>, _: Authenticated, headers: HeaderMap) -> Result<StatusCode, ApiError> {
+pub async fn logout(
+    State(state): State<AppState>,
+    _: Authenticated,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
     if let Some(token) = bearer_token(&headers) {
         state.runtime.revoke(token).await?;
     }
@@ -54,5 +64,9 @@ pub async fn logout(State(state): State<AppState>, _: Authenticated, headers: He
 #[utoipa::path(get, path = "/api/auth/me", tag = "auth",
     responses((status = 200, body = Me), (status = 401, body = Problem, content_type = "application/problem+json")))]
 pub async fn me(Authenticated(principal): Authenticated) -> Json<Me> {
-    Json(Me { id: principal.user_id, username: principal.username, is_admin: principal.is_admin })
+    Json(Me {
+        id: principal.user_id,
+        username: principal.username,
+        is_admin: principal.is_admin,
+    })
 }

@@ -59,7 +59,9 @@ pub fn api_router() -> OpenApiRouter<AppState> {
 
 /// The landing page and the fallback for unknown routes.
 pub fn public_router() -> Router<AppState> {
-    Router::new().route("/", axum::routing::get(system::landing)).fallback(system::route_not_found)
+    Router::new()
+        .route("/", axum::routing::get(system::landing))
+        .fallback(system::route_not_found)
 }
 
 /// The OpenAPI document as a JSON value (for tests and tooling).

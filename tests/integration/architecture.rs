@@ -1,0 +1,224 @@
+//! Architecture invariants (ARCHITECTURE.md), checked from `cargo metadata`:
+//! engines never depend (even transitively) on IO crates or on anything in `crates/`; only `store`
+//! speaks SQL and only `server` speaks HTTP; polars stays inside the report engine.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+/// Crates that do IO or belong to the shell; no engine may depend on them, even transitively.
+const FORBIDDEN_IN_ENGINES: &[&str] = &[
+    "sqlx",
+    "sqlx-core",
+    "sqlx-sqlite",
+    "sqlx-postgres",
+    "rusqlite",
+    "libsqlite3-sys",
+    "axum",
+    "axum-core",
+    "hyper",
+    "tower",
+    "tower-http",
+    "tokio",
+    "reqwest",
+    "mio",
+    "trellis-store",
+    "trellis-runtime",
+    "trellis-server",
+    "trellis-cli",
+];
+
+struct Workspace {
+    /// package id → (name, manifest path)
+    packages: BTreeMap<String, (String, String)>,
+    /// package id → normal (non-dev, non-build) dependency ids
+    normal_deps: BTreeMap<String, Vec<String>>,
+    members: Vec<String>,
+}
+
+fn workspace() -> &'static Workspace {
+    static WORKSPACE: std::sync::OnceLock<Workspace> = std::sync::OnceLock::new();
+    WORKSPACE.get_or_init(read_workspace)
+}
+
+fn host_triple() -> String {
+    let cargo = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let output = std::process::Command::new(cargo)
+        .arg("-vV")
+        .output()
+        .expect("run rustc -vV");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .expect("rustc -vV names the host")
+        .to_owned()
+}
+
+fn read_workspace() -> Workspace {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.toml");
+    let output = std::process::Command::new(cargo)
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--filter-platform",
+            &host_triple(),
+            "--manifest-path",
+            root,
+        ])
+        .output()
+        .expect("run cargo metadata");
+    assert!(
+        output.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let metadata: Value = serde_json::from_slice(&output.stdout).expect("metadata JSON");
+    let packages = metadata["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let id = p["id"].as_str().unwrap().to_owned();
+            (
+                id,
+                (
+                    p["name"].as_str().unwrap().to_owned(),
+                    p["manifest_path"].as_str().unwrap().to_owned(),
+                ),
+            )
+        })
+        .collect();
+    let normal_deps = metadata["resolve"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|node| {
+            let deps = node["deps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|dep| {
+                    dep["dep_kinds"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|k| k["kind"].is_null())
+                })
+                .map(|dep| dep["pkg"].as_str().unwrap().to_owned())
+                .collect();
+            (node["id"].as_str().unwrap().to_owned(), deps)
+        })
+        .collect();
+    let members = metadata["workspace_members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap().to_owned())
+        .collect();
+    Workspace {
+        packages,
+        normal_deps,
+        members,
+    }
+}
+
+impl Workspace {
+    fn name(&self, id: &str) -> &str {
+        &self.packages[id].0
+    }
+
+    fn member(&self, name: &str) -> &str {
+        self.members
+            .iter()
+            .find(|id| self.name(id) == name)
+            .unwrap_or_else(|| panic!("no workspace member {name}"))
+    }
+
+    /// Names of every crate `id` depends on through normal dependencies.
+    fn transitive(&self, id: &str) -> BTreeSet<String> {
+        let mut seen = BTreeSet::new();
+        let mut stack = vec![id.to_owned()];
+        while let Some(next) = stack.pop() {
+            for dep in self.normal_deps.get(&next).into_iter().flatten() {
+                if seen.insert(self.name(dep).to_owned()) {
+                    stack.push(dep.clone());
+                }
+            }
+        }
+        seen
+    }
+
+    fn direct(&self, name: &str) -> BTreeSet<String> {
+        self.normal_deps[self.member(name)]
+            .iter()
+            .map(|d| self.name(d).to_owned())
+            .collect()
+    }
+}
+
+#[test]
+fn engines_are_pure_and_never_depend_on_crates() {
+    let ws = workspace();
+    let engines: Vec<&String> = ws
+        .members
+        .iter()
+        .filter(|id| ws.packages[*id].1.contains("/engines/"))
+        .collect();
+    assert!(
+        engines.len() >= 6,
+        "expected model, script, form, flow, rules and report engines"
+    );
+    let mut violations = Vec::new();
+    for id in engines {
+        let deps = ws.transitive(id);
+        for forbidden in FORBIDDEN_IN_ENGINES {
+            if deps.contains(*forbidden) {
+                violations.push(format!("{} depends on {forbidden}", ws.name(id)));
+            }
+        }
+        if ws.name(id) != "trellis-report" && deps.iter().any(|d| d.starts_with("polars")) {
+            violations.push(format!(
+                "{} depends on polars (only trellis-report may)",
+                ws.name(id)
+            ));
+        }
+    }
+    assert!(
+        violations.is_empty(),
+        "architecture invariants broken:\n{}",
+        violations.join("\n")
+    );
+}
+
+#[test]
+fn model_is_the_bottom_layer() {
+    let ws = workspace();
+    let deps = ws.transitive(ws.member("trellis-model"));
+    let trellis: Vec<&String> = deps.iter().filter(|d| d.starts_with("trellis-")).collect();
+    assert!(
+        trellis.is_empty(),
+        "trellis-model must not depend on other Trellis crates: {trellis:?}"
+    );
+}
+
+#[test]
+fn only_store_speaks_sql_and_only_server_speaks_http() {
+    let ws = workspace();
+    for id in &ws.members {
+        let name = ws.name(id);
+        let direct = ws.direct(name);
+        if name != "trellis-store" {
+            assert!(
+                !direct
+                    .iter()
+                    .any(|d| d.starts_with("sqlx") || d == "rusqlite"),
+                "{name} uses SQL directly"
+            );
+        }
+        if name != "trellis-server" {
+            assert!(!direct.contains("axum"), "{name} uses axum directly");
+        }
+    }
+}

@@ -1,0 +1,420 @@
+//! The `trellis` binary, run as a user would: `template validate`, and `serve` on SQLite and on
+//! PostgreSQL (two servers at once), talking to it over a real socket.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::support::bundles::two_entity_bundle;
+use crate::support::http::request;
+
+const TRELLIS: &str = env!("CARGO_BIN_EXE_trellis");
+const GALLERY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../templates-gallery");
+
+/// A running `trellis serve`; killed when dropped.
+struct Server {
+    child: Child,
+    addr: String,
+    lines: mpsc::Receiver<String>,
+    /// stdout lines printed before "listening on".
+    banner: Vec<String>,
+}
+
+impl Server {
+    fn start(args: &[&str], envs: &[(&str, &str)]) -> Server {
+        let mut command = Command::new(TRELLIS);
+        command
+            .arg("serve")
+            .args(["--addr", "127.0.0.1:0"])
+            .args(args);
+        command
+            .env_remove("TRELLIS_ADMIN_PASSWORD")
+            .env_remove("TRELLIS_DB")
+            .env("TRELLIS_LOG", "warn");
+        for (key, value) in envs {
+            command.env(key, value);
+        }
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn trellis serve");
+        let stdout = child.stdout.take().unwrap();
+        let (sender, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut banner = Vec::new();
+        loop {
+            match lines.recv_timeout(Duration::from_secs(120)) {
+                Ok(line) => {
+                    if let Some(addr) = line.strip_prefix("listening on http://") {
+                        let addr = addr.trim().to_owned();
+                        return Server {
+                            child,
+                            addr,
+                            lines,
+                            banner,
+                        };
+                    }
+                    banner.push(line);
+                }
+                Err(_) => {
+                    child.kill().ok();
+                    panic!("trellis serve did not print 'listening on' (printed: {banner:?})");
+                }
+            }
+        }
+    }
+
+    fn login(&self, password: &str) -> String {
+        let reply = request(
+            &self.addr,
+            "POST",
+            "/api/auth/login",
+            None,
+            Some(&json!({"username": "admin", "password": password})),
+        );
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.json()["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Send SIGTERM and wait for a clean exit.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        for _ in 0..300 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("trellis serve did not stop within 30 s of SIGTERM");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+        while self.lines.try_recv().is_ok() {}
+    }
+}
+
+fn validate(path: &Path) -> (i32, String) {
+    let output = Command::new(TRELLIS)
+        .args(["template", "validate"])
+        .arg(path)
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+/// Write a bundle out as a template directory.
+fn write_template(dir: &Path, bundle: &serde_json::Value) {
+    for (path, content) in bundle.as_object().unwrap() {
+        let file = dir.join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        let text = match content {
+            serde_json::Value::String(text) => text.clone(),
+            other => serde_json::to_string_pretty(other).unwrap(),
+        };
+        std::fs::write(file, text).unwrap();
+    }
+}
+
+#[test]
+fn validate_accepts_the_bundled_gallery() {
+    for entry in std::fs::read_dir(GALLERY).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            let (code, out) = validate(&path);
+            assert_eq!(code, 0, "{} should be valid:\n{out}", path.display());
+        }
+    }
+}
+
+#[test]
+fn validate_lists_every_problem_of_a_broken_template_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut bundle, expected) = crate::support::bundles::broken_bundle();
+    bundle
+        .as_object_mut()
+        .unwrap()
+        .remove("secrets/../../etc/passwd");
+    write_template(dir.path(), &bundle);
+    std::fs::write(dir.path().join("entities/oops.schema.json"), "{ not json").unwrap();
+    let (code, out) = validate(dir.path());
+    assert_eq!(code, 1, "{out}");
+    for (file, pointer) in expected.iter().filter(|(f, _)| !f.starts_with("secrets")) {
+        let prefix = format!(
+            "{file}:{}: ",
+            if pointer.is_empty() { "/" } else { pointer }
+        );
+        assert!(
+            out.lines().any(|l| l.starts_with(&prefix)),
+            "no line starting '{prefix}' in:\n{out}"
+        );
+    }
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("entities/oops.schema.json:/: invalid JSON")),
+        "{out}"
+    );
+}
+
+#[test]
+fn serve_on_sqlite_end_to_end() {
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_string_lossy().into_owned();
+    let server = Server::start(
+        &["--data-dir", &data_dir],
+        &[("TRELLIS_ADMIN_PASSWORD", "s3cret-admin")],
+    );
+    assert!(
+        data.path().join("trellis.db").exists(),
+        "the SQLite file lives in the data dir"
+    );
+    let health = request(&server.addr, "GET", "/healthz", None, None);
+    assert_eq!(
+        (health.status, health.json()),
+        (200, json!({"status": "ok"}))
+    );
+    assert!(health.header("x-request-id").is_some());
+
+    let token = server.login("s3cret-admin");
+    let bundle = two_entity_bundle("desk");
+    let created = request(
+        &server.addr,
+        "POST",
+        "/api/apps",
+        Some(&token),
+        Some(&bundle),
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    let exported = request(
+        &server.addr,
+        "GET",
+        "/api/apps/desk/bundle",
+        Some(&token),
+        None,
+    );
+    assert_eq!(exported.json(), bundle);
+
+    let mut broken = bundle.clone();
+    broken["entities/ticket.schema.json"]["properties"]["account"]["x-trellis"]["relation"]["entity"] =
+        json!("nowhere");
+    broken["trellis.json"]["id"] = json!("other");
+    broken["trellis.json"]["version"] = json!("1");
+    let refused = request(
+        &server.addr,
+        "POST",
+        "/api/apps",
+        Some(&token),
+        Some(&broken),
+    );
+    assert_eq!(refused.status, 422);
+    assert_eq!(
+        refused.header("content-type"),
+        Some("application/problem+json")
+    );
+    assert!(
+        refused.json()["errors"].as_array().unwrap().len() >= 2,
+        "{}",
+        refused.body
+    );
+    let apps = request(&server.addr, "GET", "/api/apps", Some(&token), None).json();
+    assert_eq!(
+        apps.as_array().unwrap().len(),
+        1,
+        "the invalid bundle created nothing"
+    );
+
+    let status = server.terminate();
+    assert!(status.success(), "graceful shutdown exits 0, got {status}");
+
+    // Restart on the same data dir: data and the admin are still there, no new password is printed.
+    let again = Server::start(&["--data-dir", &data_dir], &[]);
+    assert!(
+        !again.banner.iter().any(|l| l.contains("password")),
+        "{:?}",
+        again.banner
+    );
+    let token = again.login("s3cret-admin");
+    assert_eq!(
+        request(
+            &again.addr,
+            "GET",
+            "/api/apps/desk/bundle",
+            Some(&token),
+            None
+        )
+        .json(),
+        bundle
+    );
+}
+
+#[test]
+fn serve_generates_and_prints_the_first_admin_password_once() {
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_string_lossy().into_owned();
+    let server = Server::start(&["--data-dir", &data_dir], &[]);
+    let line = server
+        .banner
+        .iter()
+        .find(|l| l.starts_with("created user 'admin' with password: "))
+        .expect("password printed");
+    let password = line
+        .trim_start_matches("created user 'admin' with password: ")
+        .trim()
+        .to_owned();
+    assert!(password.len() >= 16);
+    server.login(&password);
+}
+
+#[test]
+fn serve_demo_installs_clm_once() {
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_string_lossy().into_owned();
+    let envs = [("TRELLIS_ADMIN_PASSWORD", "demo-admin-pw")];
+    let first = Server::start(&["--data-dir", &data_dir, "--demo"], &envs);
+    assert!(
+        first
+            .banner
+            .iter()
+            .any(|l| l.starts_with("installed demo app 'clm'")),
+        "{:?}",
+        first.banner
+    );
+    drop(first);
+    let second = Server::start(&["--data-dir", &data_dir, "--demo"], &envs);
+    assert!(
+        !second
+            .banner
+            .iter()
+            .any(|l| l.starts_with("installed demo app")),
+        "idempotent: {:?}",
+        second.banner
+    );
+    let token = second.login("demo-admin-pw");
+    let apps = request(&second.addr, "GET", "/api/apps", Some(&token), None).json();
+    let ids: Vec<&str> = apps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["clm"]);
+}
+
+#[test]
+fn serve_rejects_bad_options_with_a_clear_message() {
+    let output = Command::new(TRELLIS)
+        .args(["serve", "--addr", "not-an-address"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("not-an-address") && stderr.contains("HOST:PORT"),
+        "{stderr}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("trellis.toml");
+    std::fs::write(&config, "addr = \"127.0.0.1:1\"\nunknown_key = 1\n").unwrap();
+    let output = Command::new(TRELLIS)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("trellis.toml") && stderr.contains("unknown_key"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn config_file_is_overridden_by_env_and_flags() {
+    let data = tempfile::tempdir().unwrap();
+    let config = data.path().join("trellis.toml");
+    let file_dir = data.path().join("from-file");
+    let env_dir = data.path().join("from-env");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = \"{}\"\naddr = \"127.0.0.1:1\"\n",
+            file_dir.display()
+        ),
+    )
+    .unwrap();
+    // File says data_dir=from-file and addr=:1; env overrides data_dir; the flag (--addr :0) overrides addr.
+    let envs = [
+        ("TRELLIS_DATA_DIR", env_dir.to_str().unwrap()),
+        ("TRELLIS_ADMIN_PASSWORD", "pw-precedence"),
+    ];
+    let server = Server::start(&["--config", config.to_str().unwrap()], &envs);
+    assert!(env_dir.join("trellis.db").exists() && !file_dir.exists());
+    server.login("pw-precedence");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_start_together_on_one_postgres() {
+    let Some(url) = crate::support::postgres::fresh_database().await else {
+        return;
+    };
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_string_lossy().into_owned();
+    let envs = [("TRELLIS_ADMIN_PASSWORD", "shared-admin")];
+    let args = ["--db", url.as_str(), "--data-dir", data_dir.as_str()];
+    let (a, b) = std::thread::scope(|scope| {
+        let a = scope.spawn(|| Server::start(&args, &envs));
+        let b = scope.spawn(|| Server::start(&args, &envs));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert_eq!(request(&a.addr, "GET", "/healthz", None, None).status, 200);
+    assert_eq!(request(&b.addr, "GET", "/healthz", None, None).status, 200);
+    // An app created through one server is served by the other: they share one database.
+    let token_a = a.login("shared-admin");
+    let token_b = b.login("shared-admin");
+    let bundle = two_entity_bundle("shared");
+    assert_eq!(
+        request(&a.addr, "POST", "/api/apps", Some(&token_a), Some(&bundle)).status,
+        201
+    );
+    assert_eq!(
+        request(
+            &b.addr,
+            "GET",
+            "/api/apps/shared/bundle",
+            Some(&token_b),
+            None
+        )
+        .json(),
+        bundle
+    );
+
+    let store = trellis_store::Store::connect(&url).await.unwrap();
+    assert_eq!(
+        store.applied_migrations().await.unwrap(),
+        1,
+        "migrations ran exactly once"
+    );
+    assert_eq!(store.count_users().await.unwrap(), 1, "one bootstrap admin");
+    assert!(a.terminate().success() && b.terminate().success());
+}

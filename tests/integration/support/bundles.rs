@@ -1,0 +1,81 @@
+//! Sample bundles used across tests.
+
+use serde_json::{Value, json};
+
+/// A valid bundle with two entities (a relation between them, selects, an auto number).
+pub fn two_entity_bundle(app: &str) -> Value {
+    json!({
+        "trellis.json": {
+            "format_version": 1,
+            "id": app,
+            "version": "1.0.0",
+            "name": {"en": "Service desk", "zh-CN": "服务台"},
+            "publisher": "Trellis tests",
+            "license": "Apache-2.0"
+        },
+        "entities/account.schema.json": {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "type": "object",
+            "x-trellis": {"format_version": 1, "label": {"en": "Account", "zh-CN": "账户"}, "title_field": "name"},
+            "properties": {
+                "name": {"type": "string", "minLength": 1, "x-trellis": {"label": {"en": "Name", "zh-CN": "名称"}}},
+                "tier": {"type": "string", "enum": ["gold", "silver"],
+                         "x-trellis": {"options": [{"value": "gold", "label": {"en": "Gold", "zh-CN": "金"}, "color": "#d4b106"},
+                                                   {"value": "silver", "label": {"en": "Silver", "zh-CN": "银"}}]}}
+            },
+            "required": ["name"]
+        },
+        "entities/ticket.schema.json": {
+            "type": "object",
+            "x-trellis": {"format_version": 1, "label": {"en": "Ticket", "zh-CN": "工单"}},
+            "properties": {
+                "number": {"type": "string", "x-trellis": {"kind": "auto_number", "pattern": "T-{0000}"}},
+                "subject": {"type": "string", "maxLength": 200},
+                "account": {"type": "string", "x-trellis": {"kind": "relation_one", "relation": {"entity": "account"}}},
+                "severity": {"type": "integer", "minimum": 1, "maximum": 4},
+                "opened_on": {"type": "string", "format": "date"}
+            },
+            "required": ["subject"]
+        },
+        "i18n/en.json": {"format_version": 1, "messages": {"app.title": "Service desk"}},
+        "i18n/zh-CN.json": {"format_version": 1, "messages": {"app.title": "服务台"}},
+        "data/account.csv": "name,tier\nAcme,gold\n",
+        "rules/escalate.rule.json": {"format_version": 1, "id": "escalate", "entity": "ticket", "trigger": {"on": "create"}},
+        "rules/escalate.rhai": "record.severity >= 3"
+    })
+}
+
+/// A bundle with several independent problems; the pointers every one of them must be reported at.
+pub fn broken_bundle() -> (Value, Vec<(&'static str, &'static str)>) {
+    let bundle = json!({
+        "trellis.json": {"format_version": 1, "id": "broken", "version": "one", "name": {"en": "Broken"}},
+        "entities/thing.schema.json": {
+            "type": "object",
+            "x-trellis": {"format_version": 1, "title_field": "missing"},
+            "properties": {
+                "count": {"type": "integer", "x-trellis": {"kind": "email"}},
+                "owner": {"type": "string", "x-trellis": {"kind": "relation_one", "relation": {"entity": "ghost"}}},
+                "Bad Name": {"type": "string"}
+            },
+            "required": ["nope"]
+        },
+        "flows/lifecycle.flow.json": {"format_version": 2, "id": "other", "entity": "nowhere"},
+        "secrets/../../etc/passwd": "x"
+    });
+    let expected = vec![
+        ("trellis.json", "/version"),
+        ("entities/thing.schema.json", "/properties/count/type"),
+        (
+            "entities/thing.schema.json",
+            "/properties/owner/x-trellis/relation/entity",
+        ),
+        ("entities/thing.schema.json", "/properties/Bad Name"),
+        ("entities/thing.schema.json", "/required/0"),
+        ("entities/thing.schema.json", "/x-trellis/title_field"),
+        ("flows/lifecycle.flow.json", "/format_version"),
+        ("flows/lifecycle.flow.json", "/id"),
+        ("flows/lifecycle.flow.json", "/entity"),
+        ("secrets/../../etc/passwd", ""),
+    ];
+    (bundle, expected)
+}
