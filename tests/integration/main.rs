@@ -10,5 +10,6 @@ mod support;
 mod api;
 mod architecture;
 mod cli;
+mod records;
 mod schemas;
 mod storage;

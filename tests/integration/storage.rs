@@ -202,14 +202,14 @@ async fn app_versions_are_all_kept(backend: Backend) {
     ));
     assert_eq!(
         store
-            .publish_app_version(&version("crm", "1.1.0", r#"{"v":2}"#), 1)
+            .publish_app_version(&version("crm", "1.1.0", r#"{"v":2}"#), 1, &[])
             .await
             .unwrap(),
         2
     );
     assert_eq!(
         store
-            .publish_app_version(&version("crm", "2.0.0", r#"{"v":3}"#), 2)
+            .publish_app_version(&version("crm", "2.0.0", r#"{"v":3}"#), 2, &[])
             .await
             .unwrap(),
         3
@@ -231,7 +231,7 @@ async fn app_versions_are_all_kept(backend: Backend) {
     assert_eq!((app.current_version, app.semver.as_str()), (3, "2.0.0"));
     assert!(matches!(
         store
-            .publish_app_version(&version("crm", "9.0.0", "{}"), 1)
+            .publish_app_version(&version("crm", "9.0.0", "{}"), 1, &[])
             .await,
         Err(StoreError::Conflict(_))
     ));
@@ -254,7 +254,7 @@ async fn concurrent_publishes_cannot_both_win(backend: Backend) {
         async move {
             let bundle = format!(r#"{{"writer":{i}}}"#);
             store
-                .publish_app_version(&version("race", "1.1.0", &bundle), 1)
+                .publish_app_version(&version("race", "1.1.0", &bundle), 1, &[])
                 .await
         }
     });
@@ -313,7 +313,7 @@ async fn change_log_is_ordered_and_append_only(backend: Backend) {
         .await
         .unwrap();
     store
-        .publish_app_version(&version("log", "1.0.1", "{}"), 1)
+        .publish_app_version(&version("log", "1.0.1", "{}"), 1, &[])
         .await
         .unwrap();
     store

@@ -45,9 +45,22 @@ pub struct MigrationReport {
     /// Metadata changes, matched by stable uid.
     #[serde(flatten)]
     pub plan: MigrationPlan,
-    /// Records touched by the migration. Zero until the records store lands with the form-engine issue.
+    /// Records whose stored data the migration rewrites (kind conversions, defaults of added fields).
     pub records_migrated: u64,
+    /// Every value that cannot convert to its field's new kind. It is not lost: the record keeps it
+    /// beside the field, and the history keeps the record as it was.
+    pub unconverted: Vec<UnconvertedValue>,
     pub warnings: Vec<Problem>,
+}
+
+/// A stored value that a kind change cannot convert.
+#[derive(Debug, Clone, Serialize)]
+pub struct UnconvertedValue {
+    pub entity: String,
+    pub record_id: String,
+    pub field: String,
+    pub value: serde_json::Value,
+    pub reason: String,
 }
 
 fn require_admin(principal: &Principal, action: &str) -> Result<(), RuntimeError> {
@@ -149,7 +162,7 @@ impl Runtime {
         Ok(apps)
     }
 
-    async fn live_app(&self, id: &str) -> Result<AppRecord, RuntimeError> {
+    pub(crate) async fn live_app(&self, id: &str) -> Result<AppRecord, RuntimeError> {
         let id = parse_app_id(id)?;
         match self.store().get_app(id.as_str()).await? {
             Some(app) if app.deleted_at.is_none() => Ok(app),
@@ -258,8 +271,38 @@ impl Runtime {
             semver: semver.clone(),
             plan,
             records_migrated: 0,
+            unconverted: Vec::new(),
             warnings: new.warnings.clone(),
         };
+        let mut migrated = Vec::new();
+        for new_entity in new.entities.values() {
+            let Some(old_entity) = old.entities.values().find(|e| e.uid == new_entity.uid) else {
+                continue;
+            };
+            for row in self.store().all_records(&app.id, &new_entity.uid).await? {
+                let (data, failures) =
+                    trellis_form::records::migrate_stored(old_entity, new_entity, &row.data.0);
+                report
+                    .unconverted
+                    .extend(failures.into_iter().map(|f| UnconvertedValue {
+                        entity: new_entity.id.to_string(),
+                        record_id: row.id.clone(),
+                        field: f.field,
+                        value: f.value,
+                        reason: f.reason,
+                    }));
+                if let Some(data) = data {
+                    migrated.push(trellis_store::MigratedRecord {
+                        entity: new_entity.uid.clone(),
+                        id: row.id.clone(),
+                        version: row.version,
+                        before: row.data.0.clone(),
+                        data,
+                    });
+                }
+            }
+        }
+        report.records_migrated = migrated.len() as u64;
         if dry_run {
             return Ok(report);
         }
@@ -277,6 +320,7 @@ impl Runtime {
                     summary,
                 },
                 app.current_version,
+                &migrated,
             )
             .await
             .map_err(|e| match e {

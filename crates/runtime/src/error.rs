@@ -9,6 +9,15 @@ pub enum RuntimeError {
     /// Metadata failed validation; every problem is listed.
     #[error("the bundle has {} problem(s)", .0.len())]
     InvalidBundle(Vec<Problem>),
+    /// A record (or an import row) failed validation; every field problem is listed.
+    #[error("the record has {} problem(s)", .0.len())]
+    InvalidRecord(Vec<trellis_form::FieldIssue>),
+    /// A list query (filter, sort, cursor) is not valid; pointers are into the parameter named first.
+    #[error("invalid query: {parameter}")]
+    InvalidQuery {
+        parameter: &'static str,
+        issues: Vec<trellis_form::FieldIssue>,
+    },
     #[error("{0} not found")]
     NotFound(String),
     #[error("{0}")]
@@ -33,6 +42,9 @@ impl From<StoreError> for RuntimeError {
         match error {
             StoreError::NotFound(what) => Self::NotFound(what),
             StoreError::Conflict(what) => Self::Conflict(what),
+            StoreError::VersionMismatch { current } => Self::PreconditionFailed(format!(
+                "the record changed: it is now at version {current}; reload it and try again"
+            )),
             other => Self::Store(other),
         }
     }

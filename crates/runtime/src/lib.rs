@@ -7,9 +7,12 @@
 //!
 //! Architecture invariant: no HTTP here (that is `trellis-server`) and no SQL (that is `trellis-store`).
 
+mod app_cache;
 pub mod apps;
 pub mod auth;
 mod error;
+pub mod import;
+pub mod records;
 pub mod template_dir;
 
 pub use error::RuntimeError;
@@ -43,6 +46,7 @@ impl Default for RuntimeSettings {
 pub struct Runtime {
     store: Store,
     settings: RuntimeSettings,
+    cache: app_cache::AppCache,
 }
 
 impl Runtime {
@@ -52,7 +56,11 @@ impl Runtime {
     }
 
     pub fn new(store: Store, settings: RuntimeSettings) -> Self {
-        Self { store, settings }
+        Self {
+            store,
+            settings,
+            cache: app_cache::AppCache::default(),
+        }
     }
 
     pub fn store(&self) -> &Store {

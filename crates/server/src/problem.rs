@@ -21,6 +21,9 @@ pub struct FieldError {
     pub file: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub severity: Option<String>,
+    /// For query problems: the query parameter the pointer is in (e.g. `filter`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameter: Option<String>,
 }
 
 /// An RFC 9457 problem document.
@@ -41,6 +44,8 @@ pub struct Problem {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
     InvalidBundle,
+    InvalidRecord,
+    InvalidQuery,
     InvalidJson,
     InvalidInput,
     UnsupportedMediaType,
@@ -67,6 +72,16 @@ impl ErrorCode {
                 "invalid-bundle",
                 S::UNPROCESSABLE_ENTITY,
                 "The app bundle is not valid",
+            ),
+            Self::InvalidRecord => (
+                "validation-failed",
+                S::UNPROCESSABLE_ENTITY,
+                "The record is not valid",
+            ),
+            Self::InvalidQuery => (
+                "invalid-query",
+                S::UNPROCESSABLE_ENTITY,
+                "The query is not valid",
             ),
             Self::InvalidJson => (
                 "invalid-json",
@@ -167,6 +182,7 @@ impl ApiError {
             message: message.into(),
             file: None,
             severity: None,
+            parameter: None,
         });
         self
     }
@@ -196,6 +212,7 @@ impl From<RuntimeError> for ApiError {
                         message: p.message.clone(),
                         file: Some(p.file.clone()),
                         severity: Some(format!("{:?}", p.severity).to_lowercase()),
+                        parameter: None,
                     })
                     .collect();
                 let count = problems
@@ -205,6 +222,25 @@ impl From<RuntimeError> for ApiError {
                 Self {
                     code: ErrorCode::InvalidBundle,
                     detail: format!("the bundle has {count} error(s); nothing was changed"),
+                    errors,
+                }
+            }
+            RuntimeError::InvalidRecord(issues) => {
+                let errors = issues.iter().map(|i| field_error(i, None)).collect();
+                Self {
+                    code: ErrorCode::InvalidRecord,
+                    detail: format!("{} field problem(s); nothing was changed", issues.len()),
+                    errors,
+                }
+            }
+            RuntimeError::InvalidQuery { parameter, issues } => {
+                let errors = issues
+                    .iter()
+                    .map(|i| field_error(i, Some(parameter)))
+                    .collect();
+                Self {
+                    code: ErrorCode::InvalidQuery,
+                    detail: format!("the '{parameter}' parameter is not valid"),
                     errors,
                 }
             }
@@ -236,6 +272,17 @@ impl From<RuntimeError> for ApiError {
                 )
             }
         }
+    }
+}
+
+fn field_error(issue: &trellis_form::FieldIssue, parameter: Option<&str>) -> FieldError {
+    FieldError {
+        pointer: issue.pointer.clone(),
+        code: issue.code.into(),
+        message: issue.message.clone(),
+        file: None,
+        severity: None,
+        parameter: parameter.map(str::to_owned),
     }
 }
 

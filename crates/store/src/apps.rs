@@ -162,10 +162,13 @@ impl Store {
 
     /// Publish a new version, provided the current one is still `expected_current` (optimistic
     /// concurrency: two analysts publishing at once cannot silently overwrite each other).
+    ///
+    /// `migrated` records are rewritten in the same transaction (all or nothing, each with history).
     pub async fn publish_app_version(
         &self,
         new: &NewAppVersion<'_>,
         expected_current: i64,
+        migrated: &[crate::MigratedRecord],
     ) -> Result<i64, StoreError> {
         let now = crate::now();
         let next = expected_current + 1;
@@ -208,6 +211,38 @@ impl Store {
             .bind(new.actor)
             .execute(&mut *tx)
             .await?;
+            for record in migrated {
+                let updated = sqlx::query(
+                    "UPDATE records SET data = $1, version = version + 1, updated_at = $2 WHERE id = $3 AND version = $4",
+                )
+                .bind(sqlx::types::Json(&record.data))
+                .bind(now)
+                .bind(&record.id)
+                .bind(record.version)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if updated == 0 {
+                    return Err(StoreError::Conflict(format!(
+                        "record '{}' changed while the migration ran; publish again",
+                        record.id
+                    )));
+                }
+                sqlx::query(
+                    "INSERT INTO record_history (record_id, app_id, entity, version, operation, actor, at, before, after) \
+                     VALUES ($1, $2, $3, $4, 'migrate', $5, $6, $7, $8)",
+                )
+                .bind(&record.id)
+                .bind(new.app_id)
+                .bind(&record.entity)
+                .bind(record.version + 1)
+                .bind(new.actor)
+                .bind(now)
+                .bind(sqlx::types::Json(&record.before))
+                .bind(sqlx::types::Json(&record.data))
+                .execute(&mut *tx)
+                .await?;
+            }
             append_change!(self, tx, &change);
             tx.commit().await?;
         });

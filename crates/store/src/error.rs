@@ -14,6 +14,12 @@ pub enum StoreError {
     /// A uniqueness rule or an optimistic-concurrency check failed.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// Another live record already holds this value of a unique field.
+    #[error("value '{value}' of field {field_uid} is already used")]
+    UniqueViolation { field_uid: String, value: String },
+    /// The record is no longer at the expected version (optimistic concurrency).
+    #[error("the record changed: it is at version {current}")]
+    VersionMismatch { current: i64 },
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),
     #[error("stored data is corrupt: {0}")]

@@ -13,12 +13,17 @@ mod apps;
 mod change_log;
 mod connect;
 mod error;
+mod query;
+mod records;
 mod users;
 
 pub use apps::{AppRecord, AppVersionRecord, NewAppVersion};
 pub use change_log::{ChangeEntry, NewChange};
 pub use connect::{Backend, Store, redact};
 pub use error::StoreError;
+pub use query::{Cursor, SortKey};
+pub use records::{HistoryRow, MigratedRecord, NewRecord, RecordRow, UniqueValue};
+pub use sqlx::types::Json;
 pub use users::{NewUser, TokenKind, TokenRecord, UserRecord};
 
 /// The current time at the precision both backends store (microseconds), so a value read back equals

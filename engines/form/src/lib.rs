@@ -1,13 +1,27 @@
 //! The form engine: what entities mean for records.
 //!
-//! Today it holds the schema-evolution planner ([`plan_migration`]): given the published and the new
-//! version of an app, it lists what changes for every entity and field, matching by stable uid so that a
-//! rename is a rename and not a drop plus an add. Coming with the form-engine and records issue:
-//! compiled validators cached per (entity, version), localized pointer-carrying validation errors,
-//! computed fields, typed value converters for kind changes, and per-record migration reports.
+//! - [`EntityValidator`]: an entity's JSON Schema compiled once per (entity, version), plus the checks
+//!   JSON Schema cannot express; errors carry the field's pointer, a stable code and a message in the
+//!   caller's language ([`Locale`]).
+//! - [`check_filter`]: the records filter tree checked against an entity (also used by permissions and
+//!   reports).
+//! - [`records`]: names ↔ stable uids, defaults, merge patch, and per-record migration.
+//! - [`convert_value`]: typed conversion when a field changes kind.
+//! - [`plan_migration`]: what changes between two versions of an app, matched by uid.
 //!
 //! Architecture invariant: pure — no IO, no `sqlx`, no `axum`, nothing from `crates/`.
 
+mod convert;
+mod filter;
+mod locale;
+mod messages;
 mod migration;
+pub mod records;
+mod validate;
 
+pub use convert::convert_value;
+pub use filter::{VariableResolver, check_filter};
+pub use locale::Locale;
+pub use messages::{FieldIssue, message};
 pub use migration::{MigrationChange, MigrationPlan, plan_migration};
+pub use validate::EntityValidator;

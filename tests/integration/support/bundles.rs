@@ -79,3 +79,39 @@ pub fn broken_bundle() -> (Value, Vec<(&'static str, &'static str)>) {
     ];
     (bundle, expected)
 }
+
+/// A small CRM defined only as JSON Schema with annotations: accounts and customers.
+pub fn crm_bundle() -> Value {
+    json!({
+        "trellis.json": {"format_version": 1, "id": "crm", "version": "1.0.0", "name": {"en": "CRM", "zh-CN": "客户管理"}},
+        "entities/account.schema.json": {
+            "type": "object",
+            "x-trellis": {"format_version": 1, "label": {"en": "Account", "zh-CN": "账户"}, "title_field": "name"},
+            "properties": {
+                "name": {"type": "string", "minLength": 1, "x-trellis": {"label": {"en": "Name", "zh-CN": "名称"}}},
+                "tier": {"type": "string", "enum": ["gold", "silver", "bronze"]}
+            },
+            "required": ["name"]
+        },
+        "entities/customer.schema.json": {
+            "type": "object",
+            "x-trellis": {"format_version": 1, "label": {"en": "Customer", "zh-CN": "客户"}},
+            "properties": {
+                "code": {"type": "string", "x-trellis": {"kind": "auto_number", "pattern": "CUS-{YYYY}-{0000}"}},
+                "name": {"type": "string", "minLength": 1, "maxLength": 50, "x-trellis": {"label": {"en": "Name", "zh-CN": "姓名"}}},
+                "email": {"type": "string", "format": "email", "x-trellis": {"unique": true, "label": {"en": "Email", "zh-CN": "邮箱"}}},
+                "score": {"type": "integer", "minimum": 0, "maximum": 100, "x-trellis": {"label": {"en": "Score", "zh-CN": "评分"}}},
+                "region": {"type": "string", "x-trellis": {"label": {"en": "Region", "zh-CN": "区域"}}},
+                "stage": {"type": "string", "enum": ["lead", "customer", "churned"], "default": "lead"},
+                "tags": {"type": "array", "items": {"type": "string"}},
+                "notes": {"type": "string", "x-trellis": {"kind": "long_text"}},
+                "external_ref": {"type": "string"},
+                "joined_on": {"type": "string", "format": "date"},
+                "vip": {"type": "boolean"},
+                "account": {"type": "string", "x-trellis": {"kind": "relation_one", "relation": {"entity": "account", "on_delete": "restrict"}}},
+                "created": {"type": "string", "x-trellis": {"kind": "created_at"}}
+            },
+            "required": ["name"]
+        }
+    })
+}

@@ -1,6 +1,7 @@
 //! Test harness: backends (SQLite file, PostgreSQL cluster), an in-process API client, sample bundles,
 //! and a minimal HTTP client for tests that talk to a real `trellis serve` process.
 
+pub mod api;
 pub mod bundles;
 pub mod http;
 pub mod postgres;

@@ -93,6 +93,9 @@ pub struct MigrationReportView {
     #[schema(value_type = Vec<Object>)]
     pub changes: serde_json::Value,
     pub records_migrated: u64,
+    /// Every stored value that cannot convert to its field's new kind (kept beside the field).
+    #[schema(value_type = Vec<Object>)]
+    pub unconverted: serde_json::Value,
     #[schema(value_type = Vec<Object>)]
     pub warnings: serde_json::Value,
 }
@@ -107,6 +110,7 @@ impl From<MigrationReport> for MigrationReportView {
             semver: report.semver,
             changes: serde_json::to_value(report.plan.changes).unwrap_or_default(),
             records_migrated: report.records_migrated,
+            unconverted: serde_json::to_value(report.unconverted).unwrap_or_default(),
             warnings: serde_json::to_value(report.warnings).unwrap_or_default(),
         }
     }

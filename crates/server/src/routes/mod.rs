@@ -3,6 +3,7 @@
 
 mod apps;
 mod auth;
+mod records;
 mod system;
 
 use axum::Router;
@@ -26,6 +27,7 @@ use crate::AppState;
         (name = "system", description = "Health and API description"),
         (name = "auth", description = "Sign-in and tokens"),
         (name = "apps", description = "Apps, bundles and published versions"),
+        (name = "records", description = "Records of an app's entities"),
     )
 )]
 struct ApiDoc;
@@ -55,6 +57,15 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(apps::restore_app))
         .routes(routes!(apps::export_bundle, apps::publish_bundle))
         .routes(routes!(apps::list_versions))
+        .routes(routes!(records::list_records, records::create_record))
+        .routes(routes!(
+            records::get_record,
+            records::update_record,
+            records::delete_record
+        ))
+        .routes(routes!(records::restore_record))
+        .routes(routes!(records::record_history))
+        .routes(routes!(records::import_records))
 }
 
 /// The landing page and the fallback for unknown routes.

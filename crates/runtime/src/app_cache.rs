@@ -1,0 +1,82 @@
+//! Validated app metadata and compiled validators, cached per (app, version). A publish creates a new
+//! version number, so a cache entry never goes stale: lookups compare the current version first.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use trellis_form::EntityValidator;
+use trellis_model::{AppBundle, EntityDefinition, RawBundle, check_bundle};
+
+use crate::RuntimeError;
+
+/// One version of one app, ready to use.
+#[derive(Debug)]
+pub struct LoadedApp {
+    pub id: String,
+    pub version: i64,
+    pub bundle: AppBundle,
+    validators: HashMap<String, EntityValidator>,
+}
+
+impl LoadedApp {
+    pub fn load(id: &str, version: i64, bundle_text: &str) -> Result<Self, RuntimeError> {
+        let raw: RawBundle = serde_json::from_str(bundle_text).map_err(|e| {
+            RuntimeError::Internal(format!("stored bundle of app '{id}' is not JSON: {e}"))
+        })?;
+        let bundle = check_bundle(&raw).map_err(|p| {
+            RuntimeError::Internal(format!(
+                "stored bundle of app '{id}' no longer validates ({} problems)",
+                p.len()
+            ))
+        })?;
+        let mut validators = HashMap::new();
+        for (entity_id, entity) in &bundle.entities {
+            let validator = EntityValidator::compile(entity).map_err(RuntimeError::Internal)?;
+            validators.insert(entity_id.to_string(), validator);
+        }
+        Ok(Self {
+            id: id.to_owned(),
+            version,
+            bundle,
+            validators,
+        })
+    }
+
+    /// The entity with this id, or 404.
+    pub fn entity(&self, id: &str) -> Result<(&EntityDefinition, &EntityValidator), RuntimeError> {
+        match (
+            self.bundle.entities.iter().find(|(k, _)| k.as_str() == id),
+            self.validators.get(id),
+        ) {
+            (Some((_, entity)), Some(validator)) => Ok((entity, validator)),
+            _ => Err(RuntimeError::NotFound(format!(
+                "entity '{id}' in app '{}'",
+                self.id
+            ))),
+        }
+    }
+}
+
+/// Cache of loaded apps, shared by every request.
+#[derive(Debug, Default, Clone)]
+pub struct AppCache {
+    entries: Arc<RwLock<HashMap<String, Arc<LoadedApp>>>>,
+}
+
+impl AppCache {
+    pub fn get(&self, id: &str, version: i64) -> Option<Arc<LoadedApp>> {
+        let entries = self.entries.read().ok()?;
+        entries
+            .get(id)
+            .filter(|app| app.version == version)
+            .cloned()
+    }
+
+    pub fn put(&self, app: LoadedApp) -> Arc<LoadedApp> {
+        let app = Arc::new(app);
+        if let Ok(mut entries) = self.entries.write() {
+            entries.insert(app.id.clone(), app.clone());
+        }
+        app
+    }
+}

@@ -1,0 +1,546 @@
+//! Records: JSON documents keyed by stable field uid, with versions (optimistic concurrency), soft
+//! delete, full history, unique values and auto-number counters. Every write is one transaction that
+//! also appends to the history and the change log.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use sqlx::types::Json;
+use trellis_model::CheckedFilter;
+
+use crate::change_log::append_change;
+use crate::query::{Arg, Cursor, SortKey, Sql, push_after, push_filter, push_order};
+use crate::{NewChange, Store, StoreError};
+
+/// A record as stored.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct RecordRow {
+    pub id: String,
+    pub app_id: String,
+    pub entity: String,
+    pub version: i64,
+    /// Field values keyed by field uid (plus hidden values of removed fields).
+    pub data: Json<Map<String, Value>>,
+    pub created_at: DateTime<Utc>,
+    pub created_by: Option<String>,
+    pub updated_at: DateTime<Utc>,
+    pub updated_by: Option<String>,
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+/// One entry of a record's history.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct HistoryRow {
+    pub seq: i64,
+    pub record_id: String,
+    pub version: i64,
+    /// `create`, `update`, `delete`, `restore`, `migrate`.
+    pub operation: String,
+    pub actor: Option<String>,
+    pub at: DateTime<Utc>,
+    pub before: Option<Json<Value>>,
+    pub after: Option<Json<Value>>,
+}
+
+/// A value of a unique field, as it is indexed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UniqueValue {
+    pub field_uid: String,
+    pub value: String,
+}
+
+/// A record to insert.
+#[derive(Debug, Clone)]
+pub struct NewRecord {
+    pub data: Map<String, Value>,
+    pub uniques: Vec<UniqueValue>,
+}
+
+/// A change of stored data made by a schema migration. `version` is the version the data was read
+/// at: if the record changed since, the publish fails instead of overwriting the change.
+#[derive(Debug, Clone)]
+pub struct MigratedRecord {
+    pub entity: String,
+    pub id: String,
+    pub version: i64,
+    pub before: Map<String, Value>,
+    pub data: Map<String, Value>,
+}
+
+/// Bind every argument of a dynamic statement.
+macro_rules! bind_args {
+    ($query:expr, $args:expr) => {{
+        let mut query = $query;
+        for arg in $args {
+            query = match arg {
+                Arg::Text(text) => query.bind(text.clone()),
+                Arg::Int(int) => query.bind(*int),
+                Arg::Float(float) => query.bind(*float),
+                Arg::Json(value) => query.bind(Json(value.clone())),
+            };
+        }
+        query
+    }};
+}
+
+macro_rules! select_record {
+    () => {
+        "SELECT r.id, r.app_id, r.entity, r.version, r.data, r.created_at, r.created_by, r.updated_at, \
+         r.updated_by, r.deleted_at FROM records r"
+    };
+}
+
+/// Insert `$uniques` for `$record_id`, mapping a duplicate to [`StoreError::UniqueViolation`].
+macro_rules! insert_uniques {
+    ($tx:expr, $app:expr, $entity:expr, $record_id:expr, $uniques:expr) => {
+        for unique in $uniques {
+            let inserted = sqlx::query(
+                "INSERT INTO record_unique (app_id, entity, field, value, record_id) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind($app)
+            .bind($entity)
+            .bind(&unique.field_uid)
+            .bind(&unique.value)
+            .bind($record_id)
+            .execute(&mut *$tx)
+            .await?
+            .rows_affected();
+            if inserted == 0 {
+                return Err(StoreError::UniqueViolation { field_uid: unique.field_uid.clone(), value: unique.value.clone() });
+            }
+        }
+    };
+}
+
+macro_rules! insert_history {
+    ($tx:expr, $app:expr, $entity:expr, $id:expr, $version:expr, $operation:expr, $actor:expr, $at:expr, $before:expr, $after:expr) => {
+        sqlx::query(
+            "INSERT INTO record_history (record_id, app_id, entity, version, operation, actor, at, before, after) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind($id)
+        .bind($app)
+        .bind($entity)
+        .bind($version)
+        .bind($operation)
+        .bind($actor)
+        .bind($at)
+        .bind($before)
+        .bind($after)
+        .execute(&mut *$tx)
+        .await?;
+    };
+}
+
+fn record_change(
+    app: &str,
+    entity: &str,
+    id: &str,
+    operation: &str,
+    actor: Option<&str>,
+    version: i64,
+) -> NewChange {
+    NewChange {
+        app_id: Some(app.to_owned()),
+        subject: format!("record:{entity}"),
+        subject_id: id.to_owned(),
+        operation: operation.to_owned(),
+        actor: actor.map(str::to_owned),
+        payload: serde_json::json!({"version": version}),
+    }
+}
+
+impl Store {
+    /// Insert records in one transaction (all or nothing). Returns them as stored, in order.
+    pub async fn insert_records(
+        &self,
+        app: &str,
+        entity: &str,
+        actor: Option<&str>,
+        records: &[NewRecord],
+    ) -> Result<Vec<RecordRow>, StoreError> {
+        let now = crate::now();
+        let rows: Vec<RecordRow> = records
+            .iter()
+            .map(|record| RecordRow {
+                id: uuid::Uuid::now_v7().to_string(),
+                app_id: app.to_owned(),
+                entity: entity.to_owned(),
+                version: 1,
+                data: Json(record.data.clone()),
+                created_at: now,
+                created_by: actor.map(str::to_owned),
+                updated_at: now,
+                updated_by: actor.map(str::to_owned),
+                deleted_at: None,
+            })
+            .collect();
+        crate::with_pool!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            for (row, record) in rows.iter().zip(records) {
+                sqlx::query(
+                    "INSERT INTO records (id, app_id, entity, version, data, created_at, created_by, updated_at, updated_by) \
+                     VALUES ($1, $2, $3, 1, $4, $5, $6, $5, $6)",
+                )
+                .bind(&row.id)
+                .bind(app)
+                .bind(entity)
+                .bind(&row.data)
+                .bind(now)
+                .bind(actor)
+                .execute(&mut *tx)
+                .await?;
+                insert_uniques!(tx, app, entity, &row.id, &record.uniques);
+                insert_history!(
+                    tx,
+                    app,
+                    entity,
+                    &row.id,
+                    1i64,
+                    "create",
+                    actor,
+                    now,
+                    None::<Json<Value>>,
+                    Some(Json(Value::Object(record.data.clone())))
+                );
+            }
+            if let Some(first) = rows.first() {
+                let mut change = record_change(app, entity, &first.id, "create", actor, 1);
+                change.payload = serde_json::json!({"ids": rows.iter().map(|r| r.id.as_str()).collect::<Vec<_>>()});
+                append_change!(self, tx, &change);
+            }
+            tx.commit().await?;
+        });
+        Ok(rows)
+    }
+
+    /// The record (live or deleted), if it exists in this app and entity.
+    pub async fn get_record(
+        &self,
+        app: &str,
+        entity: &str,
+        id: &str,
+    ) -> Result<Option<RecordRow>, StoreError> {
+        let sql = concat!(
+            select_record!(),
+            " WHERE r.id = $1 AND r.app_id = $2 AND r.entity = $3"
+        );
+        let row = crate::with_pool!(self, read, |pool| {
+            sqlx::query_as::<_, RecordRow>(sql)
+                .bind(id)
+                .bind(app)
+                .bind(entity)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(row)
+    }
+
+    /// Replace a live record's data if it is still at `expected_version`; returns the new row.
+    pub async fn update_record(
+        &self,
+        app: &str,
+        entity: &str,
+        id: &str,
+        expected_version: i64,
+        data: &Map<String, Value>,
+        uniques: &[UniqueValue],
+        actor: Option<&str>,
+    ) -> Result<RecordRow, StoreError> {
+        let now = crate::now();
+        crate::with_pool!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let current = sqlx::query_as::<_, RecordRow>(concat!(
+                select_record!(),
+                " WHERE r.id = $1 AND r.app_id = $2 AND r.entity = $3"
+            ))
+            .bind(id)
+            .bind(app)
+            .bind(entity)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(current) = current.filter(|r| r.deleted_at.is_none()) else {
+                return Err(StoreError::NotFound(format!("record '{id}'")));
+            };
+            let updated = sqlx::query(
+                "UPDATE records SET data = $1, version = version + 1, updated_at = $2, updated_by = $3 \
+                 WHERE id = $4 AND version = $5 AND deleted_at IS NULL",
+            )
+            .bind(Json(data))
+            .bind(now)
+            .bind(actor)
+            .bind(id)
+            .bind(expected_version)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if updated == 0 {
+                return Err(StoreError::VersionMismatch {
+                    current: current.version,
+                });
+            }
+            sqlx::query("DELETE FROM record_unique WHERE record_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            insert_uniques!(tx, app, entity, id, uniques);
+            let version = expected_version + 1;
+            insert_history!(
+                tx,
+                app,
+                entity,
+                id,
+                version,
+                "update",
+                actor,
+                now,
+                Some(Json(Value::Object(current.data.0.clone()))),
+                Some(Json(Value::Object(data.clone())))
+            );
+            append_change!(
+                self,
+                tx,
+                &record_change(app, entity, id, "update", actor, version)
+            );
+            tx.commit().await?;
+            Ok(RecordRow {
+                version,
+                data: Json(data.clone()),
+                updated_at: now,
+                updated_by: actor.map(str::to_owned),
+                ..current
+            })
+        })
+    }
+
+    /// Soft-delete (`deleted = true`) or restore a record. Restoring re-claims its unique values.
+    /// Returns `None` when the record is not in the expected state.
+    pub async fn set_record_deleted(
+        &self,
+        app: &str,
+        entity: &str,
+        id: &str,
+        deleted: bool,
+        uniques: &[UniqueValue],
+        actor: Option<&str>,
+    ) -> Result<Option<RecordRow>, StoreError> {
+        let now = crate::now();
+        crate::with_pool!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let current = sqlx::query_as::<_, RecordRow>(concat!(
+                select_record!(),
+                " WHERE r.id = $1 AND r.app_id = $2 AND r.entity = $3"
+            ))
+            .bind(id)
+            .bind(app)
+            .bind(entity)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(current) = current.filter(|r| r.deleted_at.is_some() != deleted) else {
+                return Ok(None);
+            };
+            let version = current.version + 1;
+            let deleted_at = deleted.then_some(now);
+            sqlx::query("UPDATE records SET deleted_at = $1, version = $2, updated_at = $3, updated_by = $4 WHERE id = $5")
+                .bind(deleted_at)
+                .bind(version)
+                .bind(now)
+                .bind(actor)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            if deleted {
+                sqlx::query("DELETE FROM record_unique WHERE record_id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            } else {
+                insert_uniques!(tx, app, entity, id, uniques);
+            }
+            let operation = if deleted { "delete" } else { "restore" };
+            let snapshot = Some(Json(Value::Object(current.data.0.clone())));
+            insert_history!(
+                tx,
+                app,
+                entity,
+                id,
+                version,
+                operation,
+                actor,
+                now,
+                snapshot.clone(),
+                snapshot
+            );
+            append_change!(
+                self,
+                tx,
+                &record_change(app, entity, id, operation, actor, version)
+            );
+            tx.commit().await?;
+            Ok(Some(RecordRow {
+                version,
+                deleted_at,
+                updated_at: now,
+                updated_by: actor.map(str::to_owned),
+                ..current
+            }))
+        })
+    }
+
+    /// A page of records matching `filter`, in `sort` order, after `cursor`; at most `limit`.
+    pub async fn list_records(
+        &self,
+        app: &str,
+        entity: &str,
+        filter: &CheckedFilter,
+        sort: &[SortKey],
+        cursor: Option<&Cursor>,
+        limit: i64,
+        include_deleted: bool,
+    ) -> Result<Vec<RecordRow>, StoreError> {
+        let backend = self.backend();
+        let mut sql = Sql::default();
+        sql.push(select_record!());
+        let app_arg = sql.arg(Arg::Text(app.to_owned()));
+        let entity_arg = sql.arg(Arg::Text(entity.to_owned()));
+        sql.push(&format!(
+            " WHERE r.app_id = {app_arg} AND r.entity = {entity_arg}"
+        ));
+        if !include_deleted {
+            sql.push(" AND r.deleted_at IS NULL");
+        }
+        sql.push(" AND ");
+        push_filter(&mut sql, backend, app, filter);
+        if let Some(cursor) = cursor {
+            push_after(&mut sql, backend, sort, cursor);
+        }
+        push_order(&mut sql, backend, sort);
+        let limit_arg = sql.arg(Arg::Int(limit));
+        sql.push(&format!(" LIMIT {limit_arg}"));
+        let Sql { text, args } = sql;
+        let rows = crate::with_pool!(self, read, |pool| {
+            // The text is fixed SQL and `$n` placeholders only (see `query.rs`); values are bound.
+            bind_args!(
+                sqlx::query_as::<_, RecordRow>(sqlx::AssertSqlSafe(text.clone())),
+                &args
+            )
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows)
+    }
+
+    /// How many live records match `filter` (on demand; lists never count).
+    pub async fn count_records(
+        &self,
+        app: &str,
+        entity: &str,
+        filter: &CheckedFilter,
+    ) -> Result<i64, StoreError> {
+        let backend = self.backend();
+        let mut sql = Sql::default();
+        let app_arg = sql.arg(Arg::Text(app.to_owned()));
+        let entity_arg = sql.arg(Arg::Text(entity.to_owned()));
+        sql.push(&format!("SELECT COUNT(*) FROM records r WHERE r.app_id = {app_arg} AND r.entity = {entity_arg} AND r.deleted_at IS NULL AND "));
+        push_filter(&mut sql, backend, app, filter);
+        let Sql { text, args } = sql;
+        let count: i64 = crate::with_pool!(self, read, |pool| {
+            bind_args!(sqlx::query_scalar(sqlx::AssertSqlSafe(text.clone())), &args)
+                .fetch_one(pool)
+                .await?
+        });
+        Ok(count)
+    }
+
+    /// Every change of a record, oldest first.
+    pub async fn record_history(
+        &self,
+        app: &str,
+        entity: &str,
+        id: &str,
+    ) -> Result<Vec<HistoryRow>, StoreError> {
+        let rows = crate::with_pool!(self, read, |pool| {
+            sqlx::query_as::<_, HistoryRow>(
+                "SELECT seq, record_id, version, operation, actor, at, before, after FROM record_history \
+                 WHERE record_id = $1 AND app_id = $2 AND entity = $3 ORDER BY seq",
+            )
+            .bind(id)
+            .bind(app)
+            .bind(entity)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows)
+    }
+
+    /// Which of `ids` are live records of `entity`.
+    pub async fn live_record_ids(
+        &self,
+        app: &str,
+        entity: &str,
+        ids: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        let mut found = Vec::new();
+        for chunk in ids.chunks(500) {
+            let mut sql = Sql::default();
+            let app_arg = sql.arg(Arg::Text(app.to_owned()));
+            let entity_arg = sql.arg(Arg::Text(entity.to_owned()));
+            let placeholders: Vec<String> = chunk
+                .iter()
+                .map(|id| sql.arg(Arg::Text(id.clone())))
+                .collect();
+            sql.push(&format!(
+                "SELECT id FROM records WHERE app_id = {app_arg} AND entity = {entity_arg} AND deleted_at IS NULL AND id IN ({})",
+                placeholders.join(", ")
+            ));
+            let Sql { text, args } = sql;
+            let ids: Vec<String> = crate::with_pool!(self, read, |pool| {
+                bind_args!(sqlx::query_scalar(sqlx::AssertSqlSafe(text.clone())), &args)
+                    .fetch_all(pool)
+                    .await?
+            });
+            found.extend(ids);
+        }
+        Ok(found)
+    }
+
+    /// Take the next value of an auto-number counter (its own transaction: numbers may have gaps, like
+    /// every database sequence, but never repeat).
+    pub async fn next_counter(
+        &self,
+        app: &str,
+        entity: &str,
+        field: &str,
+        period: &str,
+    ) -> Result<i64, StoreError> {
+        let value: i64 = crate::with_pool!(self, write, |pool| {
+            sqlx::query_scalar(
+                "INSERT INTO record_counters (app_id, entity, field, period, value) VALUES ($1, $2, $3, $4, 1) \
+                 ON CONFLICT (app_id, entity, field, period) DO UPDATE SET value = record_counters.value + 1 \
+                 RETURNING value",
+            )
+            .bind(app)
+            .bind(entity)
+            .bind(field)
+            .bind(period)
+            .fetch_one(pool)
+            .await?
+        });
+        Ok(value)
+    }
+
+    /// Every record of an entity, live or deleted (for migrations), in id order.
+    pub async fn all_records(&self, app: &str, entity: &str) -> Result<Vec<RecordRow>, StoreError> {
+        let rows = crate::with_pool!(self, read, |pool| {
+            sqlx::query_as::<_, RecordRow>(concat!(
+                select_record!(),
+                " WHERE r.app_id = $1 AND r.entity = $2 ORDER BY r.id"
+            ))
+            .bind(app)
+            .bind(entity)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows)
+    }
+}

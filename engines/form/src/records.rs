@@ -1,0 +1,197 @@
+//! Record shapes: the API speaks field **names**, storage keys values by stable field **uid**. That
+//! is what makes renames free and keeps the values of removed fields (they stay in storage under their
+//! uid, invisible to the API, and come back if the field is restored).
+
+use serde_json::{Map, Value};
+use trellis_model::EntityDefinition;
+
+use crate::convert::convert_value;
+
+/// Key under which values that could not convert to a field's new kind are kept, by field uid.
+pub const UNCONVERTED_KEY: &str = "$unconverted";
+
+/// The fields of a stored record as the API shows them (current fields only, by name).
+pub fn to_api(entity: &EntityDefinition, stored: &Map<String, Value>) -> Map<String, Value> {
+    let mut named = Map::new();
+    for field in &entity.fields {
+        if let Some(value) = stored.get(&field.uid) {
+            named.insert(field.name.to_string(), value.clone());
+        }
+    }
+    named
+}
+
+/// Stored form of `named` fields. Keys of `previous` that are not current fields (removed fields,
+/// unconverted originals) are carried over untouched, so no write ever drops them.
+pub fn to_storage(
+    entity: &EntityDefinition,
+    named: &Map<String, Value>,
+    previous: Option<&Map<String, Value>>,
+) -> Map<String, Value> {
+    let mut stored = Map::new();
+    if let Some(previous) = previous {
+        for (key, value) in previous {
+            if !entity.fields.iter().any(|f| &f.uid == key) {
+                stored.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    for field in &entity.fields {
+        if let Some(value) = named.get(field.name.as_str())
+            && !value.is_null()
+        {
+            stored.insert(field.uid.clone(), value.clone());
+        }
+    }
+    stored
+}
+
+/// Fill missing fields that declare a JSON Schema `default`.
+pub fn apply_defaults(entity: &EntityDefinition, named: &mut Map<String, Value>) {
+    for field in &entity.fields {
+        if !named.contains_key(field.name.as_str())
+            && let Some(default) = field.schema.get("default")
+        {
+            named.insert(field.name.to_string(), default.clone());
+        }
+    }
+}
+
+/// RFC 7396 JSON merge patch.
+pub fn merge_patch(target: &mut Map<String, Value>, patch: &Map<String, Value>) {
+    for (key, value) in patch {
+        match value {
+            Value::Null => {
+                target.remove(key);
+            }
+            Value::Object(inner) => {
+                let entry = target
+                    .entry(key.clone())
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if let Value::Object(existing) = entry {
+                    merge_patch(existing, inner);
+                } else {
+                    *entry = Value::Object(inner.clone());
+                    if let Value::Object(replaced) = entry {
+                        strip_nulls(replaced);
+                    }
+                }
+            }
+            other => {
+                target.insert(key.clone(), other.clone());
+            }
+        }
+    }
+}
+
+fn strip_nulls(map: &mut Map<String, Value>) {
+    map.retain(|_, v| !v.is_null());
+    for value in map.values_mut() {
+        if let Value::Object(inner) = value {
+            strip_nulls(inner);
+        }
+    }
+}
+
+/// A value kept aside by an earlier migration comes back when the field can hold it again.
+fn restore_unconverted(
+    data: &mut Map<String, Value>,
+    field: &trellis_model::FieldDefinition,
+) -> bool {
+    if data.get(&field.uid).is_some_and(|v| !v.is_null()) {
+        return false;
+    }
+    let Some(Value::Object(kept)) = data.get(UNCONVERTED_KEY) else {
+        return false;
+    };
+    let Some(original) = kept.get(&field.uid).cloned() else {
+        return false;
+    };
+    let fits = match &original {
+        Value::String(_) => field
+            .kind
+            .allowed_json_types()
+            .contains(&trellis_model::field_kind::JsonType::String),
+        _ => convert_value(&original, trellis_model::FieldKind::Json, field.kind)
+            .is_ok_and(|v| v == original),
+    } || field.kind.allowed_json_types().is_empty();
+    if !fits {
+        return false;
+    }
+    if let Some(Value::Object(kept)) = data.get_mut(UNCONVERTED_KEY) {
+        kept.remove(&field.uid);
+        if kept.is_empty() {
+            data.remove(UNCONVERTED_KEY);
+        }
+    }
+    data.insert(field.uid.clone(), original);
+    true
+}
+
+/// A value that could not convert during a migration.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ConversionFailure {
+    pub field: String,
+    pub value: Value,
+    pub reason: String,
+}
+
+/// Migrate one stored record from `old` to `new` (same entity uid): convert values of fields whose kind
+/// changed, keeping what cannot convert under [`UNCONVERTED_KEY`], and give added fields their default.
+/// Returns the new stored data when anything changed, and the failures.
+pub fn migrate_stored(
+    old: &EntityDefinition,
+    new: &EntityDefinition,
+    stored: &Map<String, Value>,
+) -> (Option<Map<String, Value>>, Vec<ConversionFailure>) {
+    let mut data = stored.clone();
+    let mut failures = Vec::new();
+    let mut changed = false;
+    for field in &new.fields {
+        if restore_unconverted(&mut data, field) {
+            changed = true;
+            continue;
+        }
+        match old.field_by_uid(&field.uid) {
+            Some(before) if before.kind != field.kind => {
+                let Some(value) = data.get(&field.uid).cloned() else {
+                    continue;
+                };
+                match convert_value(&value, before.kind, field.kind) {
+                    Ok(converted) => {
+                        if converted != value {
+                            data.insert(field.uid.clone(), converted);
+                            changed = true;
+                        }
+                    }
+                    Err(reason) => {
+                        data.remove(&field.uid);
+                        let kept = data
+                            .entry(UNCONVERTED_KEY)
+                            .or_insert_with(|| Value::Object(Map::new()));
+                        if let Value::Object(kept) = kept {
+                            kept.insert(field.uid.clone(), value.clone());
+                        }
+                        failures.push(ConversionFailure {
+                            field: field.name.to_string(),
+                            value,
+                            reason,
+                        });
+                        changed = true;
+                    }
+                }
+            }
+            Some(_) => {}
+            None => {
+                // A restored field finds its old value still stored under its uid; a new one gets its default.
+                if !data.contains_key(&field.uid)
+                    && let Some(default) = field.schema.get("default")
+                {
+                    data.insert(field.uid.clone(), default.clone());
+                    changed = true;
+                }
+            }
+        }
+    }
+    (changed.then_some(data), failures)
+}
