@@ -424,3 +424,101 @@ async fn two_servers_start_together_on_one_postgres() {
     assert_eq!(store.count_users().await.unwrap(), 1, "one bootstrap admin");
     assert!(a.terminate().success() && b.terminate().success());
 }
+
+#[test]
+fn import_command_shows_counts_and_writes_rejected_rows() {
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_string_lossy().into_owned();
+    {
+        let server = Server::start(
+            &["--data-dir", &data_dir],
+            &[("TRELLIS_ADMIN_PASSWORD", "import-pw")],
+        );
+        let token = server.login("import-pw");
+        let created = request(
+            &server.addr,
+            "POST",
+            "/api/apps",
+            Some(&token),
+            Some(&crate::support::bundles::crm_bundle()),
+        );
+        assert_eq!(created.status, 201, "{}", created.body);
+    }
+    let file = data.path().join("customers.csv");
+    std::fs::write(
+        &file,
+        "name,email,score\nAnn,ann@example.com,5\nBad,not-an-email,500\nCid,cid@example.com,7\n",
+    )
+    .unwrap();
+    let output = Command::new(TRELLIS)
+        .args([
+            "import",
+            "--app",
+            "crm",
+            "--entity",
+            "customer",
+            "--data-dir",
+            &data_dir,
+        ])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "rejected rows make the exit code 1: {stdout}"
+    );
+    assert!(
+        stdout.contains("inserted 2 row(s), rejected 1 row(s)"),
+        "{stdout}"
+    );
+    let rejected = std::fs::read_to_string(data.path().join("customers.rejected.csv")).unwrap();
+    let mut lines = rejected.lines();
+    assert_eq!(lines.next(), Some("_row,_errors,name,email,score"));
+    let bad = lines.next().unwrap();
+    assert!(
+        bad.starts_with("3,")
+            && bad.contains("/email")
+            && bad.contains("/score")
+            && bad.ends_with("Bad,not-an-email,500"),
+        "{bad}"
+    );
+
+    let clean = data.path().join("more.ndjson");
+    std::fs::write(&clean, "{\"name\": \"Dee\"}\n").unwrap();
+    let output = Command::new(TRELLIS)
+        .args([
+            "import",
+            "--app",
+            "crm",
+            "--entity",
+            "customer",
+            "--data-dir",
+            &data_dir,
+            "--atomic",
+        ])
+        .arg(&clean)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let missing = Command::new(TRELLIS)
+        .args([
+            "import",
+            "--app",
+            "crm",
+            "--entity",
+            "customer",
+            "--data-dir",
+            &data_dir,
+            "nope.txt",
+        ])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("nope.txt"));
+}

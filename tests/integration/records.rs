@@ -51,6 +51,7 @@ on_both_backends!(
     import_reports_bad_rows_and_keeps_good_ones,
     publish_renames_removes_and_converts_without_losing_values,
     concurrent_patches_lose_no_update,
+    export_and_xlsx_import_round_trip,
 );
 
 async fn create_validates_every_field_in_the_callers_language(backend: Backend) {
@@ -782,4 +783,116 @@ async fn concurrent_patches_lose_no_update(backend: Backend) {
         "every applied increment is there: no lost update"
     );
     assert_eq!(last["version"], applied + 1);
+}
+
+async fn export_and_xlsx_import_round_trip(backend: Backend) {
+    let api = crm_or_skip!(backend);
+    for (name, score) in [("Ann", 3), ("Bob", 9), ("Cid", 5)] {
+        api.call(
+            "POST",
+            CUSTOMERS,
+            Some(json!({"name": name, "score": score, "tags": ["x", "y"]})),
+        )
+        .await;
+    }
+    let export = "/api/apps/crm/entities/customer/export";
+    let filter = urlencode(&json!({"field": "score", "op": "gte", "value": 4}).to_string());
+    let csv = api
+        .call(
+            "GET",
+            &format!("{export}?sort=-score&filter={filter}"),
+            None,
+        )
+        .await;
+    assert_eq!(csv.status, StatusCode::OK, "{}", csv.text);
+    assert!(
+        csv.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let lines: Vec<&str> = csv.text.lines().collect();
+    assert!(
+        lines[0].starts_with("id,code,name,email,score"),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(
+        lines.len(),
+        3,
+        "header + the two matching rows: {}",
+        csv.text
+    );
+    assert!(
+        lines[1].contains(",Bob,") && lines[2].contains(",Cid,"),
+        "sorted by -score: {}",
+        csv.text
+    );
+    assert!(
+        lines[1].contains("\"x, y\""),
+        "lists are readable text: {}",
+        lines[1]
+    );
+
+    let xlsx = api
+        .call("GET", &format!("{export}?format=xlsx&sort=name"), None)
+        .await;
+    assert_eq!(xlsx.status, StatusCode::OK);
+    let bytes = api
+        .raw_bytes(&format!("{export}?format=xlsx&sort=name"))
+        .await;
+    use calamine::Reader;
+    let mut workbook = calamine::Xlsx::new(std::io::Cursor::new(bytes)).expect("a valid xlsx");
+    let range = workbook.worksheet_range_at(0).unwrap().unwrap();
+    let names: Vec<String> = range.rows().skip(1).map(|r| r[2].to_string()).collect();
+    assert_eq!(names, vec!["Ann", "Bob", "Cid"]);
+    assert_eq!(
+        range.rows().nth(2).unwrap()[4],
+        calamine::Data::Float(9.0),
+        "numbers stay numbers"
+    );
+    assert_problem(
+        &api.call("GET", &format!("{export}?format=pdf"), None).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    );
+
+    // An Excel sheet with Chinese headers imports; a bad row is reported by its spreadsheet row.
+    let mut workbook = rust_xlsxwriter::Workbook::new();
+    let sheet = workbook.add_worksheet();
+    for (column, title) in ["姓名", "评分", "joined_on"].iter().enumerate() {
+        sheet.write_string(0, column as u16, *title).unwrap();
+    }
+    sheet.write_string(1, 0, "Dee").unwrap();
+    sheet.write_number(1, 1, 7.0).unwrap();
+    sheet.write_string(1, 2, "2024-02-29").unwrap();
+    sheet.write_string(2, 0, "Eve").unwrap();
+    sheet.write_number(2, 1, 700.0).unwrap();
+    let file = workbook.save_to_buffer().unwrap();
+    let request = axum::http::Request::builder()
+        .method("POST")
+        .uri("/api/apps/crm/entities/customer/import")
+        .header("authorization", format!("Bearer {}", api.token))
+        .header(
+            "content-type",
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        )
+        .body(axum::body::Body::from(file))
+        .unwrap();
+    let report = api.raw(request).await;
+    assert_eq!(report.status, StatusCode::OK, "{}", report.text);
+    assert_eq!(report.body["inserted"], 1, "{}", report.text);
+    assert_eq!(report.body["rejected"][0]["row"], 3);
+    assert_eq!(report.body["rejected"][0]["errors"][0]["pointer"], "/score");
+    let dee = api
+        .call(
+            "GET",
+            &format!(
+                "{CUSTOMERS}?filter={}",
+                urlencode(&json!({"field": "name", "op": "eq", "value": "Dee"}).to_string())
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(dee.body["items"][0]["data"]["score"], 7);
+    assert_eq!(dee.body["items"][0]["data"]["joined_on"], "2024-02-29");
 }

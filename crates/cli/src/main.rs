@@ -3,6 +3,7 @@
 //! `anyhow` lives only here; libraries return typed errors, and this binary prints the whole cause chain.
 
 mod demo;
+mod import;
 mod options;
 mod serve;
 mod template;
@@ -24,6 +25,8 @@ struct Cli {
 enum Command {
     /// Serve the API (and UI) on SQLite by default or PostgreSQL with --db postgres://…
     Serve(options::ServeOptions),
+    /// Import CSV, NDJSON or XLSX rows into an entity of an app.
+    Import(import::ImportArgs),
     /// Work with templates.
     #[command(subcommand)]
     Template(template::TemplateCommand),
@@ -34,6 +37,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve(options) => serve::run(options),
         Command::Template(command) => template::run(command),
+        Command::Import(args) => import::run(args),
     };
     match result {
         Ok(code) => code,

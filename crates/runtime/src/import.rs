@@ -16,6 +16,24 @@ use crate::{Principal, Runtime, RuntimeError};
 pub enum ImportFormat {
     Csv,
     Ndjson,
+    /// The first sheet of an Excel workbook; the first row names the columns.
+    Xlsx,
+}
+
+impl ImportFormat {
+    /// Guess the format from a file name's extension.
+    pub fn from_file_name(name: &str) -> Option<Self> {
+        let lower = name.to_ascii_lowercase();
+        if lower.ends_with(".csv") {
+            Some(Self::Csv)
+        } else if lower.ends_with(".ndjson") || lower.ends_with(".jsonl") {
+            Some(Self::Ndjson)
+        } else if lower.ends_with(".xlsx") {
+            Some(Self::Xlsx)
+        } else {
+            None
+        }
+    }
 }
 
 /// A row that was not imported, and why. `row` counts like a spreadsheet for CSV (the header is row 1)
@@ -87,13 +105,70 @@ fn parse_csv(entity: &EntityDefinition, text: &str) -> Result<Vec<ParsedRow>, Ru
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
         .from_reader(text.trim_start_matches('\u{feff}').as_bytes());
-    let headers = reader
+    let headers: Vec<String> = reader
         .headers()
         .map_err(|e| bad_file(format!("cannot read the CSV header: {e}")))?
-        .clone();
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    let records = reader.records().map(|r| {
+        r.map(|r| r.iter().map(str::to_owned).collect::<Vec<_>>())
+            .map_err(|e| e.to_string())
+    });
+    parse_table(entity, &headers, records)
+}
+
+/// Read the first sheet of a workbook as header + rows of text cells.
+fn parse_xlsx(entity: &EntityDefinition, bytes: &[u8]) -> Result<Vec<ParsedRow>, RuntimeError> {
+    use calamine::{Data, Reader};
+    let mut workbook = calamine::Xlsx::new(std::io::Cursor::new(bytes.to_vec()))
+        .map_err(|e| bad_file(format!("not an .xlsx workbook: {e}")))?;
+    let range = workbook
+        .worksheet_range_at(0)
+        .ok_or_else(|| bad_file("the workbook has no sheet".into()))?
+        .map_err(|e| bad_file(format!("cannot read the first sheet: {e}")))?;
+    let text = |cell: &Data| match cell {
+        Data::Empty => String::new(),
+        Data::String(s) => s.clone(),
+        Data::Float(f) if f.fract() == 0.0 && f.abs() < 9e15 => format!("{}", *f as i64),
+        Data::Float(f) => f.to_string(),
+        Data::Int(i) => i.to_string(),
+        Data::Bool(b) => b.to_string(),
+        Data::DateTime(d) => d
+            .as_datetime()
+            .map(|dt| {
+                if dt.time() == chrono::NaiveTime::MIN {
+                    dt.date().to_string()
+                } else {
+                    dt.format("%Y-%m-%dT%H:%M:%S").to_string()
+                }
+            })
+            .unwrap_or_default(),
+        Data::DateTimeIso(s) | Data::DurationIso(s) => s.clone(),
+        Data::Error(e) => format!("#{e:?}"),
+    };
+    let mut rows = range.rows();
+    let headers: Vec<String> = rows
+        .next()
+        .map(|r| r.iter().map(text).collect())
+        .unwrap_or_default();
+    let records: Vec<Result<Vec<String>, String>> =
+        rows.map(|r| Ok(r.iter().map(text).collect())).collect();
+    parse_table(entity, &headers, records.into_iter())
+}
+
+fn parse_table(
+    entity: &EntityDefinition,
+    headers: &[String],
+    records: impl Iterator<Item = Result<Vec<String>, String>>,
+) -> Result<Vec<ParsedRow>, RuntimeError> {
     let mut columns = Vec::new();
     let mut unknown = Vec::new();
     for (index, header) in headers.iter().enumerate() {
+        if header.trim().is_empty() {
+            columns.push((String::new(), FieldKind::Json));
+            continue;
+        }
         match match_column(entity, header) {
             Some(field) => columns.push((field.name.to_string(), field.kind)),
             None => unknown.push(FieldIssue {
@@ -110,7 +185,7 @@ fn parse_csv(entity: &EntityDefinition, text: &str) -> Result<Vec<ParsedRow>, Ru
         return Err(RuntimeError::InvalidRecord(unknown));
     }
     let mut rows = Vec::new();
-    for (index, record) in reader.records().enumerate() {
+    for (index, record) in records.enumerate() {
         let row = index + 2;
         let mut parsed = ParsedRow {
             row,
@@ -121,7 +196,13 @@ fn parse_csv(entity: &EntityDefinition, text: &str) -> Result<Vec<ParsedRow>, Ru
         match record {
             Ok(record) => {
                 let mut raw = Map::new();
+                if record.iter().all(|cell| cell.trim().is_empty()) {
+                    continue;
+                }
                 for ((name, kind), cell) in columns.iter().zip(record.iter()) {
+                    if name.is_empty() {
+                        continue;
+                    }
                     raw.insert(name.clone(), Value::String(cell.to_owned()));
                     match cell_value(*kind, cell) {
                         Ok(Some(value)) => {
@@ -209,16 +290,20 @@ impl Runtime {
         app: &str,
         entity_id: &str,
         format: ImportFormat,
-        text: &str,
+        input: &[u8],
         atomic: bool,
         locale: Locale,
         progress: &(dyn Fn(usize, usize) + Send + Sync),
     ) -> Result<ImportReport, RuntimeError> {
         let loaded = self.loaded_app(app).await?;
         let (entity, validator) = loaded.entity(entity_id)?;
+        let text = || {
+            std::str::from_utf8(input).map_err(|_| bad_file("the file is not UTF-8 text".into()))
+        };
         let rows = match format {
-            ImportFormat::Csv => parse_csv(entity, text)?,
-            ImportFormat::Ndjson => parse_ndjson(entity, text),
+            ImportFormat::Csv => parse_csv(entity, text()?)?,
+            ImportFormat::Ndjson => parse_ndjson(entity, text()?),
+            ImportFormat::Xlsx => parse_xlsx(entity, input)?,
         };
         let total = rows.len();
         let mut rejected = Vec::new();

@@ -11,6 +11,7 @@ mod app_cache;
 pub mod apps;
 pub mod auth;
 mod error;
+pub mod export;
 pub mod import;
 pub mod records;
 pub mod template_dir;

@@ -77,3 +77,20 @@ pub fn type_name(json_type: &str, locale: Locale) -> &'static str {
         (_, Locale::ZhCn) => "值",
     }
 }
+
+/// Name of a JSON Schema `format` for messages.
+pub fn format_name(format: &str, locale: Locale) -> &str {
+    match (format, locale) {
+        ("email", Locale::En) => "email address",
+        ("email", Locale::ZhCn) => "邮箱地址",
+        ("date", Locale::En) => "date (YYYY-MM-DD)",
+        ("date", Locale::ZhCn) => "日期（YYYY-MM-DD）",
+        ("date-time", Locale::En) => "date and time (RFC 3339)",
+        ("date-time", Locale::ZhCn) => "日期时间（RFC 3339）",
+        ("uri" | "iri", Locale::En) => "URL",
+        ("uri" | "iri", Locale::ZhCn) => "网址",
+        ("duration", Locale::En) => "duration (ISO 8601, e.g. P3D)",
+        ("duration", Locale::ZhCn) => "时长（ISO 8601，如 P3D）",
+        (other, _) => other,
+    }
+}

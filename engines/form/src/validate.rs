@@ -165,7 +165,10 @@ fn schema_issue(error: &jsonschema::ValidationError<'_>, locale: Locale) -> Fiel
                 .collect();
             ("enum", list.join(", "))
         }
-        ValidationErrorKind::Format { format } => ("format", format.clone()),
+        ValidationErrorKind::Format { format } => (
+            "format",
+            crate::messages::format_name(format, locale).to_owned(),
+        ),
         ValidationErrorKind::MinItems { limit } => ("min_items", limit.to_string()),
         ValidationErrorKind::MaxItems { limit } => ("max_items", limit.to_string()),
         ValidationErrorKind::UniqueItems => ("unique_items", String::new()),

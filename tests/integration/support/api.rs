@@ -165,3 +165,22 @@ impl TestApi {
         self.raw(request).await
     }
 }
+
+impl TestApi {
+    /// GET the raw body bytes (binary downloads).
+    pub async fn raw_bytes(&self, path: &str) -> Vec<u8> {
+        let request = Request::builder()
+            .uri(path)
+            .header(header::AUTHORIZATION, format!("Bearer {}", self.token))
+            .body(Body::empty())
+            .unwrap();
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec()
+    }
+}

@@ -66,6 +66,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(records::restore_record))
         .routes(routes!(records::record_history))
         .routes(routes!(records::import_records))
+        .routes(routes!(records::export_records))
 }
 
 /// The landing page and the fallback for unknown routes.

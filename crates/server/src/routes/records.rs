@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::Value;
 use trellis_form::Locale;
+use trellis_runtime::export::ExportFormat;
 use trellis_runtime::import::ImportFormat;
 use trellis_runtime::records::{ListRequest, RecordView};
 
@@ -228,6 +229,60 @@ pub struct ImportParams {
     pub atomic: bool,
 }
 
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct ExportParams {
+    /// `csv` (default) or `xlsx`.
+    pub format: Option<String>,
+    /// JSON filter tree, as for lists.
+    pub filter: Option<String>,
+    /// Sort, as for lists.
+    pub sort: Option<String>,
+}
+
+/// Export every record matching `filter` (in `sort` order) as CSV or XLSX.
+#[utoipa::path(get, path = "/api/apps/{app}/entities/{entity}/export", tag = "records",
+    params(("app" = String, Path), ("entity" = String, Path), ExportParams),
+    responses((status = 200, description = "CSV or XLSX file", content_type = "text/csv"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn export_records(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path((app, entity)): RecordPath,
+    Query(params): Query<ExportParams>,
+) -> Result<Response, ApiError> {
+    let format = match params.format.as_deref().unwrap_or("csv") {
+        name => ExportFormat::parse(name).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::InvalidInput,
+                format!("format '{name}' is not supported: use csv or xlsx"),
+            )
+        })?,
+    };
+    let request = ListRequest {
+        filter: params.filter,
+        sort: params.sort,
+        ..Default::default()
+    };
+    let bytes = state
+        .runtime
+        .export_records(&principal, &app, &entity, &request, format)
+        .await?;
+    let extension = if format == ExportFormat::Csv {
+        "csv"
+    } else {
+        "xlsx"
+    };
+    let disposition = format!("attachment; filename=\"{entity}.{extension}\"");
+    Ok((
+        [
+            (header::CONTENT_TYPE, format.content_type().to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
 /// Import CSV (`text/csv`) or NDJSON (`application/x-ndjson`). Columns match fields by id or label.
 #[utoipa::path(post, path = "/api/apps/{app}/entities/{entity}/import", tag = "records",
     params(("app" = String, Path), ("entity" = String, Path), ImportParams),
@@ -255,17 +310,17 @@ pub async fn import_records(
     let format = match essence.as_str() {
         "text/csv" => ImportFormat::Csv,
         "application/x-ndjson" | "application/ndjson" | "application/jsonl" => ImportFormat::Ndjson,
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet" => ImportFormat::Xlsx,
         _ => {
             return Err(ApiError::new(
                 ErrorCode::UnsupportedMediaType,
                 format!(
-                    "send CSV as 'text/csv' or NDJSON as 'application/x-ndjson' (got '{content_type}')"
+                    "send CSV as 'text/csv', NDJSON as 'application/x-ndjson' or Excel as \
+                     'application/vnd.openxmlformats-officedocument.spreadsheetml.sheet' (got '{content_type}')"
                 ),
             ));
         }
     };
-    let text = String::from_utf8(body.to_vec())
-        .map_err(|_| ApiError::new(ErrorCode::InvalidInput, "the file is not UTF-8 text"))?;
     let report = state
         .runtime
         .import_records(
@@ -273,7 +328,7 @@ pub async fn import_records(
             &app,
             &entity,
             format,
-            &text,
+            &body,
             params.atomic,
             locale(&headers),
             &|_, _| {},
