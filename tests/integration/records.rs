@@ -52,6 +52,7 @@ on_both_backends!(
     publish_renames_removes_and_converts_without_losing_values,
     concurrent_patches_lose_no_update,
     export_and_xlsx_import_round_trip,
+    computed_fields_and_conditional_rules,
 );
 
 async fn create_validates_every_field_in_the_callers_language(backend: Backend) {
@@ -895,4 +896,79 @@ async fn export_and_xlsx_import_round_trip(backend: Backend) {
         .await;
     assert_eq!(dee.body["items"][0]["data"]["score"], 7);
     assert_eq!(dee.body["items"][0]["data"]["joined_on"], "2024-02-29");
+}
+
+async fn computed_fields_and_conditional_rules(backend: Backend) {
+    let api = crm_or_skip!(backend);
+    let created = api
+        .call(
+            "POST",
+            CUSTOMERS,
+            Some(json!({"name": "Kai", "score": 45, "segment": "smb"})),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert_eq!(created.body["data"]["grade"], 5, "computed on save");
+    let path = format!("{CUSTOMERS}/{}", created.body["id"].as_str().unwrap());
+    let patched = api.call("PATCH", &path, Some(json!({"score": 91}))).await;
+    assert_eq!(
+        patched.body["data"]["grade"], 10,
+        "recomputed on every save"
+    );
+    let cleared = api.call("PATCH", &path, Some(json!({"score": null}))).await;
+    assert!(
+        cleared.body["data"].get("grade").is_none(),
+        "{}",
+        cleared.text
+    );
+
+    let written = api.call("PATCH", &path, Some(json!({"grade": 1}))).await;
+    assert_eq!(
+        errors_at(&written),
+        vec![("/grade".to_owned(), "read_only".to_owned())]
+    );
+    let churned = api
+        .call("PATCH", &path, Some(json!({"stage": "churned"})))
+        .await;
+    assert_eq!(
+        errors_at(&churned),
+        vec![("/churn_reason".to_owned(), "required".to_owned())]
+    );
+    let churned = api
+        .call(
+            "PATCH",
+            &path,
+            Some(json!({"stage": "churned", "churn_reason": "price"})),
+        )
+        .await;
+    assert_eq!(churned.status, StatusCode::OK, "{}", churned.text);
+    api.call("PATCH", &path, Some(json!({"vip": true}))).await;
+    let locked = api
+        .call("PATCH", &path, Some(json!({"segment": "enterprise"})))
+        .await;
+    assert_eq!(
+        errors_at(&locked),
+        vec![("/segment".to_owned(), "read_only".to_owned())]
+    );
+    let same = api
+        .call("PATCH", &path, Some(json!({"segment": "smb", "score": 3})))
+        .await;
+    assert_eq!(
+        same.status,
+        StatusCode::OK,
+        "sending an unchanged read-only value is fine: {}",
+        same.text
+    );
+
+    let mut broken = crm_bundle();
+    broken["trellis.json"]["id"] = json!("crm2");
+    broken["entities/customer.schema.json"]["properties"]["grade"]["x-trellis"]["computed"] =
+        json!("score +* 2");
+    let refused = api.call("POST", "/api/apps", Some(broken)).await;
+    assert_problem(&refused, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        refused.body["errors"][0]["pointer"], "/properties/grade/x-trellis/computed",
+        "{}",
+        refused.text
+    );
 }

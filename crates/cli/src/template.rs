@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use trellis_model::{Severity, check_bundle};
+use trellis_model::Severity;
+use trellis_runtime::apps::check_app_bundle;
 use trellis_runtime::template_dir::read_template;
 
 #[derive(Debug, clap::Subcommand)]
@@ -25,7 +26,7 @@ pub fn run(command: TemplateCommand) -> anyhow::Result<ExitCode> {
 fn validate(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let (raw, mut problems) = read_template(path)
         .with_context(|| format!("cannot read template '{}'", path.display()))?;
-    let bundle = match check_bundle(&raw) {
+    let bundle = match check_app_bundle(&raw) {
         Ok(bundle) => {
             problems.extend(bundle.warnings.iter().cloned());
             Some(bundle)

@@ -78,8 +78,19 @@ fn parse_app_id(id: &str) -> Result<Identifier, RuntimeError> {
     Identifier::parse(id).map_err(|_| RuntimeError::NotFound(format!("app '{id}'")))
 }
 
+/// Validate a bundle completely: structure (model) and expressions (form engine).
+pub fn check_app_bundle(raw: &RawBundle) -> Result<AppBundle, Vec<Problem>> {
+    let bundle = check_bundle(raw)?;
+    let problems = trellis_form::check_expressions(&bundle);
+    if problems.is_empty() {
+        Ok(bundle)
+    } else {
+        Err(problems)
+    }
+}
+
 fn check(raw: &RawBundle) -> Result<AppBundle, RuntimeError> {
-    check_bundle(raw).map_err(RuntimeError::InvalidBundle)
+    check_app_bundle(raw).map_err(RuntimeError::InvalidBundle)
 }
 
 fn serialize_bundle(raw: &RawBundle) -> Result<String, RuntimeError> {

@@ -318,7 +318,8 @@ impl Runtime {
         apply_defaults(entity, &mut named);
         self.fill_system_fields(&loaded.id, entity, &mut named, actor, true)
             .await;
-        issues.extend(validator.validate(&named, locale));
+        let given: Vec<&str> = input.keys().map(String::as_str).collect();
+        issues.extend(validator.prepare(&mut named, &given, locale));
         if issues.is_empty() {
             match self.check_relations(loaded, entity, &named, locale).await {
                 Ok(found) => issues.extend(found),
@@ -432,7 +433,13 @@ impl Runtime {
         merge_patch(&mut named, patch);
         self.fill_system_fields(&loaded.id, entity, &mut named, actor, false)
             .await;
-        issues.extend(validator.validate(&named, locale));
+        let before = to_api(entity, &current.data.0);
+        let changed: Vec<&str> = patch
+            .keys()
+            .filter(|k| before.get(*k) != named.get(*k))
+            .map(String::as_str)
+            .collect();
+        issues.extend(validator.prepare(&mut named, &changed, locale));
         if issues.is_empty() {
             issues.extend(
                 self.check_relations(&loaded, entity, &named, locale)

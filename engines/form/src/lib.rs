@@ -24,4 +24,21 @@ pub use filter::{VariableResolver, check_filter};
 pub use locale::Locale;
 pub use messages::{FieldIssue, message};
 pub use migration::{MigrationChange, MigrationPlan, plan_migration};
-pub use validate::EntityValidator;
+pub use validate::{EntityValidator, ExpressionProblem, compile_expressions};
+
+/// Every expression of every entity of `bundle` that does not compile, as bundle problems.
+pub fn check_expressions(bundle: &trellis_model::AppBundle) -> Vec<trellis_model::Problem> {
+    let mut problems = Vec::new();
+    for entity in bundle.entities.values() {
+        for problem in compile_expressions(entity).3 {
+            problems.push(trellis_model::Problem {
+                file: format!("entities/{}.schema.json", entity.id),
+                pointer: problem.pointer,
+                code: "invalid_expression",
+                message: problem.message,
+                severity: trellis_model::Severity::Error,
+            });
+        }
+    }
+    problems
+}

@@ -45,6 +45,8 @@ pub fn message(code: &str, locale: Locale, arg: &str) -> String {
             "应为 {\"amount\": \"12.50\", \"currency\": \"CNY\"} 格式",
         ),
         "invalid_phone" => ("is not a valid phone number", "不是有效的电话号码"),
+        "computed_failed" => ("could not be computed: {}", "无法计算：{}"),
+        "expression_failed" => ("its condition failed: {}", "条件计算失败：{}"),
         "not_an_object" => (
             "the record must be a JSON object of fields",
             "记录必须是由字段组成的 JSON 对象",

@@ -7,11 +7,75 @@ use trellis_model::{EntityDefinition, FieldKind};
 
 use crate::Locale;
 use crate::messages::{FieldIssue, message, type_name};
+use trellis_script::Script;
 
 /// A compiled validator for one version of one entity. Build once, reuse for every record.
 pub struct EntityValidator {
     entity: EntityDefinition,
     schema: jsonschema::Validator,
+    /// Computed fields in declaration order: (field name, expression).
+    computed: Vec<(String, Script)>,
+    /// `required_if` / `read_only_if` conditions: (field name, expression).
+    required_if: Vec<(String, Script)>,
+    read_only_if: Vec<(String, Script)>,
+}
+
+/// An expression of an entity that does not compile: pointer into the entity file and the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpressionProblem {
+    pub pointer: String,
+    pub message: String,
+}
+
+/// Compile every expression of `entity` (computed, visible_if, required_if, read_only_if).
+pub fn compile_expressions(
+    entity: &EntityDefinition,
+) -> (
+    Vec<(String, Script)>,
+    Vec<(String, Script)>,
+    Vec<(String, Script)>,
+    Vec<ExpressionProblem>,
+) {
+    let (mut computed, mut required_if, mut read_only_if, mut problems) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for field in &entity.fields {
+        let annotations = &field.annotations;
+        for (key, source, target) in [
+            ("computed", &annotations.computed, Some(&mut computed)),
+            (
+                "required_if",
+                &annotations.required_if,
+                Some(&mut required_if),
+            ),
+            (
+                "read_only_if",
+                &annotations.read_only_if,
+                Some(&mut read_only_if),
+            ),
+            ("visible_if", &annotations.visible_if, None),
+        ] {
+            let Some(source) = source else { continue };
+            match trellis_script::compile(source) {
+                Ok(script) => {
+                    if let Some(target) = target {
+                        target.push((field.name.to_string(), script));
+                    }
+                }
+                Err(error) => problems.push(ExpressionProblem {
+                    pointer: format!("/properties/{}/x-trellis/{key}", field.name),
+                    message: format!(
+                        "{key} does not compile{}: {}",
+                        error
+                            .line
+                            .map(|l| format!(" (line {l}, column {})", error.column.unwrap_or(0)))
+                            .unwrap_or_default(),
+                        error.message
+                    ),
+                }),
+            }
+        }
+    }
+    (computed, required_if, read_only_if, problems)
 }
 
 impl std::fmt::Debug for EntityValidator {
@@ -29,9 +93,19 @@ impl EntityValidator {
             .should_validate_formats(true)
             .build(&entity.schema)
             .map_err(|e| format!("entity '{}' does not compile: {e}", entity.id))?;
+        let (computed, required_if, read_only_if, problems) = compile_expressions(entity);
+        if let Some(problem) = problems.first() {
+            return Err(format!(
+                "entity '{}' {}: {}",
+                entity.id, problem.pointer, problem.message
+            ));
+        }
         Ok(Self {
             entity: entity.clone(),
             schema,
+            computed,
+            required_if,
+            read_only_if,
         })
     }
 
@@ -65,6 +139,98 @@ impl EntityValidator {
             }
         }
         issues
+    }
+
+    /// Recompute every computed field of `record` (in declaration order, so later ones see earlier ones).
+    pub fn compute(&self, record: &mut Map<String, Value>, locale: Locale) -> Vec<FieldIssue> {
+        let mut issues = Vec::new();
+        for (name, script) in &self.computed {
+            match script.eval(&self.with_every_field(record), &[]) {
+                Ok(Value::Null) => {
+                    record.remove(name);
+                }
+                Ok(value) => {
+                    record.insert(name.clone(), value);
+                }
+                Err(error) => {
+                    record.remove(name);
+                    issues.push(FieldIssue {
+                        pointer: format!("/{name}"),
+                        code: "computed_failed",
+                        message: message("computed_failed", locale, &error.message),
+                    });
+                }
+            }
+        }
+        issues
+    }
+
+    /// Conditional rules: `required_if` fields must have a value when their condition holds;
+    /// `read_only_if` fields cannot be changed (`changed` names the fields this write changes).
+    pub fn check_conditions(
+        &self,
+        record: &Map<String, Value>,
+        changed: &[&str],
+        locale: Locale,
+    ) -> Vec<FieldIssue> {
+        let mut issues = Vec::new();
+        let full = self.with_every_field(record);
+        let mut evaluate = |name: &str, script: &Script, code: &'static str, applies: bool| {
+            if !applies {
+                return;
+            }
+            match script.holds(&full, &[]) {
+                Ok(true) => issues.push(FieldIssue {
+                    pointer: format!("/{name}"),
+                    code,
+                    message: message(code, locale, ""),
+                }),
+                Ok(false) => {}
+                Err(error) => issues.push(FieldIssue {
+                    pointer: format!("/{name}"),
+                    code: "expression_failed",
+                    message: message("expression_failed", locale, &error.message),
+                }),
+            }
+        };
+        for (name, script) in &self.required_if {
+            let empty = record
+                .get(name)
+                .is_none_or(|v| v.is_null() || v == "" || v == &Value::Array(Vec::new()));
+            evaluate(name, script, "required", empty);
+        }
+        for (name, script) in &self.read_only_if {
+            evaluate(name, script, "read_only", changed.contains(&name.as_str()));
+        }
+        issues
+    }
+
+    /// Everything a save checks, in order: recompute computed fields, validate the record, then apply
+    /// the conditional rules (`changed` names the fields this write changes). A computed field that
+    /// fails because its inputs are invalid is not reported twice: the inputs' problems are.
+    pub fn prepare(
+        &self,
+        record: &mut Map<String, Value>,
+        changed: &[&str],
+        locale: Locale,
+    ) -> Vec<FieldIssue> {
+        let computing = self.compute(record, locale);
+        let mut issues = self.validate(record, locale);
+        if issues.is_empty() {
+            issues.extend(computing);
+            issues.extend(self.check_conditions(record, changed, locale));
+        }
+        issues
+    }
+
+    /// The record with every field of the entity present (missing ones as null, i.e. `()` in scripts),
+    /// so expressions can test `score == ()` instead of failing on an unknown variable.
+    fn with_every_field(&self, record: &Map<String, Value>) -> Map<String, Value> {
+        let mut full = record.clone();
+        for field in &self.entity.fields {
+            full.entry(field.name.to_string()).or_insert(Value::Null);
+        }
+        full
     }
 
     /// Validate a complete record (fields by name). Every problem is returned, none stops the others.

@@ -1,8 +1,194 @@
-//! The shared rhai sandbox (planned; lands with the form-engine and rule-engine issues).
+//! The shared rhai sandbox: the one place a script engine is built.
 //!
-//! This crate will hold the one constructor that builds a rhai `Engine` with limits on operations, call
-//! depth, expression depth and string/array/map sizes, with no file, network or `eval` access, plus the
-//! business function library (date arithmetic, decimal money math, string helpers, safe field access).
-//! Computed fields, flow guards and rules all compile their scripts through it.
+//! [`engine`] returns the process-wide engine, built by [`build_engine`] with limits on operations,
+//! call depth, expression depth and string/array/map sizes; there is no file or network access (rhai is
+//! compiled without modules or time), `eval` is disabled and `print`/`debug` go nowhere. On top sits a
+//! small business library ([`functions`]): date arithmetic, exact money math, string helpers, `in_list`.
+//! Computed fields, conditional field rules, flow guards and rules all compile through [`compile`] and
+//! run through [`Script::eval`].
 //!
 //! Architecture invariant: pure — no IO, no `sqlx`, no `axum`, nothing from `crates/`.
+
+pub mod functions;
+
+use std::sync::OnceLock;
+
+use rhai::{AST, Dynamic, Engine, Scope};
+use serde_json::{Map, Value};
+
+/// Limits every script runs under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScriptLimits {
+    pub max_operations: u64,
+    pub max_call_levels: usize,
+    pub max_expr_depth: usize,
+    pub max_string_size: usize,
+    pub max_array_size: usize,
+    pub max_map_size: usize,
+}
+
+impl Default for ScriptLimits {
+    fn default() -> Self {
+        Self {
+            max_operations: 100_000,
+            max_call_levels: 32,
+            max_expr_depth: 64,
+            max_string_size: 64 * 1024,
+            max_array_size: 10_000,
+            max_map_size: 10_000,
+        }
+    }
+}
+
+/// A script that did not compile or failed while running.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ScriptError {
+    pub message: String,
+    /// 1-based line and column in the source, when known.
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+}
+
+impl ScriptError {
+    fn at(message: String, position: rhai::Position) -> Self {
+        Self {
+            message,
+            line: position.line(),
+            column: position.position(),
+        }
+    }
+}
+
+/// Build a sandboxed engine with `limits` and the business library.
+pub fn build_engine(limits: ScriptLimits) -> Engine {
+    let mut engine = Engine::new();
+    engine.set_max_operations(limits.max_operations);
+    engine.set_max_call_levels(limits.max_call_levels);
+    engine.set_max_expr_depths(limits.max_expr_depth, limits.max_expr_depth);
+    engine.set_max_string_size(limits.max_string_size);
+    engine.set_max_array_size(limits.max_array_size);
+    engine.set_max_map_size(limits.max_map_size);
+    engine.disable_symbol("eval");
+    engine.on_print(|_| {});
+    engine.on_debug(|_, _, _| {});
+    engine.set_fail_on_invalid_map_property(false);
+    functions::register(&mut engine);
+    engine
+}
+
+/// The process-wide engine with the default limits.
+pub fn engine() -> &'static Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(|| build_engine(ScriptLimits::default()))
+}
+
+/// A compiled expression or script.
+#[derive(Debug, Clone)]
+pub struct Script {
+    ast: AST,
+}
+
+/// Compile `source` with the shared engine.
+pub fn compile(source: &str) -> Result<Script, ScriptError> {
+    engine()
+        .compile_expression(source)
+        .or_else(|_| engine().compile(source))
+        .map(|ast| Script { ast })
+        .map_err(|error| ScriptError::at(error.err_type().to_string(), error.position()))
+}
+
+impl Script {
+    /// Run with `record` visible as `record` and each field as a variable of its own name; plus `extra`
+    /// variables (e.g. `event`). Returns the result as JSON.
+    pub fn eval(
+        &self,
+        record: &Map<String, Value>,
+        extra: &[(&str, &Value)],
+    ) -> Result<Value, ScriptError> {
+        let mut scope = Scope::new();
+        let to_dynamic = |value: &Value| rhai::serde::to_dynamic(value).unwrap_or(Dynamic::UNIT);
+        for (name, value) in record {
+            scope.push_dynamic(name.clone(), to_dynamic(value));
+        }
+        scope.push_dynamic("record", to_dynamic(&Value::Object(record.clone())));
+        for (name, value) in extra {
+            scope.push_dynamic(*name, to_dynamic(value));
+        }
+        let result: Dynamic = engine()
+            .eval_ast_with_scope(&mut scope, &self.ast)
+            .map_err(|error| ScriptError::at(error.to_string(), error.position()))?;
+        rhai::serde::from_dynamic::<Value>(&result).map_err(|e| ScriptError {
+            message: e.to_string(),
+            line: None,
+            column: None,
+        })
+    }
+
+    /// Evaluate as a condition: `true` only for boolean true.
+    pub fn holds(
+        &self,
+        record: &Map<String, Value>,
+        extra: &[(&str, &Value)],
+    ) -> Result<bool, ScriptError> {
+        match self.eval(record, extra)? {
+            Value::Bool(b) => Ok(b),
+            Value::Null => Ok(false),
+            other => Err(ScriptError {
+                message: format!("the condition gave {other}, not true or false"),
+                line: None,
+                column: None,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn record(value: Value) -> Map<String, Value> {
+        value.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn evaluates_over_fields() {
+        let script = compile("score * 2 + record.bonus").unwrap();
+        assert_eq!(
+            script
+                .eval(&record(json!({"score": 20, "bonus": 1})), &[])
+                .unwrap(),
+            json!(41)
+        );
+        let condition =
+            compile("stage == \"customer\" && in_list(region, [\"north\", \"east\"])").unwrap();
+        assert!(
+            condition
+                .holds(&record(json!({"stage": "customer", "region": "east"})), &[])
+                .unwrap()
+        );
+    }
+
+    #[test]
+    fn runaway_and_forbidden_scripts_stop() {
+        let forever = compile("let x = 0; loop { x += 1; }").unwrap();
+        let error = forever.eval(&Map::new(), &[]).unwrap_err();
+        assert!(
+            error.message.to_lowercase().contains("operations"),
+            "{error}"
+        );
+        assert!(
+            compile("eval(\"1\")").is_err()
+                || compile("eval(\"1\")")
+                    .unwrap()
+                    .eval(&Map::new(), &[])
+                    .is_err()
+        );
+        let big = compile("let s = \"x\"; loop { s += s; }").unwrap();
+        assert!(big.eval(&Map::new(), &[]).is_err());
+        assert!(compile("1 +").is_err());
+        let deep = compile("fn f(n) { f(n + 1) } f(0)").unwrap();
+        assert!(deep.eval(&Map::new(), &[]).is_err());
+    }
+}

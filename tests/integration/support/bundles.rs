@@ -109,7 +109,10 @@ pub fn crm_bundle() -> Value {
                 "joined_on": {"type": "string", "format": "date"},
                 "vip": {"type": "boolean"},
                 "account": {"type": "string", "x-trellis": {"kind": "relation_one", "relation": {"entity": "account", "on_delete": "restrict"}}},
-                "created": {"type": "string", "x-trellis": {"kind": "created_at"}}
+                "created": {"type": "string", "x-trellis": {"kind": "created_at"}},
+                "grade": {"type": "integer", "x-trellis": {"computed": "if score == () { () } else { (score + 9) / 10 }"}},
+                "churn_reason": {"type": "string", "x-trellis": {"required_if": "stage == \"churned\""}},
+                "segment": {"type": "string", "x-trellis": {"read_only_if": "vip == true"}}
             },
             "required": ["name"]
         }
