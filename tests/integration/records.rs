@@ -53,6 +53,7 @@ on_both_backends!(
     concurrent_patches_lose_no_update,
     export_and_xlsx_import_round_trip,
     computed_fields_and_conditional_rules,
+    full_text_search_finds_words_in_any_language,
 );
 
 async fn create_validates_every_field_in_the_callers_language(backend: Backend) {
@@ -970,5 +971,84 @@ async fn computed_fields_and_conditional_rules(backend: Backend) {
         refused.body["errors"][0]["pointer"], "/properties/grade/x-trellis/computed",
         "{}",
         refused.text
+    );
+}
+
+async fn full_text_search_finds_words_in_any_language(backend: Backend) {
+    let api = crm_or_skip!(backend);
+    for (name, notes) in [
+        ("王芳", "上海客户，喜欢绿茶"),
+        ("李雷", "北京的老客户"),
+        ("Ada Lovelace", "Prefers email; asked about PRICING"),
+        ("Grace Hopper", "met at the Shanghai expo"),
+    ] {
+        api.call(
+            "POST",
+            CUSTOMERS,
+            Some(json!({"name": name, "notes": notes, "score": 1})),
+        )
+        .await;
+    }
+    let search = |q: &str| format!("{CUSTOMERS}?q={}", urlencode(q));
+    let names = |reply: &crate::support::api::Reply| -> Vec<String> {
+        let mut names: Vec<String> = reply.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["data"]["name"].as_str().unwrap().to_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(
+        names(&api.call("GET", &search("pricing"), None).await),
+        vec!["Ada Lovelace"],
+        "case-insensitive words"
+    );
+    assert_eq!(
+        names(&api.call("GET", &search("绿茶"), None).await),
+        vec!["王芳"],
+        "two-character Chinese substring"
+    );
+    assert_eq!(
+        names(&api.call("GET", &search("老客户"), None).await),
+        vec!["李雷"],
+        "three-character Chinese substring"
+    );
+    assert_eq!(
+        names(&api.call("GET", &search("shanghai expo"), None).await),
+        vec!["Grace Hopper"],
+        "every word must match"
+    );
+    assert_eq!(
+        names(&api.call("GET", &search("客户"), None).await),
+        vec!["李雷", "王芳"]
+    );
+    assert!(names(&api.call("GET", &search("nobody"), None).await).is_empty());
+    let with_filter = format!(
+        "{}&filter={}&count=true",
+        search("客户"),
+        urlencode(&json!({"field": "name", "op": "eq", "value": "李雷"}).to_string())
+    );
+    let reply = api.call("GET", &with_filter, None).await;
+    assert_eq!(
+        (names(&reply), reply.body["total"].clone()),
+        (vec!["李雷".to_owned()], json!(1))
+    );
+    // Search text follows edits.
+    let ada = api.call("GET", &search("pricing"), None).await.body["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    api.call(
+        "PATCH",
+        &format!("{CUSTOMERS}/{ada}"),
+        Some(json!({"notes": "happy now"})),
+    )
+    .await;
+    assert!(names(&api.call("GET", &search("pricing"), None).await).is_empty());
+    assert_eq!(
+        names(&api.call("GET", &search("happy"), None).await),
+        vec!["Ada Lovelace"]
     );
 }

@@ -308,6 +308,10 @@ impl Runtime {
                         id: row.id.clone(),
                         version: row.version,
                         before: row.data.0.clone(),
+                        search_text: trellis_form::records::search_text(
+                            new_entity,
+                            &trellis_form::records::to_api(new_entity, &data),
+                        ),
                         data,
                     });
                 }

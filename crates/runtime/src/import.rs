@@ -4,7 +4,6 @@
 
 use serde::Serialize;
 use serde_json::{Map, Value};
-use trellis_form::records::to_storage;
 use trellis_form::{FieldIssue, Locale, convert_value, message};
 use trellis_model::{EntityDefinition, FieldKind};
 use trellis_store::{NewRecord, StoreError};
@@ -382,10 +381,7 @@ impl Runtime {
         loop {
             let batch: Vec<NewRecord> = accepted
                 .iter()
-                .map(|(_, _, named)| NewRecord {
-                    data: to_storage(entity, named, None),
-                    uniques: super::records::unique_values_of(entity, named),
-                })
+                .map(|(_, _, named)| super::records::record_write(entity, named, None))
                 .collect();
             match self
                 .store()

@@ -46,6 +46,8 @@ pub struct ListRequest {
     pub sort: Option<String>,
     pub limit: Option<i64>,
     pub cursor: Option<String>,
+    /// Full-text search over the searchable fields.
+    pub q: Option<String>,
     pub count: bool,
     pub include_deleted: bool,
 }
@@ -74,6 +76,20 @@ pub(crate) fn view(entity: &EntityDefinition, row: &RecordRow) -> RecordView {
 
 fn invalid(issues: Vec<FieldIssue>) -> RuntimeError {
     RuntimeError::InvalidRecord(issues)
+}
+
+/// Everything the store writes for a record: data by uid (keeping hidden values of `previous`), unique
+/// values and search text.
+pub(crate) fn record_write(
+    entity: &EntityDefinition,
+    named: &Map<String, Value>,
+    previous: Option<&Map<String, Value>>,
+) -> NewRecord {
+    NewRecord {
+        data: to_storage(entity, named, previous),
+        uniques: unique_values(entity, named),
+        search_text: trellis_form::records::search_text(entity, named),
+    }
 }
 
 /// The values under which a record's unique fields are indexed (emails compare case-insensitively).
@@ -356,10 +372,7 @@ impl Runtime {
             .map_err(invalid)?;
         self.assign_auto_numbers(&loaded.id, entity, &mut named)
             .await?;
-        let record = NewRecord {
-            data: to_storage(entity, &named, None),
-            uniques: unique_values(entity, &named),
-        };
+        let record = record_write(entity, &named, None);
         let rows = self
             .store()
             .insert_records(
@@ -449,7 +462,7 @@ impl Runtime {
         if !issues.is_empty() {
             return Err(invalid(issues));
         }
-        let data = to_storage(entity, &named, Some(&current.data.0));
+        let record = record_write(entity, &named, Some(&current.data.0));
         let row = self
             .store()
             .update_record(
@@ -457,8 +470,7 @@ impl Runtime {
                 &entity.uid,
                 id,
                 current.version,
-                &data,
-                &unique_values(entity, &named),
+                &record,
                 Some(&actor.user_id),
             )
             .await
@@ -519,15 +531,15 @@ impl Runtime {
                             named.remove(&reference.field);
                         }
                     }
-                    let data = to_storage(&reference.entity, &named, Some(&reference.row.data.0));
+                    let record =
+                        record_write(&reference.entity, &named, Some(&reference.row.data.0));
                     self.store()
                         .update_record(
                             &loaded.id,
                             &reference.entity.uid,
                             &reference.row.id,
                             reference.row.version,
-                            &data,
-                            &unique_values(&reference.entity, &named),
+                            &record,
                             Some(&actor.user_id),
                         )
                         .await?;
@@ -573,7 +585,16 @@ impl Runtime {
                 });
                 let rows = self
                     .store()
-                    .list_records(&loaded.id, &other.uid, &filter, &[], None, 1000, false)
+                    .list_records(
+                        &loaded.id,
+                        &other.uid,
+                        &filter,
+                        None,
+                        &[],
+                        None,
+                        1000,
+                        false,
+                    )
                     .await?;
                 let on_delete = field
                     .annotations
@@ -730,6 +751,7 @@ impl Runtime {
                 &loaded.id,
                 &entity.uid,
                 &filter,
+                request.q.as_deref(),
                 &sort,
                 cursor.as_ref(),
                 limit + 1,
@@ -745,7 +767,7 @@ impl Runtime {
         let total = if request.count {
             Some(
                 self.store()
-                    .count_records(&loaded.id, &entity.uid, &filter)
+                    .count_records(&loaded.id, &entity.uid, &filter, request.q.as_deref())
                     .await?,
             )
         } else {

@@ -213,12 +213,13 @@ impl Store {
             .await?;
             for record in migrated {
                 let updated = sqlx::query(
-                    "UPDATE records SET data = $1, version = version + 1, updated_at = $2 WHERE id = $3 AND version = $4",
+                    "UPDATE records SET data = $1, version = version + 1, updated_at = $2, search_text = $5 WHERE id = $3 AND version = $4",
                 )
                 .bind(sqlx::types::Json(&record.data))
                 .bind(now)
                 .bind(&record.id)
                 .bind(record.version)
+                .bind(&record.search_text)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();

@@ -8,7 +8,7 @@ use sqlx::types::Json;
 use trellis_model::CheckedFilter;
 
 use crate::change_log::append_change;
-use crate::query::{Arg, Cursor, SortKey, Sql, push_after, push_filter, push_order};
+use crate::query::{Arg, Cursor, SortKey, Sql, push_after, push_filter, push_order, push_search};
 use crate::{NewChange, Store, StoreError};
 
 /// A record as stored.
@@ -53,6 +53,8 @@ pub struct UniqueValue {
 pub struct NewRecord {
     pub data: Map<String, Value>,
     pub uniques: Vec<UniqueValue>,
+    /// Lower-cased text of the searchable fields, for `q`.
+    pub search_text: String,
 }
 
 /// A change of stored data made by a schema migration. `version` is the version the data was read
@@ -64,6 +66,7 @@ pub struct MigratedRecord {
     pub version: i64,
     pub before: Map<String, Value>,
     pub data: Map<String, Value>,
+    pub search_text: String,
 }
 
 /// Bind every argument of a dynamic statement.
@@ -179,8 +182,8 @@ impl Store {
             let mut tx = pool.begin().await?;
             for (row, record) in rows.iter().zip(records) {
                 sqlx::query(
-                    "INSERT INTO records (id, app_id, entity, version, data, created_at, created_by, updated_at, updated_by) \
-                     VALUES ($1, $2, $3, 1, $4, $5, $6, $5, $6)",
+                    "INSERT INTO records (id, app_id, entity, version, data, created_at, created_by, updated_at, updated_by, search_text) \
+                     VALUES ($1, $2, $3, 1, $4, $5, $6, $5, $6, $7)",
                 )
                 .bind(&row.id)
                 .bind(app)
@@ -188,6 +191,7 @@ impl Store {
                 .bind(&row.data)
                 .bind(now)
                 .bind(actor)
+                .bind(&record.search_text)
                 .execute(&mut *tx)
                 .await?;
                 insert_uniques!(tx, app, entity, &row.id, &record.uniques);
@@ -243,10 +247,10 @@ impl Store {
         entity: &str,
         id: &str,
         expected_version: i64,
-        data: &Map<String, Value>,
-        uniques: &[UniqueValue],
+        record: &NewRecord,
         actor: Option<&str>,
     ) -> Result<RecordRow, StoreError> {
+        let (data, uniques) = (&record.data, &record.uniques);
         let now = crate::now();
         crate::with_pool!(self, write, |pool| {
             let mut tx = pool.begin().await?;
@@ -263,7 +267,7 @@ impl Store {
                 return Err(StoreError::NotFound(format!("record '{id}'")));
             };
             let updated = sqlx::query(
-                "UPDATE records SET data = $1, version = version + 1, updated_at = $2, updated_by = $3 \
+                "UPDATE records SET data = $1, version = version + 1, updated_at = $2, updated_by = $3, search_text = $6 \
                  WHERE id = $4 AND version = $5 AND deleted_at IS NULL",
             )
             .bind(Json(data))
@@ -271,6 +275,7 @@ impl Store {
             .bind(actor)
             .bind(id)
             .bind(expected_version)
+            .bind(&record.search_text)
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -393,6 +398,7 @@ impl Store {
         app: &str,
         entity: &str,
         filter: &CheckedFilter,
+        search: Option<&str>,
         sort: &[SortKey],
         cursor: Option<&Cursor>,
         limit: i64,
@@ -411,6 +417,9 @@ impl Store {
         }
         sql.push(" AND ");
         push_filter(&mut sql, backend, app, filter);
+        if let Some(q) = search {
+            push_search(&mut sql, backend, q);
+        }
         if let Some(cursor) = cursor {
             push_after(&mut sql, backend, sort, cursor);
         }
@@ -436,6 +445,7 @@ impl Store {
         app: &str,
         entity: &str,
         filter: &CheckedFilter,
+        search: Option<&str>,
     ) -> Result<i64, StoreError> {
         let backend = self.backend();
         let mut sql = Sql::default();
@@ -443,6 +453,9 @@ impl Store {
         let entity_arg = sql.arg(Arg::Text(entity.to_owned()));
         sql.push(&format!("SELECT COUNT(*) FROM records r WHERE r.app_id = {app_arg} AND r.entity = {entity_arg} AND r.deleted_at IS NULL AND "));
         push_filter(&mut sql, backend, app, filter);
+        if let Some(q) = search {
+            push_search(&mut sql, backend, q);
+        }
         let Sql { text, args } = sql;
         let count: i64 = crate::with_pool!(self, read, |pool| {
             bind_args!(sqlx::query_scalar(sqlx::AssertSqlSafe(text.clone())), &args)

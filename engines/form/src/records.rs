@@ -195,3 +195,40 @@ pub fn migrate_stored(
     }
     (changed.then_some(data), failures)
 }
+
+/// Lower-cased text of a record's searchable fields (text kinds unless `searchable: false`, plus any
+/// field marked `searchable: true`), for full-text search.
+pub fn search_text(entity: &EntityDefinition, named: &Map<String, Value>) -> String {
+    use trellis_model::FieldKind as K;
+    let mut parts = Vec::new();
+    for field in &entity.fields {
+        let by_kind = matches!(
+            field.kind,
+            K::Text
+                | K::LongText
+                | K::RichText
+                | K::Email
+                | K::Phone
+                | K::Url
+                | K::AutoNumber
+                | K::SingleSelect
+                | K::MultiSelect
+                | K::Tags
+        );
+        if !field.annotations.searchable.unwrap_or(by_kind) {
+            continue;
+        }
+        match named.get(field.name.as_str()) {
+            Some(Value::String(text)) => parts.push(text.to_lowercase()),
+            Some(Value::Array(items)) => parts.extend(
+                items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_lowercase),
+            ),
+            Some(Value::Null) | None => {}
+            Some(other) => parts.push(other.to_string().to_lowercase()),
+        }
+    }
+    parts.join(" ")
+}

@@ -64,6 +64,8 @@ pub struct ListParams {
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
+    /// Full-text search over the searchable fields (every word must match; substrings work in Chinese).
+    pub q: Option<String>,
     /// Also return the total number of matching records (costs a count).
     #[serde(default)]
     pub count: bool,
@@ -91,6 +93,7 @@ pub async fn list_records(
         sort: params.sort,
         limit: params.limit,
         cursor: params.cursor,
+        q: params.q,
         count: params.count,
         include_deleted: params.include_deleted,
     };
@@ -237,6 +240,8 @@ pub struct ExportParams {
     pub filter: Option<String>,
     /// Sort, as for lists.
     pub sort: Option<String>,
+    /// Full-text search, as for lists.
+    pub q: Option<String>,
 }
 
 /// Export every record matching `filter` (in `sort` order) as CSV or XLSX.
@@ -261,6 +266,7 @@ pub async fn export_records(
     let request = ListRequest {
         filter: params.filter,
         sort: params.sort,
+        q: params.q,
         ..Default::default()
     };
     let bytes = state
