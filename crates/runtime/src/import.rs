@@ -315,17 +315,14 @@ impl Runtime {
                     values: parsed.raw,
                 });
             } else {
-                match self
-                    .prepare_new_record(
-                        &loaded,
-                        entity,
-                        validator,
-                        &Value::Object(parsed.fields),
-                        actor,
-                        locale,
-                    )
-                    .await
-                {
+                match self.prepare_new_record(
+                    &loaded,
+                    entity,
+                    validator,
+                    &Value::Object(parsed.fields),
+                    actor,
+                    locale,
+                ) {
                     Ok(named) => accepted.push((parsed.row, parsed.raw, named)),
                     Err(errors) => rejected.push(RejectedRow {
                         row: parsed.row,
@@ -338,6 +335,25 @@ impl Runtime {
                 progress(done + 1, total);
             }
         }
+        // Relations, checked for all rows at once.
+        let named: Vec<&Map<String, Value>> = accepted.iter().map(|(_, _, named)| named).collect();
+        let mut missing = self
+            .check_relations(&loaded, entity, &named, locale)
+            .await?
+            .into_iter();
+        accepted.retain(|(row, raw, _)| {
+            let issues = missing.next().unwrap_or_default();
+            if issues.is_empty() {
+                true
+            } else {
+                rejected.push(RejectedRow {
+                    row: *row,
+                    errors: issues,
+                    values: raw.clone(),
+                });
+                false
+            }
+        });
         // Unique values repeated inside the file: the first occurrence wins.
         let mut seen = std::collections::HashSet::new();
         accepted.retain(|(row, raw, named)| {
@@ -373,9 +389,12 @@ impl Runtime {
                 rejected,
             });
         }
-        for (_, _, named) in &mut accepted {
-            self.assign_auto_numbers_pub(&loaded.id, entity, named)
-                .await?;
+        let mut records: Vec<Map<String, Value>> =
+            accepted.iter().map(|(_, _, named)| named.clone()).collect();
+        self.assign_auto_numbers(&loaded.id, entity, &mut records)
+            .await?;
+        for ((_, _, named), numbered) in accepted.iter_mut().zip(records) {
+            *named = numbered;
         }
         // Insert; a value already used by a stored record rejects that row and the rest is retried.
         loop {

@@ -167,7 +167,7 @@ impl Runtime {
     }
 
     /// Fill system-managed fields of `named` for a create (`creating`) or an update.
-    async fn fill_system_fields(
+    fn fill_system_fields(
         &self,
         app: &str,
         entity: &EntityDefinition,
@@ -200,95 +200,104 @@ impl Runtime {
         }
     }
 
-    pub(crate) async fn assign_auto_numbers_pub(
+    /// Replace auto-number placeholders with the next numbers (after validation passed); one counter
+    /// reservation per field for the whole batch.
+    pub(crate) async fn assign_auto_numbers(
         &self,
         app: &str,
         entity: &EntityDefinition,
-        named: &mut Map<String, Value>,
-    ) -> Result<(), RuntimeError> {
-        self.assign_auto_numbers(app, entity, named).await
-    }
-
-    /// Replace auto-number placeholders with the next numbers (after validation passed).
-    async fn assign_auto_numbers(
-        &self,
-        app: &str,
-        entity: &EntityDefinition,
-        named: &mut Map<String, Value>,
+        records: &mut [Map<String, Value>],
     ) -> Result<(), RuntimeError> {
         for field in entity
             .fields
             .iter()
             .filter(|f| f.kind == FieldKind::AutoNumber)
         {
-            if named.get(field.name.as_str()).and_then(Value::as_str)
-                == Some(AUTO_NUMBER_PLACEHOLDER)
-            {
-                let pattern = field
-                    .annotations
-                    .pattern
-                    .clone()
-                    .unwrap_or_else(|| "{0000}".into());
-                let period = auto_number_period(&pattern);
-                let counter = self
-                    .store()
-                    .next_counter(app, &entity.uid, &field.uid, &period)
-                    .await?;
-                named.insert(
+            let waiting: Vec<usize> = (0..records.len())
+                .filter(|&i| {
+                    records[i].get(field.name.as_str()).and_then(Value::as_str)
+                        == Some(AUTO_NUMBER_PLACEHOLDER)
+                })
+                .collect();
+            if waiting.is_empty() {
+                continue;
+            }
+            let pattern = field
+                .annotations
+                .pattern
+                .clone()
+                .unwrap_or_else(|| "{0000}".into());
+            let period = auto_number_period(&pattern);
+            let first = self
+                .store()
+                .reserve_counter(app, &entity.uid, &field.uid, &period, waiting.len() as i64)
+                .await?;
+            for (offset, index) in waiting.into_iter().enumerate() {
+                records[index].insert(
                     field.name.to_string(),
-                    Value::String(auto_number(&pattern, counter)),
+                    Value::String(auto_number(&pattern, first + offset as i64)),
                 );
             }
         }
         Ok(())
     }
 
-    /// Relation fields must point at live records of their target entity.
-    async fn check_relations(
+    /// Relation fields must point at live records of their target entity. Checks many records with one
+    /// query per relation field (and 500 ids), returning each record's problems.
+    pub(crate) async fn check_relations(
         &self,
         loaded: &LoadedApp,
         entity: &EntityDefinition,
-        named: &Map<String, Value>,
+        records: &[&Map<String, Value>],
         locale: Locale,
-    ) -> Result<Vec<FieldIssue>, RuntimeError> {
-        let mut issues = Vec::new();
+    ) -> Result<Vec<Vec<FieldIssue>>, RuntimeError> {
+        let mut issues = vec![Vec::new(); records.len()];
         for field in entity.fields.iter().filter(|f| f.kind.is_relation()) {
-            let Some(value) = named.get(field.name.as_str()) else {
+            let Some(target) = field
+                .annotations
+                .relation
+                .as_ref()
+                .and_then(|spec| loaded.bundle.entities.get(&spec.entity))
+            else {
                 continue;
             };
-            let ids: Vec<String> = match value {
-                Value::String(id) => vec![id.clone()],
-                Value::Array(items) => items
-                    .iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect(),
-                _ => continue,
+            let ids_of = |named: &Map<String, Value>| -> Vec<String> {
+                match named.get(field.name.as_str()) {
+                    Some(Value::String(id)) => vec![id.clone()],
+                    Some(Value::Array(items)) => items
+                        .iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect(),
+                    _ => Vec::new(),
+                }
             };
-            if ids.is_empty() {
+            let mut wanted: Vec<String> = records.iter().flat_map(|r| ids_of(r)).collect();
+            if wanted.is_empty() {
                 continue;
             }
-            let Some(spec) = &field.annotations.relation else {
-                continue;
-            };
-            let Some(target) = loaded.bundle.entities.get(&spec.entity) else {
-                continue;
-            };
-            let live = self
+            wanted.sort();
+            wanted.dedup();
+            let live: std::collections::HashSet<String> = self
                 .store()
-                .live_record_ids(&loaded.id, &target.uid, &ids)
-                .await?;
-            for (i, id) in ids.iter().enumerate() {
-                if !live.contains(id) {
-                    let pointer = if value.is_array() {
-                        format!("/{}/{i}", field.name)
-                    } else {
-                        format!("/{}", field.name)
-                    };
-                    issues.push(FieldIssue {
-                        pointer,
-                        code: "relation_missing",
-                        message: message("relation_missing", locale, id),
-                    });
+                .live_record_ids(&loaded.id, &target.uid, &wanted)
+                .await?
+                .into_iter()
+                .collect();
+            for (index, named) in records.iter().enumerate() {
+                let is_array = named.get(field.name.as_str()).is_some_and(Value::is_array);
+                for (i, id) in ids_of(named).iter().enumerate() {
+                    if !live.contains(id) {
+                        let pointer = if is_array {
+                            format!("/{}/{i}", field.name)
+                        } else {
+                            format!("/{}", field.name)
+                        };
+                        issues[index].push(FieldIssue {
+                            pointer,
+                            code: "relation_missing",
+                            message: message("relation_missing", locale, id),
+                        });
+                    }
                 }
             }
         }
@@ -311,8 +320,9 @@ impl Runtime {
         }
     }
 
-    /// Validate `input` (fields by name) for a new record and return it ready to store.
-    pub(crate) async fn prepare_new_record(
+    /// Validate `input` (fields by name) for a new record and return it ready to store (relations are
+    /// checked by the caller, in batches).
+    pub(crate) fn prepare_new_record(
         &self,
         loaded: &LoadedApp,
         entity: &EntityDefinition,
@@ -332,22 +342,9 @@ impl Runtime {
         let mut named = input.clone();
         named.retain(|_, v| !v.is_null());
         apply_defaults(entity, &mut named);
-        self.fill_system_fields(&loaded.id, entity, &mut named, actor, true)
-            .await;
+        self.fill_system_fields(&loaded.id, entity, &mut named, actor, true);
         let given: Vec<&str> = input.keys().map(String::as_str).collect();
         issues.extend(validator.prepare(&mut named, &given, locale));
-        if issues.is_empty() {
-            match self.check_relations(loaded, entity, &named, locale).await {
-                Ok(found) => issues.extend(found),
-                Err(error) => {
-                    return Err(vec![FieldIssue {
-                        pointer: String::new(),
-                        code: "internal",
-                        message: error.to_string(),
-                    }]);
-                }
-            }
-        }
         if issues.is_empty() {
             Ok(named)
         } else {
@@ -368,9 +365,15 @@ impl Runtime {
         let (entity, validator) = loaded.entity(entity_id)?;
         let mut named = self
             .prepare_new_record(&loaded, entity, validator, input, actor, locale)
-            .await
             .map_err(invalid)?;
-        self.assign_auto_numbers(&loaded.id, entity, &mut named)
+        let missing = self
+            .check_relations(&loaded, entity, &[&named], locale)
+            .await?
+            .remove(0);
+        if !missing.is_empty() {
+            return Err(invalid(missing));
+        }
+        self.assign_auto_numbers(&loaded.id, entity, std::slice::from_mut(&mut named))
             .await?;
         let record = record_write(entity, &named, None);
         let rows = self
@@ -444,8 +447,7 @@ impl Runtime {
         let mut issues = validator.check_writable(patch, locale);
         let mut named = to_api(entity, &current.data.0);
         merge_patch(&mut named, patch);
-        self.fill_system_fields(&loaded.id, entity, &mut named, actor, false)
-            .await;
+        self.fill_system_fields(&loaded.id, entity, &mut named, actor, false);
         let before = to_api(entity, &current.data.0);
         let changed: Vec<&str> = patch
             .keys()
@@ -455,8 +457,9 @@ impl Runtime {
         issues.extend(validator.prepare(&mut named, &changed, locale));
         if issues.is_empty() {
             issues.extend(
-                self.check_relations(&loaded, entity, &named, locale)
-                    .await?,
+                self.check_relations(&loaded, entity, &[&named], locale)
+                    .await?
+                    .remove(0),
             );
         }
         if !issues.is_empty() {

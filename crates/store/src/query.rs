@@ -11,6 +11,8 @@ use crate::Backend;
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Arg {
     Text(String),
+    OptText(Option<String>),
+    Time(chrono::DateTime<chrono::Utc>),
     Int(i64),
     Float(f64),
     Json(Value),

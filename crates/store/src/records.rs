@@ -76,6 +76,8 @@ macro_rules! bind_args {
         for arg in $args {
             query = match arg {
                 Arg::Text(text) => query.bind(text.clone()),
+                Arg::OptText(text) => query.bind(text.clone()),
+                Arg::Time(time) => query.bind(*time),
                 Arg::Int(int) => query.bind(*int),
                 Arg::Float(float) => query.bind(*float),
                 Arg::Json(value) => query.bind(Json(value.clone())),
@@ -84,6 +86,9 @@ macro_rules! bind_args {
         query
     }};
 }
+
+/// Rows per multi-row INSERT (SQLite allows 32,766 bound values per statement).
+const INSERT_CHUNK: usize = 500;
 
 macro_rules! select_record {
     () => {
@@ -178,35 +183,106 @@ impl Store {
                 deleted_at: None,
             })
             .collect();
+        // Multi-row statements: per-statement cost dominates on SQLite (see PERF.md), so a chunk of
+        // rows costs three statements instead of three per row.
+        let mut statements = Vec::new();
+        for (rows, records) in rows.chunks(INSERT_CHUNK).zip(records.chunks(INSERT_CHUNK)) {
+            let mut insert = Sql::default();
+            insert.push("INSERT INTO records (id, app_id, entity, version, data, created_at, created_by, updated_at, updated_by, search_text) VALUES ");
+            let mut history = Sql::default();
+            history.push("INSERT INTO record_history (record_id, app_id, entity, version, operation, actor, at, before, after) VALUES ");
+            let mut uniques = Sql::default();
+            uniques.push(
+                "INSERT INTO record_unique (app_id, entity, field, value, record_id) VALUES ",
+            );
+            let mut unique_count = 0usize;
+            for (index, (row, record)) in rows.iter().zip(records).enumerate() {
+                let separator = if index == 0 { "" } else { ", " };
+                let id = insert.arg(Arg::Text(row.id.clone()));
+                let app_arg = insert.arg(Arg::Text(app.to_owned()));
+                let entity_arg = insert.arg(Arg::Text(entity.to_owned()));
+                let data = insert.arg(Arg::Json(Value::Object(record.data.clone())));
+                let at = insert.arg(Arg::Time(now));
+                let by = insert.arg(Arg::OptText(actor.map(str::to_owned)));
+                let search = insert.arg(Arg::Text(record.search_text.clone()));
+                insert.push(&format!("{separator}({id}, {app_arg}, {entity_arg}, 1, {data}, {at}, {by}, {at}, {by}, {search})"));
+
+                let id = history.arg(Arg::Text(row.id.clone()));
+                let app_arg = history.arg(Arg::Text(app.to_owned()));
+                let entity_arg = history.arg(Arg::Text(entity.to_owned()));
+                let by = history.arg(Arg::OptText(actor.map(str::to_owned)));
+                let at = history.arg(Arg::Time(now));
+                let after = history.arg(Arg::Json(Value::Object(record.data.clone())));
+                history.push(&format!("{separator}({id}, {app_arg}, {entity_arg}, 1, 'create', {by}, {at}, NULL, {after})"));
+
+                for unique in &record.uniques {
+                    let separator = if unique_count == 0 { "" } else { ", " };
+                    let app_arg = uniques.arg(Arg::Text(app.to_owned()));
+                    let entity_arg = uniques.arg(Arg::Text(entity.to_owned()));
+                    let field = uniques.arg(Arg::Text(unique.field_uid.clone()));
+                    let value = uniques.arg(Arg::Text(unique.value.clone()));
+                    let id = uniques.arg(Arg::Text(row.id.clone()));
+                    uniques.push(&format!(
+                        "{separator}({app_arg}, {entity_arg}, {field}, {value}, {id})"
+                    ));
+                    unique_count += 1;
+                }
+            }
+            uniques.push(" ON CONFLICT DO NOTHING");
+            statements.push((
+                insert,
+                history,
+                (unique_count > 0).then_some((uniques, unique_count)),
+                rows,
+                records,
+            ));
+        }
         crate::with_pool!(self, write, |pool| {
             let mut tx = pool.begin().await?;
-            for (row, record) in rows.iter().zip(records) {
-                sqlx::query(
-                    "INSERT INTO records (id, app_id, entity, version, data, created_at, created_by, updated_at, updated_by, search_text) \
-                     VALUES ($1, $2, $3, 1, $4, $5, $6, $5, $6, $7)",
+            for (insert, history, uniques, chunk_rows, chunk_records) in &statements {
+                bind_args!(
+                    sqlx::query(sqlx::AssertSqlSafe(insert.text.clone())),
+                    &insert.args
                 )
-                .bind(&row.id)
-                .bind(app)
-                .bind(entity)
-                .bind(&row.data)
-                .bind(now)
-                .bind(actor)
-                .bind(&record.search_text)
                 .execute(&mut *tx)
                 .await?;
-                insert_uniques!(tx, app, entity, &row.id, &record.uniques);
-                insert_history!(
-                    tx,
-                    app,
-                    entity,
-                    &row.id,
-                    1i64,
-                    "create",
-                    actor,
-                    now,
-                    None::<Json<Value>>,
-                    Some(Json(Value::Object(record.data.clone())))
-                );
+                bind_args!(
+                    sqlx::query(sqlx::AssertSqlSafe(history.text.clone())),
+                    &history.args
+                )
+                .execute(&mut *tx)
+                .await?;
+                if let Some((uniques, expected)) = uniques {
+                    let inserted = bind_args!(
+                        sqlx::query(sqlx::AssertSqlSafe(uniques.text.clone())),
+                        &uniques.args
+                    )
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    if inserted as usize != *expected {
+                        // Find the value another record (or an earlier row of this batch) holds.
+                        for (row, record) in chunk_rows.iter().zip(chunk_records.iter()) {
+                            for unique in &record.uniques {
+                                let owner: Option<String> = sqlx::query_scalar(
+                                    "SELECT record_id FROM record_unique WHERE app_id = $1 AND entity = $2 AND field = $3 AND value = $4",
+                                )
+                                .bind(app)
+                                .bind(entity)
+                                .bind(&unique.field_uid)
+                                .bind(&unique.value)
+                                .fetch_optional(&mut *tx)
+                                .await?;
+                                if owner.as_deref() != Some(row.id.as_str()) {
+                                    return Err(StoreError::UniqueViolation {
+                                        field_uid: unique.field_uid.clone(),
+                                        value: unique.value.clone(),
+                                    });
+                                }
+                            }
+                        }
+                    }
+                }
             }
             if let Some(first) = rows.first() {
                 let mut change = record_change(app, entity, &first.id, "create", actor, 1);
@@ -517,29 +593,31 @@ impl Store {
         Ok(found)
     }
 
-    /// Take the next value of an auto-number counter (its own transaction: numbers may have gaps, like
-    /// every database sequence, but never repeat).
-    pub async fn next_counter(
+    /// Reserve `count` consecutive values of an auto-number counter and return the first (its own
+    /// transaction: numbers may have gaps, like every database sequence, but never repeat).
+    pub async fn reserve_counter(
         &self,
         app: &str,
         entity: &str,
         field: &str,
         period: &str,
+        count: i64,
     ) -> Result<i64, StoreError> {
-        let value: i64 = crate::with_pool!(self, write, |pool| {
+        let last: i64 = crate::with_pool!(self, write, |pool| {
             sqlx::query_scalar(
-                "INSERT INTO record_counters (app_id, entity, field, period, value) VALUES ($1, $2, $3, $4, 1) \
-                 ON CONFLICT (app_id, entity, field, period) DO UPDATE SET value = record_counters.value + 1 \
+                "INSERT INTO record_counters (app_id, entity, field, period, value) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (app_id, entity, field, period) DO UPDATE SET value = record_counters.value + $5 \
                  RETURNING value",
             )
             .bind(app)
             .bind(entity)
             .bind(field)
             .bind(period)
+            .bind(count)
             .fetch_one(pool)
             .await?
         });
-        Ok(value)
+        Ok(last - count + 1)
     }
 
     /// Every record of an entity, live or deleted (for migrations), in id order.
