@@ -305,6 +305,12 @@ impl Runtime {
             ImportFormat::Xlsx => parse_xlsx(entity, input)?,
         };
         let total = rows.len();
+        let started = std::time::Instant::now();
+        tracing::debug!(
+            rows = total,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "import: parsed"
+        );
         let mut rejected = Vec::new();
         let mut accepted: Vec<(usize, Value, Map<String, Value>)> = Vec::new();
         for (done, parsed) in rows.into_iter().enumerate() {
@@ -335,6 +341,10 @@ impl Runtime {
                 progress(done + 1, total);
             }
         }
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "import: validated"
+        );
         // Relations, checked for all rows at once.
         let named: Vec<&Map<String, Value>> = accepted.iter().map(|(_, _, named)| named).collect();
         let mut missing = self
@@ -396,6 +406,10 @@ impl Runtime {
         for ((_, _, named), numbered) in accepted.iter_mut().zip(records) {
             *named = numbered;
         }
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "import: numbered"
+        );
         // Insert; a value already used by a stored record rejects that row and the rest is retried.
         loop {
             let batch: Vec<NewRecord> = accepted

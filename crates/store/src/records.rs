@@ -88,7 +88,7 @@ macro_rules! bind_args {
 }
 
 /// Rows per multi-row INSERT (SQLite allows 32,766 bound values per statement).
-const INSERT_CHUNK: usize = 500;
+const INSERT_CHUNK: usize = 100;
 
 macro_rules! select_record {
     () => {

@@ -18,6 +18,8 @@ pub struct EntityValidator {
     /// `required_if` / `read_only_if` conditions: (field name, expression).
     required_if: Vec<(String, Script)>,
     read_only_if: Vec<(String, Script)>,
+    /// Indexes of fields whose kinds need checks JSON Schema cannot express.
+    special_fields: Vec<usize>,
 }
 
 /// An expression of an entity that does not compile: pointer into the entity file and the reason.
@@ -100,12 +102,23 @@ impl EntityValidator {
                 entity.id, problem.pointer, problem.message
             ));
         }
+        let special_fields = entity
+            .fields
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| {
+                matches!(f.kind, FieldKind::Money | FieldKind::Phone)
+                    || (f.kind.is_select() && !f.annotations.options.is_empty())
+            })
+            .map(|(i, _)| i)
+            .collect();
         Ok(Self {
             entity: entity.clone(),
             schema,
             computed,
             required_if,
             read_only_if,
+            special_fields,
         })
     }
 
@@ -215,7 +228,11 @@ impl EntityValidator {
         locale: Locale,
     ) -> Vec<FieldIssue> {
         let computing = self.compute(record, locale);
-        let mut issues = self.validate(record, locale);
+        let instance = Value::Object(std::mem::take(record));
+        let mut issues = self.validate_value(&instance, locale);
+        if let Value::Object(map) = instance {
+            *record = map;
+        }
         if issues.is_empty() {
             issues.extend(computing);
             issues.extend(self.check_conditions(record, changed, locale));
@@ -235,13 +252,25 @@ impl EntityValidator {
 
     /// Validate a complete record (fields by name). Every problem is returned, none stops the others.
     pub fn validate(&self, record: &Map<String, Value>, locale: Locale) -> Vec<FieldIssue> {
-        let instance = Value::Object(record.clone());
-        let mut issues: Vec<FieldIssue> = self
-            .schema
-            .iter_errors(&instance)
-            .map(|e| schema_issue(&e, locale))
-            .collect();
-        for field in &self.entity.fields {
+        self.validate_value(&Value::Object(record.clone()), locale)
+    }
+
+    /// Validate a record given as a JSON object value (no copy). Valid records take the fast path: a
+    /// yes/no schema check, then only the fields whose kinds need checks beyond JSON Schema.
+    pub fn validate_value(&self, instance: &Value, locale: Locale) -> Vec<FieldIssue> {
+        let mut issues: Vec<FieldIssue> = if self.schema.is_valid(instance) {
+            Vec::new()
+        } else {
+            self.schema
+                .iter_errors(instance)
+                .map(|e| schema_issue(&e, locale))
+                .collect()
+        };
+        let Some(record) = instance.as_object() else {
+            return issues;
+        };
+        for &index in &self.special_fields {
+            let field = &self.entity.fields[index];
             let Some(value) = record.get(field.name.as_str()) else {
                 continue;
             };
@@ -292,6 +321,9 @@ impl EntityValidator {
                 }
                 _ => {}
             }
+        }
+        if issues.is_empty() {
+            return issues;
         }
         issues.sort_by(|a, b| a.pointer.cmp(&b.pointer));
         issues.dedup();

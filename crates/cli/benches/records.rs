@@ -1,0 +1,247 @@
+//! Records benchmarks, each beside its baseline in the same run (medians; machines here are noisy):
+//!
+//! 1. validating a 20-field customer with a cached validator vs. serde_json parsing the same record;
+//! 2. bulk import of ROWS customers into SQLite through `Runtime::import_records` (parse, validate,
+//!    multi-row insert with history) vs. a raw prepared rusqlite INSERT of the same rows in one
+//!    transaction;
+//! 3. loading one numeric column of all rows back (the report engine's access path) from the JSON
+//!    documents vs. from a plain typed column.
+//!
+//! Run: `cargo bench -p trellis-cli --bench records -- 1000000` (default 200000 rows).
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use trellis_form::{EntityValidator, Locale};
+use trellis_runtime::import::ImportFormat;
+use trellis_runtime::{Principal, Runtime, RuntimeSettings};
+
+fn median(mut samples: Vec<f64>) -> f64 {
+    samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    samples[samples.len() / 2]
+}
+
+/// Run `f` `per_sample` times per sample, `samples` times; median nanoseconds per call.
+fn time_per_call(samples: usize, per_sample: usize, mut f: impl FnMut()) -> f64 {
+    let mut results = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let start = Instant::now();
+        for _ in 0..per_sample {
+            f();
+        }
+        results.push(start.elapsed().as_nanos() as f64 / per_sample as f64);
+    }
+    median(results)
+}
+
+fn customer_bundle() -> Value {
+    json!({
+        "trellis.json": {"format_version": 1, "id": "bench", "version": "1.0.0", "name": {"en": "Bench", "zh-CN": "基准"}},
+        "entities/customer.schema.json": {
+            "type": "object",
+            "x-trellis": {"format_version": 1},
+            "properties": {
+                "name": {"type": "string", "minLength": 1, "maxLength": 100},
+                "email": {"type": "string", "format": "email"},
+                "phone": {"type": "string", "x-trellis": {"kind": "phone"}},
+                "company": {"type": "string", "maxLength": 100},
+                "region": {"type": "string", "enum": ["north", "south", "east", "west"]},
+                "city": {"type": "string"},
+                "stage": {"type": "string", "enum": ["acquisition", "growth", "maturity", "decline", "churned"]},
+                "segment": {"type": "string"},
+                "score": {"type": "integer", "minimum": 0, "maximum": 100},
+                "health": {"type": "integer", "minimum": 0, "maximum": 100},
+                "ltv": {"type": "number", "minimum": 0},
+                "orders": {"type": "integer", "minimum": 0},
+                "joined_on": {"type": "string", "format": "date"},
+                "last_order_on": {"type": "string", "format": "date"},
+                "vip": {"type": "boolean"},
+                "tags": {"type": "array", "items": {"type": "string"}},
+                "source": {"type": "string"},
+                "owner": {"type": "string"},
+                "notes": {"type": "string", "x-trellis": {"kind": "long_text"}},
+                "nps": {"type": "integer", "minimum": 0, "maximum": 10}
+            },
+            "required": ["name"]
+        }
+    })
+}
+
+fn customer(i: usize) -> Value {
+    let regions = ["north", "south", "east", "west"];
+    let stages = ["acquisition", "growth", "maturity", "decline", "churned"];
+    json!({
+        "name": format!("Customer {i}"), "email": format!("c{i}@example.com"), "phone": format!("+86 138 {:04} {:04}", i % 10000, (i / 7) % 10000),
+        "company": format!("Company {}", i % 5000), "region": regions[i % 4], "city": "Shanghai", "stage": stages[i % 5],
+        "segment": "smb", "score": i % 101, "health": (i * 7) % 101, "ltv": (i % 10000) as f64 * 1.5, "orders": i % 50,
+        "joined_on": format!("2024-{:02}-{:02}", i % 12 + 1, i % 28 + 1), "last_order_on": "2025-06-01", "vip": i % 10 == 0,
+        "tags": ["a", "b"], "source": "web", "owner": "u1", "notes": "prefers email", "nps": i % 11
+    })
+}
+
+fn main() {
+    if std::env::var("TRELLIS_BENCH_LOG").is_ok() {
+        tracing_subscriber::fmt()
+            .with_env_filter(std::env::var("TRELLIS_BENCH_LOG").unwrap())
+            .init();
+    }
+    let rows: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(200_000);
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_default();
+    println!(
+        "machine: {} cores, {cpu}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
+
+    // 1. Validation vs. parsing.
+    let raw = trellis_model::RawBundle(customer_bundle().as_object().unwrap().clone());
+    let bundle = trellis_model::check_bundle(&raw).unwrap();
+    let entity = bundle.entities.values().next().unwrap();
+    let validator = EntityValidator::compile(entity).unwrap();
+    let record = customer(42);
+    let text = record.to_string();
+    let object = record.as_object().unwrap().clone();
+    assert!(validator.validate(&object, Locale::En).is_empty());
+    let parse = time_per_call(31, 20_000, || {
+        std::hint::black_box(serde_json::from_str::<Value>(std::hint::black_box(&text)).unwrap());
+    });
+    let validate = time_per_call(31, 20_000, || {
+        std::hint::black_box(validator.validate_value(std::hint::black_box(&record), Locale::En));
+    });
+    println!(
+        "\n| validation of a 20-field record ({} bytes) | median |",
+        text.len()
+    );
+    println!("|---|---|");
+    println!("| baseline: serde_json parse | {:.2} µs |", parse / 1000.0);
+    println!(
+        "| Trellis: cached validator | {:.2} µs (ratio {:.2}× the parse) |",
+        validate / 1000.0,
+        validate / parse
+    );
+
+    // 2. Import vs. raw prepared INSERT.
+    let dir = tempfile::tempdir().unwrap();
+    let mut ndjson = String::with_capacity(rows * 500);
+    for i in 0..rows {
+        ndjson.push_str(&customer(i).to_string());
+        ndjson.push('\n');
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let url = format!("sqlite://{}", dir.path().join("trellis.db").display());
+    let import_seconds = runtime.block_on(async {
+        let trellis = Runtime::connect(&url, RuntimeSettings::default())
+            .await
+            .unwrap();
+        let admin = Principal {
+            user_id: "bench".into(),
+            username: "bench".into(),
+            is_admin: true,
+        };
+        trellis.create_app(&admin, &raw, false).await.unwrap();
+        let start = Instant::now();
+        let report = trellis
+            .import_records(
+                &admin,
+                "bench",
+                "customer",
+                ImportFormat::Ndjson,
+                ndjson.as_bytes(),
+                false,
+                Locale::En,
+                &|_, _| {},
+            )
+            .await
+            .unwrap();
+        let elapsed = start.elapsed();
+        assert_eq!(report.inserted, rows, "{:?}", report.rejected.first());
+        trellis.store().close().await;
+        elapsed
+    });
+
+    let baseline_path = dir.path().join("baseline.db");
+    let connection = rusqlite::Connection::open(&baseline_path).unwrap();
+    connection.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; CREATE TABLE records (id TEXT PRIMARY KEY, data TEXT NOT NULL, score INTEGER);").unwrap();
+    let documents: Vec<String> = ndjson.lines().map(str::to_owned).collect();
+    let start = Instant::now();
+    {
+        let mut connection = connection;
+        let tx = connection.transaction().unwrap();
+        {
+            let mut insert = tx
+                .prepare("INSERT INTO records (id, data, score) VALUES (?1, ?2, ?3)")
+                .unwrap();
+            for (i, document) in documents.iter().enumerate() {
+                insert
+                    .execute(rusqlite::params![
+                        format!("{i:012}"),
+                        document,
+                        (i % 101) as i64
+                    ])
+                    .unwrap();
+            }
+        }
+        tx.commit().unwrap();
+    }
+    let baseline_seconds = start.elapsed();
+    let rate = |d: Duration| rows as f64 / d.as_secs_f64();
+    println!("\n| bulk import of {rows} customers into SQLite | time | rows/s |");
+    println!("|---|---|---|");
+    println!(
+        "| baseline: raw prepared INSERT, one transaction (rusqlite) | {:.2} s | {:.0} |",
+        baseline_seconds.as_secs_f64(),
+        rate(baseline_seconds)
+    );
+    println!(
+        "| Trellis: import (parse, validate, insert + history + search index) | {:.2} s | {:.0} (ratio {:.2}) |",
+        import_seconds.as_secs_f64(),
+        rate(import_seconds),
+        rate(import_seconds) / rate(baseline_seconds)
+    );
+
+    // 3. Column load: the JSON document path vs. a typed column.
+    let trellis_db = rusqlite::Connection::open(dir.path().join("trellis.db")).unwrap();
+    let baseline_db = rusqlite::Connection::open(&baseline_path).unwrap();
+    let load = |db: &rusqlite::Connection, sql: &str| {
+        let samples: Vec<f64> = (0..5)
+            .map(|_| {
+                let start = Instant::now();
+                let mut statement = db.prepare(sql).unwrap();
+                let column: Vec<i64> = statement
+                    .query_map([], |row| row.get::<_, Option<i64>>(0))
+                    .unwrap()
+                    .map(|v| v.unwrap().unwrap_or(0))
+                    .collect();
+                assert_eq!(column.len(), rows);
+                rows as f64 / start.elapsed().as_secs_f64()
+            })
+            .collect();
+        median(samples)
+    };
+    let typed = load(&baseline_db, "SELECT score FROM records");
+    let json_path = load(
+        &trellis_db,
+        "SELECT json_extract(data, '$.\"score\"') FROM records WHERE entity = 'customer' AND deleted_at IS NULL",
+    );
+    println!("\n| loading one numeric column of {rows} rows | rows/s |");
+    println!("|---|---|");
+    println!("| baseline: typed INTEGER column | {typed:.0} |");
+    println!(
+        "| Trellis: json_extract from the record documents | {json_path:.0} (ratio {:.2}) |",
+        json_path / typed
+    );
+}
