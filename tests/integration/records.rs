@@ -54,6 +54,7 @@ on_both_backends!(
     export_and_xlsx_import_round_trip,
     computed_fields_and_conditional_rules,
     full_text_search_finds_words_in_any_language,
+    concurrent_creates_share_commits_but_keep_their_own_outcomes,
 );
 
 async fn create_validates_every_field_in_the_callers_language(backend: Backend) {
@@ -1051,4 +1052,58 @@ async fn full_text_search_finds_words_in_any_language(backend: Backend) {
         names(&api.call("GET", &search("happy"), None).await),
         vec!["Ada Lovelace"]
     );
+}
+
+async fn concurrent_creates_share_commits_but_keep_their_own_outcomes(backend: Backend) {
+    let api = std::sync::Arc::new(crm_or_skip!(backend));
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let api = api.clone();
+        // Ten callers fight over one email; thirty use their own.
+        let email = if i % 4 == 0 {
+            "shared@example.com".to_owned()
+        } else {
+            format!("own{i}@example.com")
+        };
+        tasks.push(tokio::spawn(async move {
+            let reply = api
+                .call(
+                    "POST",
+                    CUSTOMERS,
+                    Some(json!({"name": format!("C{i}"), "email": email})),
+                )
+                .await;
+            (i, reply.status, reply.body)
+        }));
+    }
+    let mut shared_winners = 0;
+    let mut codes = std::collections::HashSet::new();
+    for task in tasks {
+        let (i, status, body) = task.await.unwrap();
+        if i % 4 == 0 {
+            match status {
+                StatusCode::CREATED => shared_winners += 1,
+                StatusCode::UNPROCESSABLE_ENTITY => {
+                    assert_eq!(body["errors"][0]["code"], "unique", "{body}")
+                }
+                other => panic!("unexpected {other}: {body}"),
+            }
+        } else {
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+        }
+        if status == StatusCode::CREATED {
+            assert!(
+                codes.insert(body["data"]["code"].as_str().unwrap().to_owned()),
+                "auto-numbers are unique"
+            );
+        }
+    }
+    assert_eq!(
+        shared_winners, 1,
+        "exactly one caller gets the shared email"
+    );
+    let page = api
+        .call("GET", &format!("{CUSTOMERS}?count=true&limit=1"), None)
+        .await;
+    assert_eq!(page.body["total"], 31);
 }

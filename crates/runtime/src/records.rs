@@ -376,17 +376,12 @@ impl Runtime {
         self.assign_auto_numbers(&loaded.id, entity, std::slice::from_mut(&mut named))
             .await?;
         let record = record_write(entity, &named, None);
-        let rows = self
+        let row = self
             .store()
-            .insert_records(
-                &loaded.id,
-                &entity.uid,
-                Some(&actor.user_id),
-                std::slice::from_ref(&record),
-            )
+            .insert_record_grouped(&loaded.id, &entity.uid, Some(&actor.user_id), record)
             .await
             .map_err(|e| Self::unique_issue(entity, e, locale))?;
-        Ok(view(entity, &rows[0]))
+        Ok(view(entity, &row))
     }
 
     async fn live_record(

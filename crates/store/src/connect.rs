@@ -28,6 +28,8 @@ pub(crate) enum Pools {
 #[derive(Debug, Clone)]
 pub struct Store {
     pub(crate) pools: Pools,
+    /// Group-commit task for single inserts, started on first use.
+    pub(crate) group_commit: std::sync::Arc<std::sync::OnceLock<crate::group_commit::Sender>>,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -70,6 +72,7 @@ impl Store {
             .map_err(StoreError::connect)?;
         Ok(Self {
             pools: Pools::Sqlite { write, read },
+            group_commit: Default::default(),
         })
     }
 
@@ -84,6 +87,7 @@ impl Store {
             .map_err(StoreError::connect)?;
         Ok(Self {
             pools: Pools::Postgres(pool),
+            group_commit: Default::default(),
         })
     }
 
@@ -111,6 +115,14 @@ impl Store {
             Pools::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
         }
         Ok(())
+    }
+
+    /// The same database without a group-commit task (the task itself writes through this).
+    pub(crate) fn without_group_commit(&self) -> Self {
+        Self {
+            pools: self.pools.clone(),
+            group_commit: Default::default(),
+        }
     }
 
     pub fn backend(&self) -> Backend {

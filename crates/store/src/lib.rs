@@ -13,6 +13,7 @@ mod apps;
 mod change_log;
 mod connect;
 mod error;
+mod group_commit;
 mod query;
 mod records;
 mod users;

@@ -48,6 +48,95 @@ pub struct UniqueValue {
     pub value: String,
 }
 
+/// Records of one app entity inserted together by one actor.
+#[derive(Debug, Clone)]
+pub(crate) struct InsertGroup {
+    pub app: String,
+    pub entity: String,
+    pub actor: Option<String>,
+    pub records: Vec<NewRecord>,
+}
+
+/// The multi-row statements of one chunk of an insert group.
+struct InsertChunk {
+    app: String,
+    entity: String,
+    insert: Sql,
+    history: Sql,
+    uniques: Option<(Sql, usize)>,
+    /// (record id, unique value) of every unique value in the chunk, to explain a conflict.
+    unique_owners: Vec<(String, UniqueValue)>,
+}
+
+/// Multi-row statements for `rows` of `group`: per-statement cost dominates on SQLite (see PERF.md), so
+/// a chunk of rows costs three statements instead of three per row.
+fn insert_statements(
+    group: &InsertGroup,
+    rows: &[RecordRow],
+    now: DateTime<Utc>,
+) -> Vec<InsertChunk> {
+    let mut chunks = Vec::new();
+    for (rows, records) in rows
+        .chunks(INSERT_CHUNK)
+        .zip(group.records.chunks(INSERT_CHUNK))
+    {
+        let mut insert = Sql::default();
+        insert.push("INSERT INTO records (id, app_id, entity, version, data, created_at, created_by, updated_at, updated_by, search_text) VALUES ");
+        let mut history = Sql::default();
+        history.push("INSERT INTO record_history (record_id, app_id, entity, version, operation, actor, at, before, after) VALUES ");
+        let mut uniques = Sql::default();
+        uniques.push("INSERT INTO record_unique (app_id, entity, field, value, record_id) VALUES ");
+        let mut unique_owners = Vec::new();
+        for (index, (row, record)) in rows.iter().zip(records).enumerate() {
+            let separator = if index == 0 { "" } else { ", " };
+            let id = insert.arg(Arg::Text(row.id.clone()));
+            let app = insert.arg(Arg::Text(group.app.clone()));
+            let entity = insert.arg(Arg::Text(group.entity.clone()));
+            let data = insert.arg(Arg::Json(Value::Object(record.data.clone())));
+            let at = insert.arg(Arg::Time(now));
+            let by = insert.arg(Arg::OptText(group.actor.clone()));
+            let search = insert.arg(Arg::Text(record.search_text.clone()));
+            insert.push(&format!(
+                "{separator}({id}, {app}, {entity}, 1, {data}, {at}, {by}, {at}, {by}, {search})"
+            ));
+
+            let id = history.arg(Arg::Text(row.id.clone()));
+            let app = history.arg(Arg::Text(group.app.clone()));
+            let entity = history.arg(Arg::Text(group.entity.clone()));
+            let by = history.arg(Arg::OptText(group.actor.clone()));
+            let at = history.arg(Arg::Time(now));
+            let after = history.arg(Arg::Json(Value::Object(record.data.clone())));
+            history.push(&format!(
+                "{separator}({id}, {app}, {entity}, 1, 'create', {by}, {at}, NULL, {after})"
+            ));
+
+            for unique in &record.uniques {
+                let separator = if unique_owners.is_empty() { "" } else { ", " };
+                let app = uniques.arg(Arg::Text(group.app.clone()));
+                let entity = uniques.arg(Arg::Text(group.entity.clone()));
+                let field = uniques.arg(Arg::Text(unique.field_uid.clone()));
+                let value = uniques.arg(Arg::Text(unique.value.clone()));
+                let id = uniques.arg(Arg::Text(row.id.clone()));
+                uniques.push(&format!(
+                    "{separator}({app}, {entity}, {field}, {value}, {id})"
+                ));
+                unique_owners.push((row.id.clone(), unique.clone()));
+            }
+        }
+        uniques.push(" ON CONFLICT DO NOTHING");
+        let expected = unique_owners.len();
+        chunks.push(InsertChunk {
+            app: group.app.clone(),
+            entity: group.entity.clone(),
+            insert,
+            history,
+            uniques: (expected > 0).then_some((uniques, expected)),
+            unique_owners,
+        });
+    }
+    chunks
+}
+
 /// A record to insert.
 #[derive(Debug, Clone)]
 pub struct NewRecord {
@@ -167,131 +256,145 @@ impl Store {
         actor: Option<&str>,
         records: &[NewRecord],
     ) -> Result<Vec<RecordRow>, StoreError> {
+        let group = InsertGroup {
+            app: app.to_owned(),
+            entity: entity.to_owned(),
+            actor: actor.map(str::to_owned),
+            records: records.to_vec(),
+        };
+        Ok(self
+            .insert_groups(std::slice::from_ref(&group))
+            .await?
+            .remove(0))
+    }
+
+    /// Insert a single record, sharing one transaction with other single inserts that arrive at the same
+    /// time (group commit): concurrent API creates cost one commit instead of one each. If the shared
+    /// transaction fails, each record is retried alone so that every caller gets its own outcome.
+    pub async fn insert_record_grouped(
+        &self,
+        app: &str,
+        entity: &str,
+        actor: Option<&str>,
+        record: NewRecord,
+    ) -> Result<RecordRow, StoreError> {
+        let group = InsertGroup {
+            app: app.to_owned(),
+            entity: entity.to_owned(),
+            actor: actor.map(str::to_owned),
+            records: vec![record],
+        };
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        let sender = self
+            .group_commit
+            .get_or_init(|| crate::group_commit::start(self.without_group_commit()));
+        if sender.send((group.clone(), reply)).is_err() {
+            return Ok(self
+                .insert_groups(std::slice::from_ref(&group))
+                .await?
+                .remove(0)
+                .remove(0));
+        }
+        match outcome.await {
+            Ok(result) => result,
+            Err(_) => Ok(self
+                .insert_groups(std::slice::from_ref(&group))
+                .await?
+                .remove(0)
+                .remove(0)),
+        }
+    }
+
+    /// Insert several groups of records in one transaction. Returns the rows of each group.
+    pub(crate) async fn insert_groups(
+        &self,
+        groups: &[InsertGroup],
+    ) -> Result<Vec<Vec<RecordRow>>, StoreError> {
         let now = crate::now();
-        let rows: Vec<RecordRow> = records
+        let mut all_rows = Vec::with_capacity(groups.len());
+        let mut statements = Vec::new();
+        for group in groups {
+            let rows: Vec<RecordRow> = group
+                .records
+                .iter()
+                .map(|record| RecordRow {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    app_id: group.app.clone(),
+                    entity: group.entity.clone(),
+                    version: 1,
+                    data: Json(record.data.clone()),
+                    created_at: now,
+                    created_by: group.actor.clone(),
+                    updated_at: now,
+                    updated_by: group.actor.clone(),
+                    deleted_at: None,
+                })
+                .collect();
+            statements.extend(insert_statements(group, &rows, now));
+            all_rows.push(rows);
+        }
+        let changes: Vec<NewChange> = groups
             .iter()
-            .map(|record| RecordRow {
-                id: uuid::Uuid::now_v7().to_string(),
-                app_id: app.to_owned(),
-                entity: entity.to_owned(),
-                version: 1,
-                data: Json(record.data.clone()),
-                created_at: now,
-                created_by: actor.map(str::to_owned),
-                updated_at: now,
-                updated_by: actor.map(str::to_owned),
-                deleted_at: None,
+            .zip(&all_rows)
+            .filter(|(_, rows)| !rows.is_empty())
+            .map(|(group, rows)| {
+                let mut change = record_change(&group.app, &group.entity, &rows[0].id, "create", group.actor.as_deref(), 1);
+                change.payload = serde_json::json!({"ids": rows.iter().map(|r| r.id.as_str()).collect::<Vec<_>>()});
+                change
             })
             .collect();
-        // Multi-row statements: per-statement cost dominates on SQLite (see PERF.md), so a chunk of
-        // rows costs three statements instead of three per row.
-        let mut statements = Vec::new();
-        for (rows, records) in rows.chunks(INSERT_CHUNK).zip(records.chunks(INSERT_CHUNK)) {
-            let mut insert = Sql::default();
-            insert.push("INSERT INTO records (id, app_id, entity, version, data, created_at, created_by, updated_at, updated_by, search_text) VALUES ");
-            let mut history = Sql::default();
-            history.push("INSERT INTO record_history (record_id, app_id, entity, version, operation, actor, at, before, after) VALUES ");
-            let mut uniques = Sql::default();
-            uniques.push(
-                "INSERT INTO record_unique (app_id, entity, field, value, record_id) VALUES ",
-            );
-            let mut unique_count = 0usize;
-            for (index, (row, record)) in rows.iter().zip(records).enumerate() {
-                let separator = if index == 0 { "" } else { ", " };
-                let id = insert.arg(Arg::Text(row.id.clone()));
-                let app_arg = insert.arg(Arg::Text(app.to_owned()));
-                let entity_arg = insert.arg(Arg::Text(entity.to_owned()));
-                let data = insert.arg(Arg::Json(Value::Object(record.data.clone())));
-                let at = insert.arg(Arg::Time(now));
-                let by = insert.arg(Arg::OptText(actor.map(str::to_owned)));
-                let search = insert.arg(Arg::Text(record.search_text.clone()));
-                insert.push(&format!("{separator}({id}, {app_arg}, {entity_arg}, 1, {data}, {at}, {by}, {at}, {by}, {search})"));
-
-                let id = history.arg(Arg::Text(row.id.clone()));
-                let app_arg = history.arg(Arg::Text(app.to_owned()));
-                let entity_arg = history.arg(Arg::Text(entity.to_owned()));
-                let by = history.arg(Arg::OptText(actor.map(str::to_owned)));
-                let at = history.arg(Arg::Time(now));
-                let after = history.arg(Arg::Json(Value::Object(record.data.clone())));
-                history.push(&format!("{separator}({id}, {app_arg}, {entity_arg}, 1, 'create', {by}, {at}, NULL, {after})"));
-
-                for unique in &record.uniques {
-                    let separator = if unique_count == 0 { "" } else { ", " };
-                    let app_arg = uniques.arg(Arg::Text(app.to_owned()));
-                    let entity_arg = uniques.arg(Arg::Text(entity.to_owned()));
-                    let field = uniques.arg(Arg::Text(unique.field_uid.clone()));
-                    let value = uniques.arg(Arg::Text(unique.value.clone()));
-                    let id = uniques.arg(Arg::Text(row.id.clone()));
-                    uniques.push(&format!(
-                        "{separator}({app_arg}, {entity_arg}, {field}, {value}, {id})"
-                    ));
-                    unique_count += 1;
-                }
-            }
-            uniques.push(" ON CONFLICT DO NOTHING");
-            statements.push((
-                insert,
-                history,
-                (unique_count > 0).then_some((uniques, unique_count)),
-                rows,
-                records,
-            ));
-        }
         crate::with_pool!(self, write, |pool| {
             let mut tx = pool.begin().await?;
-            for (insert, history, uniques, chunk_rows, chunk_records) in &statements {
+            for chunk in &statements {
                 bind_args!(
-                    sqlx::query(sqlx::AssertSqlSafe(insert.text.clone())),
-                    &insert.args
+                    sqlx::query(sqlx::AssertSqlSafe(chunk.insert.text.clone())),
+                    &chunk.insert.args
                 )
                 .execute(&mut *tx)
                 .await?;
                 bind_args!(
-                    sqlx::query(sqlx::AssertSqlSafe(history.text.clone())),
-                    &history.args
+                    sqlx::query(sqlx::AssertSqlSafe(chunk.history.text.clone())),
+                    &chunk.history.args
                 )
                 .execute(&mut *tx)
                 .await?;
-                if let Some((uniques, expected)) = uniques {
-                    let inserted = bind_args!(
-                        sqlx::query(sqlx::AssertSqlSafe(uniques.text.clone())),
-                        &uniques.args
-                    )
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                    if inserted as usize != *expected {
-                        // Find the value another record (or an earlier row of this batch) holds.
-                        for (row, record) in chunk_rows.iter().zip(chunk_records.iter()) {
-                            for unique in &record.uniques {
-                                let owner: Option<String> = sqlx::query_scalar(
-                                    "SELECT record_id FROM record_unique WHERE app_id = $1 AND entity = $2 AND field = $3 AND value = $4",
-                                )
-                                .bind(app)
-                                .bind(entity)
-                                .bind(&unique.field_uid)
-                                .bind(&unique.value)
-                                .fetch_optional(&mut *tx)
-                                .await?;
-                                if owner.as_deref() != Some(row.id.as_str()) {
-                                    return Err(StoreError::UniqueViolation {
-                                        field_uid: unique.field_uid.clone(),
-                                        value: unique.value.clone(),
-                                    });
-                                }
-                            }
+                let Some((uniques, expected)) = &chunk.uniques else {
+                    continue;
+                };
+                let inserted = bind_args!(
+                    sqlx::query(sqlx::AssertSqlSafe(uniques.text.clone())),
+                    &uniques.args
+                )
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if inserted as usize != *expected {
+                    // Find the value another record (or an earlier row of this batch) holds.
+                    for (record_id, unique) in &chunk.unique_owners {
+                        let owner: Option<String> = sqlx::query_scalar(
+                            "SELECT record_id FROM record_unique WHERE app_id = $1 AND entity = $2 AND field = $3 AND value = $4",
+                        )
+                        .bind(&chunk.app)
+                        .bind(&chunk.entity)
+                        .bind(&unique.field_uid)
+                        .bind(&unique.value)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                        if owner.as_deref() != Some(record_id.as_str()) {
+                            return Err(StoreError::UniqueViolation {
+                                field_uid: unique.field_uid.clone(),
+                                value: unique.value.clone(),
+                            });
                         }
                     }
                 }
             }
-            if let Some(first) = rows.first() {
-                let mut change = record_change(app, entity, &first.id, "create", actor, 1);
-                change.payload = serde_json::json!({"ids": rows.iter().map(|r| r.id.as_str()).collect::<Vec<_>>()});
-                append_change!(self, tx, &change);
+            for change in &changes {
+                append_change!(self, tx, change);
             }
             tx.commit().await?;
         });
-        Ok(rows)
+        Ok(all_rows)
     }
 
     /// The record (live or deleted), if it exists in this app and entity.

@@ -18,6 +18,25 @@ pub struct UserRecord {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A token joined with its user (one row of the per-request authentication query).
+#[derive(sqlx::FromRow)]
+struct TokenWithUser {
+    token_hash: String,
+    user_id: String,
+    kind: String,
+    name: Option<String>,
+    token_created_at: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+    username: String,
+    display_name: Option<String>,
+    password_hash: String,
+    is_admin: bool,
+    disabled: bool,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
 /// A user to create.
 #[derive(Debug, Clone)]
 pub struct NewUser {
@@ -175,23 +194,44 @@ impl Store {
         token_hash: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<(TokenRecord, UserRecord)>, StoreError> {
-        let token = crate::with_pool!(self, read, |pool| {
-            sqlx::query_as::<_, TokenRecord>(
-                "SELECT token_hash, user_id, kind, name, created_at, expires_at, revoked_at \
-                 FROM auth_tokens WHERE token_hash = $1",
+        // One statement: this runs on every request.
+        let found = crate::with_pool!(self, read, |pool| {
+            sqlx::query_as::<_, TokenWithUser>(
+                "SELECT t.token_hash, t.user_id, t.kind, t.name, t.created_at AS token_created_at, t.expires_at, t.revoked_at, \
+                        u.username, u.display_name, u.password_hash, u.is_admin, u.disabled, u.created_at, u.updated_at \
+                 FROM auth_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1",
             )
             .bind(token_hash)
             .fetch_optional(pool)
             .await?
         });
-        let Some(token) = token else { return Ok(None) };
-        if token.revoked_at.is_some() || token.expires_at.is_some_and(|at| at <= now) {
+        let Some(found) = found else { return Ok(None) };
+        if found.revoked_at.is_some()
+            || found.expires_at.is_some_and(|at| at <= now)
+            || found.disabled
+        {
             return Ok(None);
         }
-        match self.get_user(&token.user_id).await? {
-            Some(user) if !user.disabled => Ok(Some((token, user))),
-            _ => Ok(None),
-        }
+        let token = TokenRecord {
+            token_hash: found.token_hash,
+            user_id: found.user_id.clone(),
+            kind: found.kind,
+            name: found.name,
+            created_at: found.token_created_at,
+            expires_at: found.expires_at,
+            revoked_at: found.revoked_at,
+        };
+        let user = UserRecord {
+            id: found.user_id,
+            username: found.username,
+            display_name: found.display_name,
+            password_hash: found.password_hash,
+            is_admin: found.is_admin,
+            disabled: found.disabled,
+            created_at: found.created_at,
+            updated_at: found.updated_at,
+        };
+        Ok(Some((token, user)))
     }
 
     /// Revoke a token; revoking twice is fine.
