@@ -55,6 +55,7 @@ on_both_backends!(
     computed_fields_and_conditional_rules,
     full_text_search_finds_words_in_any_language,
     concurrent_creates_share_commits_but_keep_their_own_outcomes,
+    large_imports_stream_in_chunks,
 );
 
 async fn create_validates_every_field_in_the_callers_language(backend: Backend) {
@@ -1106,4 +1107,74 @@ async fn concurrent_creates_share_commits_but_keep_their_own_outcomes(backend: B
         .call("GET", &format!("{CUSTOMERS}?count=true&limit=1"), None)
         .await;
     assert_eq!(page.body["total"], 31);
+}
+
+async fn large_imports_stream_in_chunks(backend: Backend) {
+    let api = crm_or_skip!(backend);
+    api.call(
+        "POST",
+        CUSTOMERS,
+        Some(json!({"name": "Existing", "email": "taken@example.com"})),
+    )
+    .await;
+    let import = "/api/apps/crm/entities/customer/import";
+    // 6,000 rows cross the 5,000-row chunk; row 5,500 uses an email a stored record already has.
+    let file = |prefix: &str| {
+        (0..6000)
+            .map(|i| {
+                let email = if i == 5500 {
+                    "taken@example.com".to_owned()
+                } else {
+                    format!("{prefix}{i}@example.com")
+                };
+                json!({"name": format!("{prefix} {i}"), "email": email, "score": i % 100})
+                    .to_string()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let atomic = api
+        .post_text(
+            &format!("{import}?atomic=true"),
+            "application/x-ndjson",
+            &file("atomic"),
+        )
+        .await;
+    assert_eq!(atomic.status, StatusCode::OK, "{}", atomic.text);
+    assert_eq!(atomic.body["inserted"], 0);
+    assert_eq!(atomic.body["rejected"][0]["row"], 5501);
+    let count = |reply: &crate::support::api::Reply| reply.body["total"].clone();
+    assert_eq!(
+        count(
+            &api.call("GET", &format!("{CUSTOMERS}?count=true&limit=1"), None)
+                .await
+        ),
+        1,
+        "atomic: nothing went in"
+    );
+
+    let partial = api
+        .post_text(import, "application/x-ndjson", &file("bulk"))
+        .await;
+    assert_eq!(partial.body["inserted"], 5999, "{}", partial.text);
+    assert_eq!(partial.body["rejected"].as_array().unwrap().len(), 1);
+    assert_eq!(partial.body["rejected"][0]["errors"][0]["code"], "unique");
+    assert_eq!(
+        count(
+            &api.call("GET", &format!("{CUSTOMERS}?count=true&limit=1"), None)
+                .await
+        ),
+        6000
+    );
+    let codes = api
+        .call("GET", &format!("{CUSTOMERS}?limit=1000&sort=-code"), None)
+        .await;
+    let first = codes.body["items"][0]["data"]["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        first.ends_with("6000") || first.ends_with("6001"),
+        "auto-numbers continue across chunks: {first}"
+    );
 }

@@ -28,6 +28,9 @@ pub struct ServeOptions {
     /// Largest request body in bytes (default 33554432 = 32 MiB).
     #[arg(long, env = "TRELLIS_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
+    /// Largest import file accepted over HTTP in bytes (default 1073741824 = 1 GiB).
+    #[arg(long, env = "TRELLIS_MAX_IMPORT_BYTES")]
+    pub max_import_bytes: Option<usize>,
     /// Log format: `text` or `json` (default text).
     #[arg(long, env = "TRELLIS_LOG_FORMAT")]
     pub log_format: Option<String>,
@@ -45,6 +48,7 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     pub demo: bool,
     pub max_body_bytes: usize,
+    pub max_import_bytes: usize,
     pub json_logs: bool,
 }
 
@@ -57,6 +61,7 @@ impl ServeOptions {
             data_dir: self.data_dir.or(file.data_dir),
             demo: self.demo.or(file.demo),
             max_body_bytes: self.max_body_bytes.or(file.max_body_bytes),
+            max_import_bytes: self.max_import_bytes.or(file.max_import_bytes),
             log_format: self.log_format.or(file.log_format),
             config: self.config,
         }
@@ -113,6 +118,7 @@ impl ServeOptions {
             data_dir,
             demo: self.demo.unwrap_or(false),
             max_body_bytes,
+            max_import_bytes: self.max_import_bytes.unwrap_or(1024 * 1024 * 1024),
             json_logs,
         })
     }

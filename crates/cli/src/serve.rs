@@ -76,6 +76,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     let settings = ServerSettings {
         max_body_bytes: config.max_body_bytes,
+        max_import_bytes: config.max_import_bytes,
         ..Default::default()
     };
     let router = trellis_server::router(runtime.clone(), &settings);

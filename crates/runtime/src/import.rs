@@ -100,7 +100,21 @@ struct ParsedRow {
     errors: Vec<FieldIssue>,
 }
 
-fn parse_csv(entity: &EntityDefinition, text: &str) -> Result<Vec<ParsedRow>, RuntimeError> {
+/// Rows of a file, read lazily so memory stays bounded by a chunk, not the file.
+type Rows<'a> = Box<dyn Iterator<Item = ParsedRow> + Send + 'a>;
+
+/// Rows processed (validated and inserted) together.
+const IMPORT_CHUNK: usize = 5_000;
+
+fn bad_file(message: String) -> RuntimeError {
+    RuntimeError::InvalidRecord(vec![FieldIssue {
+        pointer: String::new(),
+        code: "invalid_file",
+        message,
+    }])
+}
+
+fn parse_csv<'a>(entity: &'a EntityDefinition, text: &'a str) -> Result<Rows<'a>, RuntimeError> {
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
         .from_reader(text.trim_start_matches('\u{feff}').as_bytes());
@@ -110,15 +124,15 @@ fn parse_csv(entity: &EntityDefinition, text: &str) -> Result<Vec<ParsedRow>, Ru
         .iter()
         .map(str::to_owned)
         .collect();
-    let records = reader.records().map(|r| {
+    let records = reader.into_records().map(|r| {
         r.map(|r| r.iter().map(str::to_owned).collect::<Vec<_>>())
             .map_err(|e| e.to_string())
     });
-    parse_table(entity, &headers, records)
+    table_rows(entity, &headers, records)
 }
 
-/// Read the first sheet of a workbook as header + rows of text cells.
-fn parse_xlsx(entity: &EntityDefinition, bytes: &[u8]) -> Result<Vec<ParsedRow>, RuntimeError> {
+/// The first sheet of a workbook as a header and rows of text cells.
+fn parse_xlsx<'a>(entity: &'a EntityDefinition, bytes: &[u8]) -> Result<Rows<'a>, RuntimeError> {
     use calamine::{Data, Reader};
     let mut workbook = calamine::Xlsx::new(std::io::Cursor::new(bytes.to_vec()))
         .map_err(|e| bad_file(format!("not an .xlsx workbook: {e}")))?;
@@ -153,14 +167,15 @@ fn parse_xlsx(entity: &EntityDefinition, bytes: &[u8]) -> Result<Vec<ParsedRow>,
         .unwrap_or_default();
     let records: Vec<Result<Vec<String>, String>> =
         rows.map(|r| Ok(r.iter().map(text).collect())).collect();
-    parse_table(entity, &headers, records.into_iter())
+    table_rows(entity, &headers, records.into_iter())
 }
 
-fn parse_table(
-    entity: &EntityDefinition,
+/// Match the header to fields (every unknown column is an error), then read rows lazily.
+fn table_rows<'a>(
+    entity: &'a EntityDefinition,
     headers: &[String],
-    records: impl Iterator<Item = Result<Vec<String>, String>>,
-) -> Result<Vec<ParsedRow>, RuntimeError> {
+    records: impl Iterator<Item = Result<Vec<String>, String>> + Send + 'a,
+) -> Result<Rows<'a>, RuntimeError> {
     let mut columns = Vec::new();
     let mut unknown = Vec::new();
     for (index, header) in headers.iter().enumerate() {
@@ -183,105 +198,107 @@ fn parse_table(
     if !unknown.is_empty() {
         return Err(RuntimeError::InvalidRecord(unknown));
     }
-    let mut rows = Vec::new();
-    for (index, record) in records.enumerate() {
-        let row = index + 2;
-        let mut parsed = ParsedRow {
-            row,
-            fields: Map::new(),
-            raw: Value::Null,
-            errors: Vec::new(),
-        };
-        match record {
-            Ok(record) => {
-                let mut raw = Map::new();
-                if record.iter().all(|cell| cell.trim().is_empty()) {
-                    continue;
-                }
-                for ((name, kind), cell) in columns.iter().zip(record.iter()) {
-                    if name.is_empty() {
-                        continue;
+    Ok(Box::new(records.enumerate().filter_map(
+        move |(index, record)| {
+            let mut parsed = ParsedRow {
+                row: index + 2,
+                fields: Map::new(),
+                raw: Value::Null,
+                errors: Vec::new(),
+            };
+            match record {
+                Ok(record) => {
+                    if record.iter().all(|cell| cell.trim().is_empty()) {
+                        return None;
                     }
-                    raw.insert(name.clone(), Value::String(cell.to_owned()));
-                    match cell_value(*kind, cell) {
-                        Ok(Some(value)) => {
-                            parsed.fields.insert(name.clone(), value);
+                    let mut raw = Map::new();
+                    for ((name, kind), cell) in columns.iter().zip(record.iter()) {
+                        if name.is_empty() {
+                            continue;
                         }
-                        Ok(None) => {}
-                        Err(reason) => parsed.errors.push(FieldIssue {
-                            pointer: format!("/{name}"),
-                            code: "type",
-                            message: reason,
-                        }),
+                        raw.insert(name.clone(), Value::String(cell.to_owned()));
+                        match cell_value(*kind, cell) {
+                            Ok(Some(value)) => {
+                                parsed.fields.insert(name.clone(), value);
+                            }
+                            Ok(None) => {}
+                            Err(reason) => parsed.errors.push(FieldIssue {
+                                pointer: format!("/{name}"),
+                                code: "type",
+                                message: reason,
+                            }),
+                        }
                     }
+                    parsed.raw = Value::Object(raw);
                 }
-                parsed.raw = Value::Object(raw);
+                Err(error) => parsed.errors.push(FieldIssue {
+                    pointer: String::new(),
+                    code: "invalid_row",
+                    message: error,
+                }),
             }
-            Err(error) => parsed.errors.push(FieldIssue {
-                pointer: String::new(),
-                code: "invalid_csv",
-                message: error.to_string(),
-            }),
-        }
-        rows.push(parsed);
-    }
-    Ok(rows)
+            Some(parsed)
+        },
+    )))
 }
 
-fn parse_ndjson(entity: &EntityDefinition, text: &str) -> Vec<ParsedRow> {
-    let mut rows = Vec::new();
-    for (index, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let mut parsed = ParsedRow {
-            row: index + 1,
-            fields: Map::new(),
-            raw: Value::String(line.to_owned()),
-            errors: Vec::new(),
-        };
-        match serde_json::from_str::<Value>(line) {
-            Ok(Value::Object(object)) => {
-                for (key, value) in &object {
-                    match match_column(entity, key) {
-                        Some(field) => {
-                            parsed.fields.insert(field.name.to_string(), value.clone());
+fn parse_ndjson<'a>(entity: &'a EntityDefinition, text: &'a str) -> Rows<'a> {
+    Box::new(
+        text.lines()
+            .enumerate()
+            .filter(|(_, line)| !line.trim().is_empty())
+            .map(move |(index, line)| {
+                let mut parsed = ParsedRow {
+                    row: index + 1,
+                    fields: Map::new(),
+                    raw: Value::Null,
+                    errors: Vec::new(),
+                };
+                match serde_json::from_str::<Value>(line) {
+                    Ok(Value::Object(object)) => {
+                        for (key, value) in object {
+                            match match_column(entity, &key) {
+                                Some(field) => {
+                                    parsed.fields.insert(field.name.to_string(), value);
+                                }
+                                None => parsed.errors.push(FieldIssue {
+                                    pointer: format!("/{key}"),
+                                    code: "unknown_field",
+                                    message: format!("'{key}' matches no field of {}", entity.id),
+                                }),
+                            }
                         }
-                        None => parsed.errors.push(FieldIssue {
-                            pointer: format!("/{key}"),
-                            code: "unknown_field",
-                            message: format!("'{key}' matches no field of {}", entity.id),
-                        }),
                     }
+                    Ok(_) => parsed.errors.push(FieldIssue {
+                        pointer: String::new(),
+                        code: "not_an_object",
+                        message: "the line is not a JSON object".into(),
+                    }),
+                    Err(error) => parsed.errors.push(FieldIssue {
+                        pointer: String::new(),
+                        code: "invalid_json",
+                        message: error.to_string(),
+                    }),
                 }
-                parsed.raw = Value::Object(object);
-            }
-            Ok(_) => parsed.errors.push(FieldIssue {
-                pointer: String::new(),
-                code: "not_an_object",
-                message: "the line is not a JSON object".into(),
+                if !parsed.errors.is_empty() {
+                    parsed.raw = Value::String(line.to_owned());
+                }
+                parsed
             }),
-            Err(error) => parsed.errors.push(FieldIssue {
-                pointer: String::new(),
-                code: "invalid_json",
-                message: error.to_string(),
-            }),
-        }
-        rows.push(parsed);
-    }
-    rows
+    )
 }
 
-fn bad_file(message: String) -> RuntimeError {
-    RuntimeError::InvalidRecord(vec![FieldIssue {
-        pointer: String::new(),
-        code: "invalid_file",
-        message,
-    }])
+/// Where the rows of one import go: one transaction for the whole file (`atomic`), or one per chunk
+/// so other writers get their turn during a long import and a crash keeps what was committed.
+struct Sink {
+    bulk: Option<trellis_store::BulkInsert>,
+    atomic: bool,
+    committed: usize,
 }
 
 impl Runtime {
-    /// Import `text` into `entity`. `progress(done, total)` is called as rows are validated.
+    /// Import into `entity`, streaming the file in chunks. `progress(done, total)` reports rows read
+    /// (total is 0 while unknown).
     #[allow(clippy::too_many_arguments)]
     pub async fn import_records(
         &self,
@@ -299,60 +316,150 @@ impl Runtime {
         let text = || {
             std::str::from_utf8(input).map_err(|_| bad_file("the file is not UTF-8 text".into()))
         };
-        let rows = match format {
+        let total = match format {
+            ImportFormat::Ndjson | ImportFormat::Csv => {
+                let lines = text()?.lines().filter(|l| !l.trim().is_empty()).count();
+                if format == ImportFormat::Csv {
+                    lines.saturating_sub(1)
+                } else {
+                    lines
+                }
+            }
+            ImportFormat::Xlsx => 0,
+        };
+        let mut rows = match format {
             ImportFormat::Csv => parse_csv(entity, text()?)?,
             ImportFormat::Ndjson => parse_ndjson(entity, text()?),
             ImportFormat::Xlsx => parse_xlsx(entity, input)?,
         };
-        let total = rows.len();
-        let started = std::time::Instant::now();
-        tracing::debug!(
-            rows = total,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "import: parsed"
-        );
         let mut rejected = Vec::new();
-        let mut accepted: Vec<(usize, Value, Map<String, Value>)> = Vec::new();
-        for (done, parsed) in rows.into_iter().enumerate() {
+        let mut seen_uniques = std::collections::HashSet::new();
+        let mut sink = Sink {
+            bulk: None,
+            atomic,
+            committed: 0,
+        };
+        let mut done = 0usize;
+        loop {
+            let chunk: Vec<ParsedRow> = rows.by_ref().take(IMPORT_CHUNK).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            done += chunk.len();
+            let accepted = self
+                .validate_chunk(
+                    &loaded,
+                    entity,
+                    validator,
+                    actor,
+                    locale,
+                    chunk,
+                    &mut seen_uniques,
+                    &mut rejected,
+                )
+                .await?;
+            if !(atomic && !rejected.is_empty()) && !accepted.is_empty() {
+                self.insert_chunk(
+                    &loaded.id,
+                    entity,
+                    actor,
+                    locale,
+                    accepted,
+                    &mut sink,
+                    &mut rejected,
+                )
+                .await?;
+            }
+            progress(done, total.max(done));
+        }
+        let inserted = match sink.bulk.take() {
+            Some(bulk) if atomic && !rejected.is_empty() => {
+                bulk.rollback().await?;
+                0
+            }
+            Some(bulk) => sink.committed + bulk.commit().await?,
+            None if atomic && !rejected.is_empty() => 0,
+            None => sink.committed,
+        };
+        rejected.sort_by_key(|r| r.row);
+        tracing::info!(
+            app,
+            entity = entity_id,
+            inserted,
+            rejected = rejected.len(),
+            "import finished"
+        );
+        Ok(ImportReport { inserted, rejected })
+    }
+
+    /// Validate a chunk like API creates, check its relations in one go, and drop values repeated
+    /// inside the file (the first occurrence wins). Returns the good rows; bad ones go to `rejected`.
+    #[allow(clippy::too_many_arguments)]
+    async fn validate_chunk(
+        &self,
+        loaded: &crate::app_cache::LoadedApp,
+        entity: &EntityDefinition,
+        validator: &trellis_form::EntityValidator,
+        actor: &Principal,
+        locale: Locale,
+        chunk: Vec<ParsedRow>,
+        seen_uniques: &mut std::collections::HashSet<(String, String)>,
+        rejected: &mut Vec<RejectedRow>,
+    ) -> Result<Vec<(usize, Value, Map<String, Value>)>, RuntimeError> {
+        let mut accepted = Vec::with_capacity(chunk.len());
+        for parsed in chunk {
             if !parsed.errors.is_empty() {
                 rejected.push(RejectedRow {
                     row: parsed.row,
                     errors: parsed.errors,
                     values: parsed.raw,
                 });
-            } else {
-                match self.prepare_new_record(
-                    &loaded,
-                    entity,
-                    validator,
-                    &Value::Object(parsed.fields),
-                    actor,
-                    locale,
-                ) {
-                    Ok(named) => accepted.push((parsed.row, parsed.raw, named)),
-                    Err(errors) => rejected.push(RejectedRow {
-                        row: parsed.row,
-                        errors,
-                        values: parsed.raw,
-                    }),
-                }
+                continue;
             }
-            if done % 256 == 0 || done + 1 == total {
-                progress(done + 1, total);
+            let raw = if parsed.raw.is_null() {
+                Value::Object(parsed.fields.clone())
+            } else {
+                parsed.raw
+            };
+            match self.prepare_new_record(
+                loaded,
+                entity,
+                validator,
+                &Value::Object(parsed.fields),
+                actor,
+                locale,
+            ) {
+                Ok(named) => accepted.push((parsed.row, raw, named)),
+                Err(errors) => rejected.push(RejectedRow {
+                    row: parsed.row,
+                    errors,
+                    values: raw,
+                }),
             }
         }
-        tracing::debug!(
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "import: validated"
-        );
-        // Relations, checked for all rows at once.
         let named: Vec<&Map<String, Value>> = accepted.iter().map(|(_, _, named)| named).collect();
         let mut missing = self
-            .check_relations(&loaded, entity, &named, locale)
+            .check_relations(loaded, entity, &named, locale)
             .await?
             .into_iter();
-        accepted.retain(|(row, raw, _)| {
-            let issues = missing.next().unwrap_or_default();
+        accepted.retain(|(row, raw, named)| {
+            let mut issues = missing.next().unwrap_or_default();
+            if issues.is_empty() {
+                issues = super::records::unique_values_of(entity, named)
+                    .into_iter()
+                    .filter(|u| !seen_uniques.insert((u.field_uid.clone(), u.value.clone())))
+                    .map(|u| FieldIssue {
+                        pointer: format!(
+                            "/{}",
+                            entity
+                                .field_by_uid(&u.field_uid)
+                                .map_or(u.field_uid.clone(), |f| f.name.to_string())
+                        ),
+                        code: "unique",
+                        message: message("unique", locale, &u.value),
+                    })
+                    .collect();
+            }
             if issues.is_empty() {
                 true
             } else {
@@ -364,70 +471,73 @@ impl Runtime {
                 false
             }
         });
-        // Unique values repeated inside the file: the first occurrence wins.
-        let mut seen = std::collections::HashSet::new();
-        accepted.retain(|(row, raw, named)| {
-            let duplicates: Vec<FieldIssue> = super::records::unique_values_of(entity, named)
-                .into_iter()
-                .filter(|u| !seen.insert((u.field_uid.clone(), u.value.clone())))
-                .map(|u| FieldIssue {
-                    pointer: format!(
-                        "/{}",
-                        entity
-                            .field_by_uid(&u.field_uid)
-                            .map_or(u.field_uid.clone(), |f| f.name.to_string())
-                    ),
-                    code: "unique",
-                    message: message("unique", locale, &u.value),
+        Ok(accepted)
+    }
+
+    /// Number and insert a chunk of good rows. A value already used by a stored record rejects that row
+    /// and the chunk is retried without it.
+    #[allow(clippy::too_many_arguments)]
+    async fn insert_chunk(
+        &self,
+        app: &str,
+        entity: &EntityDefinition,
+        actor: &Principal,
+        locale: Locale,
+        mut accepted: Vec<(usize, Value, Map<String, Value>)>,
+        sink: &mut Sink,
+        rejected: &mut Vec<RejectedRow>,
+    ) -> Result<(), RuntimeError> {
+        let mut bulk = match sink.bulk.take() {
+            Some(bulk) => bulk,
+            None => {
+                self.store()
+                    .begin_bulk_insert(app, &entity.uid, Some(&actor.user_id))
+                    .await?
+            }
+        };
+        for field in entity
+            .fields
+            .iter()
+            .filter(|f| f.kind == FieldKind::AutoNumber)
+        {
+            let waiting: Vec<usize> = (0..accepted.len())
+                .filter(|&i| {
+                    accepted[i]
+                        .2
+                        .get(field.name.as_str())
+                        .and_then(Value::as_str)
+                        == Some(super::records::AUTO_NUMBER_PLACEHOLDER)
                 })
                 .collect();
-            if duplicates.is_empty() {
-                true
-            } else {
-                rejected.push(RejectedRow {
-                    row: *row,
-                    errors: duplicates,
-                    values: raw.clone(),
-                });
-                false
+            if waiting.is_empty() {
+                continue;
             }
-        });
-        if atomic && !rejected.is_empty() {
-            rejected.sort_by_key(|r| r.row);
-            return Ok(ImportReport {
-                inserted: 0,
-                rejected,
-            });
+            let pattern = field
+                .annotations
+                .pattern
+                .clone()
+                .unwrap_or_else(|| "{0000}".into());
+            let first = bulk
+                .reserve_counter(
+                    &field.uid,
+                    &super::records::auto_number_period(&pattern),
+                    waiting.len() as i64,
+                )
+                .await?;
+            for (offset, index) in waiting.into_iter().enumerate() {
+                accepted[index].2.insert(
+                    field.name.to_string(),
+                    Value::String(super::records::auto_number(&pattern, first + offset as i64)),
+                );
+            }
         }
-        let mut records: Vec<Map<String, Value>> =
-            accepted.iter().map(|(_, _, named)| named.clone()).collect();
-        self.assign_auto_numbers(&loaded.id, entity, &mut records)
-            .await?;
-        for ((_, _, named), numbered) in accepted.iter_mut().zip(records) {
-            *named = numbered;
-        }
-        tracing::debug!(
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "import: numbered"
-        );
-        // Insert; a value already used by a stored record rejects that row and the rest is retried.
         loop {
             let batch: Vec<NewRecord> = accepted
                 .iter()
                 .map(|(_, _, named)| super::records::record_write(entity, named, None))
                 .collect();
-            match self
-                .store()
-                .insert_records(&loaded.id, &entity.uid, Some(&actor.user_id), &batch)
-                .await
-            {
-                Ok(rows) => {
-                    rejected.sort_by_key(|r| r.row);
-                    return Ok(ImportReport {
-                        inserted: rows.len(),
-                        rejected,
-                    });
-                }
+            match bulk.insert(&batch).await {
+                Ok(_) => break,
                 Err(StoreError::UniqueViolation { field_uid, value }) => {
                     let position = accepted.iter().position(|(_, _, named)| {
                         super::records::unique_values_of(entity, named)
@@ -452,16 +562,18 @@ impl Runtime {
                         }],
                         values: raw,
                     });
-                    if atomic {
-                        rejected.sort_by_key(|r| r.row);
-                        return Ok(ImportReport {
-                            inserted: 0,
-                            rejected,
-                        });
+                    if sink.atomic || accepted.is_empty() {
+                        break;
                     }
                 }
                 Err(other) => return Err(other.into()),
             }
         }
+        if sink.atomic {
+            sink.bulk = Some(bulk);
+        } else {
+            sink.committed += bulk.commit().await?;
+        }
+        Ok(())
     }
 }

@@ -122,7 +122,7 @@ fn unique_values(entity: &EntityDefinition, named: &Map<String, Value>) -> Vec<U
 
 /// Render an auto-number pattern such as `CUS-{YYYY}-{0000}`; the period is the date part, so
 /// counters restart each year (or month) when the pattern says so.
-fn auto_number(pattern: &str, counter: i64) -> String {
+pub(crate) fn auto_number(pattern: &str, counter: i64) -> String {
     let now = Utc::now();
     let mut out = pattern
         .replace("{YYYY}", &format!("{:04}", now.year()))
@@ -134,7 +134,7 @@ fn auto_number(pattern: &str, counter: i64) -> String {
     out
 }
 
-fn auto_number_period(pattern: &str) -> String {
+pub(crate) fn auto_number_period(pattern: &str) -> String {
     let now = Utc::now();
     match (pattern.contains("{YYYY}"), pattern.contains("{MM}")) {
         (true, true) => format!("{:04}-{:02}", now.year(), now.month()),
@@ -143,7 +143,7 @@ fn auto_number_period(pattern: &str) -> String {
     }
 }
 
-const AUTO_NUMBER_PLACEHOLDER: &str = "\u{2026}";
+pub(crate) const AUTO_NUMBER_PLACEHOLDER: &str = "\u{2026}";
 
 impl Runtime {
     /// The current version of a live app, loaded and cached.

@@ -26,6 +26,8 @@ pub use routes::openapi_document;
 pub struct ServerSettings {
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Largest file accepted by imports, in bytes (files are bigger than API documents).
+    pub max_import_bytes: usize,
     /// Longest a request may take before it gets 503.
     pub request_timeout: Duration,
 }
@@ -34,7 +36,8 @@ impl Default for ServerSettings {
     fn default() -> Self {
         Self {
             max_body_bytes: 32 * 1024 * 1024,
-            request_timeout: Duration::from_secs(120),
+            max_import_bytes: 1024 * 1024 * 1024,
+            request_timeout: Duration::from_secs(600),
         }
     }
 }
@@ -44,13 +47,18 @@ impl Default for ServerSettings {
 pub struct AppState {
     pub runtime: Runtime,
     openapi: Arc<String>,
+    max_import_bytes: usize,
 }
 
 /// Build the complete router.
 pub fn router(runtime: Runtime, settings: &ServerSettings) -> Router {
     let (api, openapi) = routes::api_router().split_for_parts();
     let openapi = Arc::new(openapi.to_pretty_json().unwrap_or_else(|_| "{}".into()));
-    let state = AppState { runtime, openapi };
+    let state = AppState {
+        runtime,
+        openapi,
+        max_import_bytes: settings.max_import_bytes,
+    };
     middleware::wrap(
         api.merge(routes::public_router()).with_state(state),
         settings,

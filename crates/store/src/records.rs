@@ -179,6 +179,39 @@ macro_rules! bind_args {
 /// Rows per multi-row INSERT (SQLite allows 32,766 bound values per statement).
 const INSERT_CHUNK: usize = 100;
 
+/// Run the statements of insert chunks on `$conn`; a unique value already held makes the enclosing
+/// function (or async block) return [`StoreError::UniqueViolation`].
+macro_rules! execute_insert_chunks {
+    ($conn:expr, $statements:expr) => {
+        for chunk in $statements {
+            bind_args!(sqlx::query(sqlx::AssertSqlSafe(chunk.insert.text.clone())), &chunk.insert.args).execute($conn).await?;
+            bind_args!(sqlx::query(sqlx::AssertSqlSafe(chunk.history.text.clone())), &chunk.history.args).execute($conn).await?;
+            let Some((uniques, expected)) = &chunk.uniques else { continue };
+            let inserted = bind_args!(sqlx::query(sqlx::AssertSqlSafe(uniques.text.clone())), &uniques.args)
+                .execute($conn)
+                .await?
+                .rows_affected();
+            if inserted as usize != *expected {
+                // Find the value another record (or an earlier row of this batch) holds.
+                for (record_id, unique) in &chunk.unique_owners {
+                    let owner: Option<String> = sqlx::query_scalar(
+                        "SELECT record_id FROM record_unique WHERE app_id = $1 AND entity = $2 AND field = $3 AND value = $4",
+                    )
+                    .bind(&chunk.app)
+                    .bind(&chunk.entity)
+                    .bind(&unique.field_uid)
+                    .bind(&unique.value)
+                    .fetch_optional($conn)
+                    .await?;
+                    if owner.as_deref() != Some(record_id.as_str()) {
+                        return Err(StoreError::UniqueViolation { field_uid: unique.field_uid.clone(), value: unique.value.clone() });
+                    }
+                }
+            }
+        }
+    };
+}
+
 macro_rules! select_record {
     () => {
         "SELECT r.id, r.app_id, r.entity, r.version, r.data, r.created_at, r.created_by, r.updated_at, \
@@ -345,50 +378,7 @@ impl Store {
             .collect();
         crate::with_pool!(self, write, |pool| {
             let mut tx = pool.begin().await?;
-            for chunk in &statements {
-                bind_args!(
-                    sqlx::query(sqlx::AssertSqlSafe(chunk.insert.text.clone())),
-                    &chunk.insert.args
-                )
-                .execute(&mut *tx)
-                .await?;
-                bind_args!(
-                    sqlx::query(sqlx::AssertSqlSafe(chunk.history.text.clone())),
-                    &chunk.history.args
-                )
-                .execute(&mut *tx)
-                .await?;
-                let Some((uniques, expected)) = &chunk.uniques else {
-                    continue;
-                };
-                let inserted = bind_args!(
-                    sqlx::query(sqlx::AssertSqlSafe(uniques.text.clone())),
-                    &uniques.args
-                )
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if inserted as usize != *expected {
-                    // Find the value another record (or an earlier row of this batch) holds.
-                    for (record_id, unique) in &chunk.unique_owners {
-                        let owner: Option<String> = sqlx::query_scalar(
-                            "SELECT record_id FROM record_unique WHERE app_id = $1 AND entity = $2 AND field = $3 AND value = $4",
-                        )
-                        .bind(&chunk.app)
-                        .bind(&chunk.entity)
-                        .bind(&unique.field_uid)
-                        .bind(&unique.value)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                        if owner.as_deref() != Some(record_id.as_str()) {
-                            return Err(StoreError::UniqueViolation {
-                                field_uid: unique.field_uid.clone(),
-                                value: unique.value.clone(),
-                            });
-                        }
-                    }
-                }
-            }
+            execute_insert_chunks!(&mut *tx, &statements);
             for change in &changes {
                 append_change!(self, tx, change);
             }
@@ -738,3 +728,6 @@ impl Store {
         Ok(rows)
     }
 }
+
+mod bulk;
+pub use bulk::BulkInsert;

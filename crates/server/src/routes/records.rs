@@ -1,7 +1,6 @@
 //! Records of an app's entities: CRUD with ETag/If-Match, lists, history, restore and import.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -301,8 +300,14 @@ pub async fn import_records(
     Path((app, entity)): RecordPath,
     Query(params): Query<ImportParams>,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
+    let body = axum::body::to_bytes(body, state.max_import_bytes).await.map_err(|_| {
+        ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("the file is larger than {} bytes; use `trellis import` or raise --max-import-bytes", state.max_import_bytes),
+        )
+    })?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -1,0 +1,204 @@
+//! Bulk inserts that span many statements in one transaction (imports): chunks go in one by one under
+//! savepoints, so a chunk that hits a unique value already used rolls back alone and the caller can drop
+//! the offending row and retry, without aborting the transaction (PostgreSQL aborts a transaction on
+//! any failed statement otherwise). Memory stays bounded by the chunk, not the file.
+
+use sqlx::types::Json;
+use sqlx::{Postgres, Sqlite, Transaction};
+
+use super::{InsertGroup, NewRecord, RecordRow, insert_statements, record_change};
+use crate::change_log::append_change;
+use crate::query::Arg;
+use crate::{Store, StoreError};
+
+enum BulkTx {
+    Sqlite(Transaction<'static, Sqlite>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+/// An open bulk insert into one entity. Nothing is visible to others until [`BulkInsert::commit`].
+pub struct BulkInsert {
+    tx: BulkTx,
+    store: Store,
+    group: InsertGroup,
+    ids: Vec<String>,
+}
+
+impl std::fmt::Debug for BulkInsert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BulkInsert")
+            .field("app", &self.group.app)
+            .field("entity", &self.group.entity)
+            .field("inserted", &self.ids.len())
+            .finish()
+    }
+}
+
+impl Store {
+    /// Open a bulk insert. On SQLite it holds the single write connection until committed or dropped.
+    pub async fn begin_bulk_insert(
+        &self,
+        app: &str,
+        entity: &str,
+        actor: Option<&str>,
+    ) -> Result<BulkInsert, StoreError> {
+        let tx = match &self.pools {
+            crate::connect::Pools::Sqlite { write, .. } => BulkTx::Sqlite(write.begin().await?),
+            crate::connect::Pools::Postgres(pool) => BulkTx::Postgres(pool.begin().await?),
+        };
+        let group = InsertGroup {
+            app: app.to_owned(),
+            entity: entity.to_owned(),
+            actor: actor.map(str::to_owned),
+            records: Vec::new(),
+        };
+        Ok(BulkInsert {
+            tx,
+            store: self.clone(),
+            group,
+            ids: Vec::new(),
+        })
+    }
+}
+
+impl BulkInsert {
+    /// Insert `records` (all or none of them). A unique value already used returns
+    /// [`StoreError::UniqueViolation`] with this chunk rolled back and the bulk insert still usable.
+    pub async fn insert(&mut self, records: &[NewRecord]) -> Result<usize, StoreError> {
+        let now = crate::now();
+        let group = InsertGroup {
+            records: records.to_vec(),
+            ..self.group.clone()
+        };
+        let rows: Vec<RecordRow> = records
+            .iter()
+            .map(|record| RecordRow {
+                id: uuid::Uuid::now_v7().to_string(),
+                app_id: group.app.clone(),
+                entity: group.entity.clone(),
+                version: 1,
+                data: Json(record.data.clone()),
+                created_at: now,
+                created_by: group.actor.clone(),
+                updated_at: now,
+                updated_by: group.actor.clone(),
+                deleted_at: None,
+            })
+            .collect();
+        let statements = insert_statements(&group, &rows, now);
+        macro_rules! chunk_under_savepoint {
+            ($tx:expr) => {{
+                sqlx::query("SAVEPOINT trellis_bulk_chunk")
+                    .execute(&mut **$tx)
+                    .await?;
+                let outcome: Result<(), StoreError> = async {
+                    execute_insert_chunks!(&mut **$tx, &statements);
+                    Ok(())
+                }
+                .await;
+                match outcome {
+                    Ok(()) => {
+                        sqlx::query("RELEASE SAVEPOINT trellis_bulk_chunk")
+                            .execute(&mut **$tx)
+                            .await?;
+                    }
+                    Err(error) => {
+                        sqlx::query("ROLLBACK TO SAVEPOINT trellis_bulk_chunk")
+                            .execute(&mut **$tx)
+                            .await?;
+                        sqlx::query("RELEASE SAVEPOINT trellis_bulk_chunk")
+                            .execute(&mut **$tx)
+                            .await?;
+                        return Err(error);
+                    }
+                }
+            }};
+        }
+        match &mut self.tx {
+            BulkTx::Sqlite(tx) => chunk_under_savepoint!(tx),
+            BulkTx::Postgres(tx) => chunk_under_savepoint!(tx),
+        }
+        self.ids.extend(rows.into_iter().map(|r| r.id));
+        Ok(records.len())
+    }
+
+    /// Reserve `count` auto-number values inside this transaction; returns the first.
+    pub async fn reserve_counter(
+        &mut self,
+        field: &str,
+        period: &str,
+        count: i64,
+    ) -> Result<i64, StoreError> {
+        let sql = "INSERT INTO record_counters (app_id, entity, field, period, value) VALUES ($1, $2, $3, $4, $5) \
+                   ON CONFLICT (app_id, entity, field, period) DO UPDATE SET value = record_counters.value + $5 \
+                   RETURNING value";
+        let (app, entity) = (&self.group.app, &self.group.entity);
+        let last: i64 = match &mut self.tx {
+            BulkTx::Sqlite(tx) => {
+                sqlx::query_scalar(sql)
+                    .bind(app)
+                    .bind(entity)
+                    .bind(field)
+                    .bind(period)
+                    .bind(count)
+                    .fetch_one(&mut **tx)
+                    .await?
+            }
+            BulkTx::Postgres(tx) => {
+                sqlx::query_scalar(sql)
+                    .bind(app)
+                    .bind(entity)
+                    .bind(field)
+                    .bind(period)
+                    .bind(count)
+                    .fetch_one(&mut **tx)
+                    .await?
+            }
+        };
+        Ok(last - count + 1)
+    }
+
+    /// Records inserted so far.
+    pub fn inserted(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Make every inserted record visible (with one change-log entry).
+    pub async fn commit(self) -> Result<usize, StoreError> {
+        let count = self.ids.len();
+        let store = self.store;
+        let mut change = record_change(
+            &self.group.app,
+            &self.group.entity,
+            self.ids.first().map_or("", String::as_str),
+            "create",
+            self.group.actor.as_deref(),
+            1,
+        );
+        change.payload = serde_json::json!({"ids": self.ids, "bulk": true});
+        match self.tx {
+            BulkTx::Sqlite(mut tx) => {
+                if count > 0 {
+                    append_change!(store, tx, &change);
+                }
+                tx.commit().await?;
+            }
+            BulkTx::Postgres(mut tx) => {
+                if count > 0 {
+                    append_change!(store, tx, &change);
+                }
+                tx.commit().await?;
+            }
+        }
+        Ok(count)
+    }
+
+    /// Discard everything inserted.
+    pub async fn rollback(self) -> Result<(), StoreError> {
+        match self.tx {
+            BulkTx::Sqlite(tx) => tx.rollback().await?,
+            BulkTx::Postgres(tx) => tx.rollback().await?,
+        }
+        Ok(())
+    }
+}
