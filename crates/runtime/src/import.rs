@@ -243,6 +243,9 @@ fn table_rows<'a>(
 }
 
 fn parse_ndjson<'a>(entity: &'a EntityDefinition, text: &'a str) -> Rows<'a> {
+    // Keys repeat on every line: resolve each distinct key to a field once.
+    let mut resolved: std::collections::HashMap<String, Option<String>> =
+        std::collections::HashMap::new();
     Box::new(
         text.lines()
             .enumerate()
@@ -257,9 +260,15 @@ fn parse_ndjson<'a>(entity: &'a EntityDefinition, text: &'a str) -> Rows<'a> {
                 match serde_json::from_str::<Value>(line) {
                     Ok(Value::Object(object)) => {
                         for (key, value) in object {
-                            match match_column(entity, &key) {
-                                Some(field) => {
-                                    parsed.fields.insert(field.name.to_string(), value);
+                            let field = resolved
+                                .entry(key.clone())
+                                .or_insert_with(|| {
+                                    match_column(entity, &key).map(|f| f.name.to_string())
+                                })
+                                .clone();
+                            match field {
+                                Some(name) => {
+                                    parsed.fields.insert(name, value);
                                 }
                                 None => parsed.errors.push(FieldIssue {
                                     pointer: format!("/{key}"),
