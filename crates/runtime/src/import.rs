@@ -355,6 +355,7 @@ impl Runtime {
                 break;
             }
             done += chunk.len();
+            let chunk_started = std::time::Instant::now();
             let accepted = self
                 .validate_chunk(
                     &loaded,
@@ -367,6 +368,7 @@ impl Runtime {
                     &mut rejected,
                 )
                 .await?;
+            let validated_ms = chunk_started.elapsed().as_millis() as u64;
             if !(atomic && !rejected.is_empty()) && !accepted.is_empty() {
                 self.insert_chunk(
                     &loaded.id,
@@ -379,6 +381,12 @@ impl Runtime {
                 )
                 .await?;
             }
+            tracing::debug!(
+                done,
+                validated_ms,
+                total_ms = chunk_started.elapsed().as_millis() as u64,
+                "import: chunk"
+            );
             progress(done, total.max(done));
         }
         let inserted = match sink.bulk.take() {

@@ -334,12 +334,14 @@ fn conjunction(prefix: &[String], last: &str) -> String {
 }
 
 /// Append the full-text condition for the search words of `q` (all must match).
-/// SQLite: an FTS5 trigram match for words of three characters or more (substrings in any script),
-/// `LIKE` for shorter ones. PostgreSQL: a tsvector word match or a substring match per word.
+/// The query is normalized like the indexed text (`trellis_model::search::normalize`): a Chinese
+/// word becomes a phrase of characters, other words match as prefixes. SQLite: one FTS5 `MATCH`.
+/// PostgreSQL: per word, a tsvector phrase match or a substring match.
 pub(crate) fn push_search(sql: &mut Sql, backend: Backend, q: &str) {
     let words: Vec<String> = q
         .split_whitespace()
-        .map(str::to_lowercase)
+        .map(trellis_model::search::normalize)
+        .filter(|w| !w.is_empty())
         .take(16)
         .collect();
     if words.is_empty() {
@@ -347,30 +349,28 @@ pub(crate) fn push_search(sql: &mut Sql, backend: Backend, q: &str) {
     }
     match backend {
         Backend::Sqlite => {
-            let (long, short): (Vec<&String>, Vec<&String>) =
-                words.iter().partition(|w| w.chars().count() >= 3);
-            if !long.is_empty() {
-                let expression = long
-                    .iter()
-                    .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                let arg = sql.arg(Arg::Text(expression));
-                sql.push(&format!(
-                    " AND r.rowid IN (SELECT rowid FROM records_fts WHERE records_fts MATCH {arg})"
-                ));
-            }
-            for word in short {
-                let arg = sql.arg(Arg::Text(format!("%{}%", escape_like(word))));
-                sql.push(&format!(" AND r.search_text LIKE {arg} ESCAPE '\\'"));
-            }
+            let terms: Vec<String> = words
+                .iter()
+                .map(|word| {
+                    let phrase = format!("\"{}\"", word.replace('"', "\"\""));
+                    if word.chars().any(trellis_model::search::is_cjk) {
+                        phrase
+                    } else {
+                        format!("{phrase}*")
+                    }
+                })
+                .collect();
+            let arg = sql.arg(Arg::Text(terms.join(" ")));
+            sql.push(&format!(
+                " AND r.rowid IN (SELECT rowid FROM records_fts WHERE records_fts MATCH {arg})"
+            ));
         }
         Backend::Postgres => {
             for word in &words {
                 let term = sql.arg(Arg::Text(word.clone()));
                 let pattern = sql.arg(Arg::Text(format!("%{}%", escape_like(word))));
                 sql.push(&format!(
-                    " AND (r.search_vector @@ plainto_tsquery('simple', {term}) OR r.search_text LIKE {pattern} ESCAPE '\\')"
+                    " AND (r.search_vector @@ phraseto_tsquery('simple', {term}) OR r.search_text LIKE {pattern} ESCAPE '\\')"
                 ));
             }
         }

@@ -730,4 +730,5 @@ impl Store {
 }
 
 mod bulk;
+mod sqlite_fast;
 pub use bulk::BulkInsert;

@@ -219,15 +219,15 @@ pub fn search_text(entity: &EntityDefinition, named: &Map<String, Value>) -> Str
             continue;
         }
         match named.get(field.name.as_str()) {
-            Some(Value::String(text)) => parts.push(text.to_lowercase()),
+            Some(Value::String(text)) => parts.push(trellis_model::search::normalize(text)),
             Some(Value::Array(items)) => parts.extend(
                 items
                     .iter()
                     .filter_map(Value::as_str)
-                    .map(str::to_lowercase),
+                    .map(trellis_model::search::normalize),
             ),
             Some(Value::Null) | None => {}
-            Some(other) => parts.push(other.to_string().to_lowercase()),
+            Some(other) => parts.push(trellis_model::search::normalize(&other.to_string())),
         }
     }
     parts.join(" ")

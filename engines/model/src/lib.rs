@@ -20,6 +20,7 @@ pub mod manifest;
 pub mod pointer;
 pub mod problem;
 pub mod schemas;
+pub mod search;
 
 pub use bundle::{AppBundle, RawBundle, check_bundle};
 pub use entity::{EntityDefinition, FieldDefinition, OnDelete, RelationSpec, SelectOption};

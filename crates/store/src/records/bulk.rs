@@ -115,7 +115,24 @@ impl BulkInsert {
             }};
         }
         match &mut self.tx {
-            BulkTx::Sqlite(tx) => chunk_under_savepoint!(tx),
+            BulkTx::Sqlite(tx) => {
+                let group = &group;
+                let rows = &rows;
+                super::sqlite_fast::with_rusqlite(&mut *tx, |connection| {
+                    connection.execute_batch("SAVEPOINT trellis_bulk_chunk").map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    match super::sqlite_fast::insert_rows(connection, group, rows, now) {
+                        Ok(()) => connection.execute_batch("RELEASE SAVEPOINT trellis_bulk_chunk").map_err(|e| StoreError::Corrupt(e.to_string())),
+                        Err(error) => {
+                            connection
+                                .execute_batch("ROLLBACK TO SAVEPOINT trellis_bulk_chunk; RELEASE SAVEPOINT trellis_bulk_chunk")
+                                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                            Err(error)
+                        }
+                    }
+                })
+                .await?;
+                let _ = &statements;
+            }
             BulkTx::Postgres(tx) => chunk_under_savepoint!(tx),
         }
         self.ids.extend(rows.into_iter().map(|r| r.id));
