@@ -69,6 +69,7 @@ impl Server {
                 }
                 Err(_) => {
                     child.kill().ok();
+                    child.wait().ok();
                     panic!("trellis serve did not print 'listening on' (printed: {banner:?})");
                 }
             }

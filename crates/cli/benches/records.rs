@@ -74,7 +74,7 @@ fn customer(i: usize) -> Value {
         "name": format!("Customer {i}"), "email": format!("c{i}@example.com"), "phone": format!("+86 138 {:04} {:04}", i % 10000, (i / 7) % 10000),
         "company": format!("Company {}", i % 5000), "region": regions[i % 4], "city": "Shanghai", "stage": stages[i % 5],
         "segment": "smb", "score": i % 101, "health": (i * 7) % 101, "ltv": (i % 10000) as f64 * 1.5, "orders": i % 50,
-        "joined_on": format!("2024-{:02}-{:02}", i % 12 + 1, i % 28 + 1), "last_order_on": "2025-06-01", "vip": i % 10 == 0,
+        "joined_on": format!("2024-{:02}-{:02}", i % 12 + 1, i % 28 + 1), "last_order_on": "2025-06-01", "vip": i.is_multiple_of(10),
         "tags": ["a", "b"], "source": "web", "owner": "u1", "notes": "prefers email", "nps": i % 11
     })
 }

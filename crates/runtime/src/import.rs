@@ -369,7 +369,7 @@ impl Runtime {
                 )
                 .await?;
             let validated_ms = chunk_started.elapsed().as_millis() as u64;
-            if !(atomic && !rejected.is_empty()) && !accepted.is_empty() {
+            if (!atomic || rejected.is_empty()) && !accepted.is_empty() {
                 self.insert_chunk(
                     &loaded.id,
                     entity,

@@ -23,7 +23,9 @@ pub use change_log::{ChangeEntry, NewChange};
 pub use connect::{Backend, Store, redact};
 pub use error::StoreError;
 pub use query::{Cursor, SortKey};
-pub use records::{BulkInsert, HistoryRow, MigratedRecord, NewRecord, RecordRow, UniqueValue};
+pub use records::{
+    BulkInsert, HistoryRow, ListQuery, MigratedRecord, NewRecord, RecordRow, UniqueValue,
+};
 pub use sqlx::types::Json;
 pub use users::{NewUser, TokenKind, TokenRecord, UserRecord};
 

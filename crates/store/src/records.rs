@@ -11,6 +11,18 @@ use crate::change_log::append_change;
 use crate::query::{Arg, Cursor, SortKey, Sql, push_after, push_filter, push_order, push_search};
 use crate::{NewChange, Store, StoreError};
 
+/// What a list asks for: a checked filter, optional full-text words, sort keys, the cursor to continue
+/// after, a page size, and whether soft-deleted records count.
+#[derive(Debug, Clone, Copy)]
+pub struct ListQuery<'a> {
+    pub filter: &'a CheckedFilter,
+    pub search: Option<&'a str>,
+    pub sort: &'a [SortKey],
+    pub cursor: Option<&'a Cursor>,
+    pub limit: i64,
+    pub include_deleted: bool,
+}
+
 /// A record as stored.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct RecordRow {
@@ -566,13 +578,16 @@ impl Store {
         &self,
         app: &str,
         entity: &str,
-        filter: &CheckedFilter,
-        search: Option<&str>,
-        sort: &[SortKey],
-        cursor: Option<&Cursor>,
-        limit: i64,
-        include_deleted: bool,
+        query: &ListQuery<'_>,
     ) -> Result<Vec<RecordRow>, StoreError> {
+        let ListQuery {
+            filter,
+            search,
+            sort,
+            cursor,
+            limit,
+            include_deleted,
+        } = *query;
         let backend = self.backend();
         let mut sql = Sql::default();
         sql.push(select_record!());

@@ -24,13 +24,13 @@ pub use filter::{VariableResolver, check_filter};
 pub use locale::Locale;
 pub use messages::{FieldIssue, message};
 pub use migration::{MigrationChange, MigrationPlan, plan_migration};
-pub use validate::{EntityValidator, ExpressionProblem, compile_expressions};
+pub use validate::{CompiledExpressions, EntityValidator, ExpressionProblem, compile_expressions};
 
 /// Every expression of every entity of `bundle` that does not compile, as bundle problems.
 pub fn check_expressions(bundle: &trellis_model::AppBundle) -> Vec<trellis_model::Problem> {
     let mut problems = Vec::new();
     for entity in bundle.entities.values() {
-        for problem in compile_expressions(entity).3 {
+        for problem in compile_expressions(entity).problems {
             problems.push(trellis_model::Problem {
                 file: format!("entities/{}.schema.json", entity.id),
                 pointer: problem.pointer,

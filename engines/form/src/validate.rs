@@ -29,15 +29,17 @@ pub struct ExpressionProblem {
     pub message: String,
 }
 
+/// Expressions of an entity, each as (field name, compiled script), and the ones that did not compile.
+#[derive(Debug, Default)]
+pub struct CompiledExpressions {
+    pub computed: Vec<(String, Script)>,
+    pub required_if: Vec<(String, Script)>,
+    pub read_only_if: Vec<(String, Script)>,
+    pub problems: Vec<ExpressionProblem>,
+}
+
 /// Compile every expression of `entity` (computed, visible_if, required_if, read_only_if).
-pub fn compile_expressions(
-    entity: &EntityDefinition,
-) -> (
-    Vec<(String, Script)>,
-    Vec<(String, Script)>,
-    Vec<(String, Script)>,
-    Vec<ExpressionProblem>,
-) {
+pub fn compile_expressions(entity: &EntityDefinition) -> CompiledExpressions {
     let (mut computed, mut required_if, mut read_only_if, mut problems) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for field in &entity.fields {
@@ -77,7 +79,12 @@ pub fn compile_expressions(
             }
         }
     }
-    (computed, required_if, read_only_if, problems)
+    CompiledExpressions {
+        computed,
+        required_if,
+        read_only_if,
+        problems,
+    }
 }
 
 impl std::fmt::Debug for EntityValidator {
@@ -95,7 +102,12 @@ impl EntityValidator {
             .should_validate_formats(true)
             .build(&entity.schema)
             .map_err(|e| format!("entity '{}' does not compile: {e}", entity.id))?;
-        let (computed, required_if, read_only_if, problems) = compile_expressions(entity);
+        let CompiledExpressions {
+            computed,
+            required_if,
+            read_only_if,
+            problems,
+        } = compile_expressions(entity);
         if let Some(problem) = problems.first() {
             return Err(format!(
                 "entity '{}' {}: {}",
@@ -285,14 +297,15 @@ impl EntityValidator {
                 .map(|o| o.value.as_str())
                 .collect();
             match field.kind {
-                FieldKind::SingleSelect if !options.is_empty() => {
-                    if value.as_str().is_none_or(|v| !options.contains(&v)) {
-                        issues.push(FieldIssue {
-                            pointer,
-                            code: "enum",
-                            message: message("enum", locale, &options.join(", ")),
-                        });
-                    }
+                FieldKind::SingleSelect
+                    if !options.is_empty()
+                        && value.as_str().is_none_or(|v| !options.contains(&v)) =>
+                {
+                    issues.push(FieldIssue {
+                        pointer,
+                        code: "enum",
+                        message: message("enum", locale, &options.join(", ")),
+                    });
                 }
                 FieldKind::MultiSelect if !options.is_empty() => {
                     for (i, item) in value.as_array().into_iter().flatten().enumerate() {

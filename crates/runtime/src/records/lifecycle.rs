@@ -117,19 +117,34 @@ impl Runtime {
                     values: vec![Value::String(id.to_owned())],
                     empty: false,
                 });
-                let rows = self
-                    .store()
-                    .list_records(
-                        &loaded.id,
-                        &other.uid,
-                        &filter,
-                        None,
-                        &[],
-                        None,
-                        1000,
-                        false,
-                    )
-                    .await?;
+                // Every referencing record, page by page (a cascade must not miss the 1,001st).
+                let mut rows = Vec::new();
+                loop {
+                    let after = rows.last().map(|row: &RecordRow| trellis_store::Cursor {
+                        values: Vec::new(),
+                        id: row.id.clone(),
+                    });
+                    let page = self
+                        .store()
+                        .list_records(
+                            &loaded.id,
+                            &other.uid,
+                            &trellis_store::ListQuery {
+                                filter: &filter,
+                                search: None,
+                                sort: &[],
+                                cursor: after.as_ref(),
+                                limit: 1000,
+                                include_deleted: false,
+                            },
+                        )
+                        .await?;
+                    let full = page.len() == 1000;
+                    rows.extend(page);
+                    if !full {
+                        break;
+                    }
+                }
                 let on_delete = field
                     .annotations
                     .relation

@@ -63,12 +63,14 @@ impl Runtime {
             .list_records(
                 &loaded.id,
                 &entity.uid,
-                &filter,
-                request.q.as_deref(),
-                &sort,
-                cursor.as_ref(),
-                limit + 1,
-                request.include_deleted,
+                &trellis_store::ListQuery {
+                    filter: &filter,
+                    search: request.q.as_deref(),
+                    sort: &sort,
+                    cursor: cursor.as_ref(),
+                    limit: limit + 1,
+                    include_deleted: request.include_deleted,
+                },
             )
             .await?;
         let next_cursor = if rows.len() as i64 > limit {

@@ -412,6 +412,7 @@ impl Runtime {
     /// Apply a JSON merge patch. With `expected_version` (from `If-Match`) a stale version is refused
     /// with 412 and nothing changes; without it the patch applies to the current version, still
     /// atomically (a concurrent writer makes this one fail rather than be overwritten).
+    #[allow(clippy::too_many_arguments)] // one per request part; a struct would only rename them
     pub async fn update_record(
         &self,
         actor: &Principal,

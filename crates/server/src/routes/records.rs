@@ -254,14 +254,13 @@ pub async fn export_records(
     Path((app, entity)): RecordPath,
     Query(params): Query<ExportParams>,
 ) -> Result<Response, ApiError> {
-    let format = match params.format.as_deref().unwrap_or("csv") {
-        name => ExportFormat::parse(name).ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::InvalidInput,
-                format!("format '{name}' is not supported: use csv or xlsx"),
-            )
-        })?,
-    };
+    let name = params.format.as_deref().unwrap_or("csv");
+    let format = ExportFormat::parse(name).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::InvalidInput,
+            format!("format '{name}' is not supported: use csv or xlsx"),
+        )
+    })?;
     let request = ListRequest {
         filter: params.filter,
         sort: params.sort,
