@@ -181,14 +181,21 @@ impl Runtime {
         }
     }
 
-    async fn summarize(&self, record: AppRecord) -> Result<AppSummary, RuntimeError> {
-        let version = self
-            .store()
-            .get_app_version(&record.id, record.current_version)
+    /// The published version an app currently serves.
+    pub(crate) async fn current_version(
+        &self,
+        app: &AppRecord,
+    ) -> Result<trellis_store::AppVersionRecord, RuntimeError> {
+        self.store()
+            .get_app_version(&app.id, app.current_version)
             .await?
             .ok_or_else(|| {
-                RuntimeError::Internal(format!("app '{}' has no current version", record.id))
-            })?;
+                RuntimeError::Internal(format!("app '{}' has no current version", app.id))
+            })
+    }
+
+    async fn summarize(&self, record: AppRecord) -> Result<AppSummary, RuntimeError> {
+        let version = self.current_version(&record).await?;
         let raw: RawBundle = serde_json::from_str(&version.bundle)
             .map_err(|e| RuntimeError::Internal(e.to_string()))?;
         let name = raw
@@ -220,13 +227,7 @@ impl Runtime {
         id: &str,
     ) -> Result<(i64, String), RuntimeError> {
         let app = self.live_app(id).await?;
-        let version = self
-            .store()
-            .get_app_version(&app.id, app.current_version)
-            .await?
-            .ok_or_else(|| {
-                RuntimeError::Internal(format!("app '{}' has no current version", app.id))
-            })?;
+        let version = self.current_version(&app).await?;
         Ok((version.version, version.bundle))
     }
 
@@ -264,13 +265,7 @@ impl Runtime {
                 severity: trellis_model::Severity::Error,
             }]));
         }
-        let current = self
-            .store()
-            .get_app_version(&app.id, app.current_version)
-            .await?
-            .ok_or_else(|| {
-                RuntimeError::Internal(format!("app '{}' has no current version", app.id))
-            })?;
+        let current = self.current_version(&app).await?;
         let old = parse_stored_bundle(&app.id, &current.bundle)?;
         let plan = plan_migration(&old, &new);
         let semver = new.manifest.version.to_string();

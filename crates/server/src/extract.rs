@@ -19,17 +19,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let content_type = request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let essence = content_type
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
+        let (content_type, essence) = media_type(request.headers());
         if !(essence == "application/json" || essence.ends_with("+json")) {
             return Err(ApiError::new(
                 ErrorCode::UnsupportedMediaType,
@@ -46,6 +36,21 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             })?;
         parse_json(&bytes).map(ApiJson)
     }
+}
+
+/// The `Content-Type` as sent and its lower-cased essence (`text/csv; charset=utf-8` → `text/csv`).
+pub fn media_type(headers: &axum::http::HeaderMap) -> (&str, String) {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    (content_type, essence)
 }
 
 /// Parse JSON, reporting where it failed as a JSON pointer.

@@ -80,6 +80,26 @@ struct InsertChunk {
     unique_owners: Vec<(String, UniqueValue)>,
 }
 
+/// The rows `group` becomes: new time-ordered ids, version 1, created and updated now by the actor.
+fn new_rows(group: &InsertGroup, now: DateTime<Utc>) -> Vec<RecordRow> {
+    group
+        .records
+        .iter()
+        .map(|record| RecordRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            app_id: group.app.clone(),
+            entity: group.entity.clone(),
+            version: 1,
+            data: Json(record.data.clone()),
+            created_at: now,
+            created_by: group.actor.clone(),
+            updated_at: now,
+            updated_by: group.actor.clone(),
+            deleted_at: None,
+        })
+        .collect()
+}
+
 /// Multi-row statements for `rows` of `group`: per-statement cost dominates on SQLite (see PERF.md), so
 /// a chunk of rows costs three statements instead of three per row.
 fn insert_statements(
@@ -359,22 +379,7 @@ impl Store {
         let mut all_rows = Vec::with_capacity(groups.len());
         let mut statements = Vec::new();
         for group in groups {
-            let rows: Vec<RecordRow> = group
-                .records
-                .iter()
-                .map(|record| RecordRow {
-                    id: uuid::Uuid::now_v7().to_string(),
-                    app_id: group.app.clone(),
-                    entity: group.entity.clone(),
-                    version: 1,
-                    data: Json(record.data.clone()),
-                    created_at: now,
-                    created_by: group.actor.clone(),
-                    updated_at: now,
-                    updated_by: group.actor.clone(),
-                    deleted_at: None,
-                })
-                .collect();
+            let rows = new_rows(group, now);
             statements.extend(insert_statements(group, &rows, now));
             all_rows.push(rows);
         }

@@ -24,15 +24,8 @@ impl Runtime {
     ) -> Result<(), RuntimeError> {
         let loaded = self.loaded_app(app).await?;
         let (entity, _) = loaded.entity(entity_id)?;
-        let current = self.live_record(&loaded, entity, id).await?;
-        if let Some(expected) = expected_version
-            && expected != current.version
-        {
-            return Err(StoreError::VersionMismatch {
-                current: current.version,
-            }
-            .into());
-        }
+        self.live_record_at(&loaded, entity, id, expected_version)
+            .await?;
         let references = self.references_to(&loaded, entity, id).await?;
         let blocking: Vec<String> = references
             .iter()

@@ -153,13 +153,7 @@ impl Runtime {
         if let Some(loaded) = self.cache.get(&app.id, app.current_version) {
             return Ok(loaded);
         }
-        let version = self
-            .store()
-            .get_app_version(&app.id, app.current_version)
-            .await?
-            .ok_or_else(|| {
-                RuntimeError::Internal(format!("app '{}' has no current version", app.id))
-            })?;
+        let version = self.current_version(&app).await?;
         Ok(self.cache.put(LoadedApp::load(
             &app.id,
             app.current_version,
@@ -397,6 +391,24 @@ impl Runtime {
         }
     }
 
+    /// The live record, provided it is still at `expected_version` (from `If-Match`) when one is given.
+    pub(crate) async fn live_record_at(
+        &self,
+        loaded: &LoadedApp,
+        entity: &EntityDefinition,
+        id: &str,
+        expected_version: Option<i64>,
+    ) -> Result<RecordRow, RuntimeError> {
+        let current = self.live_record(loaded, entity, id).await?;
+        match expected_version {
+            Some(expected) if expected != current.version => Err(StoreError::VersionMismatch {
+                current: current.version,
+            }
+            .into()),
+            _ => Ok(current),
+        }
+    }
+
     pub async fn get_record(
         &self,
         _actor: &Principal,
@@ -425,15 +437,9 @@ impl Runtime {
     ) -> Result<RecordView, RuntimeError> {
         let loaded = self.loaded_app(app).await?;
         let (entity, validator) = loaded.entity(entity_id)?;
-        let current = self.live_record(&loaded, entity, id).await?;
-        if let Some(expected) = expected_version
-            && expected != current.version
-        {
-            return Err(StoreError::VersionMismatch {
-                current: current.version,
-            }
-            .into());
-        }
+        let current = self
+            .live_record_at(&loaded, entity, id, expected_version)
+            .await?;
         let Some(patch) = patch.as_object() else {
             return Err(invalid(vec![FieldIssue {
                 pointer: String::new(),

@@ -307,16 +307,7 @@ pub async fn import_records(
             format!("the file is larger than {} bytes; use `trellis import` or raise --max-import-bytes", state.max_import_bytes),
         )
     })?;
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let (content_type, essence) = crate::extract::media_type(&headers);
     let format = match essence.as_str() {
         "text/csv" => ImportFormat::Csv,
         "application/x-ndjson" | "application/ndjson" | "application/jsonl" => ImportFormat::Ndjson,

@@ -6,7 +6,7 @@
 use sqlx::types::Json;
 use sqlx::{Postgres, Sqlite, Transaction};
 
-use super::{InsertGroup, NewRecord, RecordRow, insert_statements, record_change};
+use super::{InsertGroup, NewRecord, insert_statements, record_change};
 use crate::change_log::append_change;
 use crate::query::Arg;
 use crate::{Store, StoreError};
@@ -70,21 +70,7 @@ impl BulkInsert {
             records: records.to_vec(),
             ..self.group.clone()
         };
-        let rows: Vec<RecordRow> = records
-            .iter()
-            .map(|record| RecordRow {
-                id: uuid::Uuid::now_v7().to_string(),
-                app_id: group.app.clone(),
-                entity: group.entity.clone(),
-                version: 1,
-                data: Json(record.data.clone()),
-                created_at: now,
-                created_by: group.actor.clone(),
-                updated_at: now,
-                updated_by: group.actor.clone(),
-                deleted_at: None,
-            })
-            .collect();
+        let rows = super::new_rows(&group, now);
         let statements = insert_statements(&group, &rows, now);
         macro_rules! chunk_under_savepoint {
             ($tx:expr) => {{
