@@ -848,7 +848,12 @@ async fn export_and_xlsx_import_round_trip(backend: Backend) {
     use calamine::Reader;
     let mut workbook = calamine::Xlsx::new(std::io::Cursor::new(bytes)).expect("a valid xlsx");
     let range = workbook.worksheet_range_at(0).unwrap().unwrap();
-    let names: Vec<String> = range.rows().skip(1).map(|r| r[2].to_string()).collect();
+    let names: Vec<String> = range
+        .rows()
+        .enumerate()
+        .filter(|(i, _)| *i > 0)
+        .map(|(_, r)| r[2].to_string())
+        .collect();
     assert_eq!(names, vec!["Ann", "Bob", "Cid"]);
     assert_eq!(
         range.rows().nth(2).unwrap()[4],

@@ -85,8 +85,8 @@ fn main() {
             .with_env_filter(std::env::var("TRELLIS_BENCH_LOG").unwrap())
             .init();
     }
+    // The program path never parses as a number, so the first numeric argument is the row count.
     let rows: usize = std::env::args()
-        .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(200_000);
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
