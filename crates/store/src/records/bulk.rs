@@ -66,62 +66,59 @@ impl BulkInsert {
     /// [`StoreError::UniqueViolation`] with this chunk rolled back and the bulk insert still usable.
     pub async fn insert(&mut self, records: &[NewRecord]) -> Result<usize, StoreError> {
         let now = crate::now();
-        let group = InsertGroup {
-            records: records.to_vec(),
-            ..self.group.clone()
-        };
-        let rows = super::new_rows(&group, now);
-        let statements = insert_statements(&group, &rows, now);
-        macro_rules! chunk_under_savepoint {
-            ($tx:expr) => {{
-                sqlx::query("SAVEPOINT trellis_bulk_chunk")
-                    .execute(&mut **$tx)
-                    .await?;
-                let outcome: Result<(), StoreError> = async {
-                    execute_insert_chunks!(&mut **$tx, &statements);
-                    Ok(())
-                }
-                .await;
-                match outcome {
-                    Ok(()) => {
-                        sqlx::query("RELEASE SAVEPOINT trellis_bulk_chunk")
-                            .execute(&mut **$tx)
-                            .await?;
-                    }
-                    Err(error) => {
-                        sqlx::query("ROLLBACK TO SAVEPOINT trellis_bulk_chunk")
-                            .execute(&mut **$tx)
-                            .await?;
-                        sqlx::query("RELEASE SAVEPOINT trellis_bulk_chunk")
-                            .execute(&mut **$tx)
-                            .await?;
-                        return Err(error);
-                    }
-                }
-            }};
-        }
+        let ids: Vec<String> = records
+            .iter()
+            .map(|_| uuid::Uuid::now_v7().to_string())
+            .collect();
         match &mut self.tx {
             BulkTx::Sqlite(tx) => {
-                let group = &group;
-                let rows = &rows;
+                let (group, ids) = (&self.group, &ids);
                 super::sqlite_fast::with_rusqlite(&mut *tx, |connection| {
-                    connection.execute_batch("SAVEPOINT trellis_bulk_chunk").map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                    match super::sqlite_fast::insert_rows(connection, group, rows, now) {
-                        Ok(()) => connection.execute_batch("RELEASE SAVEPOINT trellis_bulk_chunk").map_err(|e| StoreError::Corrupt(e.to_string())),
+                    let sql = |statement: &str| connection.execute_batch(statement).map_err(|e| StoreError::Corrupt(e.to_string()));
+                    sql("SAVEPOINT trellis_bulk_chunk")?;
+                    match super::sqlite_fast::insert_rows(connection, group, records, ids, now) {
+                        Ok(()) => sql("RELEASE SAVEPOINT trellis_bulk_chunk"),
                         Err(error) => {
-                            connection
-                                .execute_batch("ROLLBACK TO SAVEPOINT trellis_bulk_chunk; RELEASE SAVEPOINT trellis_bulk_chunk")
-                                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                            sql("ROLLBACK TO SAVEPOINT trellis_bulk_chunk; RELEASE SAVEPOINT trellis_bulk_chunk")?;
                             Err(error)
                         }
                     }
                 })
                 .await?;
-                let _ = &statements;
             }
-            BulkTx::Postgres(tx) => chunk_under_savepoint!(tx),
+            BulkTx::Postgres(tx) => {
+                let group = InsertGroup {
+                    records: records.to_vec(),
+                    ..self.group.clone()
+                };
+                let mut rows = super::new_rows(&group, now);
+                for (row, id) in rows.iter_mut().zip(&ids) {
+                    row.id.clone_from(id);
+                }
+                let statements = insert_statements(&group, &rows, now);
+                sqlx::query("SAVEPOINT trellis_bulk_chunk")
+                    .execute(&mut **tx)
+                    .await?;
+                let outcome: Result<(), StoreError> = async {
+                    execute_insert_chunks!(&mut **tx, &statements);
+                    Ok(())
+                }
+                .await;
+                if let Err(error) = outcome {
+                    sqlx::query("ROLLBACK TO SAVEPOINT trellis_bulk_chunk")
+                        .execute(&mut **tx)
+                        .await?;
+                    sqlx::query("RELEASE SAVEPOINT trellis_bulk_chunk")
+                        .execute(&mut **tx)
+                        .await?;
+                    return Err(error);
+                }
+                sqlx::query("RELEASE SAVEPOINT trellis_bulk_chunk")
+                    .execute(&mut **tx)
+                    .await?;
+            }
         }
-        self.ids.extend(rows.into_iter().map(|r| r.id));
+        self.ids.extend(ids);
         Ok(records.len())
     }
 

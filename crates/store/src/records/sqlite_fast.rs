@@ -6,18 +6,20 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use super::{InsertGroup, RecordRow};
+use super::{InsertGroup, NewRecord};
 use crate::StoreError;
 
 fn to_store(error: rusqlite::Error) -> StoreError {
     StoreError::Corrupt(format!("sqlite bulk insert: {error}"))
 }
 
-/// Insert `rows` of `group` through `connection` (already inside the caller's transaction).
+/// Insert `records` with ids `ids` into `group`'s app and entity through `connection` (already inside
+/// the caller's transaction).
 pub(super) fn insert_rows(
     connection: &rusqlite::Connection,
     group: &InsertGroup,
-    rows: &[RecordRow],
+    records: &[NewRecord],
+    ids: &[String],
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let at = now.to_rfc3339_opts(SecondsFormat::AutoSi, false);
@@ -38,12 +40,12 @@ pub(super) fn insert_rows(
             "INSERT INTO record_unique (app_id, entity, field, value, record_id) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
         )
         .map_err(to_store)?;
-    for (row, record) in rows.iter().zip(&group.records) {
+    for (id, record) in ids.iter().zip(records) {
         let data =
             serde_json::to_string(&record.data).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         insert
             .execute(rusqlite::params![
-                row.id,
+                id,
                 group.app,
                 group.entity,
                 data,
@@ -54,7 +56,7 @@ pub(super) fn insert_rows(
             .map_err(to_store)?;
         history
             .execute(rusqlite::params![
-                row.id,
+                id,
                 group.app,
                 group.entity,
                 group.actor,
@@ -69,7 +71,7 @@ pub(super) fn insert_rows(
                     group.entity,
                     value.field_uid,
                     value.value,
-                    row.id
+                    id
                 ])
                 .map_err(to_store)?;
             if inserted == 0 {
