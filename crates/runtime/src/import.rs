@@ -289,9 +289,8 @@ fn parse_ndjson<'a>(entity: &'a EntityDefinition, text: &'a str) -> Rows<'a> {
                         message: error.to_string(),
                     }),
                 }
-                if !parsed.errors.is_empty() {
-                    parsed.raw = Value::String(line.to_owned());
-                }
+                // The line as written: what a rejected row reports, cheaper to keep than a copy of the fields.
+                parsed.raw = Value::String(line.to_owned());
                 parsed
             }),
     )
@@ -433,19 +432,8 @@ impl Runtime {
                 });
                 continue;
             }
-            let raw = if parsed.raw.is_null() {
-                Value::Object(parsed.fields.clone())
-            } else {
-                parsed.raw
-            };
-            match self.prepare_new_record(
-                loaded,
-                entity,
-                validator,
-                &Value::Object(parsed.fields),
-                actor,
-                locale,
-            ) {
+            let raw = parsed.raw;
+            match self.prepare_new_record(loaded, entity, validator, parsed.fields, actor, locale) {
                 Ok(named) => accepted.push((parsed.row, raw, named)),
                 Err(errors) => rejected.push(RejectedRow {
                     row: parsed.row,

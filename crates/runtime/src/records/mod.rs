@@ -322,23 +322,17 @@ impl Runtime {
         loaded: &LoadedApp,
         entity: &EntityDefinition,
         validator: &EntityValidator,
-        input: &Value,
+        input: Map<String, Value>,
         actor: &Principal,
         locale: Locale,
     ) -> Result<Map<String, Value>, Vec<FieldIssue>> {
-        let Some(input) = input.as_object() else {
-            return Err(vec![FieldIssue {
-                pointer: String::new(),
-                code: "not_an_object",
-                message: message("not_an_object", locale, ""),
-            }]);
-        };
-        let mut issues = validator.check_writable(input, locale);
-        let mut named = input.clone();
+        let mut issues = validator.check_writable(&input, locale);
+        let given: Vec<String> = input.keys().cloned().collect();
+        let mut named = input;
         named.retain(|_, v| !v.is_null());
         apply_defaults(entity, &mut named);
         self.fill_system_fields(&loaded.id, entity, &mut named, actor, true);
-        let given: Vec<&str> = input.keys().map(String::as_str).collect();
+        let given: Vec<&str> = given.iter().map(String::as_str).collect();
         issues.extend(validator.prepare(&mut named, &given, locale));
         if issues.is_empty() {
             Ok(named)
@@ -358,8 +352,15 @@ impl Runtime {
     ) -> Result<RecordView, RuntimeError> {
         let loaded = self.loaded_app(app).await?;
         let (entity, validator) = loaded.entity(entity_id)?;
+        let Some(input) = input.as_object() else {
+            return Err(invalid(vec![FieldIssue {
+                pointer: String::new(),
+                code: "not_an_object",
+                message: message("not_an_object", locale, ""),
+            }]));
+        };
         let mut named = self
-            .prepare_new_record(&loaded, entity, validator, input, actor, locale)
+            .prepare_new_record(&loaded, entity, validator, input.clone(), actor, locale)
             .map_err(invalid)?;
         let missing = self
             .check_relations(&loaded, entity, &[&named], locale)
