@@ -1132,7 +1132,7 @@ async fn large_imports_stream_in_chunks(backend: Backend) {
                 } else {
                     format!("{prefix}{i}@example.com")
                 };
-                json!({"name": format!("{prefix} {i}"), "email": email, "score": i % 100})
+                json!({"name": format!("{prefix} n{i}"), "email": email, "score": i % 100})
                     .to_string()
             })
             .collect::<Vec<_>>()
@@ -1182,4 +1182,37 @@ async fn large_imports_stream_in_chunks(backend: Backend) {
         first.ends_with("6000") || first.ends_with("6001"),
         "auto-numbers continue across chunks: {first}"
     );
+
+    // Imported rows are searchable from both chunks; rolled-back rows are not.
+    let searcher = &api;
+    let found = move |q: &str| {
+        let url = format!("{CUSTOMERS}?q={}&count=true&limit=1", urlencode(q));
+        async move { count(&searcher.call("GET", &url, None).await) }
+    };
+    assert_eq!(found("bulk").await, 5999);
+    assert_eq!(
+        found("n4999").await,
+        1,
+        "first chunk, not the rolled-back twin"
+    );
+    assert_eq!(found("bulk n5501").await, 1, "second chunk");
+    assert_eq!(found("n5500").await, 0, "the rejected row");
+    assert_eq!(found("atomic").await, 0, "the rolled-back import");
+    // Search text of an imported record follows its edits.
+    let imported = api
+        .call(
+            "GET",
+            &format!("{CUSTOMERS}?q={}&limit=1", urlencode("bulk n5999")),
+            None,
+        )
+        .await;
+    let id = imported.body["items"][0]["id"].as_str().unwrap().to_owned();
+    api.call(
+        "PATCH",
+        &format!("{CUSTOMERS}/{id}"),
+        Some(json!({"name": "renamed after import"})),
+    )
+    .await;
+    assert_eq!(found("n5999").await, 0);
+    assert_eq!(found("renamed import").await, 1);
 }

@@ -79,6 +79,10 @@ fn customer(i: usize) -> Value {
     })
 }
 
+/// The same allocator as the `trellis` binary, so the figures are the product's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     if std::env::var("TRELLIS_BENCH_LOG").is_ok() {
         tracing_subscriber::fmt()
@@ -160,7 +164,7 @@ fn main() {
                 "bench",
                 "customer",
                 ImportFormat::Ndjson,
-                ndjson.as_bytes(),
+                bytes::Bytes::from(ndjson.clone()),
                 false,
                 Locale::En,
                 &|_, _| {},

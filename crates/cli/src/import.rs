@@ -83,7 +83,7 @@ pub fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
                 &args.app,
                 &args.entity,
                 format,
-                &input,
+                bytes::Bytes::from(input),
                 args.atomic,
                 Locale::En,
                 &progress,

@@ -32,6 +32,11 @@ enum Command {
     Template(template::TemplateCommand),
 }
 
+/// mimalloc: imports and request handling allocate on one thread and free on another, where glibc's
+/// allocator spent a third of an import's time (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {

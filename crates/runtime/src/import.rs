@@ -304,9 +304,123 @@ struct Sink {
     committed: usize,
 }
 
+/// A row that passed validation: its number, the row as read, its fields by name, and (when nothing
+/// is left to fill in at insert time) its storage form, computed on the validating thread.
+struct AcceptedRow {
+    row: usize,
+    raw: Value,
+    named: Map<String, Value>,
+    write: Option<NewRecord>,
+}
+
+/// One chunk as the validating thread hands it over.
+struct ValidatedChunk {
+    read: usize,
+    accepted: Vec<AcceptedRow>,
+    rejected: Vec<RejectedRow>,
+}
+
+/// Chunks validated ahead of the inserts: parsing and validating the next chunk overlaps with
+/// inserting this one (two cores do twice the work); more would only hold memory.
+const CHUNKS_AHEAD: usize = 2;
+
+/// What the validating thread needs, owned so it can run beside the inserts.
+struct ImportJob {
+    runtime: Runtime,
+    loaded: std::sync::Arc<crate::app_cache::LoadedApp>,
+    entity_id: String,
+    actor: Principal,
+    locale: Locale,
+    format: ImportFormat,
+    input: bytes::Bytes,
+}
+
+impl ImportJob {
+    /// Parse and validate every row, sending chunk after chunk; stops when the receiver is gone.
+    fn run(self, chunks: tokio::sync::mpsc::Sender<Result<ValidatedChunk, RuntimeError>>) {
+        if let Err(error) = self.validate_all(&chunks) {
+            let _ = chunks.blocking_send(Err(error));
+        }
+    }
+
+    fn validate_all(
+        &self,
+        chunks: &tokio::sync::mpsc::Sender<Result<ValidatedChunk, RuntimeError>>,
+    ) -> Result<(), RuntimeError> {
+        let (entity, validator) = self.loaded.entity(&self.entity_id)?;
+        let text = || {
+            std::str::from_utf8(&self.input)
+                .map_err(|_| bad_file("the file is not UTF-8 text".into()))
+        };
+        let mut rows = match self.format {
+            ImportFormat::Csv => parse_csv(entity, text()?)?,
+            ImportFormat::Ndjson => parse_ndjson(entity, text()?),
+            ImportFormat::Xlsx => parse_xlsx(entity, &self.input)?,
+        };
+        // Auto-numbers are drawn inside the insert transaction, so such records get their storage form there.
+        let complete_here = !entity
+            .fields
+            .iter()
+            .any(|f| f.kind == FieldKind::AutoNumber);
+        loop {
+            let started = std::time::Instant::now();
+            let chunk: Vec<ParsedRow> = rows.by_ref().take(IMPORT_CHUNK).collect();
+            if chunk.is_empty() {
+                return Ok(());
+            }
+            let parsed_us = started.elapsed().as_micros() as u64;
+            let mut validated = ValidatedChunk {
+                read: chunk.len(),
+                accepted: Vec::with_capacity(chunk.len()),
+                rejected: Vec::new(),
+            };
+            for parsed in chunk {
+                if !parsed.errors.is_empty() {
+                    validated.rejected.push(RejectedRow {
+                        row: parsed.row,
+                        errors: parsed.errors,
+                        values: parsed.raw,
+                    });
+                    continue;
+                }
+                match self.runtime.prepare_new_record(
+                    &self.loaded,
+                    entity,
+                    validator,
+                    parsed.fields,
+                    &self.actor,
+                    self.locale,
+                ) {
+                    Ok(named) => validated.accepted.push(AcceptedRow {
+                        row: parsed.row,
+                        raw: parsed.raw,
+                        write: complete_here
+                            .then(|| super::records::record_write(entity, &named, None)),
+                        named,
+                    }),
+                    Err(errors) => validated.rejected.push(RejectedRow {
+                        row: parsed.row,
+                        errors,
+                        values: parsed.raw,
+                    }),
+                }
+            }
+            tracing::debug!(
+                parsed_us,
+                validated_us = started.elapsed().as_micros() as u64 - parsed_us,
+                "import: validated a chunk"
+            );
+            if chunks.blocking_send(Ok(validated)).is_err() {
+                return Ok(());
+            }
+        }
+    }
+}
+
 impl Runtime {
-    /// Import into `entity`, streaming the file in chunks. `progress(done, total)` reports rows read
-    /// (total is 0 while unknown).
+    /// Import into `entity`, streaming the file in chunks: one thread parses and validates while the
+    /// caller's task checks relations and inserts. `progress(done, total)` reports rows read (total is
+    /// 0 while unknown).
     #[allow(clippy::too_many_arguments)]
     pub async fn import_records(
         &self,
@@ -314,19 +428,18 @@ impl Runtime {
         app: &str,
         entity_id: &str,
         format: ImportFormat,
-        input: &[u8],
+        input: bytes::Bytes,
         atomic: bool,
         locale: Locale,
         progress: &(dyn Fn(usize, usize) + Send + Sync),
     ) -> Result<ImportReport, RuntimeError> {
         let loaded = self.loaded_app(app).await?;
-        let (entity, validator) = loaded.entity(entity_id)?;
-        let text = || {
-            std::str::from_utf8(input).map_err(|_| bad_file("the file is not UTF-8 text".into()))
-        };
+        let (entity, _) = loaded.entity(entity_id)?;
         let total = match format {
             ImportFormat::Ndjson | ImportFormat::Csv => {
-                let lines = text()?.lines().filter(|l| !l.trim().is_empty()).count();
+                let text = std::str::from_utf8(&input)
+                    .map_err(|_| bad_file("the file is not UTF-8 text".into()))?;
+                let lines = text.lines().filter(|l| !l.trim().is_empty()).count();
                 if format == ImportFormat::Csv {
                     lines.saturating_sub(1)
                 } else {
@@ -335,11 +448,17 @@ impl Runtime {
             }
             ImportFormat::Xlsx => 0,
         };
-        let mut rows = match format {
-            ImportFormat::Csv => parse_csv(entity, text()?)?,
-            ImportFormat::Ndjson => parse_ndjson(entity, text()?),
-            ImportFormat::Xlsx => parse_xlsx(entity, input)?,
+        let (sender, mut chunks) = tokio::sync::mpsc::channel(CHUNKS_AHEAD);
+        let job = ImportJob {
+            runtime: self.clone(),
+            loaded: loaded.clone(),
+            entity_id: entity_id.to_owned(),
+            actor: actor.clone(),
+            locale,
+            format,
+            input,
         };
+        let validating = tokio::task::spawn_blocking(move || job.run(sender));
         let mut rejected = Vec::new();
         let mut seen_uniques = std::collections::HashSet::new();
         let mut sink = Sink {
@@ -348,26 +467,21 @@ impl Runtime {
             committed: 0,
         };
         let mut done = 0usize;
-        loop {
-            let chunk: Vec<ParsedRow> = rows.by_ref().take(IMPORT_CHUNK).collect();
-            if chunk.is_empty() {
-                break;
-            }
-            done += chunk.len();
+        while let Some(chunk) = chunks.recv().await {
+            let chunk = chunk?;
+            done += chunk.read;
+            rejected.extend(chunk.rejected);
             let chunk_started = std::time::Instant::now();
             let accepted = self
-                .validate_chunk(
+                .check_chunk(
                     &loaded,
                     entity,
-                    validator,
-                    actor,
                     locale,
-                    chunk,
+                    chunk.accepted,
                     &mut seen_uniques,
                     &mut rejected,
                 )
                 .await?;
-            let validated_ms = chunk_started.elapsed().as_millis() as u64;
             if (!atomic || rejected.is_empty()) && !accepted.is_empty() {
                 self.insert_chunk(
                     &loaded.id,
@@ -382,12 +496,14 @@ impl Runtime {
             }
             tracing::debug!(
                 done,
-                validated_ms,
-                total_ms = chunk_started.elapsed().as_millis() as u64,
+                stored_ms = chunk_started.elapsed().as_millis() as u64,
                 "import: chunk"
             );
             progress(done, total.max(done));
         }
+        validating
+            .await
+            .map_err(|e| RuntimeError::Internal(format!("the validating thread failed: {e}")))?;
         let inserted = match sink.bulk.take() {
             Some(bulk) if atomic && !rejected.is_empty() => {
                 bulk.rollback().await?;
@@ -408,49 +524,30 @@ impl Runtime {
         Ok(ImportReport { inserted, rejected })
     }
 
-    /// Validate a chunk like API creates, check its relations in one go, and drop values repeated
-    /// inside the file (the first occurrence wins). Returns the good rows; bad ones go to `rejected`.
-    #[allow(clippy::too_many_arguments)]
-    async fn validate_chunk(
+    /// Check a validated chunk's relations in one go and drop values repeated inside the file (the
+    /// first occurrence wins). Returns the good rows; bad ones go to `rejected`.
+    async fn check_chunk(
         &self,
         loaded: &crate::app_cache::LoadedApp,
         entity: &EntityDefinition,
-        validator: &trellis_form::EntityValidator,
-        actor: &Principal,
         locale: Locale,
-        chunk: Vec<ParsedRow>,
+        mut accepted: Vec<AcceptedRow>,
         seen_uniques: &mut std::collections::HashSet<(String, String)>,
         rejected: &mut Vec<RejectedRow>,
-    ) -> Result<Vec<(usize, Value, Map<String, Value>)>, RuntimeError> {
-        let mut accepted = Vec::with_capacity(chunk.len());
-        for parsed in chunk {
-            if !parsed.errors.is_empty() {
-                rejected.push(RejectedRow {
-                    row: parsed.row,
-                    errors: parsed.errors,
-                    values: parsed.raw,
-                });
-                continue;
-            }
-            let raw = parsed.raw;
-            match self.prepare_new_record(loaded, entity, validator, parsed.fields, actor, locale) {
-                Ok(named) => accepted.push((parsed.row, raw, named)),
-                Err(errors) => rejected.push(RejectedRow {
-                    row: parsed.row,
-                    errors,
-                    values: raw,
-                }),
-            }
-        }
-        let named: Vec<&Map<String, Value>> = accepted.iter().map(|(_, _, named)| named).collect();
+    ) -> Result<Vec<AcceptedRow>, RuntimeError> {
+        let named: Vec<&Map<String, Value>> = accepted.iter().map(|a| &a.named).collect();
         let mut missing = self
             .check_relations(loaded, entity, &named, locale)
             .await?
             .into_iter();
-        accepted.retain(|(row, raw, named)| {
+        accepted.retain(|accepted| {
             let mut issues = missing.next().unwrap_or_default();
             if issues.is_empty() {
-                issues = super::records::unique_values_of(entity, named)
+                let uniques = match &accepted.write {
+                    Some(write) => write.uniques.clone(),
+                    None => super::records::unique_values_of(entity, &accepted.named),
+                };
+                issues = uniques
                     .into_iter()
                     .filter(|u| !seen_uniques.insert((u.field_uid.clone(), u.value.clone())))
                     .map(|u| FieldIssue {
@@ -469,9 +566,9 @@ impl Runtime {
                 true
             } else {
                 rejected.push(RejectedRow {
-                    row: *row,
+                    row: accepted.row,
                     errors: issues,
-                    values: raw.clone(),
+                    values: accepted.raw.clone(),
                 });
                 false
             }
@@ -488,10 +585,11 @@ impl Runtime {
         entity: &EntityDefinition,
         actor: &Principal,
         locale: Locale,
-        mut accepted: Vec<(usize, Value, Map<String, Value>)>,
+        mut accepted: Vec<AcceptedRow>,
         sink: &mut Sink,
         rejected: &mut Vec<RejectedRow>,
     ) -> Result<(), RuntimeError> {
+        let chunk_started = std::time::Instant::now();
         let mut bulk = match sink.bulk.take() {
             Some(bulk) => bulk,
             None => {
@@ -508,7 +606,7 @@ impl Runtime {
             let waiting: Vec<usize> = (0..accepted.len())
                 .filter(|&i| {
                     accepted[i]
-                        .2
+                        .named
                         .get(field.name.as_str())
                         .and_then(Value::as_str)
                         == Some(super::records::AUTO_NUMBER_PLACEHOLDER)
@@ -530,22 +628,32 @@ impl Runtime {
                 )
                 .await?;
             for (offset, index) in waiting.into_iter().enumerate() {
-                accepted[index].2.insert(
+                accepted[index].named.insert(
                     field.name.to_string(),
                     Value::String(super::records::auto_number(&pattern, first + offset as i64)),
                 );
             }
         }
+        let mut batch: Vec<NewRecord> = accepted
+            .iter_mut()
+            .map(|accepted| {
+                accepted
+                    .write
+                    .take()
+                    .unwrap_or_else(|| super::records::record_write(entity, &accepted.named, None))
+            })
+            .collect();
+        tracing::debug!(
+            prepared_us = chunk_started.elapsed().as_micros() as u64,
+            "import: storage form"
+        );
         loop {
-            let batch: Vec<NewRecord> = accepted
-                .iter()
-                .map(|(_, _, named)| super::records::record_write(entity, named, None))
-                .collect();
             match bulk.insert(&batch).await {
                 Ok(_) => break,
                 Err(StoreError::UniqueViolation { field_uid, value }) => {
-                    let position = accepted.iter().position(|(_, _, named)| {
-                        super::records::unique_values_of(entity, named)
+                    let position = batch.iter().position(|record| {
+                        record
+                            .uniques
                             .iter()
                             .any(|u| u.field_uid == field_uid && u.value == value)
                     });
@@ -554,7 +662,8 @@ impl Runtime {
                             "value '{value}' is already used"
                         )));
                     };
-                    let (row, raw, _) = accepted.remove(position);
+                    batch.remove(position);
+                    let AcceptedRow { row, raw, .. } = accepted.remove(position);
                     let name = entity
                         .field_by_uid(&field_uid)
                         .map_or(field_uid.clone(), |f| f.name.to_string());
@@ -574,6 +683,10 @@ impl Runtime {
                 Err(other) => return Err(other.into()),
             }
         }
+        tracing::debug!(
+            inserted_us = chunk_started.elapsed().as_micros() as u64,
+            "import: inserted"
+        );
         if sink.atomic {
             sink.bulk = Some(bulk);
         } else {

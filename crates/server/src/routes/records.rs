@@ -329,7 +329,7 @@ pub async fn import_records(
             &app,
             &entity,
             format,
-            &body,
+            body,
             params.atomic,
             locale(&headers),
             &|_, _| {},

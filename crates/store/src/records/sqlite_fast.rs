@@ -25,8 +25,8 @@ pub(super) fn insert_rows(
     let at = now.to_rfc3339_opts(SecondsFormat::AutoSi, false);
     let mut insert = connection
         .prepare(
-            "INSERT INTO records (id, app_id, entity, version, data, created_at, created_by, updated_at, updated_by, search_text) \
-             VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?5, ?6, ?7)",
+            "INSERT INTO records (id, app_id, entity, version, data, created_at, created_by, updated_at, updated_by, search_text, indexed_by_writer) \
+             VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?5, ?6, ?7, 1)",
         )
         .map_err(to_store)?;
     let mut history = connection
@@ -40,6 +40,7 @@ pub(super) fn insert_rows(
             "INSERT INTO record_unique (app_id, entity, field, value, record_id) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
         )
         .map_err(to_store)?;
+    let mut rowids = None;
     for (id, record) in ids.iter().zip(records) {
         let data =
             serde_json::to_string(&record.data).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -54,6 +55,8 @@ pub(super) fn insert_rows(
                 record.search_text
             ])
             .map_err(to_store)?;
+        let rowid = connection.last_insert_rowid();
+        rowids = Some(rowids.map_or((rowid, rowid), |(first, _)| (first, rowid)));
         history
             .execute(rusqlite::params![
                 id,
@@ -81,6 +84,17 @@ pub(super) fn insert_rows(
                 });
             }
         }
+    }
+    // The chunk's rows skipped the per-row index trigger (migration 0004); index them in one statement.
+    // Nobody else writes meanwhile (we hold the write connection), so the rowid range is exactly ours.
+    if let Some((first, last)) = rowids {
+        connection
+            .execute(
+                "INSERT INTO records_fts(rowid, search_text) SELECT rowid, search_text FROM records \
+                 WHERE rowid BETWEEN ?1 AND ?2 AND indexed_by_writer = 1",
+                rusqlite::params![first, last],
+            )
+            .map_err(to_store)?;
     }
     Ok(())
 }
