@@ -1132,8 +1132,13 @@ async fn large_imports_stream_in_chunks(backend: Backend) {
                 } else {
                     format!("{prefix}{i}@example.com")
                 };
-                json!({"name": format!("{prefix} n{i}"), "email": email, "score": i % 100})
-                    .to_string()
+                // Row 10 carries the characters COPY's text format must escape.
+                let name = if i == 10 {
+                    format!("{prefix} n10 back\\slash\ttab\nnew line\r")
+                } else {
+                    format!("{prefix} n{i}")
+                };
+                json!({"name": name, "email": email, "score": i % 100}).to_string()
             })
             .collect::<Vec<_>>()
             .join("\n")
@@ -1197,6 +1202,13 @@ async fn large_imports_stream_in_chunks(backend: Backend) {
     );
     assert_eq!(found("bulk n5501").await, 1, "second chunk");
     assert_eq!(found("n5500").await, 0, "the rejected row");
+    let escaped = api
+        .call("GET", &format!("{CUSTOMERS}?q=n10&limit=1"), None)
+        .await;
+    assert_eq!(
+        escaped.body["items"][0]["data"]["name"],
+        "bulk n10 back\\slash\ttab\nnew line\r"
+    );
     assert_eq!(found("atomic").await, 0, "the rolled-back import");
     // Search text of an imported record follows its edits.
     let imported = api

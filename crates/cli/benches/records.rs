@@ -248,4 +248,86 @@ fn main() {
         "| Trellis: json_extract from the record documents | {json_path:.0} (ratio {:.2}) |",
         json_path / typed
     );
+
+    // 4. PostgreSQL: import vs. COPY with psql (only when a server is given; see pg_import.sh).
+    if let Ok(pg_url) = std::env::var("TRELLIS_BENCH_PG_URL") {
+        postgres_import(&runtime, &pg_url, &raw, &ndjson, rows, dir.path());
+    }
+}
+
+/// Import the same NDJSON into PostgreSQL through the runtime, then `\copy` the same documents into a
+/// plain `(id, data jsonb)` table with psql.
+fn postgres_import(
+    runtime: &tokio::runtime::Runtime,
+    url: &str,
+    bundle: &trellis_model::RawBundle,
+    ndjson: &str,
+    rows: usize,
+    dir: &std::path::Path,
+) {
+    let import_seconds = runtime.block_on(async {
+        let trellis = Runtime::connect(url, RuntimeSettings::default())
+            .await
+            .unwrap();
+        let admin = Principal {
+            user_id: "bench".into(),
+            username: "bench".into(),
+            is_admin: true,
+        };
+        trellis.create_app(&admin, bundle, false).await.unwrap();
+        let start = Instant::now();
+        let report = trellis
+            .import_records(
+                &admin,
+                "bench",
+                "customer",
+                ImportFormat::Ndjson,
+                bytes::Bytes::from(ndjson.to_owned()),
+                false,
+                Locale::En,
+                &|_, _| {},
+            )
+            .await
+            .unwrap();
+        let elapsed = start.elapsed();
+        assert_eq!(report.inserted, rows, "{:?}", report.rejected.first());
+        trellis.store().close().await;
+        elapsed
+    });
+    let csv_path = dir.join("copy.csv");
+    let mut writer = csv::Writer::from_path(&csv_path).unwrap();
+    for (i, document) in ndjson.lines().enumerate() {
+        writer
+            .write_record([format!("{i:012}").as_str(), document])
+            .unwrap();
+    }
+    writer.flush().unwrap();
+    let psql = |command: &str| {
+        let status = std::process::Command::new("psql")
+            .args([url, "-q", "-v", "ON_ERROR_STOP=1", "-c", command])
+            .status()
+            .unwrap();
+        assert!(status.success(), "psql failed: {command}");
+    };
+    psql("CREATE TABLE copy_baseline (id TEXT PRIMARY KEY, data JSONB NOT NULL)");
+    let start = Instant::now();
+    psql(&format!(
+        "\\copy copy_baseline (id, data) FROM '{}' WITH (FORMAT csv)",
+        csv_path.display()
+    ));
+    let copy_seconds = start.elapsed();
+    let rate = |d: Duration| rows as f64 / d.as_secs_f64();
+    println!("\n| bulk import of {rows} customers into PostgreSQL | time | rows/s |");
+    println!("|---|---|---|");
+    println!(
+        "| baseline: COPY with psql into (id, data jsonb) | {:.2} s | {:.0} |",
+        copy_seconds.as_secs_f64(),
+        rate(copy_seconds)
+    );
+    println!(
+        "| Trellis: import (parse, validate, insert + history + search vector) | {:.2} s | {:.0} (ratio {:.2}) |",
+        import_seconds.as_secs_f64(),
+        rate(import_seconds),
+        rate(import_seconds) / rate(copy_seconds)
+    );
 }

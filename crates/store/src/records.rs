@@ -750,5 +750,6 @@ impl Store {
 }
 
 mod bulk;
+mod postgres_copy;
 mod sqlite_fast;
 pub use bulk::BulkInsert;
