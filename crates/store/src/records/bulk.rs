@@ -97,8 +97,7 @@ impl BulkInsert {
                     .execute(&mut **tx)
                     .await?;
                 let outcome =
-                    super::postgres_copy::insert_rows(&mut **tx, &self.group, records, &ids, now)
-                        .await;
+                    super::postgres_copy::insert_rows(tx, &self.group, records, &ids, now).await;
                 if let Err(error) = outcome {
                     sqlx::query("ROLLBACK TO SAVEPOINT trellis_bulk_chunk")
                         .execute(&mut **tx)
