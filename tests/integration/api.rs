@@ -390,11 +390,7 @@ async fn delete_is_soft_and_restorable(backend: Backend) {
 
 async fn only_admins_change_apps(backend: Backend) {
     let api = api_or_skip!(backend);
-    let admin = trellis_runtime::Principal {
-        user_id: "x".into(),
-        username: "admin".into(),
-        is_admin: true,
-    };
+    let admin = trellis_runtime::Principal::system("x", "admin");
     api.runtime
         .create_user(&admin, "viewer", "viewer-password", false)
         .await

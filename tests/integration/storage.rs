@@ -126,6 +126,7 @@ async fn users_are_unique_and_tokens_expire_and_revoke(backend: Backend) {
             TokenKind::Session,
             None,
             Some(now + Duration::hours(1)),
+            None,
         )
         .await
         .unwrap();
@@ -136,11 +137,12 @@ async fn users_are_unique_and_tokens_expire_and_revoke(backend: Backend) {
             TokenKind::Session,
             None,
             Some(now - Duration::seconds(1)),
+            None,
         )
         .await
         .unwrap();
     store
-        .insert_token("forever", &user.id, TokenKind::Api, Some("ci"), None)
+        .insert_token("forever", &user.id, TokenKind::Api, Some("ci"), None, None)
         .await
         .unwrap();
     assert_eq!(

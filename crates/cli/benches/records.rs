@@ -151,11 +151,7 @@ fn main() {
         let trellis = Runtime::connect(&url, RuntimeSettings::default())
             .await
             .unwrap();
-        let admin = Principal {
-            user_id: "bench".into(),
-            username: "bench".into(),
-            is_admin: true,
-        };
+        let admin = Principal::system("bench", "bench");
         trellis.create_app(&admin, &raw, false).await.unwrap();
         let start = Instant::now();
         let report = trellis
@@ -269,11 +265,7 @@ fn postgres_import(
         let trellis = Runtime::connect(url, RuntimeSettings::default())
             .await
             .unwrap();
-        let admin = Principal {
-            user_id: "bench".into(),
-            username: "bench".into(),
-            is_admin: true,
-        };
+        let admin = Principal::system("bench", "bench");
         trellis.create_app(&admin, bundle, false).await.unwrap();
         let start = Instant::now();
         let report = trellis

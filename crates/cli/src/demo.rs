@@ -48,11 +48,7 @@ pub async fn install(runtime: &Runtime) -> anyhow::Result<()> {
         return Ok(());
     }
     let bundle = bundled_template("clm")?;
-    let system = Principal {
-        user_id: "system".into(),
-        username: "system".into(),
-        is_admin: true,
-    };
+    let system = Principal::system("system", "system");
     match runtime.create_app(&system, &bundle, false).await {
         Ok(created) => {
             println!("installed demo app 'clm' version {}", created.semver);

@@ -72,11 +72,7 @@ pub fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
             progress_bar.set_length(total as u64);
             progress_bar.set_position(done as u64);
         };
-        let actor = Principal {
-            user_id: "cli".into(),
-            username: "cli".into(),
-            is_admin: true,
-        };
+        let actor = Principal::system("cli", "cli");
         let result = trellis
             .import_records(
                 &actor,

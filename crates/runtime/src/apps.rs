@@ -81,12 +81,46 @@ fn parse_app_id(id: &str) -> Result<Identifier, RuntimeError> {
 /// Validate a bundle completely: structure (model) and expressions (form engine).
 pub fn check_app_bundle(raw: &RawBundle) -> Result<AppBundle, Vec<Problem>> {
     let bundle = check_bundle(raw)?;
-    let problems = trellis_form::check_expressions(&bundle);
+    let mut problems = trellis_form::check_expressions(&bundle);
+    problems.extend(check_role_filters(&bundle));
     if problems.is_empty() {
         Ok(bundle)
     } else {
         Err(problems)
     }
+}
+
+/// Row filters of the bundle's roles must fit their entity; variables stand for any user.
+fn check_role_filters(bundle: &AppBundle) -> Vec<Problem> {
+    let mut problems = trellis_model::Problems::default();
+    let sample = |name: &str| match name {
+        "$user" | "$user.username" | "$user.department" => Some(serde_json::json!("someone")),
+        "$user.department.descendants" | "$user.department.members" => {
+            Some(serde_json::json!(["someone"]))
+        }
+        _ => None,
+    };
+    for (id, role) in &bundle.role_files {
+        let file = format!("roles/{id}.role.json");
+        for (entity_id, rights) in &role.entities {
+            let Some(entity) = bundle.entities.get(entity_id) else {
+                continue;
+            };
+            for (key, filter) in [("rows", &rights.rows), ("write_rows", &rights.write_rows)] {
+                let Some(filter) = filter else { continue };
+                let raw = serde_json::to_value(filter).unwrap_or_default();
+                let base = format!("/entities/{entity_id}/{key}");
+                if let Err(issues) =
+                    trellis_form::check_filter(&bundle.entities, entity, &raw, &base, &sample)
+                {
+                    for issue in issues {
+                        problems.error(&file, issue.pointer, issue.code, issue.message);
+                    }
+                }
+            }
+        }
+    }
+    problems.into_vec()
 }
 
 fn check(raw: &RawBundle) -> Result<AppBundle, RuntimeError> {
@@ -166,9 +200,31 @@ impl Runtime {
             .store()
             .list_apps(include_deleted && actor.is_admin)
             .await?;
+        // Others see the apps in which they (or their department) hold a role.
+        let visible = if actor.is_admin {
+            None
+        } else {
+            let user = self.store().get_user(&actor.user_id).await?;
+            let departments = self.store().list_departments().await?;
+            let mut up = Vec::new();
+            let mut current = user.and_then(|u| u.department_id);
+            while let Some(id) = current {
+                if up.contains(&id) {
+                    break;
+                }
+                current = departments
+                    .iter()
+                    .find(|d| d.id == id)
+                    .and_then(|d| d.parent_id.clone());
+                up.push(id);
+            }
+            Some(self.store().apps_with_roles(&actor.user_id, &up).await?)
+        };
         let mut apps = Vec::with_capacity(records.len());
         for record in records {
-            apps.push(self.summarize(record).await?);
+            if visible.as_ref().is_none_or(|ids| ids.contains(&record.id)) {
+                apps.push(self.summarize(record).await?);
+            }
         }
         Ok(apps)
     }
@@ -215,18 +271,32 @@ impl Runtime {
         })
     }
 
-    pub async fn get_app(&self, _actor: &Principal, id: &str) -> Result<AppSummary, RuntimeError> {
+    pub async fn get_app(&self, actor: &Principal, id: &str) -> Result<AppSummary, RuntimeError> {
         let record = self.live_app(id).await?;
+        self.require_member(actor, &record.id).await?;
         self.summarize(record).await
+    }
+
+    /// Refuse (404: the app does not exist for them) users who hold no role in the app.
+    async fn require_member(&self, actor: &Principal, app: &str) -> Result<(), RuntimeError> {
+        if actor.is_admin {
+            return Ok(());
+        }
+        let loaded = self.loaded_app(app).await?;
+        if self.subject(actor, &loaded).await?.grants.is_empty() {
+            return Err(RuntimeError::NotFound(format!("app '{app}'")));
+        }
+        Ok(())
     }
 
     /// The current bundle of an app as JSON text, exactly as it was published, with its version number.
     pub async fn export_bundle(
         &self,
-        _actor: &Principal,
+        actor: &Principal,
         id: &str,
     ) -> Result<(i64, String), RuntimeError> {
         let app = self.live_app(id).await?;
+        self.require_member(actor, &app.id).await?;
         let version = self.current_version(&app).await?;
         Ok((version.version, version.bundle))
     }
@@ -241,8 +311,9 @@ impl Runtime {
         expected_version: Option<i64>,
         dry_run: bool,
     ) -> Result<MigrationReport, RuntimeError> {
-        require_admin(actor, "publish apps")?;
         let app = self.live_app(id).await?;
+        let loaded = self.loaded_app(&app.id).await?;
+        self.require_app_manager(actor, &loaded).await?;
         if let Some(expected) = expected_version
             && expected != app.current_version
         {
@@ -340,6 +411,17 @@ impl Runtime {
                 other => other.into(),
             })?;
         report.to_version = version;
+        // The new version may define other roles: cached permissions must be rebuilt.
+        self.store().bump_access_epoch().await?;
+        self.audit(
+            Some(actor),
+            "app.publish",
+            Some(&app.id),
+            Some(&app.id),
+            "success",
+            serde_json::json!({"version": version, "changes": report.plan.changes.len()}),
+        )
+        .await?;
         tracing::info!(app = %app.id, version, changes = report.plan.changes.len(), "app published");
         Ok(report)
     }
@@ -351,6 +433,15 @@ impl Runtime {
         self.store()
             .set_app_deleted(&app.id, true, Some(&actor.user_id))
             .await?;
+        self.audit(
+            Some(actor),
+            "app.delete",
+            Some(&app.id),
+            Some(&app.id),
+            "success",
+            serde_json::json!({}),
+        )
+        .await?;
         tracing::info!(app = %app.id, "app deleted (soft)");
         Ok(())
     }

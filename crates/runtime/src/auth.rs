@@ -24,7 +24,7 @@ pub fn hash_password(password: &str) -> Result<String, RuntimeError> {
         .map_err(|e| RuntimeError::Internal(format!("hashing a password: {e}")))
 }
 
-fn verify_password(password: &str, hash: &str) -> bool {
+pub(crate) fn verify_password(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash).is_ok_and(|parsed| {
         Argon2::default()
             .verify_password(password.as_bytes(), &parsed)
@@ -32,13 +32,13 @@ fn verify_password(password: &str, hash: &str) -> bool {
     })
 }
 
-fn new_token() -> String {
+pub(crate) fn new_token() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     format!("{TOKEN_PREFIX}{}", hex::encode(bytes))
 }
 
-fn token_hash(token: &str) -> String {
+pub(crate) fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
@@ -129,11 +129,9 @@ impl Runtime {
                 is_admin,
             })
             .await?;
-        Ok(Principal {
-            user_id: user.id,
-            username: user.username,
-            is_admin: user.is_admin,
-        })
+        let mut principal = Principal::system(&user.id, &user.username);
+        principal.is_admin = user.is_admin;
+        Ok(principal)
     }
 
     /// Check a username and password; on success issue a session token.
@@ -165,6 +163,7 @@ impl Runtime {
                 TokenKind::Session,
                 None,
                 Some(expires_at),
+                None,
             )
             .await?;
         tracing::info!(username, user_id = %user.id, "signed in");
@@ -180,10 +179,17 @@ impl Runtime {
             .store()
             .find_live_token(&token_hash(token), Utc::now())
             .await?;
-        Ok(found.map(|(_, user)| Principal {
+        Ok(found.map(|(token, user, access_epoch)| Principal {
             user_id: user.id,
             username: user.username,
             is_admin: user.is_admin,
+            scopes: token
+                .scopes
+                .as_deref()
+                .map(|s| serde_json::from_str(s).unwrap_or_default()),
+            access_epoch,
+            token_hash: Some(token.token_hash),
+            address: None,
         }))
     }
 

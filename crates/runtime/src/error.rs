@@ -27,6 +27,9 @@ pub enum RuntimeError {
     PreconditionFailed(String),
     #[error("wrong username or password")]
     BadCredentials,
+    /// Too many failed sign-ins; try again after this many minutes.
+    #[error("too many failed sign-ins; try again in {0} minutes")]
+    TooManyAttempts(i64),
     #[error("{0}")]
     Forbidden(String),
     #[error("invalid input: {0}")]

@@ -67,8 +67,17 @@ impl Runtime {
     ) -> Result<Vec<u8>, RuntimeError> {
         let loaded = self.loaded_app(app).await?;
         let (entity, _) = loaded.entity(entity_id)?;
+        let checked = self.check(actor, &loaded, entity).await?;
+        checked.require(trellis_model::Action::Read)?;
+        checked.require(trellis_model::Action::Export)?;
+        // Hidden fields are not columns at all.
+        let fields: Vec<&trellis_model::FieldDefinition> = entity
+            .fields
+            .iter()
+            .filter(|f| checked.access.is_visible(f.name.as_str()))
+            .collect();
         let mut header = vec!["id".to_owned()];
-        header.extend(entity.fields.iter().map(|f| f.name.to_string()));
+        header.extend(fields.iter().map(|f| f.name.to_string()));
         let mut rows: Vec<Vec<String>> = Vec::new();
         let mut page_request = ListRequest {
             limit: Some(1000),
@@ -83,8 +92,7 @@ impl Runtime {
             for item in &page.items {
                 let mut row = vec![item.id.clone()];
                 row.extend(
-                    entity
-                        .fields
+                    fields
                         .iter()
                         .map(|f| cell_text(f.kind, item.data.get(f.name.as_str()))),
                 );
@@ -95,6 +103,15 @@ impl Runtime {
                 None => break,
             }
         }
+        self.audit(
+            Some(actor),
+            "records.export",
+            Some(&loaded.id),
+            Some(entity_id),
+            "success",
+            serde_json::json!({"rows": rows.len(), "columns": header, "filter": request.filter, "q": request.q}),
+        )
+        .await?;
         match format {
             ExportFormat::Csv => {
                 let mut writer = csv::Writer::from_writer(Vec::new());
@@ -124,7 +141,7 @@ impl Runtime {
                 }
                 for (index, row) in rows.iter().enumerate() {
                     for (column, cell) in row.iter().enumerate() {
-                        let kind = column.checked_sub(1).map(|i| entity.fields[i].kind);
+                        let kind = column.checked_sub(1).map(|i| fields[i].kind);
                         let number = matches!(
                             kind,
                             Some(

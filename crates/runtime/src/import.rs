@@ -333,6 +333,8 @@ struct ImportJob {
     locale: Locale,
     format: ImportFormat,
     input: bytes::Bytes,
+    /// The importing user's access to each field: only editable fields may be given.
+    field_access: std::collections::BTreeMap<String, trellis_model::FieldAccess>,
 }
 
 impl ImportJob {
@@ -374,7 +376,16 @@ impl ImportJob {
                 accepted: Vec::with_capacity(chunk.len()),
                 rejected: Vec::new(),
             };
-            for parsed in chunk {
+            for mut parsed in chunk {
+                for name in parsed.fields.keys() {
+                    if self.field_access.get(name) != Some(&trellis_model::FieldAccess::Editable) {
+                        parsed.errors.push(FieldIssue {
+                            pointer: format!("/{name}"),
+                            code: "forbidden_field",
+                            message: format!("your roles do not allow setting '{name}'"),
+                        });
+                    }
+                }
                 if !parsed.errors.is_empty() {
                     validated.rejected.push(RejectedRow {
                         row: parsed.row,
@@ -435,6 +446,9 @@ impl Runtime {
     ) -> Result<ImportReport, RuntimeError> {
         let loaded = self.loaded_app(app).await?;
         let (entity, _) = loaded.entity(entity_id)?;
+        let checked = self.check(actor, &loaded, entity).await?;
+        checked.require(trellis_model::Action::Read)?;
+        checked.require(trellis_model::Action::Import)?;
         let total = match format {
             ImportFormat::Ndjson | ImportFormat::Csv => {
                 let text = std::str::from_utf8(&input)
@@ -457,6 +471,7 @@ impl Runtime {
             locale,
             format,
             input,
+            field_access: checked.access.fields.clone(),
         };
         let validating = tokio::task::spawn_blocking(move || job.run(sender));
         let mut rejected = Vec::new();
@@ -472,7 +487,7 @@ impl Runtime {
             done += chunk.read;
             rejected.extend(chunk.rejected);
             let chunk_started = std::time::Instant::now();
-            let accepted = self
+            let mut accepted = self
                 .check_chunk(
                     &loaded,
                     entity,
@@ -481,6 +496,8 @@ impl Runtime {
                     &mut seen_uniques,
                     &mut rejected,
                 )
+                .await?;
+            self.keep_writable_rows(&loaded, &checked, &mut accepted, &mut rejected)
                 .await?;
             if (!atomic || rejected.is_empty()) && !accepted.is_empty() {
                 self.insert_chunk(
@@ -522,6 +539,44 @@ impl Runtime {
             "import finished"
         );
         Ok(ImportReport { inserted, rejected })
+    }
+
+    /// Reject rows that would land outside the rows the user may write.
+    async fn keep_writable_rows(
+        &self,
+        loaded: &crate::app_cache::LoadedApp,
+        checked: &crate::access::Checked<'_>,
+        accepted: &mut Vec<AcceptedRow>,
+        rejected: &mut Vec<RejectedRow>,
+    ) -> Result<(), RuntimeError> {
+        if matches!(
+            checked.access.write_rows,
+            Some(trellis_model::CheckedFilter::All)
+        ) {
+            return Ok(());
+        }
+        let mut kept = Vec::with_capacity(accepted.len());
+        for row in accepted.drain(..) {
+            let data = match &row.write {
+                Some(write) => write.data.clone(),
+                None => super::records::record_write(checked.entity, &row.named, None).data,
+            };
+            match self.require_write_rows(loaded, checked, &data).await {
+                Ok(()) => kept.push(row),
+                Err(RuntimeError::Forbidden(reason)) => rejected.push(RejectedRow {
+                    row: row.row,
+                    errors: vec![FieldIssue {
+                        pointer: String::new(),
+                        code: "forbidden_row",
+                        message: reason,
+                    }],
+                    values: row.raw,
+                }),
+                Err(other) => return Err(other),
+            }
+        }
+        *accepted = kept;
+        Ok(())
     }
 
     /// Check a validated chunk's relations in one go and drop values repeated inside the file (the

@@ -7,6 +7,8 @@
 //!
 //! Architecture invariant: no HTTP here (that is `trellis-server`) and no SQL (that is `trellis-store`).
 
+pub mod access;
+pub mod admin;
 mod app_cache;
 pub mod apps;
 pub mod auth;
@@ -17,14 +19,38 @@ pub mod records;
 pub mod template_dir;
 
 pub use error::RuntimeError;
-pub use trellis_store::{Backend, Store, redact as redact_db_url};
+pub use trellis_store::{AuditQuery, Backend, Store, UserChanges, redact as redact_db_url};
 
 /// Who is asking: the authenticated user behind a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     pub user_id: String,
     pub username: String,
+    /// Platform admin: manages users and apps, has every right in every app.
     pub is_admin: bool,
+    /// Scopes of the API token used (none for sessions and unscoped tokens: the user's full rights).
+    pub scopes: Option<Vec<String>>,
+    /// The access epoch read with the token; cached permissions are keyed by it.
+    pub access_epoch: i64,
+    /// The token's hash (to keep this session when changing the password).
+    pub token_hash: Option<String>,
+    /// Where the request came from (for the audit log).
+    pub address: Option<String>,
+}
+
+impl Principal {
+    /// A platform-admin principal for work the system does itself (CLI imports, demo installs).
+    pub fn system(user_id: &str, username: &str) -> Self {
+        Self {
+            user_id: user_id.to_owned(),
+            username: username.to_owned(),
+            is_admin: true,
+            scopes: None,
+            access_epoch: 0,
+            token_hash: None,
+            address: None,
+        }
+    }
 }
 
 /// Settings the runtime needs (the CLI builds them from flags, env and the config file).
@@ -48,6 +74,7 @@ pub struct Runtime {
     store: Store,
     settings: RuntimeSettings,
     cache: app_cache::AppCache,
+    subjects: access::SubjectCache,
 }
 
 impl Runtime {
@@ -61,6 +88,7 @@ impl Runtime {
             store,
             settings,
             cache: app_cache::AppCache::default(),
+            subjects: access::SubjectCache::default(),
         }
     }
 

@@ -97,7 +97,8 @@ impl FromRequestParts<AppState> for Authenticated {
                 ApiError::new(ErrorCode::Unauthorized, "sign in first: send 'Authorization: Bearer <token>' (POST /api/auth/login gives a token)")
             })?;
         match state.runtime.authenticate(token).await? {
-            Some(principal) => {
+            Some(mut principal) => {
+                principal.address = client_address(parts);
                 tracing::Span::current().record("user", principal.username.as_str());
                 Ok(Self(principal))
             }
@@ -117,4 +118,23 @@ pub fn bearer_token(parts: &axum::http::HeaderMap) -> Option<&str> {
         .ok()?
         .strip_prefix("Bearer ")
         .map(str::trim)
+}
+
+/// The client's address (the socket peer), for the audit log and sign-in limits.
+pub fn client_address(parts: &Parts) -> Option<String> {
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip().to_string())
+}
+
+/// The client's address as an extractor (never fails).
+pub struct ClientAddress(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(client_address(parts)))
+    }
 }

@@ -52,6 +52,7 @@ pub enum ErrorCode {
     PayloadTooLarge,
     Unauthorized,
     BadCredentials,
+    TooManyAttempts,
     Forbidden,
     NotFound,
     RouteNotFound,
@@ -110,6 +111,11 @@ impl ErrorCode {
                 "Wrong username or password",
             ),
             Self::Forbidden => ("forbidden", S::FORBIDDEN, "Not allowed"),
+            Self::TooManyAttempts => (
+                "too-many-attempts",
+                S::TOO_MANY_REQUESTS,
+                "Too many failed sign-ins",
+            ),
             Self::NotFound => ("not-found", S::NOT_FOUND, "Not found"),
             Self::RouteNotFound => ("route-not-found", S::NOT_FOUND, "No such route"),
             Self::MethodNotAllowed => (
@@ -255,6 +261,10 @@ impl From<RuntimeError> for ApiError {
                 Self::new(ErrorCode::BadCredentials, "wrong username or password")
             }
             RuntimeError::Forbidden(message) => Self::new(ErrorCode::Forbidden, message),
+            RuntimeError::TooManyAttempts(minutes) => Self::new(
+                ErrorCode::TooManyAttempts,
+                format!("too many failed sign-ins; try again in {minutes} minutes"),
+            ),
             RuntimeError::InvalidInput(message) => Self::new(ErrorCode::InvalidInput, message),
             RuntimeError::Store(error) => {
                 // Never leak SQL or driver text to clients; log it with the request's span instead.

@@ -9,6 +9,7 @@
 //! Architecture invariant: no HTTP and no engine logic here; identifiers put into SQL come only from
 //! validated metadata ids (`trellis_model::Identifier`).
 
+mod access;
 mod apps;
 mod change_log;
 mod connect;
@@ -18,6 +19,9 @@ mod query;
 mod records;
 mod users;
 
+pub use access::{
+    AssignmentRecord, AuditQuery, AuditRecord, DepartmentRecord, NewAuditEntry, UserChanges,
+};
 pub use apps::{AppRecord, AppVersionRecord, NewAppVersion};
 pub use change_log::{ChangeEntry, NewChange};
 pub use connect::{Backend, Store, redact};

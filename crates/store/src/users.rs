@@ -16,12 +16,16 @@ pub struct UserRecord {
     pub disabled: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub department_id: Option<String>,
 }
 
 /// A token joined with its user (one row of the per-request authentication query).
 #[derive(sqlx::FromRow)]
 struct TokenWithUser {
     token_hash: String,
+    token_id: Option<String>,
+    scopes: Option<String>,
+    access_epoch: i64,
     user_id: String,
     kind: String,
     name: Option<String>,
@@ -35,6 +39,7 @@ struct TokenWithUser {
     disabled: bool,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    department_id: Option<String>,
 }
 
 /// A user to create.
@@ -66,6 +71,10 @@ impl TokenKind {
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct TokenRecord {
     pub token_hash: String,
+    /// Public id of an API token (to list and revoke it); sessions have none.
+    pub id: Option<String>,
+    /// Scopes an API token is limited to (JSON array); `None`: the user's full rights.
+    pub scopes: Option<String>,
     pub user_id: String,
     pub kind: String,
     pub name: Option<String>,
@@ -77,7 +86,7 @@ pub struct TokenRecord {
 /// The `SELECT … FROM users` of a [`UserRecord`] (a macro so queries stay literal strings).
 macro_rules! select_user {
     () => {
-        "SELECT id, username, display_name, password_hash, is_admin, disabled, created_at, updated_at FROM users"
+        "SELECT id, username, display_name, password_hash, is_admin, disabled, created_at, updated_at, department_id FROM users"
     };
 }
 
@@ -103,6 +112,7 @@ impl Store {
             disabled: false,
             created_at: now,
             updated_at: now,
+            department_id: None,
         };
         let change = crate::NewChange {
             app_id: None,
@@ -163,6 +173,7 @@ impl Store {
         Ok(user)
     }
 
+    /// Store a token's hash; API tokens get a public id (returned) to list and revoke them by.
     pub async fn insert_token(
         &self,
         token_hash: &str,
@@ -170,11 +181,14 @@ impl Store {
         kind: TokenKind,
         name: Option<&str>,
         expires_at: Option<DateTime<Utc>>,
-    ) -> Result<(), StoreError> {
+        scopes: Option<&[String]>,
+    ) -> Result<Option<String>, StoreError> {
+        let id = (kind == TokenKind::Api).then(|| uuid::Uuid::now_v7().to_string());
+        let scopes = scopes.map(|s| serde_json::to_string(s).unwrap_or_else(|_| "[]".into()));
         crate::with_pool!(self, write, |pool| {
             sqlx::query(
-                "INSERT INTO auth_tokens (token_hash, user_id, kind, name, created_at, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO auth_tokens (token_hash, user_id, kind, name, created_at, expires_at, scopes, id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(token_hash)
             .bind(user_id)
@@ -182,6 +196,58 @@ impl Store {
             .bind(name)
             .bind(crate::now())
             .bind(expires_at)
+            .bind(&scopes)
+            .bind(&id)
+            .execute(pool)
+            .await?;
+        });
+        Ok(id)
+    }
+
+    /// A user's API tokens (never the secrets), newest first.
+    pub async fn list_api_tokens(&self, user_id: &str) -> Result<Vec<TokenRecord>, StoreError> {
+        let tokens = crate::with_pool!(self, read, |pool| {
+            sqlx::query_as::<_, TokenRecord>(
+                "SELECT token_hash, id, scopes, user_id, kind, name, created_at, expires_at, revoked_at \
+                 FROM auth_tokens WHERE user_id = $1 AND kind = 'api' ORDER BY created_at DESC",
+            )
+            .bind(user_id)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(tokens)
+    }
+
+    /// Revoke a user's API token by its public id; false when the user has no such token.
+    pub async fn revoke_api_token(&self, user_id: &str, id: &str) -> Result<bool, StoreError> {
+        let done = crate::with_pool!(self, write, |pool| {
+            sqlx::query(
+                "UPDATE auth_tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE user_id = $2 AND id = $3",
+            )
+            .bind(crate::now())
+            .bind(user_id)
+            .bind(id)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(done > 0)
+    }
+
+    /// Revoke every session of a user (after a password change or when disabled), but `keep`.
+    pub async fn revoke_sessions(
+        &self,
+        user_id: &str,
+        keep: Option<&str>,
+    ) -> Result<(), StoreError> {
+        crate::with_pool!(self, write, |pool| {
+            sqlx::query(
+                "UPDATE auth_tokens SET revoked_at = $1 WHERE user_id = $2 AND kind = 'session' \
+                 AND revoked_at IS NULL AND token_hash <> $3",
+            )
+            .bind(crate::now())
+            .bind(user_id)
+            .bind(keep.unwrap_or(""))
             .execute(pool)
             .await?;
         });
@@ -193,12 +259,14 @@ impl Store {
         &self,
         token_hash: &str,
         now: DateTime<Utc>,
-    ) -> Result<Option<(TokenRecord, UserRecord)>, StoreError> {
+    ) -> Result<Option<(TokenRecord, UserRecord, i64)>, StoreError> {
         // One statement: this runs on every request.
         let found = crate::with_pool!(self, read, |pool| {
             sqlx::query_as::<_, TokenWithUser>(
-                "SELECT t.token_hash, t.user_id, t.kind, t.name, t.created_at AS token_created_at, t.expires_at, t.revoked_at, \
-                        u.username, u.display_name, u.password_hash, u.is_admin, u.disabled, u.created_at, u.updated_at \
+                "SELECT t.token_hash, t.id AS token_id, t.scopes, t.user_id, t.kind, t.name, t.created_at AS token_created_at, \
+                        t.expires_at, t.revoked_at, (SELECT value FROM access_epoch WHERE id = 1) AS access_epoch, \
+                        u.username, u.display_name, u.password_hash, u.is_admin, u.disabled, u.created_at, u.updated_at, \
+                        u.department_id \
                  FROM auth_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1",
             )
             .bind(token_hash)
@@ -214,6 +282,8 @@ impl Store {
         }
         let token = TokenRecord {
             token_hash: found.token_hash,
+            id: found.token_id,
+            scopes: found.scopes,
             user_id: found.user_id.clone(),
             kind: found.kind,
             name: found.name,
@@ -230,8 +300,9 @@ impl Store {
             disabled: found.disabled,
             created_at: found.created_at,
             updated_at: found.updated_at,
+            department_id: found.department_id,
         };
-        Ok(Some((token, user)))
+        Ok(Some((token, user, found.access_epoch)))
     }
 
     /// Revoke a token; revoking twice is fine.

@@ -9,7 +9,7 @@ use crate::document::{DocumentEnvelope, DocumentKind};
 use crate::entity::{check_entity, check_format_version, warn_missing_locales};
 use crate::i18n::{TranslationFile, is_language_tag};
 use crate::pointer::deserialize_at;
-use crate::{EntityDefinition, Identifier, Manifest, Problem, Problems};
+use crate::{EntityDefinition, Identifier, Manifest, Problem, Problems, RoleDefinition};
 
 /// Name of the manifest file.
 pub const MANIFEST_FILE: &str = "trellis.json";
@@ -37,6 +37,8 @@ pub struct AppBundle {
     pub scripts: BTreeMap<Identifier, String>,
     pub translations: BTreeMap<String, TranslationFile>,
     pub sample_data: BTreeMap<Identifier, SampleData>,
+    /// Roles defined by the bundle (built-in roles are added by [`AppBundle::roles`]).
+    pub role_files: BTreeMap<Identifier, RoleDefinition>,
     /// Problems that do not block (missing translations, …).
     pub warnings: Vec<Problem>,
     raw: RawBundle,
@@ -51,6 +53,24 @@ impl AppBundle {
     pub fn id(&self) -> &Identifier {
         &self.manifest.id
     }
+
+    /// Every role of the app: the built-in ones, replaced by the bundle's files of the same id
+    /// (except `app_admin`), then the bundle's own.
+    pub fn roles(&self) -> Vec<RoleDefinition> {
+        let mut roles: Vec<RoleDefinition> = crate::role::built_in_roles()
+            .into_iter()
+            .map(|role| match self.role_files.get(&role.id) {
+                Some(file) if role.id.as_str() != crate::role::APP_ADMIN => file.clone(),
+                _ => role,
+            })
+            .collect();
+        for (id, role) in &self.role_files {
+            if !roles.iter().any(|r| &r.id == id) {
+                roles.push(role.clone());
+            }
+        }
+        roles
+    }
 }
 
 /// What a path inside a bundle is.
@@ -58,6 +78,7 @@ enum FileRole {
     Manifest,
     Entity(Identifier),
     Document(DocumentKind, Identifier),
+    Role(Identifier),
     Script(Identifier),
     Translation(String),
     Data(Identifier, bool),
@@ -91,6 +112,7 @@ fn classify(path: &str) -> Result<FileRole, String> {
     };
     match folder {
         "entities" => stem(".schema.json").map(FileRole::Entity),
+        "roles" => stem(".role.json").map(FileRole::Role),
         "rules" if name.ends_with(".rhai") => stem(".rhai").map(FileRole::Script),
         "i18n" => {
             let locale = name.strip_suffix(".json").ok_or_else(unknown_file_hint)?;
@@ -119,7 +141,7 @@ fn classify(path: &str) -> Result<FileRole, String> {
 fn unknown_file_hint() -> String {
     "unknown file: a template holds trellis.json, entities/<id>.schema.json, flows/<id>.flow.json, \
      rules/<id>.rule.json, rules/<id>.rhai, reports/<id>.report.json, views/<id>.view.json, \
-     i18n/<locale>.json, data/<entity>.csv|ndjson, tests/<name>.test.json, README.md, assets/…"
+     roles/<id>.role.json, i18n/<locale>.json, data/<entity>.csv|ndjson, tests/<name>.test.json, README.md, assets/…"
         .into()
 }
 
@@ -132,6 +154,7 @@ pub fn check_bundle(raw: &RawBundle) -> Result<AppBundle, Vec<Problem>> {
     let mut scripts = BTreeMap::new();
     let mut translations = BTreeMap::new();
     let mut sample_data = BTreeMap::new();
+    let mut role_files = BTreeMap::new();
 
     for (path, value) in &raw.0 {
         let role = match classify(path) {
@@ -188,6 +211,35 @@ pub fn check_bundle(raw: &RawBundle) -> Result<AppBundle, Vec<Problem>> {
                     "invalid_document",
                     &mut problems,
                 ),
+            },
+            FileRole::Role(id) => match deserialize_at::<RoleDefinition>(value, "") {
+                Ok(role) => {
+                    check_format_version(
+                        path,
+                        "/format_version",
+                        role.format_version,
+                        &mut problems,
+                    );
+                    warn_missing_locales(path, "/name", &role.name, &mut problems);
+                    if role.id != id {
+                        problems.error(
+                            path,
+                            "/id",
+                            "id_mismatch",
+                            format!("id '{}' must equal the file name '{id}'", role.id),
+                        );
+                    }
+                    if id.as_str() == crate::role::APP_ADMIN {
+                        problems.error(
+                            path,
+                            "/id",
+                            "reserved_role",
+                            "app_admin is built in and always has every right; choose another id",
+                        );
+                    }
+                    role_files.insert(id, role);
+                }
+                Err(first) => report_all(path, "role", value, first, "invalid_role", &mut problems),
             },
             FileRole::Script(id) => match value {
                 Value::String(source) => {
@@ -252,6 +304,7 @@ pub fn check_bundle(raw: &RawBundle) -> Result<AppBundle, Vec<Problem>> {
         &sample_data,
         &mut problems,
     );
+    crate::role::check_role_references(&role_files, &entities, &mut problems);
 
     let has_errors = problems.has_errors();
     let all = problems.into_vec();
@@ -263,6 +316,7 @@ pub fn check_bundle(raw: &RawBundle) -> Result<AppBundle, Vec<Problem>> {
             scripts,
             translations,
             sample_data,
+            role_files,
             warnings: all,
             raw: raw.clone(),
         }),

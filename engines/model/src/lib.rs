@@ -19,6 +19,7 @@ pub mod localized;
 pub mod manifest;
 pub mod pointer;
 pub mod problem;
+pub mod role;
 pub mod schemas;
 pub mod search;
 
@@ -30,6 +31,7 @@ pub use ids::{Identifier, IdentifierError};
 pub use localized::LocalizedText;
 pub use manifest::Manifest;
 pub use problem::{Problem, Problems, Severity};
+pub use role::{Action, EntityRights, FieldAccess, RoleDefinition};
 
 /// The metadata format version this build writes and reads natively.
 pub const FORMAT_VERSION: u32 = 1;

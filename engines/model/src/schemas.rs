@@ -63,6 +63,7 @@ pub fn all() -> Vec<(&'static str, Value)> {
         ("manifest", root_schema::<Manifest>("manifest")),
         ("entity", entity_schema()),
         ("i18n", root_schema::<TranslationFile>("i18n")),
+        ("role", root_schema::<crate::RoleDefinition>("role")),
     ];
     for kind in DocumentKind::all() {
         let name = kind.schema_name();

@@ -3,11 +3,11 @@
 use serde_json::Value;
 use trellis_form::records::to_api;
 use trellis_model::{
-    CheckedFilter, EntityDefinition, FieldKind, FieldPath, FilterLeaf, FilterOp, OnDelete,
+    Action, CheckedFilter, EntityDefinition, FieldKind, FieldPath, FilterLeaf, FilterOp, OnDelete,
 };
 use trellis_store::{RecordRow, StoreError};
 
-use super::{HistoryEntry, RecordView, record_write, unique_values, view};
+use super::{HistoryEntry, RecordView, record_write, unique_values};
 use crate::app_cache::LoadedApp;
 use crate::{Principal, Runtime, RuntimeError};
 
@@ -24,8 +24,23 @@ impl Runtime {
     ) -> Result<(), RuntimeError> {
         let loaded = self.loaded_app(app).await?;
         let (entity, _) = loaded.entity(entity_id)?;
-        self.live_record_at(&loaded, entity, id, expected_version)
+        let checked = self.check(actor, &loaded, entity).await?;
+        self.writable_record(&loaded, &checked, id, Action::Delete, expected_version)
             .await?;
+        self.delete_checked_record(actor, app, entity_id, id).await
+    }
+
+    /// Delete a record whose deletion is allowed (cascades follow the schema, not the user's roles).
+    async fn delete_checked_record(
+        &self,
+        actor: &Principal,
+        app: &str,
+        entity_id: &str,
+        id: &str,
+    ) -> Result<(), RuntimeError> {
+        let loaded = self.loaded_app(app).await?;
+        let (entity, _) = loaded.entity(entity_id)?;
+        self.live_record(&loaded, entity, id).await?;
         let references = self.references_to(&loaded, entity, id).await?;
         let blocking: Vec<String> = references
             .iter()
@@ -41,12 +56,11 @@ impl Runtime {
         for reference in references {
             match reference.on_delete {
                 OnDelete::Cascade => {
-                    Box::pin(self.delete_record(
+                    Box::pin(self.delete_checked_record(
                         actor,
                         app,
                         reference.entity.id.as_str(),
                         &reference.row.id,
-                        None,
                     ))
                     .await?;
                 }
@@ -167,9 +181,16 @@ impl Runtime {
     ) -> Result<RecordView, RuntimeError> {
         let loaded = self.loaded_app(app).await?;
         let (entity, _) = loaded.entity(entity_id)?;
+        let checked = self.check(actor, &loaded, entity).await?;
+        checked.require(Action::Read)?;
         let Some(row) = self.store().get_record(&loaded.id, &entity.uid, id).await? else {
             return Err(RuntimeError::NotFound(format!("record '{id}'")));
         };
+        self.require_readable(&loaded, &checked, id, &row.data.0)
+            .await?;
+        checked.require(Action::Delete)?;
+        self.require_write_rows(&loaded, &checked, &row.data.0)
+            .await?;
         if row.deleted_at.is_none() {
             return Err(RuntimeError::Conflict(format!(
                 "record '{id}' is not deleted"
@@ -199,19 +220,26 @@ impl Runtime {
                 other => other.into(),
             })?
             .ok_or_else(|| RuntimeError::Conflict(format!("record '{id}' is not deleted")))?;
-        Ok(view(entity, &restored))
+        Ok(checked.view(&restored))
     }
 
     /// Every change of a record (also of a deleted one), oldest first.
     pub async fn record_history(
         &self,
-        _actor: &Principal,
+        actor: &Principal,
         app: &str,
         entity_id: &str,
         id: &str,
     ) -> Result<Vec<HistoryEntry>, RuntimeError> {
         let loaded = self.loaded_app(app).await?;
         let (entity, _) = loaded.entity(entity_id)?;
+        let checked = self.check(actor, &loaded, entity).await?;
+        checked.require(Action::Read)?;
+        let Some(current) = self.store().get_record(&loaded.id, &entity.uid, id).await? else {
+            return Err(RuntimeError::NotFound(format!("record '{id}'")));
+        };
+        self.require_readable(&loaded, &checked, id, &current.data.0)
+            .await?;
         let rows = self
             .store()
             .record_history(&loaded.id, &entity.uid, id)
@@ -220,10 +248,11 @@ impl Runtime {
             return Err(RuntimeError::NotFound(format!("record '{id}'")));
         }
         let shape = |value: &Option<sqlx_json::Json<Value>>| {
-            value
-                .as_ref()
-                .and_then(|v| v.0.as_object())
-                .map(|m| to_api(entity, m))
+            value.as_ref().and_then(|v| v.0.as_object()).map(|m| {
+                let mut fields = to_api(entity, m);
+                checked.strip(&mut fields);
+                fields
+            })
         };
         Ok(rows
             .iter()

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 use trellis_form::{FieldIssue, check_filter};
-use trellis_model::{CheckedFilter, EntityDefinition, FieldKind};
+use trellis_model::{Action, CheckedFilter, EntityDefinition, FieldKind};
 use trellis_store::{Cursor, RecordRow, SortKey};
 
 use super::{ListRequest, RecordPage, view};
@@ -19,7 +19,9 @@ impl Runtime {
     ) -> Result<RecordPage, RuntimeError> {
         let loaded = self.loaded_app(app).await?;
         let (entity, _) = loaded.entity(entity_id)?;
-        let filter = match &request.filter {
+        let checked = self.check(actor, &loaded, entity).await?;
+        checked.require(Action::Read)?;
+        let user_filter = match &request.filter {
             None => CheckedFilter::All,
             Some(text) => {
                 let raw: Value =
@@ -31,9 +33,9 @@ impl Runtime {
                             message: format!("filter is not JSON: {e}"),
                         }],
                     })?;
-                let user_id = actor.user_id.clone();
-                let resolve =
-                    move |name: &str| (name == "$user").then(|| Value::String(user_id.clone()));
+                hidden_fields_in_filter(&checked, &raw, "")?;
+                let subject = self.subject(actor, &loaded).await?;
+                let resolve = move |name: &str| subject.variable(name);
                 check_filter(&loaded.bundle.entities, entity, &raw, "", &resolve).map_err(
                     |issues| RuntimeError::InvalidQuery {
                         parameter: "filter",
@@ -42,7 +44,23 @@ impl Runtime {
                 )?
             }
         };
+        // The user's filter narrows the rows their roles reach, never widens them.
+        let filter = CheckedFilter::And(vec![checked.read_filter(), user_filter]);
         let sort = parse_sort(entity, request.sort.as_deref())?;
+        if let Some(hidden) = sort.iter().find_map(|key| {
+            entity
+                .field_by_uid(&key.field_uid)
+                .filter(|f| !checked.access.is_visible(f.name.as_str()))
+        }) {
+            return Err(RuntimeError::InvalidQuery {
+                parameter: "sort",
+                issues: vec![FieldIssue {
+                    pointer: String::new(),
+                    code: "unknown_field",
+                    message: format!("'{}' is not a field of {}", hidden.name, entity.id),
+                }],
+            });
+        }
         let limit = request.limit.unwrap_or(50);
         if !(1..=1000).contains(&limit) {
             return Err(RuntimeError::InvalidQuery {
@@ -88,8 +106,23 @@ impl Runtime {
         } else {
             None
         };
+        let mut items: Vec<_> = rows.iter().map(|row| checked.view(row)).collect();
+        if let Some(q) = request.q.as_deref()
+            && checked.access.hides_fields()
+        {
+            // The index covers every searchable field; keep only matches in what this user sees.
+            let words: Vec<String> = trellis_model::search::normalize(q)
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect();
+            items.retain(|item| {
+                let visible = trellis_form::records::search_text(entity, &item.data);
+                words.iter().all(|w| visible.contains(w.as_str()))
+            });
+        }
+        let _ = view;
         Ok(RecordPage {
-            items: rows.iter().map(|row| view(entity, row)).collect(),
+            items,
             next_cursor,
             total,
         })
@@ -165,4 +198,43 @@ fn decode_cursor(text: &str, keys: usize) -> Result<Cursor, RuntimeError> {
     } else {
         Ok(cursor)
     }
+}
+
+/// A filter naming a field the user cannot see is refused as if the field did not exist (filtering
+/// on it would reveal its values).
+fn hidden_fields_in_filter(
+    checked: &crate::access::Checked<'_>,
+    raw: &Value,
+    at: &str,
+) -> Result<(), RuntimeError> {
+    let refuse = |pointer: String, name: &str| RuntimeError::InvalidQuery {
+        parameter: "filter",
+        issues: vec![FieldIssue {
+            pointer,
+            code: "unknown_field",
+            message: format!("'{name}' is not a field of {}", checked.entity.id),
+        }],
+    };
+    match raw {
+        Value::Object(map) => {
+            if let Some(Value::String(field)) = map.get("field") {
+                let own = field.split('.').next().unwrap_or(field);
+                if checked.entity.field(own).is_some() && !checked.access.is_visible(own) {
+                    return Err(refuse(format!("{at}/field"), own));
+                }
+            }
+            for (key, value) in map {
+                if matches!(key.as_str(), "and" | "or" | "not") {
+                    hidden_fields_in_filter(checked, value, &format!("{at}/{key}"))?;
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                hidden_fields_in_filter(checked, item, &format!("{at}/{i}"))?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }

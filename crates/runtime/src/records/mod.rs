@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use trellis_form::records::{apply_defaults, merge_patch, to_api, to_storage};
 use trellis_form::{EntityValidator, FieldIssue, Locale, message};
-use trellis_model::{EntityDefinition, FieldKind};
+use trellis_model::{Action, EntityDefinition, FieldKind};
 use trellis_store::{NewRecord, RecordRow, StoreError, UniqueValue};
 
 use crate::app_cache::LoadedApp;
@@ -359,6 +359,9 @@ impl Runtime {
                 message: message("not_an_object", locale, ""),
             }]));
         };
+        let checked = self.check(actor, &loaded, entity).await?;
+        checked.require(Action::Create)?;
+        checked.require_editable(input.keys())?;
         let mut named = self
             .prepare_new_record(&loaded, entity, validator, input.clone(), actor, locale)
             .map_err(invalid)?;
@@ -372,15 +375,17 @@ impl Runtime {
         self.assign_auto_numbers(&loaded.id, entity, std::slice::from_mut(&mut named))
             .await?;
         let record = record_write(entity, &named, None);
+        self.require_write_rows(&loaded, &checked, &record.data)
+            .await?;
         let row = self
             .store()
             .insert_record_grouped(&loaded.id, &entity.uid, Some(&actor.user_id), record)
             .await
             .map_err(|e| Self::unique_issue(entity, e, locale))?;
-        Ok(view(entity, &row))
+        Ok(checked.view(&row))
     }
 
-    async fn live_record(
+    pub(crate) async fn live_record(
         &self,
         loaded: &LoadedApp,
         entity: &EntityDefinition,
@@ -392,15 +397,48 @@ impl Runtime {
         }
     }
 
-    /// The live record, provided it is still at `expected_version` (from `If-Match`) when one is given.
-    pub(crate) async fn live_record_at(
+    pub async fn get_record(
+        &self,
+        actor: &Principal,
+        app: &str,
+        entity_id: &str,
+        id: &str,
+    ) -> Result<RecordView, RuntimeError> {
+        let loaded = self.loaded_app(app).await?;
+        let (entity, _) = loaded.entity(entity_id)?;
+        let checked = self.check(actor, &loaded, entity).await?;
+        let row = self.readable_record(&loaded, &checked, id).await?;
+        Ok(checked.view(&row))
+    }
+
+    /// The live record `id`, provided the user may read it (else it does not exist for them).
+    pub(crate) async fn readable_record(
         &self,
         loaded: &LoadedApp,
-        entity: &EntityDefinition,
+        checked: &crate::access::Checked<'_>,
         id: &str,
+    ) -> Result<RecordRow, RuntimeError> {
+        checked.require(Action::Read)?;
+        let row = self.live_record(loaded, checked.entity, id).await?;
+        self.require_readable(loaded, checked, id, &row.data.0)
+            .await?;
+        Ok(row)
+    }
+
+    /// The record `id` for a write: readable (else 404), the action allowed and the record inside the
+    /// user's write rows (else 403), and still at `expected_version` (else 412).
+    pub(crate) async fn writable_record(
+        &self,
+        loaded: &LoadedApp,
+        checked: &crate::access::Checked<'_>,
+        id: &str,
+        action: Action,
         expected_version: Option<i64>,
     ) -> Result<RecordRow, RuntimeError> {
-        let current = self.live_record(loaded, entity, id).await?;
+        let current = self.readable_record(loaded, checked, id).await?;
+        checked.require(action)?;
+        self.require_write_rows(loaded, checked, &current.data.0)
+            .await?;
         match expected_version {
             Some(expected) if expected != current.version => Err(StoreError::VersionMismatch {
                 current: current.version,
@@ -408,18 +446,6 @@ impl Runtime {
             .into()),
             _ => Ok(current),
         }
-    }
-
-    pub async fn get_record(
-        &self,
-        _actor: &Principal,
-        app: &str,
-        entity_id: &str,
-        id: &str,
-    ) -> Result<RecordView, RuntimeError> {
-        let loaded = self.loaded_app(app).await?;
-        let (entity, _) = loaded.entity(entity_id)?;
-        Ok(view(entity, &self.live_record(&loaded, entity, id).await?))
     }
 
     /// Apply a JSON merge patch. With `expected_version` (from `If-Match`) a stale version is refused
@@ -438,8 +464,9 @@ impl Runtime {
     ) -> Result<RecordView, RuntimeError> {
         let loaded = self.loaded_app(app).await?;
         let (entity, validator) = loaded.entity(entity_id)?;
+        let checked = self.check(actor, &loaded, entity).await?;
         let current = self
-            .live_record_at(&loaded, entity, id, expected_version)
+            .writable_record(&loaded, &checked, id, Action::Update, expected_version)
             .await?;
         let Some(patch) = patch.as_object() else {
             return Err(invalid(vec![FieldIssue {
@@ -448,6 +475,7 @@ impl Runtime {
                 message: message("not_an_object", locale, ""),
             }]));
         };
+        checked.require_editable(patch.keys())?;
         let mut issues = validator.check_writable(patch, locale);
         let mut named = to_api(entity, &current.data.0);
         merge_patch(&mut named, patch);
@@ -470,6 +498,8 @@ impl Runtime {
             return Err(invalid(issues));
         }
         let record = record_write(entity, &named, Some(&current.data.0));
+        self.require_write_rows(&loaded, &checked, &record.data)
+            .await?;
         let row = self
             .store()
             .update_record(
@@ -482,6 +512,6 @@ impl Runtime {
             )
             .await
             .map_err(|e| Self::unique_issue(entity, e, locale))?;
-        Ok(view(entity, &row))
+        Ok(checked.view(&row))
     }
 }

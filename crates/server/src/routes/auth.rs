@@ -34,12 +34,17 @@ pub struct Me {
 #[utoipa::path(post, path = "/api/auth/login", tag = "auth", security(()), request_body = LoginRequest,
     responses((status = 200, body = LoginResponse),
               (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 429, body = Problem, content_type = "application/problem+json"),
               (status = 400, body = Problem, content_type = "application/problem+json")))]
 pub async fn login(
     State(state): State<AppState>,
+    crate::extract::ClientAddress(address): crate::extract::ClientAddress,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
-    let token = state.runtime.login(&body.username, &body.password).await?;
+    let token = state
+        .runtime
+        .login_from(&body.username, &body.password, address.as_deref())
+        .await?;
     Ok(Json(LoginResponse {
         token,
         token_type: "Bearer",

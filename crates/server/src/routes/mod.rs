@@ -1,6 +1,7 @@
 //! Routes and the OpenAPI document generated from them (utoipa): a route that is served is a route
 //! that is documented, because both come from the same `routes!` list.
 
+mod access;
 mod apps;
 mod auth;
 mod records;
@@ -28,6 +29,7 @@ use crate::AppState;
         (name = "auth", description = "Sign-in and tokens"),
         (name = "apps", description = "Apps, bundles and published versions"),
         (name = "records", description = "Records of an app's entities"),
+        (name = "access", description = "Users, departments, roles, tokens and the audit log"),
     )
 )]
 struct ApiDoc;
@@ -52,6 +54,20 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(auth::login))
         .routes(routes!(auth::logout))
         .routes(routes!(auth::me))
+        .routes(routes!(access::list_tokens, access::create_token))
+        .routes(routes!(access::revoke_token))
+        .routes(routes!(access::change_password))
+        .routes(routes!(access::list_users))
+        .routes(routes!(access::update_user))
+        .routes(routes!(access::list_departments, access::create_department))
+        .routes(routes!(
+            access::update_department,
+            access::delete_department
+        ))
+        .routes(routes!(access::app_roles))
+        .routes(routes!(access::assign_role, access::unassign_role))
+        .routes(routes!(access::explain))
+        .routes(routes!(access::audit_log))
         .routes(routes!(apps::list_apps, apps::create_app))
         .routes(routes!(apps::get_app, apps::delete_app))
         .routes(routes!(apps::restore_app))
