@@ -15,7 +15,10 @@ use crate::{Principal, Runtime, RuntimeError};
 
 /// Subjects (without token scopes) per (user, app), valid while the access epoch is unchanged.
 #[derive(Debug, Default, Clone)]
-pub struct SubjectCache(Arc<Mutex<HashMap<UserInApp, (i64, Arc<Subject>)>>>);
+pub struct SubjectCache(Arc<Mutex<HashMap<UserInApp, CachedSubject>>>);
+
+/// A subject and the access epoch it was built at.
+type CachedSubject = (i64, Arc<Subject>);
 
 /// (user id, app id).
 type UserInApp = (String, String);
