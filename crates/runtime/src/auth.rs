@@ -129,6 +129,15 @@ impl Runtime {
                 is_admin,
             })
             .await?;
+        self.audit(
+            Some(actor),
+            "user.create",
+            None,
+            Some(&user.id),
+            "success",
+            serde_json::json!({"username": user.username, "is_admin": user.is_admin}),
+        )
+        .await?;
         let mut principal = Principal::system(&user.id, &user.username);
         principal.is_admin = user.is_admin;
         Ok(principal)

@@ -112,6 +112,51 @@ pub async fn list_users(
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+pub struct NewUser {
+    pub username: String,
+    pub password: String,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub is_admin: bool,
+    #[serde(default)]
+    pub department_id: Option<String>,
+}
+
+/// Create a user (platform admins).
+#[utoipa::path(post, path = "/api/users", tag = "access", request_body = NewUser,
+    responses((status = 201, body = Object), (status = 403, body = Problem, content_type = "application/problem+json"),
+              (status = 409, body = Problem, content_type = "application/problem+json")))]
+pub async fn create_user(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    ApiJson(body): ApiJson<NewUser>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let created = state
+        .runtime
+        .create_user(&principal, &body.username, &body.password, body.is_admin)
+        .await?;
+    let user = state
+        .runtime
+        .update_user(
+            &principal,
+            &created.user_id,
+            trellis_runtime::UserChanges {
+                display_name: body.display_name.map(Some),
+                department_id: body.department_id.map(Some),
+                ..Default::default()
+            },
+            None,
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::to_value(user).unwrap_or_default()),
+    ))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct UserPatch {
     #[serde(default, deserialize_with = "present")]
     pub display_name: Option<Option<String>>,

@@ -57,7 +57,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(access::list_tokens, access::create_token))
         .routes(routes!(access::revoke_token))
         .routes(routes!(access::change_password))
-        .routes(routes!(access::list_users))
+        .routes(routes!(access::list_users, access::create_user))
         .routes(routes!(access::update_user))
         .routes(routes!(access::list_departments, access::create_department))
         .routes(routes!(
