@@ -319,6 +319,26 @@ fn serve_demo_installs_clm_once() {
         .map(|a| a["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, vec!["clm"]);
+    // The CLM template ships its permission sets beside the built-in roles.
+    let roles = request(&second.addr, "GET", "/api/apps/clm/roles", Some(&token), None).json();
+    let roles: Vec<&str> = roles["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            "app_admin",
+            "member",
+            "viewer",
+            "account_manager",
+            "cs_lead",
+            "marketing",
+            "sales_rep"
+        ]
+    );
 }
 
 #[test]
