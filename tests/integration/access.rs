@@ -748,6 +748,20 @@ async fn sign_ins_are_audited_and_limited(backend: Backend) {
         .call("GET", "/api/audit?action=records.export", None)
         .await;
     assert_eq!(exports.body["items"][0]["actor_name"], "vera");
+    let installs = w
+        .api
+        .call("GET", "/api/audit?action=app.create", None)
+        .await;
+    assert_eq!(
+        installs.body["items"][0]["app_id"], "sales",
+        "{}",
+        installs.text
+    );
+    let departments = w
+        .api
+        .call("GET", "/api/audit?action=department.create", None)
+        .await;
+    assert_eq!(departments.body["items"].as_array().unwrap().len(), 4);
     assert_problem(
         &w.as_user("mia", "GET", "/api/audit", None).await,
         StatusCode::FORBIDDEN,

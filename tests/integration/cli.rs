@@ -320,7 +320,14 @@ fn serve_demo_installs_clm_once() {
         .collect();
     assert_eq!(ids, vec!["clm"]);
     // The CLM template ships its permission sets beside the built-in roles.
-    let roles = request(&second.addr, "GET", "/api/apps/clm/roles", Some(&token), None).json();
+    let roles = request(
+        &second.addr,
+        "GET",
+        "/api/apps/clm/roles",
+        Some(&token),
+        None,
+    )
+    .json();
     let roles: Vec<&str> = roles["roles"]
         .as_array()
         .unwrap()

@@ -180,6 +180,15 @@ impl Runtime {
                 summary: serde_json::json!({"entities": bundle.entities.len()}),
             })
             .await?;
+        self.audit(
+            Some(actor),
+            "app.create",
+            Some(&id),
+            Some(&id),
+            "success",
+            serde_json::json!({"version": semver, "publisher": bundle.manifest.publisher}),
+        )
+        .await?;
         tracing::info!(app = %id, version = record.current_version, "app created");
         Ok(CreatedApp {
             id,
