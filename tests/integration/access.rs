@@ -45,7 +45,7 @@ fn sales_bundle() -> Value {
             "entities": {
                 "customer": {
                     "actions": ["create", "read", "update"],
-                    "fields": {"margin": "hidden"},
+                    "fields": {"margin": "hidden", "notes": "hidden"},
                     "rows": {"field": "owner", "op": "eq", "value": "$user"}
                 },
                 "order": {
@@ -507,6 +507,21 @@ async fn hidden_fields_never_leave_the_server(backend: Backend) {
             assert!(entry[side].get("margin").is_none(), "{}", history.text);
         }
     }
+    // Searching text that is hidden finds nothing, and the count agrees; visible text still matches.
+    let search = |q: &str| format!("{CUSTOMERS}?count=true&q={}", urlencode(q));
+    let hidden_hit = w.as_user("alice", "GET", &search("secret"), None).await;
+    assert_eq!(hidden_hit.status, StatusCode::OK, "{}", hidden_hit.text);
+    assert_eq!(
+        (
+            hidden_hit.body["items"].as_array().unwrap().len(),
+            hidden_hit.body["total"].clone()
+        ),
+        (0, json!(0))
+    );
+    let visible_hit = w.as_user("alice", "GET", &search("c_alice"), None).await;
+    assert_eq!(visible_hit.body["total"], 1, "{}", visible_hit.text);
+    let admin_hit = w.api.call("GET", &search("secret"), None).await;
+    assert_eq!(admin_hit.body["total"], 4);
     // Filtering or sorting by a hidden field would reveal it: refused as unknown.
     let filter = urlencode(&json!({"field": "margin", "op": "gt", "value": 0.1}).to_string());
     let filtered = w

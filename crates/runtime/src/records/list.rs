@@ -5,7 +5,7 @@ use trellis_form::{FieldIssue, check_filter};
 use trellis_model::{Action, CheckedFilter, EntityDefinition, FieldKind};
 use trellis_store::{Cursor, RecordRow, SortKey};
 
-use super::{ListRequest, RecordPage, view};
+use super::{ListRequest, RecordPage};
 use crate::{Principal, Runtime, RuntimeError};
 
 impl Runtime {
@@ -97,30 +97,69 @@ impl Runtime {
         } else {
             None
         };
-        let total = if request.count {
-            Some(
+        // The search index covers every searchable field; with hidden fields keep only matches in what
+        // this user sees (and count the same way), so a search never reveals a hidden value.
+        let visible_match = request
+            .q
+            .as_deref()
+            .filter(|_| checked.access.hides_fields())
+            .map(|q| {
+                let words: Vec<String> = trellis_model::search::normalize(q)
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect();
+                move |item: &super::RecordView| {
+                    let visible = trellis_form::records::search_text(entity, &item.data);
+                    words.iter().all(|w| visible.contains(w.as_str()))
+                }
+            });
+        let total = match (request.count, &visible_match) {
+            (false, _) => None,
+            (true, None) => Some(
                 self.store()
                     .count_records(&loaded.id, &entity.uid, &filter, request.q.as_deref())
                     .await?,
-            )
-        } else {
-            None
+            ),
+            (true, Some(matches)) => {
+                let mut total = 0;
+                let mut after: Option<trellis_store::Cursor> = None;
+                loop {
+                    let page = self
+                        .store()
+                        .list_records(
+                            &loaded.id,
+                            &entity.uid,
+                            &trellis_store::ListQuery {
+                                filter: &filter,
+                                search: request.q.as_deref(),
+                                sort: &[],
+                                cursor: after.as_ref(),
+                                limit: 1000,
+                                include_deleted: request.include_deleted,
+                            },
+                        )
+                        .await?;
+                    total += page
+                        .iter()
+                        .filter(|row| matches(&checked.view(row)))
+                        .count() as i64;
+                    match page.last() {
+                        Some(last) if page.len() == 1000 => {
+                            after = Some(trellis_store::Cursor {
+                                values: Vec::new(),
+                                id: last.id.clone(),
+                            });
+                        }
+                        _ => break,
+                    }
+                }
+                Some(total)
+            }
         };
         let mut items: Vec<_> = rows.iter().map(|row| checked.view(row)).collect();
-        if let Some(q) = request.q.as_deref()
-            && checked.access.hides_fields()
-        {
-            // The index covers every searchable field; keep only matches in what this user sees.
-            let words: Vec<String> = trellis_model::search::normalize(q)
-                .split_whitespace()
-                .map(str::to_owned)
-                .collect();
-            items.retain(|item| {
-                let visible = trellis_form::records::search_text(entity, &item.data);
-                words.iter().all(|w| visible.contains(w.as_str()))
-            });
+        if let Some(matches) = &visible_match {
+            items.retain(|item| matches(item));
         }
-        let _ = view;
         Ok(RecordPage {
             items,
             next_cursor,
