@@ -147,31 +147,7 @@ fn main() {
         .build()
         .unwrap();
     let url = format!("sqlite://{}", dir.path().join("trellis.db").display());
-    let import_seconds = runtime.block_on(async {
-        let trellis = Runtime::connect(&url, RuntimeSettings::default())
-            .await
-            .unwrap();
-        let admin = Principal::system("bench", "bench");
-        trellis.create_app(&admin, &raw, false).await.unwrap();
-        let start = Instant::now();
-        let report = trellis
-            .import_records(
-                &admin,
-                "bench",
-                "customer",
-                ImportFormat::Ndjson,
-                bytes::Bytes::from(ndjson.clone()),
-                false,
-                Locale::En,
-                &|_, _| {},
-            )
-            .await
-            .unwrap();
-        let elapsed = start.elapsed();
-        assert_eq!(report.inserted, rows, "{:?}", report.rejected.first());
-        trellis.store().close().await;
-        elapsed
-    });
+    let import_seconds = timed_import(&runtime, &url, &raw, &ndjson, rows);
 
     let baseline_path = dir.path().join("baseline.db");
     let connection = rusqlite::Connection::open(&baseline_path).unwrap();
@@ -251,17 +227,15 @@ fn main() {
     }
 }
 
-/// Import the same NDJSON into PostgreSQL through the runtime, then `\copy` the same documents into a
-/// plain `(id, data jsonb)` table with psql.
-fn postgres_import(
+/// Create the bench app in a fresh database at `url` and time importing `ndjson` into it.
+fn timed_import(
     runtime: &tokio::runtime::Runtime,
     url: &str,
     bundle: &trellis_model::RawBundle,
     ndjson: &str,
     rows: usize,
-    dir: &std::path::Path,
-) {
-    let import_seconds = runtime.block_on(async {
+) -> Duration {
+    runtime.block_on(async {
         let trellis = Runtime::connect(url, RuntimeSettings::default())
             .await
             .unwrap();
@@ -285,7 +259,20 @@ fn postgres_import(
         assert_eq!(report.inserted, rows, "{:?}", report.rejected.first());
         trellis.store().close().await;
         elapsed
-    });
+    })
+}
+
+/// Import the same NDJSON into PostgreSQL through the runtime, then `\copy` the same documents into a
+/// plain `(id, data jsonb)` table with psql.
+fn postgres_import(
+    runtime: &tokio::runtime::Runtime,
+    url: &str,
+    bundle: &trellis_model::RawBundle,
+    ndjson: &str,
+    rows: usize,
+    dir: &std::path::Path,
+) {
+    let import_seconds = timed_import(runtime, url, bundle, ndjson, rows);
     let csv_path = dir.join("copy.csv");
     let mut writer = csv::Writer::from_path(&csv_path).unwrap();
     for (i, document) in ndjson.lines().enumerate() {
