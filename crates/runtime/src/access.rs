@@ -61,6 +61,8 @@ fn department_tree(
 pub(crate) struct Checked<'a> {
     pub access: EntityAccess,
     pub entity: &'a EntityDefinition,
+    /// Who asked (for the variables of their own filters).
+    pub subject: Subject,
 }
 
 impl Checked<'_> {
@@ -230,6 +232,7 @@ impl Runtime {
         Ok(Checked {
             access: trellis_access::entity_access(&loaded.bundle, entity, &subject),
             entity,
+            subject,
         })
     }
 

@@ -34,8 +34,7 @@ impl Runtime {
                         }],
                     })?;
                 hidden_fields_in_filter(&checked, &raw, "")?;
-                let subject = self.subject(actor, &loaded).await?;
-                let resolve = move |name: &str| subject.variable(name);
+                let resolve = |name: &str| checked.subject.variable(name);
                 check_filter(&loaded.bundle.entities, entity, &raw, "", &resolve).map_err(
                     |issues| RuntimeError::InvalidQuery {
                         parameter: "filter",
