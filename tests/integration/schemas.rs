@@ -24,7 +24,7 @@ fn check_or_update(file: &str, value: &serde_json::Value) -> Option<String> {
 
 #[test]
 fn metadata_schemas_are_fresh() {
-    let stale: Vec<String> = trellis_model::schemas::all()
+    let stale: Vec<String> = trellis_runtime::apps::metadata_schemas()
         .iter()
         .filter_map(|(name, schema)| check_or_update(&format!("{name}.schema.json"), schema))
         .collect();
@@ -45,7 +45,7 @@ fn openapi_document_is_fresh() {
 
 #[test]
 fn generated_schemas_are_valid_json_schema_and_accept_the_gallery() {
-    for (name, schema) in trellis_model::schemas::all() {
+    for (name, schema) in trellis_runtime::apps::metadata_schemas() {
         jsonschema::draft202012::meta::validate(&schema).unwrap_or_else(|e| panic!("{name}: {e}"));
     }
     let manifest: serde_json::Value = serde_json::from_str(

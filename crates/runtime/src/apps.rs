@@ -80,14 +80,33 @@ fn parse_app_id(id: &str) -> Result<Identifier, RuntimeError> {
 
 /// Validate a bundle completely: structure (model) and expressions (form engine).
 pub fn check_app_bundle(raw: &RawBundle) -> Result<AppBundle, Vec<Problem>> {
-    let bundle = check_bundle(raw)?;
+    let mut bundle = check_bundle(raw)?;
     let mut problems = trellis_form::check_expressions(&bundle);
     problems.extend(check_role_filters(&bundle));
+    for problem in trellis_flow::check_flows(&bundle).1 {
+        if problem.severity == trellis_model::Severity::Error {
+            problems.push(problem);
+        } else {
+            bundle.warnings.push(problem);
+        }
+    }
     if problems.is_empty() {
         Ok(bundle)
     } else {
         Err(problems)
     }
+}
+
+/// Every metadata file's JSON Schema, as committed in `schemas/`: the model's, with the flow schema
+/// from the flow engine (which owns that file kind).
+pub fn metadata_schemas() -> Vec<(&'static str, serde_json::Value)> {
+    trellis_model::schemas::all()
+        .into_iter()
+        .map(|(name, schema)| match name {
+            "flow" => (name, trellis_flow::schema()),
+            _ => (name, schema),
+        })
+        .collect()
 }
 
 /// Row filters of the bundle's roles must fit their entity; variables stand for any user.
