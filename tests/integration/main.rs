@@ -11,6 +11,7 @@ mod access;
 mod api;
 mod architecture;
 mod cli;
+mod flows;
 mod records;
 mod schemas;
 mod storage;

@@ -80,10 +80,14 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         ..Default::default()
     };
     let router = trellis_server::router(runtime.clone(), &settings);
+    // Due flow timers fire and overdue tasks escalate from here (every server runs it; a timer is
+    // consumed in its transition's transaction, so it fires once even with several servers).
+    let scheduler = runtime.start_scheduler(std::time::Duration::from_secs(1));
     println!("listening on http://{local}");
     std::io::stdout().flush().ok();
     tracing::info!(addr = %local, "listening");
     trellis_server::serve(listener, router, shutdown_signal()).await?;
+    scheduler.abort();
     runtime.store().close().await;
     tracing::info!("stopped");
     Ok(())

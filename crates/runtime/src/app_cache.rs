@@ -16,6 +16,8 @@ pub struct LoadedApp {
     pub version: i64,
     pub bundle: AppBundle,
     validators: HashMap<String, EntityValidator>,
+    /// The app's flows, checked and with their guards compiled, by id.
+    pub flows: std::collections::BTreeMap<String, trellis_flow::CompiledFlow>,
 }
 
 impl LoadedApp {
@@ -34,12 +36,24 @@ impl LoadedApp {
             let validator = EntityValidator::compile(entity).map_err(RuntimeError::Internal)?;
             validators.insert(entity_id.to_string(), validator);
         }
+        let flows = trellis_flow::check_flows(&bundle).0;
         Ok(Self {
             id: id.to_owned(),
             version,
             bundle,
             validators,
+            flows,
         })
+    }
+
+    /// The flows bound to an entity.
+    pub fn flows_of<'a>(
+        &'a self,
+        entity: &'a str,
+    ) -> impl Iterator<Item = &'a trellis_flow::CompiledFlow> + 'a {
+        self.flows
+            .values()
+            .filter(move |f| f.definition.entity.as_str() == entity)
     }
 
     /// The entity with this id, or 404.

@@ -14,6 +14,7 @@ pub mod apps;
 pub mod auth;
 mod error;
 pub mod export;
+pub mod flows;
 pub mod import;
 pub mod records;
 pub mod template_dir;

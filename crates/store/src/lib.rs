@@ -14,6 +14,7 @@ mod apps;
 mod change_log;
 mod connect;
 mod error;
+pub mod flows;
 mod group_commit;
 mod query;
 mod records;

@@ -436,6 +436,22 @@ impl Store {
         record: &NewRecord,
         actor: Option<&str>,
     ) -> Result<RecordRow, StoreError> {
+        self.update_record_with(app, entity, id, expected_version, record, actor, None)
+            .await
+    }
+
+    /// [`Store::update_record`], plus a flow transition's writes in the same transaction.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn update_record_with(
+        &self,
+        app: &str,
+        entity: &str,
+        id: &str,
+        expected_version: i64,
+        record: &NewRecord,
+        actor: Option<&str>,
+        transition: Option<&crate::flows::TransitionWrites>,
+    ) -> Result<RecordRow, StoreError> {
         let (data, uniques) = (&record.data, &record.uniques);
         let now = crate::now();
         crate::with_pool!(self, write, |pool| {
@@ -488,6 +504,9 @@ impl Store {
                 Some(Json(Value::Object(current.data.0.clone()))),
                 Some(Json(Value::Object(data.clone())))
             );
+            if let Some(writes) = transition {
+                crate::flows::apply_transition_writes!(tx, writes, id, actor, now);
+            }
             append_change!(
                 self,
                 tx,

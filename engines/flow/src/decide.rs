@@ -34,12 +34,27 @@ pub struct FireContext<'a> {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "code", rename_all = "snake_case")]
 pub enum Refusal {
-    UnknownEvent { event: String },
-    WrongState { state: Option<String>, from: Vec<String> },
-    WrongRole { roles: Vec<String> },
-    MissingFields { fields: Vec<String> },
-    GuardFalse { guard: String, inputs: Map<String, Value> },
-    GuardFailed { guard: String, error: String },
+    UnknownEvent {
+        event: String,
+    },
+    WrongState {
+        state: Option<String>,
+        from: Vec<String>,
+    },
+    WrongRole {
+        roles: Vec<String>,
+    },
+    MissingFields {
+        fields: Vec<String>,
+    },
+    GuardFalse {
+        guard: String,
+        inputs: Map<String, Value>,
+    },
+    GuardFailed {
+        guard: String,
+        error: String,
+    },
 }
 
 impl Refusal {
@@ -50,14 +65,24 @@ impl Refusal {
             Self::WrongState { state, from } => format!(
                 "the record is in state '{}', and this event only leaves {}",
                 state.as_deref().unwrap_or("(none)"),
-                from.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ")
+                from.iter()
+                    .map(|s| format!("'{s}'"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             Self::WrongRole { roles } => format!("only {} may fire this event", roles.join(", ")),
-            Self::MissingFields { fields } => format!("fill {} to fire this event", fields.join(", ")),
-            Self::GuardFalse { guard, inputs } => {
-                format!("the condition `{guard}` is false for {}", Value::Object(inputs.clone()))
+            Self::MissingFields { fields } => {
+                format!("fill {} to fire this event", fields.join(", "))
             }
-            Self::GuardFailed { guard, error } => format!("the condition `{guard}` failed: {error}"),
+            Self::GuardFalse { guard, inputs } => {
+                format!(
+                    "the condition `{guard}` is false for {}",
+                    Value::Object(inputs.clone())
+                )
+            }
+            Self::GuardFailed { guard, error } => {
+                format!("the condition `{guard}` failed: {error}")
+            }
         }
     }
 }
@@ -87,7 +112,11 @@ pub struct EventOption {
 }
 
 /// Identifiers a guard reads: record fields named in its source.
-fn guard_inputs(source: &str, record: &Map<String, Value>, data: &Map<String, Value>) -> Map<String, Value> {
+fn guard_inputs(
+    source: &str,
+    record: &Map<String, Value>,
+    data: &Map<String, Value>,
+) -> Map<String, Value> {
     let words: std::collections::BTreeSet<&str> = source
         .split(|c: char| !(c.is_alphanumeric() || c == '_'))
         .filter(|w| !w.is_empty())
@@ -137,7 +166,12 @@ impl CompiledFlow {
     }
 
     /// Decide `event` on `record` (fields by name).
-    pub fn decide(&self, event: &str, record: &Map<String, Value>, context: &FireContext<'_>) -> Result<Firing, Refusal> {
+    pub fn decide(
+        &self,
+        event: &str,
+        record: &Map<String, Value>,
+        context: &FireContext<'_>,
+    ) -> Result<Firing, Refusal> {
         let state = self.state_of(record);
         let candidates: Vec<(usize, &TransitionDefinition)> = self
             .definition
@@ -147,7 +181,9 @@ impl CompiledFlow {
             .filter(|(_, t)| t.event.as_str() == event)
             .collect();
         if candidates.is_empty() {
-            return Err(Refusal::UnknownEvent { event: event.to_owned() });
+            return Err(Refusal::UnknownEvent {
+                event: event.to_owned(),
+            });
         }
         let from_here: Vec<(usize, &TransitionDefinition)> = candidates
             .iter()
@@ -155,9 +191,15 @@ impl CompiledFlow {
             .filter(|(_, t)| state.is_some_and(|s| t.from.iter().any(|f| f.as_str() == s)))
             .collect();
         if from_here.is_empty() {
-            let mut from: Vec<String> = candidates.iter().flat_map(|(_, t)| t.from.iter().map(|f| f.to_string())).collect();
+            let mut from: Vec<String> = candidates
+                .iter()
+                .flat_map(|(_, t)| t.from.iter().map(|f| f.to_string()))
+                .collect();
             from.dedup();
-            return Err(Refusal::WrongState { state: state.map(str::to_owned), from });
+            return Err(Refusal::WrongState {
+                state: state.map(str::to_owned),
+                from,
+            });
         }
         // The first transition (in file order) that passes wins; otherwise the first refusal explains.
         let mut first_refusal = None;
@@ -182,15 +224,23 @@ impl CompiledFlow {
     ) -> Result<Firing, Refusal> {
         if !context.privileged
             && !transition.roles.is_empty()
-            && !transition.roles.iter().any(|r| context.roles.iter().any(|held| held == r.as_str()))
+            && !transition
+                .roles
+                .iter()
+                .any(|r| context.roles.iter().any(|held| held == r.as_str()))
         {
-            return Err(Refusal::WrongRole { roles: transition.roles.iter().map(|r| r.to_string()).collect() });
+            return Err(Refusal::WrongRole {
+                roles: transition.roles.iter().map(|r| r.to_string()).collect(),
+            });
         }
         let missing: Vec<String> = transition
             .required
             .iter()
             .filter(|name| {
-                let given = context.data.get(name.as_str()).or_else(|| record.get(name.as_str()));
+                let given = context
+                    .data
+                    .get(name.as_str())
+                    .or_else(|| record.get(name.as_str()));
                 given.is_none_or(|v| v.is_null() || v.as_str() == Some(""))
             })
             .map(|n| n.to_string())
@@ -204,8 +254,18 @@ impl CompiledFlow {
             inputs = guard_inputs(source, record, context.data);
             match guard.holds(record, &[("event", &event)]) {
                 Ok(true) => {}
-                Ok(false) => return Err(Refusal::GuardFalse { guard: source.clone(), inputs }),
-                Err(error) => return Err(Refusal::GuardFailed { guard: source.clone(), error: error.to_string() }),
+                Ok(false) => {
+                    return Err(Refusal::GuardFalse {
+                        guard: source.clone(),
+                        inputs,
+                    });
+                }
+                Err(error) => {
+                    return Err(Refusal::GuardFailed {
+                        guard: source.clone(),
+                        error: error.to_string(),
+                    });
+                }
             }
         }
         let mut writes = Map::new();
@@ -225,7 +285,10 @@ impl CompiledFlow {
                 other => actions.push(other.clone()),
             }
         }
-        writes.insert(self.state_field().to_owned(), Value::String(transition.to.to_string()));
+        writes.insert(
+            self.state_field().to_owned(),
+            Value::String(transition.to.to_string()),
+        );
         Ok(Firing {
             event: transition.event.to_string(),
             from: state.map(str::to_owned),
@@ -250,7 +313,11 @@ impl CompiledFlow {
     }
 
     /// Every event of the flow, as offered on `record`: allowed or not, and why not.
-    pub fn options(&self, record: &Map<String, Value>, context: &FireContext<'_>) -> Vec<EventOption> {
+    pub fn options(
+        &self,
+        record: &Map<String, Value>,
+        context: &FireContext<'_>,
+    ) -> Vec<EventOption> {
         let mut events: Vec<&str> = Vec::new();
         for transition in &self.definition.transitions {
             if !events.contains(&transition.event.as_str()) {
@@ -260,7 +327,12 @@ impl CompiledFlow {
         events
             .into_iter()
             .map(|event| match self.decide(event, record, context) {
-                Ok(firing) => EventOption { event: event.to_owned(), to: firing.to, allowed: true, reason: None },
+                Ok(firing) => EventOption {
+                    event: event.to_owned(),
+                    to: firing.to,
+                    allowed: true,
+                    reason: None,
+                },
                 Err(refusal) => EventOption {
                     event: event.to_owned(),
                     to: self

@@ -331,6 +331,14 @@ impl Runtime {
         let mut named = input;
         named.retain(|_, v| !v.is_null());
         apply_defaults(entity, &mut named);
+        // Records start in their flows' initial states.
+        for flow in loaded.flows_of(entity.id.as_str()) {
+            if let Some(initial) = flow.initial() {
+                named
+                    .entry(flow.state_field().to_owned())
+                    .or_insert_with(|| Value::String(initial.id.to_string()));
+            }
+        }
         self.fill_system_fields(&loaded.id, entity, &mut named, actor, true);
         let given: Vec<&str> = given.iter().map(String::as_str).collect();
         issues.extend(validator.prepare(&mut named, &given, locale));
@@ -382,6 +390,9 @@ impl Runtime {
             .insert_record_grouped(&loaded.id, &entity.uid, Some(&actor.user_id), record)
             .await
             .map_err(|e| Self::unique_issue(entity, e, locale))?;
+        if loaded.flows_of(entity.id.as_str()).next().is_some() {
+            self.start_flows(&loaded, entity, &row).await?;
+        }
         Ok(checked.view(&row))
     }
 

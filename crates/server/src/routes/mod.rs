@@ -4,6 +4,7 @@
 mod access;
 mod apps;
 mod auth;
+mod flows;
 mod records;
 mod system;
 
@@ -29,6 +30,7 @@ use crate::AppState;
         (name = "auth", description = "Sign-in and tokens"),
         (name = "apps", description = "Apps, bundles and published versions"),
         (name = "records", description = "Records of an app's entities"),
+        (name = "flows", description = "Flows on records, tasks and notifications"),
         (name = "access", description = "Users, departments, roles, tokens and the audit log"),
     )
 )]
@@ -68,6 +70,11 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(access::assign_role, access::unassign_role))
         .routes(routes!(access::explain))
         .routes(routes!(access::audit_log))
+        .routes(routes!(flows::record_flows))
+        .routes(routes!(flows::fire_event))
+        .routes(routes!(flows::list_tasks))
+        .routes(routes!(flows::complete_task))
+        .routes(routes!(flows::notifications))
         .routes(routes!(apps::list_apps, apps::create_app))
         .routes(routes!(apps::get_app, apps::delete_app))
         .routes(routes!(apps::restore_app))

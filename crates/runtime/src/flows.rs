@@ -1,0 +1,769 @@
+//! Running flows: firing events (one transaction: role, state, guard, new state, history, tasks,
+//! timers, notifications and outbox — or nothing and 409 with the reason), the events offered on a
+//! record, the task inbox with approvals, and the scheduler that fires due timers and escalates overdue
+//! tasks. Decisions come from the pure flow engine; this module gathers inputs and persists outcomes.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use trellis_flow::definition::{ApprovalMode, Assignee};
+use trellis_flow::{
+    ActionDefinition, CompiledFlow, EventOption, FireContext, Firing, parse_duration,
+};
+use trellis_form::Locale;
+use trellis_form::records::to_api;
+use trellis_model::{Action, EntityDefinition};
+use trellis_store::flows::{NewTask, TaskRow, TransitionWrites};
+use trellis_store::{RecordRow, StoreError};
+
+use crate::app_cache::LoadedApp;
+use crate::records::RecordView;
+use crate::{Principal, Runtime, RuntimeError};
+
+/// A flow as seen on one record.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecordFlow {
+    pub flow: String,
+    pub state: Option<String>,
+    pub events: Vec<EventOption>,
+    pub history: Vec<trellis_store::flows::FlowHistoryRow>,
+}
+
+/// The outcome of a fired event.
+#[derive(Debug, Clone, Serialize)]
+pub struct Fired {
+    pub flow: String,
+    pub event: String,
+    pub from: Option<String>,
+    pub state: String,
+    pub record: RecordView,
+}
+
+/// Who fires: a user (with their roles), or the system (timers, task outcomes).
+enum Firer<'a> {
+    User(&'a Principal),
+    System,
+}
+
+/// Extra writes that must commit with the transition.
+#[derive(Default)]
+struct Consumes {
+    timer: Option<String>,
+    task: Option<(String, String, String)>,
+}
+
+fn seconds(text: Option<&str>) -> Option<Duration> {
+    text.and_then(parse_duration).map(Duration::seconds)
+}
+
+impl Runtime {
+    fn flow<'a>(
+        &self,
+        loaded: &'a LoadedApp,
+        entity: &EntityDefinition,
+        id: &str,
+    ) -> Result<&'a CompiledFlow, RuntimeError> {
+        loaded
+            .flows
+            .get(id)
+            .filter(|f| f.definition.entity == entity.id)
+            .ok_or_else(|| RuntimeError::NotFound(format!("flow '{id}' of {}", entity.id)))
+    }
+
+    /// Users who hold `role` in the app (directly or through their department or one above it).
+    async fn users_with_role(&self, app: &str, role: &str) -> Result<Vec<String>, RuntimeError> {
+        let assignments = self.store().list_assignments(app).await?;
+        let departments = self.store().list_departments().await?;
+        let users = self.store().list_users().await?;
+        let mut found = Vec::new();
+        for user in users.iter().filter(|u| !u.disabled) {
+            let mut chain = Vec::new();
+            let mut current = user.department_id.clone();
+            while let Some(id) = current {
+                if chain.contains(&id) {
+                    break;
+                }
+                current = departments
+                    .iter()
+                    .find(|d| d.id == id)
+                    .and_then(|d| d.parent_id.clone());
+                chain.push(id);
+            }
+            let holds = assignments.iter().any(|a| {
+                a.role == role
+                    && ((a.principal_kind == "user" && a.principal_id == user.id)
+                        || (a.principal_kind == "department" && chain.contains(&a.principal_id)))
+            });
+            if holds {
+                found.push(user.id.clone());
+            }
+        }
+        Ok(found)
+    }
+
+    /// Resolve an assignee to user ids (round-robin: the role's user with the fewest open tasks).
+    async fn resolve_assignee(
+        &self,
+        app: &str,
+        assignee: &Assignee,
+        record: &Map<String, Value>,
+    ) -> Result<Vec<String>, RuntimeError> {
+        Ok(match assignee {
+            Assignee::Role(role) => self.users_with_role(app, role.as_str()).await?,
+            Assignee::Field(field) => record
+                .get(field.as_str())
+                .and_then(Value::as_str)
+                .map(|id| vec![id.to_owned()])
+                .unwrap_or_default(),
+            Assignee::Users(users) => {
+                let mut ids = Vec::new();
+                for user in users {
+                    match self.store().find_user_by_username(user).await? {
+                        Some(found) => ids.push(found.id),
+                        None => ids.push(user.clone()),
+                    }
+                }
+                ids
+            }
+            Assignee::RoundRobin(role) => {
+                let candidates = self.users_with_role(app, role.as_str()).await?;
+                let open = self.store().list_tasks(app, None, Some("open")).await?;
+                candidates
+                    .into_iter()
+                    .min_by_key(|user| {
+                        (
+                            open.iter().filter(|t| &t.assignee == user).count(),
+                            user.clone(),
+                        )
+                    })
+                    .into_iter()
+                    .collect()
+            }
+        })
+    }
+
+    /// The writes of entering `firing.to`: history, the new state's approval tasks and timers, and the
+    /// transition's tasks, notifications and outbox entries.
+    #[allow(clippy::too_many_arguments)] // the flow's place (app, entity, flow, record) plus the firing
+    async fn transition_writes(
+        &self,
+        loaded: &LoadedApp,
+        entity: &EntityDefinition,
+        flow: &CompiledFlow,
+        firing: &Firing,
+        record: &Map<String, Value>,
+        record_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<TransitionWrites, RuntimeError> {
+        let app = loaded.id.as_str();
+        let target = flow.state(&firing.to);
+        let sla = seconds(target.and_then(|s| s.sla.as_deref()));
+        let mut writes = TransitionWrites {
+            app: app.to_owned(),
+            entity: entity.id.to_string(),
+            flow: flow.id().to_owned(),
+            event: firing.event.clone(),
+            from_state: firing.from.clone(),
+            to_state: firing.to.clone(),
+            inputs: Value::Object(firing.inputs.clone()),
+            leave_state: true,
+            ..TransitionWrites::default()
+        };
+        if let Some(approval) = target.and_then(|s| s.approval.as_ref()) {
+            let title = approval.title.as_ref().map_or_else(
+                || json!({"en": format!("Approve {} {record_id}", entity.id), "zh-CN": format!("审批 {} {record_id}", entity.id)}),
+                |t| json!(t),
+            );
+            for user in self
+                .resolve_assignee(app, &approval.assignees, record)
+                .await?
+            {
+                writes.tasks.push(NewTask {
+                    kind: "approval",
+                    title: title.clone(),
+                    assignee: user,
+                    outcomes: json!({"approve": approval.approve_event, "reject": approval.reject_to}),
+                    due_at: sla.map(|d| now + d),
+                    escalate_to: None,
+                });
+            }
+        }
+        for timer in flow
+            .definition
+            .timers
+            .iter()
+            .filter(|t| t.state.as_str() == firing.to)
+        {
+            let due =
+                match (&timer.after, &timer.at_field) {
+                    (Some(after), _) => seconds(Some(after)).map(|d| now + d),
+                    (None, Some(field)) => record
+                        .get(field.as_str())
+                        .and_then(Value::as_str)
+                        .and_then(|text| {
+                            DateTime::parse_from_rfc3339(text)
+                                .map(|d| d.with_timezone(&Utc))
+                                .ok()
+                                .or_else(|| {
+                                    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                                        .ok()
+                                        .and_then(|d| d.and_hms_opt(0, 0, 0))
+                                        .map(|d| d.and_utc())
+                                })
+                        }),
+                    (None, None) => None,
+                };
+            if let Some(due) = due {
+                writes.timers.push((timer.event.to_string(), due));
+            }
+        }
+        for action in &firing.actions {
+            match action {
+                ActionDefinition::CreateTask(task) => {
+                    for user in self.resolve_assignee(app, &task.assignee, record).await? {
+                        writes.tasks.push(NewTask {
+                            kind: "task",
+                            title: json!(task.title),
+                            assignee: user,
+                            outcomes: json!(task.outcomes),
+                            due_at: seconds(task.due_in.as_deref()).or(sla).map(|d| now + d),
+                            escalate_to: task.escalate_to.as_ref().map(|a| json!(a)),
+                        });
+                    }
+                }
+                ActionDefinition::Notify(notify) => {
+                    for user in self.resolve_assignee(app, &notify.to, record).await? {
+                        writes.notifications.push((user, json!(notify.message)));
+                    }
+                }
+                ActionDefinition::Set(_) => {}
+                other => {
+                    let kind = match other {
+                        ActionDefinition::Webhook(_) => "webhook",
+                        ActionDefinition::CreateRecord(_) => "create_record",
+                        _ => "fire_event",
+                    };
+                    writes.outbox.push((
+                        kind.to_owned(),
+                        json!({"action": other, "entity": entity.id, "record_id": record_id, "flow": flow.id(), "event": firing.event}),
+                    ));
+                }
+            }
+        }
+        Ok(writes)
+    }
+
+    /// Apply a decided firing to `row` in one transaction.
+    #[allow(clippy::too_many_arguments)]
+    async fn apply_firing(
+        &self,
+        loaded: &LoadedApp,
+        entity: &EntityDefinition,
+        flow: &CompiledFlow,
+        row: &RecordRow,
+        firing: Firing,
+        actor: Option<&str>,
+        consumes: Consumes,
+        checked: Option<&crate::access::Checked<'_>>,
+        locale: Locale,
+    ) -> Result<(RecordRow, Firing), RuntimeError> {
+        let (_, validator) = loaded.entity(entity.id.as_str())?;
+        let mut named = to_api(entity, &row.data.0);
+        for (name, value) in &firing.writes {
+            named.insert(name.clone(), value.clone());
+        }
+        let changed: Vec<&str> = firing.writes.keys().map(String::as_str).collect();
+        let issues = validator.prepare(&mut named, &changed, locale);
+        if !issues.is_empty() {
+            return Err(RuntimeError::InvalidRecord(issues));
+        }
+        let record = crate::records::record_write(entity, &named, Some(&row.data.0));
+        if let Some(checked) = checked {
+            self.require_write_rows(loaded, checked, &record.data)
+                .await?;
+        }
+        let now = Utc::now();
+        let mut writes = self
+            .transition_writes(loaded, entity, flow, &firing, &named, &row.id, now)
+            .await?;
+        writes.consume_timer = consumes.timer;
+        writes.complete_task = consumes.task;
+        let updated = self
+            .store()
+            .update_record_with(&loaded.id, &entity.uid, &row.id, row.version, &record, actor, Some(&writes))
+            .await
+            .map_err(|e| match e {
+                StoreError::VersionMismatch { .. } => RuntimeError::Conflict(
+                    "the record changed while the event was being applied; nothing was changed — reload and try again".into(),
+                ),
+                other => other.into(),
+            })?;
+        tracing::info!(app = %loaded.id, flow = flow.id(), record = %row.id, event = %firing.event, from = ?firing.from, to = %firing.to, "flow event");
+        Ok((updated, firing))
+    }
+
+    #[allow(clippy::too_many_arguments)] // the flow's place (app, entity, flow, record) plus the firing
+    async fn fire_on(
+        &self,
+        loaded: &LoadedApp,
+        entity: &EntityDefinition,
+        flow: &CompiledFlow,
+        row: &RecordRow,
+        event: &str,
+        data: &Map<String, Value>,
+        firer: Firer<'_>,
+        consumes: Consumes,
+        locale: Locale,
+    ) -> Result<(RecordRow, Firing), RuntimeError> {
+        let named = to_api(entity, &row.data.0);
+        let now = Utc::now().to_rfc3339();
+        let (user_id, roles, privileged, checked) = match firer {
+            Firer::System => ("system".to_owned(), Vec::new(), true, None),
+            Firer::User(actor) => {
+                let checked = self.check(actor, loaded, entity).await?;
+                let roles: Vec<String> = checked
+                    .subject
+                    .grants
+                    .iter()
+                    .map(|g| g.role.clone())
+                    .collect();
+                let privileged = checked.subject.platform_admin;
+                (actor.user_id.clone(), roles, privileged, Some(checked))
+            }
+        };
+        let context = FireContext {
+            user_id: &user_id,
+            roles: &roles,
+            privileged,
+            data,
+            now: &now,
+        };
+        let firing = flow
+            .decide(event, &named, &context)
+            .map_err(|refusal| RuntimeError::Conflict(refusal.message()))?;
+        let actor = (user_id != "system").then_some(user_id.as_str());
+        self.apply_firing(
+            loaded,
+            entity,
+            flow,
+            row,
+            firing,
+            actor,
+            consumes,
+            checked.as_ref(),
+            locale,
+        )
+        .await
+    }
+
+    /// Fire `event` of `flow` on a record (`POST …/records/{id}/flows/{flow}/events`).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn fire_event(
+        &self,
+        actor: &Principal,
+        app: &str,
+        entity_id: &str,
+        id: &str,
+        flow_id: &str,
+        event: &str,
+        data: &Map<String, Value>,
+        locale: Locale,
+    ) -> Result<Fired, RuntimeError> {
+        let loaded = self.loaded_app(app).await?;
+        let (entity, _) = loaded.entity(entity_id)?;
+        let checked = self.check(actor, &loaded, entity).await?;
+        let row = self.readable_record(&loaded, &checked, id).await?;
+        checked.require(Action::Update)?;
+        checked.require_editable(data.keys().filter(|k| entity.field(k).is_some()))?;
+        let flow = self.flow(&loaded, entity, flow_id)?;
+        let (row, firing) = self
+            .fire_on(
+                &loaded,
+                entity,
+                flow,
+                &row,
+                event,
+                data,
+                Firer::User(actor),
+                Consumes::default(),
+                locale,
+            )
+            .await?;
+        Ok(Fired {
+            flow: flow_id.to_owned(),
+            event: firing.event,
+            from: firing.from,
+            state: firing.to,
+            record: checked.view(&row),
+        })
+    }
+
+    /// Every flow of a record's entity: the state, each event with whether the user may fire it and
+    /// why not, and the history (`GET …/records/{id}/flows`).
+    pub async fn record_flows(
+        &self,
+        actor: &Principal,
+        app: &str,
+        entity_id: &str,
+        id: &str,
+    ) -> Result<Vec<RecordFlow>, RuntimeError> {
+        let loaded = self.loaded_app(app).await?;
+        let (entity, _) = loaded.entity(entity_id)?;
+        let checked = self.check(actor, &loaded, entity).await?;
+        let row = self.readable_record(&loaded, &checked, id).await?;
+        let named = to_api(entity, &row.data.0);
+        let roles: Vec<String> = checked
+            .subject
+            .grants
+            .iter()
+            .map(|g| g.role.clone())
+            .collect();
+        let now = Utc::now().to_rfc3339();
+        let data = Map::new();
+        let context = FireContext {
+            user_id: &actor.user_id,
+            roles: &roles,
+            privileged: checked.subject.platform_admin,
+            data: &data,
+            now: &now,
+        };
+        let history = self.store().flow_history(id).await?;
+        let may_update = checked.access.allows(Action::Update);
+        Ok(loaded
+            .flows_of(entity.id.as_str())
+            .map(|flow| {
+                let mut events = flow.options(&named, &context);
+                if !may_update {
+                    for option in &mut events {
+                        option.allowed = false;
+                        option.reason =
+                            Some(format!("none of your roles allows update on {}", entity.id));
+                    }
+                }
+                RecordFlow {
+                    flow: flow.id().to_owned(),
+                    state: flow.state_of(&named).map(str::to_owned),
+                    events,
+                    history: history
+                        .iter()
+                        .filter(|h| h.flow == flow.id())
+                        .cloned()
+                        .collect(),
+                }
+            })
+            .collect())
+    }
+
+    /// Start the initial state's work (timers, approval tasks) of a newly created record.
+    pub(crate) async fn start_flows(
+        &self,
+        loaded: &LoadedApp,
+        entity: &EntityDefinition,
+        row: &RecordRow,
+    ) -> Result<(), RuntimeError> {
+        let named = to_api(entity, &row.data.0);
+        for flow in loaded.flows_of(entity.id.as_str()) {
+            let Some(state) = flow.state_of(&named) else {
+                continue;
+            };
+            let firing = Firing {
+                event: "create".into(),
+                from: None,
+                to: state.to_owned(),
+                writes: Map::new(),
+                inputs: Map::new(),
+                actions: Vec::new(),
+            };
+            let writes = self
+                .transition_writes(loaded, entity, flow, &firing, &named, &row.id, Utc::now())
+                .await?;
+            if !writes.timers.is_empty() || !writes.tasks.is_empty() {
+                self.store().start_flow_state(&row.id, &writes).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The task inbox: `assignee` is `me`, a user id, or absent (app managers: everyone's).
+    pub async fn list_tasks(
+        &self,
+        actor: &Principal,
+        app: &str,
+        assignee: Option<&str>,
+        status: Option<&str>,
+    ) -> Result<Vec<TaskRow>, RuntimeError> {
+        let loaded = self.loaded_app(app).await?;
+        let assignee = match assignee {
+            Some("me") | None => Some(actor.user_id.clone()),
+            Some(other) => Some(other.to_owned()),
+        };
+        if assignee.as_deref() != Some(actor.user_id.as_str()) {
+            self.require_app_manager(actor, &loaded).await?;
+        }
+        // Tasks on records the user can no longer read stay hidden.
+        let tasks = self
+            .store()
+            .list_tasks(&loaded.id, assignee.as_deref(), status)
+            .await?;
+        let mut visible = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            let Ok((entity, _)) = loaded.entity(&task.entity) else {
+                continue;
+            };
+            let checked = self.check(actor, &loaded, entity).await?;
+            if self
+                .readable_record(&loaded, &checked, &task.record_id)
+                .await
+                .is_ok()
+            {
+                visible.push(task);
+            }
+        }
+        Ok(visible)
+    }
+
+    /// Complete a task with an outcome. A task's outcome fires its mapped event; an approval vote
+    /// counts toward the state's mode (any, all, percent) and fires the approval event once satisfied;
+    /// a rejection sends the record to the state's `reject_to`.
+    pub async fn complete_task(
+        &self,
+        actor: &Principal,
+        app: &str,
+        task_id: &str,
+        outcome: &str,
+        locale: Locale,
+    ) -> Result<TaskRow, RuntimeError> {
+        let loaded = self.loaded_app(app).await?;
+        let task = self
+            .store()
+            .get_task(task_id)
+            .await?
+            .filter(|t| t.app_id == loaded.id && (t.assignee == actor.user_id || actor.is_admin))
+            .ok_or_else(|| RuntimeError::NotFound(format!("task '{task_id}'")))?;
+        if task.status != "open" {
+            return Err(RuntimeError::Conflict(format!(
+                "task '{task_id}' is {}",
+                task.status
+            )));
+        }
+        let (entity, _) = loaded.entity(&task.entity)?;
+        let flow = self.flow(&loaded, entity, &task.flow)?;
+        let row = self.live_record(&loaded, entity, &task.record_id).await?;
+        let outcomes: BTreeMap<String, String> =
+            serde_json::from_str(&task.outcomes).unwrap_or_default();
+        let consumes = Consumes {
+            timer: None,
+            task: Some((task.id.clone(), outcome.to_owned(), actor.user_id.clone())),
+        };
+        let no_data = Map::new();
+        if task.kind == "approval" {
+            let approval = flow
+                .state(&task.state)
+                .and_then(|s| s.approval.clone())
+                .ok_or_else(|| {
+                    RuntimeError::Internal("approval task of a state without approval".into())
+                })?;
+            match outcome {
+                "reject" => {
+                    let named = to_api(entity, &row.data.0);
+                    let mut writes = Map::new();
+                    writes.insert(
+                        flow.state_field().to_owned(),
+                        Value::String(approval.reject_to.to_string()),
+                    );
+                    let firing = Firing {
+                        event: "reject".into(),
+                        from: flow.state_of(&named).map(str::to_owned),
+                        to: approval.reject_to.to_string(),
+                        writes,
+                        inputs: Map::new(),
+                        actions: Vec::new(),
+                    };
+                    self.apply_firing(
+                        &loaded,
+                        entity,
+                        flow,
+                        &row,
+                        firing,
+                        Some(&actor.user_id),
+                        consumes,
+                        None,
+                        locale,
+                    )
+                    .await?;
+                }
+                "approve" => {
+                    let votes = self
+                        .store()
+                        .tasks_of(&row.id, flow.id(), &task.state)
+                        .await?;
+                    let total = votes.iter().filter(|t| t.kind == "approval").count().max(1);
+                    let approved = 1 + votes
+                        .iter()
+                        .filter(|t| t.id != task.id && t.outcome.as_deref() == Some("approve"))
+                        .count();
+                    let satisfied = match approval.mode {
+                        ApprovalMode::Any => true,
+                        ApprovalMode::All => approved >= total,
+                        ApprovalMode::Percent(p) => approved * 100 >= usize::from(p) * total,
+                    };
+                    if satisfied {
+                        self.fire_on(
+                            &loaded,
+                            entity,
+                            flow,
+                            &row,
+                            approval.approve_event.as_str(),
+                            &no_data,
+                            Firer::System,
+                            consumes,
+                            locale,
+                        )
+                        .await?;
+                    } else if !self
+                        .store()
+                        .complete_task(&task.id, outcome, &actor.user_id)
+                        .await?
+                    {
+                        return Err(RuntimeError::Conflict(format!(
+                            "task '{task_id}' is no longer open"
+                        )));
+                    }
+                }
+                _ => {
+                    return Err(RuntimeError::InvalidInput(
+                        "an approval's outcome is 'approve' or 'reject'".into(),
+                    ));
+                }
+            }
+        } else if let Some(event) = outcomes.get(outcome) {
+            self.fire_on(
+                &loaded,
+                entity,
+                flow,
+                &row,
+                event,
+                &no_data,
+                Firer::System,
+                consumes,
+                locale,
+            )
+            .await?;
+        } else if outcomes.is_empty() || outcome == "done" {
+            if !self
+                .store()
+                .complete_task(&task.id, outcome, &actor.user_id)
+                .await?
+            {
+                return Err(RuntimeError::Conflict(format!(
+                    "task '{task_id}' is no longer open"
+                )));
+            }
+        } else {
+            return Err(RuntimeError::InvalidInput(format!(
+                "unknown outcome '{outcome}': use one of {}",
+                outcomes.keys().cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
+        self.store()
+            .get_task(task_id)
+            .await?
+            .ok_or_else(|| RuntimeError::NotFound(format!("task '{task_id}'")))
+    }
+
+    /// One scheduler pass: fire due timers (each exactly once) and escalate overdue tasks. Returns
+    /// (timers fired, tasks escalated).
+    pub async fn run_scheduler_once(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<(usize, usize), RuntimeError> {
+        let mut fired = 0;
+        for timer in self.store().due_timers(now, 200).await? {
+            let outcome = async {
+                let loaded = self.loaded_app(&timer.app_id).await?;
+                let (entity, _) = loaded.entity(&timer.entity)?;
+                let flow = self.flow(&loaded, entity, &timer.flow)?;
+                let row = self.live_record(&loaded, entity, &timer.record_id).await?;
+                let consumes = Consumes {
+                    timer: Some(timer.id.clone()),
+                    task: None,
+                };
+                self.fire_on(
+                    &loaded,
+                    entity,
+                    flow,
+                    &row,
+                    &timer.event,
+                    &Map::new(),
+                    Firer::System,
+                    consumes,
+                    Locale::En,
+                )
+                .await
+            }
+            .await;
+            match outcome {
+                Ok(_) => fired += 1,
+                Err(error) => {
+                    // The record moved on, was deleted, or the guard said no: this timer is done.
+                    tracing::info!(timer = %timer.id, error = %error, "timer did not fire");
+                    self.store().cancel_timer(&timer.id).await?;
+                }
+            }
+        }
+        let mut escalated = 0;
+        for task in self.store().overdue_tasks(now).await? {
+            let Some(target) = task
+                .escalate_to
+                .as_deref()
+                .and_then(|t| serde_json::from_str::<Assignee>(t).ok())
+            else {
+                continue;
+            };
+            let loaded = self.loaded_app(&task.app_id).await?;
+            let Ok((entity, _)) = loaded.entity(&task.entity) else {
+                continue;
+            };
+            let Ok(row) = self.live_record(&loaded, entity, &task.record_id).await else {
+                continue;
+            };
+            let named = to_api(entity, &row.data.0);
+            if let Some(user) = self
+                .resolve_assignee(&loaded.id, &target, &named)
+                .await?
+                .into_iter()
+                .next()
+            {
+                let message = json!({"en": "An overdue task was escalated to you", "zh-CN": "一项逾期任务已升级给您"});
+                if self.store().escalate_task(&task, &user, &message).await? {
+                    escalated += 1;
+                }
+            }
+        }
+        Ok((fired, escalated))
+    }
+
+    /// Run the scheduler every `interval` until the process ends.
+    pub fn start_scheduler(&self, interval: std::time::Duration) -> tokio::task::JoinHandle<()> {
+        let runtime = self.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            loop {
+                ticker.tick().await;
+                if let Err(error) = runtime.run_scheduler_once(Utc::now()).await {
+                    tracing::warn!(error = %error, "scheduler pass failed");
+                }
+            }
+        })
+    }
+
+    /// The caller's in-app notifications, newest first.
+    pub async fn notifications(
+        &self,
+        actor: &Principal,
+    ) -> Result<Vec<trellis_store::flows::NotificationRow>, RuntimeError> {
+        Ok(self.store().notifications_for(&actor.user_id).await?)
+    }
+}

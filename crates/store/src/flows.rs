@@ -1,0 +1,390 @@
+//! Flow state that lives beside records: transition history, tasks and approvals, timers, in-app
+//! notifications and the outbox. A transition's writes ([`TransitionWrites`]) commit in the same
+//! transaction as the record's new state (`Store::update_record_with`), so a crash never leaves half a
+//! transition; a timer is consumed in that transaction too, so it fires exactly once even when two
+//! servers race for it.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::{Store, StoreError};
+
+/// One history entry of a flow.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow)]
+pub struct FlowHistoryRow {
+    pub seq: i64,
+    pub flow: String,
+    pub event: String,
+    pub from_state: Option<String>,
+    pub to_state: String,
+    pub actor: Option<String>,
+    pub at: DateTime<Utc>,
+    pub inputs: String,
+}
+
+/// A task to create.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    pub kind: &'static str,
+    pub title: Value,
+    pub assignee: String,
+    pub outcomes: Value,
+    pub due_at: Option<DateTime<Utc>>,
+    pub escalate_to: Option<Value>,
+}
+
+/// A task as stored.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow)]
+pub struct TaskRow {
+    pub id: String,
+    pub app_id: String,
+    pub flow: String,
+    pub entity: String,
+    pub record_id: String,
+    pub state: String,
+    pub kind: String,
+    pub title: String,
+    pub assignee: String,
+    pub status: String,
+    pub outcome: Option<String>,
+    pub outcomes: String,
+    pub due_at: Option<DateTime<Utc>>,
+    pub escalate_to: Option<String>,
+    pub escalated_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub completed_by: Option<String>,
+}
+
+/// A due timer.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct TimerRow {
+    pub id: String,
+    pub app_id: String,
+    pub flow: String,
+    pub entity: String,
+    pub record_id: String,
+    pub state: String,
+    pub event: String,
+    pub due_at: DateTime<Utc>,
+}
+
+/// A notification as stored.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow)]
+pub struct NotificationRow {
+    pub id: String,
+    pub app_id: String,
+    pub record_id: Option<String>,
+    pub message: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An outbox entry as stored.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow)]
+pub struct OutboxRow {
+    pub seq: i64,
+    pub kind: String,
+    pub payload: String,
+    pub status: String,
+    pub attempts: i64,
+}
+
+/// Everything a transition writes besides the record.
+#[derive(Debug, Clone, Default)]
+pub struct TransitionWrites {
+    pub app: String,
+    pub entity: String,
+    pub flow: String,
+    pub event: String,
+    pub from_state: Option<String>,
+    pub to_state: String,
+    pub inputs: Value,
+    /// Cancel the record's open tasks and pending timers of this flow (the state changed).
+    pub leave_state: bool,
+    pub tasks: Vec<NewTask>,
+    /// (event, due) timers of the new state.
+    pub timers: Vec<(String, DateTime<Utc>)>,
+    /// (user, message) in-app notifications.
+    pub notifications: Vec<(String, Value)>,
+    /// (kind, payload) actions run after commit.
+    pub outbox: Vec<(String, Value)>,
+    /// The timer this transition consumes; the transition fails if it was consumed already.
+    pub consume_timer: Option<String>,
+    /// The task this transition completes (`outcome`, by whom); fails if it is no longer open.
+    pub complete_task: Option<(String, String, String)>,
+}
+
+/// Write `$writes` for record `$record_id` in the open transaction `$tx`.
+macro_rules! apply_transition_writes {
+    ($tx:expr, $writes:expr, $record_id:expr, $actor:expr, $now:expr) => {{
+        let w: &$crate::flows::TransitionWrites = $writes;
+        if let Some(timer) = &w.consume_timer {
+            let consumed = sqlx::query("UPDATE flow_timers SET status = 'fired', fired_at = $1 WHERE id = $2 AND status = 'pending'")
+                .bind($now).bind(timer).execute(&mut *$tx).await?.rows_affected();
+            if consumed == 0 {
+                return Err(StoreError::Conflict(format!("timer '{timer}' has fired already")));
+            }
+        }
+        if let Some((task, outcome, by)) = &w.complete_task {
+            let done = sqlx::query("UPDATE tasks SET status = 'done', outcome = $1, completed_at = $2, completed_by = $3 WHERE id = $4 AND status = 'open'")
+                .bind(outcome).bind($now).bind(by).bind(task).execute(&mut *$tx).await?.rows_affected();
+            if done == 0 {
+                return Err(StoreError::Conflict(format!("task '{task}' is no longer open")));
+            }
+        }
+        sqlx::query("INSERT INTO flow_history (app_id, flow, record_id, event, from_state, to_state, actor, at, inputs) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+            .bind(&w.app).bind(&w.flow).bind($record_id).bind(&w.event).bind(&w.from_state).bind(&w.to_state)
+            .bind($actor).bind($now).bind(w.inputs.to_string())
+            .execute(&mut *$tx).await?;
+        if w.leave_state {
+            sqlx::query("UPDATE tasks SET status = 'cancelled', completed_at = $1 WHERE record_id = $2 AND flow = $3 AND status = 'open'")
+                .bind($now).bind($record_id).bind(&w.flow).execute(&mut *$tx).await?;
+            sqlx::query("UPDATE flow_timers SET status = 'cancelled' WHERE record_id = $1 AND flow = $2 AND status = 'pending'")
+                .bind($record_id).bind(&w.flow).execute(&mut *$tx).await?;
+        }
+        $crate::flows::insert_state_work!($tx, w, $record_id, $now);
+    }};
+}
+pub(crate) use apply_transition_writes;
+
+/// Insert the new state's tasks, timers, notifications and outbox entries.
+macro_rules! insert_state_work {
+    ($tx:expr, $w:expr, $record_id:expr, $now:expr) => {{
+        let w: &$crate::flows::TransitionWrites = $w;
+        for task in &w.tasks {
+            sqlx::query("INSERT INTO tasks (id, app_id, flow, entity, record_id, state, kind, title, assignee, status, outcomes, due_at, escalate_to, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'open', $10, $11, $12, $13)")
+                .bind(uuid::Uuid::now_v7().to_string()).bind(&w.app).bind(&w.flow).bind(&w.entity).bind($record_id)
+                .bind(&w.to_state).bind(task.kind).bind(task.title.to_string()).bind(&task.assignee)
+                .bind(task.outcomes.to_string()).bind(task.due_at).bind(task.escalate_to.as_ref().map(|v| v.to_string())).bind($now)
+                .execute(&mut *$tx).await?;
+        }
+        for (event, due) in &w.timers {
+            sqlx::query("INSERT INTO flow_timers (id, app_id, flow, entity, record_id, state, event, due_at, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending')")
+                .bind(uuid::Uuid::now_v7().to_string()).bind(&w.app).bind(&w.flow).bind(&w.entity).bind($record_id)
+                .bind(&w.to_state).bind(event).bind(*due)
+                .execute(&mut *$tx).await?;
+        }
+        for (user, message) in &w.notifications {
+            sqlx::query("INSERT INTO notifications (id, app_id, user_id, record_id, message, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+                .bind(uuid::Uuid::now_v7().to_string()).bind(&w.app).bind(user).bind($record_id).bind(message.to_string()).bind($now)
+                .execute(&mut *$tx).await?;
+        }
+        for (kind, payload) in &w.outbox {
+            sqlx::query("INSERT INTO outbox (app_id, kind, payload, status, attempts, next_attempt_at, created_at) VALUES ($1, $2, $3, 'pending', 0, $4, $4)")
+                .bind(&w.app).bind(kind).bind(payload.to_string()).bind($now)
+                .execute(&mut *$tx).await?;
+        }
+    }};
+}
+pub(crate) use insert_state_work;
+
+impl Store {
+    /// Start the work of a record's first state (timers, tasks of the initial state) after its creation.
+    pub async fn start_flow_state(
+        &self,
+        record_id: &str,
+        writes: &TransitionWrites,
+    ) -> Result<(), StoreError> {
+        let now = crate::now();
+        crate::with_pool!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            insert_state_work!(tx, writes, record_id, now);
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    pub async fn flow_history(&self, record_id: &str) -> Result<Vec<FlowHistoryRow>, StoreError> {
+        let rows = crate::with_pool!(self, read, |pool| {
+            sqlx::query_as::<_, FlowHistoryRow>(
+                "SELECT seq, flow, event, from_state, to_state, actor, at, inputs FROM flow_history WHERE record_id = $1 ORDER BY seq",
+            )
+            .bind(record_id)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows)
+    }
+
+    /// Tasks of an app, optionally of one assignee and status, oldest due first.
+    pub async fn list_tasks(
+        &self,
+        app: &str,
+        assignee: Option<&str>,
+        status: Option<&str>,
+    ) -> Result<Vec<TaskRow>, StoreError> {
+        let rows = crate::with_pool!(self, read, |pool| {
+            sqlx::query_as::<_, TaskRow>(
+                "SELECT * FROM tasks WHERE app_id = $1 AND ($2 IS NULL OR assignee = $2) AND ($3 IS NULL OR status = $3) \
+                 ORDER BY due_at IS NULL, due_at, created_at LIMIT 1000",
+            )
+            .bind(app)
+            .bind(assignee)
+            .bind(status)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows)
+    }
+
+    pub async fn get_task(&self, id: &str) -> Result<Option<TaskRow>, StoreError> {
+        let row = crate::with_pool!(self, read, |pool| {
+            sqlx::query_as::<_, TaskRow>("SELECT * FROM tasks WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(row)
+    }
+
+    /// Tasks of a record and flow in a state (e.g. the votes of an approval).
+    pub async fn tasks_of(
+        &self,
+        record_id: &str,
+        flow: &str,
+        state: &str,
+    ) -> Result<Vec<TaskRow>, StoreError> {
+        let rows = crate::with_pool!(self, read, |pool| {
+            sqlx::query_as::<_, TaskRow>("SELECT * FROM tasks WHERE record_id = $1 AND flow = $2 AND state = $3 AND status <> 'cancelled' ORDER BY created_at")
+                .bind(record_id)
+                .bind(flow)
+                .bind(state)
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(rows)
+    }
+
+    /// Complete a task without a transition (e.g. one vote of several); false when it was not open.
+    pub async fn complete_task(
+        &self,
+        id: &str,
+        outcome: &str,
+        by: &str,
+    ) -> Result<bool, StoreError> {
+        let done = crate::with_pool!(self, write, |pool| {
+            sqlx::query("UPDATE tasks SET status = 'done', outcome = $1, completed_at = $2, completed_by = $3 WHERE id = $4 AND status = 'open'")
+                .bind(outcome)
+                .bind(crate::now())
+                .bind(by)
+                .bind(id)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(done > 0)
+    }
+
+    /// Open tasks past their due time that have an escalation and were not escalated yet.
+    pub async fn overdue_tasks(&self, now: DateTime<Utc>) -> Result<Vec<TaskRow>, StoreError> {
+        let rows = crate::with_pool!(self, read, |pool| {
+            sqlx::query_as::<_, TaskRow>(
+                "SELECT * FROM tasks WHERE status = 'open' AND due_at IS NOT NULL AND due_at <= $1 AND escalate_to IS NOT NULL AND escalated_at IS NULL LIMIT 500",
+            )
+            .bind(now)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows)
+    }
+
+    /// Hand an overdue task to `assignee` (once), notifying them.
+    pub async fn escalate_task(
+        &self,
+        task: &TaskRow,
+        assignee: &str,
+        message: &Value,
+    ) -> Result<bool, StoreError> {
+        let now = crate::now();
+        let done = crate::with_pool!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let done = sqlx::query("UPDATE tasks SET assignee = $1, escalated_at = $2 WHERE id = $3 AND status = 'open' AND escalated_at IS NULL")
+                .bind(assignee)
+                .bind(now)
+                .bind(&task.id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if done > 0 {
+                sqlx::query("INSERT INTO notifications (id, app_id, user_id, record_id, message, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+                    .bind(uuid::Uuid::now_v7().to_string()).bind(&task.app_id).bind(assignee).bind(&task.record_id)
+                    .bind(message.to_string()).bind(now)
+                    .execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            done
+        });
+        Ok(done > 0)
+    }
+
+    /// Pending timers due at `now`, oldest first.
+    pub async fn due_timers(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<TimerRow>, StoreError> {
+        let rows = crate::with_pool!(self, read, |pool| {
+            sqlx::query_as::<_, TimerRow>(
+                "SELECT id, app_id, flow, entity, record_id, state, event, due_at FROM flow_timers \
+                 WHERE status = 'pending' AND due_at <= $1 ORDER BY due_at LIMIT $2",
+            )
+            .bind(now)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows)
+    }
+
+    /// Mark a timer that can no longer fire (its record moved on or is gone).
+    pub async fn cancel_timer(&self, id: &str) -> Result<(), StoreError> {
+        crate::with_pool!(self, write, |pool| {
+            sqlx::query(
+                "UPDATE flow_timers SET status = 'cancelled' WHERE id = $1 AND status = 'pending'",
+            )
+            .bind(id)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Pending timers of a record (for the API and tests).
+    pub async fn timers_of(&self, record_id: &str) -> Result<Vec<TimerRow>, StoreError> {
+        let rows = crate::with_pool!(self, read, |pool| {
+            sqlx::query_as::<_, TimerRow>(
+                "SELECT id, app_id, flow, entity, record_id, state, event, due_at FROM flow_timers WHERE record_id = $1 AND status = 'pending' ORDER BY due_at",
+            )
+            .bind(record_id)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows)
+    }
+
+    pub async fn notifications_for(
+        &self,
+        user_id: &str,
+    ) -> Result<Vec<NotificationRow>, StoreError> {
+        let rows = crate::with_pool!(self, read, |pool| {
+            sqlx::query_as::<_, NotificationRow>(
+                "SELECT id, app_id, record_id, message, created_at FROM notifications WHERE user_id = $1 ORDER BY created_at DESC LIMIT 200",
+            )
+            .bind(user_id)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows)
+    }
+
+    pub async fn outbox_of(&self, app: &str) -> Result<Vec<OutboxRow>, StoreError> {
+        let rows = crate::with_pool!(self, read, |pool| {
+            sqlx::query_as::<_, OutboxRow>("SELECT seq, kind, payload, status, attempts FROM outbox WHERE app_id = $1 ORDER BY seq")
+                .bind(app)
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(rows)
+    }
+}

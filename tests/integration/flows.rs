@@ -1,0 +1,459 @@
+//! Flows end to end over the HTTP API, on both backends: an approval flow and a lifecycle defined only
+//! as JSON — allowed and refused events with reasons, a guard over record fields, roles, an approval
+//! with two approvers in `all` mode, a persisted timer fired by the scheduler, an overdue task that
+//! escalates, concurrent events of which exactly one applies, and design-time findings.
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::api::{TestApi, assert_problem};
+use crate::support::{Backend, on_both_backends};
+
+const DEALS: &str = "/api/apps/deals/entities/deal/records";
+
+fn deals_bundle(flow: Value) -> Value {
+    json!({
+        "trellis.json": {"format_version": 1, "id": "deals", "version": "1.0.0", "name": {"en": "Deals", "zh-CN": "交易"}},
+        "entities/deal.schema.json": {
+            "type": "object",
+            "x-trellis": {"format_version": 1},
+            "properties": {
+                "name": {"type": "string"},
+                "stage": {"type": "string", "enum": ["draft", "review", "approved", "won", "lost"]},
+                "amount": {"type": "number"},
+                "owner": {"type": "string", "x-trellis": {"kind": "user"}},
+                "lost_reason": {"type": "string"}
+            }
+        },
+        "flows/deal.flow.json": flow
+    })
+}
+
+fn deal_flow() -> Value {
+    json!({
+        "format_version": 1, "id": "deal", "entity": "deal", "state_field": "stage",
+        "states": [
+            {"id": "draft", "initial": true},
+            {"id": "review", "approval": {"assignees": {"users": ["alice", "bob"]}, "mode": "all", "approve_event": "approved", "reject_to": "draft"}},
+            {"id": "approved", "sla": "2d"},
+            {"id": "won", "terminal": true},
+            {"id": "lost", "terminal": true}
+        ],
+        "transitions": [
+            {"event": "submit", "from": ["draft"], "to": "review", "guard": "amount > 0", "roles": ["app_admin", "member"]},
+            {"event": "approved", "from": ["review"], "to": "approved",
+             "actions": [{"create_task": {"title": {"en": "Close the deal", "zh-CN": "完成交易"}, "assignee": {"users": ["alice"]},
+                                          "due_in": "1h", "escalate_to": {"users": ["bob"]}, "outcomes": {"won": "win"}}}]},
+            {"event": "win", "from": ["approved"], "to": "won", "roles": ["app_admin"],
+             "actions": [{"notify": {"to": {"field": "owner"}, "message": {"en": "Deal won", "zh-CN": "交易成功"}}},
+                         {"webhook": {"url": "https://example.com/hooks/won"}}]},
+            {"event": "lose", "from": ["draft", "approved"], "to": "lost", "required": ["lost_reason"]},
+            {"event": "expire", "from": ["approved"], "to": "lost", "actions": [{"set": {"lost_reason": "expired"}}]}
+        ],
+        "timers": [{"state": "approved", "after": "30d", "event": "expire"}]
+    })
+}
+
+async fn setup(
+    backend: Backend,
+) -> Option<(TestApi, std::collections::HashMap<&'static str, String>)> {
+    let api = TestApi::start(backend).await?;
+    let created = api
+        .call("POST", "/api/apps", Some(deals_bundle(deal_flow())))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let mut tokens = std::collections::HashMap::new();
+    for name in ["alice", "bob", "rita"] {
+        let user = api
+            .call(
+                "POST",
+                "/api/users",
+                Some(json!({"username": name, "password": "password-1"})),
+            )
+            .await;
+        assert_eq!(user.status, StatusCode::CREATED, "{}", user.text);
+        let id = user.body["id"].as_str().unwrap().to_owned();
+        let role = if name == "rita" { "viewer" } else { "member" };
+        api.call(
+            "PUT",
+            &format!("/api/apps/deals/roles/{role}/user/{id}"),
+            None,
+        )
+        .await;
+        let login = api
+            .send(
+                "POST",
+                "/api/auth/login",
+                None,
+                Some(json!({"username": name, "password": "password-1"})),
+            )
+            .await;
+        tokens.insert(name, login.body["token"].as_str().unwrap().to_owned());
+        tokens.insert(
+            match name {
+                "alice" => "alice_id",
+                "bob" => "bob_id",
+                _ => "rita_id",
+            },
+            id,
+        );
+    }
+    Some((api, tokens))
+}
+
+macro_rules! setup_or_skip {
+    ($backend:expr) => {
+        match setup($backend).await {
+            Some(world) => world,
+            None => return,
+        }
+    };
+}
+
+on_both_backends!(
+    a_deal_moves_through_guard_approval_timer_and_tasks,
+    concurrent_events_apply_once,
+    broken_flows_are_refused_with_every_finding,
+);
+
+async fn fire(
+    api: &TestApi,
+    token: &str,
+    id: &str,
+    event: &str,
+    data: Value,
+) -> crate::support::api::Reply {
+    api.send(
+        "POST",
+        &format!("{DEALS}/{id}/flows/deal/events"),
+        Some(token),
+        Some(json!({"event": event, "data": data})),
+    )
+    .await
+}
+
+async fn stage(api: &TestApi, id: &str) -> String {
+    api.call("GET", &format!("{DEALS}/{id}"), None).await.body["data"]["stage"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned()
+}
+
+async fn a_deal_moves_through_guard_approval_timer_and_tasks(backend: Backend) {
+    let (api, t) = setup_or_skip!(backend);
+    let created = api
+        .send(
+            "POST",
+            DEALS,
+            Some(&t["alice"]),
+            Some(json!({"name": "Big one", "amount": 0, "owner": t["alice_id"]})),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert_eq!(
+        created.body["data"]["stage"], "draft",
+        "records start in the initial state"
+    );
+    let id = created.body["id"].as_str().unwrap().to_owned();
+
+    // The events offered, with reasons.
+    let flows = api
+        .send(
+            "GET",
+            &format!("{DEALS}/{id}/flows"),
+            Some(&t["alice"]),
+            None,
+        )
+        .await;
+    assert_eq!(flows.status, StatusCode::OK, "{}", flows.text);
+    let events = &flows.body["items"][0]["events"];
+    let submit = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == "submit")
+        .unwrap();
+    assert_eq!(submit["allowed"], false);
+    assert!(
+        submit["reason"].as_str().unwrap().contains("amount > 0"),
+        "{}",
+        flows.text
+    );
+    let win = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == "win")
+        .unwrap();
+    assert!(
+        win["reason"].as_str().unwrap().contains("state 'draft'"),
+        "{}",
+        flows.text
+    );
+
+    // A guard over record fields refuses, changing nothing; a viewer may not fire at all.
+    let refused = fire(&api, &t["alice"], &id, "submit", json!({})).await;
+    assert_problem(&refused, StatusCode::CONFLICT);
+    assert!(
+        refused.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("\"amount\":0"),
+        "{}",
+        refused.text
+    );
+    assert_eq!(stage(&api, &id).await, "draft");
+    assert_problem(
+        &fire(&api, &t["rita"], &id, "submit", json!({})).await,
+        StatusCode::FORBIDDEN,
+    );
+    let missing = fire(&api, &t["alice"], &id, "lose", json!({})).await;
+    assert!(
+        missing.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("lost_reason"),
+        "{}",
+        missing.text
+    );
+
+    api.send(
+        "PATCH",
+        &format!("{DEALS}/{id}"),
+        Some(&t["alice"]),
+        Some(json!({"amount": 5000})),
+    )
+    .await;
+    let submitted = fire(&api, &t["alice"], &id, "submit", json!({})).await;
+    assert_eq!(submitted.status, StatusCode::OK, "{}", submitted.text);
+    assert_eq!(submitted.body["state"], "review");
+
+    // Two approvers in `all` mode: one approval is not enough.
+    let inbox = |who: &'static str| {
+        let api = &api;
+        let token = t[who].clone();
+        async move {
+            api.send(
+                "GET",
+                "/api/apps/deals/tasks?assignee=me&status=open",
+                Some(&token),
+                None,
+            )
+            .await
+            .body["items"]
+                .as_array()
+                .unwrap()
+                .clone()
+        }
+    };
+    let alice_tasks = inbox("alice").await;
+    assert_eq!(alice_tasks.len(), 1);
+    assert_eq!(alice_tasks[0]["kind"], "approval");
+    let complete = |who: &'static str, task: String, outcome: &'static str| {
+        let api = &api;
+        let token = t[who].clone();
+        async move {
+            api.send(
+                "POST",
+                &format!("/api/apps/deals/tasks/{task}/complete"),
+                Some(&token),
+                Some(json!({"outcome": outcome})),
+            )
+            .await
+        }
+    };
+    let alice_vote = complete(
+        "alice",
+        alice_tasks[0]["id"].as_str().unwrap().to_owned(),
+        "approve",
+    )
+    .await;
+    assert_eq!(alice_vote.status, StatusCode::OK, "{}", alice_vote.text);
+    assert_eq!(stage(&api, &id).await, "review", "one of two approvals");
+    // Nobody completes someone else's task.
+    let bob_task = inbox("bob").await[0]["id"].as_str().unwrap().to_owned();
+    assert_problem(
+        &complete("alice", bob_task.clone(), "approve").await,
+        StatusCode::NOT_FOUND,
+    );
+    assert_eq!(
+        complete("bob", bob_task, "approve").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(stage(&api, &id).await, "approved");
+
+    // The approved state's task (due in 1h, escalates to bob) and timer (30d) are persisted.
+    let close_task = inbox("alice").await;
+    assert_eq!(close_task.len(), 1, "{close_task:?}");
+    assert_eq!(close_task[0]["kind"], "task");
+    let later = chrono::Utc::now() + chrono::Duration::hours(2);
+    let (fired, escalated) = api.runtime.run_scheduler_once(later).await.unwrap();
+    assert_eq!((fired, escalated), (0, 1));
+    assert!(inbox("alice").await.is_empty());
+    assert_eq!(inbox("bob").await.len(), 1, "escalated to bob");
+    let bob_notes = api
+        .send("GET", "/api/notifications", Some(&t["bob"]), None)
+        .await;
+    assert_eq!(
+        bob_notes.body["items"].as_array().unwrap().len(),
+        1,
+        "{}",
+        bob_notes.text
+    );
+    // A fresh runtime on the same database (a restart) fires the timer once, even when run twice.
+    let restarted = trellis_runtime::Runtime::new(api.runtime.store().clone(), Default::default());
+    let expired = chrono::Utc::now() + chrono::Duration::days(31);
+    assert_eq!(restarted.run_scheduler_once(expired).await.unwrap().0, 1);
+    assert_eq!(restarted.run_scheduler_once(expired).await.unwrap().0, 0);
+    let record = api.call("GET", &format!("{DEALS}/{id}"), None).await;
+    assert_eq!(
+        (
+            record.body["data"]["stage"].as_str(),
+            record.body["data"]["lost_reason"].as_str()
+        ),
+        (Some("lost"), Some("expired"))
+    );
+    // Leaving the state cancelled its open task.
+    assert!(inbox("bob").await.is_empty());
+
+    // History: who, when, from, to, event, and what the guard saw.
+    let flows = api.call("GET", &format!("{DEALS}/{id}/flows"), None).await;
+    let history: Vec<(String, String)> = flows.body["items"][0]["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["event"].as_str().unwrap().to_owned(),
+                h["to_state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        history,
+        [
+            ("submit", "review"),
+            ("approved", "approved"),
+            ("expire", "lost")
+        ]
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+    );
+    let inputs: Value = serde_json::from_str(
+        flows.body["items"][0]["history"][0]["inputs"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(inputs["amount"], 5000);
+}
+
+async fn concurrent_events_apply_once(backend: Backend) {
+    let (api, t) = setup_or_skip!(backend);
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let created = api
+            .call(
+                "POST",
+                DEALS,
+                Some(json!({"name": format!("d{i}"), "amount": 10})),
+            )
+            .await;
+        ids.push(created.body["id"].as_str().unwrap().to_owned());
+    }
+    for id in &ids {
+        let (a, b) = tokio::join!(
+            fire(
+                &api,
+                &t["alice"],
+                id,
+                "lose",
+                json!({"lost_reason": "price"})
+            ),
+            fire(&api, &t["bob"], id, "submit", json!({})),
+        );
+        let statuses = [a.status, b.status];
+        assert_eq!(
+            statuses.iter().filter(|s| **s == StatusCode::OK).count(),
+            1,
+            "exactly one of two events from 'draft' applies: {} / {}",
+            a.text,
+            b.text
+        );
+        assert!(statuses.contains(&StatusCode::CONFLICT));
+        let flows = api.call("GET", &format!("{DEALS}/{id}/flows"), None).await;
+        assert_eq!(
+            flows.body["items"][0]["history"].as_array().unwrap().len(),
+            1
+        );
+    }
+}
+
+async fn broken_flows_are_refused_with_every_finding(backend: Backend) {
+    let Some(api) = TestApi::start(backend).await else {
+        return;
+    };
+    let broken = json!({
+        "format_version": 1, "id": "deal", "entity": "deal", "state_field": "stage",
+        "states": [
+            {"id": "draft", "initial": true},
+            {"id": "review"},
+            {"id": "approved"},
+            {"id": "won", "terminal": true},
+            {"id": "lost", "terminal": true}
+        ],
+        "transitions": [
+            {"event": "submit", "from": ["draft"], "to": "review", "guard": "amount >"},
+            {"event": "close", "from": ["draft"], "to": "won"},
+            {"event": "close", "from": ["draft"], "to": "lost"},
+            {"event": "reopen", "from": ["won"], "to": "draft"}
+        ]
+    });
+    let refused = api
+        .call("POST", "/api/apps?dry_run=true", Some(deals_bundle(broken)))
+        .await;
+    assert_problem(&refused, StatusCode::UNPROCESSABLE_ENTITY);
+    let found: Vec<(String, String)> = refused.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["pointer"].as_str().unwrap().to_owned(),
+                e["code"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for expected in [
+        ("/states/2", "unreachable_state"),
+        ("/states/1", "dead_end"),
+        ("/states/3/terminal", "terminal_with_exit"),
+        ("/transitions/0/guard", "invalid_guard"),
+    ] {
+        assert!(
+            found.contains(&(expected.0.to_owned(), expected.1.to_owned())),
+            "{expected:?} in {found:?}"
+        );
+    }
+    assert!(
+        refused
+            .text
+            .contains("cannot be reached from the initial state"),
+        "plain words: {}",
+        refused.text
+    );
+    // The overlap is a warning: a flow with only that is accepted, and the warning is reported.
+    let mut warned = deal_flow();
+    warned["transitions"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"event": "lose", "from": ["draft"], "to": "lost"}));
+    let accepted = api
+        .call("POST", "/api/apps?dry_run=true", Some(deals_bundle(warned)))
+        .await;
+    assert_eq!(accepted.status, StatusCode::OK, "{}", accepted.text);
+    assert!(
+        accepted.text.contains("overlapping_transitions"),
+        "{}",
+        accepted.text
+    );
+}
