@@ -114,6 +114,7 @@ on_both_backends!(
     a_deal_moves_through_guard_approval_timer_and_tasks,
     concurrent_events_apply_once,
     broken_flows_are_refused_with_every_finding,
+    outbox_delivers_signed_webhooks_with_retries,
 );
 
 async fn fire(
@@ -455,5 +456,168 @@ async fn broken_flows_are_refused_with_every_finding(backend: Backend) {
         accepted.text.contains("overlapping_transitions"),
         "{}",
         accepted.text
+    );
+}
+
+/// A tiny HTTP endpoint: answers 500 to the first request and 200 after; keeps every request.
+async fn webhook_endpoint() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hooks/won", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let mut buffer = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let (head, body) = loop {
+                let n = socket.read(&mut chunk).await.unwrap_or(0);
+                if n == 0 {
+                    break (String::new(), String::new());
+                }
+                buffer.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buffer).into_owned();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let head = text[..end].to_owned();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if buffer.len() >= end + 4 + length {
+                        break (head, text[end + 4..end + 4 + length].to_owned());
+                    }
+                }
+            };
+            let first = {
+                let mut log = log.lock().unwrap();
+                log.push((head, body));
+                log.len() == 1
+            };
+            let status = if first {
+                "500 Internal Server Error"
+            } else {
+                "200 OK"
+            };
+            let _ = socket
+                .write_all(
+                    format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                        .as_bytes(),
+                )
+                .await;
+        }
+    });
+    (url, seen)
+}
+
+async fn outbox_delivers_signed_webhooks_with_retries(backend: Backend) {
+    let Some(api) = TestApi::start(backend).await else {
+        return;
+    };
+    let (url, seen) = webhook_endpoint().await;
+    let flow = json!({
+        "format_version": 1, "id": "deal", "entity": "deal", "state_field": "stage",
+        "states": [{"id": "draft", "initial": true}, {"id": "won", "terminal": true}],
+        "transitions": [{"event": "win", "from": ["draft"], "to": "won", "actions": [
+            {"webhook": {"url": url}},
+            {"create_record": {"entity": "deal", "fields": {"name": "$record.name", "amount": 1}}}
+        ]}]
+    });
+    let created = api
+        .call("POST", "/api/apps", Some(deals_bundle(flow)))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let deal = api
+        .call(
+            "POST",
+            DEALS,
+            Some(json!({"name": "Follow me", "amount": 3})),
+        )
+        .await;
+    let id = deal.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        fire(&api, &api.token, &id, "win", json!({})).await.status,
+        StatusCode::OK
+    );
+    // Nothing left the building inside the transaction; the worker does it after commit.
+    assert!(seen.lock().unwrap().is_empty());
+    let signed = trellis_runtime::Runtime::new(
+        api.runtime.store().clone(),
+        trellis_runtime::RuntimeSettings {
+            webhook_secret: Some("s3cret".into()),
+            ..Default::default()
+        },
+    );
+    let now = chrono::Utc::now();
+    let delivered = signed.run_outbox_once(now).await.unwrap();
+    assert_eq!(
+        delivered,
+        1,
+        "the record is created; the webhook got a 500: {:?}",
+        api.runtime.store().outbox_of("deals").await.unwrap()
+    );
+    let outbox = api.runtime.store().outbox_of("deals").await.unwrap();
+    let hook = outbox.iter().find(|o| o.kind == "webhook").unwrap();
+    assert_eq!(
+        (hook.status.as_str(), hook.attempts),
+        ("pending", 1),
+        "{outbox:?}"
+    );
+    assert!(hook.last_error.as_deref().unwrap().contains("500"));
+    assert_eq!(
+        signed.run_outbox_once(now).await.unwrap(),
+        0,
+        "not before its backoff"
+    );
+    assert_eq!(
+        signed
+            .run_outbox_once(now + chrono::Duration::hours(1))
+            .await
+            .unwrap(),
+        1
+    );
+    let outbox = api.runtime.store().outbox_of("deals").await.unwrap();
+    assert!(outbox.iter().all(|o| o.status == "done"), "{outbox:?}");
+    let requests = seen.lock().unwrap().clone();
+    assert_eq!(requests.len(), 2);
+    let (head, body) = &requests[1];
+    let payload: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(
+        (
+            payload["event"].as_str(),
+            payload["record"]["stage"].as_str()
+        ),
+        (Some("win"), Some("won"))
+    );
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"s3cret").unwrap();
+    mac.update(body.as_bytes());
+    let expected = format!(
+        "x-trellis-signature: sha256={}",
+        hex::encode(mac.finalize().into_bytes())
+    );
+    assert!(head.to_ascii_lowercase().contains(&expected), "{head}");
+    let names: Vec<String> = api
+        .call("GET", &format!("{DEALS}?sort=amount"), None)
+        .await
+        .body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["data"]["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        names,
+        ["Follow me", "Follow me"],
+        "the created record copies the name"
     );
 }

@@ -400,6 +400,34 @@ impl Runtime {
         })
     }
 
+    /// Fire an event as the system (outbox `fire_event` actions).
+    pub(crate) async fn fire_as_system(
+        &self,
+        app: &str,
+        entity_id: &str,
+        id: &str,
+        flow_id: &str,
+        event: &str,
+    ) -> Result<(), RuntimeError> {
+        let loaded = self.loaded_app(app).await?;
+        let (entity, _) = loaded.entity(entity_id)?;
+        let flow = self.flow(&loaded, entity, flow_id)?;
+        let row = self.live_record(&loaded, entity, id).await?;
+        self.fire_on(
+            &loaded,
+            entity,
+            flow,
+            &row,
+            event,
+            &Map::new(),
+            Firer::System,
+            Consumes::default(),
+            Locale::En,
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// Every flow of a record's entity: the state, each event with whether the user may fire it and
     /// why not, and the history (`GET …/records/{id}/flows`).
     pub async fn record_flows(
@@ -754,6 +782,9 @@ impl Runtime {
                 ticker.tick().await;
                 if let Err(error) = runtime.run_scheduler_once(Utc::now()).await {
                     tracing::warn!(error = %error, "scheduler pass failed");
+                }
+                if let Err(error) = runtime.run_outbox_once(Utc::now()).await {
+                    tracing::warn!(error = %error, "outbox pass failed");
                 }
             }
         })

@@ -16,6 +16,7 @@ mod error;
 pub mod export;
 pub mod flows;
 pub mod import;
+pub mod outbox;
 pub mod records;
 pub mod template_dir;
 
@@ -59,12 +60,18 @@ impl Principal {
 pub struct RuntimeSettings {
     /// How long a sign-in session lasts.
     pub session_ttl: chrono::Duration,
+    /// Key of the HMAC-SHA256 signature on outgoing webhooks (`x-trellis-signature: sha256=…`);
+    /// `TRELLIS_WEBHOOK_SECRET` by default. Unsigned when absent.
+    pub webhook_secret: Option<String>,
 }
 
 impl Default for RuntimeSettings {
     fn default() -> Self {
         Self {
             session_ttl: chrono::Duration::hours(12),
+            webhook_secret: std::env::var("TRELLIS_WEBHOOK_SECRET")
+                .ok()
+                .filter(|s| !s.is_empty()),
         }
     }
 }

@@ -1,0 +1,202 @@
+//! The outbox worker: actions a committed transition enqueued — webhooks, record creation, events on
+//! related records — run after commit, retried with exponential backoff, and never roll back what was
+//! committed. Each attempt is claimed first (its next attempt time is pushed out), so two servers do
+//! not deliver the same entry at once.
+
+use chrono::{DateTime, Duration, Utc};
+use hmac::{KeyInit, Mac};
+use serde_json::{Map, Value, json};
+use trellis_flow::ActionDefinition;
+use trellis_form::Locale;
+use trellis_form::records::to_api;
+use trellis_store::flows::OutboxRow;
+
+use crate::{Principal, Runtime, RuntimeError};
+
+/// Attempts before an entry is given up (`failed`, with its last error).
+pub const MAX_ATTEMPTS: i64 = 8;
+
+/// Why an attempt did not succeed.
+enum Failure {
+    /// Try again later (network error, 5xx, 408, 429).
+    Retry(String),
+    /// Trying again cannot help (4xx, invalid record, event refused).
+    Permanent(String),
+}
+
+fn backoff(attempt: i64) -> Duration {
+    Duration::seconds((5_i64 << attempt.clamp(0, 10)).min(3600))
+}
+
+impl Runtime {
+    /// Deliver due outbox entries; returns how many succeeded.
+    pub async fn run_outbox_once(&self, now: DateTime<Utc>) -> Result<usize, RuntimeError> {
+        let mut delivered = 0;
+        for entry in self.store().due_outbox(now, 100).await? {
+            if !self
+                .store()
+                .claim_outbox(entry.seq, entry.attempts, now, now + Duration::minutes(5))
+                .await?
+            {
+                continue;
+            }
+            let (status, retry_at, error) = match self.deliver(&entry).await {
+                Ok(()) => ("done", now, None),
+                Err(Failure::Permanent(reason)) => ("failed", now, Some(reason)),
+                Err(Failure::Retry(reason)) if entry.attempts + 1 >= MAX_ATTEMPTS => (
+                    "failed",
+                    now,
+                    Some(format!("gave up after {MAX_ATTEMPTS} attempts: {reason}")),
+                ),
+                Err(Failure::Retry(reason)) => {
+                    ("pending", now + backoff(entry.attempts), Some(reason))
+                }
+            };
+            if status == "done" {
+                delivered += 1;
+            } else {
+                tracing::warn!(seq = entry.seq, kind = %entry.kind, error = ?error, status, "outbox attempt failed");
+            }
+            self.store()
+                .finish_outbox(
+                    entry.seq,
+                    entry.attempts,
+                    status,
+                    retry_at,
+                    error.as_deref(),
+                )
+                .await?;
+        }
+        Ok(delivered)
+    }
+
+    async fn deliver(&self, entry: &OutboxRow) -> Result<(), Failure> {
+        let payload: Value =
+            serde_json::from_str(&entry.payload).map_err(|e| Failure::Permanent(e.to_string()))?;
+        let action: ActionDefinition = serde_json::from_value(payload["action"].clone())
+            .map_err(|e| Failure::Permanent(format!("unknown action: {e}")))?;
+        let text = |key: &str| payload[key].as_str().unwrap_or_default().to_owned();
+        let (entity_id, record_id) = (text("entity"), text("record_id"));
+        let permanent = |e: RuntimeError| Failure::Permanent(e.to_string());
+        let loaded = self.loaded_app(&entry.app_id).await.map_err(permanent)?;
+        let (entity, _) = loaded.entity(&entity_id).map_err(permanent)?;
+        let row = self
+            .store()
+            .get_record(&loaded.id, &entity.uid, &record_id)
+            .await
+            .map_err(|e| Failure::Retry(e.to_string()))?
+            .ok_or_else(|| Failure::Permanent(format!("record '{record_id}' is gone")))?;
+        let record = to_api(entity, &row.data.0);
+        let system = Principal::system("system", "system");
+        match action {
+            ActionDefinition::Webhook(hook) => {
+                let body = json!({
+                    "app": loaded.id, "entity": entity_id, "record_id": record_id, "flow": payload["flow"],
+                    "event": payload["event"], "record": record, "delivery": entry.seq,
+                });
+                self.post_webhook(&hook.url, &body.to_string(), entry.seq)
+                    .await
+            }
+            ActionDefinition::CreateRecord(create) => {
+                let mut fields = Map::new();
+                for (name, value) in create.fields {
+                    let value = match value.as_str() {
+                        Some("$record_id") => Value::String(record_id.clone()),
+                        Some(path) if path.starts_with("$record.") => record
+                            .get(&path["$record.".len()..])
+                            .cloned()
+                            .unwrap_or(Value::Null),
+                        _ => value,
+                    };
+                    fields.insert(name, value);
+                }
+                self.create_record(
+                    &system,
+                    &loaded.id,
+                    create.entity.as_str(),
+                    &Value::Object(fields),
+                    Locale::En,
+                )
+                .await
+                .map(|_| ())
+                .map_err(permanent)
+            }
+            ActionDefinition::FireEvent(fire) => {
+                let targets: Vec<String> = match record.get(fire.relation.as_str()) {
+                    Some(Value::String(id)) => vec![id.clone()],
+                    Some(Value::Array(ids)) => ids
+                        .iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                let target_entity = entity
+                    .field(fire.relation.as_str())
+                    .and_then(|f| f.annotations.relation.as_ref())
+                    .map(|r| r.entity.to_string())
+                    .ok_or_else(|| {
+                        Failure::Permanent(format!("'{}' is not a relation", fire.relation))
+                    })?;
+                for target in targets {
+                    self.fire_as_system(
+                        &loaded.id,
+                        &target_entity,
+                        &target,
+                        fire.flow.as_str(),
+                        fire.event.as_str(),
+                    )
+                    .await
+                    .map_err(permanent)?;
+                }
+                Ok(())
+            }
+            ActionDefinition::Set(_)
+            | ActionDefinition::CreateTask(_)
+            | ActionDefinition::Notify(_) => Ok(()),
+        }
+    }
+
+    /// POST `body` to `url`, signed with the webhook secret.
+    async fn post_webhook(&self, url: &str, body: &str, delivery: i64) -> Result<(), Failure> {
+        if url.starts_with("https://") {
+            return Err(Failure::Permanent(
+                "https webhooks need TLS, which this build does not include yet; use an http:// endpoint (e.g. a local relay)".into(),
+            ));
+        }
+        let uri: hyper::Uri = url
+            .parse()
+            .map_err(|e| Failure::Permanent(format!("bad URL '{url}': {e}")))?;
+        let mut request = hyper::Request::post(uri)
+            .header("content-type", "application/json")
+            .header("user-agent", "trellis-webhooks")
+            .header("x-trellis-delivery", delivery.to_string());
+        if let Some(secret) = &self.settings.webhook_secret {
+            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
+                .map_err(|e| Failure::Permanent(e.to_string()))?;
+            mac.update(body.as_bytes());
+            let signature = hex::encode(mac.finalize().into_bytes());
+            request = request.header("x-trellis-signature", format!("sha256={signature}"));
+        }
+        let request = request
+            .body(http_body_util::Full::new(hyper::body::Bytes::from(
+                body.to_owned(),
+            )))
+            .map_err(|e| Failure::Permanent(e.to_string()))?;
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<http_body_util::Full<hyper::body::Bytes>>();
+        let response =
+            tokio::time::timeout(std::time::Duration::from_secs(10), client.request(request))
+                .await
+                .map_err(|_| Failure::Retry("no answer within 10 s".into()))?
+                .map_err(|e| Failure::Retry(format!("cannot reach {url}: {e}")))?;
+        let status = response.status();
+        if status.is_success() {
+            Ok(())
+        } else if status.is_client_error() && status.as_u16() != 408 && status.as_u16() != 429 {
+            Err(Failure::Permanent(format!("{url} answered {status}")))
+        } else {
+            Err(Failure::Retry(format!("{url} answered {status}")))
+        }
+    }
+}
