@@ -550,3 +550,121 @@ fn import_command_shows_counts_and_writes_rejected_rows() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("nope.txt"));
 }
+
+/// kill -9 in the middle of a burst of flow transitions: after a restart every transition a client saw
+/// committed is there, and no record is half-moved (its version, state and flow history agree).
+#[test]
+fn kill_9_during_a_burst_of_transitions_loses_nothing_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap().to_owned();
+    let envs = [("TRELLIS_ADMIN_PASSWORD", "kill-test-pw")];
+    let server = Server::start(&["--data-dir", &data_dir], &envs);
+    let token = server.login("kill-test-pw");
+    let bundle = json!({
+        "trellis.json": {"format_version": 1, "id": "pingpong", "version": "1.0.0", "name": {"en": "Ping pong", "zh-CN": "乒乓"}},
+        "entities/item.schema.json": {"type": "object", "x-trellis": {"format_version": 1},
+            "properties": {"name": {"type": "string"}, "side": {"type": "string", "enum": ["ping", "pong"]}}},
+        "flows/play.flow.json": {"format_version": 1, "id": "play", "entity": "item", "state_field": "side",
+            "states": [{"id": "ping", "initial": true}, {"id": "pong"}],
+            "transitions": [{"event": "hit", "from": ["ping"], "to": "pong"}, {"event": "hit", "from": ["pong"], "to": "ping"}]}
+    });
+    let created = request(
+        &server.addr,
+        "POST",
+        "/api/apps",
+        Some(&token),
+        Some(&bundle),
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    let records = "/api/apps/pingpong/entities/item/records";
+    let ids: Vec<String> = (0..8)
+        .map(|i| {
+            let reply = request(
+                &server.addr,
+                "POST",
+                records,
+                Some(&token),
+                Some(&json!({"name": format!("item {i}")})),
+            );
+            reply.json()["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let players: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let (addr, token, id, stop) =
+                (server.addr.clone(), token.clone(), id.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut committed = 0usize;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let path =
+                        format!("/api/apps/pingpong/entities/item/records/{id}/flows/play/events");
+                    match crate::support::http::try_request(
+                        &addr,
+                        "POST",
+                        &path,
+                        Some(&token),
+                        Some(&json!({"event": "hit"})),
+                    ) {
+                        Ok(reply) if reply.status == 200 => committed += 1,
+                        Ok(reply) => panic!("unexpected {}: {}", reply.status, reply.body),
+                        Err(_) => break,
+                    }
+                }
+                committed
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    drop(server); // SIGKILL, mid-burst
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let committed: Vec<usize> = players.into_iter().map(|p| p.join().unwrap()).collect();
+    assert!(
+        committed.iter().sum::<usize>() > 8,
+        "the burst ran: {committed:?}"
+    );
+
+    let server = Server::start(&["--data-dir", &data_dir], &envs);
+    let token = server.login("kill-test-pw");
+    for (id, seen) in ids.iter().zip(&committed) {
+        let record = request(
+            &server.addr,
+            "GET",
+            &format!("{records}/{id}"),
+            Some(&token),
+            None,
+        )
+        .json();
+        let flows = request(
+            &server.addr,
+            "GET",
+            &format!("{records}/{id}/flows"),
+            Some(&token),
+            None,
+        )
+        .json();
+        let history = flows["items"][0]["history"].as_array().unwrap();
+        assert!(
+            history.len() >= *seen,
+            "{id}: {} transitions kept, {seen} were answered 200",
+            history.len()
+        );
+        assert!(
+            history.len() <= seen + 1,
+            "{id}: at most the one in flight may have committed unanswered"
+        );
+        assert_eq!(
+            record["version"].as_u64().unwrap() as usize,
+            1 + history.len(),
+            "{id}: record and history moved together"
+        );
+        let last = history
+            .last()
+            .map_or("ping", |h| h["to_state"].as_str().unwrap());
+        assert_eq!(
+            record["data"]["side"], last,
+            "{id}: the state is the last transition's"
+        );
+    }
+}

@@ -33,7 +33,19 @@ pub fn request(
     token: Option<&str>,
     body: Option<&serde_json::Value>,
 ) -> Response {
-    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    try_request(addr, method, path, token, body)
+        .unwrap_or_else(|e| panic!("{method} {path} on {addr}: {e}"))
+}
+
+/// [`request`], or the IO error (a server that was killed mid-request).
+pub fn try_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&serde_json::Value>,
+) -> std::io::Result<Response> {
+    let mut stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(60))).ok();
     let body_text = body.map(|b| b.to_string()).unwrap_or_default();
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
@@ -47,11 +59,16 @@ pub fn request(
         ));
     }
     head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).expect("write request");
-    stream.write_all(body_text.as_bytes()).expect("write body");
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body_text.as_bytes())?;
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).expect("read response");
-    parse(&raw)
+    stream.read_to_end(&mut raw)?;
+    if !raw.windows(4).any(|w| w == b"\r\n\r\n") {
+        return Err(std::io::Error::other(
+            "the connection closed before a response",
+        ));
+    }
+    Ok(parse(&raw))
 }
 
 fn parse(raw: &[u8]) -> Response {
