@@ -221,7 +221,10 @@ fn main() {
         json_path / typed
     );
 
-    // 4. PostgreSQL: import vs. COPY with psql (only when a server is given; see pg_import.sh).
+    // 4. Persisted flow transitions vs. the raw SQL of one transition per transaction.
+    transitions(&runtime, dir.path());
+
+    // 5. PostgreSQL: import vs. COPY with psql (only when a server is given; see pg_import.sh).
     if let Ok(pg_url) = std::env::var("TRELLIS_BENCH_PG_URL") {
         postgres_import(&runtime, &pg_url, &raw, &ndjson, rows, dir.path());
     }
@@ -308,5 +311,134 @@ fn postgres_import(
         import_seconds.as_secs_f64(),
         rate(import_seconds),
         rate(import_seconds) / rate(copy_seconds)
+    );
+}
+
+/// Flow transitions through `Runtime::fire_event` from 16 concurrent clients, against the raw SQL of
+/// one transition (CAS update of the record, a history row) per transaction with rusqlite, with
+/// `synchronous=FULL` (fsync at every commit) and `NORMAL` (Trellis' setting: durable across process
+/// crashes; WAL fsyncs at checkpoints).
+fn transitions(runtime: &tokio::runtime::Runtime, dir: &std::path::Path) {
+    const TOTAL: usize = 4_000;
+    const CLIENTS: usize = 16;
+    let bundle = trellis_model::RawBundle(
+        json!({
+            "trellis.json": {"format_version": 1, "id": "pingpong", "version": "1.0.0", "name": {"en": "Ping pong", "zh-CN": "乒乓"}},
+            "entities/item.schema.json": {"type": "object", "x-trellis": {"format_version": 1},
+                "properties": {"name": {"type": "string"}, "side": {"type": "string", "enum": ["ping", "pong"]}}},
+            "flows/play.flow.json": {"format_version": 1, "id": "play", "entity": "item", "state_field": "side",
+                "states": [{"id": "ping", "initial": true}, {"id": "pong"}],
+                "transitions": [{"event": "hit", "from": ["ping"], "to": "pong"}, {"event": "hit", "from": ["pong"], "to": "ping"}]}
+        })
+        .as_object()
+        .unwrap()
+        .clone(),
+    );
+    let url = format!("sqlite://{}", dir.join("flows.db").display());
+    let seconds = runtime.block_on(async {
+        let trellis = Runtime::connect(&url, RuntimeSettings::default())
+            .await
+            .unwrap();
+        let admin = Principal::system("bench", "bench");
+        trellis.create_app(&admin, &bundle, false).await.unwrap();
+        let mut ids = Vec::new();
+        for i in 0..CLIENTS {
+            let record = trellis
+                .create_record(
+                    &admin,
+                    "pingpong",
+                    "item",
+                    &json!({"name": format!("item {i}")}),
+                    Locale::En,
+                )
+                .await
+                .unwrap();
+            ids.push(record.id);
+        }
+        let start = Instant::now();
+        let mut clients = Vec::new();
+        for id in ids {
+            let (trellis, admin) = (trellis.clone(), admin.clone());
+            clients.push(tokio::spawn(async move {
+                for _ in 0..TOTAL / CLIENTS {
+                    trellis
+                        .fire_event(
+                            &admin,
+                            "pingpong",
+                            "item",
+                            &id,
+                            "play",
+                            "hit",
+                            &serde_json::Map::new(),
+                            Locale::En,
+                        )
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
+        for client in clients {
+            client.await.unwrap();
+        }
+        let elapsed = start.elapsed();
+        trellis.store().close().await;
+        elapsed
+    });
+    let raw = |synchronous: &str| {
+        let path = dir.join(format!("raw-{synchronous}.db"));
+        let connection = rusqlite::Connection::open(&path).unwrap();
+        connection
+            .execute_batch(&format!(
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous={synchronous};
+                 CREATE TABLE items (id TEXT PRIMARY KEY, version INTEGER NOT NULL, data TEXT NOT NULL);
+                 CREATE TABLE history (seq INTEGER PRIMARY KEY AUTOINCREMENT, record_id TEXT, event TEXT, from_state TEXT, to_state TEXT, at TEXT);"
+            ))
+            .unwrap();
+        for i in 0..CLIENTS {
+            connection
+                .execute(
+                    "INSERT INTO items VALUES (?1, 1, '{\"side\":\"ping\"}')",
+                    [format!("item{i}")],
+                )
+                .unwrap();
+        }
+        let start = Instant::now();
+        for n in 0..TOTAL {
+            let id = format!("item{}", n % CLIENTS);
+            let version = 1 + (n / CLIENTS) as i64;
+            let (from, to) = if (n / CLIENTS) % 2 == 0 {
+                ("ping", "pong")
+            } else {
+                ("pong", "ping")
+            };
+            connection.execute_batch("BEGIN").unwrap();
+            connection
+                .execute(
+                    "UPDATE items SET data = ?1, version = version + 1 WHERE id = ?2 AND version = ?3",
+                    rusqlite::params![format!("{{\"side\":\"{to}\"}}"), id, version],
+                )
+                .unwrap();
+            connection
+                .execute(
+                    "INSERT INTO history (record_id, event, from_state, to_state, at) VALUES (?1, 'hit', ?2, ?3, datetime('now'))",
+                    rusqlite::params![id, from, to],
+                )
+                .unwrap();
+            connection.execute_batch("COMMIT").unwrap();
+        }
+        TOTAL as f64 / start.elapsed().as_secs_f64()
+    };
+    let (full, normal) = (raw("FULL"), raw("NORMAL"));
+    let trellis = TOTAL as f64 / seconds.as_secs_f64();
+    println!("\n| {TOTAL} flow transitions on SQLite | transitions/s |");
+    println!("|---|---|");
+    println!(
+        "| baseline: raw SQL, one transition per transaction, synchronous=FULL (fsync) | {full:.0} |"
+    );
+    println!("| baseline: the same, synchronous=NORMAL | {normal:.0} |");
+    println!(
+        "| Trellis: `fire_event` from {CLIENTS} concurrent clients (access check, guard, validation, record + history + flow history + change log in one transaction) | {trellis:.0} (ratio {:.2} to FULL, {:.2} to NORMAL) |",
+        trellis / full,
+        trellis / normal
     );
 }
