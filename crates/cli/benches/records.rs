@@ -406,7 +406,7 @@ fn transitions(runtime: &tokio::runtime::Runtime, dir: &std::path::Path) {
         for n in 0..TOTAL {
             let id = format!("item{}", n % CLIENTS);
             let version = 1 + (n / CLIENTS) as i64;
-            let (from, to) = if (n / CLIENTS) % 2 == 0 {
+            let (from, to) = if (n / CLIENTS).is_multiple_of(2) {
                 ("ping", "pong")
             } else {
                 ("pong", "ping")
