@@ -115,6 +115,7 @@ on_both_backends!(
     concurrent_events_apply_once,
     broken_flows_are_refused_with_every_finding,
     outbox_delivers_signed_webhooks_with_retries,
+    publishing_a_renamed_state_needs_a_mapping_and_moves_records,
 );
 
 async fn fire(
@@ -620,4 +621,100 @@ async fn outbox_delivers_signed_webhooks_with_retries(backend: Backend) {
         ["Follow me", "Follow me"],
         "the created record copies the name"
     );
+}
+
+async fn publishing_a_renamed_state_needs_a_mapping_and_moves_records(backend: Backend) {
+    let (api, _) = setup_or_skip!(backend);
+    let lost = api
+        .call("POST", DEALS, Some(json!({"name": "gone", "amount": 1})))
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let open = api
+        .call("POST", DEALS, Some(json!({"name": "open", "amount": 1})))
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        fire(
+            &api,
+            &api.token,
+            &lost,
+            "lose",
+            json!({"lost_reason": "price"})
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+
+    // Version 2 renames 'lost' to 'closed_lost' (in the flow and in the field's options).
+    let renamed = |mapping: Option<Value>| {
+        let mut flow = deal_flow();
+        let text = flow.to_string().replace("\"lost\"", "\"closed_lost\"");
+        flow = serde_json::from_str(&text).unwrap();
+        if let Some(mapping) = mapping {
+            flow["state_mapping"] = mapping;
+        }
+        let mut bundle = deals_bundle(flow);
+        bundle["trellis.json"]["version"] = json!("1.1.0");
+        bundle["entities/deal.schema.json"]["properties"]["stage"]["enum"] =
+            json!(["draft", "review", "approved", "won", "closed_lost"]);
+        bundle
+    };
+    let refused = api
+        .call("PUT", "/api/apps/deals/bundle", Some(renamed(None)))
+        .await;
+    assert_problem(&refused, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        refused.body["errors"][0]["pointer"], "/state_mapping/lost",
+        "{}",
+        refused.text
+    );
+    assert_eq!(refused.body["errors"][0]["code"], "stranded_records");
+    assert!(
+        refused.body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("1 record(s) are in state 'lost'")
+    );
+    assert_eq!(
+        stage(&api, &lost).await,
+        "lost",
+        "a refused publish changes nothing"
+    );
+
+    let published = api
+        .call(
+            "PUT",
+            "/api/apps/deals/bundle",
+            Some(renamed(Some(json!({"lost": "closed_lost"})))),
+        )
+        .await;
+    assert_eq!(published.status, StatusCode::OK, "{}", published.text);
+    assert_eq!(
+        published.body["states_moved"]["deal: lost → closed_lost"], 1,
+        "{}",
+        published.text
+    );
+    assert_eq!(stage(&api, &lost).await, "closed_lost");
+    assert_eq!(stage(&api, &open).await, "draft");
+    // The moved record still works in the new version of the flow.
+    let flows = api
+        .call("GET", &format!("{DEALS}/{open}/flows"), None)
+        .await;
+    assert_eq!(flows.body["items"][0]["state"], "draft");
+    let gone = fire(
+        &api,
+        &api.token,
+        &open,
+        "lose",
+        json!({"lost_reason": "timing"}),
+    )
+    .await;
+    assert_eq!(gone.body["state"], "closed_lost", "{}", gone.text);
 }

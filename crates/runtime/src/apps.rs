@@ -51,6 +51,9 @@ pub struct MigrationReport {
     /// beside the field, and the history keeps the record as it was.
     pub unconverted: Vec<UnconvertedValue>,
     pub warnings: Vec<Problem>,
+    /// Records moved out of flow states the new version removes, per `flow: old → new`.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub states_moved: std::collections::BTreeMap<String, u64>,
 }
 
 /// A stored value that a kind change cannot convert.
@@ -95,6 +98,57 @@ pub fn check_app_bundle(raw: &RawBundle) -> Result<AppBundle, Vec<Problem>> {
     } else {
         Err(problems)
     }
+}
+
+/// A flow whose new version removes states: where its records' states live and where they go.
+struct StateMove {
+    flow: String,
+    entity_uid: String,
+    field_uid: String,
+    removed: Vec<String>,
+    mapping: std::collections::BTreeMap<String, String>,
+}
+
+fn state_moves(old: &AppBundle, new: &AppBundle) -> Vec<StateMove> {
+    let (old_flows, new_flows) = (
+        trellis_flow::check_flows(old).0,
+        trellis_flow::check_flows(new).0,
+    );
+    let mut moves = Vec::new();
+    for (id, old_flow) in &old_flows {
+        let Some(new_flow) = new_flows.get(id) else {
+            continue;
+        };
+        let Some(entity) = new.entities.get(&new_flow.definition.entity) else {
+            continue;
+        };
+        let Some(field) = entity.field(new_flow.state_field()) else {
+            continue;
+        };
+        let removed: Vec<String> = old_flow
+            .definition
+            .states
+            .iter()
+            .filter(|s| new_flow.state(s.id.as_str()).is_none())
+            .map(|s| s.id.to_string())
+            .collect();
+        if removed.is_empty() {
+            continue;
+        }
+        moves.push(StateMove {
+            flow: id.clone(),
+            entity_uid: entity.uid.clone(),
+            field_uid: field.uid.clone(),
+            removed,
+            mapping: new_flow
+                .definition
+                .state_mapping
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        });
+    }
+    moves
 }
 
 /// Every metadata file's JSON Schema, as committed in `schemas/`: the model's, with the flow schema
@@ -378,15 +432,48 @@ impl Runtime {
             records_migrated: 0,
             unconverted: Vec::new(),
             warnings: new.warnings.clone(),
+            states_moved: Default::default(),
         };
         let mut migrated = Vec::new();
+        let moves = state_moves(&old, &new);
+        let mut stranded: std::collections::BTreeMap<(String, String), usize> = Default::default();
         for new_entity in new.entities.values() {
             let Some(old_entity) = old.entities.values().find(|e| e.uid == new_entity.uid) else {
                 continue;
             };
             for row in self.store().all_records(&app.id, &new_entity.uid).await? {
+                // Records in states the new flow version removes move as its state_mapping says.
+                let mut source = row.data.0.clone();
+                let mut remapped = false;
+                for m in moves.iter().filter(|m| m.entity_uid == new_entity.uid) {
+                    let Some(state) = source.get(&m.field_uid).and_then(|v| v.as_str()) else {
+                        continue;
+                    };
+                    if !m.removed.iter().any(|s| s == state) {
+                        continue;
+                    }
+                    match m.mapping.get(state) {
+                        Some(target) => {
+                            *report
+                                .states_moved
+                                .entry(format!("{}: {state} → {target}", m.flow))
+                                .or_default() += 1;
+                            source.insert(
+                                m.field_uid.clone(),
+                                serde_json::Value::String(target.clone()),
+                            );
+                            remapped = true;
+                        }
+                        None => {
+                            *stranded
+                                .entry((m.flow.clone(), state.to_owned()))
+                                .or_default() += 1
+                        }
+                    }
+                }
                 let (data, failures) =
-                    trellis_form::records::migrate_stored(old_entity, new_entity, &row.data.0);
+                    trellis_form::records::migrate_stored(old_entity, new_entity, &source);
+                let data = data.or_else(|| remapped.then(|| source.clone()));
                 report
                     .unconverted
                     .extend(failures.into_iter().map(|f| UnconvertedValue {
@@ -410,6 +497,22 @@ impl Runtime {
                     });
                 }
             }
+        }
+        if !stranded.is_empty() {
+            return Err(RuntimeError::InvalidBundle(
+                stranded
+                    .into_iter()
+                    .map(|((flow, state), count)| Problem {
+                        file: format!("flows/{flow}.flow.json"),
+                        pointer: format!("/state_mapping/{state}"),
+                        code: "stranded_records",
+                        message: format!(
+                            "{count} record(s) are in state '{state}', which this version removes: map it to a state of the new version in state_mapping"
+                        ),
+                        severity: trellis_model::Severity::Error,
+                    })
+                    .collect(),
+            ));
         }
         report.records_migrated = migrated.len() as u64;
         if dry_run {

@@ -308,6 +308,15 @@ impl Checker<'_> {
                 self.check_action(action, entity, bundle, &format!("{at}/actions/{j}"));
             }
         }
+        for (old, new) in &flow.state_mapping {
+            if !self.state_exists(new.as_str()) {
+                self.error(
+                    format!("/state_mapping/{old}"),
+                    "unknown_state",
+                    format!("there is no state '{new}' to move '{old}' records to"),
+                );
+            }
+        }
         // Timers.
         for (i, timer) in flow.timers.iter().enumerate() {
             let at = format!("/timers/{i}");

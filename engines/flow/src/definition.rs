@@ -28,6 +28,10 @@ pub struct FlowDefinition {
     pub transitions: Vec<TransitionDefinition>,
     #[serde(default)]
     pub timers: Vec<TimerDefinition>,
+    /// When a new version removes or renames states: where records in each old state go
+    /// (`{"old_state": "new_state"}`). Publishing refuses to strand records without it.
+    #[serde(default)]
+    pub state_mapping: BTreeMap<Identifier, Identifier>,
 }
 
 /// One state.

@@ -98,6 +98,9 @@ pub struct MigrationReportView {
     pub unconverted: serde_json::Value,
     #[schema(value_type = Vec<Object>)]
     pub warnings: serde_json::Value,
+    /// Records moved out of flow states the new version removes, per `flow: old → new`.
+    #[schema(value_type = Object)]
+    pub states_moved: serde_json::Value,
 }
 
 impl From<MigrationReport> for MigrationReportView {
@@ -112,6 +115,7 @@ impl From<MigrationReport> for MigrationReportView {
             records_migrated: report.records_migrated,
             unconverted: serde_json::to_value(report.unconverted).unwrap_or_default(),
             warnings: serde_json::to_value(report.warnings).unwrap_or_default(),
+            states_moved: serde_json::to_value(report.states_moved).unwrap_or_default(),
         }
     }
 }
