@@ -272,12 +272,41 @@ async fn a_deal_moves_through_guard_approval_timer_and_tasks(backend: Backend) {
     .await;
     assert_eq!(alice_vote.status, StatusCode::OK, "{}", alice_vote.text);
     assert_eq!(stage(&api, &id).await, "review", "one of two approvals");
-    // Nobody completes someone else's task.
+    // Nobody completes someone else's task; bob delegates his vote to rita, the admin hands it back.
     let bob_task = inbox("bob").await[0]["id"].as_str().unwrap().to_owned();
     assert_problem(
         &complete("alice", bob_task.clone(), "approve").await,
         StatusCode::NOT_FOUND,
     );
+    let reassign = |who: &'static str, task: String, to: &'static str| {
+        let api = &api;
+        let token = t[who].clone();
+        async move {
+            api.send(
+                "POST",
+                &format!("/api/apps/deals/tasks/{task}/reassign"),
+                Some(&token),
+                Some(json!({"to": to})),
+            )
+            .await
+        }
+    };
+    assert_problem(
+        &reassign("alice", bob_task.clone(), "alice").await,
+        StatusCode::FORBIDDEN,
+    );
+    let delegated = reassign("bob", bob_task.clone(), "rita").await;
+    assert_eq!(delegated.status, StatusCode::OK, "{}", delegated.text);
+    assert_eq!(delegated.body["assignee"], t["rita_id"].as_str());
+    assert!(inbox("bob").await.is_empty());
+    let back = api
+        .call(
+            "POST",
+            &format!("/api/apps/deals/tasks/{bob_task}/reassign"),
+            Some(json!({"to": "bob"})),
+        )
+        .await;
+    assert_eq!(back.status, StatusCode::OK, "{}", back.text);
     assert_eq!(
         complete("bob", bob_task, "approve").await.status,
         StatusCode::OK
@@ -293,13 +322,22 @@ async fn a_deal_moves_through_guard_approval_timer_and_tasks(backend: Backend) {
     assert_eq!((fired, escalated), (0, 1));
     assert!(inbox("alice").await.is_empty());
     assert_eq!(inbox("bob").await.len(), 1, "escalated to bob");
+    assert!(
+        api.send("GET", "/api/notifications", Some(&t["bob"]), None)
+            .await
+            .body["items"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("escalated"),
+        "newest first"
+    );
     let bob_notes = api
         .send("GET", "/api/notifications", Some(&t["bob"]), None)
         .await;
     assert_eq!(
         bob_notes.body["items"].as_array().unwrap().len(),
-        1,
-        "{}",
+        2,
+        "the reassignment and the escalation: {}",
         bob_notes.text
     );
     // A fresh runtime on the same database (a restart) fires the timer once, even when run twice.

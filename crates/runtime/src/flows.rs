@@ -701,6 +701,76 @@ impl Runtime {
             .ok_or_else(|| RuntimeError::NotFound(format!("task '{task_id}'")))
     }
 
+    /// Hand an open task to another user: its assignee delegates it, an app manager reassigns it.
+    pub async fn reassign_task(
+        &self,
+        actor: &Principal,
+        app: &str,
+        task_id: &str,
+        to: &str,
+    ) -> Result<TaskRow, RuntimeError> {
+        let loaded = self.loaded_app(app).await?;
+        let task = self
+            .store()
+            .get_task(task_id)
+            .await?
+            .filter(|t| t.app_id == loaded.id)
+            .ok_or_else(|| RuntimeError::NotFound(format!("task '{task_id}'")))?;
+        if task.assignee != actor.user_id {
+            self.require_app_manager(actor, &loaded).await?;
+        }
+        if task.status != "open" {
+            return Err(RuntimeError::Conflict(format!(
+                "task '{task_id}' is {}",
+                task.status
+            )));
+        }
+        let target = match self.store().find_user_by_username(to).await? {
+            Some(user) => user,
+            None => self
+                .store()
+                .get_user(to)
+                .await?
+                .ok_or_else(|| RuntimeError::InvalidInput(format!("no user '{to}'")))?,
+        };
+        if target.disabled {
+            return Err(RuntimeError::InvalidInput(format!(
+                "user '{to}' is disabled"
+            )));
+        }
+        let how = if task.assignee == actor.user_id {
+            "delegated"
+        } else {
+            "reassigned"
+        };
+        let message = json!({
+            "en": format!("{} {how} a task to you", actor.username),
+            "zh-CN": format!("{} 将一项任务{}给您", actor.username, if how == "delegated" { "委托" } else { "转派" }),
+        });
+        if !self
+            .store()
+            .reassign_task(&task, &task.assignee, &target.id, &message)
+            .await?
+        {
+            return Err(RuntimeError::Conflict(format!(
+                "task '{task_id}' changed meanwhile; reload it"
+            )));
+        }
+        self.audit(
+            Some(actor),
+            &format!("task.{how}"),
+            Some(&loaded.id),
+            Some(task_id),
+            "success",
+            json!({"from": task.assignee, "to": target.id}),
+        )
+        .await?;
+        self.store()
+            .get_task(task_id)
+            .await?
+            .ok_or_else(|| RuntimeError::NotFound(format!("task '{task_id}'")))
+    }
+
     /// One scheduler pass: fire due timers (each exactly once) and escalate overdue tasks. Returns
     /// (timers fired, tasks escalated).
     pub async fn run_scheduler_once(

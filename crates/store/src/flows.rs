@@ -320,6 +320,36 @@ impl Store {
         Ok(done > 0)
     }
 
+    /// Give an open task from `from` to `to` (with a notification); false when it moved meanwhile.
+    pub async fn reassign_task(
+        &self,
+        task: &TaskRow,
+        from: &str,
+        to: &str,
+        message: &Value,
+    ) -> Result<bool, StoreError> {
+        let now = crate::now();
+        let done = crate::with_pool!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let done = sqlx::query("UPDATE tasks SET assignee = $1 WHERE id = $2 AND assignee = $3 AND status = 'open'")
+                .bind(to)
+                .bind(&task.id)
+                .bind(from)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if done > 0 {
+                sqlx::query("INSERT INTO notifications (id, app_id, user_id, record_id, message, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+                    .bind(uuid::Uuid::now_v7().to_string()).bind(&task.app_id).bind(to).bind(&task.record_id)
+                    .bind(message.to_string()).bind(now)
+                    .execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            done
+        });
+        Ok(done > 0)
+    }
+
     /// Pending timers due at `now`, oldest first.
     pub async fn due_timers(
         &self,

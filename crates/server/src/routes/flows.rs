@@ -128,6 +128,30 @@ pub async fn complete_task(
     Ok(Json(serde_json::to_value(task).unwrap_or_default()))
 }
 
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReassignTask {
+    /// Username or user id of the new assignee.
+    pub to: String,
+}
+
+/// Delegate your task, or (app managers) reassign anyone's.
+#[utoipa::path(post, path = "/api/apps/{app}/tasks/{id}/reassign", tag = "flows",
+    params(("app" = String, Path), ("id" = String, Path)), request_body = ReassignTask,
+    responses((status = 200, body = Object), (status = 403, body = Problem, content_type = "application/problem+json")))]
+pub async fn reassign_task(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path((app, id)): Path<(String, String)>,
+    ApiJson(body): ApiJson<ReassignTask>,
+) -> Result<Json<Value>, ApiError> {
+    let task = state
+        .runtime
+        .reassign_task(&principal, &app, &id, &body.to)
+        .await?;
+    Ok(Json(serde_json::to_value(task).unwrap_or_default()))
+}
+
 /// Your in-app notifications, newest first.
 #[utoipa::path(get, path = "/api/notifications", tag = "flows", responses((status = 200, body = Object)))]
 pub async fn notifications(

@@ -74,6 +74,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(flows::fire_event))
         .routes(routes!(flows::list_tasks))
         .routes(routes!(flows::complete_task))
+        .routes(routes!(flows::reassign_task))
         .routes(routes!(flows::notifications))
         .routes(routes!(apps::list_apps, apps::create_app))
         .routes(routes!(apps::get_app, apps::delete_app))
