@@ -116,6 +116,7 @@ on_both_backends!(
     broken_flows_are_refused_with_every_finding,
     outbox_delivers_signed_webhooks_with_retries,
     publishing_a_renamed_state_needs_a_mapping_and_moves_records,
+    cron_timers_fire_on_schedule,
 );
 
 async fn fire(
@@ -755,4 +756,93 @@ async fn publishing_a_renamed_state_needs_a_mapping_and_moves_records(backend: B
     )
     .await;
     assert_eq!(gone.body["state"], "closed_lost", "{}", gone.text);
+}
+
+async fn cron_timers_fire_on_schedule(backend: Backend) {
+    let Some(api) = TestApi::start(backend).await else {
+        return;
+    };
+    let flow = |cron: &str| {
+        json!({
+            "format_version": 1, "id": "deal", "entity": "deal", "state_field": "stage",
+            "states": [{"id": "draft", "initial": true}, {"id": "review"}, {"id": "won", "terminal": true}],
+            "transitions": [{"event": "nudge", "from": ["draft"], "to": "review"}, {"event": "close", "from": ["review"], "to": "won"}],
+            "timers": [{"state": "draft", "cron": cron, "event": "nudge"}]
+        })
+    };
+    let refused = api
+        .call(
+            "POST",
+            "/api/apps?dry_run=true",
+            Some(deals_bundle(flow("every tuesday"))),
+        )
+        .await;
+    assert_problem(&refused, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        refused.body["errors"][0]["pointer"], "/timers/0/cron",
+        "{}",
+        refused.text
+    );
+    let created = api
+        .call("POST", "/api/apps", Some(deals_bundle(flow("*/5 * * * *"))))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let id = api
+        .call("POST", DEALS, Some(json!({"name": "cron"})))
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let timers = api.runtime.store().timers_of(&id).await.unwrap();
+    assert_eq!(timers.len(), 1);
+    let wait = timers[0].due_at - chrono::Utc::now();
+    assert!(
+        wait <= chrono::Duration::minutes(5) && wait > chrono::Duration::zero(),
+        "next 5-minute mark: {wait}"
+    );
+    assert_eq!(
+        api.runtime
+            .run_scheduler_once(chrono::Utc::now())
+            .await
+            .unwrap()
+            .0,
+        0,
+        "not due yet"
+    );
+    assert_eq!(
+        api.runtime
+            .run_scheduler_once(timers[0].due_at)
+            .await
+            .unwrap()
+            .0,
+        1
+    );
+    assert_eq!(stage(&api, &id).await, "review");
+    // Imported records start their flows too: they are in the initial state with its timer.
+    let imported = api
+        .post_text(
+            "/api/apps/deals/entities/deal/import",
+            "application/x-ndjson",
+            "{\"name\": \"i1\"}\n{\"name\": \"i2\"}",
+        )
+        .await;
+    assert_eq!(imported.body["inserted"], 2, "{}", imported.text);
+    let list = api.call("GET", &format!("{DEALS}?filter={}", "%7B%22field%22%3A%22name%22%2C%22op%22%3A%22in%22%2C%22value%22%3A%5B%22i1%22%2C%22i2%22%5D%7D"), None).await;
+    for item in list.body["items"].as_array().unwrap() {
+        assert_eq!(item["data"]["stage"], "draft");
+        let timers = api
+            .runtime
+            .store()
+            .timers_of(item["id"].as_str().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(timers.len(), 1, "{item}");
+    }
+    assert_eq!(
+        list.body["items"].as_array().unwrap().len(),
+        2,
+        "{}",
+        list.text
+    );
 }

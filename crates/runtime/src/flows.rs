@@ -198,6 +198,10 @@ impl Runtime {
         {
             let due =
                 match (&timer.after, &timer.at_field) {
+                    _ if timer.cron.is_some() => trellis_flow::definition::next_cron(
+                        timer.cron.as_deref().unwrap_or_default(),
+                        now,
+                    ),
                     (Some(after), _) => seconds(Some(after)).map(|d| now + d),
                     (None, Some(field)) => record
                         .get(field.as_str())

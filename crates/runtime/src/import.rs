@@ -302,6 +302,10 @@ struct Sink {
     bulk: Option<trellis_store::BulkInsert>,
     atomic: bool,
     committed: usize,
+    /// Ids of committed records whose flows have work in their initial state (timers, approvals).
+    flow_starts: Vec<String>,
+    /// Whether the entity's flows need that work started.
+    starts_flows: bool,
 }
 
 /// A row that passed validation: its number, the row as read, its fields by name, and (when nothing
@@ -480,6 +484,13 @@ impl Runtime {
             bulk: None,
             atomic,
             committed: 0,
+            flow_starts: Vec::new(),
+            starts_flows: loaded.flows_of(entity.id.as_str()).any(|flow| {
+                flow.initial().is_some_and(|initial| {
+                    initial.approval.is_some()
+                        || flow.definition.timers.iter().any(|t| t.state == initial.id)
+                })
+            }),
         };
         let mut done = 0usize;
         while let Some(chunk) = chunks.recv().await {
@@ -526,10 +537,21 @@ impl Runtime {
                 bulk.rollback().await?;
                 0
             }
-            Some(bulk) => sink.committed + bulk.commit().await?,
+            Some(bulk) => {
+                if sink.starts_flows {
+                    sink.flow_starts.extend_from_slice(bulk.ids());
+                }
+                sink.committed + bulk.commit().await?
+            }
             None if atomic && !rejected.is_empty() => 0,
             None => sink.committed,
         };
+        // Imported records start their flows' initial-state work like created ones do.
+        for id in &sink.flow_starts {
+            if let Some(row) = self.store().get_record(&loaded.id, &entity.uid, id).await? {
+                self.start_flows(&loaded, entity, &row).await?;
+            }
+        }
         rejected.sort_by_key(|r| r.row);
         tracing::info!(
             app,
@@ -745,6 +767,9 @@ impl Runtime {
         if sink.atomic {
             sink.bulk = Some(bulk);
         } else {
+            if sink.starts_flows {
+                sink.flow_starts.extend_from_slice(bulk.ids());
+            }
             sink.committed += bulk.commit().await?;
         }
         Ok(())

@@ -342,7 +342,13 @@ impl Checker<'_> {
                 );
             }
             match (&timer.after, &timer.at_field) {
-                (Some(after), None) => {
+                (None, None) if timer.cron.is_some() => {
+                    let expression = timer.cron.as_deref().unwrap_or_default();
+                    if crate::definition::next_cron(expression, chrono::Utc::now()).is_none() {
+                        self.error(format!("{at}/cron"), "bad_cron", format!("'{expression}' is not a cron schedule such as '0 9 * * Mon' (minute hour day month weekday)"));
+                    }
+                }
+                (Some(after), None) if timer.cron.is_none() => {
                     if parse_duration(after).is_none() {
                         self.error(
                             format!("{at}/after"),
@@ -351,7 +357,7 @@ impl Checker<'_> {
                         );
                     }
                 }
-                (None, Some(field)) => match entity.field(field.as_str()) {
+                (None, Some(field)) if timer.cron.is_none() => match entity.field(field.as_str()) {
                     Some(f) if matches!(f.kind, FieldKind::Date | FieldKind::Datetime) => {}
                     _ => self.error(
                         format!("{at}/at_field"),
@@ -365,7 +371,7 @@ impl Checker<'_> {
                 _ => self.error(
                     at,
                     "timer_when",
-                    "give exactly one of `after` and `at_field`".into(),
+                    "give exactly one of `after`, `at_field` and `cron`".into(),
                 ),
             }
         }

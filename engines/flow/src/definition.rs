@@ -194,6 +194,26 @@ pub struct TimerDefinition {
     /// At the date or date-time in this field.
     #[serde(default)]
     pub at_field: Option<Identifier>,
+    /// On a cron schedule (`minute hour day month weekday`, UTC), while the record is in the state;
+    /// a transition back into the same state schedules the next run.
+    #[serde(default)]
+    pub cron: Option<String>,
+}
+
+/// The first time after `after` that the cron expression `expression` (5 fields, or 6–7 with
+/// seconds and year) names; `None` when it never does or does not parse.
+pub fn next_cron(
+    expression: &str,
+    after: chrono::DateTime<chrono::Utc>,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    use std::str::FromStr;
+    let fields = expression.split_whitespace().count();
+    let full = if fields == 5 {
+        format!("0 {expression}")
+    } else {
+        expression.to_owned()
+    };
+    cron::Schedule::from_str(&full).ok()?.after(&after).next()
 }
 
 /// Parse a compact duration: `30d`, `12h`, `45m`, `10s` (whole numbers) into seconds.

@@ -152,6 +152,11 @@ impl BulkInsert {
         Ok(last - count + 1)
     }
 
+    /// Ids of the records inserted so far.
+    pub fn ids(&self) -> &[String] {
+        &self.ids
+    }
+
     /// Records inserted so far.
     pub fn inserted(&self) -> usize {
         self.ids.len()
