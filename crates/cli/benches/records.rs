@@ -223,10 +223,13 @@ fn main() {
 
     // 4. Persisted flow transitions vs. the raw SQL of one transition per transaction.
     transitions(&runtime, dir.path());
+    // 5. Finding due timers among 1 M pending ones.
+    timer_scan(&runtime, dir.path());
 
     // 5. PostgreSQL: import vs. COPY with psql (only when a server is given; see pg_import.sh).
     if let Ok(pg_url) = std::env::var("TRELLIS_BENCH_PG_URL") {
         postgres_import(&runtime, &pg_url, &raw, &ndjson, rows, dir.path());
+        postgres_transitions(&runtime, &pg_url, dir.path());
     }
 }
 
@@ -321,69 +324,8 @@ fn postgres_import(
 fn transitions(runtime: &tokio::runtime::Runtime, dir: &std::path::Path) {
     const TOTAL: usize = 4_000;
     const CLIENTS: usize = 16;
-    let bundle = trellis_model::RawBundle(
-        json!({
-            "trellis.json": {"format_version": 1, "id": "pingpong", "version": "1.0.0", "name": {"en": "Ping pong", "zh-CN": "乒乓"}},
-            "entities/item.schema.json": {"type": "object", "x-trellis": {"format_version": 1},
-                "properties": {"name": {"type": "string"}, "side": {"type": "string", "enum": ["ping", "pong"]}}},
-            "flows/play.flow.json": {"format_version": 1, "id": "play", "entity": "item", "state_field": "side",
-                "states": [{"id": "ping", "initial": true}, {"id": "pong"}],
-                "transitions": [{"event": "hit", "from": ["ping"], "to": "pong"}, {"event": "hit", "from": ["pong"], "to": "ping"}]}
-        })
-        .as_object()
-        .unwrap()
-        .clone(),
-    );
     let url = format!("sqlite://{}", dir.join("flows.db").display());
-    let seconds = runtime.block_on(async {
-        let trellis = Runtime::connect(&url, RuntimeSettings::default())
-            .await
-            .unwrap();
-        let admin = Principal::system("bench", "bench");
-        trellis.create_app(&admin, &bundle, false).await.unwrap();
-        let mut ids = Vec::new();
-        for i in 0..CLIENTS {
-            let record = trellis
-                .create_record(
-                    &admin,
-                    "pingpong",
-                    "item",
-                    &json!({"name": format!("item {i}")}),
-                    Locale::En,
-                )
-                .await
-                .unwrap();
-            ids.push(record.id);
-        }
-        let start = Instant::now();
-        let mut clients = Vec::new();
-        for id in ids {
-            let (trellis, admin) = (trellis.clone(), admin.clone());
-            clients.push(tokio::spawn(async move {
-                for _ in 0..TOTAL / CLIENTS {
-                    trellis
-                        .fire_event(
-                            &admin,
-                            "pingpong",
-                            "item",
-                            &id,
-                            "play",
-                            "hit",
-                            &serde_json::Map::new(),
-                            Locale::En,
-                        )
-                        .await
-                        .unwrap();
-                }
-            }));
-        }
-        for client in clients {
-            client.await.unwrap();
-        }
-        let elapsed = start.elapsed();
-        trellis.store().close().await;
-        elapsed
-    });
+    let seconds = timed_transitions(runtime, &url, TOTAL, CLIENTS);
     let raw = |synchronous: &str| {
         let path = dir.join(format!("raw-{synchronous}.db"));
         let connection = rusqlite::Connection::open(&path).unwrap();
@@ -440,5 +382,219 @@ fn transitions(runtime: &tokio::runtime::Runtime, dir: &std::path::Path) {
         "| Trellis: `fire_event` from {CLIENTS} concurrent clients (access check, guard, validation, record + history + flow history + change log in one transaction) | {trellis:.0} (ratio {:.2} to FULL, {:.2} to NORMAL) |",
         trellis / full,
         trellis / normal
+    );
+}
+
+/// The scheduler's due-timer query over 1,000,000 pending timers (100 due), against the same query on
+/// a copy of the table without the `(status, due_at)` index.
+fn timer_scan(runtime: &tokio::runtime::Runtime, dir: &std::path::Path) {
+    const TIMERS: usize = 1_000_000;
+    let path = dir.join("timers.db");
+    let url = format!("sqlite://{}", path.display());
+    let now = chrono::Utc::now();
+    runtime.block_on(async {
+        let trellis = Runtime::connect(&url, RuntimeSettings::default())
+            .await
+            .unwrap();
+        trellis.store().close().await;
+    });
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    connection.execute_batch("BEGIN").unwrap();
+    {
+        let mut insert = connection
+            .prepare("INSERT INTO flow_timers (id, app_id, flow, entity, record_id, state, event, due_at, status) VALUES (?1, 'a', 'f', 'e', ?1, 's', 'ev', ?2, 'pending')")
+            .unwrap();
+        for i in 0..TIMERS {
+            // 100 due now, the rest spread over the next year.
+            let due = if i < 100 {
+                now - chrono::Duration::seconds(1)
+            } else {
+                now + chrono::Duration::seconds(60 + (i as i64 * 31) % 31_536_000)
+            };
+            insert
+                .execute(rusqlite::params![
+                    format!("t{i:07}"),
+                    due.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false)
+                ])
+                .unwrap();
+        }
+    }
+    connection
+        .execute_batch("CREATE TABLE timers_unindexed AS SELECT * FROM flow_timers; COMMIT;")
+        .unwrap();
+    drop(connection);
+    let (indexed, unindexed) = runtime.block_on(async {
+        let store = trellis_store::Store::connect(&url).await.unwrap();
+        let mut samples = Vec::new();
+        for _ in 0..21 {
+            let start = Instant::now();
+            let due = store.due_timers(now, 200).await.unwrap();
+            samples.push(start.elapsed().as_secs_f64() * 1000.0);
+            assert_eq!(due.len(), 100);
+        }
+        store.close().await;
+        let connection = rusqlite::Connection::open(&path).unwrap();
+        let mut baseline = Vec::new();
+        for _ in 0..5 {
+            let start = Instant::now();
+            let count = connection
+                .prepare("SELECT id FROM timers_unindexed WHERE status = 'pending' AND due_at <= ?1 ORDER BY due_at LIMIT 200")
+                .unwrap()
+                .query_map([now.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false)], |r| r.get::<_, String>(0))
+                .unwrap()
+                .count();
+            baseline.push(start.elapsed().as_secs_f64() * 1000.0);
+            assert_eq!(count, 100);
+        }
+        (median(samples), median(baseline))
+    });
+    println!("\n| due-timer scan, {TIMERS} pending timers (100 due) | median latency |");
+    println!("|---|---|");
+    println!(
+        "| baseline: the same query without the (status, due_at) index (full scan) | {unindexed:.2} ms |"
+    );
+    println!(
+        "| Trellis: `Store::due_timers` (sqlx, indexed) | {indexed:.2} ms (ratio {:.3}) |",
+        indexed / unindexed
+    );
+}
+
+/// The ping-pong app: one entity, one flow whose single event flips the state.
+fn pingpong_bundle() -> trellis_model::RawBundle {
+    trellis_model::RawBundle(
+        json!({
+            "trellis.json": {"format_version": 1, "id": "pingpong", "version": "1.0.0", "name": {"en": "Ping pong", "zh-CN": "乒乓"}},
+            "entities/item.schema.json": {"type": "object", "x-trellis": {"format_version": 1},
+                "properties": {"name": {"type": "string"}, "side": {"type": "string", "enum": ["ping", "pong"]}}},
+            "flows/play.flow.json": {"format_version": 1, "id": "play", "entity": "item", "state_field": "side",
+                "states": [{"id": "ping", "initial": true}, {"id": "pong"}],
+                "transitions": [{"event": "hit", "from": ["ping"], "to": "pong"}, {"event": "hit", "from": ["pong"], "to": "ping"}]}
+        })
+        .as_object()
+        .unwrap()
+        .clone(),
+    )
+}
+
+/// Fire `total` events from `clients` concurrent tasks (one record each) through the runtime at `url`.
+fn timed_transitions(
+    runtime: &tokio::runtime::Runtime,
+    url: &str,
+    total: usize,
+    clients: usize,
+) -> Duration {
+    runtime.block_on(async {
+        let trellis = Runtime::connect(url, RuntimeSettings::default())
+            .await
+            .unwrap();
+        let admin = Principal::system("bench", "bench");
+        trellis
+            .create_app(&admin, &pingpong_bundle(), false)
+            .await
+            .unwrap();
+        let mut ids = Vec::new();
+        for i in 0..clients {
+            let record = trellis
+                .create_record(
+                    &admin,
+                    "pingpong",
+                    "item",
+                    &json!({"name": format!("item {i}")}),
+                    Locale::En,
+                )
+                .await
+                .unwrap();
+            ids.push(record.id);
+        }
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for id in ids {
+            let (trellis, admin) = (trellis.clone(), admin.clone());
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..total / clients {
+                    trellis
+                        .fire_event(
+                            &admin,
+                            "pingpong",
+                            "item",
+                            &id,
+                            "play",
+                            "hit",
+                            &serde_json::Map::new(),
+                            Locale::En,
+                        )
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let elapsed = start.elapsed();
+        trellis.store().close().await;
+        elapsed
+    })
+}
+
+/// Flow transitions on PostgreSQL from 16 concurrent clients, against pgbench running the raw SQL of
+/// one transition (update the record, insert a history row) per transaction from 16 clients.
+fn postgres_transitions(runtime: &tokio::runtime::Runtime, url: &str, dir: &std::path::Path) {
+    const TOTAL: usize = 4_000;
+    const CLIENTS: usize = 16;
+    let seconds = timed_transitions(runtime, url, TOTAL, CLIENTS);
+    let psql = |command: &str| {
+        let status = std::process::Command::new("psql")
+            .args([url, "-q", "-v", "ON_ERROR_STOP=1", "-c", command])
+            .status()
+            .unwrap();
+        assert!(status.success(), "psql failed: {command}");
+    };
+    psql(
+        "CREATE TABLE bench_items (id INT PRIMARY KEY, version BIGINT NOT NULL, data JSONB NOT NULL); \
+          INSERT INTO bench_items SELECT g, 1, '{\"side\": \"ping\"}' FROM generate_series(0, 15) g; \
+          CREATE TABLE bench_history (seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, record_id INT, event TEXT, to_state TEXT, at TIMESTAMPTZ);",
+    );
+    let script = dir.join("transition.sql");
+    std::fs::write(
+        &script,
+        "\\set id random(0, 15)\nBEGIN;\nUPDATE bench_items SET version = version + 1, data = jsonb_set(data, '{side}', '\"pong\"') WHERE id = :id;\n\
+         INSERT INTO bench_history (record_id, event, to_state, at) VALUES (:id, 'hit', 'pong', now());\nCOMMIT;\n",
+    )
+    .unwrap();
+    let pgbench = ["pgbench", "/usr/lib/postgresql/15/bin/pgbench"]
+        .into_iter()
+        .find(|p| {
+            std::process::Command::new(p)
+                .arg("--version")
+                .output()
+                .is_ok()
+        })
+        .expect("pgbench (apt-get install postgresql-client or postgresql)");
+    let output = std::process::Command::new(pgbench)
+        .args(["-n", "-c", "16", "-j", "2", "-T", "10", "-f"])
+        .arg(&script)
+        .arg(url)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    let tps: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("tps = "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "pgbench said: {text} {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
+    let trellis = TOTAL as f64 / seconds.as_secs_f64();
+    println!("\n| flow transitions on PostgreSQL, {CLIENTS} clients | transitions/s |");
+    println!("|---|---|");
+    println!("| baseline: pgbench, the raw SQL of one transition per transaction | {tps:.0} |");
+    println!(
+        "| Trellis: `fire_event` | {trellis:.0} (ratio {:.2}) |",
+        trellis / tps
     );
 }
