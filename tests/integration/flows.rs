@@ -117,6 +117,7 @@ on_both_backends!(
     outbox_delivers_signed_webhooks_with_retries,
     publishing_a_renamed_state_needs_a_mapping_and_moves_records,
     cron_timers_fire_on_schedule,
+    runs_keep_the_definition_they_started_with,
 );
 
 async fn fire(
@@ -373,6 +374,7 @@ async fn a_deal_moves_through_guard_approval_timer_and_tasks(backend: Backend) {
     assert_eq!(
         history,
         [
+            ("create", "draft"),
             ("submit", "review"),
             ("approved", "approved"),
             ("expire", "lost")
@@ -380,7 +382,7 @@ async fn a_deal_moves_through_guard_approval_timer_and_tasks(backend: Backend) {
         .map(|(a, b)| (a.to_owned(), b.to_owned()))
     );
     let inputs: Value = serde_json::from_str(
-        flows.body["items"][0]["history"][0]["inputs"]
+        flows.body["items"][0]["history"][1]["inputs"]
             .as_str()
             .unwrap(),
     )
@@ -424,7 +426,8 @@ async fn concurrent_events_apply_once(backend: Backend) {
         let flows = api.call("GET", &format!("{DEALS}/{id}/flows"), None).await;
         assert_eq!(
             flows.body["items"][0]["history"].as_array().unwrap().len(),
-            1
+            2,
+            "its creation and exactly one event"
         );
     }
 }
@@ -844,5 +847,60 @@ async fn cron_timers_fire_on_schedule(backend: Backend) {
         2,
         "{}",
         list.text
+    );
+}
+
+async fn runs_keep_the_definition_they_started_with(backend: Backend) {
+    let (api, _) = setup_or_skip!(backend);
+    let create = |name: &'static str| {
+        let api = &api;
+        async move {
+            api.call("POST", DEALS, Some(json!({"name": name, "amount": 5})))
+                .await
+                .body["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let started_before = create("before").await;
+    // Version 2 raises the bar for submitting; no state changes.
+    let mut flow = deal_flow();
+    flow["transitions"][0]["guard"] = json!("amount > 1000");
+    let mut bundle = deals_bundle(flow);
+    bundle["trellis.json"]["version"] = json!("1.1.0");
+    let published = api
+        .call("PUT", "/api/apps/deals/bundle", Some(bundle))
+        .await;
+    assert_eq!(published.status, StatusCode::OK, "{}", published.text);
+    let started_after = create("after").await;
+
+    let version_of = |id: String| {
+        let api = &api;
+        async move {
+            api.call("GET", &format!("{DEALS}/{id}/flows"), None)
+                .await
+                .body["items"][0]["app_version"]
+                .clone()
+        }
+    };
+    assert_eq!(version_of(started_before.clone()).await, 1);
+    assert_eq!(version_of(started_after.clone()).await, 2);
+    let old_rules = fire(&api, &api.token, &started_before, "submit", json!({})).await;
+    assert_eq!(
+        old_rules.status,
+        StatusCode::OK,
+        "the run under way keeps version 1's guard: {}",
+        old_rules.text
+    );
+    let new_rules = fire(&api, &api.token, &started_after, "submit", json!({})).await;
+    assert_problem(&new_rules, StatusCode::CONFLICT);
+    assert!(
+        new_rules.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("amount > 1000"),
+        "{}",
+        new_rules.text
     );
 }

@@ -36,7 +36,10 @@ impl LoadedApp {
             let validator = EntityValidator::compile(entity).map_err(RuntimeError::Internal)?;
             validators.insert(entity_id.to_string(), validator);
         }
-        let flows = trellis_flow::check_flows(&bundle).0;
+        let mut flows = trellis_flow::check_flows(&bundle).0;
+        for flow in flows.values_mut() {
+            flow.app_version = version;
+        }
         Ok(Self {
             id: id.to_owned(),
             version,

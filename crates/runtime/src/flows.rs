@@ -27,6 +27,8 @@ use crate::{Principal, Runtime, RuntimeError};
 pub struct RecordFlow {
     pub flow: String,
     pub state: Option<String>,
+    /// The app version whose definition this record's run follows.
+    pub app_version: i64,
     pub events: Vec<EventOption>,
     pub history: Vec<trellis_store::flows::FlowHistoryRow>,
 }
@@ -168,6 +170,7 @@ impl Runtime {
             from_state: firing.from.clone(),
             to_state: firing.to.clone(),
             inputs: Value::Object(firing.inputs.clone()),
+            app_version: flow.app_version,
             leave_state: true,
             ..TransitionWrites::default()
         };
@@ -381,7 +384,8 @@ impl Runtime {
         let row = self.readable_record(&loaded, &checked, id).await?;
         checked.require(Action::Update)?;
         checked.require_editable(data.keys().filter(|k| entity.field(k).is_some()))?;
-        let flow = self.flow(&loaded, entity, flow_id)?;
+        let source = self.pinned_flow(&loaded, entity, flow_id, &row).await?;
+        let flow = self.flow(&source, entity, flow_id)?;
         let (row, firing) = self
             .fire_on(
                 &loaded,
@@ -415,8 +419,9 @@ impl Runtime {
     ) -> Result<(), RuntimeError> {
         let loaded = self.loaded_app(app).await?;
         let (entity, _) = loaded.entity(entity_id)?;
-        let flow = self.flow(&loaded, entity, flow_id)?;
         let row = self.live_record(&loaded, entity, id).await?;
+        let source = self.pinned_flow(&loaded, entity, flow_id, &row).await?;
+        let flow = self.flow(&source, entity, flow_id)?;
         self.fire_on(
             &loaded,
             entity,
@@ -463,37 +468,81 @@ impl Runtime {
         };
         let history = self.store().flow_history(id).await?;
         let may_update = checked.access.allows(Action::Update);
-        Ok(loaded
+        let mut flows = Vec::new();
+        for id in loaded
             .flows_of(entity.id.as_str())
-            .map(|flow| {
-                let mut events = flow.options(&named, &context);
-                if !may_update {
-                    for option in &mut events {
-                        option.allowed = false;
-                        option.reason =
-                            Some(format!("none of your roles allows update on {}", entity.id));
-                    }
+            .map(|f| f.id().to_owned())
+        {
+            // Offer the events of the definition this record's run follows.
+            let source = self.pinned_flow(&loaded, entity, &id, &row).await?;
+            let flow = self.flow(&source, entity, &id)?;
+            let mut events = flow.options(&named, &context);
+            if !may_update {
+                for option in &mut events {
+                    option.allowed = false;
+                    option.reason =
+                        Some(format!("none of your roles allows update on {}", entity.id));
                 }
-                RecordFlow {
-                    flow: flow.id().to_owned(),
-                    state: flow.state_of(&named).map(str::to_owned),
-                    events,
-                    history: history
-                        .iter()
-                        .filter(|h| h.flow == flow.id())
-                        .cloned()
-                        .collect(),
-                }
-            })
-            .collect())
+            }
+            flows.push(RecordFlow {
+                flow: id.clone(),
+                state: flow.state_of(&named).map(str::to_owned),
+                app_version: flow.app_version,
+                events,
+                history: history.iter().filter(|h| h.flow == id).cloned().collect(),
+            });
+        }
+        Ok(flows)
     }
 
-    /// Start the initial state's work (timers, approval tasks) of a newly created record.
+    /// The app version whose flow definition a record's run follows: the one it started with while
+    /// the run goes on and its state still exists there (publishing never changes the rules of a run
+    /// under way), else the current one.
+    async fn pinned_flow(
+        &self,
+        loaded: &std::sync::Arc<LoadedApp>,
+        entity: &EntityDefinition,
+        flow_id: &str,
+        row: &RecordRow,
+    ) -> Result<std::sync::Arc<LoadedApp>, RuntimeError> {
+        let history = self.store().flow_history(&row.id).await?;
+        let pinned = history
+            .iter()
+            .rev()
+            .find(|h| h.flow == flow_id)
+            .and_then(|h| h.app_version);
+        let Some(pinned) = pinned.filter(|v| *v != loaded.version) else {
+            return Ok(loaded.clone());
+        };
+        let source = self.loaded_app_version(&loaded.id, pinned).await?;
+        let named = to_api(entity, &row.data.0);
+        // A newer version that removed or renamed states migrated the runs (state_mapping at
+        // publish): those follow the current definition from then on.
+        let current = loaded.flows.get(flow_id);
+        let ongoing = source.flows.get(flow_id).is_some_and(|old| {
+            let compatible = current.is_some_and(|current| {
+                old.definition
+                    .states
+                    .iter()
+                    .all(|s| current.state(s.id.as_str()).is_some())
+            });
+            compatible
+                && old
+                    .state_of(&named)
+                    .and_then(|state| old.state(state))
+                    .is_some_and(|state| !state.terminal)
+        });
+        Ok(if ongoing { source } else { loaded.clone() })
+    }
+
+    /// Start a newly created record's flow runs: the initial state's history entry (pinning this app
+    /// version) and its work (timers, approval tasks).
     pub(crate) async fn start_flows(
         &self,
         loaded: &LoadedApp,
         entity: &EntityDefinition,
         row: &RecordRow,
+        actor: Option<&str>,
     ) -> Result<(), RuntimeError> {
         let named = to_api(entity, &row.data.0);
         for flow in loaded.flows_of(entity.id.as_str()) {
@@ -511,9 +560,9 @@ impl Runtime {
             let writes = self
                 .transition_writes(loaded, entity, flow, &firing, &named, &row.id, Utc::now())
                 .await?;
-            if !writes.timers.is_empty() || !writes.tasks.is_empty() {
-                self.store().start_flow_state(&row.id, &writes).await?;
-            }
+            self.store()
+                .start_flow_state(&row.id, actor, &writes)
+                .await?;
         }
         Ok(())
     }
@@ -581,8 +630,9 @@ impl Runtime {
             )));
         }
         let (entity, _) = loaded.entity(&task.entity)?;
-        let flow = self.flow(&loaded, entity, &task.flow)?;
         let row = self.live_record(&loaded, entity, &task.record_id).await?;
+        let source = self.pinned_flow(&loaded, entity, &task.flow, &row).await?;
+        let flow = self.flow(&source, entity, &task.flow)?;
         let outcomes: BTreeMap<String, String> =
             serde_json::from_str(&task.outcomes).unwrap_or_default();
         let consumes = Consumes {
@@ -786,8 +836,9 @@ impl Runtime {
             let outcome = async {
                 let loaded = self.loaded_app(&timer.app_id).await?;
                 let (entity, _) = loaded.entity(&timer.entity)?;
-                let flow = self.flow(&loaded, entity, &timer.flow)?;
                 let row = self.live_record(&loaded, entity, &timer.record_id).await?;
+                let source = self.pinned_flow(&loaded, entity, &timer.flow, &row).await?;
+                let flow = self.flow(&source, entity, &timer.flow)?;
                 let consumes = Consumes {
                     timer: Some(timer.id.clone()),
                     task: None,

@@ -549,7 +549,8 @@ impl Runtime {
         // Imported records start their flows' initial-state work like created ones do.
         for id in &sink.flow_starts {
             if let Some(row) = self.store().get_record(&loaded.id, &entity.uid, id).await? {
-                self.start_flows(&loaded, entity, &row).await?;
+                self.start_flows(&loaded, entity, &row, Some(&actor.user_id))
+                    .await?;
             }
         }
         rejected.sort_by_key(|r| r.row);

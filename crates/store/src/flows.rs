@@ -20,6 +20,8 @@ pub struct FlowHistoryRow {
     pub actor: Option<String>,
     pub at: DateTime<Utc>,
     pub inputs: String,
+    /// The app version whose flow definition this run follows.
+    pub app_version: Option<i64>,
 }
 
 /// A task to create.
@@ -101,6 +103,8 @@ pub struct TransitionWrites {
     pub from_state: Option<String>,
     pub to_state: String,
     pub inputs: Value,
+    /// The app version whose definition the run follows (pinned until the run ends).
+    pub app_version: i64,
     /// Cancel the record's open tasks and pending timers of this flow (the state changed).
     pub leave_state: bool,
     pub tasks: Vec<NewTask>,
@@ -134,10 +138,7 @@ macro_rules! apply_transition_writes {
                 return Err(StoreError::Conflict(format!("task '{task}' is no longer open")));
             }
         }
-        sqlx::query("INSERT INTO flow_history (app_id, flow, record_id, event, from_state, to_state, actor, at, inputs) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
-            .bind(&w.app).bind(&w.flow).bind($record_id).bind(&w.event).bind(&w.from_state).bind(&w.to_state)
-            .bind($actor).bind($now).bind(w.inputs.to_string())
-            .execute(&mut *$tx).await?;
+        $crate::flows::insert_flow_history!($tx, w, $record_id, $actor, $now);
         if w.leave_state {
             sqlx::query("UPDATE tasks SET status = 'cancelled', completed_at = $1 WHERE record_id = $2 AND flow = $3 AND status = 'open'")
                 .bind($now).bind($record_id).bind(&w.flow).execute(&mut *$tx).await?;
@@ -148,6 +149,18 @@ macro_rules! apply_transition_writes {
     }};
 }
 pub(crate) use apply_transition_writes;
+
+/// Append the transition to the flow history.
+macro_rules! insert_flow_history {
+    ($tx:expr, $w:expr, $record_id:expr, $actor:expr, $now:expr) => {{
+        let w: &$crate::flows::TransitionWrites = $w;
+        sqlx::query("INSERT INTO flow_history (app_id, flow, record_id, event, from_state, to_state, actor, at, inputs, app_version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
+            .bind(&w.app).bind(&w.flow).bind($record_id).bind(&w.event).bind(&w.from_state).bind(&w.to_state)
+            .bind($actor).bind($now).bind(w.inputs.to_string()).bind(w.app_version)
+            .execute(&mut *$tx).await?;
+    }};
+}
+pub(crate) use insert_flow_history;
 
 /// Insert the new state's tasks, timers, notifications and outbox entries.
 macro_rules! insert_state_work {
@@ -182,15 +195,18 @@ macro_rules! insert_state_work {
 pub(crate) use insert_state_work;
 
 impl Store {
-    /// Start the work of a record's first state (timers, tasks of the initial state) after its creation.
+    /// Start a record's flow run after its creation: the history entry of its initial state (pinning
+    /// the app version) and that state's work (timers, approval tasks).
     pub async fn start_flow_state(
         &self,
         record_id: &str,
+        actor: Option<&str>,
         writes: &TransitionWrites,
     ) -> Result<(), StoreError> {
         let now = crate::now();
         crate::with_pool!(self, write, |pool| {
             let mut tx = pool.begin().await?;
+            insert_flow_history!(tx, writes, record_id, actor, now);
             insert_state_work!(tx, writes, record_id, now);
             tx.commit().await?;
         });
@@ -200,7 +216,7 @@ impl Store {
     pub async fn flow_history(&self, record_id: &str) -> Result<Vec<FlowHistoryRow>, StoreError> {
         let rows = crate::with_pool!(self, read, |pool| {
             sqlx::query_as::<_, FlowHistoryRow>(
-                "SELECT seq, flow, event, from_state, to_state, actor, at, inputs FROM flow_history WHERE record_id = $1 ORDER BY seq",
+                "SELECT seq, flow, event, from_state, to_state, actor, at, inputs, app_version FROM flow_history WHERE record_id = $1 ORDER BY seq",
             )
             .bind(record_id)
             .fetch_all(pool)

@@ -14,6 +14,8 @@ use crate::definition::{ActionDefinition, FlowDefinition, StateDefinition, Trans
 pub struct CompiledFlow {
     pub definition: FlowDefinition,
     guards: Vec<Option<Script>>,
+    /// The app version this definition belongs to (runs are pinned to it).
+    pub app_version: i64,
 }
 
 /// Who fires, with what, and when.
@@ -141,7 +143,11 @@ impl CompiledFlow {
             .map(|t| t.guard.as_deref().map(trellis_script::compile).transpose())
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| e.to_string())?;
-        Ok(Self { definition, guards })
+        Ok(Self {
+            definition,
+            guards,
+            app_version: 0,
+        })
     }
 
     pub fn id(&self) -> &str {

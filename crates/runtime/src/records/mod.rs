@@ -148,6 +148,25 @@ pub(crate) const AUTO_NUMBER_PLACEHOLDER: &str = "\u{2026}";
 
 impl Runtime {
     /// The current version of a live app, loaded and cached.
+    /// A published version of an app (for flow runs pinned to the version they started with).
+    pub(crate) async fn loaded_app_version(
+        &self,
+        id: &str,
+        version: i64,
+    ) -> Result<Arc<LoadedApp>, RuntimeError> {
+        if let Some(loaded) = self.cache.get(id, version) {
+            return Ok(loaded);
+        }
+        let stored = self
+            .store()
+            .get_app_version(id, version)
+            .await?
+            .ok_or_else(|| RuntimeError::NotFound(format!("version {version} of app '{id}'")))?;
+        Ok(self
+            .cache
+            .put(LoadedApp::load(id, version, &stored.bundle)?))
+    }
+
     pub async fn loaded_app(&self, id: &str) -> Result<Arc<LoadedApp>, RuntimeError> {
         let app = self.live_app(id).await?;
         if let Some(loaded) = self.cache.get(&app.id, app.current_version) {
@@ -391,7 +410,8 @@ impl Runtime {
             .await
             .map_err(|e| Self::unique_issue(entity, e, locale))?;
         if loaded.flows_of(entity.id.as_str()).next().is_some() {
-            self.start_flows(&loaded, entity, &row).await?;
+            self.start_flows(&loaded, entity, &row, Some(&actor.user_id))
+                .await?;
         }
         Ok(checked.view(&row))
     }
