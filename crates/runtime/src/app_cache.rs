@@ -18,6 +18,8 @@ pub struct LoadedApp {
     validators: HashMap<String, EntityValidator>,
     /// The app's flows, checked and with their guards compiled, by id.
     pub flows: std::collections::BTreeMap<String, trellis_flow::CompiledFlow>,
+    /// The app's rules, checked and compiled, by id.
+    pub rules: std::collections::BTreeMap<String, trellis_rules::CompiledRule>,
 }
 
 impl LoadedApp {
@@ -40,12 +42,17 @@ impl LoadedApp {
         for flow in flows.values_mut() {
             flow.app_version = version;
         }
+        let mut rules = trellis_rules::check_rules(&bundle).0;
+        for rule in rules.values_mut() {
+            rule.app_version = version;
+        }
         Ok(Self {
             id: id.to_owned(),
             version,
             bundle,
             validators,
             flows,
+            rules,
         })
     }
 

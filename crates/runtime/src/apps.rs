@@ -86,7 +86,9 @@ pub fn check_app_bundle(raw: &RawBundle) -> Result<AppBundle, Vec<Problem>> {
     let mut bundle = check_bundle(raw)?;
     let mut problems = trellis_form::check_expressions(&bundle);
     problems.extend(check_role_filters(&bundle));
-    for problem in trellis_flow::check_flows(&bundle).1 {
+    let flow_problems = trellis_flow::check_flows(&bundle).1;
+    let rule_problems = trellis_rules::check_rules(&bundle).1;
+    for problem in flow_problems.into_iter().chain(rule_problems) {
         if problem.severity == trellis_model::Severity::Error {
             problems.push(problem);
         } else {
@@ -158,6 +160,7 @@ pub fn metadata_schemas() -> Vec<(&'static str, serde_json::Value)> {
         .into_iter()
         .map(|(name, schema)| match name {
             "flow" => (name, trellis_flow::schema()),
+            "rule" => (name, trellis_rules::schema()),
             _ => (name, schema),
         })
         .collect()

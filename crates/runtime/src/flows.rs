@@ -106,7 +106,7 @@ impl Runtime {
     }
 
     /// Resolve an assignee to user ids (round-robin: the role's user with the fewest open tasks).
-    async fn resolve_assignee(
+    pub(crate) async fn resolve_assignee(
         &self,
         app: &str,
         assignee: &Assignee,
@@ -351,18 +351,27 @@ impl Runtime {
             .decide(event, &named, &context)
             .map_err(|refusal| RuntimeError::Conflict(refusal.message()))?;
         let actor = (user_id != "system").then_some(user_id.as_str());
-        self.apply_firing(
-            loaded,
-            entity,
-            flow,
-            row,
-            firing,
-            actor,
-            consumes,
-            checked.as_ref(),
-            locale,
-        )
-        .await
+        let (updated, firing) = self
+            .apply_firing(
+                loaded,
+                entity,
+                flow,
+                row,
+                firing,
+                actor,
+                consumes,
+                checked.as_ref(),
+                locale,
+            )
+            .await?;
+        if loaded.rules.is_empty() {
+            return Ok((updated, firing));
+        }
+        // The state change (and the transition's writes) trigger record_updated rules.
+        let updated = self
+            .after_save(loaded, entity, updated, Some(named), &user_id)
+            .await?;
+        Ok((updated, firing))
     }
 
     /// Fire `event` of `flow` on a record (`POST …/records/{id}/flows/{flow}/events`).

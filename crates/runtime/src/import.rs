@@ -398,14 +398,40 @@ impl ImportJob {
                     });
                     continue;
                 }
-                match self.runtime.prepare_new_record(
-                    &self.loaded,
-                    entity,
-                    validator,
-                    parsed.fields,
-                    &self.actor,
-                    self.locale,
-                ) {
+                let prepared = self
+                    .runtime
+                    .prepare_new_record(
+                        &self.loaded,
+                        entity,
+                        validator,
+                        parsed.fields,
+                        &self.actor,
+                        self.locale,
+                    )
+                    .and_then(|mut named| {
+                        // Before-save rules apply to imported rows as to API creates.
+                        let runs = Runtime::before_save(
+                            &self.loaded,
+                            entity,
+                            &mut named,
+                            None,
+                            true,
+                            self.locale,
+                        )?;
+                        let written: Vec<String> = runs
+                            .iter()
+                            .flat_map(|(_, e)| e.writes.keys().cloned())
+                            .collect();
+                        if !written.is_empty() {
+                            let written: Vec<&str> = written.iter().map(String::as_str).collect();
+                            let issues = validator.prepare(&mut named, &written, self.locale);
+                            if !issues.is_empty() {
+                                return Err(issues);
+                            }
+                        }
+                        Ok(named)
+                    });
+                match prepared {
                     Ok(named) => validated.accepted.push(AcceptedRow {
                         row: parsed.row,
                         raw: parsed.raw,

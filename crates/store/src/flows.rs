@@ -154,10 +154,13 @@ pub(crate) use apply_transition_writes;
 macro_rules! insert_flow_history {
     ($tx:expr, $w:expr, $record_id:expr, $actor:expr, $now:expr) => {{
         let w: &$crate::flows::TransitionWrites = $w;
+        // Rule side effects reuse these writes without a flow: no history entry then.
+        if !w.flow.is_empty() {
         sqlx::query("INSERT INTO flow_history (app_id, flow, record_id, event, from_state, to_state, actor, at, inputs, app_version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
             .bind(&w.app).bind(&w.flow).bind($record_id).bind(&w.event).bind(&w.from_state).bind(&w.to_state)
             .bind($actor).bind($now).bind(w.inputs.to_string()).bind(w.app_version)
             .execute(&mut *$tx).await?;
+        }
     }};
 }
 pub(crate) use insert_flow_history;
@@ -502,4 +505,75 @@ impl Store {
         });
         Ok(done > 0)
     }
+
+    /// Append a rule run to the run log.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn log_rule_run(
+        &self,
+        app: &str,
+        rule: &str,
+        app_version: i64,
+        trigger: &str,
+        record_id: Option<&str>,
+        matched: bool,
+        outcome: &Value,
+        error: Option<&str>,
+        duration_us: i64,
+    ) -> Result<(), StoreError> {
+        crate::with_pool!(self, write, |pool| {
+            sqlx::query(
+                "INSERT INTO rule_runs (app_id, rule, app_version, trigger, record_id, matched, outcome, error, duration_us, at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(app)
+            .bind(rule)
+            .bind(app_version)
+            .bind(trigger)
+            .bind(record_id)
+            .bind(matched)
+            .bind(outcome.to_string())
+            .bind(error)
+            .bind(duration_us)
+            .bind(crate::now())
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// A rule's runs, newest first.
+    pub async fn rule_runs(
+        &self,
+        app: &str,
+        rule: &str,
+        limit: i64,
+    ) -> Result<Vec<RuleRunRow>, StoreError> {
+        let rows = crate::with_pool!(self, read, |pool| {
+            sqlx::query_as::<_, RuleRunRow>(
+                "SELECT seq, rule, app_version, trigger, record_id, matched, outcome, error, duration_us, at FROM rule_runs \
+                 WHERE app_id = $1 AND rule = $2 ORDER BY seq DESC LIMIT $3",
+            )
+            .bind(app)
+            .bind(rule)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows)
+    }
+}
+
+/// One logged rule run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow)]
+pub struct RuleRunRow {
+    pub seq: i64,
+    pub rule: String,
+    pub app_version: i64,
+    pub trigger: String,
+    pub record_id: Option<String>,
+    pub matched: bool,
+    pub outcome: String,
+    pub error: Option<String>,
+    pub duration_us: i64,
+    pub at: DateTime<Utc>,
 }

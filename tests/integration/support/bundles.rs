@@ -40,7 +40,8 @@ pub fn two_entity_bundle(app: &str) -> Value {
         "i18n/en.json": {"format_version": 1, "messages": {"app.title": "Service desk"}},
         "i18n/zh-CN.json": {"format_version": 1, "messages": {"app.title": "服务台"}},
         "data/account.csv": "name,tier\nAcme,gold\n",
-        "rules/escalate.rule.json": {"format_version": 1, "id": "escalate", "entity": "ticket", "trigger": {"on": "create"}},
+        "rules/escalate.rule.json": {"format_version": 1, "id": "escalate", "entity": "ticket", "trigger": {"record_created": {}},
+                                     "actions": [{"notify": {"to": {"users": ["admin"]}, "message": {"en": "Urgent ticket", "zh-CN": "紧急工单"}}}]},
         "rules/escalate.rhai": "record.severity >= 3"
     })
 }

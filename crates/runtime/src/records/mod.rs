@@ -392,6 +392,19 @@ impl Runtime {
         let mut named = self
             .prepare_new_record(&loaded, entity, validator, input.clone(), actor, locale)
             .map_err(invalid)?;
+        let runs =
+            Self::before_save(&loaded, entity, &mut named, None, true, locale).map_err(invalid)?;
+        let written: Vec<String> = runs
+            .iter()
+            .flat_map(|(_, e)| e.writes.keys().cloned())
+            .collect();
+        if !written.is_empty() {
+            let written: Vec<&str> = written.iter().map(String::as_str).collect();
+            let issues = validator.prepare(&mut named, &written, locale);
+            if !issues.is_empty() {
+                return Err(invalid(issues));
+            }
+        }
         let missing = self
             .check_relations(&loaded, entity, &[&named], locale)
             .await?
@@ -413,6 +426,14 @@ impl Runtime {
             self.start_flows(&loaded, entity, &row, Some(&actor.user_id))
                 .await?;
         }
+        if loaded.rules.is_empty() {
+            return Ok(checked.view(&row));
+        }
+        self.log_runs(&loaded, "before_save", Some(&row.id), &runs)
+            .await?;
+        let row = self
+            .after_save(&loaded, entity, row, None, &actor.user_id)
+            .await?;
         Ok(checked.view(&row))
     }
 
@@ -528,6 +549,19 @@ impl Runtime {
         if !issues.is_empty() {
             return Err(invalid(issues));
         }
+        let runs = Self::before_save(&loaded, entity, &mut named, Some(&before), false, locale)
+            .map_err(invalid)?;
+        let written: Vec<String> = runs
+            .iter()
+            .flat_map(|(_, e)| e.writes.keys().cloned())
+            .collect();
+        if !written.is_empty() {
+            let written: Vec<&str> = written.iter().map(String::as_str).collect();
+            let issues = validator.prepare(&mut named, &written, locale);
+            if !issues.is_empty() {
+                return Err(invalid(issues));
+            }
+        }
         let record = record_write(entity, &named, Some(&current.data.0));
         self.require_write_rows(&loaded, &checked, &record.data)
             .await?;
@@ -543,6 +577,14 @@ impl Runtime {
             )
             .await
             .map_err(|e| Self::unique_issue(entity, e, locale))?;
+        if loaded.rules.is_empty() {
+            return Ok(checked.view(&row));
+        }
+        self.log_runs(&loaded, "before_save", Some(&row.id), &runs)
+            .await?;
+        let row = self
+            .after_save(&loaded, entity, row, Some(before), &actor.user_id)
+            .await?;
         Ok(checked.view(&row))
     }
 }

@@ -6,6 +6,7 @@ mod apps;
 mod auth;
 mod flows;
 mod records;
+mod rules;
 mod system;
 
 use axum::Router;
@@ -30,6 +31,7 @@ use crate::AppState;
         (name = "auth", description = "Sign-in and tokens"),
         (name = "apps", description = "Apps, bundles and published versions"),
         (name = "records", description = "Records of an app's entities"),
+        (name = "rules", description = "Rule dry runs, batch runs and run logs"),
         (name = "flows", description = "Flows on records, tasks and notifications"),
         (name = "access", description = "Users, departments, roles, tokens and the audit log"),
     )
@@ -76,6 +78,9 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(flows::complete_task))
         .routes(routes!(flows::reassign_task))
         .routes(routes!(flows::notifications))
+        .routes(routes!(rules::test_rule))
+        .routes(routes!(rules::run_rule))
+        .routes(routes!(rules::rule_runs))
         .routes(routes!(apps::list_apps, apps::create_app))
         .routes(routes!(apps::get_app, apps::delete_app))
         .routes(routes!(apps::restore_app))

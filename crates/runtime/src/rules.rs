@@ -1,0 +1,483 @@
+//! Running rules: before-save rules set fields or reject a change (inside the write); after-save rules
+//! (`record_created`, `record_updated` with a changed-field filter) run in a deterministic order and
+//! commit all their writes and side effects in one transaction, cascading through rules that react to
+//! those writes up to [`trellis_rules::MAX_DEPTH`]. Dry runs (`test`) persist nothing; batch runs apply
+//! a rule to every matching record; every real run is logged.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use trellis_form::records::to_api;
+use trellis_form::{FieldIssue, Locale};
+use trellis_model::{Action, EntityDefinition};
+use trellis_rules::{CompiledRule, Evaluation, RuleAction, Trigger, evaluate, in_order};
+use trellis_store::RecordRow;
+use trellis_store::flows::TransitionWrites;
+
+use crate::app_cache::LoadedApp;
+use crate::{Principal, Runtime, RuntimeError};
+
+/// What a batch run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct BatchOutcome {
+    pub processed: usize,
+    pub matched: usize,
+    pub changed: usize,
+    pub failed: usize,
+}
+
+fn locale_tag(locale: Locale) -> &'static str {
+    match locale {
+        Locale::ZhCn => "zh-CN",
+        Locale::En => "en",
+    }
+}
+
+fn outcome_of(evaluation: &Evaluation) -> Value {
+    json!({"writes": evaluation.writes, "reject": evaluation.reject, "actions": evaluation.actions, "trace": evaluation.trace})
+}
+
+impl Runtime {
+    /// Run the before-save rules of `entity` on `named` (fields by name), applying their writes.
+    /// A rejection or a failing rule is a field issue naming the rule. Pure: no IO.
+    pub(crate) fn before_save(
+        loaded: &LoadedApp,
+        entity: &EntityDefinition,
+        named: &mut Map<String, Value>,
+        before: Option<&Map<String, Value>>,
+        creating: bool,
+        locale: Locale,
+    ) -> Result<Vec<(i64, Evaluation)>, Vec<FieldIssue>> {
+        let kind = if creating {
+            trellis_rules::SaveKind::Create
+        } else {
+            trellis_rules::SaveKind::Update
+        };
+        let rules = in_order(
+            loaded.rules.values(),
+            entity.id.as_str(),
+            |t| matches!(t, Trigger::BeforeSave { on } if on.is_empty() || on.contains(&kind)),
+        );
+        let mut done = Vec::new();
+        for rule in rules {
+            let started = Instant::now();
+            let evaluation = evaluate(rule, named, before).map_err(|failure| {
+                vec![FieldIssue {
+                    pointer: String::new(),
+                    code: "rule_failed",
+                    message: failure.to_string(),
+                }]
+            })?;
+            if let Some(message) = &evaluation.reject {
+                let text = message
+                    .get(locale_tag(locale))
+                    .unwrap_or("the change was refused");
+                return Err(vec![FieldIssue {
+                    pointer: String::new(),
+                    code: "rule_rejected",
+                    message: format!("{text} (rule '{}')", rule.id()),
+                }]);
+            }
+            for (name, value) in &evaluation.writes {
+                named.insert(name.clone(), value.clone());
+            }
+            done.push((started.elapsed().as_micros() as i64, evaluation));
+        }
+        Ok(done)
+    }
+
+    /// Log rule runs (matched or not) of one trigger.
+    pub(crate) async fn log_runs(
+        &self,
+        loaded: &LoadedApp,
+        trigger: &str,
+        record_id: Option<&str>,
+        runs: &[(i64, Evaluation)],
+    ) -> Result<(), RuntimeError> {
+        for (duration_us, evaluation) in runs {
+            self.store()
+                .log_rule_run(
+                    &loaded.id,
+                    &evaluation.rule,
+                    loaded.version,
+                    trigger,
+                    record_id,
+                    evaluation.matched,
+                    &outcome_of(evaluation),
+                    None,
+                    *duration_us,
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn log_failure(
+        &self,
+        loaded: &LoadedApp,
+        rule: &str,
+        trigger: &str,
+        record_id: &str,
+        error: &str,
+    ) -> Result<(), RuntimeError> {
+        tracing::warn!(app = %loaded.id, rule, trigger, record = record_id, error, "rule failed");
+        self.store()
+            .log_rule_run(
+                &loaded.id,
+                rule,
+                loaded.version,
+                trigger,
+                Some(record_id),
+                false,
+                &Value::Null,
+                Some(error),
+                0,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Run after-save rules for `row` (just created, or updated from `before`), cascading through
+    /// rules that react to their writes. Failures are logged with the rule's id; committed data stays.
+    pub(crate) async fn after_save(
+        &self,
+        loaded: &LoadedApp,
+        entity: &EntityDefinition,
+        mut row: RecordRow,
+        mut before: Option<Map<String, Value>>,
+        actor: &str,
+    ) -> Result<RecordRow, RuntimeError> {
+        let (_, validator) = loaded.entity(entity.id.as_str())?;
+        for depth in 0..=trellis_rules::MAX_DEPTH {
+            let named = to_api(entity, &row.data.0);
+            let created = before.is_none();
+            let changed: BTreeSet<String> = named
+                .keys()
+                .chain(before.iter().flat_map(|b| b.keys()))
+                .filter(|k| before.as_ref().is_none_or(|b| b.get(*k) != named.get(*k)))
+                .cloned()
+                .collect();
+            let rules: Vec<&CompiledRule> =
+                in_order(loaded.rules.values(), entity.id.as_str(), |t| match t {
+                    Trigger::RecordCreated {} => created,
+                    Trigger::RecordUpdated { fields } => {
+                        !created
+                            && (fields.is_empty()
+                                || fields.iter().any(|f| changed.contains(f.as_str())))
+                    }
+                    _ => false,
+                });
+            if rules.is_empty() {
+                return Ok(row);
+            }
+            let trigger = if created {
+                "record_created"
+            } else {
+                "record_updated"
+            };
+            if depth == trellis_rules::MAX_DEPTH {
+                for rule in rules {
+                    self.log_failure(
+                        loaded,
+                        rule.id(),
+                        trigger,
+                        &row.id,
+                        &format!(
+                            "stopped: rules triggered rules {depth} times in a row (a cycle?)"
+                        ),
+                    )
+                    .await?;
+                }
+                return Ok(row);
+            }
+            let mut working = named.clone();
+            let mut writes = Map::new();
+            let mut side = TransitionWrites {
+                app: loaded.id.clone(),
+                entity: entity.id.to_string(),
+                ..TransitionWrites::default()
+            };
+            let mut runs = Vec::new();
+            for rule in rules {
+                let started = Instant::now();
+                match evaluate(rule, &working, before.as_ref()) {
+                    Ok(evaluation) => {
+                        if evaluation.matched {
+                            for (name, value) in &evaluation.writes {
+                                working.insert(name.clone(), value.clone());
+                                writes.insert(name.clone(), value.clone());
+                            }
+                            for action in &evaluation.actions {
+                                self.side_effect(
+                                    loaded, entity, &row.id, &working, action, &mut side,
+                                )
+                                .await?;
+                            }
+                        }
+                        runs.push((started.elapsed().as_micros() as i64, evaluation));
+                    }
+                    Err(failure) => {
+                        self.log_failure(loaded, rule.id(), trigger, &row.id, &failure.to_string())
+                            .await?
+                    }
+                }
+            }
+            self.log_runs(loaded, trigger, Some(&row.id), &runs).await?;
+            if writes.is_empty() {
+                if !side.notifications.is_empty() || !side.outbox.is_empty() {
+                    self.store()
+                        .start_flow_state(&row.id, Some(actor), &side)
+                        .await?;
+                }
+                return Ok(row);
+            }
+            let changed_keys: Vec<&str> = writes.keys().map(String::as_str).collect();
+            let mut next = named.clone();
+            for (name, value) in &writes {
+                next.insert(name.clone(), value.clone());
+            }
+            let issues = validator.prepare(&mut next, &changed_keys, Locale::En);
+            if !issues.is_empty() {
+                let message = issues
+                    .iter()
+                    .map(|i| format!("{}: {}", i.pointer, i.message))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                for (_, evaluation) in runs.iter().filter(|(_, e)| !e.writes.is_empty()) {
+                    self.log_failure(
+                        loaded,
+                        &evaluation.rule,
+                        trigger,
+                        &row.id,
+                        &format!("its writes are not valid: {message}"),
+                    )
+                    .await?;
+                }
+                return Ok(row);
+            }
+            let record = crate::records::record_write(entity, &next, Some(&row.data.0));
+            // All writes and side effects of this trigger commit together.
+            match self
+                .store()
+                .update_record_with(
+                    &loaded.id,
+                    &entity.uid,
+                    &row.id,
+                    row.version,
+                    &record,
+                    Some(actor),
+                    Some(&side),
+                )
+                .await
+            {
+                Ok(updated) => {
+                    before = Some(named);
+                    row = updated;
+                }
+                Err(error) => {
+                    for (_, evaluation) in &runs {
+                        self.log_failure(
+                            loaded,
+                            &evaluation.rule,
+                            trigger,
+                            &row.id,
+                            &format!("could not commit: {error}"),
+                        )
+                        .await?;
+                    }
+                    return Ok(row);
+                }
+            }
+        }
+        Ok(row)
+    }
+
+    /// Turn a follow-up action into a notification or an outbox entry of `side`.
+    async fn side_effect(
+        &self,
+        loaded: &LoadedApp,
+        entity: &EntityDefinition,
+        record_id: &str,
+        record: &Map<String, Value>,
+        action: &RuleAction,
+        side: &mut TransitionWrites,
+    ) -> Result<(), RuntimeError> {
+        match action {
+            RuleAction::Notify { to, message } => {
+                for user in self.resolve_assignee(&loaded.id, to, record).await? {
+                    side.notifications.push((user, json!(message)));
+                }
+            }
+            RuleAction::Webhook(_) | RuleAction::CreateRecord(_) | RuleAction::FireEvent(_) => {
+                side.outbox.push((
+                    action.name().to_owned(),
+                    json!({"action": action, "entity": entity.id, "record_id": record_id, "flow": Value::Null, "event": Value::Null}),
+                ));
+            }
+            RuleAction::Set(_) | RuleAction::Reject(_) => {}
+        }
+        Ok(())
+    }
+
+    fn rule<'a>(loaded: &'a LoadedApp, id: &str) -> Result<&'a CompiledRule, RuntimeError> {
+        loaded
+            .rules
+            .get(id)
+            .ok_or_else(|| RuntimeError::NotFound(format!("rule '{id}' in app '{}'", loaded.id)))
+    }
+
+    /// Dry run (`POST …/rules/{rule}/test`): what the rule would do with `record`, with a trace of
+    /// every value. Nothing is persisted.
+    pub async fn test_rule(
+        &self,
+        actor: &Principal,
+        app: &str,
+        rule_id: &str,
+        record: &Map<String, Value>,
+        before: Option<&Map<String, Value>>,
+    ) -> Result<Evaluation, RuntimeError> {
+        let loaded = self.loaded_app(app).await?;
+        let rule = Self::rule(&loaded, rule_id)?;
+        let (entity, _) = loaded.entity(rule.definition.entity.as_str())?;
+        self.check(actor, &loaded, entity)
+            .await?
+            .require(Action::Read)?;
+        evaluate(rule, record, before).map_err(|failure| {
+            RuntimeError::InvalidRecord(vec![FieldIssue {
+                pointer: "/record".into(),
+                code: "rule_failed",
+                message: failure.to_string(),
+            }])
+        })
+    }
+
+    /// Batch run (`POST …/rules/{rule}/run`): apply the rule to every record of its entity that it
+    /// matches, each record in its own transaction (a crash keeps what was done; running again only
+    /// changes records that still match).
+    pub async fn run_rule(
+        &self,
+        actor: &Principal,
+        app: &str,
+        rule_id: &str,
+    ) -> Result<BatchOutcome, RuntimeError> {
+        let loaded = self.loaded_app(app).await?;
+        self.require_app_manager(actor, &loaded).await?;
+        let rule = Self::rule(&loaded, rule_id)?;
+        let (entity, validator) = loaded.entity(rule.definition.entity.as_str())?;
+        let started = Instant::now();
+        let mut outcome = BatchOutcome {
+            processed: 0,
+            matched: 0,
+            changed: 0,
+            failed: 0,
+        };
+        for row in self.store().all_records(&loaded.id, &entity.uid).await? {
+            if row.deleted_at.is_some() {
+                continue;
+            }
+            outcome.processed += 1;
+            let named = to_api(entity, &row.data.0);
+            let evaluation = match evaluate(rule, &named, None) {
+                Ok(evaluation) => evaluation,
+                Err(failure) => {
+                    outcome.failed += 1;
+                    self.log_failure(&loaded, rule.id(), "manual", &row.id, &failure.to_string())
+                        .await?;
+                    continue;
+                }
+            };
+            if !evaluation.matched {
+                continue;
+            }
+            outcome.matched += 1;
+            let mut side = TransitionWrites {
+                app: loaded.id.clone(),
+                entity: entity.id.to_string(),
+                ..TransitionWrites::default()
+            };
+            for action in &evaluation.actions {
+                self.side_effect(&loaded, entity, &row.id, &named, action, &mut side)
+                    .await?;
+            }
+            let differs = evaluation
+                .writes
+                .iter()
+                .any(|(k, v)| named.get(k) != Some(v));
+            if !differs {
+                if !side.notifications.is_empty() || !side.outbox.is_empty() {
+                    self.store()
+                        .start_flow_state(&row.id, Some(&actor.user_id), &side)
+                        .await?;
+                }
+                continue;
+            }
+            let mut next = named.clone();
+            for (name, value) in &evaluation.writes {
+                next.insert(name.clone(), value.clone());
+            }
+            let keys: Vec<&str> = evaluation.writes.keys().map(String::as_str).collect();
+            if !validator.prepare(&mut next, &keys, Locale::En).is_empty() {
+                outcome.failed += 1;
+                self.log_failure(
+                    &loaded,
+                    rule.id(),
+                    "manual",
+                    &row.id,
+                    "its writes are not valid for this record",
+                )
+                .await?;
+                continue;
+            }
+            let record = crate::records::record_write(entity, &next, Some(&row.data.0));
+            match self
+                .store()
+                .update_record_with(
+                    &loaded.id,
+                    &entity.uid,
+                    &row.id,
+                    row.version,
+                    &record,
+                    Some(&actor.user_id),
+                    Some(&side),
+                )
+                .await
+            {
+                Ok(_) => outcome.changed += 1,
+                Err(error) => {
+                    outcome.failed += 1;
+                    self.log_failure(&loaded, rule.id(), "manual", &row.id, &error.to_string())
+                        .await?;
+                }
+            }
+        }
+        self.store()
+            .log_rule_run(
+                &loaded.id,
+                rule.id(),
+                loaded.version,
+                "manual",
+                None,
+                outcome.matched > 0,
+                &json!(outcome),
+                None,
+                started.elapsed().as_micros() as i64,
+            )
+            .await?;
+        Ok(outcome)
+    }
+
+    /// A rule's run log, newest first (app managers).
+    pub async fn rule_runs(
+        &self,
+        actor: &Principal,
+        app: &str,
+        rule_id: &str,
+    ) -> Result<Vec<trellis_store::flows::RuleRunRow>, RuntimeError> {
+        let loaded = self.loaded_app(app).await?;
+        self.require_app_manager(actor, &loaded).await?;
+        Self::rule(&loaded, rule_id)?;
+        Ok(self.store().rule_runs(&loaded.id, rule_id, 500).await?)
+    }
+}

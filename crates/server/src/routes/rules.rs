@@ -1,0 +1,65 @@
+//! Rules over HTTP: dry runs with a trace, batch runs, and the run log.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::AppState;
+use crate::extract::{ApiJson, Authenticated};
+use crate::problem::{ApiError, Problem};
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RuleTest {
+    /// The record's fields by name.
+    pub record: Map<String, Value>,
+    /// The record before the change (for conditions over `before`).
+    #[serde(default)]
+    pub before: Option<Map<String, Value>>,
+}
+
+/// Dry run: what the rule would do with the record, with a trace of every value. Persists nothing.
+#[utoipa::path(post, path = "/api/apps/{app}/rules/{rule}/test", tag = "rules",
+    params(("app" = String, Path), ("rule" = String, Path)), request_body = RuleTest,
+    responses((status = 200, body = Object), (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn test_rule(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path((app, rule)): Path<(String, String)>,
+    ApiJson(body): ApiJson<RuleTest>,
+) -> Result<Json<Value>, ApiError> {
+    let evaluation = state
+        .runtime
+        .test_rule(&principal, &app, &rule, &body.record, body.before.as_ref())
+        .await?;
+    let mut value = serde_json::to_value(evaluation).unwrap_or_default();
+    value["persisted"] = Value::Bool(false);
+    Ok(Json(value))
+}
+
+/// Run the rule over every record of its entity that it matches → `{processed, matched, changed, failed}`.
+#[utoipa::path(post, path = "/api/apps/{app}/rules/{rule}/run", tag = "rules",
+    params(("app" = String, Path), ("rule" = String, Path)),
+    responses((status = 200, body = Object), (status = 403, body = Problem, content_type = "application/problem+json")))]
+pub async fn run_rule(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path((app, rule)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let outcome = state.runtime.run_rule(&principal, &app, &rule).await?;
+    Ok(Json(serde_json::to_value(outcome).unwrap_or_default()))
+}
+
+/// The rule's run log, newest first: trigger, record, matched, outcome, error, duration.
+#[utoipa::path(get, path = "/api/apps/{app}/rules/{rule}/runs", tag = "rules",
+    params(("app" = String, Path), ("rule" = String, Path)),
+    responses((status = 200, body = Object), (status = 403, body = Problem, content_type = "application/problem+json")))]
+pub async fn rule_runs(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path((app, rule)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let runs = state.runtime.rule_runs(&principal, &app, &rule).await?;
+    Ok(Json(serde_json::json!({"items": runs})))
+}

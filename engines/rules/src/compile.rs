@@ -1,0 +1,309 @@
+//! Checking and compiling the rules of a bundle: every problem at once with pointers, plus static
+//! analysis — the fields each rule reads and writes, warnings for two rules writing one field on one
+//! trigger, and for rules that may trigger each other in a cycle.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use trellis_model::{AppBundle, EntityDefinition, FieldKind, Problems};
+use trellis_script::Script;
+
+use crate::definition::{RuleAction, RuleDefinition, Trigger};
+
+/// A checked rule with its scripts compiled.
+#[derive(Debug, Clone)]
+pub struct CompiledRule {
+    pub definition: RuleDefinition,
+    pub(crate) condition: Option<(String, Script)>,
+    /// Per set action: field → compiled expression (for `=expr` values).
+    pub(crate) expressions: BTreeMap<String, Script>,
+    /// Fields the condition and expressions read.
+    pub reads: BTreeSet<String>,
+    /// Fields the rule sets.
+    pub writes: BTreeSet<String>,
+    /// The app version the rule belongs to.
+    pub app_version: i64,
+}
+
+impl CompiledRule {
+    pub fn id(&self) -> &str {
+        self.definition.id.as_str()
+    }
+}
+
+fn identifiers(source: &str) -> BTreeSet<String> {
+    source
+        .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .filter(|w| !w.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Check and compile every rule of `bundle`.
+pub fn check_rules(
+    bundle: &AppBundle,
+) -> (BTreeMap<String, CompiledRule>, Vec<trellis_model::Problem>) {
+    let mut all = Vec::new();
+    let mut rules = BTreeMap::new();
+    for (path, value) in &bundle.raw().0 {
+        let Some(id) = path
+            .strip_prefix("rules/")
+            .and_then(|p| p.strip_suffix(".rule.json"))
+        else {
+            continue;
+        };
+        let definition: RuleDefinition = match serde_json::from_value(value.clone()) {
+            Ok(rule) => rule,
+            Err(error) => {
+                let mut local = Problems::default();
+                local.error(
+                    path,
+                    "",
+                    "invalid_rule",
+                    format!("not a valid rule: {error}"),
+                );
+                all.extend(local.into_vec());
+                continue;
+            }
+        };
+        let mut local = Problems::default();
+        let Some(entity) = bundle.entities.get(&definition.entity) else {
+            local.error(
+                path,
+                "/entity",
+                "unknown_entity",
+                format!("'{}' is not an entity of this app", definition.entity),
+            );
+            all.extend(local.into_vec());
+            continue;
+        };
+        let script = bundle
+            .scripts
+            .iter()
+            .find(|(k, _)| k.as_str() == id)
+            .map(|(_, s)| s.clone());
+        if let Some(compiled) = compile_rule(path, definition, script, entity, bundle, &mut local) {
+            if !local.has_errors() {
+                rules.insert(id.to_owned(), compiled);
+            }
+        }
+        all.extend(local.into_vec());
+    }
+    let mut warnings = Problems::default();
+    analyse(&rules, &mut warnings);
+    all.extend(warnings.into_vec());
+    (rules, all)
+}
+
+fn compile_rule(
+    file: &str,
+    definition: RuleDefinition,
+    script: Option<String>,
+    entity: &EntityDefinition,
+    bundle: &AppBundle,
+    problems: &mut Problems,
+) -> Option<CompiledRule> {
+    let mut reads = BTreeSet::new();
+    let mut writes = BTreeSet::new();
+    let field_names: BTreeSet<String> = entity.fields.iter().map(|f| f.name.to_string()).collect();
+    if let Trigger::RecordUpdated { fields } = &definition.trigger {
+        for (i, field) in fields.iter().enumerate() {
+            if entity.field(field.as_str()).is_none() {
+                problems.error(
+                    file,
+                    format!("/trigger/record_updated/fields/{i}"),
+                    "unknown_field",
+                    format!("'{field}' is not a field of {}", entity.id),
+                );
+            }
+        }
+    }
+    let source = script.or_else(|| definition.condition.clone());
+    let condition = match &source {
+        None => None,
+        Some(source) => match trellis_script::compile(source) {
+            Ok(script) => {
+                reads.extend(identifiers(source).intersection(&field_names).cloned());
+                Some((source.clone(), script))
+            }
+            Err(error) => {
+                problems.error(
+                    file,
+                    "/condition",
+                    "invalid_condition",
+                    format!("the condition does not compile: {error}"),
+                );
+                None
+            }
+        },
+    };
+    let mut expressions = BTreeMap::new();
+    let before_save = matches!(definition.trigger, Trigger::BeforeSave { .. });
+    for (i, action) in definition.actions.iter().enumerate() {
+        let at = format!("/actions/{i}");
+        match action {
+            RuleAction::Set(fields) => {
+                for (name, value) in fields {
+                    let Some(field) = entity.field(name) else {
+                        problems.error(
+                            file,
+                            format!("{at}/set/{name}"),
+                            "unknown_field",
+                            format!("'{name}' is not a field of {}", entity.id),
+                        );
+                        continue;
+                    };
+                    if field.kind.is_system_managed() || field.annotations.computed.is_some() {
+                        problems.error(
+                            file,
+                            format!("{at}/set/{name}"),
+                            "read_only_field",
+                            format!("'{name}' is filled by Trellis and cannot be set by a rule"),
+                        );
+                    }
+                    writes.insert(name.clone());
+                    if let Some(expression) = value.as_str().and_then(|s| s.strip_prefix('=')) {
+                        match trellis_script::compile(expression) {
+                            Ok(script) => {
+                                reads.extend(
+                                    identifiers(expression).intersection(&field_names).cloned(),
+                                );
+                                expressions.insert(name.clone(), script);
+                            }
+                            Err(error) => problems.error(
+                                file,
+                                format!("{at}/set/{name}"),
+                                "invalid_expression",
+                                format!("the expression does not compile: {error}"),
+                            ),
+                        }
+                    }
+                }
+            }
+            RuleAction::Reject(_) if !before_save => {
+                problems.error(
+                    file,
+                    format!("{at}/reject"),
+                    "reject_after_save",
+                    "only before_save rules can reject a change",
+                );
+            }
+            RuleAction::Reject(_) | RuleAction::Webhook(_) => {}
+            RuleAction::Notify { to, .. } => {
+                if let trellis_flow::definition::Assignee::Field(field) = to
+                    && !entity
+                        .field(field.as_str())
+                        .is_some_and(|f| f.kind == FieldKind::User)
+                {
+                    problems.error(
+                        file,
+                        format!("{at}/notify/to"),
+                        "not_a_user_field",
+                        format!("'{field}' is not a user field of {}", entity.id),
+                    );
+                }
+            }
+            RuleAction::CreateRecord(create) => {
+                if !bundle.entities.contains_key(&create.entity) {
+                    problems.error(
+                        file,
+                        format!("{at}/create_record/entity"),
+                        "unknown_entity",
+                        format!("'{}' is not an entity of this app", create.entity),
+                    );
+                }
+            }
+            RuleAction::FireEvent(fire) => {
+                if !entity
+                    .field(fire.relation.as_str())
+                    .is_some_and(|f| f.kind.is_relation())
+                {
+                    problems.error(
+                        file,
+                        format!("{at}/fire_event/relation"),
+                        "not_a_relation",
+                        format!(
+                            "'{}' is not a relation field of {}",
+                            fire.relation, entity.id
+                        ),
+                    );
+                }
+            }
+        }
+        if before_save && !matches!(action, RuleAction::Set(_) | RuleAction::Reject(_)) {
+            problems.error(file, at.clone(), "after_save_action", format!("a before_save rule can only set fields or reject; move '{}' to a record_created/record_updated rule", action.name()));
+        }
+    }
+    Some(CompiledRule {
+        definition,
+        condition,
+        expressions,
+        reads,
+        writes,
+        app_version: 0,
+    })
+}
+
+/// Warnings: two rules writing one field on one trigger; rules that may trigger each other.
+fn analyse(rules: &BTreeMap<String, CompiledRule>, problems: &mut Problems) {
+    let trigger_key = |rule: &CompiledRule| -> String {
+        let kind = match &rule.definition.trigger {
+            Trigger::BeforeSave { .. } => "before_save",
+            Trigger::RecordCreated {} => "record_created",
+            Trigger::RecordUpdated { .. } => "record_updated",
+            Trigger::RecordDeleted {} => "record_deleted",
+            Trigger::Manual {} => "manual",
+        };
+        format!("{}:{kind}", rule.definition.entity)
+    };
+    let list: Vec<&CompiledRule> = rules.values().collect();
+    for (i, a) in list.iter().enumerate() {
+        for b in list.iter().skip(i + 1) {
+            if trigger_key(a) != trigger_key(b) {
+                continue;
+            }
+            for field in a.writes.intersection(&b.writes) {
+                problems.warning(
+                    &format!("rules/{}.rule.json", b.id()),
+                    "/actions",
+                    "same_field_written",
+                    format!("rules '{}' and '{}' both set '{field}' on the same trigger; the one with the higher order (then id) wins", a.id(), b.id()),
+                );
+            }
+        }
+    }
+    // A rule that writes fields triggers record_updated rules watching them (or watching any field).
+    let triggers = |from: &CompiledRule, to: &CompiledRule| -> bool {
+        from.definition.entity == to.definition.entity
+            && !from.writes.is_empty()
+            && !matches!(from.definition.trigger, Trigger::BeforeSave { .. })
+            && match &to.definition.trigger {
+                Trigger::RecordUpdated { fields } => {
+                    fields.is_empty() || fields.iter().any(|f| from.writes.contains(f.as_str()))
+                }
+                _ => false,
+            }
+    };
+    for start in &list {
+        // Depth-first search for a path back to `start`.
+        let mut stack: Vec<&CompiledRule> = list
+            .iter()
+            .copied()
+            .filter(|r| triggers(start, r))
+            .collect();
+        let mut seen = BTreeSet::new();
+        while let Some(rule) = stack.pop() {
+            if rule.id() == start.id() {
+                problems.warning(
+                    &format!("rules/{}.rule.json", start.id()),
+                    "/trigger",
+                    "rule_cycle",
+                    format!("rule '{}' can trigger itself again through the fields it sets; runs stop at depth {} with an error", start.id(), crate::MAX_DEPTH),
+                );
+                break;
+            }
+            if seen.insert(rule.id().to_owned()) {
+                stack.extend(list.iter().copied().filter(|r| triggers(rule, r)));
+            }
+        }
+    }
+}

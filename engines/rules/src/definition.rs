@@ -1,0 +1,121 @@
+//! Rule files (`rules/<id>.rule.json`, optionally with `rules/<id>.rhai` as the condition): a trigger,
+//! a rhai condition, ordered actions, an order number. Set values are JSON literals, or rhai expressions
+//! when written as strings starting with `=` (`"=score + 10"`).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use trellis_flow::definition::{Assignee, CreateRecordAction, FireEventAction, WebhookAction};
+use trellis_model::{Identifier, LocalizedText};
+
+/// A rule file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RuleDefinition {
+    /// Metadata format version of this file; currently 1.
+    pub format_version: u32,
+    /// Must equal the file name's stem (`rules/<id>.rule.json`).
+    pub id: Identifier,
+    #[serde(default)]
+    pub label: Option<LocalizedText>,
+    #[serde(default)]
+    pub description: Option<LocalizedText>,
+    /// The entity whose records the rule watches.
+    pub entity: Identifier,
+    pub trigger: Trigger,
+    /// A rhai condition over the record's fields (and `before`, the record before the change); absent:
+    /// always. `rules/<id>.rhai`, when present, is the condition.
+    #[serde(default)]
+    pub condition: Option<String>,
+    pub actions: Vec<RuleAction>,
+    /// Rules of one trigger run in ascending order, then by id (deterministic).
+    #[serde(default)]
+    pub order: i32,
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+}
+
+fn enabled() -> bool {
+    true
+}
+
+/// When a rule runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Trigger {
+    /// Before a create or update is stored: may set fields or reject the change.
+    BeforeSave {
+        #[serde(default)]
+        on: Vec<SaveKind>,
+    },
+    RecordCreated {},
+    /// After an update; with `fields`, only when one of them changed.
+    RecordUpdated {
+        #[serde(default)]
+        fields: Vec<Identifier>,
+    },
+    RecordDeleted {},
+    /// Only from `POST …/rules/{rule}/run` (and batch runs).
+    Manual {},
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SaveKind {
+    Create,
+    Update,
+}
+
+/// What a matching rule does, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum RuleAction {
+    /// Set fields of the record (`"=expr"` values are rhai expressions).
+    Set(Map<String, Value>),
+    /// Refuse the change (before-save rules only), with a message per language.
+    Reject(LocalizedText),
+    /// An in-app notification.
+    Notify {
+        to: Assignee,
+        message: LocalizedText,
+    },
+    /// POST the record to a URL (signed, retried from the outbox).
+    Webhook(WebhookAction),
+    /// Create a record (`$record.field`, `$record_id` refer to this record).
+    CreateRecord(CreateRecordAction),
+    /// Fire an event on the flow of a related record.
+    FireEvent(FireEventAction),
+}
+
+impl RuleAction {
+    /// Whether the action only makes sense before the save (it changes or refuses the change).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Set(_) => "set",
+            Self::Reject(_) => "reject",
+            Self::Notify { .. } => "notify",
+            Self::Webhook(_) => "webhook",
+            Self::CreateRecord(_) => "create_record",
+            Self::FireEvent(_) => "fire_event",
+        }
+    }
+}
+
+/// The JSON Schema of rule files (`schemas/rule.schema.json`).
+pub fn schema() -> Value {
+    let generator =
+        schemars::SchemaGenerator::new(schemars::generate::SchemaSettings::draft2020_12());
+    let mut schema = generator
+        .into_root_schema_for::<RuleDefinition>()
+        .to_value();
+    if let Some(object) = schema.as_object_mut() {
+        object.insert(
+            "$id".into(),
+            Value::String("https://trellis.dev/schemas/rule.schema.json".into()),
+        );
+        object.insert(
+            "title".into(),
+            Value::String("Trellis rule (rules/<id>.rule.json)".into()),
+        );
+    }
+    schema
+}

@@ -1,0 +1,127 @@
+//! Evaluating a rule on a record without IO: whether it matches, what it writes, whether it rejects
+//! the change, which actions follow — and a trace of every value it computed, for dry runs and the run
+//! log. A runaway script stops at the sandbox's limits with an error naming the rule.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use trellis_model::LocalizedText;
+
+use crate::compile::CompiledRule;
+use crate::definition::RuleAction;
+
+/// One step of a rule's evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TraceStep {
+    /// `condition`, `set <field>`, `action <name>`.
+    pub step: String,
+    pub source: Option<String>,
+    pub value: Value,
+}
+
+/// What a rule does with a record.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Evaluation {
+    pub rule: String,
+    pub matched: bool,
+    /// Fields the rule sets, by name.
+    pub writes: Map<String, Value>,
+    /// Set when the rule refuses the change (before-save rules).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reject: Option<LocalizedText>,
+    /// Actions that run after the save (notifications, webhooks, records, events).
+    pub actions: Vec<RuleAction>,
+    pub trace: Vec<TraceStep>,
+}
+
+/// A rule that failed while evaluating (e.g. stopped by the sandbox).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleFailure {
+    pub rule: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for RuleFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "rule '{}' failed: {}", self.rule, self.message)
+    }
+}
+
+/// Evaluate `rule` on `record` (fields by name); `before` is the record before the change, if any.
+pub fn evaluate(
+    rule: &CompiledRule,
+    record: &Map<String, Value>,
+    before: Option<&Map<String, Value>>,
+) -> Result<Evaluation, RuleFailure> {
+    let fail = |message: String| RuleFailure {
+        rule: rule.id().to_owned(),
+        message,
+    };
+    let before_value = before.map_or(Value::Null, |b| Value::Object(b.clone()));
+    let mut evaluation = Evaluation {
+        rule: rule.id().to_owned(),
+        matched: true,
+        writes: Map::new(),
+        reject: None,
+        actions: Vec::new(),
+        trace: Vec::new(),
+    };
+    if let Some((source, script)) = &rule.condition {
+        let value = script
+            .eval(record, &[("before", &before_value)])
+            .map_err(|e| fail(e.to_string()))?;
+        evaluation.matched = value == Value::Bool(true);
+        evaluation.trace.push(TraceStep {
+            step: "condition".into(),
+            source: Some(source.clone()),
+            value,
+        });
+        if !evaluation.matched {
+            return Ok(evaluation);
+        }
+    }
+    // Later sets see earlier ones.
+    let mut working = record.clone();
+    for action in &rule.definition.actions {
+        match action {
+            RuleAction::Set(fields) => {
+                for (name, literal) in fields {
+                    let (value, source) = match rule.expressions.get(name) {
+                        Some(script) => (
+                            script
+                                .eval(&working, &[("before", &before_value)])
+                                .map_err(|e| fail(format!("setting '{name}': {e}")))?,
+                            literal
+                                .as_str()
+                                .map(|s| s.trim_start_matches('=').to_owned()),
+                        ),
+                        None => (literal.clone(), None),
+                    };
+                    evaluation.trace.push(TraceStep {
+                        step: format!("set {name}"),
+                        source,
+                        value: value.clone(),
+                    });
+                    working.insert(name.clone(), value.clone());
+                    evaluation.writes.insert(name.clone(), value);
+                }
+            }
+            RuleAction::Reject(message) => {
+                evaluation.trace.push(TraceStep {
+                    step: "action reject".into(),
+                    source: None,
+                    value: serde_json::json!(message),
+                });
+                evaluation.reject = Some(message.clone());
+            }
+            other => {
+                evaluation.trace.push(TraceStep {
+                    step: format!("action {}", other.name()),
+                    source: None,
+                    value: serde_json::json!(other),
+                });
+                evaluation.actions.push(other.clone());
+            }
+        }
+    }
+    Ok(evaluation)
+}
