@@ -13,5 +13,6 @@ mod architecture;
 mod cli;
 mod flows;
 mod records;
+mod rules;
 mod schemas;
 mod storage;

@@ -81,10 +81,9 @@ pub fn check_rules(
             .iter()
             .find(|(k, _)| k.as_str() == id)
             .map(|(_, s)| s.clone());
-        if let Some(compiled) = compile_rule(path, definition, script, entity, bundle, &mut local) {
-            if !local.has_errors() {
-                rules.insert(id.to_owned(), compiled);
-            }
+        let compiled = compile_rule(path, definition, script, entity, bundle, &mut local);
+        if !local.has_errors() {
+            rules.insert(id.to_owned(), compiled);
         }
         all.extend(local.into_vec());
     }
@@ -101,7 +100,7 @@ fn compile_rule(
     entity: &EntityDefinition,
     bundle: &AppBundle,
     problems: &mut Problems,
-) -> Option<CompiledRule> {
+) -> CompiledRule {
     let mut reads = BTreeSet::new();
     let mut writes = BTreeSet::new();
     let field_names: BTreeSet<String> = entity.fields.iter().map(|f| f.name.to_string()).collect();
@@ -190,9 +189,9 @@ fn compile_rule(
             RuleAction::Reject(_) | RuleAction::Webhook(_) => {}
             RuleAction::Notify { to, .. } => {
                 if let trellis_flow::definition::Assignee::Field(field) = to
-                    && !entity
+                    && entity
                         .field(field.as_str())
-                        .is_some_and(|f| f.kind == FieldKind::User)
+                        .is_none_or(|f| f.kind != FieldKind::User)
                 {
                     problems.error(
                         file,
@@ -233,14 +232,14 @@ fn compile_rule(
             problems.error(file, at.clone(), "after_save_action", format!("a before_save rule can only set fields or reject; move '{}' to a record_created/record_updated rule", action.name()));
         }
     }
-    Some(CompiledRule {
+    CompiledRule {
         definition,
         condition,
         expressions,
         reads,
         writes,
         app_version: 0,
-    })
+    }
 }
 
 /// Warnings: two rules writing one field on one trigger; rules that may trigger each other.

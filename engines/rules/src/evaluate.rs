@@ -56,6 +56,12 @@ pub fn evaluate(
         rule: rule.id().to_owned(),
         message,
     };
+    // Every field the rule reads is a variable, `()` when the record has no value for it.
+    let mut filled = record.clone();
+    for name in &rule.reads {
+        filled.entry(name.clone()).or_insert(Value::Null);
+    }
+    let record = &filled;
     let before_value = before.map_or(Value::Null, |b| Value::Object(b.clone()));
     let mut evaluation = Evaluation {
         rule: rule.id().to_owned(),

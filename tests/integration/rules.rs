@@ -1,0 +1,335 @@
+//! Rules end to end over the HTTP API, on both backends: a before-save rule rejecting bad data with a
+//! bilingual message, before-save normalization, record-updated rules with changed-field filters and a
+//! cascade, a rule cycle stopped at the depth limit, dry runs with a trace, a runaway script stopped by
+//! the sandbox with the rule named, a batch run, and the run log.
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::api::{TestApi, assert_problem};
+use crate::support::{Backend, on_both_backends};
+
+const LEADS: &str = "/api/apps/leads/entities/lead/records";
+
+fn leads_bundle() -> Value {
+    json!({
+        "trellis.json": {"format_version": 1, "id": "leads", "version": "1.0.0", "name": {"en": "Leads", "zh-CN": "线索"}},
+        "entities/lead.schema.json": {
+            "type": "object", "x-trellis": {"format_version": 1},
+            "properties": {
+                "name": {"type": "string"},
+                "email": {"type": "string"},
+                "notes": {"type": "string"},
+                "score": {"type": "integer"},
+                "grade": {"type": "integer"},
+                "status": {"type": "string", "enum": ["new", "mql"], "default": "new"},
+                "owner": {"type": "string", "x-trellis": {"kind": "user"}},
+                "touched": {"type": "integer"}
+            }
+        },
+        "rules/require_email.rule.json": {"format_version": 1, "id": "require_email", "entity": "lead",
+            "trigger": {"before_save": {}}, "condition": "email == () || email == \"\"",
+            "actions": [{"reject": {"en": "A lead needs an email", "zh-CN": "线索必须有邮箱"}}]},
+        "rules/tidy.rule.json": {"format_version": 1, "id": "tidy", "entity": "lead", "order": -1,
+            "trigger": {"before_save": {"on": ["create"]}}, "condition": "name != ()",
+            "actions": [{"set": {"name": "=trim(name)"}}]},
+        "rules/engage.rule.json": {"format_version": 1, "id": "engage", "entity": "lead",
+            "trigger": {"record_updated": {"fields": ["notes"]}},
+            "actions": [{"set": {"score": "=if score == () { 10 } else { score + 10 }"}}]},
+        "rules/grade.rule.json": {"format_version": 1, "id": "grade", "entity": "lead",
+            "trigger": {"record_updated": {"fields": ["score"]}},
+            "actions": [{"set": {"grade": "=(score + 9) / 10"}}]},
+        "rules/mql.rule.json": {"format_version": 1, "id": "mql", "entity": "lead", "order": 2,
+            "trigger": {"record_updated": {"fields": ["score"]}}, "condition": "score >= 50 && status != \"mql\"",
+            "actions": [{"set": {"status": "mql"}}, {"notify": {"to": {"field": "owner"}, "message": {"en": "A lead became an MQL", "zh-CN": "线索已成为 MQL"}}}]},
+        "rules/touch.rule.json": {"format_version": 1, "id": "touch", "entity": "lead",
+            "trigger": {"record_updated": {"fields": ["touched"]}},
+            "actions": [{"set": {"touched": "=touched + 1"}}]},
+        "rules/spin.rule.json": {"format_version": 1, "id": "spin", "entity": "lead", "trigger": {"manual": {}},
+            "actions": [{"set": {"grade": "=1"}}]},
+        "rules/spin.rhai": "let n = 0; loop { n += 1; } n > 0",
+        "rules/rescore.rule.json": {"format_version": 1, "id": "rescore", "entity": "lead", "trigger": {"manual": {}},
+            "condition": "score != ()", "actions": [{"set": {"grade": "=score / 10"}}]}
+    })
+}
+
+async fn setup(backend: Backend) -> Option<TestApi> {
+    let api = TestApi::start(backend).await?;
+    let created = api.call("POST", "/api/apps", Some(leads_bundle())).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    Some(api)
+}
+
+macro_rules! setup_or_skip {
+    ($backend:expr) => {
+        match setup($backend).await {
+            Some(api) => api,
+            None => return,
+        }
+    };
+}
+
+on_both_backends!(
+    before_save_rules_reject_and_normalize,
+    updates_cascade_through_rules_with_field_filters,
+    dry_runs_trace_and_runaway_scripts_stop,
+    batch_runs_and_the_run_log,
+);
+
+async fn before_save_rules_reject_and_normalize(backend: Backend) {
+    let api = setup_or_skip!(backend);
+    let refused = api
+        .call_with(
+            "POST",
+            LEADS,
+            &[("accept-language", "zh-CN")],
+            Some(json!({"name": "No mail"})),
+        )
+        .await;
+    assert_problem(&refused, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        refused.body["errors"][0]["code"], "rule_rejected",
+        "{}",
+        refused.text
+    );
+    assert_eq!(
+        refused.body["errors"][0]["message"],
+        "线索必须有邮箱 (rule 'require_email')"
+    );
+    let english = api
+        .call("POST", LEADS, Some(json!({"name": "No mail"})))
+        .await;
+    assert_eq!(
+        english.body["errors"][0]["message"],
+        "A lead needs an email (rule 'require_email')"
+    );
+    let listed = api.call("GET", &format!("{LEADS}?count=true"), None).await;
+    assert_eq!(listed.body["total"], 0, "a refused create stores nothing");
+
+    let created = api
+        .call(
+            "POST",
+            LEADS,
+            Some(json!({"name": "  Ada  ", "email": "ada@example.com"})),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert_eq!(created.body["data"]["name"], "Ada");
+    let id = created.body["id"].as_str().unwrap();
+    // Updates run before-save rules too: clearing the email is refused, nothing changes.
+    let cleared = api
+        .call(
+            "PATCH",
+            &format!("{LEADS}/{id}"),
+            Some(json!({"email": ""})),
+        )
+        .await;
+    assert_problem(&cleared, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        api.call("GET", &format!("{LEADS}/{id}"), None).await.body["data"]["email"],
+        "ada@example.com"
+    );
+    // Imports run them as well: the row without an email is rejected with the rule's message.
+    let imported = api
+        .post_text(
+            "/api/apps/leads/entities/lead/import",
+            "application/x-ndjson",
+            "{\"name\": \"a\", \"email\": \"a@x.cn\"}\n{\"name\": \"b\"}",
+        )
+        .await;
+    assert_eq!(imported.body["inserted"], 1, "{}", imported.text);
+    assert_eq!(
+        imported.body["rejected"][0]["errors"][0]["code"],
+        "rule_rejected"
+    );
+}
+
+async fn updates_cascade_through_rules_with_field_filters(backend: Backend) {
+    let api = setup_or_skip!(backend);
+    let me = api.call("GET", "/api/auth/me", None).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let id = api
+        .call(
+            "POST",
+            LEADS,
+            Some(json!({"name": "Bo", "email": "bo@example.com", "owner": me})),
+        )
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let record = |id: String| {
+        let api = &api;
+        async move { api.call("GET", &format!("{LEADS}/{id}"), None).await.body["data"].clone() }
+    };
+    // notes changed → engage sets score → grade (and mql, not yet) react to score.
+    let patched = api
+        .call(
+            "PATCH",
+            &format!("{LEADS}/{id}"),
+            Some(json!({"notes": "opened the mail"})),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
+    assert_eq!(
+        (
+            patched.body["data"]["score"].clone(),
+            patched.body["data"]["grade"].clone()
+        ),
+        (json!(10), json!(1)),
+        "{}",
+        patched.text
+    );
+    // A change to another field does not trigger engage.
+    api.call(
+        "PATCH",
+        &format!("{LEADS}/{id}"),
+        Some(json!({"name": "Bo Li"})),
+    )
+    .await;
+    assert_eq!(record(id.clone()).await["score"], 10);
+    // Score 60: grade and mql both react, in order; the owner is told.
+    api.call(
+        "PATCH",
+        &format!("{LEADS}/{id}"),
+        Some(json!({"score": 60})),
+    )
+    .await;
+    let data = record(id.clone()).await;
+    assert_eq!(
+        (data["grade"].clone(), data["status"].clone()),
+        (json!(6), json!("mql")),
+        "{data}"
+    );
+    let notes = api.call("GET", "/api/notifications", None).await;
+    assert!(
+        notes.text.contains("A lead became an MQL"),
+        "{}",
+        notes.text
+    );
+    // A rule that keeps re-triggering itself stops at the depth limit, logged with its id.
+    api.call(
+        "PATCH",
+        &format!("{LEADS}/{id}"),
+        Some(json!({"touched": 1})),
+    )
+    .await;
+    assert_eq!(
+        record(id.clone()).await["touched"],
+        1 + trellis_rules::MAX_DEPTH
+    );
+    let runs = api
+        .call("GET", "/api/apps/leads/rules/touch/runs", None)
+        .await;
+    assert!(
+        runs.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["error"].as_str().is_some_and(|e| e.contains("stopped"))),
+        "{}",
+        runs.text
+    );
+}
+
+async fn dry_runs_trace_and_runaway_scripts_stop(backend: Backend) {
+    let api = setup_or_skip!(backend);
+    let dry = api
+        .call(
+            "POST",
+            "/api/apps/leads/rules/mql/test",
+            Some(json!({"record": {"score": 70, "status": "new"}})),
+        )
+        .await;
+    assert_eq!(dry.status, StatusCode::OK, "{}", dry.text);
+    assert_eq!(
+        (dry.body["matched"].clone(), dry.body["persisted"].clone()),
+        (json!(true), json!(false))
+    );
+    assert_eq!(dry.body["writes"]["status"], "mql");
+    assert_eq!(dry.body["trace"][0]["step"], "condition");
+    assert_eq!(dry.body["trace"][0]["value"], true);
+    let unmatched = api
+        .call(
+            "POST",
+            "/api/apps/leads/rules/mql/test",
+            Some(json!({"record": {"score": 10}})),
+        )
+        .await;
+    assert_eq!(unmatched.body["matched"], false);
+    assert_eq!(
+        api.call("GET", &format!("{LEADS}?count=true"), None)
+            .await
+            .body["total"],
+        0,
+        "dry runs persist nothing"
+    );
+    let runaway = api
+        .call(
+            "POST",
+            "/api/apps/leads/rules/spin/test",
+            Some(json!({"record": {}})),
+        )
+        .await;
+    assert_problem(&runaway, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(runaway.text.contains("rule 'spin'"), "{}", runaway.text);
+    // Static analysis at publish: the self-triggering rule is reported as a warning.
+    let mut again = leads_bundle();
+    again["trellis.json"]["id"] = json!("leads2");
+    let dry_create = api
+        .call("POST", "/api/apps?dry_run=true", Some(again))
+        .await;
+    assert!(
+        dry_create.text.contains("rule_cycle"),
+        "{}",
+        dry_create.text
+    );
+}
+
+async fn batch_runs_and_the_run_log(backend: Backend) {
+    let api = setup_or_skip!(backend);
+    let rows: Vec<String> = (0..120)
+        .map(|i| {
+            json!({"name": format!("lead {i}"), "email": format!("l{i}@example.com"), "score": i})
+                .to_string()
+        })
+        .collect();
+    let imported = api
+        .post_text(
+            "/api/apps/leads/entities/lead/import",
+            "application/x-ndjson",
+            &rows.join("\n"),
+        )
+        .await;
+    assert_eq!(imported.body["inserted"], 120, "{}", imported.text);
+    api.call(
+        "POST",
+        LEADS,
+        Some(json!({"name": "no score", "email": "n@example.com"})),
+    )
+    .await;
+    let run = api
+        .call("POST", "/api/apps/leads/rules/rescore/run", None)
+        .await;
+    assert_eq!(run.status, StatusCode::OK, "{}", run.text);
+    assert_eq!(run.body["processed"], 121);
+    assert_eq!(run.body["matched"], 120);
+    assert_eq!(run.body["changed"], 120);
+    let graded = api
+        .call("GET", &format!("{LEADS}?filter={}", "%7B%22field%22%3A%22name%22%2C%22op%22%3A%22eq%22%2C%22value%22%3A%22lead%2095%22%7D"), None)
+        .await;
+    assert_eq!(graded.body["items"][0]["data"]["grade"], 9);
+    // Running again changes nothing (idempotent; resumable after a crash).
+    let again = api
+        .call("POST", "/api/apps/leads/rules/rescore/run", None)
+        .await;
+    assert_eq!(again.body["changed"], 0);
+    let runs = api
+        .call("GET", "/api/apps/leads/rules/rescore/runs", None)
+        .await;
+    assert_eq!(runs.body["items"][0]["trigger"], "manual");
+    assert!(runs.body["items"][0]["duration_us"].as_i64().unwrap() > 0);
+}
