@@ -56,12 +56,15 @@ pub fn evaluate(
         rule: rule.id().to_owned(),
         message,
     };
-    // Every field the rule reads is a variable, `()` when the record has no value for it.
-    let mut filled = record.clone();
-    for name in &rule.reads {
-        filled.entry(name.clone()).or_insert(Value::Null);
-    }
-    let record = &filled;
+    // Scripts see exactly the fields the rule reads (static analysis), `()` when empty: cheaper than
+    // turning every field into a rhai value, and the same result.
+    let visible = |record: &Map<String, Value>| -> Map<String, Value> {
+        rule.reads
+            .iter()
+            .map(|name| (name.clone(), record.get(name).cloned().unwrap_or(Value::Null)))
+            .collect()
+    };
+    let filled = visible(record);
     let before_value = before.map_or(Value::Null, |b| Value::Object(b.clone()));
     let mut evaluation = Evaluation {
         rule: rule.id().to_owned(),
@@ -73,7 +76,7 @@ pub fn evaluate(
     };
     if let Some((source, script)) = &rule.condition {
         let value = script
-            .eval(record, &[("before", &before_value)])
+            .eval(&filled, &[("before", &before_value)])
             .map_err(|e| fail(e.to_string()))?;
         evaluation.matched = value == Value::Bool(true);
         evaluation.trace.push(TraceStep {
@@ -94,7 +97,7 @@ pub fn evaluate(
                     let (value, source) = match rule.expressions.get(name) {
                         Some(script) => (
                             script
-                                .eval(&working, &[("before", &before_value)])
+                                .eval(&visible(&working), &[("before", &before_value)])
                                 .map_err(|e| fail(format!("setting '{name}': {e}")))?,
                             literal
                                 .as_str()
