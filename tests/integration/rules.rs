@@ -24,7 +24,9 @@ fn leads_bundle() -> Value {
                 "grade": {"type": "integer"},
                 "status": {"type": "string", "enum": ["new", "mql"], "default": "new"},
                 "owner": {"type": "string", "x-trellis": {"kind": "user"}},
-                "touched": {"type": "integer"}
+                "touched": {"type": "integer"},
+                "birthday": {"type": "string", "format": "date"},
+                "greeted": {"type": "boolean"}
             }
         },
         "rules/require_email.rule.json": {"format_version": 1, "id": "require_email", "entity": "lead",
@@ -48,6 +50,10 @@ fn leads_bundle() -> Value {
         "rules/spin.rule.json": {"format_version": 1, "id": "spin", "entity": "lead", "trigger": {"manual": {}},
             "actions": [{"set": {"grade": "=1"}}]},
         "rules/spin.rhai": "let n = 0; loop { n += 1; } n > 0",
+        "rules/nightly.rule.json": {"format_version": 1, "id": "nightly", "entity": "lead", "trigger": {"schedule": {"cron": "*/10 * * * *"}},
+            "condition": "grade == ()", "actions": [{"set": {"grade": 1}}]},
+        "rules/birthday.rule.json": {"format_version": 1, "id": "birthday", "entity": "lead", "trigger": {"date_reached": {"field": "birthday"}},
+            "actions": [{"set": {"greeted": true}}, {"notify": {"to": {"field": "owner"}, "message": {"en": "Birthday today", "zh-CN": "今天生日"}}}]},
         "rules/rescore.rule.json": {"format_version": 1, "id": "rescore", "entity": "lead", "trigger": {"manual": {}},
             "condition": "score != ()", "actions": [{"set": {"grade": "=score / 10"}}]}
     })
@@ -74,7 +80,61 @@ on_both_backends!(
     updates_cascade_through_rules_with_field_filters,
     dry_runs_trace_and_runaway_scripts_stop,
     batch_runs_and_the_run_log,
+    cron_and_birthday_rules_run_once_per_occurrence,
 );
+
+async fn cron_and_birthday_rules_run_once_per_occurrence(backend: Backend) {
+    let api = setup_or_skip!(backend);
+    // A fixed noon keeps the cron occurrence and the next midnight apart whatever the clock says.
+    let now = chrono::Utc::now()
+        .date_naive()
+        .and_hms_opt(12, 0, 0)
+        .unwrap()
+        .and_utc();
+    let tomorrow = (now + chrono::Duration::days(1)).date_naive();
+    let birthday = format!("1990-{}", tomorrow.format("%m-%d"));
+    let lead = api
+        .call(
+            "POST",
+            LEADS,
+            Some(json!({"name": "Cake", "email": "cake@example.com", "birthday": birthday})),
+        )
+        .await;
+    assert_eq!(lead.status, StatusCode::CREATED, "{}", lead.text);
+    let id = lead.body["id"].as_str().unwrap().to_owned();
+    let data = || {
+        let (api, id) = (&api, id.clone());
+        async move { api.call("GET", &format!("{LEADS}/{id}"), None).await.body["data"].clone() }
+    };
+    assert_eq!(
+        api.runtime.run_rule_schedules(now).await.unwrap(),
+        0,
+        "first pass only plans"
+    );
+    let cron_time = now + chrono::Duration::minutes(11);
+    assert!(api.runtime.run_rule_schedules(cron_time).await.unwrap() >= 1);
+    assert_eq!(data().await["grade"], 1, "the cron rule ran");
+    assert_eq!(
+        api.runtime.run_rule_schedules(cron_time).await.unwrap(),
+        0,
+        "each occurrence runs once"
+    );
+    assert!(
+        data().await.get("greeted").is_none(),
+        "not its birthday yet"
+    );
+    let midnight = tomorrow.and_hms_opt(0, 1, 0).unwrap().and_utc();
+    api.runtime.run_rule_schedules(midnight).await.unwrap();
+    assert_eq!(data().await["greeted"], true, "birthday rule on the day");
+    let runs = api
+        .call("GET", "/api/apps/leads/rules/birthday/runs", None)
+        .await;
+    assert_eq!(
+        runs.body["items"][0]["trigger"], "date_reached",
+        "{}",
+        runs.text
+    );
+}
 
 async fn before_save_rules_reject_and_normalize(backend: Backend) {
     let api = setup_or_skip!(backend);

@@ -920,6 +920,9 @@ impl Runtime {
                 if let Err(error) = runtime.run_outbox_once(Utc::now()).await {
                     tracing::warn!(error = %error, "outbox pass failed");
                 }
+                if let Err(error) = runtime.run_rule_schedules(Utc::now()).await {
+                    tracing::warn!(error = %error, "scheduled rules pass failed");
+                }
             }
         })
     }

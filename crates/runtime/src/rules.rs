@@ -5,6 +5,8 @@
 //! a rule to every matching record; every real run is logged.
 
 use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -365,6 +367,19 @@ impl Runtime {
         let loaded = self.loaded_app(app).await?;
         self.require_app_manager(actor, &loaded).await?;
         let rule = Self::rule(&loaded, rule_id)?;
+        self.batch(&loaded, rule, "manual", &actor.user_id, &|_| true)
+            .await
+    }
+
+    /// Apply `rule` to every live record of its entity that `select` keeps and the rule matches.
+    async fn batch(
+        &self,
+        loaded: &LoadedApp,
+        rule: &CompiledRule,
+        trigger: &str,
+        actor: &str,
+        select: &(dyn Fn(&Map<String, Value>) -> bool + Send + Sync),
+    ) -> Result<BatchOutcome, RuntimeError> {
         let (entity, validator) = loaded.entity(rule.definition.entity.as_str())?;
         let started = Instant::now();
         let mut outcome = BatchOutcome {
@@ -377,13 +392,16 @@ impl Runtime {
             if row.deleted_at.is_some() {
                 continue;
             }
-            outcome.processed += 1;
             let named = to_api(entity, &row.data.0);
+            if !select(&named) {
+                continue;
+            }
+            outcome.processed += 1;
             let evaluation = match evaluate(rule, &named, None) {
                 Ok(evaluation) => evaluation,
                 Err(failure) => {
                     outcome.failed += 1;
-                    self.log_failure(&loaded, rule.id(), "manual", &row.id, &failure.to_string())
+                    self.log_failure(loaded, rule.id(), trigger, &row.id, &failure.to_string())
                         .await?;
                     continue;
                 }
@@ -398,7 +416,7 @@ impl Runtime {
                 ..TransitionWrites::default()
             };
             for action in &evaluation.actions {
-                self.side_effect(&loaded, entity, &row.id, &named, action, &mut side)
+                self.side_effect(loaded, entity, &row.id, &named, action, &mut side)
                     .await?;
             }
             let differs = evaluation
@@ -408,7 +426,7 @@ impl Runtime {
             if !differs {
                 if !side.notifications.is_empty() || !side.outbox.is_empty() {
                     self.store()
-                        .start_flow_state(&row.id, Some(&actor.user_id), &side)
+                        .start_flow_state(&row.id, Some(actor), &side)
                         .await?;
                 }
                 continue;
@@ -421,9 +439,9 @@ impl Runtime {
             if !validator.prepare(&mut next, &keys, Locale::En).is_empty() {
                 outcome.failed += 1;
                 self.log_failure(
-                    &loaded,
+                    loaded,
                     rule.id(),
-                    "manual",
+                    trigger,
                     &row.id,
                     "its writes are not valid for this record",
                 )
@@ -439,7 +457,7 @@ impl Runtime {
                     &row.id,
                     row.version,
                     &record,
-                    Some(&actor.user_id),
+                    Some(actor),
                     Some(&side),
                 )
                 .await
@@ -447,7 +465,7 @@ impl Runtime {
                 Ok(_) => outcome.changed += 1,
                 Err(error) => {
                     outcome.failed += 1;
-                    self.log_failure(&loaded, rule.id(), "manual", &row.id, &error.to_string())
+                    self.log_failure(loaded, rule.id(), trigger, &row.id, &error.to_string())
                         .await?;
                 }
             }
@@ -457,7 +475,7 @@ impl Runtime {
                 &loaded.id,
                 rule.id(),
                 loaded.version,
-                "manual",
+                trigger,
                 None,
                 outcome.matched > 0,
                 &json!(outcome),
@@ -466,6 +484,82 @@ impl Runtime {
             )
             .await?;
         Ok(outcome)
+    }
+
+    /// Run the scheduled rules (cron, date reached) whose time has come; each occurrence once, also
+    /// with several servers (the schedule advances by compare-and-set before the run).
+    pub async fn run_rule_schedules(&self, now: DateTime<Utc>) -> Result<usize, RuntimeError> {
+        let mut ran = 0;
+        for app in self.store().list_apps(false).await? {
+            let loaded = self.loaded_app(&app.id).await?;
+            for rule in loaded.rules.values().filter(|r| r.definition.enabled) {
+                let next_after = |at: DateTime<Utc>| match &rule.definition.trigger {
+                    Trigger::Schedule { cron } => trellis_flow::definition::next_cron(cron, at),
+                    Trigger::DateReached { .. } => (at.date_naive() + chrono::Days::new(1))
+                        .and_hms_opt(0, 0, 0)
+                        .map(|d| d.and_utc()),
+                    _ => None,
+                };
+                let Some(first) = next_after(now) else {
+                    continue;
+                };
+                let due = self
+                    .store()
+                    .rule_schedule(&loaded.id, rule.id(), first)
+                    .await?;
+                if due > now {
+                    continue;
+                }
+                let Some(next) = next_after(now) else {
+                    continue;
+                };
+                if !self
+                    .store()
+                    .advance_rule_schedule(&loaded.id, rule.id(), due, next)
+                    .await?
+                {
+                    continue;
+                }
+                ran += 1;
+                match &rule.definition.trigger {
+                    Trigger::DateReached {
+                        field,
+                        days_before,
+                        every_year,
+                    } => {
+                        let day = (now + chrono::Duration::days(*days_before)).date_naive();
+                        let (field, every_year) = (field.to_string(), *every_year);
+                        let select = move |record: &Map<String, Value>| {
+                            record
+                                .get(&field)
+                                .and_then(Value::as_str)
+                                .and_then(|text| {
+                                    chrono::NaiveDate::parse_from_str(
+                                        text.get(..10).unwrap_or(text),
+                                        "%Y-%m-%d",
+                                    )
+                                    .ok()
+                                })
+                                .is_some_and(|date| {
+                                    use chrono::Datelike;
+                                    if every_year {
+                                        (date.month(), date.day()) == (day.month(), day.day())
+                                    } else {
+                                        date == day
+                                    }
+                                })
+                        };
+                        self.batch(&loaded, rule, "date_reached", "system", &select)
+                            .await?;
+                    }
+                    _ => {
+                        self.batch(&loaded, rule, "schedule", "system", &|_| true)
+                            .await?;
+                    }
+                }
+            }
+        }
+        Ok(ran)
     }
 
     /// A rule's run log, newest first (app managers).

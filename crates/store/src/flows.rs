@@ -541,6 +541,50 @@ impl Store {
         Ok(())
     }
 
+    /// When a scheduled rule runs next (created at `first` if the rule has no schedule yet).
+    pub async fn rule_schedule(
+        &self,
+        app: &str,
+        rule: &str,
+        first: DateTime<Utc>,
+    ) -> Result<DateTime<Utc>, StoreError> {
+        let next: DateTime<Utc> = crate::with_pool!(self, write, |pool| {
+            sqlx::query("INSERT INTO rule_schedules (app_id, rule, next_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                .bind(app)
+                .bind(rule)
+                .bind(first)
+                .execute(pool)
+                .await?;
+            sqlx::query_scalar("SELECT next_at FROM rule_schedules WHERE app_id = $1 AND rule = $2")
+                .bind(app)
+                .bind(rule)
+                .fetch_one(pool)
+                .await?
+        });
+        Ok(next)
+    }
+
+    /// Claim the occurrence at `due` by moving the schedule to `next`; false when another server did.
+    pub async fn advance_rule_schedule(
+        &self,
+        app: &str,
+        rule: &str,
+        due: DateTime<Utc>,
+        next: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = crate::with_pool!(self, write, |pool| {
+            sqlx::query("UPDATE rule_schedules SET next_at = $1 WHERE app_id = $2 AND rule = $3 AND next_at = $4")
+                .bind(next)
+                .bind(app)
+                .bind(rule)
+                .bind(due)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(done > 0)
+    }
+
     /// A rule's runs, newest first.
     pub async fn rule_runs(
         &self,

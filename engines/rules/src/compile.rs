@@ -116,6 +116,29 @@ fn compile_rule(
             }
         }
     }
+    match &definition.trigger {
+        Trigger::Schedule { cron }
+            if trellis_flow::definition::next_cron(cron, chrono::Utc::now()).is_none() =>
+        {
+            problems.error(file, "/trigger/schedule/cron", "bad_cron", format!("'{cron}' is not a cron schedule such as '0 9 * * Mon' (minute hour day month weekday)"));
+        }
+        Trigger::DateReached { field, .. }
+            if entity
+                .field(field.as_str())
+                .is_none_or(|f| !matches!(f.kind, FieldKind::Date | FieldKind::Datetime)) =>
+        {
+            problems.error(
+                file,
+                "/trigger/date_reached/field",
+                "not_a_date_field",
+                format!(
+                    "'{field}' is not a date or date-time field of {}",
+                    entity.id
+                ),
+            );
+        }
+        _ => {}
+    }
     let source = script.or_else(|| definition.condition.clone());
     let condition = match &source {
         None => None,
@@ -251,6 +274,8 @@ fn analyse(rules: &BTreeMap<String, CompiledRule>, problems: &mut Problems) {
             Trigger::RecordUpdated { .. } => "record_updated",
             Trigger::RecordDeleted {} => "record_deleted",
             Trigger::Manual {} => "manual",
+            Trigger::Schedule { .. } => "schedule",
+            Trigger::DateReached { .. } => "date_reached",
         };
         format!("{}:{kind}", rule.definition.entity)
     };

@@ -56,6 +56,19 @@ pub enum Trigger {
     RecordDeleted {},
     /// Only from `POST …/rules/{rule}/run` (and batch runs).
     Manual {},
+    /// On a cron schedule (`minute hour day month weekday`, UTC), over every matching record.
+    Schedule {
+        cron: String,
+    },
+    /// Once a day (00:00 UTC), over the records whose date `field` is today plus `days_before`;
+    /// `every_year` compares month and day only (birthdays, anniversaries).
+    DateReached {
+        field: Identifier,
+        #[serde(default)]
+        days_before: i64,
+        #[serde(default = "enabled")]
+        every_year: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]

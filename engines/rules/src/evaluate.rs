@@ -61,7 +61,12 @@ pub fn evaluate(
     let visible = |record: &Map<String, Value>| -> Map<String, Value> {
         rule.reads
             .iter()
-            .map(|name| (name.clone(), record.get(name).cloned().unwrap_or(Value::Null)))
+            .map(|name| {
+                (
+                    name.clone(),
+                    record.get(name).cloned().unwrap_or(Value::Null),
+                )
+            })
             .collect()
     };
     let filled = visible(record);
