@@ -502,8 +502,10 @@ async fn broken_flows_are_refused_with_every_finding(backend: Backend) {
     );
 }
 
-/// A tiny HTTP endpoint: answers 500 to the first request and 200 after; keeps every request.
-async fn webhook_endpoint() -> (
+/// A tiny HTTP endpoint: answers 500 to the first `failures` requests and 200 after; keeps every request.
+pub(crate) async fn webhook_endpoint(
+    failures: usize,
+) -> (
     String,
     std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
 ) {
@@ -541,12 +543,12 @@ async fn webhook_endpoint() -> (
                     }
                 }
             };
-            let first = {
+            let failing = {
                 let mut log = log.lock().unwrap();
                 log.push((head, body));
-                log.len() == 1
+                log.len() <= failures
             };
-            let status = if first {
+            let status = if failing {
                 "500 Internal Server Error"
             } else {
                 "200 OK"
@@ -566,7 +568,7 @@ async fn outbox_delivers_signed_webhooks_with_retries(backend: Backend) {
     let Some(api) = TestApi::start(backend).await else {
         return;
     };
-    let (url, seen) = webhook_endpoint().await;
+    let (url, seen) = webhook_endpoint(1).await;
     let flow = json!({
         "format_version": 1, "id": "deal", "entity": "deal", "state_field": "stage",
         "states": [{"id": "draft", "initial": true}, {"id": "won", "terminal": true}],

@@ -81,7 +81,55 @@ on_both_backends!(
     dry_runs_trace_and_runaway_scripts_stop,
     batch_runs_and_the_run_log,
     cron_and_birthday_rules_run_once_per_occurrence,
+    webhook_actions_are_signed_and_retried,
 );
+
+async fn webhook_actions_are_signed_and_retried(backend: Backend) {
+    let Some(api) = TestApi::start(backend).await else {
+        return;
+    };
+    let (url, seen) = crate::flows::webhook_endpoint(2).await;
+    let mut bundle = leads_bundle();
+    bundle["rules/hook.rule.json"] = json!({"format_version": 1, "id": "hook", "entity": "lead",
+        "trigger": {"record_created": {}}, "actions": [{"webhook": {"url": url}}]});
+    let created = api.call("POST", "/api/apps", Some(bundle)).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    api.call(
+        "POST",
+        LEADS,
+        Some(json!({"name": "Hooked", "email": "h@example.com"})),
+    )
+    .await;
+    let signed = trellis_runtime::Runtime::new(
+        api.runtime.store().clone(),
+        trellis_runtime::RuntimeSettings {
+            webhook_secret: Some("rule-secret".into()),
+            ..Default::default()
+        },
+    );
+    let mut at = chrono::Utc::now();
+    for attempt in 1..=3 {
+        signed.run_outbox_once(at).await.unwrap();
+        assert_eq!(seen.lock().unwrap().len(), attempt, "attempt {attempt}");
+        at += chrono::Duration::hours(1);
+    }
+    let outbox = api.runtime.store().outbox_of("leads").await.unwrap();
+    assert_eq!(
+        (outbox[0].status.as_str(), outbox[0].attempts),
+        ("done", 3),
+        "{outbox:?}"
+    );
+    let (head, body) = seen.lock().unwrap()[2].clone();
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"rule-secret").unwrap();
+    mac.update(body.as_bytes());
+    let expected = format!(
+        "x-trellis-signature: sha256={}",
+        hex::encode(mac.finalize().into_bytes())
+    );
+    assert!(head.to_ascii_lowercase().contains(&expected), "{head}");
+    assert!(body.contains("Hooked"), "{body}");
+}
 
 async fn cron_and_birthday_rules_run_once_per_occurrence(backend: Backend) {
     let api = setup_or_skip!(backend);
