@@ -233,20 +233,5 @@ pub fn parse_duration(text: &str) -> Option<i64> {
 
 /// The JSON Schema of flow files (`schemas/flow.schema.json`), generated from [`FlowDefinition`].
 pub fn schema() -> Value {
-    let generator =
-        schemars::SchemaGenerator::new(schemars::generate::SchemaSettings::draft2020_12());
-    let mut schema = generator
-        .into_root_schema_for::<FlowDefinition>()
-        .to_value();
-    if let Some(object) = schema.as_object_mut() {
-        object.insert(
-            "$id".into(),
-            Value::String("https://trellis.dev/schemas/flow.schema.json".into()),
-        );
-        object.insert(
-            "title".into(),
-            Value::String("Trellis flow (flows/<id>.flow.json)".into()),
-        );
-    }
-    schema
+    trellis_model::schemas::schema_for::<FlowDefinition>("flow", "Trellis flow (flows/<id>.flow.json)")
 }

@@ -26,6 +26,16 @@ fn root_schema<T: JsonSchema>(name: &str) -> Value {
     schema
 }
 
+/// The generated schema of a metadata file kind owned by an engine (flows, rules), with its `$id`
+/// and title, in the same form as the model's own.
+pub fn schema_for<T: JsonSchema>(name: &str, title: &str) -> Value {
+    let mut schema = root_schema::<T>(name);
+    if let Some(object) = schema.as_object_mut() {
+        object.insert("title".into(), json!(title));
+    }
+    schema
+}
+
 /// The schema of an entity file: a JSON Schema 2020-12 document with Trellis annotations.
 fn entity_schema() -> Value {
     let mut generator = SchemaGenerator::new(SchemaSettings::draft2020_12());

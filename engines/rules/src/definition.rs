@@ -115,20 +115,5 @@ impl RuleAction {
 
 /// The JSON Schema of rule files (`schemas/rule.schema.json`).
 pub fn schema() -> Value {
-    let generator =
-        schemars::SchemaGenerator::new(schemars::generate::SchemaSettings::draft2020_12());
-    let mut schema = generator
-        .into_root_schema_for::<RuleDefinition>()
-        .to_value();
-    if let Some(object) = schema.as_object_mut() {
-        object.insert(
-            "$id".into(),
-            Value::String("https://trellis.dev/schemas/rule.schema.json".into()),
-        );
-        object.insert(
-            "title".into(),
-            Value::String("Trellis rule (rules/<id>.rule.json)".into()),
-        );
-    }
-    schema
+    trellis_model::schemas::schema_for::<RuleDefinition>("rule", "Trellis rule (rules/<id>.rule.json)")
 }
