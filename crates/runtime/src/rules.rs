@@ -151,7 +151,6 @@ impl Runtime {
         mut before: Option<Map<String, Value>>,
         actor: &str,
     ) -> Result<RecordRow, RuntimeError> {
-        let (_, validator) = loaded.entity(entity.id.as_str())?;
         for depth in 0..=trellis_rules::MAX_DEPTH {
             let named = to_api(entity, &row.data.0);
             let created = before.is_none();
@@ -235,65 +234,69 @@ impl Runtime {
                 }
                 return Ok(row);
             }
-            let changed_keys: Vec<&str> = writes.keys().map(String::as_str).collect();
-            let mut next = named.clone();
-            for (name, value) in &writes {
-                next.insert(name.clone(), value.clone());
-            }
-            let issues = validator.prepare(&mut next, &changed_keys, Locale::En);
-            if !issues.is_empty() {
-                let message = issues
-                    .iter()
-                    .map(|i| format!("{}: {}", i.pointer, i.message))
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                for (_, evaluation) in runs.iter().filter(|(_, e)| !e.writes.is_empty()) {
-                    self.log_failure(
-                        loaded,
-                        &evaluation.rule,
-                        trigger,
-                        &row.id,
-                        &format!("its writes are not valid: {message}"),
-                    )
-                    .await?;
-                }
-                return Ok(row);
-            }
-            let record = crate::records::record_write(entity, &next, Some(&row.data.0));
-            // All writes and side effects of this trigger commit together.
+            // All writes and side effects of this trigger commit together (or none of them).
             match self
-                .store()
-                .update_record_with(
-                    &loaded.id,
-                    &entity.uid,
-                    &row.id,
-                    row.version,
-                    &record,
-                    Some(actor),
-                    Some(&side),
-                )
-                .await
+                .commit_rule_writes(loaded, entity, &row, &named, &writes, &side, actor)
+                .await?
             {
                 Ok(updated) => {
                     before = Some(named);
                     row = updated;
                 }
-                Err(error) => {
-                    for (_, evaluation) in &runs {
-                        self.log_failure(
-                            loaded,
-                            &evaluation.rule,
-                            trigger,
-                            &row.id,
-                            &format!("could not commit: {error}"),
-                        )
-                        .await?;
+                Err(reason) => {
+                    for (_, evaluation) in runs.iter().filter(|(_, e)| !e.writes.is_empty()) {
+                        self.log_failure(loaded, &evaluation.rule, trigger, &row.id, &reason)
+                            .await?;
                     }
                     return Ok(row);
                 }
             }
         }
         Ok(row)
+    }
+
+    /// Validate rule `writes` on top of `named` and store them with the side effects `side` in one
+    /// transaction. The inner error says why the writes could not be stored (logged by the caller).
+    #[allow(clippy::too_many_arguments)]
+    async fn commit_rule_writes(
+        &self,
+        loaded: &LoadedApp,
+        entity: &EntityDefinition,
+        row: &RecordRow,
+        named: &Map<String, Value>,
+        writes: &Map<String, Value>,
+        side: &TransitionWrites,
+        actor: &str,
+    ) -> Result<Result<RecordRow, String>, RuntimeError> {
+        let (_, validator) = loaded.entity(entity.id.as_str())?;
+        let mut next = named.clone();
+        for (name, value) in writes {
+            next.insert(name.clone(), value.clone());
+        }
+        let keys: Vec<&str> = writes.keys().map(String::as_str).collect();
+        let issues = validator.prepare(&mut next, &keys, Locale::En);
+        if !issues.is_empty() {
+            let message = issues
+                .iter()
+                .map(|i| format!("{}: {}", i.pointer, i.message))
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Ok(Err(format!("its writes are not valid: {message}")));
+        }
+        let record = crate::records::record_write(entity, &next, Some(&row.data.0));
+        Ok(self
+            .store()
+            .update_record_with(
+                &loaded.id,
+                &entity.uid,
+                &row.id,
+                row.version,
+                &record,
+                Some(actor),
+                Some(side),
+            )
+            .await
+            .map_err(|error| format!("could not commit: {error}")))
     }
 
     /// Turn a follow-up action into a notification or an outbox entry of `side`.
@@ -380,7 +383,7 @@ impl Runtime {
         actor: &str,
         select: &(dyn Fn(&Map<String, Value>) -> bool + Send + Sync),
     ) -> Result<BatchOutcome, RuntimeError> {
-        let (entity, validator) = loaded.entity(rule.definition.entity.as_str())?;
+        let (entity, _) = loaded.entity(rule.definition.entity.as_str())?;
         let started = Instant::now();
         let mut outcome = BatchOutcome {
             processed: 0,
@@ -431,41 +434,22 @@ impl Runtime {
                 }
                 continue;
             }
-            let mut next = named.clone();
-            for (name, value) in &evaluation.writes {
-                next.insert(name.clone(), value.clone());
-            }
-            let keys: Vec<&str> = evaluation.writes.keys().map(String::as_str).collect();
-            if !validator.prepare(&mut next, &keys, Locale::En).is_empty() {
-                outcome.failed += 1;
-                self.log_failure(
-                    loaded,
-                    rule.id(),
-                    trigger,
-                    &row.id,
-                    "its writes are not valid for this record",
-                )
-                .await?;
-                continue;
-            }
-            let record = crate::records::record_write(entity, &next, Some(&row.data.0));
             match self
-                .store()
-                .update_record_with(
-                    &loaded.id,
-                    &entity.uid,
-                    &row.id,
-                    row.version,
-                    &record,
-                    Some(actor),
-                    Some(&side),
+                .commit_rule_writes(
+                    loaded,
+                    entity,
+                    &row,
+                    &named,
+                    &evaluation.writes,
+                    &side,
+                    actor,
                 )
-                .await
+                .await?
             {
                 Ok(_) => outcome.changed += 1,
-                Err(error) => {
+                Err(reason) => {
                     outcome.failed += 1;
-                    self.log_failure(loaded, rule.id(), trigger, &row.id, &error.to_string())
+                    self.log_failure(loaded, rule.id(), trigger, &row.id, &reason)
                         .await?;
                 }
             }

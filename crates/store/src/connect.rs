@@ -98,15 +98,16 @@ impl Store {
             Pools::Sqlite { write, .. } => {
                 // SQLite has no advisory lock. Each migration runs in its own transaction, so when two
                 // processes race, the loser's attempt rolls back whole; it then retries and finds the
-                // migration applied.
-                let mut attempt = 0;
+                // migration applied. A racer can lose once per migration, so allow many short retries.
+                let mut attempt: u64 = 0;
+                let limit = 10 * SQLITE_MIGRATIONS.iter().count() as u64;
                 loop {
                     match SQLITE_MIGRATIONS.run(write).await {
                         Ok(()) => break,
-                        Err(error) if attempt < 5 => {
+                        Err(error) if attempt < limit => {
                             attempt += 1;
                             tracing::debug!(%error, attempt, "sqlite migration raced another process; retrying");
-                            tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                            tokio::time::sleep(Duration::from_millis(10 * attempt.min(20))).await;
                         }
                         Err(error) => return Err(error.into()),
                     }

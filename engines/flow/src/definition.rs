@@ -233,5 +233,8 @@ pub fn parse_duration(text: &str) -> Option<i64> {
 
 /// The JSON Schema of flow files (`schemas/flow.schema.json`), generated from [`FlowDefinition`].
 pub fn schema() -> Value {
-    trellis_model::schemas::schema_for::<FlowDefinition>("flow", "Trellis flow (flows/<id>.flow.json)")
+    trellis_model::schemas::schema_for::<FlowDefinition>(
+        "flow",
+        "Trellis flow (flows/<id>.flow.json)",
+    )
 }

@@ -115,5 +115,8 @@ impl RuleAction {
 
 /// The JSON Schema of rule files (`schemas/rule.schema.json`).
 pub fn schema() -> Value {
-    trellis_model::schemas::schema_for::<RuleDefinition>("rule", "Trellis rule (rules/<id>.rule.json)")
+    trellis_model::schemas::schema_for::<RuleDefinition>(
+        "rule",
+        "Trellis rule (rules/<id>.rule.json)",
+    )
 }
