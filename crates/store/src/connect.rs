@@ -35,6 +35,42 @@ pub struct Store {
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// Open a SQLite pool, retrying while another process holds the lock. Switching a fresh file to
+/// WAL takes an exclusive lock for which SQLite does not always call the busy handler, so several
+/// servers starting on one new file can see `SQLITE_BUSY` once; they wait briefly and try again.
+async fn open_sqlite_pool(
+    max_connections: u32,
+    options: SqliteConnectOptions,
+) -> Result<SqlitePool, StoreError> {
+    let mut attempt: u64 = 0;
+    loop {
+        match SqlitePoolOptions::new()
+            .max_connections(max_connections)
+            .connect_with(options.clone())
+            .await
+        {
+            Ok(pool) => return Ok(pool),
+            Err(error) if attempt < 50 && is_sqlite_busy(&error) => {
+                attempt += 1;
+                tracing::debug!(%error, attempt, "sqlite file locked while opening; retrying");
+                tokio::time::sleep(Duration::from_millis(20 * attempt.min(10))).await;
+            }
+            Err(error) => return Err(StoreError::connect(error)),
+        }
+    }
+}
+
+/// `SQLITE_BUSY` (5) or `SQLITE_LOCKED` (6), including their extended codes.
+fn is_sqlite_busy(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) => db
+            .code()
+            .and_then(|code| code.parse::<i64>().ok())
+            .is_some_and(|code| matches!(code & 0xff, 5 | 6)),
+        _ => false,
+    }
+}
+
 impl Store {
     /// Connect to `url` (`sqlite://path` or `postgres://…`) and apply pending migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
@@ -60,16 +96,8 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let write = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options.clone())
-            .await
-            .map_err(StoreError::connect)?;
-        let read = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options.read_only(true))
-            .await
-            .map_err(StoreError::connect)?;
+        let write = open_sqlite_pool(1, options.clone()).await?;
+        let read = open_sqlite_pool(4, options.read_only(true)).await?;
         Ok(Self {
             pools: Pools::Sqlite { write, read },
             group_commit: Default::default(),
