@@ -13,6 +13,7 @@ mod architecture;
 mod cli;
 mod flows;
 mod records;
+mod reports;
 mod rules;
 mod schemas;
 mod storage;

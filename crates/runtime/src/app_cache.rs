@@ -20,6 +20,8 @@ pub struct LoadedApp {
     pub flows: std::collections::BTreeMap<String, trellis_flow::CompiledFlow>,
     /// The app's rules, checked and compiled, by id.
     pub rules: std::collections::BTreeMap<String, trellis_rules::CompiledRule>,
+    /// The app's reports, checked, by id.
+    pub reports: std::collections::BTreeMap<String, trellis_report::CompiledReport>,
 }
 
 impl LoadedApp {
@@ -46,6 +48,7 @@ impl LoadedApp {
         for rule in rules.values_mut() {
             rule.app_version = version;
         }
+        let reports = trellis_report::check_reports(&bundle).0;
         Ok(Self {
             id: id.to_owned(),
             version,
@@ -53,6 +56,7 @@ impl LoadedApp {
             validators,
             flows,
             rules,
+            reports,
         })
     }
 

@@ -88,6 +88,9 @@ pub fn check_app_bundle(raw: &RawBundle) -> Result<AppBundle, Vec<Problem>> {
     problems.extend(check_role_filters(&bundle));
     let flow_problems = trellis_flow::check_flows(&bundle).1;
     let rule_problems = trellis_rules::check_rules(&bundle).1;
+    let (reports, report_problems) = trellis_report::check_reports(&bundle);
+    problems.extend(report_problems);
+    problems.extend(check_report_filters(&bundle, &reports));
     for problem in flow_problems.into_iter().chain(rule_problems) {
         if problem.severity == trellis_model::Severity::Error {
             problems.push(problem);
@@ -161,9 +164,46 @@ pub fn metadata_schemas() -> Vec<(&'static str, serde_json::Value)> {
         .map(|(name, schema)| match name {
             "flow" => (name, trellis_flow::schema()),
             "rule" => (name, trellis_rules::schema()),
+            "report" => (name, trellis_report::schema()),
             _ => (name, schema),
         })
         .collect()
+}
+
+/// Report dataset filters must fit their entity; variables stand for any user.
+fn check_report_filters(
+    bundle: &AppBundle,
+    reports: &std::collections::BTreeMap<String, trellis_report::CompiledReport>,
+) -> Vec<Problem> {
+    let mut problems = trellis_model::Problems::default();
+    let sample = |name: &str| match name {
+        "$user" | "$user.username" | "$user.department" => Some(serde_json::json!("someone")),
+        "$user.department.descendants" | "$user.department.members" => {
+            Some(serde_json::json!(["someone"]))
+        }
+        _ => None,
+    };
+    for (id, report) in reports {
+        let Some(raw) = &report.definition.dataset.filter else {
+            continue;
+        };
+        let Some(entity) = bundle.entities.get(report.entity()) else {
+            continue;
+        };
+        if let Err(issues) =
+            trellis_form::check_filter(&bundle.entities, entity, raw, "/dataset/filter", &sample)
+        {
+            for issue in issues {
+                problems.error(
+                    &format!("reports/{id}.report.json"),
+                    issue.pointer,
+                    issue.code,
+                    issue.message,
+                );
+            }
+        }
+    }
+    problems.into_vec()
 }
 
 /// Row filters of the bundle's roles must fit their entity; variables stand for any user.

@@ -18,6 +18,7 @@ pub mod flows;
 pub mod import;
 pub mod outbox;
 pub mod records;
+pub mod reports;
 pub mod rules;
 pub mod template_dir;
 

@@ -38,6 +38,37 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// A JSON body that may be left out: an empty body means "use the defaults".
+#[derive(Debug, Clone)]
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (content_type, essence) = media_type(request.headers());
+        let (content_type, essence) = (content_type.to_owned(), essence);
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                let status = rejection.status();
+                ApiError::new(ErrorCode::for_status(status), rejection.body_text())
+            })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJson(None));
+        }
+        if !(essence == "application/json" || essence.ends_with("+json")) {
+            return Err(ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                format!(
+                    "send the body as JSON with 'Content-Type: application/json' (got '{content_type}')"
+                ),
+            ));
+        }
+        parse_json(&bytes).map(|value| OptionalJson(Some(value)))
+    }
+}
+
 /// The `Content-Type` as sent and its lower-cased essence (`text/csv; charset=utf-8` → `text/csv`).
 pub fn media_type(headers: &axum::http::HeaderMap) -> (&str, String) {
     let content_type = headers

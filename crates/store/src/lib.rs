@@ -12,6 +12,7 @@
 mod access;
 mod apps;
 mod change_log;
+mod columns;
 mod connect;
 mod error;
 pub mod flows;
@@ -25,6 +26,7 @@ pub use access::{
 };
 pub use apps::{AppRecord, AppVersionRecord, NewAppVersion};
 pub use change_log::{ChangeEntry, NewChange};
+pub use columns::{ColumnKind, ColumnRequest, ColumnValues, LoadedColumns};
 pub use connect::{Backend, Store, redact};
 pub use error::StoreError;
 pub use query::{Cursor, SortKey};

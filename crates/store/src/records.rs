@@ -201,7 +201,7 @@ macro_rules! bind_args {
                 Arg::Time(time) => query.bind(*time),
                 Arg::Int(int) => query.bind(*int),
                 Arg::Float(float) => query.bind(*float),
-                Arg::Json(value) => query.bind(Json(value.clone())),
+                Arg::Json(value) => query.bind(sqlx::types::Json(value.clone())),
             };
         }
         query
@@ -771,4 +771,7 @@ impl Store {
 mod bulk;
 mod postgres_copy;
 mod sqlite_fast;
+
+pub(crate) use bind_args;
 pub use bulk::BulkInsert;
+pub(crate) use sqlite_fast::with_rusqlite;

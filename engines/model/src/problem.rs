@@ -102,4 +102,9 @@ impl Problems {
     pub fn iter(&self) -> impl Iterator<Item = &Problem> {
         self.items.iter()
     }
+
+    /// Take over every problem of `other`.
+    pub fn extend(&mut self, other: Problems) {
+        self.items.extend(other.items);
+    }
 }

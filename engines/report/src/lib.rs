@@ -1,7 +1,87 @@
-//! The report engine (planned; lands with the report-engine issue).
+//! The report engine: analysts' report specs (`reports/<id>.report.json`, or ad hoc) compiled to
+//! polars lazy plans over typed columns, shaped for echarts.
 //!
-//! This crate will compile report specs (datasets, dimensions, measures, pivots, funnels, cohorts, RFM)
-//! into polars lazy frames over typed columns handed to it by the runtime, and shape results for echarts.
-//! polars stays inside this crate and nowhere else.
+//! [`check_reports`] / [`compile`] validate a spec against its app with every problem at once (unknown
+//! field, sum over text, a bucket on a non-date, an incomplete RFM segment map) and name the columns a
+//! run needs. The runtime loads exactly those columns — already narrowed by the viewer's row-level
+//! access filter, so no aggregate ever covers rows the viewer cannot see — and calls [`run`], which
+//! returns typed columns, rows, a chart option and, per row, the records filter behind it (drill-down).
+//! Analyses: aggregate tables (calendar buckets, numeric bins, count / distinct / sum / avg / min /
+//! max / median / percentiles, ratios, shares, running totals, period-over-period change, top-N with
+//! "others", pivots), funnels over a flow, retention cohorts, RFM segmentation and KPIs.
+//!
+//! polars stays inside this crate, with only its `lazy` feature.
 //!
 //! Architecture invariant: pure — no IO, no `sqlx`, no `axum`, nothing from `crates/`.
+
+mod aggregate;
+mod analyses;
+pub mod buckets;
+pub mod compile;
+pub mod data;
+pub mod definition;
+mod frame;
+pub mod output;
+
+pub use compile::{CompiledReport, FieldUse, FunnelPlan, check_reports, compile, parse};
+pub use data::{ColumnData, ColumnType, Dataset, MONEY_SCALE, parse_money};
+pub use definition::{Analysis, ReportDefinition, schema};
+pub use output::{OutputColumn, OutputType, ReportOutput};
+
+use serde_json::Value;
+
+/// Why a run failed (specs are checked before; these are data or engine failures).
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("report data: {0}")]
+    Data(String),
+    #[error("report engine: {0}")]
+    Engine(String),
+}
+
+/// Everything a run needs besides the compiled spec.
+#[derive(Debug, Clone, Default)]
+pub struct RunInput {
+    /// The columns of the records the viewer may read that match the dataset, page and parameter
+    /// filters.
+    pub dataset: Dataset,
+    /// Funnels: `(record id, state)` for every state each record of the dataset is or ever was in.
+    pub visits: Vec<(String, String)>,
+    /// "Today" for RFM recency and KPI periods: days since 1970-01-01.
+    pub as_of: i32,
+    /// The caller's language for labels (`en`, `zh-CN`).
+    pub locale: String,
+    /// Filter conditions every drill-down filter starts with (the dataset, page and parameter
+    /// filters), as filter-tree JSON.
+    pub drill_base: Vec<Value>,
+}
+
+impl RunInput {
+    pub(crate) fn text(
+        &self,
+        text: Option<&trellis_model::LocalizedText>,
+        fallback: &str,
+    ) -> String {
+        text.and_then(|t| t.get(&self.locale))
+            .unwrap_or(fallback)
+            .to_owned()
+    }
+
+    /// `{"and": [base…, conditions…]}`.
+    pub(crate) fn drill(&self, conditions: Vec<Value>) -> Value {
+        let mut all = self.drill_base.clone();
+        all.extend(conditions);
+        serde_json::json!({ "and": all })
+    }
+}
+
+/// Run a compiled report over its data.
+pub fn run(report: &CompiledReport, input: &RunInput) -> Result<ReportOutput, ReportError> {
+    match &report.definition.analysis {
+        Analysis::Aggregate { .. } => aggregate::run(report, input),
+        Analysis::Funnel { .. } => analyses::funnel(report, input),
+        Analysis::Cohort { .. } => analyses::cohort(report, input),
+        Analysis::Rfm { .. } => analyses::rfm(report, input),
+        Analysis::Kpi { .. } => analyses::kpi(report, input),
+    }
+}

@@ -240,7 +240,7 @@ fn decode_cursor(text: &str, keys: usize) -> Result<Cursor, RuntimeError> {
 
 /// A filter naming a field the user cannot see is refused as if the field did not exist (filtering
 /// on it would reveal its values).
-fn hidden_fields_in_filter(
+pub(crate) fn hidden_fields_in_filter(
     checked: &crate::access::Checked<'_>,
     raw: &Value,
     at: &str,

@@ -2,7 +2,7 @@
 //! Deleting, restoring and history live in [`lifecycle`], lists in [`list`].
 
 mod lifecycle;
-mod list;
+pub(crate) mod list;
 
 use std::sync::Arc;
 

@@ -6,6 +6,7 @@ mod apps;
 mod auth;
 mod flows;
 mod records;
+mod reports;
 mod rules;
 mod system;
 
@@ -31,6 +32,7 @@ use crate::AppState;
         (name = "auth", description = "Sign-in and tokens"),
         (name = "apps", description = "Apps, bundles and published versions"),
         (name = "records", description = "Records of an app's entities"),
+        (name = "reports", description = "Reports, ad-hoc queries and exports"),
         (name = "rules", description = "Rule dry runs, batch runs and run logs"),
         (name = "flows", description = "Flows on records, tasks and notifications"),
         (name = "access", description = "Users, departments, roles, tokens and the audit log"),
@@ -81,6 +83,10 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(rules::test_rule))
         .routes(routes!(rules::run_rule))
         .routes(routes!(rules::rule_runs))
+        .routes(routes!(reports::list_reports))
+        .routes(routes!(reports::run_report))
+        .routes(routes!(reports::export_report))
+        .routes(routes!(reports::query))
         .routes(routes!(apps::list_apps, apps::create_app))
         .routes(routes!(apps::get_app, apps::delete_app))
         .routes(routes!(apps::restore_app))

@@ -101,7 +101,7 @@ pub(super) fn insert_rows(
 
 /// Run `work` with a rusqlite view of the sqlx connection `connection`.
 #[allow(unsafe_code)]
-pub(super) async fn with_rusqlite<T>(
+pub(crate) async fn with_rusqlite<T>(
     connection: &mut sqlx::SqliteConnection,
     work: impl FnOnce(&rusqlite::Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {

@@ -1,0 +1,748 @@
+//! The special analyses: a funnel over a flow's states, retention cohorts, RFM segmentation and a KPI
+//! against the previous period. The per-record work (grouping millions of rows) runs in polars; the
+//! small per-group results are shaped here.
+
+use std::collections::HashMap;
+
+use polars::prelude::*;
+use serde_json::{Value, json};
+
+use crate::buckets::{
+    bucket_after, bucket_label, bucket_start, buckets_between, date_text, datetime_text,
+    day_of_millis,
+};
+use crate::compile::CompiledReport;
+use crate::data::{ColumnData, ColumnType, MONEY_SCALE};
+use crate::definition::{Analysis, ChartKind, MeasureOp, RfmOutput};
+use crate::frame::{self, Key};
+use crate::output::{self, OutputColumn, OutputType, ReportOutput};
+use crate::{ReportError, RunInput};
+
+fn zh(input: &RunInput) -> bool {
+    input.locale.starts_with("zh")
+}
+
+/// Days since the epoch of every record's temporal column.
+fn days(data: &ColumnData) -> Vec<Option<i32>> {
+    match data {
+        ColumnData::Date(v) => v.clone(),
+        ColumnData::DateTime(v) => v.iter().map(|m| m.map(day_of_millis)).collect(),
+        _ => vec![None; data.len()],
+    }
+}
+
+/// Text keys of a subject column (relation ids, names, numbers as text).
+fn subjects(data: &ColumnData) -> Vec<Option<String>> {
+    match data {
+        ColumnData::Text(v) => v.clone(),
+        ColumnData::Int(v) => v.iter().map(|x| x.map(|x| x.to_string())).collect(),
+        ColumnData::Float(v) => v.iter().map(|x| x.map(|x| x.to_string())).collect(),
+        ColumnData::Bool(v) => v.iter().map(|x| x.map(|x| x.to_string())).collect(),
+        other => vec![None; other.len()],
+    }
+}
+
+/// Amounts as numbers in currency units.
+fn amounts(data: &ColumnData) -> Vec<Option<f64>> {
+    match data {
+        ColumnData::Int(v) => v.iter().map(|x| x.map(|x| x as f64)).collect(),
+        ColumnData::Money(v) => v
+            .iter()
+            .map(|x| x.map(|x| x as f64 / MONEY_SCALE as f64))
+            .collect(),
+        ColumnData::Float(v) => v.clone(),
+        other => vec![None; other.len()],
+    }
+}
+
+/// A drill condition selecting records whose `field` is one of `ids` (capped: long lists are not
+/// useful as filters).
+fn in_list(field: &str, ids: &[String]) -> Option<Value> {
+    (ids.len() <= 1000).then(|| json!({"field": field, "op": "in", "value": ids}))
+}
+
+pub(crate) fn funnel(
+    report: &CompiledReport,
+    input: &RunInput,
+) -> Result<ReportOutput, ReportError> {
+    let plan = report
+        .funnel
+        .as_ref()
+        .ok_or_else(|| ReportError::Engine("funnel without a flow".into()))?;
+    let stage_of: HashMap<&str, i32> = plan
+        .stages
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.as_str(), i as i32))
+        .collect();
+    // Only records of the dataset count (it carries the viewer's access and the filters).
+    let in_dataset: std::collections::HashSet<&str> =
+        input.dataset.ids.iter().map(String::as_str).collect();
+    let mut records: Vec<Option<String>> = Vec::new();
+    let mut stages: Vec<Option<i32>> = Vec::new();
+    for (record, state) in &input.visits {
+        if let Some(&stage) = stage_of.get(state.as_str())
+            && in_dataset.contains(record.as_str())
+        {
+            records.push(Some(record.clone()));
+            stages.push(Some(stage));
+        }
+    }
+    let furthest = frame::frame(vec![
+        frame::column("record", &ColumnData::Text(records)),
+        frame::column("stage", &ColumnData::Date(stages)),
+    ])?
+    .lazy()
+    .group_by([col("record")])
+    .agg([col("stage").max().alias("furthest")])
+    .group_by([col("furthest")])
+    .agg([len().alias("records")])
+    .collect()?;
+    let mut ended_at = vec![0i64; plan.stages.len()];
+    for (stage, count) in frame::keys(&furthest, "furthest")?
+        .into_iter()
+        .zip(frame::numbers(&furthest, "records")?)
+    {
+        if let (Key::Int(stage), Some(count)) = (stage, count) {
+            ended_at[stage as usize] += count as i64;
+        }
+    }
+    // Reached stage i = furthest stage ≥ i.
+    let mut reached = vec![0i64; plan.stages.len()];
+    let mut running = 0;
+    for index in (0..plan.stages.len()).rev() {
+        running += ended_at[index];
+        reached[index] = running;
+    }
+    let columns = vec![
+        OutputColumn::new(
+            "stage",
+            OutputType::Text,
+            if zh(input) { "阶段" } else { "Stage" },
+        ),
+        OutputColumn::new(
+            "records",
+            OutputType::Integer,
+            if zh(input) { "记录数" } else { "Records" },
+        ),
+        OutputColumn::new(
+            "conversion",
+            OutputType::Ratio,
+            if zh(input) {
+                "环比转化率"
+            } else {
+                "Conversion from previous"
+            },
+        ),
+        OutputColumn::new(
+            "overall",
+            OutputType::Ratio,
+            if zh(input) {
+                "总体转化率"
+            } else {
+                "Conversion from first"
+            },
+        ),
+    ];
+    let mut columns = columns;
+    columns[0].labels = plan
+        .stages
+        .iter()
+        .map(|s| (s.id.clone(), input.text(s.label.as_ref(), &s.id)))
+        .collect();
+    let ratio = |a: i64, b: i64| {
+        if b == 0 {
+            Value::Null
+        } else {
+            output::round(a as f64 / b as f64)
+        }
+    };
+    let rows: Vec<Vec<Value>> = plan
+        .stages
+        .iter()
+        .enumerate()
+        .map(|(i, stage)| {
+            vec![
+                json!(stage.id),
+                json!(reached[i]),
+                if i == 0 {
+                    json!(1.0)
+                } else {
+                    ratio(reached[i], reached[i - 1])
+                },
+                ratio(reached[i], reached[0]),
+            ]
+        })
+        .collect();
+    // "Ever reached" depends on history, which no records filter expresses.
+    let drill = vec![Value::Null; rows.len()];
+    let kind = report
+        .definition
+        .chart
+        .as_ref()
+        .map_or(ChartKind::Funnel, |c| c.kind);
+    let chart = output::chart(kind, &columns, &rows, 0, &[1]);
+    Ok(ReportOutput {
+        columns,
+        rows,
+        chart,
+        drill,
+        records: input.dataset.len(),
+    })
+}
+
+pub(crate) fn cohort(
+    report: &CompiledReport,
+    input: &RunInput,
+) -> Result<ReportOutput, ReportError> {
+    let Analysis::Cohort {
+        subject,
+        date,
+        bucket,
+        periods,
+    } = &report.definition.analysis
+    else {
+        return Err(ReportError::Engine("not a cohort report".into()));
+    };
+    let data = &input.dataset;
+    let who = subjects(data.column(subject.as_str())?);
+    let when: Vec<Option<i32>> = days(data.column(date.as_str())?)
+        .into_iter()
+        .map(|d| d.map(|d| bucket_start(d, *bucket)))
+        .collect();
+    // 1. Each subject's first period (polars group-by over every record).
+    let base = frame::frame(vec![
+        frame::column("subject", &ColumnData::Text(who.clone())),
+        frame::column("period", &ColumnData::Date(when.clone())),
+    ])?;
+    let first = base
+        .clone()
+        .lazy()
+        .drop_nulls(None)
+        .group_by([col("subject")])
+        .agg([col("period").min().alias("cohort")])
+        .collect()?;
+    let mut cohort_of: HashMap<String, i32> = HashMap::new();
+    for (s, c) in frame::keys(&first, "subject")?
+        .into_iter()
+        .zip(frame::keys(&first, "cohort")?)
+    {
+        if let (Key::Text(s), Key::Int(c)) = (s, c) {
+            cohort_of.insert(s, c as i32);
+        }
+    }
+    // 2. Distinct active subjects per (cohort, periods since the first).
+    let (mut cohorts, mut offsets) = (Vec::with_capacity(who.len()), Vec::with_capacity(who.len()));
+    for (s, p) in who.iter().zip(&when) {
+        match (s.as_ref().and_then(|s| cohort_of.get(s)), p) {
+            (Some(&c), Some(p)) => {
+                cohorts.push(Some(c));
+                offsets.push(Some(buckets_between(c, *p, *bucket)));
+            }
+            _ => {
+                cohorts.push(None);
+                offsets.push(None);
+            }
+        }
+    }
+    let active = frame::frame(vec![
+        frame::column("subject", &ColumnData::Text(who)),
+        frame::column("cohort", &ColumnData::Date(cohorts)),
+        frame::column("offset", &ColumnData::Date(offsets)),
+    ])?
+    .lazy()
+    .drop_nulls(None)
+    .group_by([col("cohort"), col("offset")])
+    .agg([col("subject").n_unique().alias("active")])
+    .collect()?;
+    let mut counts: HashMap<(i32, i32), i64> = HashMap::new();
+    for ((c, o), n) in frame::keys(&active, "cohort")?
+        .into_iter()
+        .zip(frame::keys(&active, "offset")?)
+        .zip(frame::numbers(&active, "active")?)
+    {
+        if let (Key::Int(c), Key::Int(o), Some(n)) = (c, o, n) {
+            counts.insert((c as i32, o as i32), n as i64);
+        }
+    }
+    let mut cohort_starts: Vec<i32> = cohort_of.values().copied().collect();
+    cohort_starts.sort_unstable();
+    cohort_starts.dedup();
+    let mut columns = vec![
+        OutputColumn::new(
+            "cohort",
+            OutputType::Period,
+            if zh(input) { "群组" } else { "Cohort" },
+        ),
+        OutputColumn::new(
+            "subjects",
+            OutputType::Integer,
+            if zh(input) { "人数" } else { "Size" },
+        ),
+    ];
+    for offset in 0..=*periods {
+        columns.push(OutputColumn::new(
+            format!("p{offset}"),
+            OutputType::Ratio,
+            format!("{}{offset}", if zh(input) { "第" } else { "+" }),
+        ));
+    }
+    let mut rows = Vec::new();
+    let mut drill = Vec::new();
+    for start in &cohort_starts {
+        let size = counts.get(&(*start, 0)).copied().unwrap_or(0);
+        let mut row = vec![json!(bucket_label(*start, *bucket)), json!(size)];
+        for offset in 0..=*periods as i32 {
+            // Periods that have not happened yet (after as_of) stay empty.
+            let period_start = bucket_after(*start, *bucket, offset);
+            row.push(if period_start > input.as_of || size == 0 {
+                Value::Null
+            } else {
+                output::round(
+                    counts.get(&(*start, offset)).copied().unwrap_or(0) as f64 / size as f64,
+                )
+            });
+        }
+        rows.push(row);
+        let mut members: Vec<String> = cohort_of
+            .iter()
+            .filter(|(_, c)| **c == *start)
+            .map(|(s, _)| s.clone())
+            .collect();
+        members.sort();
+        drill.push(
+            in_list(subject.as_str(), &members).map_or(Value::Null, |c| input.drill(vec![c])),
+        );
+    }
+    let kind = report
+        .definition
+        .chart
+        .as_ref()
+        .map_or(ChartKind::Heatmap, |c| c.kind);
+    let series: Vec<usize> = (2..columns.len()).collect();
+    let chart = output::chart(kind, &columns, &rows, 0, &series);
+    Ok(ReportOutput {
+        columns,
+        rows,
+        chart,
+        drill,
+        records: data.len(),
+    })
+}
+
+/// Quintile edges (20/40/60/80 %, linear interpolation) of sorted values.
+fn quintile_edges(sorted: &[f64]) -> [f64; 4] {
+    let mut edges = [0.0; 4];
+    if sorted.is_empty() {
+        return edges;
+    }
+    for (k, edge) in edges.iter_mut().enumerate() {
+        let position = (k + 1) as f64 / 5.0 * (sorted.len() - 1) as f64;
+        let low = position.floor() as usize;
+        let high = position.ceil() as usize;
+        *edge = sorted[low] + (sorted[high] - sorted[low]) * (position - low as f64);
+    }
+    edges
+}
+
+/// 1–5: how many quintile edges the value lies above (bins closed on the right, like `qcut`).
+fn quintile(value: f64, edges: &[f64; 4]) -> u8 {
+    1 + edges.iter().filter(|edge| value > **edge).count() as u8
+}
+
+struct Scored {
+    subject: String,
+    recency: i64,
+    frequency: i64,
+    monetary: f64,
+    r: u8,
+    f: u8,
+    m: u8,
+    segment: Option<usize>,
+}
+
+pub(crate) fn rfm(report: &CompiledReport, input: &RunInput) -> Result<ReportOutput, ReportError> {
+    let Analysis::Rfm {
+        subject,
+        date,
+        amount,
+        segments,
+        output: shape,
+    } = &report.definition.analysis
+    else {
+        return Err(ReportError::Engine("not an RFM report".into()));
+    };
+    let data = &input.dataset;
+    // Per subject: last purchase day, purchase count, total amount (polars over every record).
+    let per_subject = frame::frame(vec![
+        frame::column(
+            "subject",
+            &ColumnData::Text(subjects(data.column(subject.as_str())?)),
+        ),
+        frame::column("day", &ColumnData::Date(days(data.column(date.as_str())?))),
+        frame::column(
+            "amount",
+            &ColumnData::Float(amounts(data.column(amount.as_str())?)),
+        ),
+    ])?
+    .lazy()
+    .filter(col("subject").is_not_null().and(col("day").is_not_null()))
+    .filter(col("day").lt_eq(lit(input.as_of)))
+    .group_by([col("subject")])
+    .agg([
+        col("day").max().alias("last"),
+        len().alias("frequency"),
+        col("amount").sum().alias("monetary"),
+    ])
+    .collect()?;
+    let mut scored: Vec<Scored> = frame::keys(&per_subject, "subject")?
+        .into_iter()
+        .zip(frame::numbers(&per_subject, "last")?)
+        .zip(frame::numbers(&per_subject, "frequency")?)
+        .zip(frame::numbers(&per_subject, "monetary")?)
+        .filter_map(|(((s, last), frequency), monetary)| {
+            let Key::Text(subject) = s else { return None };
+            Some(Scored {
+                subject,
+                recency: i64::from(input.as_of) - last? as i64,
+                frequency: frequency? as i64,
+                monetary: monetary.unwrap_or(0.0),
+                r: 0,
+                f: 0,
+                m: 0,
+                segment: None,
+            })
+        })
+        .collect();
+    // Deterministic order: ties in frequency rank by subject id.
+    scored.sort_by(|a, b| a.subject.cmp(&b.subject));
+    let mut recencies: Vec<f64> = scored.iter().map(|s| s.recency as f64).collect();
+    recencies.sort_by(f64::total_cmp);
+    let mut monetaries: Vec<f64> = scored.iter().map(|s| s.monetary).collect();
+    monetaries.sort_by(f64::total_cmp);
+    let (recency_edges, monetary_edges) = (quintile_edges(&recencies), quintile_edges(&monetaries));
+    // Frequency: rank first (ties broken by order), then cut the ranks.
+    let mut by_frequency: Vec<usize> = (0..scored.len()).collect();
+    by_frequency.sort_by_key(|&i| scored[i].frequency);
+    let ranks: Vec<f64> = (1..=scored.len()).map(|r| r as f64).collect();
+    let rank_edges = quintile_edges(&ranks);
+    for (rank, &index) in by_frequency.iter().enumerate() {
+        scored[index].f = quintile((rank + 1) as f64, &rank_edges);
+    }
+    for s in &mut scored {
+        s.r = 6 - quintile(s.recency as f64, &recency_edges);
+        s.m = quintile(s.monetary, &monetary_edges);
+        s.segment = segments.iter().position(|seg| {
+            (seg.r[0]..=seg.r[1]).contains(&s.r) && (seg.f[0]..=seg.f[1]).contains(&s.f)
+        });
+    }
+    let segment_name = |s: &Scored| s.segment.map(|i| segments[i].id.to_string());
+    let segment_labels: std::collections::BTreeMap<String, String> = segments
+        .iter()
+        .map(|s| {
+            (
+                s.id.to_string(),
+                input.text(s.label.as_ref(), s.id.as_str()),
+            )
+        })
+        .collect();
+    let (columns, rows, drill, x, series) = match shape {
+        RfmOutput::Subjects => {
+            let mut columns = vec![
+                OutputColumn::new(
+                    subject.as_str(),
+                    OutputType::Text,
+                    input.text(
+                        report.field(subject.as_str()).label.as_ref(),
+                        subject.as_str(),
+                    ),
+                ),
+                OutputColumn::new(
+                    "recency_days",
+                    OutputType::Integer,
+                    if zh(input) {
+                        "距上次购买天数"
+                    } else {
+                        "Days since last purchase"
+                    },
+                ),
+                OutputColumn::new(
+                    "frequency",
+                    OutputType::Integer,
+                    if zh(input) {
+                        "购买次数"
+                    } else {
+                        "Purchases"
+                    },
+                ),
+                OutputColumn::new(
+                    "monetary",
+                    OutputType::Number,
+                    if zh(input) { "消费金额" } else { "Spend" },
+                ),
+                OutputColumn::new("r", OutputType::Integer, "R"),
+                OutputColumn::new("f", OutputType::Integer, "F"),
+                OutputColumn::new("m", OutputType::Integer, "M"),
+                OutputColumn::new(
+                    "segment",
+                    OutputType::Text,
+                    if zh(input) { "客户分群" } else { "Segment" },
+                ),
+            ];
+            columns[7].labels = segment_labels;
+            let rows: Vec<Vec<Value>> = scored
+                .iter()
+                .map(|s| {
+                    vec![
+                        json!(s.subject),
+                        json!(s.recency),
+                        json!(s.frequency),
+                        output::round(s.monetary),
+                        json!(s.r),
+                        json!(s.f),
+                        json!(s.m),
+                        json!(segment_name(s)),
+                    ]
+                })
+                .collect();
+            let drill = scored
+                .iter()
+                .map(|s| {
+                    input.drill(vec![
+                        json!({"field": subject, "op": "eq", "value": s.subject}),
+                    ])
+                })
+                .collect();
+            (columns, rows, drill, 0, vec![3])
+        }
+        RfmOutput::Segments => {
+            let mut columns = vec![
+                OutputColumn::new(
+                    "segment",
+                    OutputType::Text,
+                    if zh(input) { "客户分群" } else { "Segment" },
+                ),
+                OutputColumn::new(
+                    "subjects",
+                    OutputType::Integer,
+                    if zh(input) { "客户数" } else { "Customers" },
+                ),
+                OutputColumn::new(
+                    "share",
+                    OutputType::Ratio,
+                    if zh(input) { "占比" } else { "Share" },
+                ),
+                OutputColumn::new(
+                    "monetary",
+                    OutputType::Number,
+                    if zh(input) { "消费金额" } else { "Spend" },
+                ),
+                OutputColumn::new(
+                    "avg_recency_days",
+                    OutputType::Number,
+                    if zh(input) {
+                        "平均距上次购买天数"
+                    } else {
+                        "Avg. days since last purchase"
+                    },
+                ),
+                OutputColumn::new(
+                    "avg_frequency",
+                    OutputType::Number,
+                    if zh(input) {
+                        "平均购买次数"
+                    } else {
+                        "Avg. purchases"
+                    },
+                ),
+            ];
+            columns[0].labels = segment_labels;
+            let total = scored.len().max(1) as f64;
+            let mut rows = Vec::new();
+            let mut drill = Vec::new();
+            let groups: Vec<Option<usize>> = if segments.is_empty() {
+                vec![None]
+            } else {
+                (0..segments.len()).map(Some).collect()
+            };
+            for group in groups {
+                let members: Vec<&Scored> = scored.iter().filter(|s| s.segment == group).collect();
+                let n = members.len() as f64;
+                let mean = |f: &dyn Fn(&Scored) -> f64| {
+                    if members.is_empty() {
+                        Value::Null
+                    } else {
+                        output::round(members.iter().map(|s| f(s)).sum::<f64>() / n)
+                    }
+                };
+                rows.push(vec![
+                    json!(group.map(|i| segments[i].id.to_string())),
+                    json!(members.len()),
+                    output::round(n / total),
+                    output::round(members.iter().map(|s| s.monetary).sum()),
+                    mean(&|s| s.recency as f64),
+                    mean(&|s| s.frequency as f64),
+                ]);
+                let ids: Vec<String> = members.iter().map(|s| s.subject.clone()).collect();
+                drill.push(
+                    in_list(subject.as_str(), &ids).map_or(Value::Null, |c| input.drill(vec![c])),
+                );
+            }
+            (columns, rows, drill, 0, vec![1])
+        }
+    };
+    let kind = report.definition.chart.as_ref().map_or(
+        if *shape == RfmOutput::Segments {
+            ChartKind::Bar
+        } else {
+            ChartKind::Table
+        },
+        |c| c.kind,
+    );
+    let chart = output::chart(kind, &columns, &rows, x, &series);
+    Ok(ReportOutput {
+        columns,
+        rows,
+        chart,
+        drill,
+        records: data.len(),
+    })
+}
+
+pub(crate) fn kpi(report: &CompiledReport, input: &RunInput) -> Result<ReportOutput, ReportError> {
+    let Analysis::Kpi {
+        measure,
+        date,
+        period,
+    } = &report.definition.analysis
+    else {
+        return Err(ReportError::Engine("not a KPI report".into()));
+    };
+    let data = &input.dataset;
+    let current = bucket_start(input.as_of, *period);
+    let previous = bucket_after(current, *period, -1);
+    let next = bucket_after(current, *period, 1);
+    let period_of: Vec<Option<i32>> = days(data.column(date.as_str())?)
+        .into_iter()
+        .map(|d| {
+            d.map(|d| bucket_start(d, *period))
+                .filter(|p| *p == current || *p == previous)
+        })
+        .collect();
+    let mut columns = vec![frame::column("period", &ColumnData::Date(period_of))];
+    if let Some(field) = &measure.field {
+        columns.push(frame::column("value", data.column(field.as_str())?));
+    }
+    let aggregated = frame::frame(columns)?
+        .lazy()
+        .filter(col("period").is_not_null())
+        .group_by([col("period")])
+        .agg([frame::aggregation(
+            measure.op,
+            measure.field.as_ref().map(|_| "value"),
+            measure.p,
+            "measure",
+        )])
+        .collect()?;
+    let money = measure
+        .field
+        .as_ref()
+        .is_some_and(|f| report.field(f.as_str()).column == ColumnType::Money)
+        && !matches!(measure.op, MeasureOp::Count | MeasureOp::CountDistinct);
+    let counting = matches!(measure.op, MeasureOp::Count | MeasureOp::CountDistinct);
+    let mut values: HashMap<i32, f64> = HashMap::new();
+    for (p, v) in frame::keys(&aggregated, "period")?
+        .into_iter()
+        .zip(frame::numbers(&aggregated, "measure")?)
+    {
+        if let (Key::Int(p), Some(v)) = (p, v) {
+            values.insert(p as i32, if money { v / MONEY_SCALE as f64 } else { v });
+        }
+    }
+    let zero_if_counting = |p: i32| values.get(&p).copied().or(counting.then_some(0.0));
+    let (now, before) = (zero_if_counting(current), zero_if_counting(previous));
+    let number = |v: Option<f64>| v.map_or(Value::Null, output::round);
+    let change = match (now, before) {
+        (Some(a), Some(b)) => Some(a - b),
+        _ => None,
+    };
+    let change_ratio = match (now, before) {
+        (Some(a), Some(b)) if b != 0.0 => Some((a - b) / b.abs()),
+        _ => None,
+    };
+    let label = input.text(measure.label.as_ref(), measure.id.as_str());
+    let columns = vec![
+        OutputColumn::new(
+            "period",
+            OutputType::Period,
+            if zh(input) { "本期" } else { "Period" },
+        ),
+        OutputColumn::new(measure.id.as_str(), OutputType::Number, label),
+        OutputColumn::new(
+            "previous_period",
+            OutputType::Period,
+            if zh(input) {
+                "上期"
+            } else {
+                "Previous period"
+            },
+        ),
+        OutputColumn::new(
+            "previous",
+            OutputType::Number,
+            if zh(input) { "上期值" } else { "Previous" },
+        ),
+        OutputColumn::new(
+            "change",
+            OutputType::Number,
+            if zh(input) { "变化" } else { "Change" },
+        ),
+        OutputColumn::new(
+            "change_ratio",
+            OutputType::Ratio,
+            if zh(input) { "变化率" } else { "Change %" },
+        ),
+    ];
+    let rows = vec![vec![
+        json!(bucket_label(current, *period)),
+        number(now),
+        json!(bucket_label(previous, *period)),
+        number(before),
+        number(change),
+        number(change_ratio),
+    ]];
+    let datetime = report.field(date.as_str()).column == ColumnType::DateTime;
+    let text = |d: i32| {
+        if datetime {
+            datetime_text(d)
+        } else {
+            date_text(d)
+        }
+    };
+    let drill = vec![input.drill(vec![
+        json!({"field": date, "op": "gte", "value": text(current)}),
+        json!({"field": date, "op": "lt", "value": text(next)}),
+    ])];
+    let kind = report
+        .definition
+        .chart
+        .as_ref()
+        .map_or(ChartKind::Kpi, |c| c.kind);
+    let mut chart = output::chart(kind, &columns, &rows, 0, &[1]);
+    if kind == ChartKind::Kpi {
+        chart["option"] = json!({
+            "value": rows[0][1],
+            "previous": rows[0][3],
+            "change_ratio": rows[0][5],
+            "period": rows[0][0],
+            "label": columns[1].label,
+        });
+    }
+    Ok(ReportOutput {
+        columns,
+        rows,
+        chart,
+        drill,
+        records: data.len(),
+    })
+}
