@@ -164,6 +164,18 @@ fn shop_bundle() -> Value {
             "format_version": 1, "id": "costs", "dataset": {"entity": "order"},
             "analysis": {"aggregate": {"dimensions": [{"field": "region"}], "measures": [{"id": "cost", "op": "sum", "field": "cost"}]}}
         },
+        "views/sales.view.json": {
+            "format_version": 1, "id": "sales", "kind": "dashboard",
+            "label": {"en": "Sales", "zh-CN": "销售"},
+            "filters": [{"id": "region", "field": "region", "label": {"en": "Region", "zh-CN": "区域"}}],
+            "widgets": [
+                {"report": "monthly_revenue", "x": 0, "y": 0, "w": 8, "h": 4},
+                {"report": "revenue_kpi", "x": 8, "y": 0, "w": 4, "h": 2},
+                {"report": "region_channel", "x": 8, "y": 2, "w": 4, "h": 2},
+                {"report": "lead_funnel", "x": 0, "y": 4, "w": 6, "h": 4},
+                {"report": "costs", "x": 6, "y": 4, "w": 6, "h": 4}
+            ]
+        },
         "roles/north_rep.role.json": {
             "format_version": 1, "id": "north_rep", "name": {"en": "North rep", "zh-CN": "北区销售"},
             "entities": {"order": {"actions": ["read"], "fields": {"cost": "hidden"},
@@ -240,6 +252,7 @@ on_both_backends!(
     exports_open_as_spreadsheets,
     row_filters_apply_before_aggregation_and_hidden_fields_stay_hidden,
     broken_specs_are_refused_with_pointers,
+    dashboards_share_page_filters_and_isolate_widget_errors,
 );
 
 async fn run(api: &TestApi, report: &str, body: Value) -> Reply {
@@ -937,4 +950,128 @@ async fn broken_specs_are_refused_with_pointers(backend: Backend) {
     );
     let apps = api.call("GET", "/api/apps", None).await;
     assert!(!apps.text.contains("shop2"));
+}
+
+async fn dashboards_share_page_filters_and_isolate_widget_errors(backend: Backend) {
+    let (api, _) = setup_or_skip!(backend);
+    let listed = api.call("GET", "/api/apps/shop/dashboards", None).await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.text);
+    assert_eq!(listed.body["items"][0]["id"], "sales");
+    let reply = api
+        .call(
+            "POST",
+            "/api/apps/shop/dashboards/sales/run",
+            Some(json!({"filters": {"region": "north"}, "parameters": {"as_of": AS_OF}})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let widgets = reply.body["widgets"].as_array().unwrap();
+    assert_eq!(widgets.len(), 5);
+    assert_eq!(
+        (widgets[1]["x"].clone(), widgets[1]["w"].clone()),
+        (json!(8), json!(4))
+    );
+    let north: Vec<Order> = fixture()
+        .into_iter()
+        .filter(|o| o.region == "north")
+        .collect();
+    // The page filter narrows every widget over orders...
+    let trend: i64 = widgets[0]["result"]["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r[1].as_i64().unwrap())
+        .sum();
+    assert_eq!(trend, north.len() as i64);
+    let june: i64 = north
+        .iter()
+        .filter(|o| month(o.day) == "2026-06")
+        .map(|o| o.cents)
+        .sum();
+    assert!(
+        close(&widgets[1]["result"]["rows"][0][1], june as f64 / 100.0),
+        "{}",
+        widgets[1]
+    );
+    assert_eq!(
+        widgets[2]["result"]["rows"].as_array().unwrap().len(),
+        1,
+        "only the north row"
+    );
+    // ...and leaves alone a widget whose entity has no such field.
+    assert_eq!(
+        widgets[3]["result"]["rows"][0][1], 0,
+        "no leads yet: {}",
+        widgets[3]
+    );
+    assert!(widgets[4]["result"]["rows"].is_array());
+    // A viewer who may not see a widget's field gets that widget's problem; the rest still run.
+    let user = api
+        .call(
+            "POST",
+            "/api/users",
+            Some(json!({"username": "rita", "password": "password-1"})),
+        )
+        .await;
+    let id = user.body["id"].as_str().unwrap();
+    api.call(
+        "PUT",
+        &format!("/api/apps/shop/roles/north_rep/user/{id}"),
+        None,
+    )
+    .await;
+    let login = api
+        .send(
+            "POST",
+            "/api/auth/login",
+            None,
+            Some(json!({"username": "rita", "password": "password-1"})),
+        )
+        .await;
+    let token = login.body["token"].as_str().unwrap();
+    let as_rita = api
+        .send(
+            "POST",
+            "/api/apps/shop/dashboards/sales/run",
+            Some(token),
+            None,
+        )
+        .await;
+    assert_eq!(as_rita.status, StatusCode::OK, "{}", as_rita.text);
+    let widgets = as_rita.body["widgets"].as_array().unwrap();
+    assert_eq!(widgets[4]["error"]["status"], 403, "{}", widgets[4]);
+    assert!(widgets[4]["result"].is_null());
+    assert_eq!(
+        widgets[3]["error"]["status"], 404,
+        "leads are not hers to read: {}",
+        widgets[3]
+    );
+    assert!(widgets[0]["result"]["rows"].is_array());
+    // Unknown page filters are refused; so is a broken dashboard at publish.
+    let unknown = api
+        .call(
+            "POST",
+            "/api/apps/shop/dashboards/sales/run",
+            Some(json!({"filters": {"city": "x"}})),
+        )
+        .await;
+    assert_problem(&unknown, StatusCode::UNPROCESSABLE_ENTITY);
+    let mut bundle = shop_bundle();
+    bundle["trellis.json"]["id"] = json!("shop3");
+    bundle["views/sales.view.json"]["widgets"][0]["report"] = json!("ghost");
+    bundle["views/sales.view.json"]["widgets"][1]["x"] = json!(10);
+    bundle["views/sales.view.json"]["filters"][0]["field"] = json!("nowhere");
+    let refused = api.call("POST", "/api/apps", Some(bundle)).await;
+    assert_problem(&refused, StatusCode::UNPROCESSABLE_ENTITY);
+    for pointer in ["/widgets/0/report", "/widgets/1", "/filters/0/field"] {
+        assert!(
+            refused.body["errors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["file"] == "views/sales.view.json" && e["pointer"] == pointer),
+            "{pointer}: {}",
+            refused.text
+        );
+    }
 }

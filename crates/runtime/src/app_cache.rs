@@ -22,6 +22,8 @@ pub struct LoadedApp {
     pub rules: std::collections::BTreeMap<String, trellis_rules::CompiledRule>,
     /// The app's reports, checked, by id.
     pub reports: std::collections::BTreeMap<String, trellis_report::CompiledReport>,
+    /// The app's dashboard views, checked, by id.
+    pub dashboards: std::collections::BTreeMap<String, trellis_report::DashboardDefinition>,
 }
 
 impl LoadedApp {
@@ -49,6 +51,7 @@ impl LoadedApp {
             rule.app_version = version;
         }
         let reports = trellis_report::check_reports(&bundle).0;
+        let dashboards = trellis_report::check_dashboards(&bundle, &reports).0;
         Ok(Self {
             id: id.to_owned(),
             version,
@@ -57,6 +60,7 @@ impl LoadedApp {
             flows,
             rules,
             reports,
+            dashboards,
         })
     }
 

@@ -91,6 +91,7 @@ pub fn check_app_bundle(raw: &RawBundle) -> Result<AppBundle, Vec<Problem>> {
     let (reports, report_problems) = trellis_report::check_reports(&bundle);
     problems.extend(report_problems);
     problems.extend(check_report_filters(&bundle, &reports));
+    problems.extend(trellis_report::check_dashboards(&bundle, &reports).1);
     for problem in flow_problems.into_iter().chain(rule_problems) {
         if problem.severity == trellis_model::Severity::Error {
             problems.push(problem);
@@ -159,7 +160,7 @@ fn state_moves(old: &AppBundle, new: &AppBundle) -> Vec<StateMove> {
 /// Every metadata file's JSON Schema, as committed in `schemas/`: the model's, with the flow schema
 /// from the flow engine (which owns that file kind).
 pub fn metadata_schemas() -> Vec<(&'static str, serde_json::Value)> {
-    trellis_model::schemas::all()
+    let mut schemas: Vec<(&'static str, serde_json::Value)> = trellis_model::schemas::all()
         .into_iter()
         .map(|(name, schema)| match name {
             "flow" => (name, trellis_flow::schema()),
@@ -167,7 +168,9 @@ pub fn metadata_schemas() -> Vec<(&'static str, serde_json::Value)> {
             "report" => (name, trellis_report::schema()),
             _ => (name, schema),
         })
-        .collect()
+        .collect();
+    schemas.push(("dashboard", trellis_report::dashboard_schema()));
+    schemas
 }
 
 /// Report dataset filters must fit their entity; variables stand for any user.

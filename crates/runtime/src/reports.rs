@@ -27,6 +27,34 @@ pub struct ReportRequest {
     pub parameters: Map<String, Value>,
 }
 
+/// Page filter values and parameters for a dashboard run.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct DashboardRequest {
+    /// Values of the dashboard's page filters, by filter id.
+    #[serde(default)]
+    pub filters: Map<String, Value>,
+    /// Parameter values passed to every widget's report that declares them.
+    #[serde(default)]
+    pub parameters: Map<String, Value>,
+}
+
+/// One widget of a dashboard run: where it sits and its result (or why it has none).
+#[derive(Debug)]
+pub struct WidgetResult {
+    pub report: String,
+    pub title: Option<String>,
+    pub position: [u32; 4],
+    pub result: Result<ReportOutput, RuntimeError>,
+}
+
+/// A dashboard run.
+#[derive(Debug)]
+pub struct DashboardRun {
+    pub id: String,
+    pub label: Option<String>,
+    pub widgets: Vec<WidgetResult>,
+}
+
 /// A report as listed.
 #[derive(Debug, Clone, Serialize)]
 pub struct ReportSummary {
@@ -71,7 +99,7 @@ fn column_data(values: ColumnValues) -> ColumnData {
         ColumnValues::Float(v) => ColumnData::Float(v),
         ColumnValues::Money(v) => ColumnData::Money(v),
         ColumnValues::Bool(v) => ColumnData::Bool(v),
-        ColumnValues::Text(v) => ColumnData::Text(v),
+        ColumnValues::Dict { codes, values } => ColumnData::Dict { codes, values },
         ColumnValues::Date(v) => ColumnData::Date(v),
         ColumnValues::DateTime(v) => ColumnData::DateTime(v),
     }
@@ -111,6 +139,140 @@ impl Runtime {
             });
         }
         Ok(out)
+    }
+
+    /// The dashboards of an app: id, label and widgets' reports.
+    pub async fn list_dashboards(
+        &self,
+        app: &str,
+        locale: &str,
+    ) -> Result<Vec<Value>, RuntimeError> {
+        let loaded = self.loaded_app(app).await?;
+        Ok(loaded
+            .dashboards
+            .values()
+            .map(|d| {
+                json!({
+                    "id": d.id,
+                    "label": d.label.as_ref().and_then(|l| l.get(locale)),
+                    "filters": d.filters,
+                    "widgets": d.widgets,
+                })
+            })
+            .collect())
+    }
+
+    /// Run every widget of a dashboard at once with the shared page filters. A widget the viewer may
+    /// not see reports its own error; the others still run.
+    pub async fn run_dashboard(
+        &self,
+        actor: &Principal,
+        app: &str,
+        dashboard_id: &str,
+        request: &DashboardRequest,
+        locale: &str,
+    ) -> Result<DashboardRun, RuntimeError> {
+        let loaded = self.loaded_app(app).await?;
+        let dashboard = loaded
+            .dashboards
+            .get(dashboard_id)
+            .ok_or_else(|| RuntimeError::NotFound(format!("dashboard '{dashboard_id}'")))?
+            .clone();
+        for name in request.filters.keys() {
+            if !dashboard.filters.iter().any(|f| f.id.as_str() == name) {
+                return Err(invalid(
+                    "filters",
+                    format!("/filters/{name}"),
+                    "unknown_filter",
+                    format!("the dashboard has no filter '{name}'"),
+                ));
+            }
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for (index, widget) in dashboard.widgets.iter().enumerate() {
+            let Some(report) = loaded.reports.get(widget.report.as_str()) else {
+                continue;
+            };
+            let entity = loaded.bundle.entities.get(report.entity());
+            let mut leaves = Vec::new();
+            for filter in &dashboard.filters {
+                let value = request
+                    .filters
+                    .get(filter.id.as_str())
+                    .or(filter.default.as_ref())
+                    .filter(|v| !v.is_null());
+                if let (Some(value), Some(entity)) = (value, entity)
+                    && entity.field(filter.field.as_str()).is_some()
+                {
+                    leaves.push(json!({"field": filter.field, "op": filter.op, "value": value}));
+                }
+            }
+            let parameters: Map<String, Value> = request
+                .parameters
+                .iter()
+                .filter(|(name, _)| {
+                    report
+                        .definition
+                        .parameters
+                        .iter()
+                        .any(|p| p.id.as_str() == name.as_str())
+                })
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let widget_request = ReportRequest {
+                filters: (!leaves.is_empty()).then(|| json!({ "and": leaves })),
+                parameters,
+            };
+            let (runtime, actor, app, report_id, locale) = (
+                self.clone(),
+                actor.clone(),
+                app.to_owned(),
+                widget.report.to_string(),
+                locale.to_owned(),
+            );
+            tasks.spawn(async move {
+                let result = runtime
+                    .run_report(&actor, &app, &report_id, &widget_request, &locale)
+                    .await;
+                (index, result)
+            });
+        }
+        let mut results: Vec<Option<Result<ReportOutput, RuntimeError>>> =
+            (0..dashboard.widgets.len()).map(|_| None).collect();
+        while let Some(joined) = tasks.join_next().await {
+            let (index, result) =
+                joined.map_err(|e| RuntimeError::Internal(format!("dashboard widget: {e}")))?;
+            results[index] = Some(result);
+        }
+        let widgets = dashboard
+            .widgets
+            .iter()
+            .zip(results)
+            .map(|(widget, result)| WidgetResult {
+                report: widget.report.to_string(),
+                title: widget
+                    .title
+                    .as_ref()
+                    .and_then(|t| t.get(locale))
+                    .map(str::to_owned),
+                position: [widget.x, widget.y, widget.w, widget.h],
+                result: result.unwrap_or_else(|| {
+                    Err(RuntimeError::NotFound(format!(
+                        "report '{}'",
+                        widget.report
+                    )))
+                }),
+            })
+            .collect();
+        Ok(DashboardRun {
+            id: dashboard.id.to_string(),
+            label: dashboard
+                .label
+                .as_ref()
+                .and_then(|l| l.get(locale))
+                .map(str::to_owned),
+            widgets,
+        })
     }
 
     /// Run the app's report `report_id`.
@@ -313,7 +475,11 @@ impl Runtime {
         let mut visits = Vec::new();
         if let Some(funnel) = &report.funnel {
             visits = self.store().flow_visits(&loaded.id, &funnel.flow).await?;
-            if let Some(ColumnData::Text(states)) = dataset.columns.get(&funnel.state_field) {
+            if let Some(states) = dataset
+                .columns
+                .get(&funnel.state_field)
+                .and_then(ColumnData::texts)
+            {
                 for (id, state) in dataset.ids.iter().zip(states) {
                     if let Some(state) = state {
                         visits.push((id.clone(), state.clone()));

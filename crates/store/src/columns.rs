@@ -39,7 +39,11 @@ pub enum ColumnValues {
     Float(Vec<Option<f64>>),
     Money(Vec<Option<i64>>),
     Bool(Vec<Option<bool>>),
-    Text(Vec<Option<String>>),
+    /// Text, each distinct value stored once: `codes[i]` indexes `values`.
+    Dict {
+        codes: Vec<Option<u32>>,
+        values: Vec<String>,
+    },
     Date(Vec<Option<i32>>),
     DateTime(Vec<Option<i64>>),
 }
@@ -100,7 +104,11 @@ enum Builder {
     Float(Vec<Option<f64>>),
     Money(Vec<Option<i64>>),
     Bool(Vec<Option<bool>>),
-    Text(Vec<Option<String>>),
+    Text {
+        codes: Vec<Option<u32>>,
+        values: Vec<String>,
+        index: std::collections::HashMap<Box<str>, u32>,
+    },
     Date(Vec<Option<i32>>),
     DateTime(Vec<Option<i64>>),
 }
@@ -120,7 +128,11 @@ impl Builder {
             ColumnKind::Float => Self::Float(Vec::new()),
             ColumnKind::Money => Self::Money(Vec::new()),
             ColumnKind::Bool => Self::Bool(Vec::new()),
-            ColumnKind::Text => Self::Text(Vec::new()),
+            ColumnKind::Text => Self::Text {
+                codes: Vec::new(),
+                values: Vec::new(),
+                index: Default::default(),
+            },
             ColumnKind::Date => Self::Date(Vec::new()),
             ColumnKind::DateTime => Self::DateTime(Vec::new()),
         }
@@ -155,12 +167,38 @@ impl Builder {
                 },
                 _ => None,
             }),
-            Self::Text(v) => v.push(match cell {
-                Cell::Int(i) => Some(i.to_string()),
-                Cell::Float(f) => Some(f.to_string()),
-                Cell::Text(t) => Some(t.to_owned()),
-                Cell::Null => None,
-            }),
+            Self::Text {
+                codes,
+                values,
+                index,
+            } => {
+                let owned;
+                let text = match cell {
+                    Cell::Int(i) => {
+                        owned = i.to_string();
+                        owned.as_str()
+                    }
+                    Cell::Float(f) => {
+                        owned = f.to_string();
+                        owned.as_str()
+                    }
+                    Cell::Text(t) => t,
+                    Cell::Null => {
+                        codes.push(None);
+                        return;
+                    }
+                };
+                let code = match index.get(text) {
+                    Some(code) => *code,
+                    None => {
+                        let code = values.len() as u32;
+                        values.push(text.to_owned());
+                        index.insert(text.into(), code);
+                        code
+                    }
+                };
+                codes.push(Some(code));
+            }
             Self::Date(v) => v.push(match cell {
                 Cell::Text(t) => days_from_text(t),
                 _ => None,
@@ -178,7 +216,7 @@ impl Builder {
             Self::Float(v) => ColumnValues::Float(v),
             Self::Money(v) => ColumnValues::Money(v),
             Self::Bool(v) => ColumnValues::Bool(v),
-            Self::Text(v) => ColumnValues::Text(v),
+            Self::Text { codes, values, .. } => ColumnValues::Dict { codes, values },
             Self::Date(v) => ColumnValues::Date(v),
             Self::DateTime(v) => ColumnValues::DateTime(v),
         }

@@ -165,6 +165,19 @@ pub(crate) fn run(report: &CompiledReport, input: &RunInput) -> Result<ReportOut
             frame::numbers(&result, &format!("m{index}"))?
         });
     }
+    // Dictionary-coded text dimensions come back as codes; decode them (and the kept top-N keys).
+    let dictionaries: Vec<Option<&Vec<String>>> = key_data
+        .iter()
+        .map(|data| match data {
+            ColumnData::Dict { values, .. } => Some(values),
+            _ => None,
+        })
+        .collect();
+    if let (Some(kept), Some(dictionary)) = (&mut top_keys, dictionaries.first()) {
+        for key in kept.iter_mut() {
+            decode(key, dictionary);
+        }
+    }
     let mut rows: Vec<Row> = Vec::with_capacity(height);
     for row in 0..height {
         let mut keys: Vec<Key> = key_cells.iter().map(|c| c[row].clone()).collect();
@@ -177,6 +190,9 @@ pub(crate) fn run(report: &CompiledReport, input: &RunInput) -> Result<ReportOut
                     keys[0] = Key::Null;
                 }
             }
+        }
+        for (key, dictionary) in keys.iter_mut().zip(&dictionaries) {
+            decode(key, dictionary);
         }
         if others && top.as_ref().is_some_and(|t| !t.others) {
             continue;
@@ -359,6 +375,15 @@ fn key_column(data: &ColumnData, grouping: Grouping) -> ColumnData {
     }
 }
 
+/// A dictionary code back to its text.
+fn decode(key: &mut Key, dictionary: &Option<&Vec<String>>) {
+    if let (Some(values), Key::Int(code)) = (dictionary, &*key) {
+        *key = values
+            .get(*code as usize)
+            .map_or(Key::Null, |v| Key::Text(v.clone()));
+    }
+}
+
 /// The key of record `row` in a key column (as polars would return it).
 fn key_at(data: &ColumnData, row: usize) -> Key {
     let key = match data {
@@ -366,6 +391,7 @@ fn key_at(data: &ColumnData, row: usize) -> Key {
         ColumnData::Float(v) => v[row].map(Key::Float),
         ColumnData::Bool(v) => v[row].map(Key::Bool),
         ColumnData::Text(v) => v[row].clone().map(Key::Text),
+        ColumnData::Dict { codes, .. } => codes[row].map(|c| Key::Int(c.into())),
         ColumnData::Date(v) => v[row].map(|d| Key::Int(d.into())),
     };
     key.unwrap_or(Key::Null)

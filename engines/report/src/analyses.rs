@@ -34,7 +34,7 @@ fn days(data: &ColumnData) -> Vec<Option<i32>> {
 /// Text keys of a subject column (relation ids, names, numbers as text).
 fn subjects(data: &ColumnData) -> Vec<Option<String>> {
     match data {
-        ColumnData::Text(v) => v.clone(),
+        ColumnData::Text(_) | ColumnData::Dict { .. } => data.texts().unwrap_or_default(),
         ColumnData::Int(v) => v.iter().map(|x| x.map(|x| x.to_string())).collect(),
         ColumnData::Float(v) => v.iter().map(|x| x.map(|x| x.to_string())).collect(),
         ColumnData::Bool(v) => v.iter().map(|x| x.map(|x| x.to_string())).collect(),

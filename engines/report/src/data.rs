@@ -73,6 +73,12 @@ pub enum ColumnData {
     Money(Vec<Option<i64>>),
     Bool(Vec<Option<bool>>),
     Text(Vec<Option<String>>),
+    /// Text stored once per distinct value: `codes[i]` indexes `values` (how the store loads text,
+    /// and what polars groups fastest).
+    Dict {
+        codes: Vec<Option<u32>>,
+        values: Vec<String>,
+    },
     Date(Vec<Option<i32>>),
     DateTime(Vec<Option<i64>>),
 }
@@ -84,7 +90,22 @@ impl ColumnData {
             Self::Float(v) => v.len(),
             Self::Bool(v) => v.len(),
             Self::Text(v) => v.len(),
+            Self::Dict { codes, .. } => codes.len(),
             Self::Date(v) => v.len(),
+        }
+    }
+
+    /// The values as text, for text and dictionary columns.
+    pub fn texts(&self) -> Option<Vec<Option<String>>> {
+        match self {
+            Self::Text(v) => Some(v.clone()),
+            Self::Dict { codes, values } => Some(
+                codes
+                    .iter()
+                    .map(|c| c.map(|c| values[c as usize].clone()))
+                    .collect(),
+            ),
+            _ => None,
         }
     }
 

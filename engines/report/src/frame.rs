@@ -24,6 +24,7 @@ pub fn column(name: &str, data: &ColumnData) -> Column {
         ColumnData::Float(v) => Column::new(name, v.as_slice()),
         ColumnData::Bool(v) => Column::new(name, v.as_slice()),
         ColumnData::Text(v) => Column::new(name, v.as_slice()),
+        ColumnData::Dict { codes, .. } => Column::new(name, codes.as_slice()),
         ColumnData::Date(v) => Column::new(name, v.as_slice()),
     }
 }

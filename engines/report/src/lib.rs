@@ -18,12 +18,14 @@ mod aggregate;
 mod analyses;
 pub mod buckets;
 pub mod compile;
+pub mod dashboard;
 pub mod data;
 pub mod definition;
 mod frame;
 pub mod output;
 
 pub use compile::{CompiledReport, FieldUse, FunnelPlan, check_reports, compile, parse};
+pub use dashboard::{DashboardDefinition, check_dashboards, dashboard_schema};
 pub use data::{ColumnData, ColumnType, Dataset, MONEY_SCALE, parse_money};
 pub use definition::{Analysis, ReportDefinition, schema};
 pub use output::{OutputColumn, OutputType, ReportOutput};

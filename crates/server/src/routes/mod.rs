@@ -87,6 +87,8 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(reports::run_report))
         .routes(routes!(reports::export_report))
         .routes(routes!(reports::query))
+        .routes(routes!(reports::list_dashboards))
+        .routes(routes!(reports::run_dashboard))
         .routes(routes!(apps::list_apps, apps::create_app))
         .routes(routes!(apps::get_app, apps::delete_app))
         .routes(routes!(apps::restore_app))

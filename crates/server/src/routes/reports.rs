@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use trellis_form::Locale;
 use trellis_runtime::export::ExportFormat;
-use trellis_runtime::reports::ReportRequest;
+use trellis_runtime::reports::{DashboardRequest, ReportRequest};
 
 use crate::AppState;
 use crate::extract::{ApiJson, Authenticated, OptionalJson};
@@ -176,4 +176,77 @@ pub async fn export_report(
         bytes,
     )
         .into_response())
+}
+
+/// Page filter values (by filter id) and parameters for a dashboard run.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DashboardBody {
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub filters: Map<String, Value>,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub parameters: Map<String, Value>,
+}
+
+/// The app's dashboards (views of kind `dashboard`): id, label, page filters and widgets.
+#[utoipa::path(get, path = "/api/apps/{app}/dashboards", tag = "reports",
+    params(("app" = String, Path)),
+    responses((status = 200, body = Object), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn list_dashboards(
+    State(state): State<AppState>,
+    Authenticated(_principal): Authenticated,
+    Path(app): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let items = state
+        .runtime
+        .list_dashboards(&app, locale(&headers))
+        .await?;
+    Ok(Json(serde_json::json!({ "items": items })))
+}
+
+/// Run every widget of a dashboard with the shared page filters → `{id, label, widgets: [{report,
+/// title, x, y, w, h, result | error}]}`. A widget the caller may not see carries its own problem.
+#[utoipa::path(post, path = "/api/apps/{app}/dashboards/{dashboard}/run", tag = "reports",
+    params(("app" = String, Path), ("dashboard" = String, Path)), request_body = DashboardBody,
+    responses((status = 200, body = Object), (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn run_dashboard(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path((app, dashboard)): Path<(String, String)>,
+    headers: HeaderMap,
+    OptionalJson(body): OptionalJson<DashboardBody>,
+) -> Result<Json<Value>, ApiError> {
+    let body = body.unwrap_or_default();
+    let request = DashboardRequest {
+        filters: body.filters,
+        parameters: body.parameters,
+    };
+    let run = state
+        .runtime
+        .run_dashboard(&principal, &app, &dashboard, &request, locale(&headers))
+        .await?;
+    let widgets: Vec<Value> = run
+        .widgets
+        .into_iter()
+        .map(|widget| {
+            let [x, y, w, h] = widget.position;
+            let mut entry = serde_json::json!({
+                "report": widget.report, "title": widget.title, "x": x, "y": y, "w": w, "h": h,
+            });
+            match widget.result {
+                Ok(output) => entry["result"] = serde_json::to_value(output).unwrap_or_default(),
+                Err(error) => {
+                    entry["error"] =
+                        serde_json::to_value(ApiError::from(error).to_problem()).unwrap_or_default()
+                }
+            }
+            entry
+        })
+        .collect();
+    Ok(Json(
+        serde_json::json!({"id": run.id, "label": run.label, "widgets": widgets}),
+    ))
 }

@@ -1,0 +1,366 @@
+//! Report benchmarks, each beside its baseline in the same run (medians; machines here are noisy):
+//!
+//! 1. loading ROWS records of an entity from SQLite into five typed columns (`Store::load_columns`, the
+//!    report path) vs. a raw rusqlite scan of the same rows with no conversion;
+//! 2. a group-by over ROWS rows with 3 dimensions (region, channel, month of a date) and 4 measures
+//!    (count, sum of money, average, distinct customers) in the report engine vs. DuckDB on the same
+//!    data (`pip install duckdb`; skipped with a note when Python has no duckdb);
+//! 3. the whole report over HTTP's path (`Runtime::run_report`: access, load, engine).
+//!
+//! Run: `cargo bench -p trellis-cli --bench reports -- 1000000` (default 1000000 rows).
+
+use std::io::Write;
+use std::time::Instant;
+
+use serde_json::{Value, json};
+use trellis_model::CheckedFilter;
+use trellis_report::{ColumnData, Dataset, RunInput};
+use trellis_runtime::reports::ReportRequest;
+use trellis_runtime::{Principal, Runtime, RuntimeSettings};
+use trellis_store::{ColumnKind, ColumnRequest};
+
+fn median(mut samples: Vec<f64>) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+const REGIONS: [&str; 8] = [
+    "north",
+    "south",
+    "east",
+    "west",
+    "central",
+    "northeast",
+    "northwest",
+    "southwest",
+];
+const CHANNELS: [&str; 5] = ["web", "store", "app", "phone", "partner"];
+
+/// Deterministic pseudo-random numbers (xorshift), so both engines see the same data.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+struct Row {
+    region: &'static str,
+    channel: &'static str,
+    day: i32,
+    cents: i64,
+    qty: i64,
+    customer: u64,
+}
+
+fn rows(n: usize) -> Vec<Row> {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    (0..n)
+        .map(|_| {
+            let r = rng.next();
+            Row {
+                region: REGIONS[(r % 8) as usize],
+                channel: CHANNELS[((r >> 8) % 5) as usize],
+                // 2024-01-01 + up to two years.
+                day: 19_723 + ((r >> 16) % 730) as i32,
+                cents: ((r >> 32) % 100_000) as i64 + 100,
+                qty: ((r >> 48) % 20) as i64 + 1,
+                customer: (r >> 20) % 100_000,
+            }
+        })
+        .collect()
+}
+
+fn date_text(day: i32) -> String {
+    (chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap() + chrono::Duration::days(day.into()))
+        .to_string()
+}
+
+fn bundle() -> Value {
+    json!({
+        "trellis.json": {"format_version": 1, "id": "bench", "version": "1.0.0", "name": {"en": "Bench", "zh-CN": "基准"}},
+        "entities/sale.schema.json": {
+            "type": "object", "x-trellis": {"format_version": 1},
+            "properties": {
+                "region": {"type": "string"},
+                "channel": {"type": "string"},
+                "sold_on": {"type": "string", "format": "date"},
+                "total": {"type": "object", "x-trellis": {"kind": "money", "currency": "CNY"}},
+                "qty": {"type": "integer"},
+                "customer": {"type": "string"}
+            }
+        },
+        "reports/by_month.report.json": {
+            "format_version": 1, "id": "by_month", "dataset": {"entity": "sale"},
+            "analysis": {"aggregate": {
+                "dimensions": [{"field": "region"}, {"field": "channel"}, {"field": "sold_on", "bucket": "month"}],
+                "measures": [
+                    {"id": "sales", "op": "count"},
+                    {"id": "revenue", "op": "sum", "field": "total"},
+                    {"id": "avg_qty", "op": "avg", "field": "qty"},
+                    {"id": "buyers", "op": "count_distinct", "field": "customer"}
+                ]}}
+        }
+    })
+}
+
+fn main() {
+    let n: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    let data = rows(n);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bench.db");
+    let url = format!("sqlite://{}", path.display());
+    let tokio = tokio::runtime::Runtime::new().unwrap();
+    let admin = Principal::system("bench", "bench");
+    let trellis = tokio.block_on(async {
+        let trellis = Runtime::connect(&url, RuntimeSettings::default())
+            .await
+            .unwrap();
+        let raw: trellis_model::RawBundle = serde_json::from_value(bundle()).unwrap();
+        trellis.create_app(&admin, &raw, false).await.unwrap();
+        trellis
+    });
+
+    // Fill the records table directly (the load is what is measured, not the import).
+    let started = Instant::now();
+    {
+        let mut db = rusqlite::Connection::open(&path).unwrap();
+        let tx = db.transaction().unwrap();
+        {
+            let mut insert = tx
+                .prepare(
+                    "INSERT INTO records (id, app_id, entity, version, data, created_at, updated_at, indexed_by_writer) \
+                     VALUES (?1, 'bench', 'sale', 1, ?2, '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', 1)",
+                )
+                .unwrap();
+            for (i, row) in data.iter().enumerate() {
+                let document = json!({
+                    "region": row.region, "channel": row.channel, "sold_on": date_text(row.day),
+                    "total": {"amount": format!("{}.{:02}", row.cents / 100, row.cents % 100), "currency": "CNY"},
+                    "qty": row.qty, "customer": format!("c{}", row.customer)
+                });
+                insert
+                    .execute(rusqlite::params![format!("r{i:09}"), document.to_string()])
+                    .unwrap();
+            }
+        }
+        tx.commit().unwrap();
+    }
+    eprintln!(
+        "filled {n} records in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    // 1. Column load vs. a raw scan.
+    let baseline_db = rusqlite::Connection::open(&path).unwrap();
+    let scan = || {
+        let start = Instant::now();
+        let mut statement = baseline_db
+            .prepare("SELECT id, data FROM records WHERE app_id = 'bench' AND entity = 'sale'")
+            .unwrap();
+        let mut rows = statement.raw_query();
+        let mut bytes = 0usize;
+        while let Some(row) = rows.next().unwrap() {
+            bytes += row.get_ref(1).unwrap().as_bytes().unwrap().len();
+        }
+        assert!(bytes > n);
+        n as f64 / start.elapsed().as_secs_f64()
+    };
+    let raw_scan = median((0..3).map(|_| scan()).collect());
+    let requests: Vec<ColumnRequest> = [
+        ("region", ColumnKind::Text),
+        ("channel", ColumnKind::Text),
+        ("sold_on", ColumnKind::Date),
+        ("total", ColumnKind::Money),
+        ("qty", ColumnKind::Int),
+    ]
+    .into_iter()
+    .map(|(uid, kind)| ColumnRequest {
+        uid: uid.into(),
+        kind,
+    })
+    .collect();
+    let load = || {
+        tokio.block_on(async {
+            let start = Instant::now();
+            let loaded = trellis
+                .store()
+                .load_columns("bench", "sale", &requests, &CheckedFilter::All)
+                .await
+                .unwrap();
+            assert_eq!(loaded.ids.len(), n);
+            n as f64 / start.elapsed().as_secs_f64()
+        })
+    };
+    let column_load = median((0..3).map(|_| load()).collect());
+    println!("\n| loading {n} records into 5 typed columns (SQLite) | rows/s |");
+    println!("|---|---|");
+    println!("| baseline: raw rusqlite scan of the documents, no conversion | {raw_scan:.0} |");
+    println!(
+        "| Trellis: `Store::load_columns` (json_extract ×5, typed) | {column_load:.0} (ratio {:.2}) |",
+        column_load / raw_scan
+    );
+
+    // 2. Group-by in the engine vs. DuckDB on the same rows.
+    let mut raw = trellis_model::RawBundle(serde_json::Map::new());
+    if let Value::Object(map) = bundle() {
+        raw.0 = map;
+    }
+    let checked = trellis_model::check_bundle(&raw).unwrap();
+    let (reports, problems) = trellis_report::check_reports(&checked);
+    assert!(problems.is_empty(), "{problems:?}");
+    let report = &reports["by_month"];
+    let mut dataset = Dataset {
+        ids: (0..n).map(|i| format!("r{i}")).collect(),
+        columns: Default::default(),
+    };
+    // Text as the store loads it: dictionary-coded.
+    let text = |f: &dyn Fn(&Row) -> String| {
+        let mut index: std::collections::HashMap<String, u32> = Default::default();
+        let mut values = Vec::new();
+        let codes = data
+            .iter()
+            .map(|r| {
+                let value = f(r);
+                Some(*index.entry(value.clone()).or_insert_with(|| {
+                    values.push(value);
+                    values.len() as u32 - 1
+                }))
+            })
+            .collect();
+        ColumnData::Dict { codes, values }
+    };
+    dataset
+        .columns
+        .insert("region".into(), text(&|r| r.region.to_owned()));
+    dataset
+        .columns
+        .insert("channel".into(), text(&|r| r.channel.to_owned()));
+    dataset
+        .columns
+        .insert("customer".into(), text(&|r| format!("c{}", r.customer)));
+    dataset.columns.insert(
+        "sold_on".into(),
+        ColumnData::Date(data.iter().map(|r| Some(r.day)).collect()),
+    );
+    dataset.columns.insert(
+        "total".into(),
+        ColumnData::Money(data.iter().map(|r| Some(r.cents * 100)).collect()),
+    );
+    dataset.columns.insert(
+        "qty".into(),
+        ColumnData::Int(data.iter().map(|r| Some(r.qty)).collect()),
+    );
+    let input = RunInput {
+        dataset,
+        locale: "en".into(),
+        ..Default::default()
+    };
+    let mut groups = 0;
+    let engine_seconds = median(
+        (0..5)
+            .map(|_| {
+                let start = Instant::now();
+                let output = trellis_report::run(report, &input).unwrap();
+                groups = output.rows.len();
+                start.elapsed().as_secs_f64()
+            })
+            .collect(),
+    );
+    let duckdb_seconds = duckdb_group_by(&data, dir.path());
+    println!(
+        "\n| group-by over {n} rows, 3 dimensions × 4 measures ({groups} groups) | median s | rows/s |"
+    );
+    println!("|---|---|---|");
+    match duckdb_seconds {
+        Some(seconds) => println!(
+            "| baseline: DuckDB, same rows in a table, same query | {seconds:.3} | {:.0} |",
+            n as f64 / seconds
+        ),
+        None => println!("| baseline: DuckDB | not run (python3 -c 'import duckdb' failed) | |"),
+    }
+    println!(
+        "| Trellis: report engine (bucketing + polars group-by + shaping){} | {engine_seconds:.3} | {:.0} |",
+        duckdb_seconds.map_or(String::new(), |d| format!(
+            ", {:.2}× DuckDB's time",
+            engine_seconds / d
+        )),
+        n as f64 / engine_seconds
+    );
+
+    // 3. The whole path: access, typed load, engine.
+    let whole = median(
+        (0..3)
+            .map(|_| {
+                tokio.block_on(async {
+                    let start = Instant::now();
+                    let output = trellis
+                        .run_report(&admin, "bench", "by_month", &ReportRequest::default(), "en")
+                        .await
+                        .unwrap();
+                    assert_eq!(output.records, n);
+                    start.elapsed().as_secs_f64()
+                })
+            })
+            .collect(),
+    );
+    println!(
+        "\n| the report end to end (`Runtime::run_report`: access + load + engine), {n} records | median s |"
+    );
+    println!("|---|---|");
+    println!("| Trellis | {whole:.3} |");
+}
+
+/// The same group-by in DuckDB (Python), timed inside DuckDB (median of 5 runs), data loaded first.
+fn duckdb_group_by(data: &[Row], dir: &std::path::Path) -> Option<f64> {
+    let csv = dir.join("sales.csv");
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&csv).ok()?);
+    writeln!(file, "region,channel,sold_on,total,qty,customer").ok()?;
+    for row in data {
+        writeln!(
+            file,
+            "{},{},{},{}.{:02},{},c{}",
+            row.region,
+            row.channel,
+            date_text(row.day),
+            row.cents / 100,
+            row.cents % 100,
+            row.qty,
+            row.customer
+        )
+        .ok()?;
+    }
+    file.flush().ok()?;
+    drop(file);
+    let script = format!(
+        r#"
+import duckdb, time, statistics
+con = duckdb.connect()
+con.execute("CREATE TABLE sales AS SELECT region, channel, CAST(sold_on AS DATE) AS sold_on, CAST(total AS DECIMAL(18,2)) AS total, qty, customer FROM read_csv_auto('{csv}')")
+times = []
+for _ in range(5):
+    t = time.perf_counter()
+    con.execute("SELECT region, channel, date_trunc('month', sold_on) AS m, count(*), sum(total), avg(qty), count(DISTINCT customer) FROM sales GROUP BY ALL").fetchall()
+    times.append(time.perf_counter() - t)
+print(statistics.median(times))
+"#,
+        csv = csv.display()
+    );
+    let output = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .ok()?;
+    if !output.status.success() {
+        eprintln!("duckdb: {}", String::from_utf8_lossy(&output.stderr));
+        return None;
+    }
+    String::from_utf8_lossy(&output.stdout).trim().parse().ok()
+}
