@@ -65,7 +65,7 @@ fn shop_bundle() -> Value {
         "trellis.json": {"format_version": 1, "id": "shop", "version": "1.0.0", "name": {"en": "Shop", "zh-CN": "商店"}},
         "entities/customer.schema.json": {
             "type": "object", "x-trellis": {"format_version": 1},
-            "properties": {"name": {"type": "string"}}
+            "properties": {"name": {"type": "string"}, "tier": {"type": "string", "enum": ["gold", "silver"]}}
         },
         "entities/order.schema.json": {
             "type": "object", "x-trellis": {"format_version": 1},
@@ -195,7 +195,7 @@ async fn setup(backend: Backend) -> Option<(TestApi, Vec<String>)> {
             .call(
                 "POST",
                 "/api/apps/shop/entities/customer/records",
-                Some(json!({"name": format!("c{i}")})),
+                Some(json!({"name": format!("c{i}"), "tier": if i >= 5 { "gold" } else { "silver" }})),
             )
             .await;
         assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
@@ -500,6 +500,30 @@ async fn pivots_and_top_n_fold_the_rest_into_others(backend: Backend) {
         let records = records_matching(&api, &top.body["drill"][index]).await;
         assert_eq!(json!(records.len()), row[2], "row {index}");
     }
+
+    // Along a relation: orders grouped by their customer's tier, drill-downs exact.
+    let joined = api
+        .call(
+            "POST",
+            "/api/apps/shop/query",
+            Some(json!({"spec": {"dataset": {"entity": "order"}, "analysis": {"aggregate": {
+                "dimensions": [{"field": "customer.tier", "as": "tier"}],
+                "measures": [{"id": "orders", "op": "count"}, {"id": "revenue", "op": "sum", "field": "total"}]}}}})),
+        )
+        .await;
+    assert_eq!(joined.status, StatusCode::OK, "{}", joined.text);
+    for (index, row) in rows(&joined).iter().enumerate() {
+        let gold = row[0] == "gold";
+        let (count, cents) = fixture()
+            .iter()
+            .filter(|o| (o.customer >= 5) == gold)
+            .fold((0, 0), |(n, c), o| (n + 1, c + o.cents));
+        assert_eq!(row[1], json!(count), "{row:?}");
+        assert!(close(&row[2], cents as f64 / 100.0), "{row:?}");
+        let records = records_matching(&api, &joined.body["drill"][index]).await;
+        assert_eq!(records.len(), count, "{}", joined.body["drill"][index]);
+    }
+    assert_eq!(rows(&joined).len(), 2);
 }
 
 async fn funnel_counts_every_record_that_reached_a_stage(backend: Backend) {
@@ -851,7 +875,7 @@ async fn broken_specs_are_refused_with_pointers(backend: Backend) {
         .call(
             "POST",
             "/api/apps/shop/query",
-            Some(json!({"spec": {"dataset": {"entity": "order"}, "analysis": {"aggregate": {"dimensions": [{"field": "channel", "bucket": "month"}, {"field": "nope"}],
+            Some(json!({"spec": {"dataset": {"entity": "order"}, "analysis": {"aggregate": {"dimensions": [{"field": "channel", "bucket": "month"}, {"field": "nope"}, {"field": "channel.tier"}],
                 "measures": [{"id": "s", "op": "sum", "field": "channel"}, {"id": "r", "op": "ratio", "of": ["s"]}]}}}})),
         )
         .await;
@@ -865,6 +889,7 @@ async fn broken_specs_are_refused_with_pointers(backend: Backend) {
     for pointer in [
         "/spec/analysis/aggregate/dimensions/0/bucket",
         "/spec/analysis/aggregate/dimensions/1/field",
+        "/spec/analysis/aggregate/dimensions/2/field",
         "/spec/analysis/aggregate/measures/0/op",
         "/spec/analysis/aggregate/measures/1/of",
     ] {

@@ -369,11 +369,16 @@ impl Runtime {
         let (entity, _) = loaded.entity(report.entity().as_str())?;
         let checked = self.check(actor, loaded, entity).await?;
         checked.require(Action::Read)?;
-        // Hidden fields never leave the server, not even as a report column or a total.
+        // Hidden fields never leave the server, not even as a report column or a total (for
+        // `relation.field`, the relation here and the field on its target, checked below).
         let hidden: Vec<&str> = report
             .fields
-            .keys()
-            .map(String::as_str)
+            .values()
+            .map(|f| {
+                f.via
+                    .as_ref()
+                    .map_or(f.name.as_str(), |v| v.relation.as_str())
+            })
             .filter(|name| !checked.access.is_visible(name))
             .collect();
         if !hidden.is_empty() {
@@ -452,15 +457,31 @@ impl Runtime {
             }
         }
         let filter = CheckedFilter::And(filters);
-        let names: Vec<&String> = report.fields.keys().collect();
-        let requests: Vec<ColumnRequest> = report
-            .fields
-            .values()
-            .map(|f| ColumnRequest {
-                uid: f.uid.clone(),
-                kind: column_kind(f.column),
-            })
-            .collect();
+        // Own fields, plus the relation column of every `relation.field`.
+        let mut names: Vec<String> = Vec::new();
+        let mut requests: Vec<ColumnRequest> = Vec::new();
+        for field in report.fields.values() {
+            let (name, request) = match &field.via {
+                None => (
+                    field.name.clone(),
+                    ColumnRequest {
+                        uid: field.uid.clone(),
+                        kind: column_kind(field.column),
+                    },
+                ),
+                Some(via) => (
+                    format!("{}.", via.relation),
+                    ColumnRequest {
+                        uid: via.relation_uid.clone(),
+                        kind: ColumnKind::Text,
+                    },
+                ),
+            };
+            if !names.contains(&name) {
+                names.push(name);
+                requests.push(request);
+            }
+        }
         let loaded_columns = self
             .store()
             .load_columns(&loaded.id, &entity.uid, &requests, &filter)
@@ -470,8 +491,10 @@ impl Runtime {
             columns: Default::default(),
         };
         for (name, values) in names.into_iter().zip(loaded_columns.columns) {
-            dataset.columns.insert(name.clone(), column_data(values));
+            dataset.columns.insert(name, column_data(values));
         }
+        self.join_related(actor, loaded, &report, &mut dataset)
+            .await?;
         let mut visits = Vec::new();
         if let Some(funnel) = &report.funnel {
             visits = self.store().flow_visits(&loaded.id, &funnel.flow).await?;
@@ -507,6 +530,84 @@ impl Runtime {
             "report ran"
         );
         Ok(output)
+    }
+}
+
+impl Runtime {
+    /// Fill the `relation.field` columns: load the targets' fields (with the viewer's access on the
+    /// target entity: rows they cannot read give no value, hidden fields refuse the report) and pick
+    /// each record's related value.
+    async fn join_related(
+        &self,
+        actor: &Principal,
+        loaded: &LoadedApp,
+        report: &CompiledReport,
+        dataset: &mut Dataset,
+    ) -> Result<(), RuntimeError> {
+        let mut by_relation: std::collections::BTreeMap<&str, Vec<&trellis_report::FieldUse>> =
+            Default::default();
+        for field in report.fields.values() {
+            if let Some(via) = &field.via {
+                by_relation
+                    .entry(via.relation.as_str())
+                    .or_default()
+                    .push(field);
+            }
+        }
+        for (relation, fields) in by_relation {
+            let Some(via) = fields[0].via.as_ref() else {
+                continue;
+            };
+            let (target, _) = loaded.entity(&via.target)?;
+            let checked = self.check(actor, loaded, target).await?;
+            checked.require(Action::Read)?;
+            let hidden: Vec<&str> = fields
+                .iter()
+                .map(|f| f.name.as_str())
+                .filter(|name| {
+                    let own = name.split_once('.').map_or(*name, |(_, f)| f);
+                    !checked.access.is_visible(own)
+                })
+                .collect();
+            if !hidden.is_empty() {
+                return Err(RuntimeError::Forbidden(format!(
+                    "this report uses {}, which your roles hide",
+                    hidden.join(", ")
+                )));
+            }
+            let requests: Vec<ColumnRequest> = fields
+                .iter()
+                .map(|f| ColumnRequest {
+                    uid: f.uid.clone(),
+                    kind: column_kind(f.column),
+                })
+                .collect();
+            let targets = self
+                .store()
+                .load_columns(&loaded.id, &target.uid, &requests, &checked.read_filter())
+                .await?;
+            let position: std::collections::HashMap<&str, usize> = targets
+                .ids
+                .iter()
+                .enumerate()
+                .map(|(i, id)| (id.as_str(), i))
+                .collect();
+            let links = dataset
+                .columns
+                .remove(&format!("{relation}."))
+                .and_then(|c| c.texts())
+                .unwrap_or_default();
+            let rows: Vec<Option<usize>> = links
+                .iter()
+                .map(|id| id.as_deref().and_then(|id| position.get(id).copied()))
+                .collect();
+            for (field, values) in fields.iter().zip(targets.columns) {
+                dataset
+                    .columns
+                    .insert(field.name.clone(), column_data(values).take(&rows));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -55,7 +55,7 @@ pub(crate) fn run(report: &CompiledReport, input: &RunInput) -> Result<ReportOut
     let plans: Vec<DimensionPlan> = dimensions
         .iter()
         .map(|spec| {
-            let field = report.field(spec.field.as_str());
+            let field = report.field(&spec.field);
             let grouping = match (spec.bucket, spec.bin) {
                 (Some(bucket), _) => Grouping::Bucket(bucket),
                 (None, Some(width)) => Grouping::Bin(width),
@@ -80,10 +80,7 @@ pub(crate) fn run(report: &CompiledReport, input: &RunInput) -> Result<ReportOut
     }
     for (index, measure) in measures.iter().enumerate() {
         if let (false, Some(field)) = (measure.op.is_derived(), &measure.field) {
-            columns.push(frame::column(
-                &format!("v{index}"),
-                data.column(field.as_str())?,
-            ));
+            columns.push(frame::column(&format!("v{index}"), data.column(field)?));
         }
     }
     if columns.is_empty() {

@@ -631,7 +631,7 @@ pub(crate) fn kpi(report: &CompiledReport, input: &RunInput) -> Result<ReportOut
         .collect();
     let mut columns = vec![frame::column("period", &ColumnData::Date(period_of))];
     if let Some(field) = &measure.field {
-        columns.push(frame::column("value", data.column(field.as_str())?));
+        columns.push(frame::column("value", data.column(field)?));
     }
     let aggregated = frame::frame(columns)?
         .lazy()

@@ -9,6 +9,17 @@ use trellis_model::{AppBundle, EntityDefinition, FieldKind, Identifier, Localize
 use crate::data::ColumnType;
 use crate::definition::{Analysis, Measure, MeasureOp, ReportDefinition};
 
+/// How a `relation.field` reaches its value: through a to-one relation of the dataset's entity.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Via {
+    /// The relation field of the dataset's entity (its id and uid).
+    pub relation: String,
+    pub relation_uid: String,
+    /// The target entity (its id and uid).
+    pub target: String,
+    pub target_uid: String,
+}
+
 /// A field the report reads, and how it is loaded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FieldUse {
@@ -19,6 +30,8 @@ pub struct FieldUse {
     pub label: Option<LocalizedText>,
     /// Labels of select options (value → label), for readable charts.
     pub options: BTreeMap<String, LocalizedText>,
+    /// For `relation.field`: the relation it is read through (`uid` is then the target's field).
+    pub via: Option<Via>,
 }
 
 /// One stage of a funnel.
@@ -175,6 +188,7 @@ pub fn compile(
         return Err(problems);
     };
     let mut checker = Checker {
+        bundle,
         file,
         kind: definition.analysis.kind(),
         entity,
@@ -372,6 +386,7 @@ pub fn compile(
 }
 
 struct Checker<'a> {
+    bundle: &'a AppBundle,
     file: &'a str,
     /// The analysis kind: pointers below `/analysis/` go through it (`/analysis/rfm/segments`).
     kind: &'static str,
@@ -392,11 +407,42 @@ impl Checker<'_> {
     /// The field's column type, recording the field as needed; problems when it is unknown or not
     /// scalar.
     fn use_field(&mut self, name: &str, pointer: &str) -> Option<ColumnType> {
-        let Some(field) = self.entity.field(name) else {
+        let mut via = None;
+        let mut owner = self.entity;
+        let mut own_name = name;
+        if let Some((relation_name, target_name)) = name.split_once('.') {
+            let relation = self
+                .entity
+                .field(relation_name)
+                .filter(|f| f.kind == FieldKind::RelationOne);
+            let target = relation
+                .and_then(|f| f.annotations.relation.as_ref())
+                .and_then(|r| self.bundle.entities.get(&r.entity));
+            let (Some(relation), Some(target)) = (relation, target) else {
+                self.error(
+                    pointer,
+                    "unknown_field",
+                    format!(
+                        "'{relation_name}' is not a to-one relation of {}; `relation.field` reaches one level along one",
+                        self.entity.id
+                    ),
+                );
+                return None;
+            };
+            via = Some(Via {
+                relation: relation_name.to_owned(),
+                relation_uid: relation.uid.clone(),
+                target: target.id.to_string(),
+                target_uid: target.uid.clone(),
+            });
+            owner = target;
+            own_name = target_name;
+        }
+        let Some(field) = owner.field(own_name) else {
             self.error(
                 pointer,
                 "unknown_field",
-                format!("'{name}' is not a field of {}", self.entity.id),
+                format!("'{own_name}' is not a field of {}", owner.id),
             );
             return None;
         };
@@ -425,6 +471,7 @@ impl Checker<'_> {
                     .iter()
                     .filter_map(|o| o.label.clone().map(|l| (o.value.clone(), l)))
                     .collect(),
+                via,
             },
         );
         Some(column)
@@ -459,7 +506,7 @@ impl Checker<'_> {
     }
 
     fn dimension(&mut self, dimension: &crate::definition::Dimension, at: &str) {
-        let Some(column) = self.use_field(dimension.field.as_str(), &format!("{at}/field")) else {
+        let Some(column) = self.use_field(&dimension.field, &format!("{at}/field")) else {
             return;
         };
         if dimension.bucket.is_some() && !column.is_temporal() {
@@ -541,7 +588,7 @@ impl Checker<'_> {
             }
             return;
         };
-        let Some(column) = self.use_field(field.as_str(), &format!("{at}/field")) else {
+        let Some(column) = self.use_field(field, &format!("{at}/field")) else {
             return;
         };
         let fits = match op {

@@ -95,6 +95,28 @@ impl ColumnData {
         }
     }
 
+    /// The values at `rows` (`None`: no value), e.g. a related record's field for each record.
+    pub fn take(&self, rows: &[Option<usize>]) -> ColumnData {
+        fn pick<T: Clone>(values: &[Option<T>], rows: &[Option<usize>]) -> Vec<Option<T>> {
+            rows.iter()
+                .map(|r| r.and_then(|r| values.get(r).cloned().flatten()))
+                .collect()
+        }
+        match self {
+            Self::Int(v) => Self::Int(pick(v, rows)),
+            Self::Float(v) => Self::Float(pick(v, rows)),
+            Self::Money(v) => Self::Money(pick(v, rows)),
+            Self::Bool(v) => Self::Bool(pick(v, rows)),
+            Self::Text(v) => Self::Text(pick(v, rows)),
+            Self::Dict { codes, values } => Self::Dict {
+                codes: pick(codes, rows),
+                values: values.clone(),
+            },
+            Self::Date(v) => Self::Date(pick(v, rows)),
+            Self::DateTime(v) => Self::DateTime(pick(v, rows)),
+        }
+    }
+
     /// The values as text, for text and dictionary columns.
     pub fn texts(&self) -> Option<Vec<Option<String>>> {
         match self {

@@ -149,7 +149,9 @@ fn twelve() -> u32 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Dimension {
-    pub field: Identifier,
+    /// A field of the dataset's entity, or `relation.field` one level deep (a to-one relation's
+    /// target), e.g. `customer.region`.
+    pub field: String,
     /// Name of the output column; default: the field's id.
     #[serde(default, rename = "as")]
     pub alias: Option<Identifier>,
@@ -165,7 +167,9 @@ pub struct Dimension {
 
 impl Dimension {
     pub fn name(&self) -> &str {
-        self.alias.as_ref().unwrap_or(&self.field).as_str()
+        self.alias
+            .as_ref()
+            .map_or(self.field.as_str(), Identifier::as_str)
     }
 }
 
@@ -187,9 +191,10 @@ pub struct Measure {
     /// Name of the output column.
     pub id: Identifier,
     pub op: MeasureOp,
-    /// The field aggregated (all aggregations but `count`).
+    /// The field aggregated (all aggregations but `count`); `relation.field` reaches one level
+    /// along a to-one relation.
     #[serde(default)]
-    pub field: Option<Identifier>,
+    pub field: Option<String>,
     /// For `percentile`: the fraction, 0–1 (0.9 = 90th percentile).
     #[serde(default)]
     pub p: Option<f64>,
