@@ -12,6 +12,7 @@ pub mod admin;
 mod app_cache;
 pub mod apps;
 pub mod auth;
+mod column_cache;
 mod error;
 pub mod export;
 pub mod flows;
@@ -85,6 +86,7 @@ pub struct Runtime {
     settings: RuntimeSettings,
     cache: app_cache::AppCache,
     subjects: access::SubjectCache,
+    columns: column_cache::ColumnCache,
 }
 
 impl Runtime {
@@ -99,6 +101,7 @@ impl Runtime {
             settings,
             cache: app_cache::AppCache::default(),
             subjects: access::SubjectCache::default(),
+            columns: column_cache::ColumnCache::default(),
         }
     }
 

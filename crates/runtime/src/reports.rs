@@ -10,7 +10,9 @@ use serde_json::{Map, Value, json};
 use trellis_form::{FieldIssue, check_filter};
 use trellis_model::{Action, CheckedFilter};
 use trellis_report::{ColumnData, ColumnType, CompiledReport, Dataset, ReportOutput, RunInput};
-use trellis_store::{ColumnKind, ColumnRequest, ColumnValues};
+use trellis_store::{ColumnKind, ColumnRequest};
+
+use crate::column_cache::column_data;
 
 use crate::app_cache::LoadedApp;
 use crate::export::ExportFormat;
@@ -90,18 +92,6 @@ fn column_kind(column: ColumnType) -> ColumnKind {
         ColumnType::Text => ColumnKind::Text,
         ColumnType::Date => ColumnKind::Date,
         ColumnType::DateTime => ColumnKind::DateTime,
-    }
-}
-
-fn column_data(values: ColumnValues) -> ColumnData {
-    match values {
-        ColumnValues::Int(v) => ColumnData::Int(v),
-        ColumnValues::Float(v) => ColumnData::Float(v),
-        ColumnValues::Money(v) => ColumnData::Money(v),
-        ColumnValues::Bool(v) => ColumnData::Bool(v),
-        ColumnValues::Dict { codes, values } => ColumnData::Dict { codes, values },
-        ColumnValues::Date(v) => ColumnData::Date(v),
-        ColumnValues::DateTime(v) => ColumnData::DateTime(v),
     }
 }
 
@@ -482,17 +472,9 @@ impl Runtime {
                 requests.push(request);
             }
         }
-        let loaded_columns = self
-            .store()
-            .load_columns(&loaded.id, &entity.uid, &requests, &filter)
+        let mut dataset = self
+            .typed_rows(loaded, &entity.uid, &names, &requests, &filter)
             .await?;
-        let mut dataset = Dataset {
-            ids: loaded_columns.ids,
-            columns: Default::default(),
-        };
-        for (name, values) in names.into_iter().zip(loaded_columns.columns) {
-            dataset.columns.insert(name, column_data(values));
-        }
         self.join_related(actor, loaded, &report, &mut dataset)
             .await?;
         let mut visits = Vec::new();
@@ -533,7 +515,62 @@ impl Runtime {
     }
 }
 
+fn column_type(kind: ColumnKind) -> ColumnType {
+    match kind {
+        ColumnKind::Int => ColumnType::Int,
+        ColumnKind::Float => ColumnType::Float,
+        ColumnKind::Money => ColumnType::Money,
+        ColumnKind::Bool => ColumnType::Bool,
+        ColumnKind::Text => ColumnType::Text,
+        ColumnKind::Date => ColumnType::Date,
+        ColumnKind::DateTime => ColumnType::DateTime,
+    }
+}
+
 impl Runtime {
+    /// The rows of an entity matching `filter`, with the requested columns keyed by `names`: from the
+    /// column cache when the filter can be evaluated in memory, else straight from the store.
+    async fn typed_rows(
+        &self,
+        loaded: &LoadedApp,
+        entity_uid: &str,
+        names: &[String],
+        requests: &[ColumnRequest],
+        filter: &CheckedFilter,
+    ) -> Result<Dataset, RuntimeError> {
+        let fields: Vec<(String, String, ColumnType)> = names
+            .iter()
+            .zip(requests)
+            .map(|(name, request)| (name.clone(), request.uid.clone(), column_type(request.kind)))
+            .collect();
+        if let Some(dataset) = self
+            .columns
+            .dataset(
+                self.store(),
+                &loaded.id,
+                loaded.version,
+                entity_uid,
+                &fields,
+                filter,
+            )
+            .await?
+        {
+            return Ok(dataset);
+        }
+        let loaded_columns = self
+            .store()
+            .load_columns(&loaded.id, entity_uid, requests, filter)
+            .await?;
+        let mut dataset = Dataset {
+            ids: loaded_columns.ids,
+            columns: Default::default(),
+        };
+        for (name, values) in names.iter().zip(loaded_columns.columns) {
+            dataset.columns.insert(name.clone(), column_data(values));
+        }
+        Ok(dataset)
+    }
+
     /// Fill the `relation.field` columns: load the targets' fields (with the viewer's access on the
     /// target entity: rows they cannot read give no value, hidden fields refuse the report) and pick
     /// each record's related value.
@@ -582,9 +619,15 @@ impl Runtime {
                     kind: column_kind(f.column),
                 })
                 .collect();
-            let targets = self
-                .store()
-                .load_columns(&loaded.id, &target.uid, &requests, &checked.read_filter())
+            let names: Vec<String> = fields.iter().map(|f| f.name.clone()).collect();
+            let mut targets = self
+                .typed_rows(
+                    loaded,
+                    &target.uid,
+                    &names,
+                    &requests,
+                    &checked.read_filter(),
+                )
                 .await?;
             let position: std::collections::HashMap<&str, usize> = targets
                 .ids
@@ -601,10 +644,12 @@ impl Runtime {
                 .iter()
                 .map(|id| id.as_deref().and_then(|id| position.get(id).copied()))
                 .collect();
-            for (field, values) in fields.iter().zip(targets.columns) {
-                dataset
-                    .columns
-                    .insert(field.name.clone(), column_data(values).take(&rows));
+            for field in &fields {
+                if let Some(values) = targets.columns.remove(&field.name) {
+                    dataset
+                        .columns
+                        .insert(field.name.clone(), values.take(&rows));
+                }
             }
         }
         Ok(())

@@ -48,6 +48,20 @@ pub enum ColumnValues {
     DateTime(Vec<Option<i64>>),
 }
 
+/// Which rows a column load reads.
+enum Rows<'a> {
+    Matching(&'a CheckedFilter),
+    Ids(&'a [String]),
+}
+
+/// Where a reader of one entity's record changes has got to: the last sequence number seen and, on
+/// PostgreSQL, the oldest transaction that was still running then (its changes are read again).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChangeCursor {
+    pub seq: i64,
+    pub xmin: Option<i64>,
+}
+
 /// Record ids and one column per request, in request order.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LoadedColumns {
@@ -232,6 +246,30 @@ impl Store {
         requests: &[ColumnRequest],
         filter: &CheckedFilter,
     ) -> Result<LoadedColumns, StoreError> {
+        self.load_columns_where(app, entity, requests, Rows::Matching(filter))
+            .await
+    }
+
+    /// The requested fields of those of `ids` that are live records of `entity` (deleted or unknown
+    /// ids are simply absent from the result).
+    pub async fn load_columns_of(
+        &self,
+        app: &str,
+        entity: &str,
+        requests: &[ColumnRequest],
+        ids: &[String],
+    ) -> Result<LoadedColumns, StoreError> {
+        self.load_columns_where(app, entity, requests, Rows::Ids(ids))
+            .await
+    }
+
+    async fn load_columns_where(
+        &self,
+        app: &str,
+        entity: &str,
+        requests: &[ColumnRequest],
+        rows: Rows<'_>,
+    ) -> Result<LoadedColumns, StoreError> {
         let backend = self.backend();
         let mut sql = Sql::default();
         let mut select = vec!["r.id".to_owned()];
@@ -266,7 +304,23 @@ impl Store {
         let mut statement = Sql::default();
         statement.push(&head);
         statement.args = std::mem::take(&mut sql.args);
-        push_filter(&mut statement, backend, app, filter);
+        match rows {
+            Rows::Matching(filter) => push_filter(&mut statement, backend, app, filter),
+            Rows::Ids(ids) => {
+                let list = serde_json::Value::from(ids.to_vec());
+                let condition = match backend {
+                    Backend::Sqlite => {
+                        let arg = statement.arg(Arg::Text(list.to_string()));
+                        format!("r.id IN (SELECT value FROM json_each({arg}))")
+                    }
+                    Backend::Postgres => {
+                        let arg = statement.arg(Arg::Json(list));
+                        format!("r.id IN (SELECT jsonb_array_elements_text({arg}))")
+                    }
+                };
+                statement.push(&condition);
+            }
+        }
         statement.push(" ORDER BY r.id");
         let mut builders: Vec<Builder> = requests.iter().map(|r| Builder::new(r.kind)).collect();
         let mut ids = Vec::new();
@@ -332,6 +386,82 @@ impl Store {
             ids,
             columns: builders.into_iter().map(Builder::finish).collect(),
         })
+    }
+
+    /// A cursor at "now" for following record changes (take it *before* loading what it guards).
+    pub async fn change_cursor(&self) -> Result<ChangeCursor, StoreError> {
+        match &self.pools {
+            crate::connect::Pools::Sqlite { read, .. } => {
+                let seq: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM change_log")
+                    .fetch_one(read)
+                    .await?;
+                Ok(ChangeCursor {
+                    seq: seq.unwrap_or(0),
+                    xmin: None,
+                })
+            }
+            crate::connect::Pools::Postgres(pool) => {
+                let (xmin, seq): (String, Option<i64>) = sqlx::query_as(
+                    "SELECT pg_snapshot_xmin(pg_current_snapshot())::text, (SELECT MAX(seq) FROM change_log)",
+                )
+                .fetch_one(pool)
+                .await?;
+                Ok(ChangeCursor {
+                    seq: seq.unwrap_or(0),
+                    xmin: xmin.parse().ok(),
+                })
+            }
+        }
+    }
+
+    /// Ids of `entity`'s records changed (created, updated, deleted, restored) after `cursor`, and the
+    /// cursor to use next time. Ids may repeat changes already seen; readers reload them idempotently.
+    pub async fn record_changes(
+        &self,
+        app: &str,
+        entity: &str,
+        cursor: ChangeCursor,
+    ) -> Result<(Vec<String>, ChangeCursor), StoreError> {
+        let subject = format!("record:{entity}");
+        let next = self.change_cursor().await?;
+        let rows: Vec<(String, String)> = match (&self.pools, cursor.xmin) {
+            (crate::connect::Pools::Postgres(pool), Some(xmin)) => {
+                sqlx::query_as(
+                    "SELECT subject_id, payload FROM change_log WHERE app_id = $1 AND subject = $2 \
+                     AND (seq > $3 OR xid >= $4::text::xid8)",
+                )
+                .bind(app)
+                .bind(&subject)
+                .bind(cursor.seq)
+                .bind(xmin.to_string())
+                .fetch_all(pool)
+                .await?
+            }
+            _ => crate::with_pool!(self, read, |pool| {
+                sqlx::query_as(
+                    "SELECT subject_id, payload FROM change_log WHERE app_id = $1 AND subject = $2 AND seq > $3",
+                )
+                .bind(app)
+                .bind(&subject)
+                .bind(cursor.seq)
+                .fetch_all(pool)
+                .await?
+            }),
+        };
+        let mut ids = Vec::new();
+        for (id, payload) in rows {
+            // Group and bulk creates list every id in the payload.
+            let listed = serde_json::from_str::<serde_json::Value>(&payload)
+                .ok()
+                .and_then(|p| p.get("ids").and_then(|v| v.as_array()).cloned());
+            match listed {
+                Some(list) => ids.extend(list.iter().filter_map(|v| v.as_str().map(str::to_owned))),
+                None => ids.push(id),
+            }
+        }
+        ids.sort();
+        ids.dedup();
+        Ok((ids, next))
     }
 
     /// `(record id, state)` for every state records were ever in on `flow` (current states are in

@@ -26,7 +26,7 @@ pub use access::{
 };
 pub use apps::{AppRecord, AppVersionRecord, NewAppVersion};
 pub use change_log::{ChangeEntry, NewChange};
-pub use columns::{ColumnKind, ColumnRequest, ColumnValues, LoadedColumns};
+pub use columns::{ChangeCursor, ColumnKind, ColumnRequest, ColumnValues, LoadedColumns};
 pub use connect::{Backend, Store, redact};
 pub use error::StoreError;
 pub use query::{Cursor, SortKey};

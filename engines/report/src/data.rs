@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use trellis_model::FieldKind;
 
 /// How a field's values are held in memory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ColumnType {
     Int,
     Float,

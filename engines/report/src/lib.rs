@@ -21,6 +21,7 @@ pub mod compile;
 pub mod dashboard;
 pub mod data;
 pub mod definition;
+pub mod filter;
 mod frame;
 pub mod output;
 

@@ -1,0 +1,355 @@
+//! The per-entity column cache behind reports: every live record's value of the fields reports have
+//! asked for, as typed columns, kept current from the change log. A report run refreshes the entry
+//! (one statement for the changed ids, one for their values), evaluates the viewer's row filter and the
+//! report's filters in memory, and hands the engine the matching rows — so a repeated dashboard reads
+//! no documents. Entries are keyed by app version (a publish may rewrite documents) and dropped
+//! beyond a memory budget.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use trellis_model::CheckedFilter;
+use trellis_report::{ColumnData, ColumnType, Dataset};
+use trellis_store::{ChangeCursor, ColumnKind, ColumnRequest, ColumnValues, Store};
+
+use crate::RuntimeError;
+
+/// Values an entry may hold before it is no longer kept (≈ 8 bytes each).
+const MAX_CELLS: usize = 200_000_000;
+
+/// Shared by every request of a server.
+#[derive(Debug, Default, Clone)]
+pub struct ColumnCache {
+    entries: Arc<Mutex<HashMap<EntryKey, Arc<tokio::sync::Mutex<Entry>>>>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct EntryKey {
+    app: String,
+    entity_uid: String,
+    version: i64,
+}
+
+/// One entity's cached columns.
+#[derive(Debug, Default)]
+struct Entry {
+    loaded: bool,
+    cursor: ChangeCursor,
+    ids: Vec<String>,
+    position: HashMap<String, usize>,
+    live: Vec<bool>,
+    columns: HashMap<(String, ColumnType), ColumnData>,
+}
+
+fn kind_of(column: ColumnType) -> ColumnKind {
+    match column {
+        ColumnType::Int => ColumnKind::Int,
+        ColumnType::Float => ColumnKind::Float,
+        ColumnType::Money => ColumnKind::Money,
+        ColumnType::Bool => ColumnKind::Bool,
+        ColumnType::Text => ColumnKind::Text,
+        ColumnType::Date => ColumnKind::Date,
+        ColumnType::DateTime => ColumnKind::DateTime,
+    }
+}
+
+pub(crate) fn column_data(values: ColumnValues) -> ColumnData {
+    match values {
+        ColumnValues::Int(v) => ColumnData::Int(v),
+        ColumnValues::Float(v) => ColumnData::Float(v),
+        ColumnValues::Money(v) => ColumnData::Money(v),
+        ColumnValues::Bool(v) => ColumnData::Bool(v),
+        ColumnValues::Dict { codes, values } => ColumnData::Dict { codes, values },
+        ColumnValues::Date(v) => ColumnData::Date(v),
+        ColumnValues::DateTime(v) => ColumnData::DateTime(v),
+    }
+}
+
+/// Write `value`'s row `from` into `column`'s row `to` (appending when `to` is the length);
+/// `dictionary` indexes a text column's distinct values.
+fn put(
+    column: &mut ColumnData,
+    to: usize,
+    value: &ColumnData,
+    from: usize,
+    dictionary: &mut HashMap<String, u32>,
+) {
+    fn set<T: Clone>(target: &mut Vec<Option<T>>, to: usize, value: Option<T>) {
+        if to == target.len() {
+            target.push(value);
+        } else {
+            target[to] = value;
+        }
+    }
+    match (column, value) {
+        (ColumnData::Int(t), ColumnData::Int(v))
+        | (ColumnData::Money(t), ColumnData::Money(v))
+        | (ColumnData::DateTime(t), ColumnData::DateTime(v)) => set(t, to, v[from]),
+        (ColumnData::Float(t), ColumnData::Float(v)) => set(t, to, v[from]),
+        (ColumnData::Bool(t), ColumnData::Bool(v)) => set(t, to, v[from]),
+        (ColumnData::Date(t), ColumnData::Date(v)) => set(t, to, v[from]),
+        (ColumnData::Text(t), ColumnData::Text(v)) => set(t, to, v[from].clone()),
+        (
+            ColumnData::Dict { codes, values },
+            ColumnData::Dict {
+                codes: new_codes,
+                values: new_values,
+            },
+        ) => {
+            if dictionary.is_empty() && !values.is_empty() {
+                dictionary.extend(
+                    values
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| (v.clone(), i as u32)),
+                );
+            }
+            let code = new_codes[from].map(|c| {
+                let text = &new_values[c as usize];
+                match dictionary.get(text) {
+                    Some(existing) => *existing,
+                    None => {
+                        values.push(text.clone());
+                        let code = values.len() as u32 - 1;
+                        dictionary.insert(text.clone(), code);
+                        code
+                    }
+                }
+            });
+            set(codes, to, code);
+        }
+        (column, _) => {
+            // A kind mismatch cannot happen (columns are keyed by kind); keep lengths aligned.
+            let empty = ColumnData::empty(match column {
+                ColumnData::Int(_) => ColumnType::Int,
+                ColumnData::Float(_) => ColumnType::Float,
+                ColumnData::Money(_) => ColumnType::Money,
+                ColumnData::Bool(_) => ColumnType::Bool,
+                ColumnData::Text(_) | ColumnData::Dict { .. } => ColumnType::Text,
+                ColumnData::Date(_) => ColumnType::Date,
+                ColumnData::DateTime(_) => ColumnType::DateTime,
+            });
+            *column = empty;
+        }
+    }
+}
+
+impl Entry {
+    fn cells(&self) -> usize {
+        self.ids.len() * (self.columns.len() + 1)
+    }
+
+    /// Load every live record's id and the given columns.
+    async fn load(
+        &mut self,
+        store: &Store,
+        app: &str,
+        entity_uid: &str,
+        wanted: &[(String, ColumnType)],
+    ) -> Result<(), RuntimeError> {
+        self.cursor = store.change_cursor().await?;
+        let requests: Vec<ColumnRequest> = wanted
+            .iter()
+            .map(|(uid, column)| ColumnRequest {
+                uid: uid.clone(),
+                kind: kind_of(*column),
+            })
+            .collect();
+        let loaded = store
+            .load_columns(app, entity_uid, &requests, &CheckedFilter::All)
+            .await?;
+        self.position = loaded
+            .ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.clone(), i))
+            .collect();
+        self.live = vec![true; loaded.ids.len()];
+        self.ids = loaded.ids;
+        self.columns = wanted
+            .iter()
+            .cloned()
+            .zip(loaded.columns.into_iter().map(column_data))
+            .collect();
+        self.loaded = true;
+        Ok(())
+    }
+
+    /// Bring the entry up to date with the change log, and add any column it lacks.
+    async fn refresh(
+        &mut self,
+        store: &Store,
+        app: &str,
+        entity_uid: &str,
+        wanted: &[(String, ColumnType)],
+    ) -> Result<(), RuntimeError> {
+        let missing: Vec<(String, ColumnType)> = wanted
+            .iter()
+            .filter(|key| !self.columns.contains_key(*key))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            // Load the new columns for every live record, aligned to the cached rows; rows that
+            // changed meanwhile are reloaded whole by the change-log pass below.
+            let requests: Vec<ColumnRequest> = missing
+                .iter()
+                .map(|(uid, column)| ColumnRequest {
+                    uid: uid.clone(),
+                    kind: kind_of(*column),
+                })
+                .collect();
+            let loaded = store
+                .load_columns(app, entity_uid, &requests, &CheckedFilter::All)
+                .await?;
+            let rows: Vec<Option<usize>> = {
+                let at: HashMap<&str, usize> = loaded
+                    .ids
+                    .iter()
+                    .enumerate()
+                    .map(|(i, id)| (id.as_str(), i))
+                    .collect();
+                self.ids
+                    .iter()
+                    .map(|id| at.get(id.as_str()).copied())
+                    .collect()
+            };
+            for (key, values) in missing.into_iter().zip(loaded.columns) {
+                self.columns.insert(key, column_data(values).take(&rows));
+            }
+        }
+        let (changed, next) = store.record_changes(app, entity_uid, self.cursor).await?;
+        if changed.len() > 50_000.max(self.ids.len() / 5) {
+            // A bulk change: loading everything again is cheaper than patching row by row.
+            let keys: Vec<(String, ColumnType)> = self.columns.keys().cloned().collect();
+            return self.load(store, app, entity_uid, &keys).await;
+        }
+        if !changed.is_empty() {
+            let mut dictionaries: Vec<HashMap<String, u32>> = Vec::new();
+            let keys: Vec<(String, ColumnType)> = self.columns.keys().cloned().collect();
+            dictionaries.resize_with(keys.len(), HashMap::new);
+            let requests: Vec<ColumnRequest> = keys
+                .iter()
+                .map(|(uid, column)| ColumnRequest {
+                    uid: uid.clone(),
+                    kind: kind_of(*column),
+                })
+                .collect();
+            for chunk in changed.chunks(10_000) {
+                let fresh = store
+                    .load_columns_of(app, entity_uid, &requests, chunk)
+                    .await?;
+                let fresh_columns: Vec<ColumnData> =
+                    fresh.columns.into_iter().map(column_data).collect();
+                let found: HashMap<&str, usize> = fresh
+                    .ids
+                    .iter()
+                    .enumerate()
+                    .map(|(i, id)| (id.as_str(), i))
+                    .collect();
+                for id in chunk {
+                    let slot = self.position.get(id).copied();
+                    match (found.get(id.as_str()), slot) {
+                        (Some(&from), slot) => {
+                            let to = slot.unwrap_or(self.ids.len());
+                            for ((key, value), dictionary) in
+                                keys.iter().zip(&fresh_columns).zip(dictionaries.iter_mut())
+                            {
+                                if let Some(column) = self.columns.get_mut(key) {
+                                    put(column, to, value, from, dictionary);
+                                }
+                            }
+                            if slot.is_none() {
+                                self.ids.push(id.clone());
+                                self.position.insert(id.clone(), to);
+                                self.live.push(true);
+                            } else {
+                                self.live[to] = true;
+                            }
+                        }
+                        // Deleted (or never visible): no longer a row of any report.
+                        (None, Some(slot)) => self.live[slot] = false,
+                        (None, None) => {}
+                    }
+                }
+            }
+        }
+        self.cursor = next;
+        Ok(())
+    }
+}
+
+impl ColumnCache {
+    /// The rows of `entity_uid` matching `filter`, with the `fields` columns keyed by field name —
+    /// or `None` when the filter cannot be evaluated in memory (the caller then loads with SQL).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn dataset(
+        &self,
+        store: &Store,
+        app: &str,
+        version: i64,
+        entity_uid: &str,
+        fields: &[(String, String, ColumnType)],
+        filter: &CheckedFilter,
+    ) -> Result<Option<Dataset>, RuntimeError> {
+        let Some(filter_columns) = trellis_report::filter::columns_needed(filter) else {
+            return Ok(None);
+        };
+        let mut wanted: Vec<(String, ColumnType)> = fields
+            .iter()
+            .map(|(_, uid, column)| (uid.clone(), *column))
+            .chain(filter_columns)
+            .collect();
+        wanted.sort_by(|a, b| a.0.cmp(&b.0));
+        wanted.dedup();
+        let key = EntryKey {
+            app: app.to_owned(),
+            entity_uid: entity_uid.to_owned(),
+            version,
+        };
+        let entry = {
+            let mut entries = self
+                .entries
+                .lock()
+                .map_err(|_| RuntimeError::Internal("column cache poisoned".into()))?;
+            // Older versions of this entity are never read again.
+            entries.retain(|k, _| {
+                !(k.app == key.app && k.entity_uid == key.entity_uid && k.version != version)
+            });
+            entries.entry(key.clone()).or_default().clone()
+        };
+        let mut entry = entry.lock().await;
+        if entry.loaded {
+            entry.refresh(store, app, entity_uid, &wanted).await?;
+        } else {
+            entry.load(store, app, entity_uid, &wanted).await?;
+            // Changes that committed while loading are applied now.
+            entry.refresh(store, app, entity_uid, &wanted).await?;
+        }
+        let by_uid: HashMap<&str, &ColumnData> = entry
+            .columns
+            .iter()
+            .map(|((uid, _), data)| (uid.as_str(), data))
+            .collect();
+        let lookup = |uid: &str| by_uid.get(uid).copied();
+        let matches = trellis_report::filter::mask(filter, &lookup, entry.ids.len());
+        let rows: Vec<usize> = (0..entry.ids.len())
+            .filter(|&i| entry.live[i] && matches[i])
+            .collect();
+        let picks: Vec<Option<usize>> = rows.iter().map(|&i| Some(i)).collect();
+        let mut dataset = Dataset {
+            ids: rows.iter().map(|&i| entry.ids[i].clone()).collect(),
+            columns: Default::default(),
+        };
+        for (name, uid, column) in fields {
+            if let Some(data) = entry.columns.get(&(uid.clone(), *column)) {
+                dataset.columns.insert(name.clone(), data.take(&picks));
+            }
+        }
+        let too_big = entry.cells() > MAX_CELLS;
+        drop(entry);
+        if too_big && let Ok(mut entries) = self.entries.lock() {
+            entries.remove(&key);
+        }
+        Ok(Some(dataset))
+    }
+}
