@@ -281,15 +281,13 @@ impl Entry {
 impl ColumnCache {
     /// The rows of `entity_uid` matching `filter`, with the `fields` columns keyed by field name —
     /// or `None` when the filter cannot be evaluated in memory (the caller then loads with SQL).
-    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn dataset(
         &self,
         store: &Store,
-        app: &str,
-        version: i64,
-        entity_uid: &str,
+        (app, version, entity_uid): (&str, i64, &str),
         fields: &[(String, String, ColumnType)],
         filter: &CheckedFilter,
+        with_ids: bool,
     ) -> Result<Option<Dataset>, RuntimeError> {
         let Some(filter_columns) = trellis_report::filter::columns_needed(filter) else {
             return Ok(None);
@@ -332,17 +330,32 @@ impl ColumnCache {
             .collect();
         let lookup = |uid: &str| by_uid.get(uid).copied();
         let matches = trellis_report::filter::mask(filter, &lookup, entry.ids.len());
+        let every_row = entry.live.iter().all(|l| *l) && matches.iter().all(|m| *m);
         let rows: Vec<usize> = (0..entry.ids.len())
             .filter(|&i| entry.live[i] && matches[i])
             .collect();
-        let picks: Vec<Option<usize>> = rows.iter().map(|&i| Some(i)).collect();
         let mut dataset = Dataset {
-            ids: rows.iter().map(|&i| entry.ids[i].clone()).collect(),
+            rows: rows.len(),
+            ids: if with_ids {
+                rows.iter().map(|&i| entry.ids[i].clone()).collect()
+            } else {
+                Vec::new()
+            },
             columns: Default::default(),
+        };
+        let picks: Vec<Option<usize>> = if every_row {
+            Vec::new()
+        } else {
+            rows.iter().map(|&i| Some(i)).collect()
         };
         for (name, uid, column) in fields {
             if let Some(data) = entry.columns.get(&(uid.clone(), *column)) {
-                dataset.columns.insert(name.clone(), data.take(&picks));
+                let data = if every_row {
+                    data.clone()
+                } else {
+                    data.take(&picks)
+                };
+                dataset.columns.insert(name.clone(), data);
             }
         }
         let too_big = entry.cells() > MAX_CELLS;

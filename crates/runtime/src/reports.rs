@@ -473,7 +473,14 @@ impl Runtime {
             }
         }
         let mut dataset = self
-            .typed_rows(loaded, &entity.uid, &names, &requests, &filter)
+            .typed_rows(
+                loaded,
+                &entity.uid,
+                &names,
+                &requests,
+                &filter,
+                report.funnel.is_some(),
+            )
             .await?;
         self.join_related(actor, loaded, &report, &mut dataset)
             .await?;
@@ -537,6 +544,7 @@ impl Runtime {
         names: &[String],
         requests: &[ColumnRequest],
         filter: &CheckedFilter,
+        with_ids: bool,
     ) -> Result<Dataset, RuntimeError> {
         let fields: Vec<(String, String, ColumnType)> = names
             .iter()
@@ -547,11 +555,10 @@ impl Runtime {
             .columns
             .dataset(
                 self.store(),
-                &loaded.id,
-                loaded.version,
-                entity_uid,
+                (&loaded.id, loaded.version, entity_uid),
                 &fields,
                 filter,
+                with_ids,
             )
             .await?
         {
@@ -562,6 +569,7 @@ impl Runtime {
             .load_columns(&loaded.id, entity_uid, requests, filter)
             .await?;
         let mut dataset = Dataset {
+            rows: loaded_columns.ids.len(),
             ids: loaded_columns.ids,
             columns: Default::default(),
         };
@@ -627,6 +635,7 @@ impl Runtime {
                     &names,
                     &requests,
                     &checked.read_filter(),
+                    true,
                 )
                 .await?;
             let position: std::collections::HashMap<&str, usize> = targets

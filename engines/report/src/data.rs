@@ -149,20 +149,23 @@ impl ColumnData {
     }
 }
 
-/// The dataset of one run: every column the report needs (keyed by field id) and the record ids.
+/// The dataset of one run: how many records, every column the report needs (keyed by field id) and,
+/// when the analysis needs them (funnels, joins), the record ids.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Dataset {
+    pub rows: usize,
+    /// Empty unless asked for.
     pub ids: Vec<String>,
     pub columns: BTreeMap<String, ColumnData>,
 }
 
 impl Dataset {
     pub fn len(&self) -> usize {
-        self.ids.len()
+        self.rows
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
+        self.rows == 0
     }
 
     pub(crate) fn column(&self, name: &str) -> Result<&ColumnData, crate::ReportError> {
