@@ -279,6 +279,35 @@ impl Entry {
 }
 
 impl ColumnCache {
+    /// Load (or refresh) `fields` of an entity in one pass — a dashboard calls this with the union of
+    /// its widgets' fields before running them, instead of one scan per widget.
+    pub(crate) async fn warm(
+        &self,
+        store: &Store,
+        (app, version, entity_uid): (&str, i64, &str),
+        fields: &[(String, ColumnType)],
+    ) -> Result<(), RuntimeError> {
+        let key = EntryKey {
+            app: app.to_owned(),
+            entity_uid: entity_uid.to_owned(),
+            version,
+        };
+        let entry = {
+            let mut entries = self
+                .entries
+                .lock()
+                .map_err(|_| RuntimeError::Internal("column cache poisoned".into()))?;
+            entries.entry(key).or_default().clone()
+        };
+        let mut entry = entry.lock().await;
+        if entry.loaded {
+            entry.refresh(store, app, entity_uid, fields).await
+        } else {
+            entry.load(store, app, entity_uid, fields).await?;
+            entry.refresh(store, app, entity_uid, fields).await
+        }
+    }
+
     /// The rows of `entity_uid` matching `filter`, with the `fields` columns keyed by field name —
     /// or `None` when the filter cannot be evaluated in memory (the caller then loads with SQL).
     pub(crate) async fn dataset(

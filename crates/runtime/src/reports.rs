@@ -178,6 +178,33 @@ impl Runtime {
                 ));
             }
         }
+        // One scan per entity for the fields of all widgets, instead of one per widget.
+        let mut by_entity: std::collections::BTreeMap<&str, Vec<(String, ColumnType)>> =
+            Default::default();
+        for widget in &dashboard.widgets {
+            let Some(report) = loaded.reports.get(widget.report.as_str()) else {
+                continue;
+            };
+            let Some(entity) = loaded.bundle.entities.get(report.entity()) else {
+                continue;
+            };
+            let fields = by_entity.entry(entity.uid.as_str()).or_default();
+            for field in report.fields.values().filter(|f| f.via.is_none()) {
+                if !fields.iter().any(|(uid, _)| *uid == field.uid) {
+                    fields.push((field.uid.clone(), field.column));
+                }
+            }
+        }
+        for (entity_uid, mut fields) in by_entity {
+            fields.sort();
+            self.columns
+                .warm(
+                    self.store(),
+                    (&loaded.id, loaded.version, entity_uid),
+                    &fields,
+                )
+                .await?;
+        }
         let mut tasks = tokio::task::JoinSet::new();
         for (index, widget) in dashboard.widgets.iter().enumerate() {
             let Some(report) = loaded.reports.get(widget.report.as_str()) else {
