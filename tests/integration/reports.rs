@@ -254,6 +254,7 @@ on_both_backends!(
     broken_specs_are_refused_with_pointers,
     dashboards_share_page_filters_and_isolate_widget_errors,
     cached_columns_follow_every_change_and_filter_like_sql,
+    grouping_in_the_database_matches_grouping_in_memory,
 );
 
 async fn run(api: &TestApi, report: &str, body: Value) -> Reply {
@@ -1201,5 +1202,87 @@ async fn cached_columns_follow_every_change_and_filter_like_sql(backend: Backend
             records.iter().map(cents_of).sum::<i64>(),
         );
         assert_eq!(totals(&api, filter.clone()).await, expected, "{filter}");
+    }
+}
+
+fn same_rows(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            (x.as_f64().unwrap() - y.as_f64().unwrap()).abs() < 1e-6
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_rows(x, y))
+        }
+        (x, y) => x == y,
+    }
+}
+
+/// The scale path: the same specs grouped by PostgreSQL and by the engine give the same result (on
+/// SQLite, database grouping is refused with a clear problem).
+async fn grouping_in_the_database_matches_grouping_in_memory(backend: Backend) {
+    let (api, _) = setup_or_skip!(backend);
+    let specs = [
+        shop_bundle()["reports/monthly_revenue.report.json"].clone(),
+        shop_bundle()["reports/region_channel.report.json"].clone(),
+        json!({"dataset": {"entity": "order", "filter": {"field": "channel", "op": "ne", "value": "app"}},
+            "analysis": {"aggregate": {
+                "dimensions": [{"field": "cost", "bin": 100}, {"field": "ordered_on", "bucket": "quarter"}],
+                "measures": [
+                    {"id": "orders", "op": "count"},
+                    {"id": "typical", "op": "median", "field": "cost"},
+                    {"id": "p90", "op": "percentile", "field": "total", "p": 0.9},
+                    {"id": "average", "op": "avg", "field": "total"},
+                    {"id": "first", "op": "min", "field": "ordered_on"},
+                    {"id": "buyers", "op": "count_distinct", "field": "customer"},
+                    {"id": "running", "op": "running_total", "of": ["orders"]}],
+                "sort": [{"by": "orders", "descending": true}, {"by": "cost"}, {"by": "ordered_on"}]}}}),
+        json!({"dataset": {"entity": "order"}, "analysis": {"aggregate": {
+            "dimensions": [{"field": "ordered_on", "bucket": "week"}, {"field": "region"}],
+            "measures": [{"id": "revenue", "op": "sum", "field": "total"}, {"id": "least", "op": "min", "field": "total"}]}}}),
+        json!({"dataset": {"entity": "order"}, "analysis": {"aggregate": {
+            "measures": [{"id": "orders", "op": "count"}, {"id": "revenue", "op": "sum", "field": "total"}]}}}),
+    ];
+    let page = json!({"field": "region", "op": "eq", "value": "south"});
+    for spec in specs {
+        for filters in [Value::Null, page.clone()] {
+            let run = |execution: &str| json!({"spec": spec.clone(), "filters": filters.clone(), "execution": execution});
+            let memory = api
+                .call("POST", "/api/apps/shop/query", Some(run("memory")))
+                .await;
+            assert_eq!(memory.status, StatusCode::OK, "{}", memory.text);
+            let database = api
+                .call("POST", "/api/apps/shop/query", Some(run("database")))
+                .await;
+            if backend == Backend::Sqlite {
+                assert_problem(&database, StatusCode::UNPROCESSABLE_ENTITY);
+                assert!(database.text.contains("PostgreSQL"), "{}", database.text);
+                continue;
+            }
+            assert_eq!(database.status, StatusCode::OK, "{}", database.text);
+            assert!(
+                !memory.body["rows"].as_array().unwrap().is_empty(),
+                "{spec}"
+            );
+            for part in ["columns", "rows", "drill", "chart"] {
+                assert!(
+                    same_rows(&memory.body[part], &database.body[part]),
+                    "{part} differ for {spec} / {filters}:\nmemory:   {}\ndatabase: {}",
+                    memory.body[part],
+                    database.body[part]
+                );
+            }
+        }
+    }
+    // What the database cannot group (top-N, relation fields, other analyses) is refused, not guessed.
+    if backend == Backend::Postgres {
+        let top = api
+            .call(
+                "POST",
+                "/api/apps/shop/query",
+                Some(json!({"execution": "database", "spec": {"dataset": {"entity": "order"}, "analysis": {"aggregate": {
+                    "dimensions": [{"field": "customer"}], "measures": [{"id": "n", "op": "count"}], "top": {"n": 2, "by": "n"}}}}})),
+            )
+            .await;
+        assert_problem(&top, StatusCode::UNPROCESSABLE_ENTITY);
     }
 }

@@ -45,6 +45,7 @@ impl From<StoreError> for RuntimeError {
         match error {
             StoreError::NotFound(what) => Self::NotFound(what),
             StoreError::Conflict(what) => Self::Conflict(what),
+            StoreError::Unsupported(what) => Self::InvalidInput(what),
             StoreError::VersionMismatch { current } => Self::PreconditionFailed(format!(
                 "the record changed: it is now at version {current}; reload it and try again"
             )),

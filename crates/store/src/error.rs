@@ -24,6 +24,9 @@ pub enum StoreError {
     Database(#[source] sqlx::Error),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The operation does not exist on this backend.
+    #[error("not supported here: {0}")]
+    Unsupported(String),
 }
 
 impl StoreError {

@@ -10,6 +10,7 @@
 //! validated metadata ids (`trellis_model::Identifier`).
 
 mod access;
+mod aggregate;
 mod apps;
 mod change_log;
 mod columns;
@@ -24,6 +25,7 @@ mod users;
 pub use access::{
     AssignmentRecord, AuditQuery, AuditRecord, DepartmentRecord, NewAuditEntry, UserChanges,
 };
+pub use aggregate::{GroupKey, GroupMeasure, GroupOp, GroupRow};
 pub use apps::{AppRecord, AppVersionRecord, NewAppVersion};
 pub use change_log::{ChangeEntry, NewChange};
 pub use columns::{ChangeCursor, ColumnKind, ColumnRequest, ColumnValues, LoadedColumns};

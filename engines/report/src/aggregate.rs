@@ -40,19 +40,9 @@ struct Row {
     values: Vec<Option<f64>>,
 }
 
-pub(crate) fn run(report: &CompiledReport, input: &RunInput) -> Result<ReportOutput, ReportError> {
-    let Analysis::Aggregate {
-        dimensions,
-        measures,
-        sort,
-        top,
-        pivot,
-    } = &report.definition.analysis
-    else {
-        return Err(ReportError::Engine("not an aggregate report".into()));
-    };
-    let data = &input.dataset;
-    let plans: Vec<DimensionPlan> = dimensions
+/// How each dimension groups its field.
+fn plan<'a>(report: &'a CompiledReport, dimensions: &'a [Dimension]) -> Vec<DimensionPlan<'a>> {
+    dimensions
         .iter()
         .map(|spec| {
             let field = report.field(&spec.field);
@@ -68,7 +58,69 @@ pub(crate) fn run(report: &CompiledReport, input: &RunInput) -> Result<ReportOut
                 grouping,
             }
         })
+        .collect()
+}
+
+/// The aggregate spec's parts.
+type AggregateParts<'a> = (
+    &'a [Dimension],
+    &'a [Measure],
+    &'a [crate::definition::SortSpec],
+    &'a Option<crate::definition::TopN>,
+    &'a Option<trellis_model::Identifier>,
+);
+
+fn parts(report: &CompiledReport) -> Result<AggregateParts<'_>, ReportError> {
+    match &report.definition.analysis {
+        Analysis::Aggregate {
+            dimensions,
+            measures,
+            sort,
+            top,
+            pivot,
+        } => Ok((dimensions, measures, sort, top, pivot)),
+        _ => Err(ReportError::Engine("not an aggregate report".into())),
+    }
+}
+
+/// Shape groups computed elsewhere (a database running the same grouping): `groups` are the keys
+/// (bucket starts in days, bins as indexes, text as text) and the aggregated values in the engine's
+/// units (money in ten-thousandths), one entry per measure (derived ones `None`).
+pub fn shape_groups(
+    report: &CompiledReport,
+    input: &RunInput,
+    groups: Vec<(Vec<Key>, Vec<Option<f64>>)>,
+) -> Result<ReportOutput, ReportError> {
+    let (dimensions, measures, sort, _, pivot) = parts(report)?;
+    let plans = plan(report, dimensions);
+    let rows = groups
+        .into_iter()
+        .map(|(keys, values)| Row {
+            keys,
+            others: false,
+            values: measures
+                .iter()
+                .zip(values)
+                .map(|(measure, value)| scale(measure, report, value))
+                .collect(),
+        })
         .collect();
+    shape(report, input, &plans, measures, sort, pivot, rows, None)
+}
+
+pub(crate) fn run(report: &CompiledReport, input: &RunInput) -> Result<ReportOutput, ReportError> {
+    let Analysis::Aggregate {
+        dimensions,
+        measures,
+        sort,
+        top,
+        pivot,
+    } = &report.definition.analysis
+    else {
+        return Err(ReportError::Engine("not an aggregate report".into()));
+    };
+    let data = &input.dataset;
+    let plans = plan(report, dimensions);
 
     // Key columns `k{i}` and measure inputs `v{j}`.
     let mut columns = Vec::new();
@@ -206,6 +258,30 @@ pub(crate) fn run(report: &CompiledReport, input: &RunInput) -> Result<ReportOut
         });
     }
 
+    shape(
+        report,
+        input,
+        &plans,
+        measures,
+        sort,
+        pivot,
+        rows,
+        top_keys.as_deref(),
+    )
+}
+
+/// Derived measures, order, rendering, drill-down filters, pivot and chart for grouped rows.
+#[allow(clippy::too_many_arguments)]
+fn shape(
+    report: &CompiledReport,
+    input: &RunInput,
+    plans: &[DimensionPlan],
+    measures: &[Measure],
+    sort: &[crate::definition::SortSpec],
+    pivot: &Option<trellis_model::Identifier>,
+    mut rows: Vec<Row>,
+    top_keys: Option<&[Key]>,
+) -> Result<ReportOutput, ReportError> {
     // Order-independent derived measures, then order, then running totals and changes.
     derive(measures, &mut rows, |op| {
         matches!(op, MeasureOp::Ratio | MeasureOp::Share)
@@ -293,7 +369,7 @@ pub(crate) fn run(report: &CompiledReport, input: &RunInput) -> Result<ReportOut
             cells.push(measure_cell(*value, *kind, measure, report));
         }
         rendered.push(cells);
-        drill.push(row_drill(&plans, row, top_keys.as_deref(), input));
+        drill.push(row_drill(plans, row, top_keys, input));
     }
 
     let (columns, rendered, drill, series_from) = match pivot {

@@ -25,10 +25,12 @@ pub mod filter;
 mod frame;
 pub mod output;
 
+pub use aggregate::shape_groups;
 pub use compile::{CompiledReport, FieldUse, FunnelPlan, check_reports, compile, parse};
 pub use dashboard::{DashboardDefinition, check_dashboards, dashboard_schema};
 pub use data::{ColumnData, ColumnType, Dataset, MONEY_SCALE, parse_money};
 pub use definition::{Analysis, ReportDefinition, schema};
+pub use frame::Key;
 pub use output::{OutputColumn, OutputType, ReportOutput};
 
 use serde_json::Value;

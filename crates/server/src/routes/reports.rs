@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use trellis_form::Locale;
 use trellis_runtime::export::ExportFormat;
-use trellis_runtime::reports::{DashboardRequest, ReportRequest};
+use trellis_runtime::reports::{DashboardRequest, Execution, ReportRequest};
 
 use crate::AppState;
 use crate::extract::{ApiJson, Authenticated, OptionalJson};
@@ -35,6 +35,10 @@ pub struct RunBody {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub parameters: Map<String, Value>,
+    /// `memory` (default) or `database`: group in PostgreSQL (aggregate reports over own fields).
+    #[serde(default)]
+    #[schema(value_type = String)]
+    pub execution: Execution,
 }
 
 /// An ad-hoc report spec, with optional page filters and parameter values.
@@ -50,6 +54,9 @@ pub struct QueryBody {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub parameters: Map<String, Value>,
+    #[serde(default)]
+    #[schema(value_type = String)]
+    pub execution: Execution,
 }
 
 impl From<RunBody> for ReportRequest {
@@ -57,6 +64,7 @@ impl From<RunBody> for ReportRequest {
         ReportRequest {
             filters: body.filters,
             parameters: body.parameters,
+            execution: body.execution,
         }
     }
 }
@@ -113,6 +121,7 @@ pub async fn query(
     let request = ReportRequest {
         filters: body.filters,
         parameters: body.parameters,
+        execution: body.execution,
     };
     let output = state
         .runtime
