@@ -153,6 +153,11 @@ fn main() {
         .unwrap_or(1_000_000);
     let data = rows(n);
     let dir = tempfile::tempdir().unwrap();
+    if std::env::args().any(|a| a == "group-by") {
+        // Only the engine-vs-DuckDB section (no SQLite database to fill).
+        group_by_section(n, &data, dir.path());
+        return;
+    }
     let path = dir.path().join("bench.db");
     let url = format!("sqlite://{}", path.display());
     let tokio = tokio::runtime::Runtime::new().unwrap();
@@ -258,6 +263,70 @@ fn main() {
         column_load / raw_scan
     );
 
+    group_by_section(n, &data, dir.path());
+
+    // 3. The whole path: access, column cache, engine — cold, then warm.
+    let run_once = || {
+        tokio.block_on(async {
+            let start = Instant::now();
+            let output = trellis
+                .run_report(&admin, "bench", "by_month", &ReportRequest::default(), "en")
+                .await
+                .unwrap();
+            assert_eq!(output.records, n);
+            start.elapsed().as_secs_f64()
+        })
+    };
+    let cold = run_once();
+    let warm = median((0..5).map(|_| run_once()).collect());
+    println!("\n| the report end to end (`Runtime::run_report`), {n} records | s |");
+    println!("|---|---|");
+    println!("| Trellis, cold (first run loads the column cache) | {cold:.3} |");
+    println!("| Trellis, warm (median of 5; cache refreshed from the change log) | {warm:.3} |");
+
+    // 4. A dashboard of 8 widgets over the events and the customers, on a fresh runtime (cold cache).
+    let fresh = tokio.block_on(async {
+        Runtime::connect(&url, RuntimeSettings::default())
+            .await
+            .unwrap()
+    });
+    let request = trellis_runtime::reports::DashboardRequest {
+        parameters: [("as_of".to_owned(), json!("2025-12-31"))]
+            .into_iter()
+            .collect(),
+        ..Default::default()
+    };
+    let dashboard = || {
+        tokio.block_on(async {
+            let start = Instant::now();
+            let run = fresh
+                .run_dashboard(&admin, "bench", "overview", &request, "en")
+                .await
+                .unwrap();
+            for widget in &run.widgets {
+                assert!(
+                    widget.result.is_ok(),
+                    "{}: {:?}",
+                    widget.report,
+                    widget.result.as_ref().err()
+                );
+            }
+            start.elapsed().as_secs_f64()
+        })
+    };
+    let dashboard_cold = dashboard();
+    let dashboard_warm: Vec<f64> = (0..7).map(|_| dashboard()).collect();
+    println!(
+        "\n| dashboard: 8 widgets over {n} events and {} customers | s |",
+        n / 10
+    );
+    println!("|---|---|");
+    println!("| Trellis, cold (fresh server) | {dashboard_cold:.3} |");
+    println!("| Trellis, warm p50 of 7 | {:.3} |", median(dashboard_warm));
+}
+
+/// Section 2: the engine's group-by against DuckDB's on the same rows.
+fn group_by_section(n: usize, data: &[Row], dir: &std::path::Path) {
     // 2. Group-by in the engine vs. DuckDB on the same rows.
     let mut raw = trellis_model::RawBundle(serde_json::Map::new());
     if let Value::Object(map) = bundle() {
@@ -325,7 +394,7 @@ fn main() {
             })
             .collect(),
     );
-    let duckdb_seconds = duckdb_group_by(&data, dir.path());
+    let duckdb_seconds = duckdb_group_by(data, dir);
     println!(
         "\n| group-by over {n} rows, 3 dimensions × 4 measures ({groups} groups) | median s | rows/s |"
     );
@@ -345,71 +414,18 @@ fn main() {
         )),
         n as f64 / engine_seconds
     );
-
-    // 3. The whole path: access, column cache, engine — cold, then warm.
-    let run_once = || {
-        tokio.block_on(async {
-            let start = Instant::now();
-            let output = trellis
-                .run_report(&admin, "bench", "by_month", &ReportRequest::default(), "en")
-                .await
-                .unwrap();
-            assert_eq!(output.records, n);
-            start.elapsed().as_secs_f64()
-        })
-    };
-    let cold = run_once();
-    let warm = median((0..5).map(|_| run_once()).collect());
-    println!("\n| the report end to end (`Runtime::run_report`), {n} records | s |");
-    println!("|---|---|");
-    println!("| Trellis, cold (first run loads the column cache) | {cold:.3} |");
-    println!("| Trellis, warm (median of 5; cache refreshed from the change log) | {warm:.3} |");
-
-    // 4. A dashboard of 8 widgets over the events and the customers, on a fresh runtime (cold cache).
-    let fresh = tokio.block_on(async {
-        Runtime::connect(&url, RuntimeSettings::default())
-            .await
-            .unwrap()
-    });
-    let request = trellis_runtime::reports::DashboardRequest {
-        parameters: [("as_of".to_owned(), json!("2025-12-31"))]
-            .into_iter()
-            .collect(),
-        ..Default::default()
-    };
-    let dashboard = || {
-        tokio.block_on(async {
-            let start = Instant::now();
-            let run = fresh
-                .run_dashboard(&admin, "bench", "overview", &request, "en")
-                .await
-                .unwrap();
-            for widget in &run.widgets {
-                assert!(
-                    widget.result.is_ok(),
-                    "{}: {:?}",
-                    widget.report,
-                    widget.result.as_ref().err()
-                );
-            }
-            start.elapsed().as_secs_f64()
-        })
-    };
-    let dashboard_cold = dashboard();
-    let dashboard_warm: Vec<f64> = (0..7).map(|_| dashboard()).collect();
-    println!(
-        "\n| dashboard: 8 widgets over {n} events and {} customers | s |",
-        n / 10
-    );
-    println!("|---|---|");
-    println!("| Trellis, cold (fresh server) | {dashboard_cold:.3} |");
-    println!("| Trellis, warm p50 of 7 | {:.3} |", median(dashboard_warm));
 }
 
 /// The same group-by in DuckDB (Python), timed inside DuckDB (median of 5 runs), data loaded first.
 fn duckdb_group_by(data: &[Row], dir: &std::path::Path) -> Option<f64> {
     let csv = dir.join("sales.csv");
-    let mut file = std::io::BufWriter::new(std::fs::File::create(&csv).ok()?);
+    let mut file = match std::fs::File::create(&csv) {
+        Ok(file) => std::io::BufWriter::new(file),
+        Err(error) => {
+            eprintln!("duckdb: cannot write {}: {error}", csv.display());
+            return None;
+        }
+    };
     writeln!(file, "region,channel,sold_on,total,qty,customer").ok()?;
     for row in data {
         writeln!(
@@ -450,5 +466,14 @@ print(statistics.median(times))
         eprintln!("duckdb: {}", String::from_utf8_lossy(&output.stderr));
         return None;
     }
-    String::from_utf8_lossy(&output.stdout).trim().parse().ok()
+    let text = String::from_utf8_lossy(&output.stdout);
+    let seconds = text
+        .trim()
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok());
+    if seconds.is_none() {
+        eprintln!("duckdb printed no time: {text}");
+    }
+    seconds
 }
