@@ -372,15 +372,17 @@ fn shape(
         drill.push(row_drill(plans, row, top_keys, input));
     }
 
-    let (columns, rendered, drill, series_from) = match pivot {
+    let (columns, rendered, drill, series_from, drill_cells) = match pivot {
         Some(pivot) => {
             let p = plans
                 .iter()
                 .position(|plan| plan.spec.name() == pivot.as_str())
                 .ok_or_else(|| ReportError::Engine(format!("unknown pivot '{pivot}'")))?;
-            pivot_rows(&columns, &rendered, &rows, &drill, p, plans.len(), input)
+            let (columns, rendered, drill, series_from, cells) =
+                pivot_rows(&columns, &rendered, &rows, &drill, p, plans.len(), input);
+            (columns, rendered, drill, series_from, Some(cells))
         }
-        None => (columns, rendered, drill, plans.len()),
+        None => (columns, rendered, drill, plans.len(), None),
     };
 
     let chart_spec = report.definition.chart.as_ref();
@@ -414,6 +416,7 @@ fn shape(
         rows: rendered,
         chart,
         drill,
+        drill_cells,
         records: input.dataset.len(),
     })
 }
@@ -692,7 +695,13 @@ fn key_json(key: &Key) -> Value {
     }
 }
 
-type Pivoted = (Vec<OutputColumn>, Vec<Vec<Value>>, Vec<Value>, usize);
+type Pivoted = (
+    Vec<OutputColumn>,
+    Vec<Vec<Value>>,
+    Vec<Value>,
+    usize,
+    Vec<Vec<Value>>,
+);
 
 /// Spread dimension `p`'s values into columns: one column per value (× measure when several).
 fn pivot_rows(
@@ -742,6 +751,7 @@ fn pivot_rows(
     let mut groups: HashMap<String, usize> = HashMap::new();
     let mut out_rows: Vec<Vec<Value>> = Vec::new();
     let mut out_drill: Vec<Value> = Vec::new();
+    let mut out_cells: Vec<Vec<Value>> = Vec::new();
     for ((row, cells), row_drill) in rows.iter().zip(rendered).zip(drill) {
         let group_key: Vec<Value> = (0..dimension_count)
             .filter(|&d| d != p)
@@ -753,6 +763,7 @@ fn pivot_rows(
             fresh.resize(out_columns.len(), Value::Null);
             out_rows.push(fresh);
             out_drill.push(without_condition(row_drill, p, input));
+            out_cells.push(vec![Value::Null; out_columns.len()]);
             out_rows.len() - 1
         });
         let pivot_index = pivot_values
@@ -760,11 +771,12 @@ fn pivot_rows(
             .position(|(k, _)| *k == row.keys[p])
             .unwrap_or(0);
         for (offset, &m) in measure_columns.iter().enumerate() {
-            out_rows[at][row_dimensions + pivot_index * measure_columns.len() + offset] =
-                cells[m].clone();
+            let column = row_dimensions + pivot_index * measure_columns.len() + offset;
+            out_rows[at][column] = cells[m].clone();
+            out_cells[at][column] = row_drill.clone();
         }
     }
-    (out_columns, out_rows, out_drill, row_dimensions)
+    (out_columns, out_rows, out_drill, row_dimensions, out_cells)
 }
 
 /// A row's drill filter without the condition of dimension `p` (a pivoted row spans its values).

@@ -187,6 +187,7 @@ pub(crate) fn funnel(
         rows,
         chart,
         drill,
+        drill_cells: None,
         records: input.dataset.len(),
     })
 }
@@ -289,6 +290,15 @@ pub(crate) fn cohort(
     }
     let mut rows = Vec::new();
     let mut drill = Vec::new();
+    let mut drill_cells = Vec::new();
+    let datetime = report.field(date.as_str()).column == ColumnType::DateTime;
+    let day_text = |d: i32| {
+        if datetime {
+            datetime_text(d)
+        } else {
+            date_text(d)
+        }
+    };
     for start in &cohort_starts {
         let size = counts.get(&(*start, 0)).copied().unwrap_or(0);
         let mut row = vec![json!(bucket_label(*start, *bucket)), json!(size)];
@@ -310,9 +320,27 @@ pub(crate) fn cohort(
             .map(|(s, _)| s.clone())
             .collect();
         members.sort();
+        let cohort_condition = in_list(subject.as_str(), &members);
         drill.push(
-            in_list(subject.as_str(), &members).map_or(Value::Null, |c| input.drill(vec![c])),
+            cohort_condition
+                .clone()
+                .map_or(Value::Null, |c| input.drill(vec![c])),
         );
+        // A cell: the cohort's records in that period (its share is their distinct subjects).
+        let mut cells = vec![Value::Null, Value::Null];
+        for offset in 0..=*periods as i32 {
+            let from = bucket_after(*start, *bucket, offset);
+            let to = bucket_after(*start, *bucket, offset + 1);
+            cells.push(match &cohort_condition {
+                Some(condition) if from <= input.as_of => input.drill(vec![
+                    condition.clone(),
+                    json!({"field": date, "op": "gte", "value": day_text(from)}),
+                    json!({"field": date, "op": "lt", "value": day_text(to)}),
+                ]),
+                _ => Value::Null,
+            });
+        }
+        drill_cells.push(cells);
     }
     let kind = report
         .definition
@@ -326,6 +354,7 @@ pub(crate) fn cohort(
         rows,
         chart,
         drill,
+        drill_cells: Some(drill_cells),
         records: data.len(),
     })
 }
@@ -605,6 +634,7 @@ pub(crate) fn rfm(report: &CompiledReport, input: &RunInput) -> Result<ReportOut
         rows,
         chart,
         drill,
+        drill_cells: None,
         records: data.len(),
     })
 }
@@ -743,6 +773,7 @@ pub(crate) fn kpi(report: &CompiledReport, input: &RunInput) -> Result<ReportOut
         rows,
         chart,
         drill,
+        drill_cells: None,
         records: data.len(),
     })
 }

@@ -59,6 +59,10 @@ pub struct ReportOutput {
     /// Per row: the records filter (CONTRACT.md filter tree) selecting exactly the records behind it,
     /// or `null` where no filter can say it.
     pub drill: Vec<Value>,
+    /// For pivots and cohort tables, where each cell of a row covers different records: per row, per
+    /// column, the records filter behind that cell (`null` for label columns).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drill_cells: Option<Vec<Vec<Value>>>,
     /// How many records the report read.
     pub records: usize,
 }
