@@ -467,6 +467,17 @@ async fn pivots_and_top_n_fold_the_rest_into_others(backend: Backend) {
         north.len(),
         fixture().iter().filter(|o| o.region == "north").count()
     );
+    // Each cell's own drill-down returns exactly that cell's records.
+    for (r, row) in rows(&reply).iter().enumerate() {
+        for (c, cell) in row.iter().enumerate().skip(1) {
+            let filter = &reply.body["drill_cells"][r][c];
+            if cell.is_null() {
+                continue;
+            }
+            let records = records_matching(&api, filter).await;
+            assert_eq!(json!(records.len()), *cell, "cell {r},{c}: {filter}");
+        }
+    }
 
     // Top 3 customers by revenue, the rest as "others"; every drill is exact, others included.
     let top = api
@@ -634,6 +645,15 @@ async fn cohort_retention_matches_a_hand_count(backend: Backend) {
                 close(cell, n as f64 / size as f64),
                 "{cohort}+{offset}: {cell} vs {n}/{size}"
             );
+            // The cell's drill-down: the cohort's orders in that month, from n distinct customers.
+            let r = got.iter().position(|x| x[0] == row[0]).unwrap();
+            let filter = &reply.body["drill_cells"][r][2 + offset as usize];
+            let records = records_matching(&api, filter).await;
+            let who: BTreeSet<String> = records
+                .iter()
+                .map(|o| o["data"]["customer"].as_str().unwrap().to_owned())
+                .collect();
+            assert_eq!(who.len(), n, "{cohort}+{offset}: {filter}");
         }
     }
     assert_eq!(reply.body["chart"]["kind"], "heatmap");
