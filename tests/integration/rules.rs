@@ -82,6 +82,7 @@ on_both_backends!(
     batch_runs_and_the_run_log,
     cron_and_birthday_rules_run_once_per_occurrence,
     webhook_actions_are_signed_and_retried,
+    deletes_and_state_changes_trigger_rules_that_create_tasks,
 );
 
 async fn webhook_actions_are_signed_and_retried(backend: Backend) {
@@ -440,4 +441,170 @@ async fn batch_runs_and_the_run_log(backend: Backend) {
         .await;
     assert_eq!(runs.body["items"][0]["trigger"], "manual");
     assert!(runs.body["items"][0]["duration_us"].as_i64().unwrap() > 0);
+}
+
+fn tickets_bundle() -> Value {
+    json!({
+        "trellis.json": {"format_version": 1, "id": "desk", "version": "1.0.0", "name": {"en": "Desk", "zh-CN": "服务台"}},
+        "entities/ticket.schema.json": {
+            "type": "object", "x-trellis": {"format_version": 1},
+            "properties": {
+                "subject": {"type": "string"},
+                "priority": {"type": "string", "enum": ["low", "high"]},
+                "stage": {"type": "string", "enum": ["new", "escalated", "closed"], "default": "new"},
+                "owner": {"type": "string", "x-trellis": {"kind": "user"}},
+                "left_new": {"type": "boolean"}
+            }
+        },
+        "flows/ticket_flow.flow.json": {
+            "format_version": 1, "id": "ticket_flow", "entity": "ticket", "state_field": "stage",
+            "states": [
+                {"id": "new", "initial": true},
+                {"id": "escalated"},
+                {"id": "closed", "terminal": true}
+            ],
+            "transitions": [
+                {"event": "escalate", "from": ["new"], "to": "escalated"},
+                {"event": "close", "from": ["new", "escalated"], "to": "closed"}
+            ]
+        },
+        "rules/escalated.rule.json": {"format_version": 1, "id": "escalated", "entity": "ticket",
+            "trigger": {"state_entered": {"flow": "ticket_flow", "state": "escalated"}},
+            "actions": [{"create_task": {"title": {"en": "Call the customer back", "zh-CN": "回访客户"},
+                "assignee": {"field": "owner"}, "due_in": "1d"}}]},
+        "rules/left_new.rule.json": {"format_version": 1, "id": "left_new", "entity": "ticket",
+            "trigger": {"state_left": {"flow": "ticket_flow", "state": "new"}},
+            "actions": [{"set": {"left_new": true}}]},
+        "rules/gone.rule.json": {"format_version": 1, "id": "gone", "entity": "ticket",
+            "trigger": {"record_deleted": {}}, "condition": "priority == \"high\"",
+            "actions": [{"notify": {"to": {"field": "owner"}, "message": {"en": "A high-priority ticket was deleted", "zh-CN": "高优先级工单已删除"}}}]}
+    })
+}
+
+async fn deletes_and_state_changes_trigger_rules_that_create_tasks(backend: Backend) {
+    let Some(api) = TestApi::start(backend).await else {
+        return;
+    };
+    // A rule that would change a deleted record, or watch a state that does not exist, is refused.
+    let mut broken = tickets_bundle();
+    broken["rules/gone.rule.json"]["actions"] = json!([{"set": {"left_new": false}}]);
+    broken["rules/escalated.rule.json"]["trigger"]["state_entered"]["state"] = json!("lost");
+    broken["rules/escalated.rule.json"]["actions"][0]["create_task"]["due_in"] = json!("P1D");
+    let refused = api.call("POST", "/api/apps", Some(broken)).await;
+    assert_problem(&refused, StatusCode::UNPROCESSABLE_ENTITY);
+    for (file, pointer) in [
+        ("rules/gone.rule.json", "/actions/0/set"),
+        ("rules/escalated.rule.json", "/trigger/state_entered/state"),
+        ("rules/escalated.rule.json", "/actions/0/create_task/due_in"),
+    ] {
+        assert!(
+            refused.body["errors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["file"] == file && e["pointer"] == pointer),
+            "{file} {pointer}: {}",
+            refused.text
+        );
+    }
+    let created = api.call("POST", "/api/apps", Some(tickets_bundle())).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let me = api.call("GET", "/api/auth/me", None).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    const TICKETS: &str = "/api/apps/desk/entities/ticket/records";
+    let mut ids = Vec::new();
+    for priority in ["high", "low"] {
+        let ticket = api
+            .call(
+                "POST",
+                TICKETS,
+                Some(json!({"subject": "Printer", "priority": priority, "owner": me})),
+            )
+            .await;
+        assert_eq!(ticket.status, StatusCode::CREATED, "{}", ticket.text);
+        assert_eq!(
+            ticket.body["data"]["left_new"],
+            Value::Null,
+            "nothing left 'new' yet"
+        );
+        ids.push(ticket.body["id"].as_str().unwrap().to_owned());
+    }
+    let inbox = || async {
+        api.call("GET", "/api/apps/desk/tasks?assignee=me&status=open", None)
+            .await
+            .body["items"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    assert!(inbox().await.is_empty());
+    // Escalating enters `escalated` (a task for the owner) and leaves `new` (a field set).
+    let fired = api
+        .call(
+            "POST",
+            &format!("{TICKETS}/{}/flows/ticket_flow/events", ids[0]),
+            Some(json!({"event": "escalate"})),
+        )
+        .await;
+    assert_eq!(fired.status, StatusCode::OK, "{}", fired.text);
+    let tasks = inbox().await;
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    assert_eq!(tasks[0]["record_id"], ids[0]);
+    assert!(
+        tasks[0]["title"]
+            .to_string()
+            .contains("Call the customer back"),
+        "{}",
+        tasks[0]
+    );
+    assert!(!tasks[0]["due_at"].is_null(), "due in a day: {}", tasks[0]);
+    let ticket = api
+        .call("GET", &format!("{TICKETS}/{}", ids[0]), None)
+        .await;
+    assert_eq!(ticket.body["data"]["left_new"], true, "{}", ticket.text);
+    // Closing leaves `escalated`, which no rule watches: no second task.
+    api.call(
+        "POST",
+        &format!("{TICKETS}/{}/flows/ticket_flow/events", ids[0]),
+        Some(json!({"event": "close"})),
+    )
+    .await;
+    assert_eq!(inbox().await.len(), 1);
+    // The rule's task is completed like any other, without moving a flow.
+    let task_id = tasks[0]["id"].as_str().unwrap();
+    let done = api
+        .call(
+            "POST",
+            &format!("/api/apps/desk/tasks/{task_id}/complete"),
+            Some(json!({"outcome": "called"})),
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.text);
+    assert!(inbox().await.is_empty());
+    // Deleting: the high-priority ticket notifies its owner, the low one does not.
+    let notes = || async {
+        api.call("GET", "/api/notifications", None)
+            .await
+            .text
+            .matches("high-priority ticket was deleted")
+            .count()
+    };
+    assert_eq!(notes().await, 0);
+    for id in &ids {
+        let deleted = api.call("DELETE", &format!("{TICKETS}/{id}"), None).await;
+        assert!(deleted.status.is_success(), "{}", deleted.text);
+    }
+    assert_eq!(notes().await, 1);
+    let runs = api
+        .call("GET", "/api/apps/desk/rules/gone/runs", None)
+        .await;
+    let items = runs.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{}", runs.text);
+    assert!(
+        items.iter().all(|r| r["trigger"] == "record_deleted"),
+        "{}",
+        runs.text
+    );
 }

@@ -56,7 +56,7 @@ struct Consumes {
     task: Option<(String, String, String)>,
 }
 
-fn seconds(text: Option<&str>) -> Option<Duration> {
+pub(crate) fn seconds(text: Option<&str>) -> Option<Duration> {
     text.and_then(parse_duration).map(Duration::seconds)
 }
 
@@ -637,6 +637,23 @@ impl Runtime {
                 "task '{task_id}' is {}",
                 task.status
             )));
+        }
+        if task.flow.is_empty() {
+            // A task a rule created: completing it records the outcome; no flow moves.
+            if !self
+                .store()
+                .complete_task(&task.id, outcome, &actor.user_id)
+                .await?
+            {
+                return Err(RuntimeError::Conflict(format!(
+                    "task '{task_id}' is no longer open"
+                )));
+            }
+            return self
+                .store()
+                .get_task(&task.id)
+                .await?
+                .ok_or_else(|| RuntimeError::NotFound(format!("task '{task_id}'")));
         }
         let (entity, _) = loaded.entity(&task.entity)?;
         let row = self.live_record(&loaded, entity, &task.record_id).await?;

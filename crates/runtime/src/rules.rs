@@ -160,6 +160,11 @@ impl Runtime {
                 .filter(|k| before.as_ref().is_none_or(|b| b.get(*k) != named.get(*k)))
                 .cloned()
                 .collect();
+            // The state a flow's record is in now and was in before this change.
+            let state_of = |flow: &str, record: Option<&Map<String, Value>>| {
+                let field = loaded.flows.get(flow)?.definition.state_field.as_str();
+                record?.get(field)?.as_str().map(str::to_owned)
+            };
             let rules: Vec<&CompiledRule> =
                 in_order(loaded.rules.values(), entity.id.as_str(), |t| match t {
                     Trigger::RecordCreated {} => created,
@@ -167,6 +172,16 @@ impl Runtime {
                         !created
                             && (fields.is_empty()
                                 || fields.iter().any(|f| changed.contains(f.as_str())))
+                    }
+                    Trigger::StateEntered { flow, state } => {
+                        let now = state_of(flow.as_str(), Some(&named));
+                        let was = state_of(flow.as_str(), before.as_ref());
+                        now.as_deref() == Some(state.as_str()) && now != was
+                    }
+                    Trigger::StateLeft { flow, state } => {
+                        let now = state_of(flow.as_str(), Some(&named));
+                        let was = state_of(flow.as_str(), before.as_ref());
+                        !created && was.as_deref() == Some(state.as_str()) && now != was
                     }
                     _ => false,
                 });
@@ -227,7 +242,10 @@ impl Runtime {
             }
             self.log_runs(loaded, trigger, Some(&row.id), &runs).await?;
             if writes.is_empty() {
-                if !side.notifications.is_empty() || !side.outbox.is_empty() {
+                if !side.notifications.is_empty()
+                    || !side.outbox.is_empty()
+                    || !side.tasks.is_empty()
+                {
                     self.store()
                         .start_flow_state(&row.id, Some(actor), &side)
                         .await?;
@@ -299,6 +317,62 @@ impl Runtime {
             .map_err(|error| format!("could not commit: {error}")))
     }
 
+    /// Run `record_deleted` rules for a record just deleted: their condition sees the record as it
+    /// was; their follow-up actions (notifications, tasks, outbox entries) commit together.
+    pub(crate) async fn after_delete(
+        &self,
+        loaded: &LoadedApp,
+        entity: &EntityDefinition,
+        row: &RecordRow,
+        actor: &str,
+    ) -> Result<(), RuntimeError> {
+        let rules: Vec<&CompiledRule> = in_order(loaded.rules.values(), entity.id.as_str(), |t| {
+            matches!(t, Trigger::RecordDeleted {})
+        });
+        if rules.is_empty() {
+            return Ok(());
+        }
+        let named = to_api(entity, &row.data.0);
+        let mut side = TransitionWrites {
+            app: loaded.id.clone(),
+            entity: entity.id.to_string(),
+            ..TransitionWrites::default()
+        };
+        let mut runs = Vec::new();
+        for rule in rules {
+            let started = Instant::now();
+            match evaluate(rule, &named, None) {
+                Ok(evaluation) => {
+                    if evaluation.matched {
+                        for action in &evaluation.actions {
+                            self.side_effect(loaded, entity, &row.id, &named, action, &mut side)
+                                .await?;
+                        }
+                    }
+                    runs.push((started.elapsed().as_micros() as i64, evaluation));
+                }
+                Err(failure) => {
+                    self.log_failure(
+                        loaded,
+                        rule.id(),
+                        "record_deleted",
+                        &row.id,
+                        &failure.to_string(),
+                    )
+                    .await?
+                }
+            }
+        }
+        self.log_runs(loaded, "record_deleted", Some(&row.id), &runs)
+            .await?;
+        if !side.notifications.is_empty() || !side.outbox.is_empty() || !side.tasks.is_empty() {
+            self.store()
+                .start_flow_state(&row.id, Some(actor), &side)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Turn a follow-up action into a notification or an outbox entry of `side`.
     async fn side_effect(
         &self,
@@ -313,6 +387,22 @@ impl Runtime {
             RuleAction::Notify { to, message } => {
                 for user in self.resolve_assignee(&loaded.id, to, record).await? {
                     side.notifications.push((user, json!(message)));
+                }
+            }
+            RuleAction::CreateTask(task) => {
+                let now = chrono::Utc::now();
+                for user in self
+                    .resolve_assignee(&loaded.id, &task.assignee, record)
+                    .await?
+                {
+                    side.tasks.push(trellis_store::flows::NewTask {
+                        kind: "task",
+                        title: json!(task.title),
+                        assignee: user,
+                        outcomes: json!(task.outcomes),
+                        due_at: crate::flows::seconds(task.due_in.as_deref()).map(|d| now + d),
+                        escalate_to: task.escalate_to.as_ref().map(|a| json!(a)),
+                    });
                 }
             }
             RuleAction::Webhook(_) | RuleAction::CreateRecord(_) | RuleAction::FireEvent(_) => {

@@ -137,8 +137,54 @@ fn compile_rule(
                 ),
             );
         }
+        Trigger::StateEntered { flow, state } | Trigger::StateLeft { flow, state } => {
+            let kind = if matches!(definition.trigger, Trigger::StateEntered { .. }) {
+                "state_entered"
+            } else {
+                "state_left"
+            };
+            let shape = bundle
+                .raw()
+                .0
+                .get(&format!("flows/{flow}.flow.json"))
+                .and_then(|v| {
+                    Some((
+                        v.get("entity")?.as_str()?.to_owned(),
+                        v.get("states")?
+                            .as_array()?
+                            .iter()
+                            .filter_map(|s| s.get("id")?.as_str().map(str::to_owned))
+                            .collect::<Vec<_>>(),
+                    ))
+                });
+            match shape {
+                None => problems.error(
+                    file,
+                    format!("/trigger/{kind}/flow"),
+                    "unknown_flow",
+                    format!("'{flow}' is not a flow of this app"),
+                ),
+                Some((flow_entity, _)) if flow_entity != entity.id.as_str() => problems.error(
+                    file,
+                    format!("/trigger/{kind}/flow"),
+                    "flow_entity_mismatch",
+                    format!(
+                        "flow '{flow}' runs on {flow_entity}, this rule on {}",
+                        entity.id
+                    ),
+                ),
+                Some((_, states)) if !states.iter().any(|s| s == state.as_str()) => problems.error(
+                    file,
+                    format!("/trigger/{kind}/state"),
+                    "unknown_state",
+                    format!("'{state}' is not a state of flow '{flow}'"),
+                ),
+                Some(_) => {}
+            }
+        }
         _ => {}
     }
+    let deleted = matches!(definition.trigger, Trigger::RecordDeleted {});
     let source = script.or_else(|| definition.condition.clone());
     let condition = match &source {
         None => None,
@@ -210,6 +256,30 @@ fn compile_rule(
                 );
             }
             RuleAction::Reject(_) | RuleAction::Webhook(_) => {}
+            RuleAction::CreateTask(task) => {
+                if let Some(due) = &task.due_in
+                    && trellis_flow::definition::parse_duration(due).is_none()
+                {
+                    problems.error(
+                        file,
+                        format!("{at}/create_task/due_in"),
+                        "bad_duration",
+                        format!("'{due}' is not a duration such as 30d, 12h, 45m or 10s"),
+                    );
+                }
+                if let trellis_flow::definition::Assignee::Field(field) = &task.assignee
+                    && entity
+                        .field(field.as_str())
+                        .is_none_or(|f| f.kind != FieldKind::User)
+                {
+                    problems.error(
+                        file,
+                        format!("{at}/create_task/assignee"),
+                        "not_a_user_field",
+                        format!("'{field}' is not a user field of {}", entity.id),
+                    );
+                }
+            }
             RuleAction::Notify { to, .. } => {
                 if let trellis_flow::definition::Assignee::Field(field) = to
                     && entity
@@ -251,6 +321,14 @@ fn compile_rule(
                 }
             }
         }
+        if deleted && matches!(action, RuleAction::Set(_)) {
+            problems.error(
+                file,
+                format!("{at}/set"),
+                "set_on_deleted",
+                "a deleted record cannot be changed; use notify, webhook, create_record, create_task or fire_event",
+            );
+        }
         if before_save && !matches!(action, RuleAction::Set(_) | RuleAction::Reject(_)) {
             problems.error(file, at.clone(), "after_save_action", format!("a before_save rule can only set fields or reject; move '{}' to a record_created/record_updated rule", action.name()));
         }
@@ -273,6 +351,8 @@ fn analyse(rules: &BTreeMap<String, CompiledRule>, problems: &mut Problems) {
             Trigger::RecordCreated {} => "record_created",
             Trigger::RecordUpdated { .. } => "record_updated",
             Trigger::RecordDeleted {} => "record_deleted",
+            Trigger::StateEntered { .. } => "state_entered",
+            Trigger::StateLeft { .. } => "state_left",
             Trigger::Manual {} => "manual",
             Trigger::Schedule { .. } => "schedule",
             Trigger::DateReached { .. } => "date_reached",

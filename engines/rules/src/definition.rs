@@ -53,7 +53,19 @@ pub enum Trigger {
         #[serde(default)]
         fields: Vec<Identifier>,
     },
+    /// After a record is deleted (soft delete); the condition sees the record as it was. Follow-up
+    /// actions only (notify, webhook, create a record or task, fire an event).
     RecordDeleted {},
+    /// When a record enters `state` of `flow` (created in it, or moved into it).
+    StateEntered {
+        flow: Identifier,
+        state: Identifier,
+    },
+    /// When a record leaves `state` of `flow`.
+    StateLeft {
+        flow: Identifier,
+        state: Identifier,
+    },
     /// Only from `POST …/rules/{rule}/run` (and batch runs).
     Manual {},
     /// On a cron schedule (`minute hour day month weekday`, UTC), over every matching record.
@@ -97,6 +109,8 @@ pub enum RuleAction {
     CreateRecord(CreateRecordAction),
     /// Fire an event on the flow of a related record.
     FireEvent(FireEventAction),
+    /// A task in someone's inbox (assignee by user field, role, round-robin …), with a due time.
+    CreateTask(trellis_flow::definition::TaskAction),
 }
 
 impl RuleAction {
@@ -109,6 +123,7 @@ impl RuleAction {
             Self::Webhook(_) => "webhook",
             Self::CreateRecord(_) => "create_record",
             Self::FireEvent(_) => "fire_event",
+            Self::CreateTask(_) => "create_task",
         }
     }
 }

@@ -40,7 +40,7 @@ impl Runtime {
     ) -> Result<(), RuntimeError> {
         let loaded = self.loaded_app(app).await?;
         let (entity, _) = loaded.entity(entity_id)?;
-        self.live_record(&loaded, entity, id).await?;
+        let deleted = self.live_record(&loaded, entity, id).await?;
         let references = self.references_to(&loaded, entity, id).await?;
         let blocking: Vec<String> = references
             .iter()
@@ -92,6 +92,8 @@ impl Runtime {
             .set_record_deleted(&loaded.id, &entity.uid, id, true, &[], Some(&actor.user_id))
             .await?
             .ok_or_else(|| RuntimeError::NotFound(format!("record '{id}'")))?;
+        self.after_delete(&loaded, entity, &deleted, &actor.user_id)
+            .await?;
         Ok(())
     }
 
