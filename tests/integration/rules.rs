@@ -446,9 +446,14 @@ async fn batch_runs_and_the_run_log(backend: Backend) {
 fn tickets_bundle() -> Value {
     json!({
         "trellis.json": {"format_version": 1, "id": "desk", "version": "1.0.0", "name": {"en": "Desk", "zh-CN": "服务台"}},
+        "entities/customer.schema.json": {
+            "type": "object", "x-trellis": {"format_version": 1},
+            "properties": {"name": {"type": "string"}, "flagged": {"type": "boolean"}, "last_ticket": {"type": "string"}}
+        },
         "entities/ticket.schema.json": {
             "type": "object", "x-trellis": {"format_version": 1},
             "properties": {
+                "customer": {"type": "string", "x-trellis": {"kind": "relation_one", "relation": {"entity": "customer", "on_delete": "cascade"}}},
                 "subject": {"type": "string"},
                 "priority": {"type": "string", "enum": ["low", "high"]},
                 "stage": {"type": "string", "enum": ["new", "escalated", "closed"], "default": "new"},
@@ -472,6 +477,12 @@ fn tickets_bundle() -> Value {
             "trigger": {"state_entered": {"flow": "ticket_flow", "state": "escalated"}},
             "actions": [{"create_task": {"title": {"en": "Call the customer back", "zh-CN": "回访客户"},
                 "assignee": {"field": "owner"}, "due_in": "1d"}}]},
+        "rules/flag_customer.rule.json": {"format_version": 1, "id": "flag_customer", "entity": "ticket",
+            "trigger": {"state_entered": {"flow": "ticket_flow", "state": "escalated"}},
+            "actions": [{"update_records": {"relation": "customer", "set": {"flagged": true, "last_ticket": "$record.subject"}}}]},
+        "rules/raise_siblings.rule.json": {"format_version": 1, "id": "raise_siblings", "entity": "ticket",
+            "trigger": {"record_deleted": {}}, "condition": "priority == \"high\"",
+            "actions": [{"update_records": {"entity": "ticket", "filter": {"field": "customer", "op": "eq", "value": "$record.customer"}, "set": {"priority": "high"}}}]},
         "rules/left_new.rule.json": {"format_version": 1, "id": "left_new", "entity": "ticket",
             "trigger": {"state_left": {"flow": "ticket_flow", "state": "new"}},
             "actions": [{"set": {"left_new": true}}]},
@@ -490,12 +501,18 @@ async fn deletes_and_state_changes_trigger_rules_that_create_tasks(backend: Back
     broken["rules/gone.rule.json"]["actions"] = json!([{"set": {"left_new": false}}]);
     broken["rules/escalated.rule.json"]["trigger"]["state_entered"]["state"] = json!("lost");
     broken["rules/escalated.rule.json"]["actions"][0]["create_task"]["due_in"] = json!("P1D");
+    broken["rules/flag_customer.rule.json"]["actions"][0]["update_records"]["set"]["nope"] =
+        json!(1);
     let refused = api.call("POST", "/api/apps", Some(broken)).await;
     assert_problem(&refused, StatusCode::UNPROCESSABLE_ENTITY);
     for (file, pointer) in [
         ("rules/gone.rule.json", "/actions/0/set"),
         ("rules/escalated.rule.json", "/trigger/state_entered/state"),
         ("rules/escalated.rule.json", "/actions/0/create_task/due_in"),
+        (
+            "rules/flag_customer.rule.json",
+            "/actions/0/update_records/set/nope",
+        ),
     ] {
         assert!(
             refused.body["errors"]
@@ -514,13 +531,24 @@ async fn deletes_and_state_changes_trigger_rules_that_create_tasks(backend: Back
         .unwrap()
         .to_owned();
     const TICKETS: &str = "/api/apps/desk/entities/ticket/records";
+    let customer = api
+        .call(
+            "POST",
+            "/api/apps/desk/entities/customer/records",
+            Some(json!({"name": "ACME"})),
+        )
+        .await;
+    let customer_id = customer.body["id"].as_str().unwrap().to_owned();
     let mut ids = Vec::new();
     for priority in ["high", "low"] {
         let ticket = api
             .call(
                 "POST",
                 TICKETS,
-                Some(json!({"subject": "Printer", "priority": priority, "owner": me})),
+                Some(
+                    json!({"subject": format!("Printer {priority}"), "priority": priority,
+                    "owner": me, "customer": customer_id}),
+                ),
             )
             .await;
         assert_eq!(ticket.status, StatusCode::CREATED, "{}", ticket.text);
@@ -564,6 +592,27 @@ async fn deletes_and_state_changes_trigger_rules_that_create_tasks(backend: Back
         .call("GET", &format!("{TICKETS}/{}", ids[0]), None)
         .await;
     assert_eq!(ticket.body["data"]["left_new"], true, "{}", ticket.text);
+    // The related customer is changed after commit, from the outbox.
+    api.runtime
+        .run_outbox_once(chrono::Utc::now())
+        .await
+        .unwrap();
+    let acme = api
+        .call(
+            "GET",
+            &format!("/api/apps/desk/entities/customer/records/{customer_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (
+            acme.body["data"]["flagged"].clone(),
+            acme.body["data"]["last_ticket"].clone()
+        ),
+        (json!(true), json!("Printer high")),
+        "{}",
+        acme.text
+    );
     // Closing leaves `escalated`, which no rule watches: no second task.
     api.call(
         "POST",
@@ -592,11 +641,26 @@ async fn deletes_and_state_changes_trigger_rules_that_create_tasks(backend: Back
             .count()
     };
     assert_eq!(notes().await, 0);
-    for id in &ids {
-        let deleted = api.call("DELETE", &format!("{TICKETS}/{id}"), None).await;
-        assert!(deleted.status.is_success(), "{}", deleted.text);
-    }
+    // Deleting the high one raises its customer's other tickets (a filter with $record values).
+    let deleted = api
+        .call("DELETE", &format!("{TICKETS}/{}", ids[0]), None)
+        .await;
+    assert!(deleted.status.is_success(), "{}", deleted.text);
+    api.runtime
+        .run_outbox_once(chrono::Utc::now())
+        .await
+        .unwrap();
+    let sibling = api
+        .call("GET", &format!("{TICKETS}/{}", ids[1]), None)
+        .await;
+    assert_eq!(sibling.body["data"]["priority"], "high", "{}", sibling.text);
     assert_eq!(notes().await, 1);
+    let deleted = api
+        .call("DELETE", &format!("{TICKETS}/{}", ids[1]), None)
+        .await;
+    assert!(deleted.status.is_success(), "{}", deleted.text);
+    // Now high as well, so its owner hears of this deletion too.
+    assert_eq!(notes().await, 2);
     let runs = api
         .call("GET", "/api/apps/desk/rules/gone/runs", None)
         .await;

@@ -73,6 +73,11 @@ impl Runtime {
     async fn deliver(&self, entry: &OutboxRow) -> Result<(), Failure> {
         let payload: Value =
             serde_json::from_str(&entry.payload).map_err(|e| Failure::Permanent(e.to_string()))?;
+        if let Ok(trellis_rules::RuleAction::UpdateRecords(update)) =
+            serde_json::from_value::<trellis_rules::RuleAction>(payload["action"].clone())
+        {
+            return self.update_records(entry, &payload, &update).await;
+        }
         let action: ActionDefinition = serde_json::from_value(payload["action"].clone())
             .map_err(|e| Failure::Permanent(format!("unknown action: {e}")))?;
         let text = |key: &str| payload[key].as_str().unwrap_or_default().to_owned();
@@ -154,6 +159,134 @@ impl Runtime {
             | ActionDefinition::CreateTask(_)
             | ActionDefinition::Notify(_) => Ok(()),
         }
+    }
+
+    /// A rule's `update_records`: change the records of another entity that match its filter, with
+    /// `$record.field` / `$record_id` taken from the record that triggered the rule.
+    async fn update_records(
+        &self,
+        entry: &OutboxRow,
+        payload: &Value,
+        update: &trellis_rules::UpdateRecordsAction,
+    ) -> Result<(), Failure> {
+        let permanent = |e: RuntimeError| Failure::Permanent(e.to_string());
+        let text = |key: &str| payload[key].as_str().unwrap_or_default().to_owned();
+        let (entity_id, record_id) = (text("entity"), text("record_id"));
+        let loaded = self.loaded_app(&entry.app_id).await.map_err(permanent)?;
+        let (entity, _) = loaded.entity(&entity_id).map_err(permanent)?;
+        let row = self
+            .store()
+            .get_record(&loaded.id, &entity.uid, &record_id)
+            .await
+            .map_err(|e| Failure::Retry(e.to_string()))?
+            .ok_or_else(|| Failure::Permanent(format!("record '{record_id}' is gone")))?;
+        let record = to_api(entity, &row.data.0);
+        let lookup = |name: &str| -> Option<Value> {
+            if name == "$record_id" {
+                return Some(Value::String(record_id.clone()));
+            }
+            name.strip_prefix("$record.")
+                .map(|field| record.get(field).cloned().unwrap_or(Value::Null))
+        };
+        // The records to change: those a relation points at, or those a filter selects.
+        let (target, ids): (&trellis_model::EntityDefinition, Vec<String>) =
+            match (&update.relation, &update.entity, &update.filter) {
+                (Some(relation), _, _) => {
+                    let target_id = entity
+                        .field(relation.as_str())
+                        .and_then(|f| f.annotations.relation.as_ref())
+                        .map(|r| r.entity.to_string())
+                        .ok_or_else(|| {
+                            Failure::Permanent(format!("'{relation}' is not a relation"))
+                        })?;
+                    let (target, _) = loaded.entity(&target_id).map_err(permanent)?;
+                    let ids = match record.get(relation.as_str()) {
+                        Some(Value::String(id)) => vec![id.clone()],
+                        Some(Value::Array(ids)) => ids
+                            .iter()
+                            .filter_map(|v| v.as_str().map(str::to_owned))
+                            .collect(),
+                        _ => Vec::new(),
+                    };
+                    (target, ids)
+                }
+                (None, Some(target_id), Some(raw)) => {
+                    let (target, _) = loaded.entity(target_id.as_str()).map_err(permanent)?;
+                    let filter = trellis_form::check_filter(
+                        &loaded.bundle.entities,
+                        target,
+                        raw,
+                        "",
+                        &lookup,
+                    )
+                    .map_err(|issues| {
+                        Failure::Permanent(format!(
+                            "the update_records filter does not fit {}: {}",
+                            target.id,
+                            issues
+                                .iter()
+                                .map(|i| format!("{} {}", i.pointer, i.message))
+                                .collect::<Vec<_>>()
+                                .join("; ")
+                        ))
+                    })?;
+                    let rows = self
+                        .store()
+                        .list_records(
+                            &loaded.id,
+                            &target.uid,
+                            &trellis_store::ListQuery {
+                                filter: &filter,
+                                search: None,
+                                sort: &[],
+                                cursor: None,
+                                limit: trellis_rules::UPDATE_RECORDS_LIMIT as i64 + 1,
+                                include_deleted: false,
+                            },
+                        )
+                        .await
+                        .map_err(|e| Failure::Retry(e.to_string()))?;
+                    (target, rows.into_iter().map(|r| r.id).collect())
+                }
+                _ => {
+                    return Err(Failure::Permanent(
+                        "update_records names no records to change".into(),
+                    ));
+                }
+            };
+        if ids.len() > trellis_rules::UPDATE_RECORDS_LIMIT {
+            return Err(Failure::Permanent(format!(
+                "the action would change more than {} records of {}; narrow its filter",
+                trellis_rules::UPDATE_RECORDS_LIMIT,
+                target.id
+            )));
+        }
+        let patch: Map<String, Value> = update
+            .set
+            .iter()
+            .map(|(name, value)| {
+                let value = value
+                    .as_str()
+                    .and_then(|v| v.starts_with('$').then(|| lookup(v)).flatten())
+                    .unwrap_or_else(|| value.clone());
+                (name.clone(), value)
+            })
+            .collect();
+        let system = Principal::system("system", "system");
+        for id in ids {
+            self.update_record(
+                &system,
+                &loaded.id,
+                target.id.as_str(),
+                &id,
+                &Value::Object(patch.clone()),
+                None,
+                Locale::En,
+            )
+            .await
+            .map_err(permanent)?;
+        }
+        Ok(())
     }
 
     /// POST `body` to `url`, signed with the webhook secret.

@@ -405,7 +405,10 @@ impl Runtime {
                     });
                 }
             }
-            RuleAction::Webhook(_) | RuleAction::CreateRecord(_) | RuleAction::FireEvent(_) => {
+            RuleAction::Webhook(_)
+            | RuleAction::CreateRecord(_)
+            | RuleAction::FireEvent(_)
+            | RuleAction::UpdateRecords(_) => {
                 side.outbox.push((
                     action.name().to_owned(),
                     json!({"action": action, "entity": entity.id, "record_id": record_id, "flow": Value::Null, "event": Value::Null}),

@@ -256,6 +256,78 @@ fn compile_rule(
                 );
             }
             RuleAction::Reject(_) | RuleAction::Webhook(_) => {}
+            RuleAction::UpdateRecords(update) => {
+                let target_id = match (&update.relation, &update.entity, &update.filter) {
+                    (Some(relation), None, None) => {
+                        let target = entity
+                            .field(relation.as_str())
+                            .and_then(|f| f.annotations.relation.as_ref())
+                            .map(|r| r.entity.clone());
+                        if target.is_none() {
+                            problems.error(
+                                file,
+                                format!("{at}/update_records/relation"),
+                                "not_a_relation",
+                                format!("'{relation}' is not a relation field of {}", entity.id),
+                            );
+                        }
+                        target
+                    }
+                    (None, Some(target), Some(filter)) => {
+                        if !filter.is_object() {
+                            problems.error(
+                                file,
+                                format!("{at}/update_records/filter"),
+                                "invalid_filter",
+                                "a filter tree selecting the records to change",
+                            );
+                        }
+                        Some(target.clone())
+                    }
+                    _ => {
+                        problems.error(
+                            file,
+                            format!("{at}/update_records"),
+                            "bad_target",
+                            "say which records to change: a `relation` of this record, or an `entity` with a `filter`",
+                        );
+                        None
+                    }
+                };
+                match target_id.as_ref().map(|id| (id, bundle.entities.get(id))) {
+                    Some((id, None)) => problems.error(
+                        file,
+                        format!("{at}/update_records/entity"),
+                        "unknown_entity",
+                        format!("'{id}' is not an entity of this app"),
+                    ),
+                    Some((_, Some(target))) => {
+                        for name in update.set.keys() {
+                            match target.field(name) {
+                                None => problems.error(
+                                    file,
+                                    format!("{at}/update_records/set/{name}"),
+                                    "unknown_field",
+                                    format!("'{name}' is not a field of {}", target.id),
+                                ),
+                                Some(field)
+                                    if field.kind.is_system_managed()
+                                        || field.annotations.computed.is_some() =>
+                                {
+                                    problems.error(
+                                        file,
+                                        format!("{at}/update_records/set/{name}"),
+                                        "read_only_field",
+                                        format!("'{name}' is filled by Trellis and cannot be set by a rule"),
+                                    )
+                                }
+                                Some(_) => {}
+                            }
+                        }
+                    }
+                    None => {}
+                }
+            }
             RuleAction::CreateTask(task) => {
                 if let Some(due) = &task.due_in
                     && trellis_flow::definition::parse_duration(due).is_none()

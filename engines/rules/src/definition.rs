@@ -111,7 +111,28 @@ pub enum RuleAction {
     FireEvent(FireEventAction),
     /// A task in someone's inbox (assignee by user field, role, round-robin …), with a due time.
     CreateTask(trellis_flow::definition::TaskAction),
+    /// Change other records (after commit, from the outbox): the record(s) a `relation` of this
+    /// record points at, or those of `entity` matching `filter`, get the `set` values.
+    /// `"$record.field"` and `"$record_id"` in the filter and the values refer to this record.
+    UpdateRecords(UpdateRecordsAction),
 }
+
+/// See [`RuleAction::UpdateRecords`]: give `relation`, or `entity` and `filter`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateRecordsAction {
+    #[serde(default)]
+    pub relation: Option<Identifier>,
+    #[serde(default)]
+    pub entity: Option<Identifier>,
+    #[serde(default)]
+    #[schemars(with = "Option<trellis_model::Filter>")]
+    pub filter: Option<Value>,
+    pub set: Map<String, Value>,
+}
+
+/// Most records one `update_records` action may change (more is refused, not truncated).
+pub const UPDATE_RECORDS_LIMIT: usize = 1000;
 
 impl RuleAction {
     /// Whether the action only makes sense before the save (it changes or refuses the change).
@@ -124,6 +145,7 @@ impl RuleAction {
             Self::CreateRecord(_) => "create_record",
             Self::FireEvent(_) => "fire_event",
             Self::CreateTask(_) => "create_task",
+            Self::UpdateRecords(_) => "update_records",
         }
     }
 }

@@ -14,7 +14,10 @@ pub mod definition;
 pub mod evaluate;
 
 pub use compile::{CompiledRule, check_rules};
-pub use definition::{RuleAction, RuleDefinition, SaveKind, Trigger, schema};
+pub use definition::{
+    RuleAction, RuleDefinition, SaveKind, Trigger, UPDATE_RECORDS_LIMIT, UpdateRecordsAction,
+    schema,
+};
 pub use evaluate::{Evaluation, RuleFailure, TraceStep, evaluate};
 
 /// How deep rules may trigger rules (a rule's writes firing `record_updated` rules) before the run
