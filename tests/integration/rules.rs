@@ -83,6 +83,7 @@ on_both_backends!(
     cron_and_birthday_rules_run_once_per_occurrence,
     webhook_actions_are_signed_and_retried,
     deletes_and_state_changes_trigger_rules_that_create_tasks,
+    signed_inbound_webhooks_create_records,
 );
 
 async fn webhook_actions_are_signed_and_retried(backend: Backend) {
@@ -671,4 +672,135 @@ async fn deletes_and_state_changes_trigger_rules_that_create_tasks(backend: Back
         "{}",
         runs.text
     );
+}
+
+/// A website form posting leads: the body signed with the server's secret, the rule's condition
+/// deciding, its `set`s applied, the record validated and created, and `record_created` rules after.
+async fn signed_inbound_webhooks_create_records(backend: Backend) {
+    use hmac::{KeyInit, Mac};
+    use tower::ServiceExt;
+    let Some(api) = TestApi::start(backend).await else {
+        return;
+    };
+    let mut bundle = leads_bundle();
+    bundle["rules/web_form.rule.json"] = json!({"format_version": 1, "id": "web_form", "entity": "lead",
+        "trigger": {"webhook": {}}, "condition": "email != () && email != \"\"",
+        "actions": [{"set": {"notes": "from the website", "score": 5}}]});
+    bundle["rules/welcome.rule.json"] = json!({"format_version": 1, "id": "welcome", "entity": "lead",
+        "trigger": {"record_created": {}}, "condition": "notes == \"from the website\"",
+        "actions": [{"set": {"grade": 1}}]});
+    let created = api.call("POST", "/api/apps", Some(bundle)).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let signed = trellis_runtime::Runtime::new(
+        api.runtime.store().clone(),
+        trellis_runtime::RuntimeSettings {
+            webhook_secret: Some("form-secret".into()),
+            ..Default::default()
+        },
+    );
+    let router = trellis_server::router(signed, &trellis_server::ServerSettings::default());
+    let post = |body: String, signature: Option<String>| {
+        let router = router.clone();
+        async move {
+            let mut request = axum::http::Request::builder()
+                .method("POST")
+                .uri("/api/apps/leads/rules/web_form/webhook")
+                .header("content-type", "application/json")
+                .header("accept-language", "zh-CN");
+            if let Some(signature) = signature {
+                request = request.header("x-trellis-signature", signature);
+            }
+            let response = router
+                .oneshot(request.body(axum::body::Body::from(body)).unwrap())
+                .await
+                .unwrap();
+            let status = response.status();
+            let bytes = http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            (
+                status,
+                serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null),
+            )
+        }
+    };
+    let sign = |body: &str| {
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"form-secret").unwrap();
+        mac.update(body.as_bytes());
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    };
+    let body = json!({"name": "Web Visitor", "email": "visitor@example.com"}).to_string();
+    // Unsigned and wrongly signed requests change nothing.
+    let (status, _) = post(body.clone(), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = post(body.clone(), Some(sign("something else"))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let count = || async {
+        api.call("GET", &format!("{LEADS}?count=true"), None)
+            .await
+            .body["items"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert_eq!(count().await, 0);
+    // Signed: created with the rule's sets, then the record_created rule ran.
+    let (status, reply) = post(body.clone(), Some(sign(&body))).await;
+    assert_eq!(status, StatusCode::CREATED, "{reply}");
+    assert_eq!(reply["created"], true);
+    let id = reply["record"]["id"].as_str().unwrap();
+    let lead = api.call("GET", &format!("{LEADS}/{id}"), None).await;
+    assert_eq!(
+        (
+            lead.body["data"]["notes"].clone(),
+            lead.body["data"]["score"].clone(),
+            lead.body["data"]["grade"].clone()
+        ),
+        (json!("from the website"), json!(5), json!(1)),
+        "{}",
+        lead.text
+    );
+    // The condition does not hold: nothing is created (and the run is logged).
+    let no_email = json!({"name": "Anonymous"}).to_string();
+    let (status, reply) = post(no_email.clone(), Some(sign(&no_email))).await;
+    assert_eq!(
+        (status, reply["created"].clone()),
+        (StatusCode::OK, json!(false))
+    );
+    // Invalid data is refused by the form engine's validation (before-save rules included), in
+    // the caller's language.
+    let invalid = json!({"name": "Bad", "email": "b@example.com", "touched": "lots"}).to_string();
+    let (status, reply) = post(invalid.clone(), Some(sign(&invalid))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{reply}");
+    assert_eq!(count().await, 1);
+    let runs = api
+        .call("GET", "/api/apps/leads/rules/web_form/runs", None)
+        .await;
+    assert_eq!(
+        runs.body["items"].as_array().unwrap().len(),
+        3,
+        "{}",
+        runs.text
+    );
+    // Only webhook rules have a webhook.
+    let (status, _) = {
+        let body = "{}".to_owned();
+        let signature = sign(&body);
+        let router = router.clone();
+        let response = router
+            .oneshot(
+                axum::http::Request::builder()
+                    .method("POST")
+                    .uri("/api/apps/leads/rules/tidy/webhook")
+                    .header("content-type", "application/json")
+                    .header("x-trellis-signature", signature)
+                    .body(axum::body::Body::from(body))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        (response.status(), ())
+    };
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }

@@ -205,7 +205,10 @@ fn compile_rule(
         },
     };
     let mut expressions = BTreeMap::new();
-    let before_save = matches!(definition.trigger, Trigger::BeforeSave { .. });
+    let before_save = matches!(
+        definition.trigger,
+        Trigger::BeforeSave { .. } | Trigger::Webhook {}
+    );
     for (i, action) in definition.actions.iter().enumerate() {
         let at = format!("/actions/{i}");
         match action {
@@ -402,7 +405,7 @@ fn compile_rule(
             );
         }
         if before_save && !matches!(action, RuleAction::Set(_) | RuleAction::Reject(_)) {
-            problems.error(file, at.clone(), "after_save_action", format!("a before_save rule can only set fields or reject; move '{}' to a record_created/record_updated rule", action.name()));
+            problems.error(file, at.clone(), "after_save_action", format!("a before_save or webhook rule can only set fields or reject; move '{}' to a record_created/record_updated rule", action.name()));
         }
     }
     CompiledRule {
@@ -426,6 +429,7 @@ fn analyse(rules: &BTreeMap<String, CompiledRule>, problems: &mut Problems) {
             Trigger::StateEntered { .. } => "state_entered",
             Trigger::StateLeft { .. } => "state_left",
             Trigger::Manual {} => "manual",
+            Trigger::Webhook {} => "webhook",
             Trigger::Schedule { .. } => "schedule",
             Trigger::DateReached { .. } => "date_reached",
         };

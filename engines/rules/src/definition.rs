@@ -68,6 +68,11 @@ pub enum Trigger {
     },
     /// Only from `POST …/rules/{rule}/run` (and batch runs).
     Manual {},
+    /// Inbound: a POST to `/api/apps/{app}/rules/{rule}/webhook` signed with the webhook secret
+    /// (`x-trellis-signature: sha256=<hex HMAC of the body>`), its JSON body the new record's fields
+    /// (e.g. a website form). When the condition holds, the rule's `set`s apply and the record is
+    /// created — validated like any other, then `record_created` rules follow.
+    Webhook {},
     /// On a cron schedule (`minute hour day month weekday`, UTC), over every matching record.
     Schedule {
         cron: String,

@@ -1,7 +1,9 @@
 //! Rules over HTTP: dry runs with a trace, batch runs, and the run log.
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -62,4 +64,42 @@ pub async fn rule_runs(
 ) -> Result<Json<Value>, ApiError> {
     let runs = state.runtime.rule_runs(&principal, &app, &rule).await?;
     Ok(Json(serde_json::json!({"items": runs})))
+}
+
+/// Inbound webhook of a rule with the `webhook` trigger (e.g. a website form). No bearer token: the
+/// body must be signed with the server's webhook secret, `x-trellis-signature: sha256=<hex HMAC-SHA256
+/// of the body>`. When the rule's condition holds, its `set`s apply and the record is created → 201
+/// `{"created": true, "record"}`; otherwise 200 `{"created": false}`.
+#[utoipa::path(post, path = "/api/apps/{app}/rules/{rule}/webhook", tag = "rules",
+    params(("app" = String, Path), ("rule" = String, Path)),
+    request_body(content = Object, description = "the new record's fields", content_type = "application/json"),
+    security(()),
+    responses((status = 201, body = Object), (status = 200, body = Object),
+              (status = 403, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn inbound_webhook(
+    State(state): State<AppState>,
+    Path((app, rule)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let signature = headers
+        .get("x-trellis-signature")
+        .and_then(|v| v.to_str().ok());
+    let locale = trellis_form::Locale::from_accept_language(
+        headers
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let created = state
+        .runtime
+        .inbound_webhook(&app, &rule, &body, signature, locale)
+        .await?;
+    Ok(match created {
+        Some(record) => (
+            StatusCode::CREATED,
+            Json(serde_json::json!({"created": true, "record": record})),
+        ),
+        None => (StatusCode::OK, Json(serde_json::json!({"created": false}))),
+    })
 }
