@@ -252,6 +252,39 @@ async fn before_save_rules_reject_and_normalize(backend: Backend) {
         imported.body["rejected"][0]["errors"][0]["code"],
         "rule_rejected"
     );
+    // The import is in each before-save rule's run log once, with its counts (not once per row).
+    let runs = api
+        .call("GET", "/api/apps/leads/rules/require_email/runs", None)
+        .await;
+    let import_runs: Vec<&Value> = runs.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["trigger"] == "import")
+        .collect();
+    assert_eq!(import_runs.len(), 1, "{}", runs.text);
+    let outcome: Value = serde_json::from_str(import_runs[0]["outcome"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (
+            outcome["rows"].clone(),
+            outcome["rejected"].clone(),
+            outcome["inserted"].clone()
+        ),
+        (json!(2), json!(1), json!(1)),
+        "{outcome}"
+    );
+    let tidy = api
+        .call("GET", "/api/apps/leads/rules/tidy/runs", None)
+        .await;
+    assert!(
+        tidy.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["trigger"] == "import"),
+        "{}",
+        tidy.text
+    );
 }
 
 async fn updates_cascade_through_rules_with_field_filters(backend: Backend) {

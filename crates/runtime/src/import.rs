@@ -339,7 +339,12 @@ struct ImportJob {
     input: bytes::Bytes,
     /// The importing user's access to each field: only editable fields may be given.
     field_access: std::collections::BTreeMap<String, trellis_model::FieldAccess>,
+    /// Before-save rule activity over all rows, logged as one run per rule at the end.
+    rule_stats: RuleStats,
 }
+
+/// Per rule: (rows evaluated, rows matched, rows rejected, microseconds).
+type RuleStats = std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, [i64; 4]>>>;
 
 impl ImportJob {
     /// Parse and validate every row, sending chunk after chunk; stops when the receiver is gone.
@@ -410,14 +415,45 @@ impl ImportJob {
                     )
                     .and_then(|mut named| {
                         // Before-save rules apply to imported rows as to API creates.
-                        let runs = Runtime::before_save(
+                        let outcome = Runtime::before_save(
                             &self.loaded,
                             entity,
                             &mut named,
                             None,
                             true,
                             self.locale,
-                        )?;
+                        );
+                        if let Ok(mut stats) = self.rule_stats.lock() {
+                            match &outcome {
+                                Ok(runs) => {
+                                    for (micros, evaluation) in runs {
+                                        let entry =
+                                            stats.entry(evaluation.rule.clone()).or_default();
+                                        entry[0] += 1;
+                                        entry[1] += i64::from(evaluation.matched);
+                                        entry[3] += micros;
+                                    }
+                                }
+                                Err(issues) => {
+                                    for issue in issues.iter().filter(|i| i.code == "rule_rejected")
+                                    {
+                                        // The message ends with "(rule '<id>')".
+                                        if let Some(rule) = issue
+                                            .message
+                                            .rsplit("(rule '")
+                                            .next()
+                                            .and_then(|r| r.strip_suffix("')"))
+                                        {
+                                            let entry = stats.entry(rule.to_owned()).or_default();
+                                            entry[0] += 1;
+                                            entry[1] += 1;
+                                            entry[2] += 1;
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        let runs = outcome?;
                         let written: Vec<String> = runs
                             .iter()
                             .flat_map(|(_, e)| e.writes.keys().cloned())
@@ -493,6 +529,7 @@ impl Runtime {
             ImportFormat::Xlsx => 0,
         };
         let (sender, mut chunks) = tokio::sync::mpsc::channel(CHUNKS_AHEAD);
+        let rule_stats = RuleStats::default();
         let job = ImportJob {
             runtime: self.clone(),
             loaded: loaded.clone(),
@@ -502,6 +539,7 @@ impl Runtime {
             format,
             input,
             field_access: checked.access.fields.clone(),
+            rule_stats: rule_stats.clone(),
         };
         let validating = tokio::task::spawn_blocking(move || job.run(sender));
         let mut rejected = Vec::new();
@@ -578,6 +616,23 @@ impl Runtime {
                 self.start_flows(&loaded, entity, &row, Some(&actor.user_id))
                     .await?;
             }
+        }
+        // One run-log entry per before-save rule for the whole import (not one per row).
+        let stats = rule_stats.lock().map(|s| s.clone()).unwrap_or_default();
+        for (rule, [rows, matched, refused, micros]) in stats {
+            self.store()
+                .log_rule_run(
+                    &loaded.id,
+                    &rule,
+                    loaded.version,
+                    "import",
+                    None,
+                    matched > 0,
+                    &serde_json::json!({"import": true, "rows": rows, "matched": matched, "rejected": refused, "inserted": inserted}),
+                    None,
+                    micros,
+                )
+                .await?;
         }
         rejected.sort_by_key(|r| r.row);
         tracing::info!(
