@@ -346,6 +346,41 @@ fn serve_demo_installs_clm_once() {
             "sales_rep"
         ]
     );
+    // …and its reports and overview dashboard, which run on the demo's records.
+    for name in ["王芳", "Li Lei"] {
+        let body = serde_json::json!({"name": name, "lifecycle_stage": "growth"});
+        let created = request(
+            &second.addr,
+            "POST",
+            "/api/apps/clm/entities/customer/records",
+            Some(&token),
+            Some(&body),
+        );
+        assert_eq!(created.status, 201, "{}", created.body);
+    }
+    let dashboard = request(
+        &second.addr,
+        "POST",
+        "/api/apps/clm/dashboards/overview/run",
+        Some(&token),
+        Some(&serde_json::json!({"filters": {"stage": "growth"}})),
+    )
+    .json();
+    let widgets = dashboard["widgets"].as_array().unwrap();
+    assert_eq!(widgets.len(), 4, "{dashboard}");
+    for widget in widgets {
+        assert!(widget["error"].is_null(), "{widget}");
+    }
+    let by_stage = &widgets[1]["result"];
+    assert_eq!(
+        by_stage["rows"],
+        serde_json::json!([["growth", 2, 1.0]]),
+        "{by_stage}"
+    );
+    assert_eq!(
+        widgets[0]["result"]["rows"][0][1], 2,
+        "both were created this month"
+    );
 }
 
 #[test]

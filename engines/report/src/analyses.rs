@@ -691,7 +691,16 @@ pub(crate) fn kpi(report: &CompiledReport, input: &RunInput) -> Result<ReportOut
     }
     let zero_if_counting = |p: i32| values.get(&p).copied().or(counting.then_some(0.0));
     let (now, before) = (zero_if_counting(current), zero_if_counting(previous));
-    let number = |v: Option<f64>| v.map_or(Value::Null, output::round);
+    // Counts stay whole numbers.
+    let number = |v: Option<f64>| match v {
+        Some(v) if counting => json!(v.round() as i64),
+        other => other.map_or(Value::Null, output::round),
+    };
+    let value_type = if counting {
+        OutputType::Integer
+    } else {
+        OutputType::Number
+    };
     let change = match (now, before) {
         (Some(a), Some(b)) => Some(a - b),
         _ => None,
@@ -707,7 +716,7 @@ pub(crate) fn kpi(report: &CompiledReport, input: &RunInput) -> Result<ReportOut
             OutputType::Period,
             if zh(input) { "本期" } else { "Period" },
         ),
-        OutputColumn::new(measure.id.as_str(), OutputType::Number, label),
+        OutputColumn::new(measure.id.as_str(), value_type, label),
         OutputColumn::new(
             "previous_period",
             OutputType::Period,
@@ -719,12 +728,12 @@ pub(crate) fn kpi(report: &CompiledReport, input: &RunInput) -> Result<ReportOut
         ),
         OutputColumn::new(
             "previous",
-            OutputType::Number,
+            value_type,
             if zh(input) { "上期值" } else { "Previous" },
         ),
         OutputColumn::new(
             "change",
-            OutputType::Number,
+            value_type,
             if zh(input) { "变化" } else { "Change" },
         ),
         OutputColumn::new(

@@ -1,0 +1,6 @@
+//! Rebuild the binary when the bundled template gallery changes: `demo.rs` embeds it with
+//! `include_dir!`, which cannot tell cargo about files added later.
+
+fn main() {
+    println!("cargo:rerun-if-changed=../../templates-gallery");
+}
