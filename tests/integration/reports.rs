@@ -590,6 +590,24 @@ async fn funnel_counts_every_record_that_reached_a_stage(backend: Backend) {
     assert!(close(&rows(&reply)[1][conversion], 0.5));
     assert!(close(&rows(&reply)[3][column(&reply, "overall")], 0.1));
     assert_eq!(reply.body["chart"]["kind"], "funnel");
+    // Each stage drills down to the leads that reached it (by id: reaching is history, not a field).
+    for (index, (stage, count)) in got.iter().enumerate() {
+        let filter = &reply.body["drill"][index];
+        let encoded = crate::records::urlencode(&filter.to_string());
+        let leads = api
+            .call(
+                "GET",
+                &format!("/api/apps/shop/entities/lead/records?limit=1000&filter={encoded}"),
+                None,
+            )
+            .await;
+        assert_eq!(leads.status, StatusCode::OK, "{}", leads.text);
+        assert_eq!(
+            leads.body["items"].as_array().unwrap().len() as i64,
+            *count,
+            "{stage}: {filter}"
+        );
+    }
     assert_eq!(reply.body["columns"][0]["labels"]["won"], "Won");
 }
 
@@ -1214,6 +1232,8 @@ async fn cached_columns_follow_every_change_and_filter_like_sql(backend: Backend
         json!({"or": [{"field": "channel", "op": "eq", "value": "kiosk"}, {"and": [
             {"field": "region", "op": "eq", "value": "south"}, {"field": "cost", "op": "lte", "value": 250}]}]}),
         json!({"field": "customer", "op": "eq", "value": customers[3]}),
+        json!({"field": "id", "op": "in", "value": [id.clone(), "no-such-id"]}),
+        json!({"not": {"field": "id", "op": "eq", "value": id.clone()}}),
     ];
     for filter in filters {
         let records = records_matching(&api, &filter).await;

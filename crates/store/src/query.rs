@@ -151,6 +151,7 @@ fn filter_expression(
             format!("(NOT {})", filter_expression(sql, dialect, app_id, inner))
         }
         CheckedFilter::Leaf(leaf) => match &leaf.path {
+            FieldPath::RecordId => record_id_expression(sql, leaf),
             FieldPath::Own { uid } => format!(
                 "COALESCE({}, FALSE)",
                 leaf_expression(sql, dialect, "r", uid, leaf)
@@ -184,6 +185,52 @@ fn filter_expression(
                 )
             }
         },
+    }
+}
+
+/// A condition on the record's id column (`r.id`), compared as text.
+fn record_id_expression(sql: &mut Sql, leaf: &FilterLeaf) -> String {
+    let text = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+    match leaf.op {
+        FilterOp::IsEmpty => if leaf.empty { "(1 = 0)" } else { "(1 = 1)" }.into(),
+        FilterOp::In => {
+            if leaf.values.is_empty() {
+                return "(1 = 0)".into();
+            }
+            let values: Vec<String> = leaf
+                .values
+                .iter()
+                .map(|v| sql.arg(Arg::Text(text(v))))
+                .collect();
+            format!("(r.id IN ({}))", values.join(", "))
+        }
+        FilterOp::Between => {
+            let low = sql.arg(Arg::Text(text(&leaf.values[0])));
+            let high = sql.arg(Arg::Text(text(&leaf.values[1])));
+            format!("(r.id >= {low} AND r.id <= {high})")
+        }
+        FilterOp::Contains | FilterOp::StartsWith => {
+            let needle = escape_like(&text(&leaf.values[0]));
+            let pattern = if leaf.op == FilterOp::Contains {
+                format!("%{needle}%")
+            } else {
+                format!("{needle}%")
+            };
+            let pattern = sql.arg(Arg::Text(pattern));
+            format!("(r.id LIKE {pattern} ESCAPE '\\')")
+        }
+        op => {
+            let operator = match op {
+                FilterOp::Eq => "=",
+                FilterOp::Ne => "<>",
+                FilterOp::Lt => "<",
+                FilterOp::Lte => "<=",
+                FilterOp::Gt => ">",
+                _ => ">=",
+            };
+            let value = sql.arg(Arg::Text(text(&leaf.values[0])));
+            format!("(r.id {operator} {value})")
+        }
     }
 }
 

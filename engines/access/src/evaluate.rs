@@ -21,6 +21,8 @@ pub fn matches(
         CheckedFilter::Not(inner) => !matches(inner, data, related),
         CheckedFilter::Leaf(leaf) => match &leaf.path {
             FieldPath::Own { uid } => leaf_matches(leaf, data.get(uid).unwrap_or(&Value::Null)),
+            // A stored document does not carry its id; rows chosen by id are never writable rows.
+            FieldPath::RecordId => false,
             FieldPath::Related {
                 relation_uid,
                 field_uid,

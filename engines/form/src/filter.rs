@@ -222,6 +222,9 @@ fn resolve_field(
     entity: &EntityDefinition,
     name: &str,
 ) -> Result<(FieldPath, FieldKind), String> {
+    if name == "id" && entity.field("id").is_none() {
+        return Ok((FieldPath::RecordId, FieldKind::Text));
+    }
     match name.split_once('.') {
         None => {
             let field = entity

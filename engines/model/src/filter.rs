@@ -73,6 +73,9 @@ pub enum FieldPath {
         target_entity_uid: String,
         field_uid: String,
     },
+    /// The record's own id (`"field": "id"`, when the entity has no field named `id`): drill-down
+    /// lists and "these records".
+    RecordId,
 }
 
 /// A leaf whose field exists, whose operator fits the field's kind, and whose values are normalized

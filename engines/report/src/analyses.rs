@@ -174,8 +174,27 @@ pub(crate) fn funnel(
             ]
         })
         .collect();
-    // "Ever reached" depends on history, which no records filter expresses.
-    let drill = vec![Value::Null; rows.len()];
+    // "Ever reached" is history, not a field: the drill-down names the records (up to 1,000).
+    let mut furthest_of: HashMap<&str, i32> = HashMap::new();
+    for (record, state) in &input.visits {
+        if let Some(&stage) = stage_of.get(state.as_str())
+            && in_dataset.contains(record.as_str())
+        {
+            let entry = furthest_of.entry(record.as_str()).or_insert(stage);
+            *entry = (*entry).max(stage);
+        }
+    }
+    let drill = (0..plan.stages.len() as i32)
+        .map(|stage| {
+            let mut ids: Vec<String> = furthest_of
+                .iter()
+                .filter(|(_, furthest)| **furthest >= stage)
+                .map(|(id, _)| (*id).to_owned())
+                .collect();
+            ids.sort();
+            in_list("id", &ids).map_or(Value::Null, |c| input.drill(vec![c]))
+        })
+        .collect();
     let kind = report
         .definition
         .chart

@@ -30,6 +30,7 @@ fn collect(filter: &CheckedFilter, needed: &mut Vec<(String, ColumnType)>) -> Op
         }
         CheckedFilter::Not(inner) => collect(inner, needed),
         CheckedFilter::Leaf(leaf) => {
+            // Relation paths and record ids are left to SQL.
             let FieldPath::Own { uid } = &leaf.path else {
                 return None;
             };
