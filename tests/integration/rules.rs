@@ -84,6 +84,7 @@ on_both_backends!(
     webhook_actions_are_signed_and_retried,
     deletes_and_state_changes_trigger_rules_that_create_tasks,
     signed_inbound_webhooks_create_records,
+    batch_runs_cover_100k_records_and_resume_where_they_stopped,
 );
 
 async fn webhook_actions_are_signed_and_retried(backend: Backend) {
@@ -836,4 +837,126 @@ async fn signed_inbound_webhooks_create_records(backend: Backend) {
         (response.status(), ())
     };
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// 100,000 leads: a batch run covers them page by page with progress; a run cut short resumes from its
+/// saved position (records before it are not evaluated again), and the next run starts fresh.
+async fn batch_runs_cover_100k_records_and_resume_where_they_stopped(backend: Backend) {
+    const N: usize = 100_000;
+    let Some(api) = TestApi::start(backend).await else {
+        return;
+    };
+    let mut bundle = leads_bundle();
+    bundle["rules/flag_top.rule.json"] = json!({"format_version": 1, "id": "flag_top", "entity": "lead",
+        "trigger": {"manual": {}}, "condition": "score != () && score >= 99", "actions": [{"set": {"grade": 10}}]});
+    let created = api.call("POST", "/api/apps", Some(bundle)).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let ndjson: String = (0..N)
+        .map(|i| {
+            json!({"name": format!("lead {i}"), "email": format!("l{i}@example.com"), "score": i % 100})
+                .to_string()
+                + "\n"
+        })
+        .collect();
+    let imported = api
+        .post_text(
+            "/api/apps/leads/entities/lead/import",
+            "application/x-ndjson",
+            &ndjson,
+        )
+        .await;
+    assert_eq!(imported.body["inserted"], N, "{}", imported.text);
+    let store = api.runtime.store().clone();
+    // The records in id order, and which of them the rule changes (score 99: one in a hundred).
+    let all = store
+        .record_page("leads", "lead", None, N as i64 + 1)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), N);
+    let top = |rows: &[trellis_store::RecordRow]| {
+        rows.iter()
+            .filter(|r| r.data.0.get("score") == Some(&json!(99)))
+            .count() as i64
+    };
+    let (first_half, second_half) = all.split_at(N / 2);
+    // A run that stopped halfway: its position and counts were saved, its heartbeat is old.
+    let interrupted = store
+        .start_rule_batch("leads", "flag_top", "manual", 1, N as i64)
+        .await
+        .unwrap();
+    let carried = trellis_store::BatchCounts {
+        processed: (N / 2) as i64,
+        matched: 7,
+        changed: 7,
+        failed: 0,
+    };
+    store
+        .advance_rule_batch(&interrupted.id, &first_half.last().unwrap().id, carried)
+        .await
+        .unwrap();
+    // While it is fresh, another run is refused rather than started twice.
+    let busy = api
+        .call("POST", "/api/apps/leads/rules/flag_top/run", None)
+        .await;
+    assert_problem(&busy, StatusCode::CONFLICT);
+    // A server that considers it interrupted resumes it from the saved position.
+    let resuming = trellis_runtime::Runtime::new(
+        store.clone(),
+        trellis_runtime::RuntimeSettings {
+            batch_stale_after: chrono::Duration::zero(),
+            ..Default::default()
+        },
+    );
+    let admin = trellis_runtime::Principal::system("admin", "admin");
+    let outcome = resuming
+        .run_rule(&admin, "leads", "flag_top")
+        .await
+        .unwrap();
+    assert_eq!(outcome.processed, N, "the carried half and the rest");
+    assert_eq!(outcome.changed as i64, 7 + top(second_half), "{outcome:?}");
+    let grade_of = |row: &trellis_store::RecordRow| {
+        let api = &api;
+        let id = row.id.clone();
+        async move {
+            api.call("GET", &format!("{LEADS}/{id}"), None).await.body["data"]["grade"].clone()
+        }
+    };
+    let first_top = first_half
+        .iter()
+        .find(|r| r.data.0.get("score") == Some(&json!(99)))
+        .unwrap();
+    let second_top = second_half
+        .iter()
+        .find(|r| r.data.0.get("score") == Some(&json!(99)))
+        .unwrap();
+    assert_eq!(
+        grade_of(first_top).await,
+        Value::Null,
+        "before the saved position: not evaluated again"
+    );
+    assert_eq!(grade_of(second_top).await, json!(10));
+    // Progress and history of batch runs.
+    let batches = api
+        .call("GET", "/api/apps/leads/rules/flag_top/batches", None)
+        .await;
+    assert_eq!(batches.status, StatusCode::OK, "{}", batches.text);
+    let latest = &batches.body["items"][0];
+    assert_eq!(
+        (
+            latest["status"].clone(),
+            latest["processed"].clone(),
+            latest["total"].clone()
+        ),
+        (json!("done"), json!(N), json!(N)),
+        "{latest}"
+    );
+    // The next run starts over and catches up the first half.
+    let fresh = api
+        .call("POST", "/api/apps/leads/rules/flag_top/run", None)
+        .await;
+    assert_eq!(fresh.status, StatusCode::OK, "{}", fresh.text);
+    assert_eq!(fresh.body["processed"], N);
+    assert_eq!(fresh.body["matched"].as_i64().unwrap(), top(&all));
+    assert_eq!(fresh.body["changed"].as_i64().unwrap(), top(first_half));
+    assert_eq!(grade_of(first_top).await, json!(10));
 }

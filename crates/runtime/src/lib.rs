@@ -66,12 +66,16 @@ pub struct RuntimeSettings {
     /// Key of the HMAC-SHA256 signature on outgoing webhooks (`x-trellis-signature: sha256=…`);
     /// `TRELLIS_WEBHOOK_SECRET` by default. Unsigned when absent.
     pub webhook_secret: Option<String>,
+    /// A running rule batch whose last page is older than this was cut short (a crash, a restart)
+    /// and is resumed by the next run of the rule.
+    pub batch_stale_after: chrono::Duration,
 }
 
 impl Default for RuntimeSettings {
     fn default() -> Self {
         Self {
             session_ttl: chrono::Duration::hours(12),
+            batch_stale_after: chrono::Duration::seconds(60),
             webhook_secret: std::env::var("TRELLIS_WEBHOOK_SECRET")
                 .ok()
                 .filter(|s| !s.is_empty()),

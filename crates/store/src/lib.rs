@@ -12,6 +12,7 @@
 mod access;
 mod aggregate;
 mod apps;
+mod batches;
 mod change_log;
 mod columns;
 mod connect;
@@ -27,6 +28,7 @@ pub use access::{
 };
 pub use aggregate::{GroupKey, GroupMeasure, GroupOp, GroupRow};
 pub use apps::{AppRecord, AppVersionRecord, NewAppVersion};
+pub use batches::{BatchCounts, RuleBatch};
 pub use change_log::{ChangeEntry, NewChange};
 pub use columns::{ChangeCursor, ColumnKind, ColumnRequest, ColumnValues, LoadedColumns};
 pub use connect::{Backend, Store, redact};

@@ -84,6 +84,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(rules::run_rule))
         .routes(routes!(rules::rule_runs))
         .routes(routes!(rules::inbound_webhook))
+        .routes(routes!(rules::rule_batches))
         .routes(routes!(reports::list_reports))
         .routes(routes!(reports::run_report))
         .routes(routes!(reports::export_report))

@@ -103,3 +103,17 @@ pub async fn inbound_webhook(
         None => (StatusCode::OK, Json(serde_json::json!({"created": false}))),
     })
 }
+
+/// The rule's batch runs, newest first: status (`running`, `done`), `total` records when it started,
+/// `processed` so far (progress), `matched`, `changed`, `failed`, and the position it resumes from.
+#[utoipa::path(get, path = "/api/apps/{app}/rules/{rule}/batches", tag = "rules",
+    params(("app" = String, Path), ("rule" = String, Path)),
+    responses((status = 200, body = Object), (status = 403, body = Problem, content_type = "application/problem+json")))]
+pub async fn rule_batches(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path((app, rule)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let batches = state.runtime.rule_batches(&principal, &app, &rule).await?;
+    Ok(Json(serde_json::json!({"items": batches})))
+}
