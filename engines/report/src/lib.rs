@@ -24,6 +24,7 @@ pub mod definition;
 pub mod filter;
 mod frame;
 pub mod output;
+mod rfm;
 
 pub use aggregate::shape_groups;
 pub use compile::{CompiledReport, FieldUse, FunnelPlan, check_reports, compile, parse};
@@ -86,7 +87,7 @@ pub fn run(report: &CompiledReport, input: &RunInput) -> Result<ReportOutput, Re
         Analysis::Aggregate { .. } => aggregate::run(report, input),
         Analysis::Funnel { .. } => analyses::funnel(report, input),
         Analysis::Cohort { .. } => analyses::cohort(report, input),
-        Analysis::Rfm { .. } => analyses::rfm(report, input),
+        Analysis::Rfm { .. } => rfm::rfm(report, input),
         Analysis::Kpi { .. } => analyses::kpi(report, input),
     }
 }

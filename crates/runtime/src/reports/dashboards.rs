@@ -1,0 +1,201 @@
+//! Dashboards: every widget's report at once, with the page filters shared and the column cache warmed
+//! in one scan per entity; a widget the viewer may not see carries its own error.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use trellis_report::{ColumnType, ReportOutput};
+
+use super::{Execution, ReportRequest, invalid};
+use crate::{Principal, Runtime, RuntimeError};
+
+/// Page filter values and parameters for a dashboard run.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct DashboardRequest {
+    /// Values of the dashboard's page filters, by filter id.
+    #[serde(default)]
+    pub filters: Map<String, Value>,
+    /// Parameter values passed to every widget's report that declares them.
+    #[serde(default)]
+    pub parameters: Map<String, Value>,
+}
+
+/// One widget of a dashboard run: where it sits and its result (or why it has none).
+#[derive(Debug)]
+pub struct WidgetResult {
+    pub report: String,
+    pub title: Option<String>,
+    pub position: [u32; 4],
+    pub result: Result<ReportOutput, RuntimeError>,
+}
+
+/// A dashboard run.
+#[derive(Debug)]
+pub struct DashboardRun {
+    pub id: String,
+    pub label: Option<String>,
+    pub widgets: Vec<WidgetResult>,
+}
+
+impl Runtime {
+    /// The dashboards of an app: id, label and widgets' reports.
+    pub async fn list_dashboards(
+        &self,
+        app: &str,
+        locale: &str,
+    ) -> Result<Vec<Value>, RuntimeError> {
+        let loaded = self.loaded_app(app).await?;
+        Ok(loaded
+            .dashboards
+            .values()
+            .map(|d| {
+                json!({
+                    "id": d.id,
+                    "label": d.label.as_ref().and_then(|l| l.get(locale)),
+                    "filters": d.filters,
+                    "widgets": d.widgets,
+                })
+            })
+            .collect())
+    }
+
+    /// Run every widget of a dashboard at once with the shared page filters. A widget the viewer may
+    /// not see reports its own error; the others still run.
+    pub async fn run_dashboard(
+        &self,
+        actor: &Principal,
+        app: &str,
+        dashboard_id: &str,
+        request: &DashboardRequest,
+        locale: &str,
+    ) -> Result<DashboardRun, RuntimeError> {
+        let loaded = self.loaded_app(app).await?;
+        let dashboard = loaded
+            .dashboards
+            .get(dashboard_id)
+            .ok_or_else(|| RuntimeError::NotFound(format!("dashboard '{dashboard_id}'")))?
+            .clone();
+        for name in request.filters.keys() {
+            if !dashboard.filters.iter().any(|f| f.id.as_str() == name) {
+                return Err(invalid(
+                    "filters",
+                    format!("/filters/{name}"),
+                    "unknown_filter",
+                    format!("the dashboard has no filter '{name}'"),
+                ));
+            }
+        }
+        // One scan per entity for the fields of all widgets, instead of one per widget.
+        let mut by_entity: std::collections::BTreeMap<&str, Vec<(String, ColumnType)>> =
+            Default::default();
+        for widget in &dashboard.widgets {
+            let Some(report) = loaded.reports.get(widget.report.as_str()) else {
+                continue;
+            };
+            let Some(entity) = loaded.bundle.entities.get(report.entity()) else {
+                continue;
+            };
+            let fields = by_entity.entry(entity.uid.as_str()).or_default();
+            for field in report.fields.values().filter(|f| f.via.is_none()) {
+                if !fields.iter().any(|(uid, _)| *uid == field.uid) {
+                    fields.push((field.uid.clone(), field.column));
+                }
+            }
+        }
+        for (entity_uid, mut fields) in by_entity {
+            fields.sort();
+            self.columns
+                .warm(
+                    self.store(),
+                    (&loaded.id, loaded.version, entity_uid),
+                    &fields,
+                )
+                .await?;
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for (index, widget) in dashboard.widgets.iter().enumerate() {
+            let Some(report) = loaded.reports.get(widget.report.as_str()) else {
+                continue;
+            };
+            let entity = loaded.bundle.entities.get(report.entity());
+            let mut leaves = Vec::new();
+            for filter in &dashboard.filters {
+                let value = request
+                    .filters
+                    .get(filter.id.as_str())
+                    .or(filter.default.as_ref())
+                    .filter(|v| !v.is_null());
+                if let (Some(value), Some(entity)) = (value, entity)
+                    && entity.field(filter.field.as_str()).is_some()
+                {
+                    leaves.push(json!({"field": filter.field, "op": filter.op, "value": value}));
+                }
+            }
+            let parameters: Map<String, Value> = request
+                .parameters
+                .iter()
+                .filter(|(name, _)| {
+                    report
+                        .definition
+                        .parameters
+                        .iter()
+                        .any(|p| p.id.as_str() == name.as_str())
+                })
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let widget_request = ReportRequest {
+                filters: (!leaves.is_empty()).then(|| json!({ "and": leaves })),
+                parameters,
+                execution: Execution::Memory,
+            };
+            let (runtime, actor, app, report_id, locale) = (
+                self.clone(),
+                actor.clone(),
+                app.to_owned(),
+                widget.report.to_string(),
+                locale.to_owned(),
+            );
+            tasks.spawn(async move {
+                let result = runtime
+                    .run_report(&actor, &app, &report_id, &widget_request, &locale)
+                    .await;
+                (index, result)
+            });
+        }
+        let mut results: Vec<Option<Result<ReportOutput, RuntimeError>>> =
+            (0..dashboard.widgets.len()).map(|_| None).collect();
+        while let Some(joined) = tasks.join_next().await {
+            let (index, result) =
+                joined.map_err(|e| RuntimeError::Internal(format!("dashboard widget: {e}")))?;
+            results[index] = Some(result);
+        }
+        let widgets = dashboard
+            .widgets
+            .iter()
+            .zip(results)
+            .map(|(widget, result)| WidgetResult {
+                report: widget.report.to_string(),
+                title: widget
+                    .title
+                    .as_ref()
+                    .and_then(|t| t.get(locale))
+                    .map(str::to_owned),
+                position: [widget.x, widget.y, widget.w, widget.h],
+                result: result.unwrap_or_else(|| {
+                    Err(RuntimeError::NotFound(format!(
+                        "report '{}'",
+                        widget.report
+                    )))
+                }),
+            })
+            .collect();
+        Ok(DashboardRun {
+            id: dashboard.id.to_string(),
+            label: dashboard
+                .label
+                .as_ref()
+                .and_then(|l| l.get(locale))
+                .map(str::to_owned),
+            widgets,
+        })
+    }
+}

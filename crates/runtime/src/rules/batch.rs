@@ -1,0 +1,247 @@
+//! Batch runs: a rule over every record of its entity, page by page on all cores, with progress saved
+//! per page so an interrupted run resumes where it stopped.
+
+use std::time::Instant;
+
+use chrono::Utc;
+use serde_json::{Map, Value, json};
+use trellis_form::records::to_api;
+use trellis_rules::{CompiledRule, Evaluation, evaluate};
+use trellis_store::RecordRow;
+use trellis_store::flows::TransitionWrites;
+
+use super::BatchOutcome;
+use crate::app_cache::LoadedApp;
+use crate::{Principal, Runtime, RuntimeError};
+
+/// Records per batch page (evaluated together, then the position is saved).
+const BATCH_PAGE: i64 = 2000;
+
+impl Runtime {
+    /// Batch run (`POST …/rules/{rule}/run`): apply the rule to every record of its entity that it
+    /// matches, each record in its own transaction (a crash keeps what was done; running again only
+    /// changes records that still match).
+    pub async fn run_rule(
+        &self,
+        actor: &Principal,
+        app: &str,
+        rule_id: &str,
+    ) -> Result<BatchOutcome, RuntimeError> {
+        let loaded = self.loaded_app(app).await?;
+        self.require_app_manager(actor, &loaded).await?;
+        let rule = Self::rule(&loaded, rule_id)?;
+        self.batch(&loaded, rule, "manual", &actor.user_id, &|_| true)
+            .await
+    }
+
+    /// Apply `rule` to every live record of its entity that `select` keeps and the rule matches —
+    /// page by page in id order, each page evaluated on all cores, the position and counts saved after
+    /// every page. A run cut short (crash, restart) is resumed by the next run of the rule once its
+    /// heartbeat is older than `RuntimeSettings::batch_stale_after`; records of the interrupted page are evaluated
+    /// again (their writes are then no-ops; follow-up actions may repeat).
+    pub(super) async fn batch(
+        &self,
+        loaded: &LoadedApp,
+        rule: &CompiledRule,
+        trigger: &str,
+        actor: &str,
+        select: &(dyn Fn(&Map<String, Value>) -> bool + Send + Sync),
+    ) -> Result<BatchOutcome, RuntimeError> {
+        let (entity, _) = loaded.entity(rule.definition.entity.as_str())?;
+        let started = Instant::now();
+        let stale_before = Utc::now() - self.settings.batch_stale_after;
+        let batch = match self
+            .store()
+            .running_rule_batch(&loaded.id, rule.id())
+            .await?
+        {
+            Some(running) => {
+                if !self
+                    .store()
+                    .resume_rule_batch(&running.id, stale_before)
+                    .await?
+                {
+                    return Err(RuntimeError::Conflict(format!(
+                        "rule '{}' is already running over its records ({} of {} done); see …/rules/{}/batches",
+                        rule.id(),
+                        running.processed,
+                        running.total,
+                        rule.id()
+                    )));
+                }
+                tracing::info!(rule = rule.id(), batch = %running.id, after = ?running.after_id, "resuming an interrupted batch run");
+                running
+            }
+            None => {
+                let total = self
+                    .store()
+                    .count_records(
+                        &loaded.id,
+                        &entity.uid,
+                        &trellis_model::CheckedFilter::All,
+                        None,
+                    )
+                    .await?;
+                self.store()
+                    .start_rule_batch(&loaded.id, rule.id(), trigger, loaded.version, total)
+                    .await?
+            }
+        };
+        let mut counts = trellis_store::BatchCounts {
+            processed: batch.processed,
+            matched: batch.matched,
+            changed: batch.changed,
+            failed: batch.failed,
+        };
+        let mut after = batch.after_id.clone();
+        loop {
+            let page = self
+                .store()
+                .record_page(&loaded.id, &entity.uid, after.as_deref(), BATCH_PAGE)
+                .await?;
+            let Some(last_id) = page.last().map(|row| row.id.clone()) else {
+                break;
+            };
+            let selected: Vec<(RecordRow, Map<String, Value>)> = page
+                .into_iter()
+                .map(|row| {
+                    let named = to_api(entity, &row.data.0);
+                    (row, named)
+                })
+                .filter(|(_, named)| select(named))
+                .collect();
+            // The rule is pure: evaluate the page on every core.
+            let owned_rule = rule.clone();
+            let (selected, results) = tokio::task::spawn_blocking(move || {
+                let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+                let per_thread = selected.len().div_ceil(threads).max(1);
+                let results: Vec<Result<Evaluation, trellis_rules::RuleFailure>> =
+                    std::thread::scope(|scope| {
+                        let handles: Vec<_> = selected
+                            .chunks(per_thread)
+                            .map(|part| {
+                                let rule = &owned_rule;
+                                scope.spawn(move || {
+                                    part.iter()
+                                        .map(|(_, named)| evaluate(rule, named, None))
+                                        .collect::<Vec<_>>()
+                                })
+                            })
+                            .collect();
+                        handles
+                            .into_iter()
+                            .flat_map(|handle| handle.join().unwrap_or_default())
+                            .collect()
+                    });
+                (selected, results)
+            })
+            .await
+            .map_err(|e| RuntimeError::Internal(format!("rule evaluation: {e}")))?;
+            if results.len() != selected.len() {
+                return Err(RuntimeError::Internal(format!(
+                    "rule '{}' stopped while evaluating a page",
+                    rule.id()
+                )));
+            }
+            for ((row, named), result) in selected.iter().zip(results) {
+                counts.processed += 1;
+                let evaluation = match result {
+                    Ok(evaluation) => evaluation,
+                    Err(failure) => {
+                        counts.failed += 1;
+                        self.log_failure(loaded, rule.id(), trigger, &row.id, &failure.to_string())
+                            .await?;
+                        continue;
+                    }
+                };
+                if !evaluation.matched {
+                    continue;
+                }
+                counts.matched += 1;
+                let mut side = TransitionWrites {
+                    app: loaded.id.clone(),
+                    entity: entity.id.to_string(),
+                    ..TransitionWrites::default()
+                };
+                for action in &evaluation.actions {
+                    self.side_effect(loaded, entity, &row.id, named, action, &mut side)
+                        .await?;
+                }
+                let differs = evaluation
+                    .writes
+                    .iter()
+                    .any(|(k, v)| named.get(k) != Some(v));
+                if !differs {
+                    if !side.notifications.is_empty()
+                        || !side.outbox.is_empty()
+                        || !side.tasks.is_empty()
+                    {
+                        self.store()
+                            .start_flow_state(&row.id, Some(actor), &side)
+                            .await?;
+                    }
+                    continue;
+                }
+                match self
+                    .commit_rule_writes(
+                        loaded,
+                        entity,
+                        row,
+                        named,
+                        &evaluation.writes,
+                        &side,
+                        actor,
+                    )
+                    .await?
+                {
+                    Ok(_) => counts.changed += 1,
+                    Err(reason) => {
+                        counts.failed += 1;
+                        self.log_failure(loaded, rule.id(), trigger, &row.id, &reason)
+                            .await?;
+                    }
+                }
+            }
+            self.store()
+                .advance_rule_batch(&batch.id, &last_id, counts)
+                .await?;
+            after = Some(last_id);
+        }
+        self.store()
+            .finish_rule_batch(&batch.id, "done", counts)
+            .await?;
+        let outcome = BatchOutcome {
+            processed: counts.processed as usize,
+            matched: counts.matched as usize,
+            changed: counts.changed as usize,
+            failed: counts.failed as usize,
+        };
+        self.store()
+            .log_rule_run(
+                &loaded.id,
+                rule.id(),
+                loaded.version,
+                trigger,
+                None,
+                outcome.matched > 0,
+                &json!(outcome),
+                None,
+                started.elapsed().as_micros() as i64,
+            )
+            .await?;
+        Ok(outcome)
+    }
+
+    /// The batch runs of a rule, newest first: status, position and counts (progress while running).
+    pub async fn rule_batches(
+        &self,
+        actor: &Principal,
+        app: &str,
+        rule_id: &str,
+    ) -> Result<Vec<trellis_store::RuleBatch>, RuntimeError> {
+        let loaded = self.loaded_app(app).await?;
+        self.require_app_manager(actor, &loaded).await?;
+        Self::rule(&loaded, rule_id)?;
+        Ok(self.store().rule_batches(&loaded.id, rule_id).await?)
+    }
+}
