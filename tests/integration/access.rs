@@ -40,6 +40,10 @@ fn sales_bundle() -> Value {
                 "amount": {"type": "number"}
             }
         },
+        "reports/by_region.report.json": {
+            "format_version": 1, "id": "by_region", "dataset": {"entity": "customer"},
+            "analysis": {"aggregate": {"dimensions": [{"field": "region"}], "measures": [{"id": "n", "op": "count"}]}}
+        },
         "roles/sales_rep.role.json": {
             "format_version": 1, "id": "sales_rep", "name": {"en": "Sales rep", "zh-CN": "销售代表"},
             "entities": {
@@ -244,7 +248,72 @@ on_both_backends!(
     sign_ins_are_audited_and_limited,
     explain_says_why_in_plain_words,
     apps_and_roles_are_managed_by_admins_only,
+    reports_follow_the_same_matrix,
 );
+
+/// Reports go through the same permission engine: each user's aggregates cover exactly the rows their
+/// list shows, hidden fields cannot be aggregated, and exports need the export right.
+async fn reports_follow_the_same_matrix(backend: Backend) {
+    let w = world_or_skip!(backend);
+    let by_name = json!({"spec": {"dataset": {"entity": "customer"}, "analysis": {"aggregate": {
+        "dimensions": [{"field": "name"}], "measures": [{"id": "n", "op": "count"}]}}}});
+    for user in ["alice", "bob", "hank", "vera", "mia"] {
+        let reply = w
+            .as_user(user, "POST", "/api/apps/sales/query", Some(by_name.clone()))
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{user}: {}", reply.text);
+        let grouped: Vec<String> = reply.body["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r[0].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(grouped, w.names_seen_by(user).await, "{user}");
+    }
+    let nora = w
+        .as_user(
+            "nora",
+            "POST",
+            "/api/apps/sales/query",
+            Some(by_name.clone()),
+        )
+        .await;
+    assert_problem(&nora, StatusCode::NOT_FOUND);
+    // margin: hidden for sales reps, read-only (so readable) for the regional head.
+    let margin = json!({"spec": {"dataset": {"entity": "customer"}, "analysis": {"aggregate": {
+        "measures": [{"id": "m", "op": "avg", "field": "margin"}]}}}});
+    let alice = w
+        .as_user(
+            "alice",
+            "POST",
+            "/api/apps/sales/query",
+            Some(margin.clone()),
+        )
+        .await;
+    assert_problem(&alice, StatusCode::FORBIDDEN);
+    let hank = w
+        .as_user("hank", "POST", "/api/apps/sales/query", Some(margin))
+        .await;
+    assert_eq!(hank.status, StatusCode::OK, "{}", hank.text);
+    // Orders grouped by their customer's owner: only the orders alice may read.
+    let orders = json!({"spec": {"dataset": {"entity": "order"}, "analysis": {"aggregate": {
+        "measures": [{"id": "n", "op": "count"}]}}}});
+    let alice_orders = w
+        .as_user("alice", "POST", "/api/apps/sales/query", Some(orders))
+        .await;
+    assert_eq!(alice_orders.body["rows"][0][0], 1, "{}", alice_orders.text);
+    // Exports need the export right (the regional head and the built-in viewer have it, sales reps
+    // do not); a user without any role sees no report at all.
+    let export = "/api/apps/sales/reports/by_region/export?format=csv";
+    for user in ["hank", "vera"] {
+        let allowed = w.as_user(user, "POST", export, None).await;
+        assert_eq!(allowed.status, StatusCode::OK, "{user}: {}", allowed.text);
+    }
+    let alice = w.as_user("alice", "POST", export, None).await;
+    assert_problem(&alice, StatusCode::FORBIDDEN);
+    let nora = w.as_user("nora", "POST", export, None).await;
+    assert_problem(&nora, StatusCode::NOT_FOUND);
+}
 
 async fn each_role_reaches_exactly_its_rows_and_actions(backend: Backend) {
     let w = world_or_skip!(backend);

@@ -186,9 +186,10 @@ impl Runtime {
         let loaded = self.loaded_app(app).await?;
         if let Some(report) = loaded.reports.get(report_id) {
             let (entity, _) = loaded.entity(report.entity().as_str())?;
-            self.check(actor, &loaded, entity)
-                .await?
-                .require(Action::Export)?;
+            // Read first: to someone who may not read the entity, it does not exist (404).
+            let checked = self.check(actor, &loaded, entity).await?;
+            checked.require(Action::Read)?;
+            checked.require(Action::Export)?;
         }
         let output = self
             .run_report(actor, app, report_id, request, locale)
