@@ -17,3 +17,4 @@ mod reports;
 mod rules;
 mod schemas;
 mod storage;
+mod templates;

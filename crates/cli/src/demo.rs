@@ -1,57 +1,29 @@
 //! `serve --demo`: install the bundled CLM template as app `clm` unless it exists (idempotent).
 //!
-//! The gallery is embedded into the binary at build time, so the demo works from any directory.
+//! The gallery is embedded into the binary at build time (`trellis_runtime::templates::bundled`), so
+//! the demo works from any directory.
 
-use include_dir::{Dir, include_dir};
-use serde_json::Value;
-use trellis_model::RawBundle;
+use trellis_runtime::templates::{InstallOptions, bundled};
 use trellis_runtime::{Principal, Runtime};
-
-static GALLERY: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../../templates-gallery");
-
-/// The bundled template `id` as a bundle.
-pub fn bundled_template(id: &str) -> anyhow::Result<RawBundle> {
-    let dir = GALLERY
-        .get_dir(id)
-        .ok_or_else(|| anyhow::anyhow!("no bundled template '{id}'"))?;
-    let mut bundle = RawBundle::default();
-    add_files(dir, dir.path(), &mut bundle)?;
-    Ok(bundle)
-}
-
-fn add_files(dir: &Dir<'_>, root: &std::path::Path, bundle: &mut RawBundle) -> anyhow::Result<()> {
-    for file in dir.files() {
-        let relative = file
-            .path()
-            .strip_prefix(root)?
-            .to_string_lossy()
-            .replace('\\', "/");
-        let text = file
-            .contents_utf8()
-            .ok_or_else(|| anyhow::anyhow!("{relative}: not UTF-8"))?;
-        let value = if relative.ends_with(".json") {
-            serde_json::from_str(text).map_err(|e| anyhow::anyhow!("{relative}: {e}"))?
-        } else {
-            Value::String(text.to_owned())
-        };
-        bundle.0.insert(relative, value);
-    }
-    for sub in dir.dirs() {
-        add_files(sub, root, bundle)?;
-    }
-    Ok(())
-}
 
 pub async fn install(runtime: &Runtime) -> anyhow::Result<()> {
     if runtime.store().get_app("clm").await?.is_some() {
         tracing::info!("demo app 'clm' already installed");
         return Ok(());
     }
-    let bundle = bundled_template("clm")?;
+    let bundle = bundled::bundled_template("clm")
+        .ok_or_else(|| anyhow::anyhow!("the binary has no bundled 'clm' template"))?;
     let system = Principal::system("system", "system");
-    match runtime.create_app(&system, &bundle, false).await {
-        Ok(created) => {
-            println!("installed demo app 'clm' version {}", created.semver);
+    let options = InstallOptions {
+        app: None,
+        sample_data: true,
+    };
+    match runtime.install_bundle(&system, bundle, &options).await {
+        Ok(installed) => {
+            println!(
+                "installed demo app 'clm' version {}",
+                installed.app.semver
+            );
             Ok(())
         }
         // Another server installed it at the same moment.

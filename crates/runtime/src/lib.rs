@@ -1,7 +1,7 @@
 //! Trellis runtime: runs the pure engines over the store.
 //!
 //! [`Runtime`] is what the server and the CLI call: sign-in and tokens ([`auth`]), apps and their
-//! published versions ([`apps`]), and reading template directories from disk ([`template_dir`]). Later
+//! published versions ([`apps`]), and templates: reading, packing, the gallery, install and upgrade ([`templates`]). Later
 //! issues add records, flows, rules, reports and the scheduler here. Every operation that changes data
 //! runs in one store transaction, so it either happens whole or not at all.
 //!
@@ -21,7 +21,7 @@ pub mod outbox;
 pub mod records;
 pub mod reports;
 pub mod rules;
-pub mod template_dir;
+pub mod templates;
 
 pub use error::RuntimeError;
 pub use trellis_store::{AuditQuery, Backend, Store, UserChanges, redact as redact_db_url};
@@ -69,6 +69,9 @@ pub struct RuntimeSettings {
     /// A running rule batch whose last page is older than this was cut short (a crash, a restart)
     /// and is resumed by the next run of the rule.
     pub batch_stale_after: chrono::Duration,
+    /// Which template packages may be published and installed (signatures, trusted publisher keys);
+    /// from `TRELLIS_REQUIRE_SIGNED_TEMPLATES` and `TRELLIS_TRUSTED_KEYS` by default.
+    pub template_signatures: templates::SignaturePolicy,
 }
 
 impl Default for RuntimeSettings {
@@ -76,6 +79,7 @@ impl Default for RuntimeSettings {
         Self {
             session_ttl: chrono::Duration::hours(12),
             batch_stale_after: chrono::Duration::seconds(60),
+            template_signatures: templates::SignaturePolicy::from_env(),
             webhook_secret: std::env::var("TRELLIS_WEBHOOK_SECRET")
                 .ok()
                 .filter(|s| !s.is_empty()),
@@ -111,6 +115,10 @@ impl Runtime {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    pub fn settings(&self) -> &RuntimeSettings {
+        &self.settings
     }
 
     pub fn backend(&self) -> Backend {

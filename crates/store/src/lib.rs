@@ -21,6 +21,7 @@ pub mod flows;
 mod group_commit;
 mod query;
 mod records;
+mod templates;
 mod users;
 
 pub use access::{
@@ -38,6 +39,7 @@ pub use records::{
     BulkInsert, HistoryRow, ListQuery, MigratedRecord, NewRecord, RecordRow, UniqueValue,
 };
 pub use sqlx::types::Json;
+pub use templates::{AppTemplateRecord, AppUpgradeRecord, TemplateRecord};
 pub use users::{NewUser, TokenKind, TokenRecord, UserRecord};
 
 /// The current time at the precision both backends store (microseconds), so a value read back equals

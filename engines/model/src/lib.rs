@@ -17,6 +17,7 @@ pub mod i18n;
 pub mod ids;
 pub mod localized;
 pub mod manifest;
+pub mod merge;
 pub mod pointer;
 pub mod problem;
 pub mod role;

@@ -167,6 +167,18 @@ impl TestApi {
 }
 
 impl TestApi {
+    /// Post a binary body (template packages).
+    pub async fn post_bytes(&self, path: &str, content_type: &str, bytes: Vec<u8>) -> Reply {
+        let request = Request::builder()
+            .method("POST")
+            .uri(path)
+            .header(header::AUTHORIZATION, format!("Bearer {}", self.token))
+            .header(header::CONTENT_TYPE, content_type)
+            .body(Body::from(bytes))
+            .unwrap();
+        self.raw(request).await
+    }
+
     /// GET the raw body bytes (binary downloads).
     pub async fn raw_bytes(&self, path: &str) -> Vec<u8> {
         let request = Request::builder()

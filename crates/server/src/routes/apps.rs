@@ -232,7 +232,7 @@ pub async fn export_bundle(
 }
 
 /// Parse `If-Match: "v3"` (or `3`, or `W/"v3"`) into a version number.
-fn expected_version(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
+pub(crate) fn expected_version(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
     let Some(value) = headers.get(header::IF_MATCH) else {
         return Ok(None);
     };

@@ -2,13 +2,14 @@
 //! that is documented, because both come from the same `routes!` list.
 
 mod access;
-mod apps;
+pub(crate) mod apps;
 mod auth;
 mod flows;
 mod records;
 mod reports;
 mod rules;
 mod system;
+mod templates;
 
 use axum::Router;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -31,6 +32,7 @@ use crate::AppState;
         (name = "system", description = "Health and API description"),
         (name = "auth", description = "Sign-in and tokens"),
         (name = "apps", description = "Apps, bundles and published versions"),
+        (name = "templates", description = "Template gallery, installs, upgrades and rollbacks"),
         (name = "records", description = "Records of an app's entities"),
         (name = "reports", description = "Reports, ad-hoc queries and exports"),
         (name = "rules", description = "Rule dry runs, batch runs and run logs"),
@@ -96,6 +98,11 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(apps::restore_app))
         .routes(routes!(apps::export_bundle, apps::publish_bundle))
         .routes(routes!(apps::list_versions))
+        .routes(routes!(templates::list_templates, templates::publish_template))
+        .routes(routes!(templates::install_template))
+        .routes(routes!(templates::upgrade_app))
+        .routes(routes!(templates::rollback_upgrade))
+        .routes(routes!(templates::list_upgrades))
         .routes(routes!(records::list_records, records::create_record))
         .routes(routes!(
             records::get_record,

@@ -1,4 +1,4 @@
-//! Rebuild the binary when the bundled template gallery changes: `demo.rs` embeds it with
+//! Rebuild when the bundled template gallery changes: `templates/bundled.rs` embeds it with
 //! `include_dir!`, which cannot tell cargo about files added later.
 
 fn main() {
