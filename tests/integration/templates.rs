@@ -64,6 +64,8 @@ fn version_1_1(files: &[TemplateFile]) -> Vec<TemplateFile> {
     flow["transitions"][2]["from"] = json!(["pending"]);
     flow["transitions"][3]["from"] = json!(["open", "pending"]);
     flow["state_mapping"] = json!({"waiting": "pending"});
+    map["tests/ticket_lifecycle.test.json"]["steps"][4]["expect"]["fields"]["status"] =
+        json!("pending");
     bundle_to_files(&bundle)
 }
 
@@ -169,6 +171,14 @@ async fn pack_publish_install_edit_upgrade_rollback(backend: Backend) {
 
     // 1.1.0 is published; the dry run shows both sides and the conflict, and changes nothing.
     let v11 = version_1_1(&files);
+    // The template's own tests run on publish: a version that breaks them is refused.
+    let (mut broken, _) = trellis_runtime::templates::source::files_to_bundle(&v11);
+    broken.0["tests/ticket_lifecycle.test.json"]["steps"][4]["expect"]["fields"]["status"] =
+        json!("waiting");
+    let refused = publish(&api, pack(&bundle_to_files(&broken), "1.1.0", Some(&key))).await;
+    assert_problem(&refused, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(refused.body["errors"][0]["code"], "test_failed", "{}", refused.text);
+    assert_eq!(refused.body["errors"][0]["pointer"], "/steps/4/expect/fields/status");
     let published = publish(&api, pack(&v11, "1.1.0", Some(&key))).await;
     assert_eq!(published.status, StatusCode::CREATED, "{}", published.text);
     let dry = api

@@ -156,7 +156,14 @@ fn validate(path: &Path) -> anyhow::Result<ExitCode> {
     } else {
         match check_app_bundle(&raw) {
             Ok(bundle) => {
-                problems.extend(bundle.warnings.iter().cloned());
+                problems.extend(
+                    bundle
+                        .warnings
+                        .iter()
+                        .filter(|w| w.code != "missing_translation")
+                        .cloned(),
+                );
+                problems.extend(trellis_model::i18n::check_template_translations(&bundle));
                 Some(bundle)
             }
             Err(found) => {
@@ -165,6 +172,20 @@ fn validate(path: &Path) -> anyhow::Result<ExitCode> {
             }
         }
     };
+    let mut tests_run = 0;
+    if bundle.is_some() && !problems.iter().any(|p| p.severity == Severity::Error) {
+        let (outcomes, failures) = run_tests(&raw)?;
+        tests_run = outcomes.len();
+        for outcome in &outcomes {
+            eprintln!(
+                "test {}: {} ({} steps)",
+                outcome.test,
+                if outcome.passed { "passed" } else { "FAILED" },
+                outcome.steps
+            );
+        }
+        problems.extend(failures);
+    }
     let errors = print_problems(&mut problems);
     let warnings = problems.len() - errors;
     match bundle {
@@ -175,7 +196,7 @@ fn validate(path: &Path) -> anyhow::Result<ExitCode> {
                 None => String::new(),
             };
             eprintln!(
-                "{}: valid — app '{}' {} with {} entities ({warnings} warning(s){signature})",
+                "{}: valid — app '{}' {} with {} entities, {tests_run} test(s) passed ({warnings} warning(s){signature})",
                 path.display(),
                 bundle.id(),
                 bundle.manifest.version,
@@ -191,6 +212,19 @@ fn validate(path: &Path) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// Run the template's own tests on a scratch database.
+fn run_tests(
+    raw: &trellis_model::RawBundle,
+) -> anyhow::Result<(
+    Vec<trellis_runtime::templates::testing::TestOutcome>,
+    Vec<trellis_model::Problem>,
+)> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    Ok(runtime.block_on(trellis_runtime::templates::testing::run_template_tests(raw))?)
 }
 
 fn pack(dir: &Path, output: &Path, sign: Option<&Path>) -> anyhow::Result<ExitCode> {
@@ -218,12 +252,18 @@ fn pack(dir: &Path, output: &Path, sign: Option<&Path>) -> anyhow::Result<ExitCo
     let (raw, more) = trellis_runtime::templates::source::files_to_bundle(&files);
     problems.extend(more);
     let checked = match check_app_bundle(&raw) {
-        Ok(bundle) => Some(bundle),
+        Ok(bundle) => {
+            problems.extend(trellis_model::i18n::check_template_translations(&bundle));
+            Some(bundle)
+        }
         Err(found) => {
             problems.extend(found);
             None
         }
     };
+    if checked.is_some() && problems.iter().all(|p| p.severity != Severity::Error) {
+        problems.extend(run_tests(&raw)?.1);
+    }
     let errors = print_problems(&mut problems);
     let Some(bundle) = checked.filter(|_| errors == 0) else {
         eprintln!(

@@ -92,6 +92,7 @@ pub fn check_app_bundle(raw: &RawBundle) -> Result<AppBundle, Vec<Problem>> {
     problems.extend(report_problems);
     problems.extend(check_report_filters(&bundle, &reports));
     problems.extend(trellis_report::check_dashboards(&bundle, &reports).1);
+    problems.extend(trellis_model::template_test::check_template_tests(&bundle).1.into_vec());
     for problem in flow_problems.into_iter().chain(rule_problems) {
         if problem.severity == trellis_model::Severity::Error {
             problems.push(problem);
@@ -166,6 +167,13 @@ pub fn metadata_schemas() -> Vec<(&'static str, serde_json::Value)> {
             "flow" => (name, trellis_flow::schema()),
             "rule" => (name, trellis_rules::schema()),
             "report" => (name, trellis_report::schema()),
+            "test" => (
+                name,
+                trellis_model::schemas::schema_for::<trellis_model::template_test::TemplateTest>(
+                    "test",
+                    "Trellis template test (tests/<name>.test.json)",
+                ),
+            ),
             _ => (name, schema),
         })
         .collect();

@@ -23,6 +23,7 @@ pub mod problem;
 pub mod role;
 pub mod schemas;
 pub mod search;
+pub mod template_test;
 
 pub use bundle::{AppBundle, RawBundle, check_bundle};
 pub use entity::{EntityDefinition, FieldDefinition, OnDelete, RelationSpec, SelectOption};

@@ -48,6 +48,11 @@ pub struct Problems {
 }
 
 impl Problems {
+    /// Number of problems collected so far.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
     pub fn error(
         &mut self,
         file: &str,

@@ -8,6 +8,7 @@
 pub mod bundled;
 pub mod package;
 pub mod source;
+pub mod testing;
 pub mod upgrade;
 
 use std::collections::BTreeMap;
@@ -231,6 +232,14 @@ impl Runtime {
             return Err(invalid(problems));
         }
         let checked = check_app_bundle(&raw).map_err(invalid)?;
+        let incomplete = trellis_model::i18n::check_template_translations(&checked);
+        if !incomplete.is_empty() {
+            return Err(invalid(incomplete));
+        }
+        let (_, failures) = testing::run_template_tests(&raw).await?;
+        if !failures.is_empty() {
+            return Err(invalid(failures));
+        }
         let id = checked.id().to_string();
         let version = checked.manifest.version.to_string();
         if package.manifest.template != id || package.manifest.version != version {
