@@ -17,4 +17,5 @@ mod reports;
 mod rules;
 mod schemas;
 mod storage;
+mod template_cli;
 mod templates;
