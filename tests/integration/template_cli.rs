@@ -68,22 +68,31 @@ fn pack_sign_install_upgrade_and_roll_back_from_the_command_line() {
 
     let v1 = work.path().join("desk-1.0.0.zip");
     let (code, _, err) = trellis(
-        &["template", "pack", path(&source), "-o", path(&v1), "--sign", path(&key)],
+        &[
+            "template",
+            "pack",
+            path(&source),
+            "-o",
+            path(&v1),
+            "--sign",
+            path(&key),
+        ],
         &data,
     );
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("signed"), "{err}");
     let (code, _, err) = trellis(&["template", "validate", path(&v1)], &data);
     assert_eq!(code, 0, "{err}");
-    assert!(err.contains(&format!("signed by {}", public.trim())), "{err}");
+    assert!(
+        err.contains(&format!("signed by {}", public.trim())),
+        "{err}"
+    );
     assert!(err.contains("2 test(s) passed"), "{err}");
 
     // A package changed after packing is refused, naming the file.
     let mut bytes = std::fs::read(&v1).unwrap();
     let needle = b"Escalate urgent tickets";
-    let at = bytes
-        .windows(needle.len())
-        .position(|w| w == needle);
+    let at = bytes.windows(needle.len()).position(|w| w == needle);
     let tampered = work.path().join("tampered.zip");
     if let Some(at) = at {
         bytes[at] = b'X';
@@ -102,17 +111,29 @@ fn pack_sign_install_upgrade_and_roll_back_from_the_command_line() {
 
     // Install, then edit the app the way an analyst would (here: through its exported bundle).
     let (code, out, err) = trellis(
-        &["template", "install", path(&v1), "--app", "desk", "--sample-data"],
+        &[
+            "template",
+            "install",
+            path(&v1),
+            "--app",
+            "desk",
+            "--sample-data",
+        ],
         &data,
     );
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("installed app 'desk'"), "{out}");
-    assert!(out.contains("sample data ticket: 4 inserted, 0 rejected"), "{out}");
+    assert!(
+        out.contains("sample data ticket: 4 inserted, 0 rejected"),
+        "{out}"
+    );
 
     // Version 1.1.0 relabels a field and adds another.
     let v11_dir = work.path().join("service_desk_1_1");
     copy_dir(&source, &v11_dir);
-    edit_json(&v11_dir.join("trellis.json"), |m| m["version"] = json!("1.1.0"));
+    edit_json(&v11_dir.join("trellis.json"), |m| {
+        m["version"] = json!("1.1.0")
+    });
     edit_json(&v11_dir.join("entities/ticket.schema.json"), |e| {
         e["properties"]["subject"]["x-trellis"]["label"]["en"] = json!("Summary");
         e["properties"]["category"] =
@@ -120,7 +141,15 @@ fn pack_sign_install_upgrade_and_roll_back_from_the_command_line() {
     });
     let v11 = work.path().join("desk-1.1.0.zip");
     let (code, _, err) = trellis(
-        &["template", "pack", path(&v11_dir), "-o", path(&v11), "--sign", path(&key)],
+        &[
+            "template",
+            "pack",
+            path(&v11_dir),
+            "-o",
+            path(&v11),
+            "--sign",
+            path(&key),
+        ],
         &data,
     );
     assert_eq!(code, 0, "{err}");
@@ -140,11 +169,17 @@ fn pack_sign_install_upgrade_and_roll_back_from_the_command_line() {
     assert_eq!(report["migration"]["records_migrated"], 0);
     let (code, out, _) = trellis(&["template", "upgrade", "desk", path(&v11)], &data);
     assert_eq!(code, 1, "the same version twice is refused");
-    assert!(out.starts_with("trellis.json:/version: version 1.1.0 is not newer"), "{out}");
+    assert!(
+        out.starts_with("trellis.json:/version: version 1.1.0 is not newer"),
+        "{out}"
+    );
 
     let (code, out, err) = trellis(&["template", "rollback", "desk"], &data);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(err.contains("rolled back app 'desk' to template version 1.0.0"), "{err}");
+    assert!(
+        err.contains("rolled back app 'desk' to template version 1.0.0"),
+        "{err}"
+    );
     let (code, _, err) = trellis(&["template", "rollback", "desk"], &data);
     assert_eq!(code, 1, "nothing left to roll back: {err}");
 }
@@ -157,15 +192,21 @@ fn templates_that_break_their_own_promises_are_not_packed() {
     copy_dir(&Path::new(GALLERY).join("service_desk"), &source);
 
     // A failing test of the template's own.
-    edit_json(&source.join("tests/urgent_tickets_are_escalated.test.json"), |t| {
-        t["steps"][2]["expect"]["fields"]["escalated"] = json!(false);
-    });
+    edit_json(
+        &source.join("tests/urgent_tickets_are_escalated.test.json"),
+        |t| {
+            t["steps"][2]["expect"]["fields"]["escalated"] = json!(false);
+        },
+    );
     // A message translated in one language only.
     edit_json(&source.join("i18n/en.json"), |t| {
         t["messages"]["view.tickets"] = json!("Tickets");
     });
     let output = work.path().join("desk.zip");
-    let (code, out, err) = trellis(&["template", "pack", path(&source), "-o", path(&output)], &data);
+    let (code, out, err) = trellis(
+        &["template", "pack", path(&source), "-o", path(&output)],
+        &data,
+    );
     assert_eq!(code, 1, "{out}{err}");
     assert!(!output.exists(), "nothing packed");
     assert!(
@@ -175,7 +216,8 @@ fn templates_that_break_their_own_promises_are_not_packed() {
         "{out}"
     );
     assert!(
-        out.lines().any(|l| l.starts_with("i18n/zh-CN.json:/messages/view.tickets: ")),
+        out.lines()
+            .any(|l| l.starts_with("i18n/zh-CN.json:/messages/view.tickets: ")),
         "{out}"
     );
     let (code, out2, _) = trellis(&["template", "validate", path(&source)], &data);
@@ -188,9 +230,16 @@ fn templates_that_break_their_own_promises_are_not_packed() {
         let clean = work.path().join("clean");
         copy_dir(&Path::new(GALLERY).join("service_desk"), &clean);
         std::os::unix::fs::symlink("/etc/passwd", clean.join("data/secrets.csv")).unwrap();
-        let (code, out, _) = trellis(&["template", "pack", path(&clean), "-o", path(&output)], &data);
+        let (code, out, _) = trellis(
+            &["template", "pack", path(&clean), "-o", path(&output)],
+            &data,
+        );
         assert_eq!(code, 1, "{out}");
-        assert!(out.lines().any(|l| l.starts_with("data/secrets.csv:/: symlinks are not allowed")), "{out}");
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("data/secrets.csv:/: symlinks are not allowed")),
+            "{out}"
+        );
         assert!(!output.exists());
     }
 }

@@ -119,7 +119,11 @@ async fn pack_publish_install_edit_upgrade_rollback(backend: Backend) {
     assert_eq!(desk["publisher"], "Trellis");
     assert_eq!(desk["screenshots"], json!(["screenshots/board.svg"]));
     assert_eq!(desk["name"]["zh-CN"], "售后服务台");
-    assert!(listed.iter().any(|t| t["id"] == "clm" && t["source"] == "bundled"));
+    assert!(
+        listed
+            .iter()
+            .any(|t| t["id"] == "clm" && t["source"] == "bundled")
+    );
 
     let installed = api
         .call(
@@ -143,7 +147,11 @@ async fn pack_publish_install_edit_upgrade_rollback(backend: Backend) {
         (&waiting, "take", json!({})),
         (&waiting, "ask_customer", json!({})),
         (&resolved, "take", json!({})),
-        (&resolved, "resolve", json!({"resolution": "Replaced the battery"})),
+        (
+            &resolved,
+            "resolve",
+            json!({"resolution": "Replaced the battery"}),
+        ),
     ] {
         let reply = fire(&api, id, event, data).await;
         assert_eq!(reply.status, StatusCode::OK, "{event}: {}", reply.text);
@@ -177,12 +185,23 @@ async fn pack_publish_install_edit_upgrade_rollback(backend: Backend) {
         json!("waiting");
     let refused = publish(&api, pack(&bundle_to_files(&broken), "1.1.0", Some(&key))).await;
     assert_problem(&refused, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(refused.body["errors"][0]["code"], "test_failed", "{}", refused.text);
-    assert_eq!(refused.body["errors"][0]["pointer"], "/steps/4/expect/fields/status");
+    assert_eq!(
+        refused.body["errors"][0]["code"], "test_failed",
+        "{}",
+        refused.text
+    );
+    assert_eq!(
+        refused.body["errors"][0]["pointer"],
+        "/steps/4/expect/fields/status"
+    );
     let published = publish(&api, pack(&v11, "1.1.0", Some(&key))).await;
     assert_eq!(published.status, StatusCode::CREATED, "{}", published.text);
     let dry = api
-        .call("POST", "/api/apps/desk/upgrade?dry_run=true", Some(json!({})))
+        .call(
+            "POST",
+            "/api/apps/desk/upgrade?dry_run=true",
+            Some(json!({})),
+        )
         .await;
     assert_eq!(dry.status, StatusCode::OK, "{}", dry.text);
     assert_eq!(dry.body["dry_run"], true);
@@ -217,7 +236,11 @@ async fn pack_publish_install_edit_upgrade_rollback(backend: Backend) {
         dry.body["migration"]["states_moved"]["ticket: waiting → pending"],
         1
     );
-    assert_eq!(bundle(&api).await.0, before_upgrade, "a dry run changes nothing");
+    assert_eq!(
+        bundle(&api).await.0,
+        before_upgrade,
+        "a dry run changes nothing"
+    );
     let resolved_dry = api
         .call(
             "POST",
@@ -240,12 +263,17 @@ async fn pack_publish_install_edit_upgrade_rollback(backend: Backend) {
     assert!(props["channel"].is_object(), "local field kept");
     assert!(props["category"].is_object(), "template field added");
     assert_eq!(props["subject"]["x-trellis"]["label"]["en"], "Title");
-    assert_eq!(props["description"]["x-trellis"]["label"]["zh-CN"], "问题详情");
+    assert_eq!(
+        props["description"]["x-trellis"]["label"]["zh-CN"],
+        "问题详情"
+    );
     assert!(after["rules/chat_is_high.rule.json"].is_object());
     assert_eq!(count(&api, TICKETS).await, 4);
     let moved = api.call("GET", &format!("{TICKETS}/{waiting}"), None).await;
     assert_eq!(moved.body["data"]["status"], "pending");
-    let still = api.call("GET", &format!("{TICKETS}/{resolved}"), None).await;
+    let still = api
+        .call("GET", &format!("{TICKETS}/{resolved}"), None)
+        .await;
     assert_eq!(still.body["data"]["status"], "resolved");
     assert_eq!(still.body["data"]["resolution"], "Replaced the battery");
     let flows = api
@@ -281,18 +309,29 @@ async fn pack_publish_install_edit_upgrade_rollback(backend: Backend) {
     assert_eq!(replied.status, StatusCode::OK, "{}", replied.text);
     // The base is 1.0.0 again, so the upgrade can be redone.
     let redo = api
-        .call("POST", "/api/apps/desk/upgrade?dry_run=true", Some(json!({})))
+        .call(
+            "POST",
+            "/api/apps/desk/upgrade?dry_run=true",
+            Some(json!({})),
+        )
         .await;
     assert_eq!(redo.status, StatusCode::OK, "{}", redo.text);
-    let audit = api
-        .call("GET", "/api/audit?limit=500", None)
-        .await;
+    let audit = api.call("GET", "/api/audit?limit=500", None).await;
     let actions: Vec<&str> = audit.body["items"]
         .as_array()
         .map(|a| a.iter().filter_map(|e| e["action"].as_str()).collect())
         .unwrap_or_default();
-    for action in ["template.publish", "template.install", "app.upgrade", "app.upgrade_rollback"] {
-        assert!(actions.contains(&action), "{action} not audited: {}", audit.text);
+    for action in [
+        "template.publish",
+        "template.install",
+        "app.upgrade",
+        "app.upgrade_rollback",
+    ] {
+        assert!(
+            actions.contains(&action),
+            "{action} not audited: {}",
+            audit.text
+        );
     }
 }
 
@@ -382,14 +421,27 @@ async fn bad_packages_are_refused_and_nothing_installed(backend: Backend) {
             .iter()
             .filter_map(|e| e["code"].as_str())
             .collect();
-        assert!(codes.contains(&code), "{what}: expected {code}, got {}", reply.text);
+        assert!(
+            codes.contains(&code),
+            "{what}: expected {code}, got {}",
+            reply.text
+        );
     }
     // Too many entries.
-    let names: Vec<String> = (0..=package::MAX_ENTRIES).map(|i| format!("assets/{i}.txt")).collect();
-    let many: Vec<(&str, &[u8], u32)> = names.iter().map(|n| (n.as_str(), &b"x"[..], 0o644)).collect();
+    let names: Vec<String> = (0..=package::MAX_ENTRIES)
+        .map(|i| format!("assets/{i}.txt"))
+        .collect();
+    let many: Vec<(&str, &[u8], u32)> = names
+        .iter()
+        .map(|n| (n.as_str(), &b"x"[..], 0o644))
+        .collect();
     let reply = api
         .runtime
-        .publish_template(&trellis_runtime::Principal::system("t", "t"), &raw_zip(&many), false)
+        .publish_template(
+            &trellis_runtime::Principal::system("t", "t"),
+            &raw_zip(&many),
+            false,
+        )
         .await;
     assert!(
         matches!(&reply, Err(trellis_runtime::RuntimeError::InvalidBundle(p)) if p[0].code == "too_many_entries"),
@@ -397,7 +449,12 @@ async fn bad_packages_are_refused_and_nothing_installed(backend: Backend) {
     );
     let gallery = api.call("GET", "/api/templates", None).await;
     assert!(
-        !gallery.body.as_array().unwrap().iter().any(|t| t["id"] == "service_desk" && t["source"] == "published"),
+        !gallery
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["id"] == "service_desk" && t["source"] == "published"),
         "nothing was published: {}",
         gallery.text
     );
@@ -410,31 +467,115 @@ async fn bad_packages_are_refused_and_nothing_installed(backend: Backend) {
         require_signature: true,
         trusted_keys: vec![key.public.clone()],
     };
-    assert_eq!(strict.check(&unsigned, false).unwrap_err().code, "unsigned_package");
+    assert_eq!(
+        strict.check(&unsigned, false).unwrap_err().code,
+        "unsigned_package"
+    );
     assert!(strict.check(&unsigned, true).is_ok());
     assert!(strict.check(&signed_package, false).is_ok());
     let other = signing_key();
     let foreign = package::unpack(&pack(&files, "1.0.0", Some(&other)), "p.zip").unwrap();
-    assert_eq!(strict.check(&foreign, false).unwrap_err().code, "untrusted_publisher");
+    assert_eq!(
+        strict.check(&foreign, false).unwrap_err().code,
+        "untrusted_publisher"
+    );
     assert!(SignaturePolicy::default().check(&unsigned, false).is_ok());
 
     // Installing from the gallery the bundled template needs no package; the app id must be free.
     let first = api
-        .call("POST", "/api/templates/service_desk/install", Some(json!({"app": "helpdesk"})))
+        .call(
+            "POST",
+            "/api/templates/service_desk/install",
+            Some(json!({"app": "helpdesk"})),
+        )
         .await;
     assert_eq!(first.status, StatusCode::CREATED, "{}", first.text);
-    assert_eq!(count(&api, "/api/apps/helpdesk/entities/ticket/records").await, 0);
+    assert_eq!(
+        count(&api, "/api/apps/helpdesk/entities/ticket/records").await,
+        0
+    );
     let taken = api
-        .call("POST", "/api/templates/service_desk/install", Some(json!({"app": "helpdesk"})))
+        .call(
+            "POST",
+            "/api/templates/service_desk/install",
+            Some(json!({"app": "helpdesk"})),
+        )
         .await;
     assert_problem(&taken, StatusCode::CONFLICT);
-    let missing = api
-        .call("POST", "/api/templates/nope/install", None)
-        .await;
+    let missing = api.call("POST", "/api/templates/nope/install", None).await;
     assert_problem(&missing, StatusCode::NOT_FOUND);
+}
+
+async fn bundled_templates_install_with_sample_data_and_show_screenshots(backend: Backend) {
+    let Some(api) = TestApi::start(backend).await else {
+        return;
+    };
+    let gallery = api.call("GET", "/api/templates", None).await;
+    let bundled: Vec<Value> = gallery.body.as_array().unwrap().clone();
+    assert!(bundled.len() >= 2, "{}", gallery.text);
+    for template in &bundled {
+        let id = template["id"].as_str().unwrap();
+        let installed = api
+            .call(
+                "POST",
+                &format!("/api/templates/{id}/install"),
+                Some(json!({"app": format!("{id}_demo"), "sample_data": true})),
+            )
+            .await;
+        assert_eq!(
+            installed.status,
+            StatusCode::CREATED,
+            "{id}: {}",
+            installed.text
+        );
+        let samples = installed.body["sample_data"].as_object().unwrap();
+        assert!(!samples.is_empty(), "{id} ships sample data");
+        for (entity, counts) in samples {
+            assert_eq!(counts["rejected"], 0, "{id}/{entity}: {}", installed.text);
+            assert!(counts["inserted"].as_u64().unwrap() > 0, "{id}/{entity}");
+        }
+        for shot in template["screenshots"].as_array().unwrap() {
+            let shot = shot.as_str().unwrap();
+            let reply = api
+                .call("GET", &format!("/api/templates/{id}/files/{shot}"), None)
+                .await;
+            assert_eq!(reply.status, StatusCode::OK, "{id}/{shot}: {}", reply.text);
+            assert!(
+                reply.headers["content-type"]
+                    .to_str()
+                    .unwrap()
+                    .starts_with("image/")
+            );
+        }
+    }
+    let outside = api
+        .call(
+            "GET",
+            "/api/templates/service_desk/files/entities/ticket.schema.json",
+            None,
+        )
+        .await;
+    assert_problem(&outside, StatusCode::NOT_FOUND);
+
+    // A binary screenshot survives pack → publish → the gallery byte for byte.
+    let mut files = service_desk_files();
+    let png: Vec<u8> = vec![
+        0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 0x0d, 0xff, 0xfe,
+    ];
+    files.push(TemplateFile {
+        path: "screenshots/list.png".into(),
+        bytes: png.clone(),
+    });
+    let published = publish(&api, pack(&files, "1.0.0", None)).await;
+    assert_eq!(published.status, StatusCode::CREATED, "{}", published.text);
+    let bytes = api
+        .raw_bytes("/api/templates/service_desk/files/screenshots/list.png")
+        .await;
+    assert_eq!(bytes, png);
 }
 
 on_both_backends!(
     pack_publish_install_edit_upgrade_rollback,
-    bad_packages_are_refused_and_nothing_installed
+    bad_packages_are_refused_and_nothing_installed,
+    bundled_templates_install_with_sample_data_and_show_screenshots
 );

@@ -20,10 +20,7 @@ pub async fn install(runtime: &Runtime) -> anyhow::Result<()> {
     };
     match runtime.install_bundle(&system, bundle, &options).await {
         Ok(installed) => {
-            println!(
-                "installed demo app 'clm' version {}",
-                installed.app.semver
-            );
+            println!("installed demo app 'clm' version {}", installed.app.semver);
             Ok(())
         }
         // Another server installed it at the same moment.

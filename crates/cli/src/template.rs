@@ -150,7 +150,8 @@ fn validate(path: &Path) -> anyhow::Result<ExitCode> {
         bundle: raw,
         mut problems,
         package,
-    } = read_template(path).with_context(|| format!("cannot read template '{}'", path.display()))?;
+    } = read_template(path)
+        .with_context(|| format!("cannot read template '{}'", path.display()))?;
     let bundle = if package.is_none() && !problems.is_empty() && raw.0.is_empty() {
         None
     } else {
@@ -164,6 +165,7 @@ fn validate(path: &Path) -> anyhow::Result<ExitCode> {
                         .cloned(),
                 );
                 problems.extend(trellis_model::i18n::check_template_translations(&bundle));
+                problems.extend(trellis_runtime::templates::check_engine(&bundle));
                 Some(bundle)
             }
             Err(found) => {
@@ -255,6 +257,7 @@ fn pack(dir: &Path, output: &Path, sign: Option<&Path>) -> anyhow::Result<ExitCo
     let checked = match check_app_bundle(&raw) {
         Ok(bundle) => {
             problems.extend(trellis_model::i18n::check_template_translations(&bundle));
+            problems.extend(trellis_runtime::templates::check_engine(&bundle));
             Some(bundle)
         }
         Err(found) => {
@@ -279,8 +282,7 @@ fn pack(dir: &Path, output: &Path, sign: Option<&Path>) -> anyhow::Result<ExitCo
         &bundle.manifest.version.to_string(),
         key.as_ref(),
     )?;
-    std::fs::write(output, &bytes)
-        .with_context(|| format!("cannot write {}", output.display()))?;
+    std::fs::write(output, &bytes).with_context(|| format!("cannot write {}", output.display()))?;
     eprintln!(
         "packed '{}' {} ({} files, {} bytes{}) into {}",
         bundle.id(),
@@ -328,12 +330,16 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
 }
 
 /// Read a template for install/upgrade, refusing problems and packages the policy refuses.
-fn read_checked(path: &Path, allow_unsigned: bool) -> anyhow::Result<Result<trellis_model::RawBundle, ExitCode>> {
+fn read_checked(
+    path: &Path,
+    allow_unsigned: bool,
+) -> anyhow::Result<Result<trellis_model::RawBundle, ExitCode>> {
     let ReadTemplate {
         bundle,
         mut problems,
         package,
-    } = read_template(path).with_context(|| format!("cannot read template '{}'", path.display()))?;
+    } = read_template(path)
+        .with_context(|| format!("cannot read template '{}'", path.display()))?;
     if let Some(package) = &package
         && let Err(problem) = SignaturePolicy::from_env().check(package, allow_unsigned)
     {
@@ -413,6 +419,9 @@ fn install(
                         "  sample data {entity}: {} inserted, {} rejected",
                         counts.inserted, counts.rejected
                     );
+                    for reason in &counts.reasons {
+                        println!("    {reason}");
+                    }
                 }
                 Ok(ExitCode::SUCCESS)
             }
@@ -465,7 +474,11 @@ fn upgrade(
                     report.local_changes.len(),
                     report.conflicts.len(),
                     report.migration.records_migrated,
-                    if dry_run { " (dry run: nothing changed)" } else { "" }
+                    if dry_run {
+                        " (dry run: nothing changed)"
+                    } else {
+                        ""
+                    }
                 );
                 for conflict in &report.conflicts {
                     eprintln!(
@@ -498,7 +511,11 @@ fn rollback(app: &str, dry_run: bool, db: &DbArgs) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&report)?);
                 eprintln!(
                     "{} app '{app}' to template version {} (app version {})",
-                    if dry_run { "would roll back" } else { "rolled back" },
+                    if dry_run {
+                        "would roll back"
+                    } else {
+                        "rolled back"
+                    },
                     report.template_version,
                     report.migration.to_version
                 );

@@ -92,7 +92,11 @@ pub fn check_app_bundle(raw: &RawBundle) -> Result<AppBundle, Vec<Problem>> {
     problems.extend(report_problems);
     problems.extend(check_report_filters(&bundle, &reports));
     problems.extend(trellis_report::check_dashboards(&bundle, &reports).1);
-    problems.extend(trellis_model::template_test::check_template_tests(&bundle).1.into_vec());
+    problems.extend(
+        trellis_model::template_test::check_template_tests(&bundle)
+            .1
+            .into_vec(),
+    );
     for problem in flow_problems.into_iter().chain(rule_problems) {
         if problem.severity == trellis_model::Severity::Error {
             problems.push(problem);

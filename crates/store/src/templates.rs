@@ -89,7 +89,8 @@ impl Store {
 
     /// Every published template version, newest publication first.
     pub async fn list_templates(&self) -> Result<Vec<TemplateRecord>, StoreError> {
-        let sql = format!("SELECT {TEMPLATE_COLUMNS} FROM templates ORDER BY id, published_at DESC");
+        let sql =
+            format!("SELECT {TEMPLATE_COLUMNS} FROM templates ORDER BY id, published_at DESC");
         Ok(crate::with_pool!(self, read, |pool| {
             sqlx::query_as::<_, TemplateRecord>(sqlx::AssertSqlSafe(sql))
                 .fetch_all(pool)
@@ -99,7 +100,9 @@ impl Store {
 
     /// The published versions of one template.
     pub async fn template_versions(&self, id: &str) -> Result<Vec<TemplateRecord>, StoreError> {
-        let sql = format!("SELECT {TEMPLATE_COLUMNS} FROM templates WHERE id = $1 ORDER BY published_at DESC");
+        let sql = format!(
+            "SELECT {TEMPLATE_COLUMNS} FROM templates WHERE id = $1 ORDER BY published_at DESC"
+        );
         Ok(crate::with_pool!(self, read, |pool| {
             sqlx::query_as::<_, TemplateRecord>(sqlx::AssertSqlSafe(sql))
                 .bind(id)

@@ -38,7 +38,10 @@ pub fn check_template_translations(bundle: &crate::AppBundle) -> Vec<crate::Prob
                 &format!("i18n/{locale}.json"),
                 "",
                 "missing_translation",
-                format!("a template ships its messages in {}: add this file", TEMPLATE_LOCALES.join(" and ")),
+                format!(
+                    "a template ships its messages in {}: add this file",
+                    TEMPLATE_LOCALES.join(" and ")
+                ),
             );
         }
     }
@@ -57,7 +60,9 @@ pub fn check_template_translations(bundle: &crate::AppBundle) -> Vec<crate::Prob
                     &format!("i18n/{locale}.json"),
                     crate::pointer::join("/messages", key),
                     "missing_translation",
-                    format!("message '{key}' is translated in another language but not in {locale}"),
+                    format!(
+                        "message '{key}' is translated in another language but not in {locale}"
+                    ),
                 );
             }
         }

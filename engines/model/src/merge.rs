@@ -228,7 +228,13 @@ impl Merger<'_> {
         Value::Array(out)
     }
 
-    fn merge_set(&mut self, base: &[Value], local: &[Value], template: &[Value], pointer: &str) -> Value {
+    fn merge_set(
+        &mut self,
+        base: &[Value],
+        local: &[Value],
+        template: &[Value],
+        pointer: &str,
+    ) -> Value {
         let removed_by_template: Vec<&Value> =
             base.iter().filter(|v| !template.contains(v)).collect();
         let mut out: Vec<Value> = local
@@ -243,7 +249,12 @@ impl Merger<'_> {
         }
         let merged = Value::Array(out);
         let base_value = Value::Array(base.to_vec());
-        self.record(MergeSide::Template, Some(&base_value), Some(&merged), pointer);
+        self.record(
+            MergeSide::Template,
+            Some(&base_value),
+            Some(&merged),
+            pointer,
+        );
         merged
     }
 
@@ -255,7 +266,11 @@ impl Merger<'_> {
         pointer: String,
     ) -> Option<Value> {
         let id = format!("{}:{pointer}", self.file);
-        let chosen = self.resolutions.get(&id).copied().unwrap_or(MergeSide::Local);
+        let chosen = self
+            .resolutions
+            .get(&id)
+            .copied()
+            .unwrap_or(MergeSide::Local);
         self.conflicts.push(Conflict {
             id,
             file: self.file.clone(),
@@ -272,7 +287,13 @@ impl Merger<'_> {
         }
     }
 
-    fn record(&mut self, side: MergeSide, before: Option<&Value>, after: Option<&Value>, pointer: &str) {
+    fn record(
+        &mut self,
+        side: MergeSide,
+        before: Option<&Value>,
+        after: Option<&Value>,
+        pointer: &str,
+    ) {
         let kind = match (before, after) {
             (None, Some(_)) => ChangeKind::Added,
             (Some(_), None) => ChangeKind::Removed,
@@ -324,7 +345,11 @@ fn keyed(array: &[Value]) -> Option<Vec<(String, &Value)>> {
 
 /// Keys of the merged object: local's order, then keys new in the template, then base keys that
 /// only the template dropped or only local dropped (the merge decides whether they stay).
-fn ordered_keys(local: &Map<String, Value>, template: &Map<String, Value>, base: &Map<String, Value>) -> Vec<String> {
+fn ordered_keys(
+    local: &Map<String, Value>,
+    template: &Map<String, Value>,
+    base: &Map<String, Value>,
+) -> Vec<String> {
     let mut keys: Vec<String> = local.keys().cloned().collect();
     for key in template.keys().chain(base.keys()) {
         if !keys.contains(key) {

@@ -114,7 +114,14 @@ pub fn check_template_tests(bundle: &AppBundle) -> (Vec<TemplateTest>, Problems)
                 TestStep::Create {
                     entity, name, data, ..
                 } => {
-                    check_fields(bundle, entity, data, &file, &format!("{at}/create"), &mut problems);
+                    check_fields(
+                        bundle,
+                        entity,
+                        data,
+                        &file,
+                        &format!("{at}/create"),
+                        &mut problems,
+                    );
                     if let Some(name) = name {
                         entity_of.push((name.as_str(), entity));
                         names.insert(name.as_str());
@@ -122,13 +129,24 @@ pub fn check_template_tests(bundle: &AppBundle) -> (Vec<TemplateTest>, Problems)
                 }
                 TestStep::Update { record, data, .. } => {
                     known_record(record, "update", &mut problems);
-                    if let Some((_, entity)) = entity_of.iter().find(|(n, _)| *n == record.as_str()) {
-                        check_fields(bundle, entity, data, &file, &format!("{at}/update"), &mut problems);
+                    if let Some((_, entity)) = entity_of.iter().find(|(n, _)| *n == record.as_str())
+                    {
+                        check_fields(
+                            bundle,
+                            entity,
+                            data,
+                            &file,
+                            &format!("{at}/update"),
+                            &mut problems,
+                        );
                     }
                 }
                 TestStep::Fire { record, flow, .. } => {
                     known_record(record, "fire", &mut problems);
-                    if !bundle.documents.contains_key(&(DocumentKind::Flow, flow.clone())) {
+                    if !bundle
+                        .documents
+                        .contains_key(&(DocumentKind::Flow, flow.clone()))
+                    {
                         problems.error(
                             &file,
                             format!("{at}/fire/flow"),
@@ -139,8 +157,16 @@ pub fn check_template_tests(bundle: &AppBundle) -> (Vec<TemplateTest>, Problems)
                 }
                 TestStep::Expect { record, fields } => {
                     known_record(record, "expect", &mut problems);
-                    if let Some((_, entity)) = entity_of.iter().find(|(n, _)| *n == record.as_str()) {
-                        check_fields(bundle, entity, fields, &file, &format!("{at}/expect/fields"), &mut problems);
+                    if let Some((_, entity)) = entity_of.iter().find(|(n, _)| *n == record.as_str())
+                    {
+                        check_fields(
+                            bundle,
+                            entity,
+                            fields,
+                            &file,
+                            &format!("{at}/expect/fields"),
+                            &mut problems,
+                        );
                     }
                 }
                 TestStep::ExpectCount { entity, .. } => {

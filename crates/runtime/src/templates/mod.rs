@@ -62,6 +62,9 @@ pub struct InstallOptions {
 pub struct SampleImport {
     pub inserted: usize,
     pub rejected: usize,
+    /// Why rows were rejected (the first few), as `row N: /field: message`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
 }
 
 /// The result of an install.
@@ -75,13 +78,36 @@ pub struct InstalledApp {
     pub sample_data: BTreeMap<String, SampleImport>,
 }
 
+/// The engine version templates' `engine` ranges are matched against.
+pub const ENGINE_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// A template whose `engine` range excludes this engine cannot be installed or published.
+pub fn check_engine(bundle: &trellis_model::AppBundle) -> Vec<Problem> {
+    let engine = parse_version(ENGINE_VERSION);
+    match &bundle.manifest.engine {
+        Some(range) if !range.matches(&engine) => vec![Problem {
+            file: trellis_model::bundle::MANIFEST_FILE.into(),
+            pointer: "/engine".into(),
+            code: "engine_mismatch",
+            message: format!(
+                "the template needs a Trellis engine {range}, and this is {ENGINE_VERSION}: upgrade Trellis or use a template version made for it"
+            ),
+            severity: trellis_model::Severity::Error,
+        }],
+        _ => Vec::new(),
+    }
+}
+
 fn invalid(problems: Vec<Problem>) -> RuntimeError {
     RuntimeError::InvalidBundle(problems)
 }
 
 fn manifest_of(bundle: &RawBundle) -> &Value {
     static NULL: Value = Value::Null;
-    bundle.0.get(trellis_model::bundle::MANIFEST_FILE).unwrap_or(&NULL)
+    bundle
+        .0
+        .get(trellis_model::bundle::MANIFEST_FILE)
+        .unwrap_or(&NULL)
 }
 
 fn text_field(manifest: &Value, key: &str) -> Option<String> {
@@ -92,7 +118,12 @@ fn strings(manifest: &Value, key: &str) -> Vec<String> {
     manifest
         .get(key)
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -203,6 +234,22 @@ impl Runtime {
             })
     }
 
+    /// A screenshot or other asset of a gallery template (newest version): its media type and bytes.
+    pub async fn template_asset(
+        &self,
+        id: &str,
+        path: &str,
+    ) -> Result<(&'static str, Vec<u8>), RuntimeError> {
+        let not_found = || RuntimeError::NotFound(format!("file '{path}' of template '{id}'"));
+        if !(path.starts_with("screenshots/") || path.starts_with("assets/")) {
+            return Err(not_found());
+        }
+        let bundle = self.template_bundle(id, None).await?;
+        let value = bundle.0.get(path).ok_or_else(not_found)?;
+        let bytes = source::file_bytes(path, value).ok_or_else(not_found)?;
+        Ok((source::media_type(path), bytes))
+    }
+
     /// Publish a packed template to the gallery: unpacked safely, checked against its checksums,
     /// its signature and this server's signature policy, validated whole. Platform admins only.
     pub async fn publish_template(
@@ -232,7 +279,8 @@ impl Runtime {
             return Err(invalid(problems));
         }
         let checked = check_app_bundle(&raw).map_err(invalid)?;
-        let incomplete = trellis_model::i18n::check_template_translations(&checked);
+        let mut incomplete = trellis_model::i18n::check_template_translations(&checked);
+        incomplete.extend(check_engine(&checked));
         if !incomplete.is_empty() {
             return Err(invalid(incomplete));
         }
@@ -311,6 +359,29 @@ impl Runtime {
         options: &InstallOptions,
     ) -> Result<InstalledApp, RuntimeError> {
         let checked = check_app_bundle(&template).map_err(invalid)?;
+        let mut refused = check_engine(&checked);
+        for (dependency, range) in &checked.manifest.dependencies {
+            let available = self
+                .list_templates()
+                .await?
+                .into_iter()
+                .find(|t| t.id == dependency.as_str())
+                .is_some_and(|t| t.versions.iter().any(|v| range.matches(&parse_version(v))));
+            if !available {
+                refused.push(Problem {
+                    file: trellis_model::bundle::MANIFEST_FILE.into(),
+                    pointer: format!("/dependencies/{dependency}"),
+                    code: "missing_dependency",
+                    message: format!(
+                        "the template builds on template '{dependency}' {range}, which is not in the gallery: publish it first"
+                    ),
+                    severity: trellis_model::Severity::Error,
+                });
+            }
+        }
+        if !refused.is_empty() {
+            return Err(invalid(refused));
+        }
         let template_id = checked.id().to_string();
         let template_version = checked.manifest.version.to_string();
         let app_id = options.app.clone().unwrap_or_else(|| template_id.clone());
@@ -344,11 +415,26 @@ impl Runtime {
                 if !report.rejected.is_empty() {
                     tracing::warn!(app = %app_id, %entity, rejected = report.rejected.len(), "sample rows rejected");
                 }
+                let reasons = report
+                    .rejected
+                    .iter()
+                    .take(5)
+                    .flat_map(|row| {
+                        let entity = &entity;
+                        row.errors.iter().map(move |e| {
+                            format!(
+                                "data/{entity}: row {}: {}: {}",
+                                row.row, e.pointer, e.message
+                            )
+                        })
+                    })
+                    .collect();
                 sample_data.insert(
                     entity,
                     SampleImport {
                         inserted: report.inserted,
                         rejected: report.rejected.len(),
+                        reasons,
                     },
                 );
             }

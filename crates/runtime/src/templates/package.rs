@@ -100,7 +100,9 @@ impl SignaturePolicy {
                 Err(problem(
                     PACKAGE_SIGNATURE,
                     "untrusted_publisher",
-                    format!("the package is signed by key {key}, which is not among the trusted publisher keys (TRELLIS_TRUSTED_KEYS)"),
+                    format!(
+                        "the package is signed by key {key}, which is not among the trusted publisher keys (TRELLIS_TRUSTED_KEYS)"
+                    ),
                 ))
             }
             _ => Ok(()),
@@ -127,7 +129,10 @@ pub fn generate_key() -> (String, String) {
     let mut secret = [0u8; 32];
     rand::fill(&mut secret);
     let key = SigningKey::from_bytes(&secret);
-    (hex::encode(secret), hex::encode(key.verifying_key().to_bytes()))
+    (
+        hex::encode(secret),
+        hex::encode(key.verifying_key().to_bytes()),
+    )
 }
 
 /// Parse a signing key written by [`generate_key`] (hex, surrounding whitespace ignored).
@@ -214,7 +219,9 @@ pub fn unpack(bytes: &[u8], archive: &str) -> Result<UnpackedPackage, Vec<Proble
             return Err(vec![problem(
                 archive,
                 "not_a_package",
-                format!("not a template package (a zip written by `trellis template pack`): {error}"),
+                format!(
+                    "not a template package (a zip written by `trellis template pack`): {error}"
+                ),
             )]);
         }
     };
@@ -222,7 +229,10 @@ pub fn unpack(bytes: &[u8], archive: &str) -> Result<UnpackedPackage, Vec<Proble
         return Err(vec![problem(
             archive,
             "too_many_entries",
-            format!("the package has {} entries; the limit is {MAX_ENTRIES}", zip.len()),
+            format!(
+                "the package has {} entries; the limit is {MAX_ENTRIES}",
+                zip.len()
+            ),
         )]);
     }
     let mut entries: BTreeMap<String, Vec<u8>> = BTreeMap::new();
@@ -231,7 +241,12 @@ pub fn unpack(bytes: &[u8], archive: &str) -> Result<UnpackedPackage, Vec<Proble
         let mut entry = match zip.by_index(index) {
             Ok(entry) => entry,
             Err(error) => {
-                problems.error(archive, "", "unreadable_entry", format!("entry {index}: {error}"));
+                problems.error(
+                    archive,
+                    "",
+                    "unreadable_entry",
+                    format!("entry {index}: {error}"),
+                );
                 continue;
             }
         };
@@ -246,7 +261,12 @@ pub fn unpack(bytes: &[u8], archive: &str) -> Result<UnpackedPackage, Vec<Proble
             continue;
         }
         if entry.is_symlink() {
-            problems.error(&name, "", "symlink", "symlinks are not allowed in a package");
+            problems.error(
+                &name,
+                "",
+                "symlink",
+                "symlinks are not allowed in a package",
+            );
             continue;
         }
         if entry.is_dir() {
@@ -257,7 +277,12 @@ pub fn unpack(bytes: &[u8], archive: &str) -> Result<UnpackedPackage, Vec<Proble
             .take(MAX_FILE_BYTES + 1)
             .read_to_end(&mut content);
         if let Err(error) = read {
-            problems.error(&name, "", "unreadable_entry", format!("cannot inflate: {error}"));
+            problems.error(
+                &name,
+                "",
+                "unreadable_entry",
+                format!("cannot inflate: {error}"),
+            );
             continue;
         }
         if content.len() as u64 > MAX_FILE_BYTES {
@@ -278,7 +303,12 @@ pub fn unpack(bytes: &[u8], archive: &str) -> Result<UnpackedPackage, Vec<Proble
             )]);
         }
         if entries.insert(name.clone(), content).is_some() {
-            problems.error(&name, "", "duplicate_entry", "the package holds this path twice");
+            problems.error(
+                &name,
+                "",
+                "duplicate_entry",
+                "the package holds this path twice",
+            );
         }
     }
     if problems.has_errors() {
@@ -288,13 +318,19 @@ pub fn unpack(bytes: &[u8], archive: &str) -> Result<UnpackedPackage, Vec<Proble
         return Err(vec![problem(
             archive,
             "missing_checksums",
-            format!("the package has no {PACKAGE_MANIFEST}: pack templates with `trellis template pack`"),
+            format!(
+                "the package has no {PACKAGE_MANIFEST}: pack templates with `trellis template pack`"
+            ),
         )]);
     };
     let manifest: PackageManifest = match serde_json::from_slice(&manifest_bytes) {
         Ok(manifest) => manifest,
         Err(error) => {
-            return Err(vec![problem(PACKAGE_MANIFEST, "invalid_checksums", error.to_string())]);
+            return Err(vec![problem(
+                PACKAGE_MANIFEST,
+                "invalid_checksums",
+                error.to_string(),
+            )]);
         }
     };
     let signed_by = match entries.remove(PACKAGE_SIGNATURE) {
@@ -349,7 +385,10 @@ fn verify_signature(signature_file: &[u8], signed: &[u8]) -> Result<String, Stri
     let file: PackageSignature = serde_json::from_slice(signature_file)
         .map_err(|e| format!("unreadable signature file: {e}"))?;
     if file.algorithm != "ed25519" {
-        return Err(format!("unknown signature algorithm '{}': use ed25519", file.algorithm));
+        return Err(format!(
+            "unknown signature algorithm '{}': use ed25519",
+            file.algorithm
+        ));
     }
     let key_bytes: [u8; 32] = hex::decode(&file.public_key)
         .ok()
@@ -359,7 +398,8 @@ fn verify_signature(signature_file: &[u8], signed: &[u8]) -> Result<String, Stri
         .ok()
         .and_then(|b| b.try_into().ok())
         .ok_or("the signature is not 64 bytes of hex")?;
-    let key = VerifyingKey::from_bytes(&key_bytes).map_err(|e| format!("invalid public key: {e}"))?;
+    let key =
+        VerifyingKey::from_bytes(&key_bytes).map_err(|e| format!("invalid public key: {e}"))?;
     key.verify(signed, &Signature::from_bytes(&signature_bytes))
         .map_err(|_| "the signature does not match the package's checksum manifest: the package was changed after signing".to_owned())?;
     Ok(file.public_key.to_ascii_lowercase())

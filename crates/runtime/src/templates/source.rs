@@ -94,7 +94,9 @@ pub fn read_template_bytes(bytes: &[u8], name: &str) -> ReadTemplate {
 
 /// Every file of a template directory with its bytes, in path order. Hidden files (`.git`, editor
 /// files) are skipped; symlinks and oversized files are problems.
-pub fn read_template_files(root: &Path) -> Result<(Vec<TemplateFile>, Vec<Problem>), std::io::Error> {
+pub fn read_template_files(
+    root: &Path,
+) -> Result<(Vec<TemplateFile>, Vec<Problem>), std::io::Error> {
     let mut problems = Problems::default();
     let mut paths = Vec::new();
     collect_files(root, root, &mut paths, &mut problems)?;
@@ -144,7 +146,9 @@ pub fn bundle_to_files(bundle: &RawBundle) -> Vec<TemplateFile> {
         .map(|(path, value)| TemplateFile {
             path: path.clone(),
             bytes: match value {
-                Value::String(text) if !path.ends_with(".json") => text.clone().into_bytes(),
+                Value::String(_) if !path.ends_with(".json") => {
+                    file_bytes(path, value).unwrap_or_default()
+                }
                 other => {
                     let mut text = serde_json::to_string_pretty(other).unwrap_or_default();
                     text.push('\n');
@@ -186,7 +190,53 @@ fn collect_files(
     Ok(())
 }
 
+/// Binary assets (screenshots, images) travel in a bundle as `data:` URLs.
+fn is_asset(name: &str) -> bool {
+    name.starts_with("assets/") || name.starts_with("screenshots/")
+}
+
+/// The media type of an asset, from its extension.
+pub fn media_type(name: &str) -> &'static str {
+    match name
+        .rsplit('.')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+        .as_str()
+    {
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "svg" => "image/svg+xml",
+        "md" => "text/markdown; charset=utf-8",
+        "txt" => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+/// The bytes of a bundle file: text as UTF-8, `data:…;base64,` assets decoded.
+pub fn file_bytes(name: &str, value: &Value) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    match value {
+        Value::String(text) if is_asset(name) && text.starts_with("data:") => {
+            let (_, data) = text.split_once(";base64,")?;
+            base64::engine::general_purpose::STANDARD.decode(data).ok()
+        }
+        Value::String(text) => Some(text.clone().into_bytes()),
+        other => serde_json::to_vec_pretty(other).ok(),
+    }
+}
+
 fn parse_file(name: &str, bytes: &[u8]) -> Result<Value, String> {
+    use base64::Engine as _;
+    if is_asset(name) && std::str::from_utf8(bytes).is_err() {
+        let data = base64::engine::general_purpose::STANDARD.encode(bytes);
+        return Ok(Value::String(format!(
+            "data:{};base64,{data}",
+            media_type(name)
+        )));
+    }
     let text = std::str::from_utf8(bytes).map_err(|_| "file is not UTF-8 text".to_owned())?;
     if name.ends_with(".json") {
         serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))

@@ -48,7 +48,9 @@ pub async fn run_template_tests(
             app: Some(app.clone()),
             sample_data: false,
         };
-        runtime.install_bundle(&actor, bundle.clone(), &options).await?;
+        runtime
+            .install_bundle(&actor, bundle.clone(), &options)
+            .await?;
         let before = problems.len();
         run_steps(&runtime, &actor, &app, test, &mut problems).await;
         outcomes.push(TestOutcome {
@@ -79,11 +81,9 @@ fn resolve(data: &Map<String, Value>, names: &BTreeMap<String, (String, String)>
 
 fn error_code(error: &RuntimeError) -> String {
     match error {
-        RuntimeError::InvalidRecord(issues) => issues
-            .iter()
-            .map(|i| i.code)
-            .collect::<Vec<_>>()
-            .join(","),
+        RuntimeError::InvalidRecord(issues) => {
+            issues.iter().map(|i| i.code).collect::<Vec<_>>().join(",")
+        }
         RuntimeError::Conflict(_) => "conflict".into(),
         RuntimeError::Forbidden(_) => "forbidden".into(),
         RuntimeError::NotFound(_) => "not_found".into(),
@@ -125,11 +125,16 @@ async fn run_steps(
                     }
                     (Ok(_), Some(code)) => fail(
                         "/create",
-                        format!("expected the create to be refused with '{code}', but it was saved"),
+                        format!(
+                            "expected the create to be refused with '{code}', but it was saved"
+                        ),
                     ),
                     (Err(error), Some(code)) if error_code(&error).contains(code.as_str()) => {}
                     (Err(error), _) => {
-                        fail("/create", format!("the create failed: {error} ({})", error_code(&error)));
+                        fail(
+                            "/create",
+                            format!("the create failed: {error} ({})", error_code(&error)),
+                        );
                         return;
                     }
                 }
@@ -143,17 +148,30 @@ async fn run_steps(
                     return;
                 };
                 let result = runtime
-                    .update_record(actor, app, &entity, &id, &resolve(data, &names), None, locale)
+                    .update_record(
+                        actor,
+                        app,
+                        &entity,
+                        &id,
+                        &resolve(data, &names),
+                        None,
+                        locale,
+                    )
                     .await;
                 match (result, expect_error) {
                     (Ok(_), None) => {}
                     (Ok(_), Some(code)) => fail(
                         "/update",
-                        format!("expected the update to be refused with '{code}', but it was saved"),
+                        format!(
+                            "expected the update to be refused with '{code}', but it was saved"
+                        ),
                     ),
                     (Err(error), Some(code)) if error_code(&error).contains(code.as_str()) => {}
                     (Err(error), _) => {
-                        fail("/update", format!("the update failed: {error} ({})", error_code(&error)));
+                        fail(
+                            "/update",
+                            format!("the update failed: {error} ({})", error_code(&error)),
+                        );
                         return;
                     }
                 }
@@ -173,7 +191,16 @@ async fn run_steps(
                     _ => Map::new(),
                 };
                 let result = runtime
-                    .fire_event(actor, app, &entity, &id, flow.as_str(), event.as_str(), &data, locale)
+                    .fire_event(
+                        actor,
+                        app,
+                        &entity,
+                        &id,
+                        flow.as_str(),
+                        event.as_str(),
+                        &data,
+                        locale,
+                    )
                     .await;
                 match (result, expect_refused) {
                     (Ok(_), false) | (Err(RuntimeError::Conflict(_)), true) => {}
@@ -215,7 +242,10 @@ async fn run_steps(
                     count: true,
                     ..Default::default()
                 };
-                match runtime.list_records(actor, app, entity.as_str(), &request).await {
+                match runtime
+                    .list_records(actor, app, entity.as_str(), &request)
+                    .await
+                {
                     Ok(page) => {
                         let total = page.total.unwrap_or_default();
                         if total != *count as i64 {

@@ -78,7 +78,11 @@ fn parse_bundle(text: &str, what: &str) -> Result<RawBundle, RuntimeError> {
 
 impl Runtime {
     /// The id of the template an app was installed from (404 when it was not).
-    pub async fn app_template_id(&self, actor: &Principal, app: &str) -> Result<String, RuntimeError> {
+    pub async fn app_template_id(
+        &self,
+        actor: &Principal,
+        app: &str,
+    ) -> Result<String, RuntimeError> {
         let record = self.live_app(app).await?;
         let loaded = self.loaded_app(&record.id).await?;
         self.require_app_manager(actor, &loaded).await?;
@@ -87,7 +91,10 @@ impl Runtime {
             .await?
             .map(|t| t.template_id)
             .ok_or_else(|| {
-                RuntimeError::NotFound(format!("the template app '{}' was installed from", record.id))
+                RuntimeError::NotFound(format!(
+                    "the template app '{}' was installed from",
+                    record.id
+                ))
             })
     }
 
@@ -172,7 +179,13 @@ impl Runtime {
         tidy_state_mappings(&mut outcome.merged);
         let expected = options.expected_version.or(Some(version));
         let migration = self
-            .publish_bundle(actor, &record.id, &outcome.merged, expected, options.dry_run)
+            .publish_bundle(
+                actor,
+                &record.id,
+                &outcome.merged,
+                expected,
+                options.dry_run,
+            )
             .await?;
         let mut report = UpgradeReport {
             app: record.id.clone(),

@@ -98,8 +98,12 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(apps::restore_app))
         .routes(routes!(apps::export_bundle, apps::publish_bundle))
         .routes(routes!(apps::list_versions))
-        .routes(routes!(templates::list_templates, templates::publish_template))
+        .routes(routes!(
+            templates::list_templates,
+            templates::publish_template
+        ))
         .routes(routes!(templates::install_template))
+        .routes(routes!(templates::template_file))
         .routes(routes!(templates::upgrade_app))
         .routes(routes!(templates::rollback_upgrade))
         .routes(routes!(templates::list_upgrades))

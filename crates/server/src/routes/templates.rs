@@ -63,6 +63,33 @@ pub async fn list_templates(
     Ok(Json(serde_json::to_value(templates).unwrap_or_default()))
 }
 
+/// A screenshot or other asset of a gallery template (paths under `screenshots/` or `assets/`, as
+/// listed in the template's `screenshots`).
+#[utoipa::path(get, path = "/api/templates/{id}/files/{folder}/{name}", tag = "templates",
+    params(("id" = String, Path), ("folder" = String, Path, description = "screenshots or assets"),
+           ("name" = String, Path, description = "e.g. board.svg")),
+    responses((status = 200, description = "The file"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn template_file(
+    State(state): State<AppState>,
+    Authenticated(_principal): Authenticated,
+    Path((id, folder, name)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    let path = format!("{folder}/{name}");
+    let (media_type, bytes) = state.runtime.template_asset(&id, &path).await?;
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, media_type),
+            (axum::http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (
+                axum::http::header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'; sandbox",
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
 /// Publish a packed template (`application/zip`, from `trellis template pack`): unpacked safely,
 /// checksums and signature verified, validated whole. Platform admins only.
 #[utoipa::path(post, path = "/api/templates", tag = "templates", params(PublishQuery),
