@@ -346,7 +346,17 @@ fn serve_demo_installs_clm_once() {
             "sales_rep"
         ]
     );
-    // …and its reports and overview dashboard, which run on the demo's records.
+    // Its sample data is installed once (10 customers, 3 of them in growth)…
+    let customers = request(
+        &second.addr,
+        "GET",
+        "/api/apps/clm/entities/customer/records?count=true&limit=1",
+        Some(&token),
+        None,
+    )
+    .json();
+    assert_eq!(customers["total"], 10, "{customers}");
+    // …and its reports and overview dashboard run on the demo's records.
     for name in ["王芳", "Li Lei"] {
         let body = serde_json::json!({"name": name, "lifecycle_stage": "growth"});
         let created = request(
@@ -374,12 +384,12 @@ fn serve_demo_installs_clm_once() {
     let by_stage = &widgets[1]["result"];
     assert_eq!(
         by_stage["rows"],
-        serde_json::json!([["growth", 2, 1.0]]),
+        serde_json::json!([["growth", 5, 1.0]]),
         "{by_stage}"
     );
     assert_eq!(
-        widgets[0]["result"]["rows"][0][1], 2,
-        "both were created this month"
+        widgets[0]["result"]["rows"][0][1], 5,
+        "the page filter applies: 3 sample and 2 new growth customers, all created this month"
     );
 }
 

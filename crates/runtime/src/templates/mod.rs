@@ -172,7 +172,7 @@ impl Runtime {
             published.entry(record.id.clone()).or_default().push(record);
         }
         for (id, mut records) in published {
-            records.sort_by(|a, b| parse_version(&b.version).cmp(&parse_version(&a.version)));
+            records.sort_by_key(|r| std::cmp::Reverse(parse_version(&r.version)));
             let mut versions: Vec<String> = records.iter().map(|r| r.version.clone()).collect();
             let newest = &records[0];
             let bundle: RawBundle = serde_json::from_str(&newest.bundle)
@@ -182,7 +182,7 @@ impl Runtime {
                 && !versions.contains(&bundled.version)
             {
                 versions.push(bundled.version.clone());
-                versions.sort_by(|a, b| parse_version(b).cmp(&parse_version(a)));
+                versions.sort_by_key(|v| std::cmp::Reverse(parse_version(v)));
             }
             let mut item = summary(&bundle, "published", versions);
             if let Some(bundled) = bundled
