@@ -427,6 +427,23 @@ async fn bad_packages_are_refused_and_nothing_installed(backend: Backend) {
             reply.text
         );
     }
+    // A zip bomb: one entry that inflates past the per-file limit (counted while inflating).
+    let zeros = vec![0u8; trellis_runtime::templates::source::MAX_FILE_BYTES as usize + 1];
+    let bomb = raw_zip(&[("assets/zeros.txt", &zeros, 0o644)]);
+    assert!(
+        bomb.len() < 1024 * 1024,
+        "compressed to {} bytes",
+        bomb.len()
+    );
+    drop(zeros);
+    let reply = api
+        .runtime
+        .publish_template(&trellis_runtime::Principal::system("t", "t"), &bomb, false)
+        .await;
+    assert!(
+        matches!(&reply, Err(trellis_runtime::RuntimeError::InvalidBundle(p)) if p[0].code == "too_large"),
+        "{reply:?}"
+    );
     // Too many entries.
     let names: Vec<String> = (0..=package::MAX_ENTRIES)
         .map(|i| format!("assets/{i}.txt"))
@@ -480,6 +497,31 @@ async fn bad_packages_are_refused_and_nothing_installed(backend: Backend) {
         "untrusted_publisher"
     );
     assert!(SignaturePolicy::default().check(&unsigned, false).is_ok());
+    // The same through a server that requires signatures: refused, unless explicitly allowed.
+    let settings = trellis_runtime::RuntimeSettings {
+        template_signatures: strict.clone(),
+        ..Default::default()
+    };
+    let strict_server = trellis_runtime::Runtime::new(api.runtime.store().clone(), settings);
+    let admin = trellis_runtime::Principal::system("t", "t");
+    let refused = strict_server
+        .publish_template(&admin, &pack(&files, "1.0.0", None), false)
+        .await;
+    assert!(
+        matches!(&refused, Err(trellis_runtime::RuntimeError::InvalidBundle(p)) if p[0].code == "unsigned_package"),
+        "{refused:?}"
+    );
+    let foreign_refused = strict_server
+        .publish_template(&admin, &pack(&files, "1.0.0", Some(&other)), false)
+        .await;
+    assert!(
+        matches!(&foreign_refused, Err(trellis_runtime::RuntimeError::InvalidBundle(p)) if p[0].code == "untrusted_publisher"),
+        "{foreign_refused:?}"
+    );
+    let allowed = strict_server
+        .publish_template(&admin, &pack(&files, "1.0.0", None), true)
+        .await;
+    assert!(allowed.is_ok(), "{allowed:?}");
 
     // Installing from the gallery the bundled template needs no package; the app id must be free.
     let first = api
