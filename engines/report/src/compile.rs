@@ -362,6 +362,63 @@ pub fn compile(
             checker.segments(segments);
             None
         }
+        Analysis::CustomerBase {
+            subject,
+            date,
+            amount,
+            calibration_end,
+            horizon_months,
+            monthly_discount,
+            at_risk_below,
+            churned_below,
+            fit_sample,
+            ..
+        } => {
+            checker.scalar_field(subject.as_str(), "/analysis/subject");
+            checker.temporal_field(date.as_str(), "/analysis/date");
+            checker.numeric_field(amount.as_str(), "/analysis/amount");
+            if let Some(text) = calibration_end
+                && parse_day(text).is_none()
+            {
+                checker.error(
+                    "/analysis/calibration_end",
+                    "invalid_date",
+                    format!("'{text}' is not a date like 2026-06-30"),
+                );
+            }
+            if !(1..=120).contains(horizon_months) {
+                checker.error(
+                    "/analysis/horizon_months",
+                    "out_of_range",
+                    "horizon_months must be between 1 and 120",
+                );
+            }
+            if !(0.0..1.0).contains(monthly_discount) {
+                checker.error(
+                    "/analysis/monthly_discount",
+                    "out_of_range",
+                    "monthly_discount is a rate from 0 up to 1 (0.01 = 1 % per month)",
+                );
+            }
+            if !(0.0..=1.0).contains(churned_below)
+                || !(0.0..=1.0).contains(at_risk_below)
+                || churned_below > at_risk_below
+            {
+                checker.error(
+                    "/analysis/churned_below",
+                    "out_of_range",
+                    "thresholds are probabilities with churned_below ≤ at_risk_below",
+                );
+            }
+            if *fit_sample < 100 {
+                checker.error(
+                    "/analysis/fit_sample",
+                    "out_of_range",
+                    "fit on at least 100 customers",
+                );
+            }
+            None
+        }
         Analysis::Kpi { measure, date, .. } => {
             checker.measure(measure, "/analysis/measure", &BTreeMap::new());
             if measure.op.is_derived() {
@@ -383,6 +440,13 @@ pub fn compile(
         fields: checker.fields,
         funnel,
     })
+}
+
+/// A `YYYY-MM-DD` date as days since 1970-01-01.
+pub fn parse_day(text: &str) -> Option<i32> {
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .map(crate::buckets::days_of)
 }
 
 struct Checker<'a> {

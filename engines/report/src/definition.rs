@@ -127,6 +127,40 @@ pub enum Analysis {
         #[serde(default)]
         output: RfmOutput,
     },
+    /// The customer-base model: BG/NBD and Gamma-Gamma fitted by maximum likelihood on the
+    /// dataset's transactions, giving per subject P(alive), expected purchases over the horizon,
+    /// expected spend per purchase and CLV (or, with `output: model`, the fitted parameters).
+    CustomerBase {
+        /// The relation (or text) field naming the customer, e.g. an order's `customer`.
+        subject: Identifier,
+        /// The date or datetime of the purchase.
+        date: Identifier,
+        /// The amount of the purchase (money, decimal or integer).
+        amount: Identifier,
+        /// Last day of the calibration period, `YYYY-MM-DD`; default: the run's as-of day.
+        #[serde(default)]
+        calibration_end: Option<String>,
+        /// The model's time unit.
+        #[serde(default)]
+        period: ModelPeriod,
+        /// Months ahead for expected purchases and CLV.
+        #[serde(default = "twelve")]
+        horizon_months: u32,
+        /// Monthly discount rate of CLV (0.01 = 1 % per month).
+        #[serde(default = "one_percent")]
+        monthly_discount: f64,
+        /// P(alive) below this is `at_risk`.
+        #[serde(default = "half")]
+        at_risk_below: f64,
+        /// P(alive) below this is `churned`.
+        #[serde(default = "three_tenths")]
+        churned_below: f64,
+        /// Fit on at most this many customers (every k-th); all are scored.
+        #[serde(default = "fit_sample")]
+        fit_sample: u32,
+        #[serde(default)]
+        output: CustomerBaseOutput,
+    },
     /// One measure for the period containing `as_of` (a parameter, default today), compared with the
     /// period before.
     Kpi {
@@ -143,6 +177,58 @@ fn month() -> DateBucket {
 
 fn twelve() -> u32 {
     12
+}
+
+fn one_percent() -> f64 {
+    0.01
+}
+
+fn half() -> f64 {
+    0.5
+}
+
+fn three_tenths() -> f64 {
+    0.3
+}
+
+fn fit_sample() -> u32 {
+    100_000
+}
+
+/// The time unit of the customer-base model.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelPeriod {
+    Day,
+    #[default]
+    Week,
+    /// 30.4375 days.
+    Month,
+}
+
+impl ModelPeriod {
+    pub fn days(self) -> f64 {
+        match self {
+            Self::Day => 1.0,
+            Self::Week => 7.0,
+            Self::Month => 30.4375,
+        }
+    }
+}
+
+/// What a customer-base report shows.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum CustomerBaseOutput {
+    /// One row per customer.
+    #[default]
+    Subjects,
+    /// The fitted parameters and log-likelihoods.
+    Model,
 }
 
 /// A grouping of records.
@@ -235,6 +321,7 @@ impl Analysis {
             Self::Funnel { .. } => "funnel",
             Self::Cohort { .. } => "cohort",
             Self::Rfm { .. } => "rfm",
+            Self::CustomerBase { .. } => "customer_base",
             Self::Kpi { .. } => "kpi",
         }
     }

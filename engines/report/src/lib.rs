@@ -18,6 +18,7 @@ mod aggregate;
 mod analyses;
 pub mod buckets;
 pub mod compile;
+pub mod customer_base;
 pub mod dashboard;
 pub mod data;
 pub mod definition;
@@ -88,6 +89,7 @@ pub fn run(report: &CompiledReport, input: &RunInput) -> Result<ReportOutput, Re
         Analysis::Funnel { .. } => analyses::funnel(report, input),
         Analysis::Cohort { .. } => analyses::cohort(report, input),
         Analysis::Rfm { .. } => rfm::rfm(report, input),
+        Analysis::CustomerBase { .. } => customer_base::run(report, input),
         Analysis::Kpi { .. } => analyses::kpi(report, input),
     }
 }
