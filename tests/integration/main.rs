@@ -15,6 +15,7 @@ mod customer_base;
 mod flows;
 mod records;
 mod reports;
+mod rule_counters;
 mod rules;
 mod schemas;
 mod storage;

@@ -272,19 +272,56 @@ impl Runtime {
                 (name.clone(), value)
             })
             .collect();
+        let expressions: Vec<(String, trellis_script::Script)> = patch
+            .iter()
+            .filter_map(|(name, value)| {
+                let source = value.as_str()?.strip_prefix('=')?;
+                Some(
+                    trellis_script::compile(source)
+                        .map(|script| (name.clone(), script))
+                        .map_err(|e| Failure::Permanent(format!("{name}: {e}"))),
+                )
+            })
+            .collect::<Result<_, _>>()?;
+        let source = Value::Object(record.clone());
         let system = Principal::system("system", "system");
         for id in ids {
-            self.update_record(
-                &system,
-                &loaded.id,
-                target.id.as_str(),
-                &id,
-                &Value::Object(patch.clone()),
-                None,
-                Locale::En,
-            )
-            .await
-            .map_err(permanent)?;
+            // Read–compute–write with the target's version; a concurrent change re-reads.
+            let mut attempts = 0;
+            loop {
+                attempts += 1;
+                let mut values = patch.clone();
+                let mut expected = None;
+                if !expressions.is_empty() {
+                    let current = self
+                        .get_record(&system, &loaded.id, target.id.as_str(), &id)
+                        .await
+                        .map_err(permanent)?;
+                    for (name, script) in &expressions {
+                        let value = script
+                            .eval(&current.data, &[("source", &source)])
+                            .map_err(|e| Failure::Permanent(format!("{name}: {e}")))?;
+                        values.insert(name.clone(), value);
+                    }
+                    expected = Some(current.version);
+                }
+                match self
+                    .update_record(
+                        &system,
+                        &loaded.id,
+                        target.id.as_str(),
+                        &id,
+                        &Value::Object(values),
+                        expected,
+                        Locale::En,
+                    )
+                    .await
+                {
+                    Ok(_) => break,
+                    Err(RuntimeError::PreconditionFailed(_)) if attempts < 20 => continue,
+                    Err(error) => return Err(permanent(error)),
+                }
+            }
         }
         Ok(())
     }

@@ -305,7 +305,20 @@ fn compile_rule(
                         format!("'{id}' is not an entity of this app"),
                     ),
                     Some((_, Some(target))) => {
-                        for name in update.set.keys() {
+                        for (name, value) in &update.set {
+                            // `"=expr"`: a rhai expression over the target record's fields, with
+                            // the triggering record as `source`.
+                            if let Some(expression) =
+                                value.as_str().and_then(|s| s.strip_prefix('='))
+                                && let Err(error) = trellis_script::compile(expression)
+                            {
+                                problems.error(
+                                    file,
+                                    format!("{at}/update_records/set/{name}"),
+                                    "invalid_expression",
+                                    format!("the expression does not compile: {error}"),
+                                );
+                            }
                             match target.field(name) {
                                 None => problems.error(
                                     file,

@@ -118,7 +118,10 @@ pub enum RuleAction {
     CreateTask(trellis_flow::definition::TaskAction),
     /// Change other records (after commit, from the outbox): the record(s) a `relation` of this
     /// record points at, or those of `entity` matching `filter`, get the `set` values.
-    /// `"$record.field"` and `"$record_id"` in the filter and the values refer to this record.
+    /// `"$record.field"` and `"$record_id"` in the filter and the values refer to this record;
+    /// `"=expr"` values are rhai expressions over each target record's fields, with this record as
+    /// `source` — e.g. `"=orders_count + 1"`, `"=total_spent + source.total"` (applied with the
+    /// target's version checked, retried on a concurrent change, so no increment is lost).
     UpdateRecords(UpdateRecordsAction),
 }
 
