@@ -111,6 +111,14 @@ impl Runtime {
                             .get(&path["$record.".len()..])
                             .cloned()
                             .unwrap_or(Value::Null),
+                        // `"=expr"`: a rhai expression over the triggering record's fields.
+                        Some(expression) if expression.starts_with('=') => {
+                            trellis_script::compile(&expression[1..])
+                                .and_then(|script| {
+                                    script.eval(&with_every_field(entity, &record), &[])
+                                })
+                                .map_err(|e| Failure::Permanent(format!("{name}: {e}")))?
+                        }
                         _ => value,
                     };
                     fields.insert(name, value);
@@ -127,21 +135,27 @@ impl Runtime {
                 .map_err(permanent)
             }
             ActionDefinition::FireEvent(fire) => {
-                let targets: Vec<String> = match record.get(fire.relation.as_str()) {
-                    Some(Value::String(id)) => vec![id.clone()],
-                    Some(Value::Array(ids)) => ids
-                        .iter()
-                        .filter_map(|v| v.as_str().map(str::to_owned))
-                        .collect(),
-                    _ => Vec::new(),
+                let (targets, target_entity): (Vec<String>, String) = match &fire.relation {
+                    None => (vec![record_id.clone()], entity.id.to_string()),
+                    Some(relation) => {
+                        let targets = match record.get(relation.as_str()) {
+                            Some(Value::String(id)) => vec![id.clone()],
+                            Some(Value::Array(ids)) => ids
+                                .iter()
+                                .filter_map(|v| v.as_str().map(str::to_owned))
+                                .collect(),
+                            _ => Vec::new(),
+                        };
+                        let target_entity = entity
+                            .field(relation.as_str())
+                            .and_then(|f| f.annotations.relation.as_ref())
+                            .map(|r| r.entity.to_string())
+                            .ok_or_else(|| {
+                                Failure::Permanent(format!("'{relation}' is not a relation"))
+                            })?;
+                        (targets, target_entity)
+                    }
                 };
-                let target_entity = entity
-                    .field(fire.relation.as_str())
-                    .and_then(|f| f.annotations.relation.as_ref())
-                    .map(|r| r.entity.to_string())
-                    .ok_or_else(|| {
-                        Failure::Permanent(format!("'{}' is not a relation", fire.relation))
-                    })?;
                 for target in targets {
                     self.fire_as_system(
                         &loaded.id,
@@ -283,7 +297,7 @@ impl Runtime {
                 )
             })
             .collect::<Result<_, _>>()?;
-        let source = Value::Object(record.clone());
+        let source = Value::Object(with_every_field(entity, &record));
         let system = Principal::system("system", "system");
         for id in ids {
             // Read–compute–write with the target's version; a concurrent change re-reads.
@@ -297,9 +311,10 @@ impl Runtime {
                         .get_record(&system, &loaded.id, target.id.as_str(), &id)
                         .await
                         .map_err(permanent)?;
+                    let fields = with_every_field(target, &current.data);
                     for (name, script) in &expressions {
                         let value = script
-                            .eval(&current.data, &[("source", &source)])
+                            .eval(&fields, &[("source", &source)])
                             .map_err(|e| Failure::Permanent(format!("{name}: {e}")))?;
                         values.insert(name.clone(), value);
                     }
@@ -369,4 +384,17 @@ impl Runtime {
             Err(Failure::Retry(format!("{url} answered {status}")))
         }
     }
+}
+
+/// A record's fields with every field of its entity present (`()` in rhai for the empty ones), so
+/// expressions can test `field == ()` instead of failing on a missing variable.
+fn with_every_field(
+    entity: &trellis_model::EntityDefinition,
+    record: &Map<String, Value>,
+) -> Map<String, Value> {
+    let mut all = record.clone();
+    for field in &entity.fields {
+        all.entry(field.name.to_string()).or_insert(Value::Null);
+    }
+    all
 }

@@ -277,6 +277,22 @@ impl Store {
         Ok(rows)
     }
 
+    /// The open tasks of a record (any flow, or none), oldest first.
+    pub async fn open_tasks_of_record(
+        &self,
+        app: &str,
+        record_id: &str,
+    ) -> Result<Vec<TaskRow>, StoreError> {
+        let rows = crate::with_pool!(self, read, |pool| {
+            sqlx::query_as::<_, TaskRow>("SELECT * FROM tasks WHERE app_id = $1 AND record_id = $2 AND status = 'open' ORDER BY created_at")
+                .bind(app)
+                .bind(record_id)
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(rows)
+    }
+
     /// Complete a task without a transition (e.g. one vote of several); false when it was not open.
     pub async fn complete_task(
         &self,

@@ -462,17 +462,15 @@ impl Checker<'_> {
                 }
             },
             ActionDefinition::FireEvent(fire) => {
-                if !entity
-                    .field(fire.relation.as_str())
-                    .is_some_and(|f| f.kind.is_relation())
+                if let Some(relation) = &fire.relation
+                    && !entity
+                        .field(relation.as_str())
+                        .is_some_and(|f| f.kind.is_relation())
                 {
                     self.error(
                         format!("{at}/fire_event/relation"),
                         "not_a_relation",
-                        format!(
-                            "'{}' is not a relation field of {}",
-                            fire.relation, entity.id
-                        ),
+                        format!("'{relation}' is not a relation field of {}", entity.id),
                     );
                 }
                 if !self.flows.contains(fire.flow.as_str()) {

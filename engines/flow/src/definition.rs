@@ -176,8 +176,10 @@ pub struct CreateRecordAction {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FireEventAction {
-    /// A relation field of this record.
-    pub relation: Identifier,
+    /// A relation field of this record naming the records whose flow gets the event; absent: this
+    /// record itself (after commit, e.g. a rule moving a lead to MQL through its flow).
+    #[serde(default)]
+    pub relation: Option<Identifier>,
     pub flow: Identifier,
     pub event: Identifier,
 }

@@ -67,6 +67,15 @@ pub enum TestStep {
         #[serde(default)]
         expect_refused: bool,
     },
+    /// Run a rule over every record it matches, as `POST …/rules/{rule}/run` (for scheduled and
+    /// date rules: as if their time had come).
+    RunRule { rule: Identifier },
+    /// Complete the oldest open task of a named record with an outcome (which may fire its event).
+    CompleteTask {
+        record: Identifier,
+        #[serde(default)]
+        outcome: Option<String>,
+    },
     /// A named record's fields must hold these values (other fields are not compared).
     Expect {
         record: Identifier,
@@ -74,6 +83,14 @@ pub enum TestStep {
     },
     /// The entity must hold this many live records.
     ExpectCount { entity: Identifier, count: u64 },
+    /// A named record must have this many open tasks (from flows or rules), each due within
+    /// `due_within_days` when given.
+    ExpectTasks {
+        record: Identifier,
+        open: u64,
+        #[serde(default)]
+        due_within_days: Option<u32>,
+    },
 }
 
 /// Parse and check every test of a bundle against its entities and flows; all problems at once.
@@ -168,6 +185,22 @@ pub fn check_template_tests(bundle: &AppBundle) -> (Vec<TemplateTest>, Problems)
                             &mut problems,
                         );
                     }
+                }
+                TestStep::RunRule { rule } => {
+                    if !bundle.documents.contains_key(&(DocumentKind::Rule, rule.clone())) {
+                        problems.error(
+                            &file,
+                            format!("{at}/run_rule/rule"),
+                            "unknown_rule",
+                            format!("the template has no rule '{rule}'"),
+                        );
+                    }
+                }
+                TestStep::CompleteTask { record, .. } => {
+                    known_record(record, "complete_task", &mut problems);
+                }
+                TestStep::ExpectTasks { record, .. } => {
+                    known_record(record, "expect_tasks", &mut problems);
                 }
                 TestStep::ExpectCount { entity, .. } => {
                     if !bundle.entities.contains_key(entity) {

@@ -383,31 +383,70 @@ fn compile_rule(
                 }
             }
             RuleAction::CreateRecord(create) => {
-                if !bundle.entities.contains_key(&create.entity) {
-                    problems.error(
+                match bundle.entities.get(&create.entity) {
+                    None => problems.error(
                         file,
                         format!("{at}/create_record/entity"),
                         "unknown_entity",
                         format!("'{}' is not an entity of this app", create.entity),
-                    );
+                    ),
+                    Some(target) => {
+                        for (name, value) in &create.fields {
+                            if target.field(name).is_none() {
+                                problems.error(
+                                    file,
+                                    format!("{at}/create_record/fields/{name}"),
+                                    "unknown_field",
+                                    format!("'{name}' is not a field of {}", target.id),
+                                );
+                            }
+                            // `"=expr"`: a rhai expression over this record's fields.
+                            if let Some(expression) =
+                                value.as_str().and_then(|s| s.strip_prefix('='))
+                                && let Err(error) = trellis_script::compile(expression)
+                            {
+                                problems.error(
+                                    file,
+                                    format!("{at}/create_record/fields/{name}"),
+                                    "invalid_expression",
+                                    format!("the expression does not compile: {error}"),
+                                );
+                            }
+                        }
+                    }
                 }
             }
-            RuleAction::FireEvent(fire) => {
-                if !entity
-                    .field(fire.relation.as_str())
-                    .is_some_and(|f| f.kind.is_relation())
+            RuleAction::FireEvent(fire) => match &fire.relation {
+                Some(relation)
+                    if !entity
+                        .field(relation.as_str())
+                        .is_some_and(|f| f.kind.is_relation()) =>
                 {
                     problems.error(
                         file,
                         format!("{at}/fire_event/relation"),
                         "not_a_relation",
-                        format!(
-                            "'{}' is not a relation field of {}",
-                            fire.relation, entity.id
-                        ),
+                        format!("'{relation}' is not a relation field of {}", entity.id),
                     );
                 }
-            }
+                Some(_) => {}
+                None => {
+                    let flow = bundle
+                        .documents
+                        .get(&(trellis_model::document::DocumentKind::Flow, fire.flow.clone()));
+                    if flow.is_none_or(|f| f.entity.as_ref() != Some(&entity.id)) {
+                        problems.error(
+                            file,
+                            format!("{at}/fire_event/flow"),
+                            "unknown_flow",
+                            format!(
+                                "without a relation the event goes to this record, so '{}' must be a flow of {}",
+                                fire.flow, entity.id
+                            ),
+                        );
+                    }
+                }
+            },
         }
         if deleted && matches!(action, RuleAction::Set(_)) {
             problems.error(

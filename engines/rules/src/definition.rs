@@ -110,7 +110,8 @@ pub enum RuleAction {
     },
     /// POST the record to a URL (signed, retried from the outbox).
     Webhook(WebhookAction),
-    /// Create a record (`$record.field`, `$record_id` refer to this record).
+    /// Create a record (`$record.field`, `$record_id` refer to this record; `"=expr"` values are
+    /// rhai expressions over its fields).
     CreateRecord(CreateRecordAction),
     /// Fire an event on the flow of a related record.
     FireEvent(FireEventAction),

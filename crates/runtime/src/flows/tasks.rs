@@ -76,7 +76,30 @@ impl Runtime {
             )));
         }
         if task.flow.is_empty() {
-            // A task a rule created: completing it records the outcome; no flow moves.
+            // A task a rule created: completing it records the outcome; an outcome the rule
+            // mapped to an event fires it on the record's flow that has the event (as the person
+            // completing the task, so their role must allow it).
+            let outcomes: BTreeMap<String, String> =
+                serde_json::from_str(&task.outcomes).unwrap_or_default();
+            let event = outcomes.get(outcome).and_then(|event| {
+                loaded
+                    .flows_of(&task.entity)
+                    .find(|f| f.definition.transitions.iter().any(|t| t.event.as_str() == event))
+                    .map(|f| (f.id().to_owned(), event.clone()))
+            });
+            if let Some((flow, event)) = &event {
+                self.fire_event(
+                    actor,
+                    app,
+                    &task.entity,
+                    &task.record_id,
+                    flow,
+                    event,
+                    &Map::new(),
+                    locale,
+                )
+                .await?;
+            }
             if !self
                 .store()
                 .complete_task(&task.id, outcome, &actor.user_id)

@@ -39,7 +39,7 @@ pub async fn run_template_tests(
     let dir = tempfile::tempdir().map_err(|e| RuntimeError::Internal(e.to_string()))?;
     let url = format!("sqlite://{}", dir.path().join("tests.db").display());
     let runtime = Runtime::connect(&url, RuntimeSettings::default()).await?;
-    let actor = Principal::system("template-test", "template-test");
+    let actor = Principal::system(TEST_USER, TEST_USER);
     let mut outcomes = Vec::new();
     let mut problems = Problems::default();
     for (index, test) in tests.iter().enumerate() {
@@ -62,16 +62,21 @@ pub async fn run_template_tests(
     Ok((outcomes, problems.into_vec()))
 }
 
-/// Replace `"@name"` strings by the id of the record created `as` name.
+/// The user id tests run as (`"$user"` in test data).
+pub const TEST_USER: &str = "template-test";
+
+/// Replace `"@name"` strings by the id of the record created `as` name, and `"$user"` by the
+/// user the test runs as.
 fn resolve(data: &Map<String, Value>, names: &BTreeMap<String, (String, String)>) -> Value {
     Value::Object(
         data.iter()
             .map(|(k, v)| {
-                let v = match v.as_str().and_then(|s| s.strip_prefix('@')) {
-                    Some(name) => names
-                        .get(name)
+                let v = match v.as_str() {
+                    Some("$user") => Value::String(TEST_USER.into()),
+                    Some(text) if text.starts_with('@') => names
+                        .get(&text[1..])
                         .map_or_else(|| v.clone(), |(_, id)| Value::String(id.clone())),
-                    None => v.clone(),
+                    _ => v.clone(),
                 };
                 (k.clone(), v)
             })
@@ -99,11 +104,19 @@ async fn run_steps(
     problems: &mut Problems,
 ) {
     let file = format!("tests/{}.test.json", test.id);
+    let mut reported = 0;
     // name → (entity, record id)
     let mut names: BTreeMap<String, (String, String)> = BTreeMap::new();
     let locale = trellis_form::Locale::En;
     for (index, step) in test.steps.iter().enumerate() {
         let at = format!("/steps/{index}");
+        if matches!(
+            step,
+            TestStep::Expect { .. } | TestStep::ExpectCount { .. } | TestStep::ExpectTasks { .. }
+        ) && let Err(message) = settle(runtime, app, &mut reported).await
+        {
+            problems.error(&file, at.clone(), "test_failed", message);
+        }
         let mut fail = |pointer: &str, message: String| {
             problems.error(&file, format!("{at}{pointer}"), "test_failed", message);
         };
@@ -236,6 +249,74 @@ async fn run_steps(
                     Err(error) => fail("/expect", format!("cannot read '{record}': {error}")),
                 }
             }
+            TestStep::RunRule { rule } => {
+                if let Err(error) = runtime.run_rule(actor, app, rule.as_str()).await {
+                    fail("/run_rule", format!("rule '{rule}' failed: {error}"));
+                    return;
+                }
+            }
+            TestStep::CompleteTask { record, outcome } => {
+                let Some((_, id)) = names.get(record.as_str()).cloned() else {
+                    return;
+                };
+                if let Err(message) = settle(runtime, app, &mut reported).await {
+                    fail("", message);
+                }
+                let task = match runtime.store().open_tasks_of_record(app, &id).await {
+                    Ok(tasks) => tasks.into_iter().next(),
+                    Err(error) => {
+                        fail("/complete_task", format!("cannot read tasks: {error}"));
+                        return;
+                    }
+                };
+                let Some(task) = task else {
+                    fail("/complete_task", format!("'{record}' has no open task"));
+                    return;
+                };
+                if let Err(error) = runtime
+                    .complete_task(
+                        actor,
+                        app,
+                        &task.id,
+                        outcome.as_deref().unwrap_or("done"),
+                        locale,
+                    )
+                    .await
+                {
+                    fail("/complete_task", format!("completing '{}' failed: {error}", task.title));
+                    return;
+                }
+            }
+            TestStep::ExpectTasks {
+                record,
+                open,
+                due_within_days,
+            } => {
+                let Some((_, id)) = names.get(record.as_str()).cloned() else {
+                    return;
+                };
+                match runtime.store().open_tasks_of_record(app, &id).await {
+                    Ok(tasks) => {
+                        if tasks.len() as u64 != *open {
+                            let titles: Vec<&str> = tasks.iter().map(|t| t.title.as_str()).collect();
+                            fail(
+                                "/expect_tasks/open",
+                                format!("'{record}' has {} open task(s) {titles:?}, expected {open}", tasks.len()),
+                            );
+                        }
+                        if let Some(days) = due_within_days {
+                            let limit = chrono::Utc::now() + chrono::Duration::days(i64::from(*days));
+                            if let Some(late) = tasks.iter().find(|t| t.due_at.is_none_or(|due| due > limit)) {
+                                fail(
+                                    "/expect_tasks/due_within_days",
+                                    format!("task '{}' of '{record}' is due {:?}, not within {days} days", late.title, late.due_at),
+                                );
+                            }
+                        }
+                    }
+                    Err(error) => fail("/expect_tasks", format!("cannot read tasks: {error}")),
+                }
+            }
             TestStep::ExpectCount { entity, count } => {
                 let request = ListRequest {
                     limit: Some(1),
@@ -260,6 +341,34 @@ async fn run_steps(
             }
         }
     }
+}
+
+/// Run the after-commit work (rules' related updates, created records, events) until none is
+/// left, as the outbox worker would; an action that failed for good is a test failure.
+async fn settle(runtime: &Runtime, app: &str, reported: &mut usize) -> Result<(), String> {
+    for _ in 0..50 {
+        match runtime.run_outbox_once(chrono::Utc::now()).await {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(error) => return Err(format!("after-commit actions: {error}")),
+        }
+    }
+    let entries = runtime
+        .store()
+        .outbox_of(app)
+        .await
+        .map_err(|e| e.to_string())?;
+    let failed: Vec<String> = entries
+        .iter()
+        .filter(|e| e.status == "failed")
+        .map(|e| format!("{}: {}", e.kind, e.last_error.clone().unwrap_or_default()))
+        .collect();
+    if failed.len() > *reported {
+        let new = failed[*reported..].join("; ");
+        *reported = failed.len();
+        return Err(format!("an after-commit action failed: {new}"));
+    }
+    Ok(())
 }
 
 /// Equal values, with numbers compared by value (2 == 2.0) and money/decimal strings as numbers.
