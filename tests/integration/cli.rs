@@ -346,7 +346,7 @@ fn serve_demo_installs_clm_once() {
             "sales_rep"
         ]
     );
-    // Its sample data is installed once (10 customers, 3 of them in growth)…
+    // It is seeded once with a deterministic history of 200 customers…
     let customers = request(
         &second.addr,
         "GET",
@@ -355,7 +355,21 @@ fn serve_demo_installs_clm_once() {
         None,
     )
     .json();
-    assert_eq!(customers["total"], 10, "{customers}");
+    assert_eq!(customers["total"], 200, "{customers}");
+    let growth_filter = "%7B%22field%22%3A%22lifecycle_stage%22%2C%22op%22%3A%22eq%22%2C%22value%22%3A%22growth%22%7D";
+    let growth = request(
+        &second.addr,
+        "GET",
+        &format!(
+            "/api/apps/clm/entities/customer/records?count=true&limit=1&filter={growth_filter}"
+        ),
+        Some(&token),
+        None,
+    )
+    .json()["total"]
+        .as_i64()
+        .unwrap();
+    assert!(growth > 0, "some customers are growing");
     // …and its reports and overview dashboard run on the demo's records.
     for name in ["王芳", "Li Lei"] {
         let body = serde_json::json!({"name": name, "lifecycle_stage": "growth"});
@@ -384,13 +398,93 @@ fn serve_demo_installs_clm_once() {
     let by_stage = &widgets[1]["result"];
     assert_eq!(
         by_stage["rows"],
-        serde_json::json!([["growth", 5, 1.0]]),
+        serde_json::json!([["growth", growth + 2, 1.0]]),
         "{by_stage}"
     );
     assert_eq!(
-        widgets[0]["result"]["rows"][0][1], 5,
-        "the page filter applies: 3 sample and 2 new growth customers, all created this month"
+        widgets[0]["result"]["rows"][0][1],
+        growth + 2,
+        "the page filter applies: the seeded and the 2 new growth customers, all created this month"
     );
+    // Every report and dashboard of the CLM app runs on the seeded history with sensible numbers.
+    let reports = request(
+        &second.addr,
+        "GET",
+        "/api/apps/clm/reports",
+        Some(&token),
+        None,
+    )
+    .json();
+    let reports = reports
+        .as_array()
+        .or_else(|| reports["items"].as_array())
+        .unwrap()
+        .clone();
+    assert!(reports.len() >= 14, "{reports:?}");
+    for report in &reports {
+        let id = report["id"].as_str().unwrap();
+        let run = request(
+            &second.addr,
+            "POST",
+            &format!("/api/apps/clm/reports/{id}/run"),
+            Some(&token),
+            None,
+        );
+        assert_eq!(run.status, 200, "{id}: {}", run.body);
+        let rows = run.json()["rows"].as_array().unwrap().len();
+        assert!(rows > 0, "{id} has rows: {}", run.body);
+    }
+    let model = request(
+        &second.addr,
+        "POST",
+        "/api/apps/clm/reports/customer_base_model/run",
+        Some(&token),
+        None,
+    )
+    .json();
+    let parameter = |name: &str| {
+        model["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r[0] == name)
+            .and_then(|r| r[1].as_f64())
+            .unwrap_or_else(|| panic!("{name} in {model}"))
+    };
+    for name in ["r", "alpha", "a", "b", "p", "q", "gamma"] {
+        assert!(parameter(name) > 0.0, "{name} is positive: {model}");
+    }
+    let segments = request(
+        &second.addr,
+        "POST",
+        "/api/apps/clm/reports/rfm_segments/run",
+        Some(&token),
+        None,
+    )
+    .json();
+    let segmented: i64 = segments["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r[1].as_i64().unwrap())
+        .sum();
+    assert!(
+        (150..=200).contains(&segmented),
+        "most seeded customers bought: {segments}"
+    );
+    for dashboard in ["overview", "marketing", "customer_success"] {
+        let run = request(
+            &second.addr,
+            "POST",
+            &format!("/api/apps/clm/dashboards/{dashboard}/run"),
+            Some(&token),
+            None,
+        )
+        .json();
+        for widget in run["widgets"].as_array().unwrap() {
+            assert!(widget["error"].is_null(), "{dashboard}: {widget}");
+        }
+    }
 }
 
 #[test]

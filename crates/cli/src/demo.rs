@@ -1,10 +1,15 @@
-//! `serve --demo`: install the bundled CLM template as app `clm` unless it exists (idempotent).
+//! `serve --demo`: install the bundled CLM template as app `clm` unless it exists (idempotent), and
+//! fill it with a deterministic history (`trellis seed`, 200 customers) so every dashboard has
+//! something to show.
 //!
 //! The gallery is embedded into the binary at build time (`trellis_runtime::templates::bundled`), so
 //! the demo works from any directory.
 
 use trellis_runtime::templates::{InstallOptions, bundled};
 use trellis_runtime::{Principal, Runtime};
+
+/// Customers the demo is seeded with: enough for every report, quick to start.
+pub const DEMO_CUSTOMERS: usize = 200;
 
 pub async fn install(runtime: &Runtime) -> anyhow::Result<()> {
     if runtime.store().get_app("clm").await?.is_some() {
@@ -16,11 +21,25 @@ pub async fn install(runtime: &Runtime) -> anyhow::Result<()> {
     let system = Principal::system("system", "system");
     let options = InstallOptions {
         app: None,
-        sample_data: true,
+        sample_data: false,
     };
     match runtime.install_bundle(&system, bundle, &options).await {
         Ok(installed) => {
-            println!("installed demo app 'clm' version {}", installed.app.semver);
+            let summary = crate::seed::seed(
+                runtime,
+                "clm",
+                DEMO_CUSTOMERS,
+                42,
+                chrono::Utc::now().date_naive(),
+                &|_| {},
+            )
+            .await?;
+            println!(
+                "installed demo app 'clm' version {} with {} customers and {} orders",
+                installed.app.semver,
+                summary.counts.get("customer").copied().unwrap_or(0),
+                summary.counts.get("order").copied().unwrap_or(0)
+            );
             Ok(())
         }
         // Another server installed it at the same moment.

@@ -5,6 +5,7 @@
 mod demo;
 mod import;
 mod options;
+mod seed;
 mod serve;
 mod template;
 
@@ -27,6 +28,8 @@ enum Command {
     Serve(options::ServeOptions),
     /// Import CSV, NDJSON or XLSX rows into an entity of an app.
     Import(import::ImportArgs),
+    /// Generate a deterministic sample history for a CLM app.
+    Seed(seed::SeedArgs),
     /// Work with templates.
     #[command(subcommand)]
     Template(template::TemplateCommand),
@@ -43,6 +46,7 @@ fn main() -> std::process::ExitCode {
         Command::Serve(options) => serve::run(options),
         Command::Template(command) => template::run(command),
         Command::Import(args) => import::run(args),
+        Command::Seed(args) => seed::run(args),
     };
     match result {
         Ok(code) => code,

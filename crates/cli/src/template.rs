@@ -93,7 +93,7 @@ pub struct DbArgs {
 }
 
 impl DbArgs {
-    fn url(&self) -> anyhow::Result<String> {
+    pub fn url(&self) -> anyhow::Result<String> {
         match &self.db {
             Some(url) => Ok(url.clone()),
             None => {

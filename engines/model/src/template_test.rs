@@ -187,7 +187,10 @@ pub fn check_template_tests(bundle: &AppBundle) -> (Vec<TemplateTest>, Problems)
                     }
                 }
                 TestStep::RunRule { rule } => {
-                    if !bundle.documents.contains_key(&(DocumentKind::Rule, rule.clone())) {
+                    if !bundle
+                        .documents
+                        .contains_key(&(DocumentKind::Rule, rule.clone()))
+                    {
                         problems.error(
                             &file,
                             format!("{at}/run_rule/rule"),

@@ -431,9 +431,10 @@ fn compile_rule(
                 }
                 Some(_) => {}
                 None => {
-                    let flow = bundle
-                        .documents
-                        .get(&(trellis_model::document::DocumentKind::Flow, fire.flow.clone()));
+                    let flow = bundle.documents.get(&(
+                        trellis_model::document::DocumentKind::Flow,
+                        fire.flow.clone(),
+                    ));
                     if flow.is_none_or(|f| f.entity.as_ref() != Some(&entity.id)) {
                         problems.error(
                             file,

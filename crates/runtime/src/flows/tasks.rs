@@ -84,7 +84,12 @@ impl Runtime {
             let event = outcomes.get(outcome).and_then(|event| {
                 loaded
                     .flows_of(&task.entity)
-                    .find(|f| f.definition.transitions.iter().any(|t| t.event.as_str() == event))
+                    .find(|f| {
+                        f.definition
+                            .transitions
+                            .iter()
+                            .any(|t| t.event.as_str() == event)
+                    })
                     .map(|f| (f.id().to_owned(), event.clone()))
             });
             if let Some((flow, event)) = &event {

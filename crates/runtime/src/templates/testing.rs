@@ -283,7 +283,10 @@ async fn run_steps(
                     )
                     .await
                 {
-                    fail("/complete_task", format!("completing '{}' failed: {error}", task.title));
+                    fail(
+                        "/complete_task",
+                        format!("completing '{}' failed: {error}", task.title),
+                    );
                     return;
                 }
             }
@@ -298,18 +301,29 @@ async fn run_steps(
                 match runtime.store().open_tasks_of_record(app, &id).await {
                     Ok(tasks) => {
                         if tasks.len() as u64 != *open {
-                            let titles: Vec<&str> = tasks.iter().map(|t| t.title.as_str()).collect();
+                            let titles: Vec<&str> =
+                                tasks.iter().map(|t| t.title.as_str()).collect();
                             fail(
                                 "/expect_tasks/open",
-                                format!("'{record}' has {} open task(s) {titles:?}, expected {open}", tasks.len()),
+                                format!(
+                                    "'{record}' has {} open task(s) {titles:?}, expected {open}",
+                                    tasks.len()
+                                ),
                             );
                         }
                         if let Some(days) = due_within_days {
-                            let limit = chrono::Utc::now() + chrono::Duration::days(i64::from(*days));
-                            if let Some(late) = tasks.iter().find(|t| t.due_at.is_none_or(|due| due > limit)) {
+                            let limit =
+                                chrono::Utc::now() + chrono::Duration::days(i64::from(*days));
+                            if let Some(late) = tasks
+                                .iter()
+                                .find(|t| t.due_at.is_none_or(|due| due > limit))
+                            {
                                 fail(
                                     "/expect_tasks/due_within_days",
-                                    format!("task '{}' of '{record}' is due {:?}, not within {days} days", late.title, late.due_at),
+                                    format!(
+                                        "task '{}' of '{record}' is due {:?}, not within {days} days",
+                                        late.title, late.due_at
+                                    ),
                                 );
                             }
                         }
