@@ -246,7 +246,7 @@ pub async fn seed(
         while at <= stop {
             let total = rng.amount(median);
             orders.push((at, total.max(9.9), rng.chance(0.02)));
-            if kind == Kind::Churned && orders.len() >= 1 + rng.below(4) {
+            if kind == Kind::Churned && orders.len() > rng.below(4) {
                 break;
             }
             let gap = (mean_gap / season(at.month()) * (0.3 + rng.unit() * 1.4)).max(1.0);
