@@ -51,6 +51,29 @@ async fn counters_on_related_records_lose_no_increment(backend: Backend) {
         "{}",
         refused.text
     );
+    // apply_report runs once over a report: only scheduled or manual rules, an existing report,
+    // writable fields.
+    let mut misplaced = shop_bundle();
+    misplaced["rules/scores.rule.json"] = json!({"format_version": 1, "id": "scores", "entity": "customer",
+        "trigger": {"record_created": {}},
+        "actions": [{"apply_report": {"report": "nope", "key": "customer", "set": {"missing": "r"}}}]});
+    let refused = api.call("POST", "/api/apps", Some(misplaced)).await;
+    assert_problem(&refused, StatusCode::UNPROCESSABLE_ENTITY);
+    for (pointer, code) in [
+        ("/actions/0/apply_report", "apply_report_trigger"),
+        ("/actions/0/apply_report/report", "unknown_report"),
+        ("/actions/0/apply_report/set/missing", "unknown_field"),
+    ] {
+        assert!(
+            refused.body["errors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["pointer"] == pointer && e["code"] == code),
+            "{pointer} {code}: {}",
+            refused.text
+        );
+    }
     let created = api.call("POST", "/api/apps", Some(shop_bundle())).await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
     let customer = api

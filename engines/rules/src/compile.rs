@@ -344,6 +344,74 @@ fn compile_rule(
                     None => {}
                 }
             }
+            RuleAction::ApplyReport(apply) => {
+                if !matches!(
+                    definition.trigger,
+                    Trigger::Schedule { .. } | Trigger::Manual {}
+                ) {
+                    problems.error(
+                        file,
+                        format!("{at}/apply_report"),
+                        "apply_report_trigger",
+                        "apply_report runs once over a report's result: use a schedule or manual trigger",
+                    );
+                }
+                if definition.condition.is_some() || definition.actions.len() > 1 {
+                    problems.error(
+                        file,
+                        format!("{at}/apply_report"),
+                        "apply_report_alone",
+                        "a rule that applies a report has no condition and no other action (the report's filter chooses the rows)",
+                    );
+                }
+                let report_entity = bundle
+                    .documents
+                    .get(&(
+                        trellis_model::document::DocumentKind::Report,
+                        apply.report.clone(),
+                    ))
+                    .map(|d| {
+                        d.body
+                            .get("dataset")
+                            .and_then(|d| d.get("entity"))
+                            .and_then(serde_json::Value::as_str)
+                            .map(str::to_owned)
+                    });
+                if report_entity.is_none() {
+                    problems.error(
+                        file,
+                        format!("{at}/apply_report/report"),
+                        "unknown_report",
+                        format!("the app has no report '{}'", apply.report),
+                    );
+                }
+                for name in apply.set.keys() {
+                    match entity.field(name.as_str()) {
+                        None => problems.error(
+                            file,
+                            format!("{at}/apply_report/set/{name}"),
+                            "unknown_field",
+                            format!("'{name}' is not a field of {}", entity.id),
+                        ),
+                        Some(field)
+                            if field.kind.is_system_managed()
+                                || field.annotations.computed.is_some() =>
+                        {
+                            problems.error(
+                                file,
+                                format!("{at}/apply_report/set/{name}"),
+                                "read_only_field",
+                                format!(
+                                    "'{name}' is filled by Trellis and cannot be set by a rule"
+                                ),
+                            )
+                        }
+                        Some(_) => {
+                            writes.insert(name.to_string());
+                        }
+                    }
+                }
+            }
             RuleAction::CreateTask(task) => {
                 if let Some(due) = &task.due_in
                     && trellis_flow::definition::parse_duration(due).is_none()

@@ -124,6 +124,22 @@ pub enum RuleAction {
     /// `source` — e.g. `"=orders_count + 1"`, `"=total_spent + source.total"` (applied with the
     /// target's version checked, retried on a concurrent change, so no increment is lost).
     UpdateRecords(UpdateRecordsAction),
+    /// Write a report's result back onto this entity's records (`schedule` and `manual` rules
+    /// only): every result row whose `key` column holds the id of a record gets `set` — field →
+    /// output column — e.g. nightly RFM scores, segments, P(alive) and CLV. Records whose values
+    /// already match are not touched; writes go through validation and rules like any update.
+    ApplyReport(ApplyReportAction),
+}
+
+/// See [`RuleAction::ApplyReport`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyReportAction {
+    pub report: Identifier,
+    /// The output column holding the record id (e.g. `customer` of a per-customer report).
+    pub key: String,
+    /// Field of this entity → output column of the report.
+    pub set: std::collections::BTreeMap<Identifier, String>,
 }
 
 /// See [`RuleAction::UpdateRecords`]: give `relation`, or `entity` and `filter`.
@@ -155,6 +171,7 @@ impl RuleAction {
             Self::FireEvent(_) => "fire_event",
             Self::CreateTask(_) => "create_task",
             Self::UpdateRecords(_) => "update_records",
+            Self::ApplyReport(_) => "apply_report",
         }
     }
 }

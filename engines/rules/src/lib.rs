@@ -15,8 +15,8 @@ pub mod evaluate;
 
 pub use compile::{CompiledRule, check_rules};
 pub use definition::{
-    RuleAction, RuleDefinition, SaveKind, Trigger, UPDATE_RECORDS_LIMIT, UpdateRecordsAction,
-    schema,
+    ApplyReportAction, RuleAction, RuleDefinition, SaveKind, Trigger, UPDATE_RECORDS_LIMIT,
+    UpdateRecordsAction, schema,
 };
 pub use evaluate::{Evaluation, RuleFailure, TraceStep, evaluate};
 

@@ -47,6 +47,10 @@ impl Runtime {
         actor: &str,
         select: &(dyn Fn(&Map<String, Value>) -> bool + Send + Sync),
     ) -> Result<BatchOutcome, RuntimeError> {
+        if let Some(trellis_rules::RuleAction::ApplyReport(apply)) = rule.definition.actions.first()
+        {
+            return self.apply_report_rule(loaded, rule, apply, trigger).await;
+        }
         let (entity, _) = loaded.entity(rule.definition.entity.as_str())?;
         let started = Instant::now();
         let stale_before = Utc::now() - self.settings.batch_stale_after;

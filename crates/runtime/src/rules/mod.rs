@@ -18,6 +18,7 @@ use trellis_rules::{CompiledRule, Evaluation, RuleAction, Trigger, evaluate, in_
 use trellis_store::RecordRow;
 use trellis_store::flows::TransitionWrites;
 
+mod apply;
 mod batch;
 mod inbound;
 
@@ -25,7 +26,7 @@ use crate::app_cache::LoadedApp;
 use crate::{Principal, Runtime, RuntimeError};
 
 /// What a batch run did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct BatchOutcome {
     pub processed: usize,
     pub matched: usize,
@@ -417,7 +418,7 @@ impl Runtime {
                     json!({"action": action, "entity": entity.id, "record_id": record_id, "flow": Value::Null, "event": Value::Null}),
                 ));
             }
-            RuleAction::Set(_) | RuleAction::Reject(_) => {}
+            RuleAction::Set(_) | RuleAction::Reject(_) | RuleAction::ApplyReport(_) => {}
         }
         Ok(())
     }

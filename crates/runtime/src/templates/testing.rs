@@ -73,6 +73,9 @@ fn resolve(data: &Map<String, Value>, names: &BTreeMap<String, (String, String)>
             .map(|(k, v)| {
                 let v = match v.as_str() {
                     Some("$user") => Value::String(TEST_USER.into()),
+                    Some(text) if text.starts_with("$today") => {
+                        relative_day(text).unwrap_or_else(|| v.clone())
+                    }
                     Some(text) if text.starts_with('@') => names
                         .get(&text[1..])
                         .map_or_else(|| v.clone(), |(_, id)| Value::String(id.clone())),
@@ -355,6 +358,18 @@ async fn run_steps(
             }
         }
     }
+}
+
+/// `"$today"`, `"$today-30"`, `"$today+7"`: a date relative to the day the test runs.
+fn relative_day(text: &str) -> Option<Value> {
+    let rest = text.strip_prefix("$today")?;
+    let offset: i64 = if rest.is_empty() {
+        0
+    } else {
+        rest.strip_prefix('+').unwrap_or(rest).parse().ok()?
+    };
+    let day = chrono::Utc::now().date_naive() + chrono::Duration::days(offset);
+    Some(Value::String(day.format("%Y-%m-%d").to_string()))
 }
 
 /// Run the after-commit work (rules' related updates, created records, events) until none is
