@@ -319,7 +319,12 @@ pub async fn seed(
         let mut customer = json!({
             "name": name, "email": email, "phone": format!("+86 13{:09}", rng.below(1_000_000_000)),
             "lifecycle_stage": stage, "orders_count": paid.len(), "total_spent": (spent * 100.0).round() / 100.0,
-            "points_balance": paid.iter().map(|o| o.1.floor() as i64).sum::<i64>(), "tier": tier,
+            "points_balance": paid
+                .iter()
+                .filter(|o| (today - o.0).num_days() <= 365 && o.0 + Days::new(14) <= today)
+                .map(|o| o.1.floor() as i64)
+                .sum::<i64>(),
+            "tier": tier,
             "logins_30d": logins, "rfm_r": r, "rfm_f": f,
             "tags": if kind == Kind::Loyal && rng.chance(0.3) { json!(["vip"]) } else { json!([]) },
         });
