@@ -368,8 +368,10 @@ pub async fn seed(
                 writeln!(
                     points,
                     "{}",
+                    // Entries past their return window are already in the balance computed above.
                     json!({"customer": id, "points": total.floor() as i64, "reason": "purchase",
-                    "earned_on": day(*at), "available_on": day(*at + Days::new(14)), "expires_on": day(*at + Days::new(365))})
+                    "earned_on": day(*at), "available_on": day(*at + Days::new(14)), "expires_on": day(*at + Days::new(365)),
+                    "counted": *at + Days::new(14) <= today})
                 )?;
             }
         }
