@@ -21,3 +21,4 @@ mod schemas;
 mod storage;
 mod template_cli;
 mod templates;
+mod webhook_privacy;

@@ -95,6 +95,35 @@ impl Runtime {
         let system = Principal::system("system", "system");
         match action {
             ActionDefinition::Webhook(hook) => {
+                // Built for the user whose action queued it: nothing their roles hide.
+                let mut record = record;
+                if let Some(actor) = payload["actor"].as_str()
+                    && let Some(user) = self
+                        .store()
+                        .get_user(actor)
+                        .await
+                        .map_err(|e| Failure::Retry(e.to_string()))?
+                    && !user.is_admin
+                {
+                    let principal = Principal {
+                        user_id: user.id,
+                        username: user.username,
+                        is_admin: false,
+                        scopes: None,
+                        access_epoch: self
+                            .store()
+                            .access_epoch()
+                            .await
+                            .map_err(|e| Failure::Retry(e.to_string()))?,
+                        token_hash: None,
+                        address: None,
+                    };
+                    let checked = self
+                        .check(&principal, &loaded, entity)
+                        .await
+                        .map_err(permanent)?;
+                    checked.strip(&mut record);
+                }
                 let body = json!({
                     "app": loaded.id, "entity": entity_id, "record_id": record_id, "flow": payload["flow"],
                     "event": payload["event"], "record": record, "delivery": entry.seq,

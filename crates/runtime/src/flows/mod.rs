@@ -295,6 +295,13 @@ impl Runtime {
         let mut writes = self
             .transition_writes(loaded, entity, flow, &firing, &named, &row.id, now)
             .await?;
+        // Webhook payloads are built for the user who fired the event: fields hidden from them
+        // are left out at delivery.
+        if let Some(actor) = actor {
+            for (_, payload) in &mut writes.outbox {
+                payload["actor"] = json!(actor);
+            }
+        }
         writes.consume_timer = consumes.timer;
         writes.complete_task = consumes.task;
         let updated = self

@@ -168,7 +168,7 @@ impl Runtime {
                     ..TransitionWrites::default()
                 };
                 for action in &evaluation.actions {
-                    self.side_effect(loaded, entity, &row.id, named, action, &mut side)
+                    self.side_effect(loaded, entity, &row.id, named, action, actor, &mut side)
                         .await?;
                 }
                 let differs = evaluation

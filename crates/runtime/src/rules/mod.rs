@@ -231,7 +231,7 @@ impl Runtime {
                             }
                             for action in &evaluation.actions {
                                 self.side_effect(
-                                    loaded, entity, &row.id, &working, action, &mut side,
+                                    loaded, entity, &row.id, &working, action, actor, &mut side,
                                 )
                                 .await?;
                             }
@@ -349,8 +349,10 @@ impl Runtime {
                 Ok(evaluation) => {
                     if evaluation.matched {
                         for action in &evaluation.actions {
-                            self.side_effect(loaded, entity, &row.id, &named, action, &mut side)
-                                .await?;
+                            self.side_effect(
+                                loaded, entity, &row.id, &named, action, actor, &mut side,
+                            )
+                            .await?;
                         }
                     }
                     runs.push((started.elapsed().as_micros() as i64, evaluation));
@@ -385,6 +387,7 @@ impl Runtime {
         record_id: &str,
         record: &Map<String, Value>,
         action: &RuleAction,
+        actor: &str,
         side: &mut TransitionWrites,
     ) -> Result<(), RuntimeError> {
         match action {
@@ -415,7 +418,7 @@ impl Runtime {
             | RuleAction::UpdateRecords(_) => {
                 side.outbox.push((
                     action.name().to_owned(),
-                    json!({"action": action, "entity": entity.id, "record_id": record_id, "flow": Value::Null, "event": Value::Null}),
+                    json!({"action": action, "entity": entity.id, "record_id": record_id, "flow": Value::Null, "event": Value::Null, "actor": actor}),
                 ));
             }
             RuleAction::Set(_) | RuleAction::Reject(_) | RuleAction::ApplyReport(_) => {}
