@@ -380,6 +380,7 @@ impl Runtime {
     }
 
     /// Turn a follow-up action into a notification or an outbox entry of `side`.
+    #[allow(clippy::too_many_arguments)]
     async fn side_effect(
         &self,
         loaded: &LoadedApp,
