@@ -302,11 +302,16 @@ pub async fn seed(
                 2 + rng.below(8),
             ),
         };
-        let tier = if spent >= 20_000.0 {
+        let spent_12m: f64 = paid
+            .iter()
+            .filter(|o| (today - o.0).num_days() <= 365)
+            .map(|o| o.1)
+            .sum();
+        let tier = if spent_12m >= 20_000.0 {
             "platinum"
-        } else if spent >= 5_000.0 {
+        } else if spent_12m >= 5_000.0 {
             "gold"
-        } else if spent >= 1_000.0 {
+        } else if spent_12m >= 1_000.0 {
             "silver"
         } else {
             "member"
@@ -319,6 +324,7 @@ pub async fn seed(
         let mut customer = json!({
             "name": name, "email": email, "phone": format!("+86 13{:09}", rng.below(1_000_000_000)),
             "lifecycle_stage": stage, "orders_count": paid.len(), "total_spent": (spent * 100.0).round() / 100.0,
+            "spend_12m": (spent_12m * 100.0).round() / 100.0,
             "points_balance": paid
                 .iter()
                 .filter(|o| (today - o.0).num_days() <= 365 && o.0 + Days::new(14) <= today)

@@ -196,7 +196,7 @@ fn check_report_filters(
         "$user.department.descendants" | "$user.department.members" => {
             Some(serde_json::json!(["someone"]))
         }
-        _ => None,
+        other => trellis_access::relative_day(other, chrono::Utc::now().date_naive()),
     };
     for (id, report) in reports {
         let Some(raw) = &report.definition.dataset.filter else {
@@ -229,7 +229,7 @@ fn check_role_filters(bundle: &AppBundle) -> Vec<Problem> {
         "$user.department.descendants" | "$user.department.members" => {
             Some(serde_json::json!(["someone"]))
         }
-        _ => None,
+        other => trellis_access::relative_day(other, chrono::Utc::now().date_naive()),
     };
     for (id, role) in &bundle.role_files {
         let file = format!("roles/{id}.role.json");

@@ -20,4 +20,6 @@ mod subject;
 
 pub use evaluate::matches;
 pub use explain::explain;
-pub use subject::{Assignment, EntityAccess, Grant, Scopes, Subject, entity_access, manages_app};
+pub use subject::{
+    Assignment, EntityAccess, Grant, Scopes, Subject, entity_access, manages_app, relative_day,
+};

@@ -73,7 +73,7 @@ impl Subject {
             "$user.department" => self.department.clone().map(Value::String),
             "$user.department.descendants" => Some(strings(&self.department_descendants)),
             "$user.department.members" => Some(strings(&self.department_members)),
-            _ => None,
+            _ => relative_day(name, chrono::Utc::now().date_naive()),
         }
     }
 
@@ -281,4 +281,19 @@ fn restrict_to_actions(access: &mut EntityAccess) {
             *mode = (*mode).min(FieldAccess::ReadOnly);
         }
     }
+}
+
+/// `$today`, `$today-30`, `$today+7`: a date relative to `today` (`YYYY-MM-DD`), for filters such
+/// as "ordered in the last 365 days".
+pub fn relative_day(name: &str, today: chrono::NaiveDate) -> Option<Value> {
+    let rest = name.strip_prefix("$today")?;
+    let offset: i64 = if rest.is_empty() {
+        0
+    } else if let Some(days) = rest.strip_prefix('+') {
+        days.parse().ok()?
+    } else {
+        rest.parse().ok().filter(|d: &i64| *d < 0)?
+    };
+    let day = today.checked_add_signed(chrono::Duration::days(offset))?;
+    Some(Value::String(day.format("%Y-%m-%d").to_string()))
 }
