@@ -13,6 +13,7 @@ mod architecture;
 mod cli;
 mod customer_base;
 mod flows;
+mod merges;
 mod records;
 mod reports;
 mod rule_counters;

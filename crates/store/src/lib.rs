@@ -19,6 +19,7 @@ mod connect;
 mod error;
 pub mod flows;
 mod group_commit;
+mod merges;
 mod query;
 mod records;
 mod templates;
@@ -34,6 +35,7 @@ pub use change_log::{ChangeEntry, NewChange};
 pub use columns::{ChangeCursor, ColumnKind, ColumnRequest, ColumnValues, LoadedColumns};
 pub use connect::{Backend, Store, redact};
 pub use error::StoreError;
+pub use merges::MergeRecord;
 pub use query::{Cursor, SortKey};
 pub use records::{
     BulkInsert, HistoryRow, ListQuery, MigratedRecord, NewRecord, RecordRow, UniqueValue,

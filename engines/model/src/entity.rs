@@ -37,6 +37,58 @@ pub struct EntityAnnotations {
     /// Indexes to build for fast filters and sorts.
     #[serde(default)]
     pub indexes: Vec<IndexSpec>,
+    /// Fields that identify the same real-world thing, in priority order (e.g. email, then phone):
+    /// records sharing a normalized value are shown as duplicates and can be merged (reversibly).
+    #[serde(default)]
+    pub duplicate_keys: Vec<DuplicateKey>,
+}
+
+/// One identity key for duplicate detection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DuplicateKey {
+    pub field: Identifier,
+    #[serde(default)]
+    pub normalize: KeyNormalize,
+}
+
+/// How values of a duplicate key are compared.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyNormalize {
+    /// Trimmed, case-insensitive (emails, member cards).
+    #[default]
+    Lowercase,
+    /// Digits only; a number equals another that ends with it when at least 7 digits are left
+    /// (phones with and without country code).
+    Digits,
+    /// Exactly as stored.
+    Exact,
+}
+
+impl KeyNormalize {
+    /// The comparable form of `value` (None when nothing is left to compare).
+    pub fn apply(self, value: &str) -> Option<String> {
+        let out = match self {
+            Self::Lowercase => value.trim().to_lowercase(),
+            Self::Digits => value.chars().filter(char::is_ascii_digit).collect(),
+            Self::Exact => value.to_owned(),
+        };
+        (!out.is_empty()).then_some(out)
+    }
+
+    /// Whether two normalized values name the same thing.
+    pub fn same(self, a: &str, b: &str) -> bool {
+        match self {
+            Self::Digits => {
+                let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+                short.len() >= 7 && long.ends_with(short)
+            }
+            _ => a == b,
+        }
+    }
 }
 
 /// An index over one or more fields.
@@ -344,6 +396,22 @@ pub fn check_entity(
             "unknown_field",
             format!("title_field '{title}' is not a property of this entity"),
         );
+    }
+    for (i, key) in annotations.duplicate_keys.iter().enumerate() {
+        if !fields
+            .iter()
+            .any(|f| f.name == key.field && !f.kind.is_relation())
+        {
+            problems.error(
+                file,
+                format!("/x-trellis/duplicate_keys/{i}/field"),
+                "unknown_field",
+                format!(
+                    "duplicate key '{}' is not a scalar property of this entity",
+                    key.field
+                ),
+            );
+        }
     }
     for (i, index) in annotations.indexes.iter().enumerate() {
         for (j, name) in index.fields.iter().enumerate() {

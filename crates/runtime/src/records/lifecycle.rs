@@ -31,7 +31,7 @@ impl Runtime {
     }
 
     /// Delete a record whose deletion is allowed (cascades follow the schema, not the user's roles).
-    async fn delete_checked_record(
+    pub(crate) async fn delete_checked_record(
         &self,
         actor: &Principal,
         app: &str,

@@ -3,6 +3,7 @@
 
 mod lifecycle;
 pub(crate) mod list;
+pub mod merge;
 
 use std::sync::Arc;
 

@@ -5,6 +5,7 @@ mod access;
 pub(crate) mod apps;
 mod auth;
 mod flows;
+mod merges;
 mod records;
 mod reports;
 mod rules;
@@ -115,6 +116,9 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(records::restore_record))
         .routes(routes!(records::record_history))
+        .routes(routes!(merges::duplicates))
+        .routes(routes!(merges::merge))
+        .routes(routes!(merges::undo_merge))
         .routes(routes!(records::import_records))
         .routes(routes!(records::export_records))
 }
