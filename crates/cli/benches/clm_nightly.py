@@ -1,0 +1,79 @@
+"""The CLM nightly batch, timed step by step on a seeded app, beside DuckDB computing the same RFM
+scores and 12-month spend from the same orders (the baseline, in the same run).
+
+Usage: python3 crates/cli/benches/clm_nightly.py TRELLIS_BINARY CUSTOMERS
+Prints one line per step (median of one run each: these are minutes-long batch steps) and a summary.
+"""
+import json, os, socket, subprocess, sys, tempfile, time, urllib.request
+
+binary, customers = sys.argv[1], int(sys.argv[2])
+work = tempfile.mkdtemp(prefix="clm-nightly-")
+env = dict(os.environ, TRELLIS_DATA_DIR=work, TRELLIS_ADMIN_PASSWORD="bench-password-1")
+env.pop("TRELLIS_DB", None)
+
+def run(*args):
+    started = time.perf_counter()
+    subprocess.run([binary, *args], env=env, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+timings = []
+timings.append(("install CLM template", run("template", "install", "templates-gallery/clm")))
+timings.append((f"seed {customers} customers", run("seed", "--app", "clm", "--customers", str(customers))))
+
+port = socket.socket(); port.bind(("127.0.0.1", 0)); addr = f"127.0.0.1:{port.getsockname()[1]}"; port.close()
+server = subprocess.Popen([binary, "serve", "--addr", addr], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+for line in server.stdout:
+    if line.startswith("listening on"):
+        break
+
+def call(method, path, body=None, token=None, raw=False):
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(f"http://{addr}{path}", data=data, method=method)
+    request.add_header("content-type", "application/json")
+    if token:
+        request.add_header("authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=3600) as response:
+        payload = response.read()
+        return payload if raw else json.loads(payload or b"null")
+
+try:
+    token = call("POST", "/api/auth/login", {"username": "admin", "password": "bench-password-1"})["token"]
+    counts = {e: call("GET", f"/api/apps/clm/entities/{e}/records?count=true&limit=1", token=token)["total"] for e in ["customer", "order"]}
+    steps = ["nightly_rfm", "nightly_tier_window", "nightly_customer_value", "points_count_when_available", "points_expire", "lead_engagement_decay"]
+    total = 0.0
+    for rule in steps:
+        started = time.perf_counter()
+        outcome = call("POST", f"/api/apps/clm/rules/{rule}/run", {}, token)
+        elapsed = time.perf_counter() - started
+        total += elapsed
+        timings.append((f"rule {rule} ({outcome.get('changed', '?')} changed)", elapsed))
+    # Baseline: DuckDB, the same RFM inputs and 12-month spend from the same orders (CSV export).
+    csv = os.path.join(work, "orders.csv")
+    started = time.perf_counter()
+    with open(csv, "wb") as out:
+        out.write(call("GET", "/api/apps/clm/entities/order/export?format=csv", token=token, raw=True))
+    export = time.perf_counter() - started
+    import duckdb
+    started = time.perf_counter()
+    con = duckdb.connect()
+    columns = [c[0] for c in con.execute(f"DESCRIBE SELECT * FROM read_csv_auto('{csv}')").fetchall()]
+    pick = lambda *names: next(c for c in columns if c.lower() in names)
+    cust, day, amount, status = pick("customer", "客户"), pick("ordered on", "ordered_at", "下单日期"), pick("total", "金额"), pick("status", "状态")
+    con.execute(f"""
+        CREATE TABLE o AS SELECT "{cust}" AS customer, CAST("{day}" AS DATE) AS day, CAST("{amount}" AS DOUBLE) AS total
+        FROM read_csv_auto('{csv}') WHERE lower("{status}") IN ('paid', '已支付')""")
+    rfm = con.execute("""
+        WITH per AS (SELECT customer, current_date - max(day) AS recency, count(*) AS frequency, sum(total) AS monetary FROM o GROUP BY customer)
+        SELECT customer, 6 - ntile(5) OVER (ORDER BY recency) AS r, ntile(5) OVER (ORDER BY frequency, customer) AS f,
+               ntile(5) OVER (ORDER BY monetary) AS m FROM per""").fetchall()
+    spend = con.execute("SELECT customer, sum(total) FROM o WHERE day >= current_date - 365 GROUP BY customer").fetchall()
+    duck = time.perf_counter() - started
+    print(f"machine: {os.cpu_count()} cores; customers {counts['customer']}, orders {counts['order']}")
+    for name, seconds in timings:
+        print(f"{name:60s} {seconds:9.2f} s")
+    print(f"{'nightly rules total':60s} {total:9.2f} s")
+    print(f"{'baseline: CSV export of orders':60s} {export:9.2f} s")
+    print(f"{'baseline: DuckDB RFM + 12-month spend ({} + {} rows)'.format(len(rfm), len(spend)):60s} {duck:9.2f} s")
+finally:
+    server.terminate()
+    server.wait()
