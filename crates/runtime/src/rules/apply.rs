@@ -54,6 +54,9 @@ impl Runtime {
             .collect::<Result<_, RuntimeError>>()?;
         let (entity, _) = loaded.entity(rule.definition.entity.as_str())?;
         let mut outcome = BatchOutcome::default();
+        // Updates run a few at a time: validation and rules use both cores while the store commits.
+        let mut running = tokio::task::JoinSet::new();
+        let limit = std::thread::available_parallelism().map_or(2, |n| n.get()) * 4;
         for row in &output.rows {
             let Some(id) = row.get(key).and_then(Value::as_str) else {
                 continue;
@@ -78,24 +81,34 @@ impl Runtime {
             if patch.is_empty() {
                 continue;
             }
-            match self
-                .update_record(
-                    &system,
-                    &loaded.id,
-                    entity.id.as_str(),
-                    id,
-                    &Value::Object(patch),
-                    None,
-                    trellis_form::Locale::En,
-                )
-                .await
-            {
-                Ok(_) => outcome.changed += 1,
-                Err(error) => {
-                    outcome.failed += 1;
-                    tracing::warn!(rule = rule.id(), record = id, %error, "apply_report could not update a record");
-                }
+            while running.len() >= limit {
+                Self::count_update(running.join_next().await, rule.id(), &mut outcome);
             }
+            let (runtime, system, app, entity_id, id) = (
+                self.clone(),
+                system.clone(),
+                loaded.id.clone(),
+                entity.id.to_string(),
+                id.to_owned(),
+            );
+            running.spawn(async move {
+                let result = runtime
+                    .update_record(
+                        &system,
+                        &app,
+                        &entity_id,
+                        &id,
+                        &Value::Object(patch),
+                        None,
+                        trellis_form::Locale::En,
+                    )
+                    .await
+                    .map(|_| ());
+                (id, result)
+            });
+        }
+        while let Some(done) = running.join_next().await {
+            Self::count_update(Some(done), rule.id(), &mut outcome);
         }
         tracing::info!(
             rule = rule.id(),
@@ -108,5 +121,24 @@ impl Runtime {
             "report applied"
         );
         Ok(outcome)
+    }
+
+    fn count_update(
+        done: Option<Result<(String, Result<(), RuntimeError>), tokio::task::JoinError>>,
+        rule: &str,
+        outcome: &mut BatchOutcome,
+    ) {
+        match done {
+            Some(Ok((_, Ok(())))) => outcome.changed += 1,
+            Some(Ok((id, Err(error)))) => {
+                outcome.failed += 1;
+                tracing::warn!(rule, record = %id, %error, "apply_report could not update a record");
+            }
+            Some(Err(error)) => {
+                outcome.failed += 1;
+                tracing::warn!(rule, %error, "apply_report update task failed");
+            }
+            None => {}
+        }
     }
 }
