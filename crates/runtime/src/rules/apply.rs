@@ -14,6 +14,9 @@ use crate::app_cache::LoadedApp;
 use crate::reports::ReportRequest;
 use crate::{Principal, Runtime, RuntimeError};
 
+/// One finished update: the record id and how it went.
+type UpdateDone = (String, Result<(), RuntimeError>);
+
 impl Runtime {
     pub(super) async fn apply_report_rule(
         &self,
@@ -124,7 +127,7 @@ impl Runtime {
     }
 
     fn count_update(
-        done: Option<Result<(String, Result<(), RuntimeError>), tokio::task::JoinError>>,
+        done: Option<Result<UpdateDone, tokio::task::JoinError>>,
         rule: &str,
         outcome: &mut BatchOutcome,
     ) {
