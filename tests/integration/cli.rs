@@ -472,6 +472,35 @@ fn serve_demo_installs_clm_once() {
         (150..=200).contains(&segmented),
         "most seeded customers bought: {segments}"
     );
+    // Flows between lifecycle stages: every seeded customer past acquisition moved through "grow".
+    let moves = request(
+        &second.addr,
+        "POST",
+        "/api/apps/clm/reports/lifecycle_moves/run",
+        Some(&token),
+        None,
+    )
+    .json();
+    let rows = moves["rows"].as_array().unwrap();
+    let grew = rows
+        .iter()
+        .find(|r| r[0] == "acquisition" && r[1] == "growth")
+        .unwrap_or_else(|| panic!("acquisition → growth in {moves}"));
+    let past_acquisition = request(
+        &second.addr,
+        "GET",
+        "/api/apps/clm/entities/customer/records?count=true&limit=1&filter=%7B%22field%22%3A%22lifecycle_stage%22%2C%22op%22%3A%22ne%22%2C%22value%22%3A%22acquisition%22%7D",
+        Some(&token),
+        None,
+    )
+    .json()["total"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(
+        grew[2].as_i64().unwrap(),
+        past_acquisition - 2,
+        "the 2 growth customers created above did not move: {moves}"
+    );
     for dashboard in ["overview", "marketing", "customer_success"] {
         let run = request(
             &second.addr,

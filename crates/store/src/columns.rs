@@ -466,6 +466,25 @@ impl Store {
 
     /// `(record id, state)` for every state records were ever in on `flow` (current states are in
     /// the records themselves).
+    /// Every move of a flow: `(record id, from state, to state)`.
+    pub async fn flow_moves(
+        &self,
+        app: &str,
+        flow: &str,
+    ) -> Result<Vec<(String, String, String)>, StoreError> {
+        let rows: Vec<(String, String, String)> = crate::with_pool!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT record_id, from_state, to_state FROM flow_history \
+                 WHERE app_id = $1 AND flow = $2 AND from_state IS NOT NULL",
+            )
+            .bind(app)
+            .bind(flow)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows)
+    }
+
     pub async fn flow_visits(
         &self,
         app: &str,

@@ -99,6 +99,9 @@ pub enum Analysis {
         #[serde(default)]
         stages: Vec<Identifier>,
     },
+    /// How many times records moved between each pair of states of a flow (from → to), and how
+    /// many records made each move — e.g. customers' flows between lifecycle stages.
+    Transitions { flow: Identifier },
     /// Retention by cohort: subjects (e.g. customers) grouped by the period of their first record
     /// (e.g. first order month), and the share of each cohort active in each later period.
     Cohort {
@@ -319,6 +322,7 @@ impl Analysis {
         match self {
             Self::Aggregate { .. } => "aggregate",
             Self::Funnel { .. } => "funnel",
+            Self::Transitions { .. } => "transitions",
             Self::Cohort { .. } => "cohort",
             Self::Rfm { .. } => "rfm",
             Self::CustomerBase { .. } => "customer_base",

@@ -26,6 +26,7 @@ pub mod filter;
 mod frame;
 pub mod output;
 mod rfm;
+mod transitions;
 
 pub use aggregate::shape_groups;
 pub use compile::{CompiledReport, FieldUse, FunnelPlan, check_reports, compile, parse};
@@ -54,6 +55,8 @@ pub struct RunInput {
     pub dataset: Dataset,
     /// Funnels: `(record id, state)` for every state each record of the dataset is or ever was in.
     pub visits: Vec<(String, String)>,
+    /// Transitions: `(record id, from state, to state)` of every move of the flow.
+    pub moves: Vec<(String, String, String)>,
     /// "Today" for RFM recency and KPI periods: days since 1970-01-01.
     pub as_of: i32,
     /// The caller's language for labels (`en`, `zh-CN`).
@@ -87,6 +90,7 @@ pub fn run(report: &CompiledReport, input: &RunInput) -> Result<ReportOutput, Re
     match &report.definition.analysis {
         Analysis::Aggregate { .. } => aggregate::run(report, input),
         Analysis::Funnel { .. } => analyses::funnel(report, input),
+        Analysis::Transitions { .. } => transitions::transitions(report, input),
         Analysis::Cohort { .. } => analyses::cohort(report, input),
         Analysis::Rfm { .. } => rfm::rfm(report, input),
         Analysis::CustomerBase { .. } => customer_base::run(report, input),

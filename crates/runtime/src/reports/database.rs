@@ -138,6 +138,7 @@ impl Runtime {
         let input = RunInput {
             dataset: Dataset::default(),
             visits: Vec::new(),
+            moves: Vec::new(),
             as_of: (as_of - epoch).num_days() as i32,
             locale: locale.to_owned(),
             drill_base,

@@ -348,7 +348,12 @@ impl Runtime {
         self.join_related(actor, loaded, &report, &mut dataset)
             .await?;
         let mut visits = Vec::new();
-        if let Some(funnel) = &report.funnel {
+        let mut moves = Vec::new();
+        if let (Some(plan), trellis_report::definition::Analysis::Transitions { .. }) =
+            (&report.funnel, &report.definition.analysis)
+        {
+            moves = self.store().flow_moves(&loaded.id, &plan.flow).await?;
+        } else if let Some(funnel) = &report.funnel {
             visits = self.store().flow_visits(&loaded.id, &funnel.flow).await?;
             if let Some(states) = dataset
                 .columns
@@ -366,6 +371,7 @@ impl Runtime {
         let input = RunInput {
             dataset,
             visits,
+            moves,
             as_of: (as_of - epoch).num_days() as i32,
             locale: locale.to_owned(),
             drill_base,

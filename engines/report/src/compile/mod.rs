@@ -332,6 +332,7 @@ pub fn compile(
             None
         }
         Analysis::Funnel { flow, stages } => checker.funnel(bundle, flow, stages),
+        Analysis::Transitions { flow } => checker.funnel(bundle, flow, &[]),
         Analysis::Cohort {
             subject,
             date,
