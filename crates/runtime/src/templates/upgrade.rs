@@ -17,7 +17,7 @@ use trellis_model::merge::{Conflict, MergeChange, MergeSide, merge_bundles};
 use trellis_model::{Problem, RawBundle};
 use trellis_store::{AppTemplateRecord, AppUpgradeRecord};
 
-use super::{manifest_of, parse_version, with_app_id};
+use super::{parse_version, with_app_id};
 use crate::apps::{MigrationReport, check_app_bundle};
 use crate::{Principal, Runtime, RuntimeError};
 
@@ -428,13 +428,4 @@ fn tidy_state_mappings(bundle: &mut RawBundle) {
             flow.remove("state_mapping");
         }
     }
-}
-
-/// The manifest version of a bundle (for messages).
-pub fn bundle_version(bundle: &RawBundle) -> String {
-    manifest_of(bundle)
-        .get("version")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned()
 }
