@@ -34,6 +34,20 @@ pub async fn install(runtime: &Runtime) -> anyhow::Result<()> {
                 &|_| {},
             )
             .await?;
+            // The nightly refresh once, so segments, P(alive), CLV and tiers are filled at start.
+            for rule in [
+                "nightly_rfm",
+                "nightly_customer_value",
+                "nightly_tier_window",
+            ] {
+                runtime.run_rule(&system, "clm", rule).await?;
+            }
+            // …and what it set in motion (lifecycle events), so the demo starts settled.
+            for _ in 0..50 {
+                if runtime.run_outbox_once(chrono::Utc::now()).await? == 0 {
+                    break;
+                }
+            }
             println!(
                 "installed demo app 'clm' version {} with {} customers and {} orders",
                 installed.app.semver,
