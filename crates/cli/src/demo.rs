@@ -1,6 +1,6 @@
 //! `serve --demo`: install the bundled CLM template as app `clm` unless it exists (idempotent), and
-//! fill it with a deterministic history (`trellis seed`, 200 customers) so every dashboard has
-//! something to show.
+//! fill it with a deterministic history (`trellis seed`, 200 customers) and run the nightly refresh
+//! once (RFM segments, P(alive) and CLV, tiers), so every dashboard has something to show.
 //!
 //! The gallery is embedded into the binary at build time (`trellis_runtime::templates::bundled`), so
 //! the demo works from any directory.
