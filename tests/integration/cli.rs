@@ -16,16 +16,16 @@ const TRELLIS: &str = env!("CARGO_BIN_EXE_trellis");
 const GALLERY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../templates-gallery");
 
 /// A running `trellis serve`; killed when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    addr: String,
+    pub(crate) addr: String,
     lines: mpsc::Receiver<String>,
     /// stdout lines printed before "listening on".
-    banner: Vec<String>,
+    pub(crate) banner: Vec<String>,
 }
 
 impl Server {
-    fn start(args: &[&str], envs: &[(&str, &str)]) -> Server {
+    pub(crate) fn start(args: &[&str], envs: &[(&str, &str)]) -> Server {
         let mut command = Command::new(TRELLIS);
         command
             .arg("serve")
@@ -76,7 +76,7 @@ impl Server {
         }
     }
 
-    fn login(&self, password: &str) -> String {
+    pub(crate) fn login(&self, password: &str) -> String {
         let reply = request(
             &self.addr,
             "POST",

@@ -22,4 +22,5 @@ mod schemas;
 mod storage;
 mod template_cli;
 mod templates;
+mod ui;
 mod webhook_privacy;

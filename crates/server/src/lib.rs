@@ -19,7 +19,7 @@ use std::time::Duration;
 use axum::Router;
 use trellis_runtime::Runtime;
 
-pub use routes::openapi_document;
+pub use routes::{openapi_document, ui_built};
 
 /// Server settings.
 #[derive(Debug, Clone)]

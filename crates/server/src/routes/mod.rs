@@ -11,6 +11,9 @@ mod reports;
 mod rules;
 mod system;
 mod templates;
+mod ui;
+
+pub use ui::ui_built;
 
 use axum::Router;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -123,11 +126,9 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(records::export_records))
 }
 
-/// The landing page and the fallback for unknown routes.
+/// The builder UI (embedded) and the problem+json 404 for unknown API routes.
 pub fn public_router() -> Router<AppState> {
-    Router::new()
-        .route("/", axum::routing::get(system::landing))
-        .fallback(system::route_not_found)
+    Router::new().fallback(ui::fallback)
 }
 
 /// The OpenAPI document as a JSON value (for tests and tooling).

@@ -1,9 +1,9 @@
-//! Health, the OpenAPI document, the landing page and the unknown-route fallback.
+//! Health, the OpenAPI document and the unknown-route problem.
 
 use axum::Json;
 use axum::extract::{OriginalUri, State};
 use axum::http::header;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::AppState;
@@ -39,17 +39,6 @@ pub async fn openapi_json(State(state): State<AppState>) -> Response {
         state.openapi.as_str().to_owned(),
     )
         .into_response()
-}
-
-pub async fn landing() -> Html<&'static str> {
-    Html(concat!(
-        "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>Trellis</title>",
-        "<body style=\"font-family:sans-serif;max-width:40em;margin:4em auto\">",
-        "<h1>Trellis is running · Trellis 已运行</h1>",
-        "<p>The API is at <a href=\"/api/openapi.json\">/api/openapi.json</a>. ",
-        "The builder UI is not part of this build yet. · 接口文档见 /api/openapi.json；可视化搭建界面尚未包含在此版本中。</p>",
-        "</body></html>"
-    ))
 }
 
 pub async fn route_not_found(OriginalUri(uri): OriginalUri) -> ApiError {

@@ -1,0 +1,178 @@
+// Journey 1: an analyst builds a small app from scratch — an entity with 5 fields, a 3-state flow
+// with a guard, a rule and a bar chart — publishing each after its migration report; then an end
+// user enters records and sees the rule, the flow and the chart react. No JSON is typed anywhere.
+import { api, BASE, choose, expect, newPage, PASSWORD, shot, signIn, token } from './lib.mjs';
+
+async function publish(page) {
+  await page.getByRole('button', { name: 'Publish' }).click();
+  const report = page.getByTestId('migration-report');
+  await report.waitFor();
+  const text = await report.innerText();
+  await page.getByRole('button', { name: 'Publish now' }).click();
+  await page.getByText(/Published version \d+/).first().waitFor();
+  return text;
+}
+
+async function fieldLabel(page, label) {
+  await page.getByTestId('field-label-en').fill(label);
+}
+
+export async function builderJourney(browser) {
+  const page = await newPage(browser);
+  await signIn(page, 'admin', PASSWORD);
+
+  // A blank app.
+  await page.getByRole('button', { name: 'Create blank app' }).click();
+  const dialog = page.getByRole('dialog');
+  await dialog.getByLabel('App id').fill('requests');
+  await dialog.getByLabel('Name (English)').fill('Purchase requests');
+  await dialog.getByLabel('Name (Chinese)').fill('采购申请');
+  await dialog.getByRole('button', { name: 'Create' }).click();
+  await page.waitForURL(/\/apps\/requests\/design$/);
+
+  // An entity with five fields, placed from the palette (one dragged, the others clicked).
+  await page.getByTestId('new-entity').click();
+  await page.getByRole('dialog').getByLabel('Name (English)').fill('Request');
+  await page.getByRole('dialog').getByLabel('Name (Chinese)').fill('申请');
+  await page.getByRole('dialog').getByRole('button', { name: 'Create' }).click();
+  await page.waitForURL(/\/design\/entities\/request\?/);
+  await page.getByTestId('palette-text').click();
+  await fieldLabel(page, 'Title');
+  await page.getByTestId('field-properties').getByText('Required').click();
+  await page.getByTestId('palette-decimal').click();
+  await fieldLabel(page, 'Amount');
+  await page.getByTestId('palette-single_select').click();
+  await fieldLabel(page, 'Priority');
+  await page.getByLabel('Value').first().fill('normal');
+  await page.getByLabel('Option label (English)').first().fill('Normal');
+  await page.getByRole('button', { name: 'Add option' }).click();
+  await page.getByLabel('Value').nth(1).fill('high');
+  await page.getByLabel('Option label (English)').nth(1).fill('High');
+  await page.getByTestId('palette-date').dragTo(page.locator('[data-testid^="section-"]').first());
+  await page.getByTestId('canvas-field-date_1').click();
+  await fieldLabel(page, 'Needed by');
+  await page.getByTestId('palette-user').click();
+  await fieldLabel(page, 'Requester');
+  await page.locator('.ant-segmented').getByText('Preview', { exact: true }).click();
+  // The live preview validates like the server: the title is required.
+  await page.getByRole('button', { name: 'Check' }).click();
+  await page.getByText('Required', { exact: true }).first().waitFor();
+  await page.locator('.ant-segmented').getByText('Design', { exact: true }).click();
+  await shot(page, 'entity-designer');
+  const entityReport = await publish(page);
+  expect(entityReport.includes('request'), `the migration report names the entity: ${entityReport}`);
+
+  // A three-state flow: New → Review → Done, where only small requests finish without review.
+  await page.goto(`${BASE}/apps/requests/design`);
+  await page.getByTestId('new-flow').click();
+  await page.getByRole('dialog').getByLabel('Name (English)').fill('Approval');
+  await choose(page, 'Entity', 'Request', page.getByRole('dialog'));
+  await page.getByRole('dialog').getByRole('button', { name: 'Create' }).click();
+  await page.waitForURL(/\/design\/flows\/approval\?/);
+  await page.getByTestId('add-state').click();
+  await page.getByTestId('state-label-en').fill('Review');
+  await page.getByLabel('State id').fill('review');
+  // The finish transition gets a guard written with the visual builder.
+  await page.getByTestId('flow-canvas').getByText('Finish').click({ force: true });
+  await page.getByTestId('transition-panel').waitFor();
+  await page.getByRole('button', { name: 'Add condition' }).click();
+  await choose(page, 'Field', 'Amount', page.getByTestId('condition-builder'));
+  await choose(page, 'Operator', 'less than', page.getByTestId('condition-builder'));
+  await page.getByTestId('condition-builder').getByLabel('Value').fill('1000');
+  // New → Review, and Review → Done.
+  await page.getByTestId('add-transition').click();
+  await page.getByLabel('Event id').fill('send_to_review');
+  await page.getByTestId('transition-panel').getByLabel('Button label (English)').fill('Send to review');
+  await choose(page, 'To state', 'Review', page.getByTestId('transition-panel'));
+  await page.getByTestId('add-transition').click();
+  await page.getByLabel('Event id').fill('approve');
+  await page.getByTestId('transition-panel').getByLabel('Button label (English)').fill('Approve');
+  await page.getByTestId('transition-panel').getByLabel('From states').click();
+  await page.locator('.ant-select-dropdown:visible').last().locator('.ant-select-item-option').filter({ hasText: 'Review' }).click();
+  await page.locator('.ant-select-dropdown:visible').last().locator('.ant-select-item-option').filter({ hasText: 'New' }).click();
+  await page.keyboard.press('Escape');
+  await choose(page, 'To state', 'Done', page.getByTestId('transition-panel'));
+  // The server's findings are shown while designing: none once the flow is complete.
+  await page.waitForTimeout(1500);
+  expect(!(await page.getByTestId('flow-findings').isVisible()), 'a complete flow has no findings');
+  await shot(page, 'flow-designer');
+  await publish(page);
+
+  // A rule: requests over 500 become high priority.
+  await page.goto(`${BASE}/apps/requests/design`);
+  await page.getByTestId('new-rule').click();
+  await page.getByRole('dialog').getByLabel('Name (English)').fill('Big requests are urgent');
+  await choose(page, 'Entity', 'Request', page.getByRole('dialog'));
+  await page.getByRole('dialog').getByRole('button', { name: 'Create' }).click();
+  await page.waitForURL(/\/design\/rules\//);
+  await choose(page, 'Trigger', 'Before a record is saved');
+  await page.getByRole('button', { name: 'Add condition' }).click();
+  await choose(page, 'Field', 'Amount', page.getByTestId('condition-builder'));
+  await choose(page, 'Operator', 'greater than', page.getByTestId('condition-builder'));
+  await page.getByTestId('condition-builder').getByLabel('Value').fill('500');
+  await choose(page, 'Add an action…', 'Set fields');
+  await choose(page, 'Field', 'Priority', page.getByTestId('actions-editor'));
+  await choose(page, 'Priority', 'High', page.getByTestId('actions-editor'));
+  await shot(page, 'rule-builder');
+  await publish(page);
+
+  // A bar chart of requests by priority.
+  await page.goto(`${BASE}/apps/requests/design`);
+  await page.getByTestId('new-report').click();
+  await page.getByRole('dialog').getByLabel('Name (English)').fill('Requests by priority');
+  await choose(page, 'Entity', 'Request', page.getByRole('dialog'));
+  await page.getByRole('dialog').getByRole('button', { name: 'Create' }).click();
+  await page.waitForURL(/\/design\/reports\//);
+  await page.getByTestId('add-dimension').click();
+  await choose(page, 'Group by', 'Priority', page.getByTestId('dimension-row'));
+  await choose(page, 'Chart', 'Bar');
+  await page.getByTestId('report-preview').waitFor();
+  await publish(page);
+
+  // An end user, given the member role by the admin.
+  const admin = await token('admin', PASSWORD);
+  const user = await api('POST', '/api/users', admin, { username: 'li.na', password: 'end-user-password-1', display_name: 'Li Na' });
+  await fetch(`${BASE}/api/apps/requests/roles/member/user/${user.id}`, { method: 'PUT', headers: { authorization: `Bearer ${admin}` } });
+  const userPage = await newPage(browser);
+  await signIn(userPage, 'li.na', 'end-user-password-1');
+  await userPage.getByTestId('app-card-requests').getByRole('button', { name: 'Open' }).click();
+  await userPage.getByRole('menuitem', { name: 'Request' }).first().click();
+  await userPage.getByRole('button', { name: 'New' }).click();
+  // A missing title is refused beside the field.
+  await userPage.getByRole('button', { name: 'Save' }).click();
+  await userPage.getByText('Required').first().waitFor();
+  await userPage.getByLabel('Title').fill('New laptops');
+  await userPage.getByLabel('Amount').fill('800');
+  await userPage.getByRole('button', { name: 'Save' }).click();
+  await userPage.getByTestId('record-title').filter({ hasText: 'New laptops' }).waitFor();
+  // The rule reacted: 800 > 500 made it high priority.
+  await userPage.getByText('High', { exact: true }).first().waitFor();
+  // The flow reacts: Finish is refused (guard: amount under 1000 is fine, so it is allowed), the
+  // request goes to review and is approved.
+  const flow = userPage.getByTestId('flow-approval');
+  await flow.getByTestId('flow-state').filter({ hasText: 'New' }).waitFor();
+  await flow.getByRole('button', { name: 'Send to review' }).click();
+  await flow.getByTestId('flow-state').filter({ hasText: 'Review' }).waitFor();
+  expect(await flow.getByRole('button', { name: 'Finish' }).isDisabled(), 'Finish only leaves New');
+  await flow.getByRole('button', { name: 'Approve' }).click();
+  await flow.getByTestId('flow-state').filter({ hasText: 'Done' }).waitFor();
+  await shot(userPage, 'end-user-record');
+  // A big request cannot finish directly: the guard refuses and says why.
+  await userPage.goto(`${BASE}/apps/requests/e/request/new`);
+  await userPage.getByLabel('Title').fill('Server room');
+  await userPage.getByLabel('Amount').fill('25000');
+  await userPage.getByRole('button', { name: 'Save' }).click();
+  await userPage.getByTestId('record-title').filter({ hasText: 'Server room' }).waitFor();
+  const finish = userPage.getByTestId('flow-approval').getByRole('button', { name: 'Finish' });
+  await finish.waitFor();
+  expect(await finish.isDisabled(), 'a 25000 request cannot finish without review');
+  // The chart reacts: two high-priority requests.
+  await userPage.goto(`${BASE}/apps/requests`);
+  await userPage.getByRole('menuitem', { name: 'Reports' }).click();
+  await userPage.getByRole('menuitem', { name: 'Requests by priority' }).click();
+  await userPage.locator('canvas').first().waitFor();
+  const table = await userPage.locator('.ant-table-row').allInnerTexts();
+  expect(table.some((r) => r.includes('High') && r.includes('2')), `the chart's data shows 2 high requests: ${table}`);
+  await shot(userPage, 'end-user-chart');
+  expect(page.errors.length === 0 && userPage.errors.length === 0, `no page errors: ${page.errors} ${userPage.errors}`);
+}

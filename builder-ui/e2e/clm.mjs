@@ -1,0 +1,71 @@
+// Journey 2, the CLM demo: dashboards with a drill-down to the records, the customer 360 page, a
+// kanban move the server refuses with its reason, and the same app in Chinese on a phone.
+import { api, BASE, choose, expect, newPage, PASSWORD, shot, signIn, token } from './lib.mjs';
+
+export async function clmJourney(browser) {
+  const page = await newPage(browser);
+  await signIn(page, 'admin', PASSWORD);
+  await shot(page, 'apps-home');
+  await page.getByTestId('app-card-clm').getByRole('button', { name: 'Open' }).click();
+  // The first dashboard, with every widget drawn.
+  await page.getByTestId('widget-at_risk_customers').waitFor();
+  await page.getByTestId('widget-health_tiers').locator('canvas').first().waitFor();
+  await shot(page, 'dashboard');
+
+  // Drill-down: a row of the at-risk list opens the customers behind it.
+  const row = page.getByTestId('widget-at_risk_customers').locator('.ant-table-row').first();
+  const name = (await row.locator('td').first().innerText()).trim();
+  await row.click();
+  await page.waitForURL(/\/apps\/clm\/e\/customer\?filter=/);
+  await page.locator('.ant-table-row').first().waitFor();
+  const listed = await page.locator('.ant-table-row').allInnerTexts();
+  expect(listed.length >= 1 && listed.some((t) => t.includes(name)), `drill-down lists ${name}: ${listed.slice(0, 3)}`);
+  await page.getByRole('button', { name: /Filter \(\d+\)/ }).waitFor(); // the drill-down filter shows in the filter builder
+
+  // Customer 360: profile, scores with trend, loyalty, timeline, orders, flow.
+  await page.locator('.ant-table-row').first().getByRole('link').first().click();
+  await page.getByTestId('record-title').waitFor();
+  expect((await page.getByTestId('record-title').innerText()).includes(name), 'the 360 page is the drilled customer');
+  for (const section of ['profile', 'scores', 'loyalty']) await page.getByTestId(`section-${section}`).waitFor();
+  await page.getByRole('tab', { name: 'Orders' }).click();
+  await page.locator('[role=tabpanel]:visible .ant-table-row').first().waitFor();
+  await page.getByTestId('flow-lifecycle').getByTestId('flow-state').waitFor();
+  await shot(page, 'customer-360');
+
+  // Kanban: dragging a lead whose grade is below 7 to MQL is refused with the guard's reason.
+  const admin = await token('admin', PASSWORD);
+  const newLeads = await api('GET', `/api/apps/clm/entities/lead/records?limit=50&filter=${encodeURIComponent(JSON.stringify({ field: 'status', op: 'eq', value: 'new' }))}`, admin);
+  const weak = newLeads.items.find((r) => typeof r.data.grade === 'number' && r.data.grade < 7);
+  expect(weak, 'the demo has a new lead graded below 7');
+  await page.goto(`${BASE}/apps/clm/kanban/lead`);
+  const card = page.locator(`[data-record-id="${weak.id}"]`);
+  await card.waitFor();
+  await card.dragTo(page.getByTestId('kanban-column-mql'));
+  const refusal = page.getByTestId('kanban-refusal');
+  await refusal.waitFor();
+  const reason = await refusal.innerText();
+  expect(reason.includes('grade >= 7'), `the refusal explains the guard: ${reason}`);
+  await page.getByTestId('kanban-column-new').locator(`[data-record-id="${weak.id}"]`).waitFor();
+  const after = await api('GET', `/api/apps/clm/entities/lead/records/${weak.id}`, admin);
+  expect(after.data.status === 'new', 'the refused lead stays new');
+  await shot(page, 'kanban-refused');
+  // A move the flow allows goes through (keyboard path: "Move to…").
+  const cold = newLeads.items.find((r) => r.id !== weak.id);
+  await choose(page, 'Move to…', 'Cold', page.locator(`[data-record-id="${cold.id}"]`));
+  await page.getByTestId('kanban-column-cold').locator(`[data-record-id="${cold.id}"]`).waitFor();
+
+  // Tasks inbox.
+  await page.goto(`${BASE}/apps/clm/tasks`);
+  await page.getByTestId('task-list').waitFor();
+  await shot(page, 'tasks');
+  expect(page.errors.length === 0, `no page errors: ${page.errors}`);
+
+  // The same app in Chinese, on a phone-sized screen.
+  const phone = await newPage(browser, { locale: 'zh-CN', width: 390, height: 844 });
+  await signIn(phone, 'admin', PASSWORD, 'zh-CN');
+  await phone.goto(`${BASE}/apps/clm/e/customer`);
+  await phone.getByRole('heading', { name: '客户' }).waitFor();
+  await phone.getByRole('button', { name: /筛选/ }).waitFor();
+  await shot(phone, 'customers-phone-zh');
+  expect(phone.errors.length === 0, `no page errors on the phone: ${phone.errors}`);
+}

@@ -1,0 +1,79 @@
+// Routes of the builder (analysts) and the app runtime (end users), behind sign-in.
+import { useState } from 'react';
+import { BrowserRouter, Navigate, Route, Routes, useNavigate } from 'react-router-dom';
+import { QueryClient, QueryClientProvider } from '@tanstack/react-query';
+import { App as AntApp, ConfigProvider } from 'antd';
+import enUS from 'antd/locale/en_US';
+import zhCN from 'antd/locale/zh_CN';
+import { useTranslation } from 'react-i18next';
+import { getToken, setUnauthorizedHandler } from './api/client';
+import { LoginPage } from './pages/LoginPage';
+import { AppsHome } from './pages/AppsHome';
+import { AppShell } from './pages/AppShell';
+import { AppHome } from './pages/AppHome';
+import { RecordList } from './pages/RecordList';
+import { RecordPage } from './pages/RecordPage';
+import { RecordFormPage } from './pages/RecordFormPage';
+import { KanbanPage } from './pages/KanbanPage';
+import { TasksPage } from './pages/TasksPage';
+import { DashboardPage } from './pages/DashboardPage';
+import { ReportPage } from './pages/ReportPage';
+import { EntityDesigner } from './pages/design/EntityDesigner';
+import { FlowDesigner } from './pages/design/FlowDesigner';
+import { RuleBuilder } from './pages/design/RuleBuilder';
+import { ReportDesigner } from './pages/design/ReportDesigner';
+import { DesignHome } from './pages/design/DesignHome';
+import { DashboardDesigner } from './pages/design/DashboardDesigner';
+
+const queryClient = new QueryClient({
+  defaultOptions: { queries: { retry: 1, refetchOnWindowFocus: false, staleTime: 5_000 } },
+});
+
+function RequireAuth({ children }: { children: React.ReactNode }) {
+  return getToken() ? <>{children}</> : <Navigate to="/login" replace />;
+}
+
+function UnauthorizedRedirect() {
+  const navigate = useNavigate();
+  setUnauthorizedHandler(() => navigate('/login'));
+  return null;
+}
+
+export function App() {
+  const { i18n } = useTranslation();
+  const [, force] = useState(0);
+  i18n.on('languageChanged', () => force((n) => n + 1));
+  return (
+    <ConfigProvider locale={i18n.language === 'zh-CN' ? zhCN : enUS} theme={{ token: { colorPrimary: '#2f6f4e' } }}>
+      <AntApp>
+        <QueryClientProvider client={queryClient}>
+          <BrowserRouter>
+            <UnauthorizedRedirect />
+            <Routes>
+              <Route path="/login" element={<LoginPage />} />
+              <Route path="/" element={<RequireAuth><AppsHome /></RequireAuth>} />
+              <Route path="/apps/:app" element={<RequireAuth><AppShell /></RequireAuth>}>
+                <Route index element={<AppHome />} />
+                <Route path="e/:entity" element={<RecordList />} />
+                <Route path="e/:entity/new" element={<RecordFormPage />} />
+                <Route path="e/:entity/:id" element={<RecordPage />} />
+                <Route path="e/:entity/:id/edit" element={<RecordFormPage />} />
+                <Route path="kanban/:flow" element={<KanbanPage />} />
+                <Route path="tasks" element={<TasksPage />} />
+                <Route path="d/:dashboard" element={<DashboardPage />} />
+                <Route path="r/:report" element={<ReportPage />} />
+                <Route path="design" element={<DesignHome />} />
+                <Route path="design/entities/:entity" element={<EntityDesigner />} />
+                <Route path="design/flows/:flow" element={<FlowDesigner />} />
+                <Route path="design/rules/:rule" element={<RuleBuilder />} />
+                <Route path="design/reports/:report" element={<ReportDesigner />} />
+                <Route path="design/dashboards/:dashboard" element={<DashboardDesigner />} />
+              </Route>
+              <Route path="*" element={<Navigate to="/" replace />} />
+            </Routes>
+          </BrowserRouter>
+        </QueryClientProvider>
+      </AntApp>
+    </ConfigProvider>
+  );
+}
