@@ -40,11 +40,24 @@ export async function signIn(page, username, password, lang = 'en') {
 
 /** Open the antd select labelled `label` (inside `scope`) and pick the option showing `option`. */
 export async function choose(page, label, option, scope = page) {
-  // Let a dropdown that is still closing go first, so the option is picked from this one.
-  for (let i = 0; i < 20 && (await page.locator('.ant-select-dropdown:visible').count()) > 0; i++) await page.waitForTimeout(100);
-  await scope.getByLabel(label, { exact: true }).first().click();
-  const item = page.locator('.ant-select-dropdown:visible').last().locator('.ant-select-item-option').filter({ hasText: option }).first();
-  await item.click();
+  await pick(page, scope.getByLabel(label, { exact: true }).first(), option);
+}
+
+/** Open the select `opener` and click `option`, reopening it if a re-render closed it meanwhile. */
+export async function pick(page, opener, option) {
+  for (let attempt = 1; ; attempt++) {
+    // Let a dropdown that is still closing go first, so the option is picked from this one.
+    for (let i = 0; i < 20 && (await page.locator('.ant-select-dropdown:visible').count()) > 0; i++) await page.waitForTimeout(100);
+    await opener.click();
+    const item = page.locator('.ant-select-dropdown:visible').last().locator('.ant-select-item-option').filter({ hasText: option }).first();
+    try {
+      await item.click({ timeout: 4000 });
+      return;
+    } catch (error) {
+      if (attempt >= 4) throw error;
+      await page.keyboard.press('Escape');
+    }
+  }
 }
 
 export async function shot(page, name) {

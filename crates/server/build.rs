@@ -134,8 +134,8 @@ fn write_assets(dist: &Path, out: &Path, problem: Option<&str>) {
         files(dist, &mut found);
     }
     found.sort();
-    let mut code = String::from("/// The embedded builder UI: (path, content type, bytes, gzip bytes).\n");
-    code.push_str("pub static ASSETS: &[(&str, &str, &[u8], Option<&[u8]>)] = &[\n");
+    let mut code = String::from("/// The embedded builder UI.\n");
+    code.push_str("pub static ASSETS: &[Asset] = &[\n");
     for (index, path) in found.iter().enumerate() {
         let relative = path
             .strip_prefix(dist)
@@ -143,7 +143,8 @@ fn write_assets(dist: &Path, out: &Path, problem: Option<&str>) {
             .to_string_lossy()
             .replace('\\', "/");
         let kind = content_type(&relative);
-        let compressible = kind.starts_with("text/") || kind.contains("json") || kind.contains("svg");
+        let compressible =
+            kind.starts_with("text/") || kind.contains("json") || kind.contains("svg");
         let gzip = if compressible {
             let bytes = std::fs::read(path).expect("read asset");
             let mut encoder =
@@ -157,8 +158,11 @@ fn write_assets(dist: &Path, out: &Path, problem: Option<&str>) {
         };
         let _ = writeln!(
             code,
-            "    ({relative:?}, {kind:?}, include_bytes!({:?}), {gzip}),",
-            path.canonicalize().expect("asset path").display().to_string()
+            "    Asset {{ path: {relative:?}, kind: {kind:?}, bytes: include_bytes!({:?}), gzip: {gzip} }},",
+            path.canonicalize()
+                .expect("asset path")
+                .display()
+                .to_string()
         );
     }
     code.push_str("];\n");

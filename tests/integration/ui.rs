@@ -44,12 +44,12 @@ fn chromium() -> String {
     std::env::var("TRELLIS_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned())
 }
 
-/// GET with `Accept-Encoding: gzip`: (status, lower-cased head, body bytes).
-fn get_gzip(addr: &str, path: &str) -> (u16, String, Vec<u8>) {
+/// GET with extra request headers: (status, lower-cased head, body bytes).
+fn get(addr: &str, path: &str, headers: &str) -> (u16, String, Vec<u8>) {
     let mut stream = TcpStream::connect(addr).unwrap();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept-Encoding: gzip, br\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut raw = Vec::new();
@@ -70,15 +70,28 @@ fn the_server_serves_the_embedded_ui_with_client_side_routes() {
     }
     let data = tempfile::tempdir().unwrap();
     let dir = data.path().to_string_lossy().into_owned();
-    let server = Server::start(&["--data-dir", &dir], &[("TRELLIS_ADMIN_PASSWORD", PASSWORD)]);
-    // Any browser path gets the app shell; the router in the page takes over.
+    let server = Server::start(
+        &["--data-dir", &dir],
+        &[("TRELLIS_ADMIN_PASSWORD", PASSWORD)],
+    );
+    // Any page a browser asks for gets the app shell; the router in the page takes over.
+    const BROWSER: &str = "Accept: text/html,application/xhtml+xml,*/*;q=0.8\r\n";
     for path in ["/", "/login", "/apps/clm/e/customer/123"] {
-        let page = request(&server.addr, "GET", path, None, None);
-        assert_eq!(page.status, 200, "{path}");
-        assert!(page.header("content-type").unwrap().starts_with("text/html"));
-        assert!(page.body.contains("<div id=\"root\">"), "{path}: {}", page.body);
-        assert_eq!(page.header("cache-control"), Some("no-cache"));
+        let (status, head, body) = get(&server.addr, path, BROWSER);
+        assert_eq!(status, 200, "{path}");
+        assert!(head.contains("content-type: text/html"), "{head}");
+        assert!(head.contains("cache-control: no-cache"), "{head}");
+        let body = String::from_utf8(body).unwrap();
+        assert!(body.contains("<div id=\"root\">"), "{path}: {body}");
     }
+    // `/` is the UI for any client; other paths only for browsers.
+    assert_eq!(request(&server.addr, "GET", "/", None, None).status, 200);
+    let api_client = request(&server.addr, "GET", "/apps/clm", None, None);
+    assert_eq!(api_client.status, 404);
+    assert_eq!(
+        api_client.header("content-type"),
+        Some("application/problem+json")
+    );
     let index = request(&server.addr, "GET", "/", None, None).body;
     let script = index
         .split("src=\"")
@@ -88,9 +101,14 @@ fn the_server_serves_the_embedded_ui_with_client_side_routes() {
     assert!(script.starts_with("/assets/"), "{script}");
     let plain = request(&server.addr, "GET", script, None, None);
     assert_eq!(plain.status, 200);
-    assert!(plain.header("content-type").unwrap().starts_with("text/javascript"));
+    assert!(
+        plain
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/javascript")
+    );
     assert!(plain.header("cache-control").unwrap().contains("immutable"));
-    let (status, head, body) = get_gzip(&server.addr, script);
+    let (status, head, body) = get(&server.addr, script, "Accept-Encoding: gzip, br\r\n");
     assert_eq!(status, 200);
     assert!(head.contains("content-encoding: gzip"), "{head}");
     assert_eq!(&body[..2], &[0x1f, 0x8b], "a gzip stream");
@@ -99,7 +117,10 @@ fn the_server_serves_the_embedded_ui_with_client_side_routes() {
     for path in ["/api/nope", "/assets/missing.js"] {
         let reply = request(&server.addr, "GET", path, None, None);
         assert_eq!(reply.status, 404, "{path}");
-        assert_eq!(reply.header("content-type"), Some("application/problem+json"));
+        assert_eq!(
+            reply.header("content-type"),
+            Some("application/problem+json")
+        );
     }
 }
 
@@ -178,7 +199,10 @@ fn browser_journeys_pass_in_chromium() {
                 let _ = std::fs::copy(entry.path(), keep.join(entry.file_name()));
             }
         }
-        panic!("browser journeys failed (screenshots in {}):\n{text}", keep.display());
+        panic!(
+            "browser journeys failed (screenshots in {}):\n{text}",
+            keep.display()
+        );
     }
     assert!(text.contains("journey builder: ok"), "{text}");
     assert!(text.contains("journey clm: ok"), "{text}");

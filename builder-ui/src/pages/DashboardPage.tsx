@@ -41,13 +41,13 @@ export function DashboardPage() {
             const field = filterEntity.fields.find((x) => x.id === f.field);
             if (!field) return null;
             return (
-              <label key={f.id} style={{ display: 'flex', gap: 6, alignItems: 'center' }}>
+              <div key={f.id} style={{ display: 'flex', gap: 6, alignItems: 'center' }}>
                 <span>{l(f.label ?? field.label, f.id)}</span>
                 <div style={{ width: 200 }}>
                   <FieldInput field={{ ...field, readOnly: false, kind: field.kind === 'tags' ? 'single_select' : field.kind }} app={app} meta={meta}
                     value={values[f.id]} onChange={(v) => setValues({ ...values, [f.id]: v })} />
                 </div>
-              </label>
+              </div>
             );
           })}
         </Space>

@@ -2,7 +2,8 @@
 // views (kept per user in this browser), CSV/XLSX export and paging by cursor.
 import { useMemo, useState } from 'react';
 import { Button, Checkbox, Dropdown, Input, Popover, Select, Space, Table, Typography } from 'antd';
-import { DownloadOutlined, FilterOutlined, PlusOutlined, SaveOutlined, SettingOutlined } from '@ant-design/icons';
+import { DownloadOutlined, FilterOutlined, PlusOutlined, SaveOutlined, SettingOutlined, UploadOutlined } from '@ant-design/icons';
+import { ImportDialog } from '../components/ImportDialog';
 import { Link, useNavigate, useParams, useSearchParams } from 'react-router-dom';
 import { useTranslation } from 'react-i18next';
 import { useInfiniteQuery } from '@tanstack/react-query';
@@ -55,6 +56,7 @@ export function RecordList() {
   const [columns, setColumns] = useState<string[]>(defaultColumns);
   const [sort, setSort] = useState<string | undefined>(undefined);
   const [search, setSearch] = useState('');
+  const [importing, setImporting] = useState(false);
   const [saved, setSaved] = useState<SavedView[]>(() => JSON.parse(localStorage.getItem(savedKey(app, entityId)) ?? '[]'));
   const rawDrill = params.get('filter');
   const tree = entity ? toFilterTree(filter, entity.fields) : null;
@@ -145,6 +147,7 @@ export function RecordList() {
           <Dropdown menu={{ items: [{ key: 'csv', label: 'CSV' }, { key: 'xlsx', label: 'Excel (XLSX)' }], onClick: ({ key }) => void exportFile(key as 'csv' | 'xlsx') }}>
             <Button icon={<DownloadOutlined />}>{t('list.export')}</Button>
           </Dropdown>
+          <Button icon={<UploadOutlined />} onClick={() => setImporting(true)}>{t('list.import')}</Button>
           <Button type="primary" icon={<PlusOutlined />} onClick={() => navigate(`/apps/${app}/e/${entityId}/new`)}>{t('list.new')}</Button>
         </Space>
       </Space>
@@ -167,6 +170,7 @@ export function RecordList() {
         <Typography.Text type="secondary">{t('list.shown', { count: rows.length })}</Typography.Text>
         {list.hasNextPage && <Button onClick={() => void list.fetchNextPage()} loading={list.isFetchingNextPage}>{t('list.more')}</Button>}
       </Space>
+      {importing && <ImportDialog app={app} entity={entityId} open={importing} onClose={() => setImporting(false)} />}
     </div>
   );
 }

@@ -135,8 +135,8 @@ function Trend({ entity, fields, history }: { entity: EntityMeta; fields: string
   if (points.length < 2) return null;
   const option = {
     tooltip: { trigger: 'axis' },
-    legend: {},
-    grid: { left: 40, right: 16, top: 30, bottom: 24 },
+    legend: { top: 0 },
+    grid: { left: 40, right: 16, top: 36, bottom: 24 },
     xAxis: { type: 'category', data: points.map((p) => new Date(p.at).toLocaleDateString()) },
     yAxis: { type: 'value' },
     series: fields.map((fid) => ({

@@ -22,6 +22,10 @@ pub enum RuntimeError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// A flow event that does not leave the record's current state (a conflict, like any refusal;
+    /// rule-fired events that arrive after the record moved on are skipped instead).
+    #[error("{0}")]
+    EventNotFromState(String),
     /// A precondition (`If-Match`) no longer holds.
     #[error("{0}")]
     PreconditionFailed(String),

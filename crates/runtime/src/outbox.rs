@@ -186,15 +186,24 @@ impl Runtime {
                     }
                 };
                 for target in targets {
-                    self.fire_as_system(
-                        &loaded.id,
-                        &target_entity,
-                        &target,
-                        fire.flow.as_str(),
-                        fire.event.as_str(),
-                    )
-                    .await
-                    .map_err(permanent)?;
+                    match self
+                        .fire_as_system(
+                            &loaded.id,
+                            &target_entity,
+                            &target,
+                            fire.flow.as_str(),
+                            fire.event.as_str(),
+                        )
+                        .await
+                    {
+                        Ok(_) => {}
+                        // The record moved on between the rule and the delivery (another event
+                        // won): the event no longer applies, which is not a failure.
+                        Err(RuntimeError::EventNotFromState(reason)) => {
+                            tracing::debug!(record = %target, event = %fire.event, %reason, "rule event skipped: the record left the state");
+                        }
+                        Err(error) => return Err(permanent(error)),
+                    }
                 }
                 Ok(())
             }

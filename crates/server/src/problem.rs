@@ -253,7 +253,9 @@ impl From<RuntimeError> for ApiError {
             RuntimeError::NotFound(what) => {
                 Self::new(ErrorCode::NotFound, format!("{what} not found"))
             }
-            RuntimeError::Conflict(message) => Self::new(ErrorCode::Conflict, message),
+            RuntimeError::Conflict(message) | RuntimeError::EventNotFromState(message) => {
+                Self::new(ErrorCode::Conflict, message)
+            }
             RuntimeError::PreconditionFailed(message) => {
                 Self::new(ErrorCode::PreconditionFailed, message)
             }

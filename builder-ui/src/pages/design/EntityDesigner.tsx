@@ -109,10 +109,10 @@ export function EntityDesigner() {
           <Col xs={24} md={8}><LocalizedInput label={t('design.entityLabel')} value={design.label} onChange={(label) => setDesign({ ...design, label })} /></Col>
           <Col xs={24} md={8}><LocalizedInput label={t('design.entityLabelPlural')} value={design.labelPlural} onChange={(labelPlural) => setDesign({ ...design, labelPlural })} /></Col>
           <Col xs={24} md={8}>
-            <label>{t('design.titleField')}
+            <div>{t('design.titleField')}
               <Select style={{ width: '100%' }} aria-label={t('design.titleField')} value={design.titleField ?? undefined} allowClear
                 options={design.fields.map((f) => ({ value: f.id, label: l(f.label, f.id) }))} onChange={(v) => setDesign({ ...design, titleField: v ?? null })} />
-            </label>
+            </div>
           </Col>
         </Row>
       </Card>

@@ -16,16 +16,16 @@ export function FieldProperties({ field, entities, onChange, onRemove }: { field
   const hasOptions = field.kind === 'single_select' || field.kind === 'multi_select';
   return (
     <div data-testid="field-properties">
-      <label>{t('design.fieldId')}
+      <div>{t('design.fieldId')}
         <Input aria-label={t('design.fieldId')} value={field.id} status={isIdentifier(field.id) ? undefined : 'error'} onChange={(e) => set({ id: e.target.value.trim() })} />
-      </label>
+      </div>
       <Typography.Text type="secondary" style={{ fontSize: 12 }}>{t('design.fieldIdHelp')}</Typography.Text>
       <div style={{ height: 8 }} />
       <LocalizedInput label={t('design.fieldLabel')} value={field.label} onChange={(label) => set({ label })} testId="field-label" />
-      <label>{t('design.kind')}
+      <div>{t('design.kind')}
         <Select aria-label={t('design.kind')} style={{ width: '100%' }} value={field.kind} options={PALETTE.concat(PALETTE.includes(field.kind) ? [] : [field.kind]).map((k) => ({ value: k, label: t(`kinds.${k}`) }))}
           onChange={(kind) => set({ kind, options: (kind === 'single_select' || kind === 'multi_select') && field.options.length === 0 ? [{ value: 'option_1', label: { en: 'Option 1', 'zh-CN': '选项 1' } }] : field.options })} />
-      </label>
+      </div>
       <Space wrap style={{ margin: '8px 0' }}>
         <Checkbox checked={field.required} onChange={(e) => set({ required: e.target.checked })}>{t('design.required')}</Checkbox>
         <Checkbox checked={field.unique} onChange={(e) => set({ unique: e.target.checked })}>{t('design.unique')}</Checkbox>
@@ -50,29 +50,29 @@ export function FieldProperties({ field, entities, onChange, onRemove }: { field
         </>
       )}
       {(field.kind === 'relation_one' || field.kind === 'relation_many') && (
-        <label>{t('design.relation')}
+        <div>{t('design.relation')}
           <Select aria-label={t('design.relation')} style={{ width: '100%' }} value={field.relation ?? undefined} options={entities.map((e) => ({ value: e, label: e }))} onChange={(relation) => set({ relation })} />
-        </label>
+        </div>
       )}
       {NUMERIC.includes(field.kind) && (
         <Space style={{ marginTop: 8 }}>
-          <label>{t('design.minimum')}<InputNumber aria-label={t('design.minimum')} value={field.minimum} onChange={(v) => set({ minimum: v })} /></label>
-          <label>{t('design.maximum')}<InputNumber aria-label={t('design.maximum')} value={field.maximum} onChange={(v) => set({ maximum: v })} /></label>
+          <div>{t('design.minimum')}<InputNumber aria-label={t('design.minimum')} value={field.minimum} onChange={(v) => set({ minimum: v })} /></div>
+          <div>{t('design.maximum')}<InputNumber aria-label={t('design.maximum')} value={field.maximum} onChange={(v) => set({ maximum: v })} /></div>
         </Space>
       )}
       {TEXTUAL.includes(field.kind) && (
         <>
           <Space style={{ marginTop: 8 }}>
-            <label>{t('design.minLength')}<InputNumber aria-label={t('design.minLength')} min={0} value={field.minLength} onChange={(v) => set({ minLength: v })} /></label>
-            <label>{t('design.maxLength')}<InputNumber aria-label={t('design.maxLength')} min={1} value={field.maxLength} onChange={(v) => set({ maxLength: v })} /></label>
+            <div>{t('design.minLength')}<InputNumber aria-label={t('design.minLength')} min={0} value={field.minLength} onChange={(v) => set({ minLength: v })} /></div>
+            <div>{t('design.maxLength')}<InputNumber aria-label={t('design.maxLength')} min={1} value={field.maxLength} onChange={(v) => set({ maxLength: v })} /></div>
           </Space>
-          <label>{t('design.pattern')}<Input aria-label={t('design.pattern')} value={field.pattern ?? ''} placeholder="^[A-Z]{2}[0-9]+$" onChange={(e) => set({ pattern: e.target.value || null })} /></label>
+          <div>{t('design.pattern')}<Input aria-label={t('design.pattern')} value={field.pattern ?? ''} placeholder="^[A-Z]{2}[0-9]+$" onChange={(e) => set({ pattern: e.target.value || null })} /></div>
         </>
       )}
       <Divider size="small">{t('design.advanced')}</Divider>
-      <label>{t('design.computed')}
+      <div>{t('design.computed')}
         <Input.TextArea aria-label={t('design.computed')} rows={2} value={field.computed ?? ''} placeholder="quantity * unit_price" onChange={(e) => set({ computed: e.target.value || null })} style={{ fontFamily: 'monospace' }} />
-      </label>
+      </div>
       <Typography.Text type="secondary" style={{ fontSize: 12 }}>{t('design.computedHelp')}</Typography.Text>
       <div style={{ marginTop: 12 }}>
         <Button danger icon={<DeleteOutlined />} onClick={onRemove}>{t('design.removeField')}</Button>

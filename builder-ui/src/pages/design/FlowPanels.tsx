@@ -36,7 +36,7 @@ export function StatePanel({ flow, index, onChange, onRemoved, findings }: { flo
   return (
     <div data-testid="state-panel">
       <Findings findings={findings} />
-      <label>{t('design.stateId')}<Input aria-label={t('design.stateId')} value={state.id} status={isIdentifier(state.id) ? undefined : 'error'} onChange={(e) => set({ id: e.target.value.trim() })} /></label>
+      <div>{t('design.stateId')}<Input aria-label={t('design.stateId')} value={state.id} status={isIdentifier(state.id) ? undefined : 'error'} onChange={(e) => set({ id: e.target.value.trim() })} /></div>
       <div style={{ height: 8 }} />
       <LocalizedInput label={t('design.stateLabel')} value={state.label ?? {}} onChange={(label) => set({ label })} testId="state-label" />
       <Space wrap>
@@ -44,7 +44,7 @@ export function StatePanel({ flow, index, onChange, onRemoved, findings }: { flo
         <Checkbox checked={Boolean(state.terminal)} onChange={(e) => set({ terminal: e.target.checked })}>{t('design.terminal')}</Checkbox>
         <ColorPicker size="small" value={state.color ?? undefined} onChange={(c) => set({ color: c.toHexString() })} showText={() => t('design.color')} />
       </Space>
-      <label style={{ display: 'block', marginTop: 8 }}>{t('design.sla')}<Input aria-label={t('design.sla')} placeholder="3d" value={state.sla ?? ''} onChange={(e) => set({ sla: e.target.value || null })} /></label>
+      <div style={{ display: 'block', marginTop: 8 }}>{t('design.sla')}<Input aria-label={t('design.sla')} placeholder="3d" value={state.sla ?? ''} onChange={(e) => set({ sla: e.target.value || null })} /></div>
       <Divider size="small">{t('design.timers')}</Divider>
       {timers.map(({ tm, i }) => (
         <Space.Compact key={i} style={{ width: '100%', marginBottom: 4 }}>
@@ -83,21 +83,21 @@ export function TransitionPanel({ flow, index, entity, onChange, onRemoved, find
   return (
     <div data-testid="transition-panel">
       <Findings findings={findings} />
-      <label>{t('design.event')}<Input aria-label={t('design.event')} value={tr.event} status={isIdentifier(tr.event) ? undefined : 'error'} onChange={(e) => set({ event: e.target.value.trim() })} /></label>
+      <div>{t('design.event')}<Input aria-label={t('design.event')} value={tr.event} status={isIdentifier(tr.event) ? undefined : 'error'} onChange={(e) => set({ event: e.target.value.trim() })} /></div>
       <div style={{ height: 8 }} />
       <LocalizedInput label={t('design.eventLabel')} value={tr.label ?? {}} onChange={(label) => set({ label })} />
-      <label>{t('design.from')}<Select aria-label={t('design.from')} mode="multiple" style={{ width: '100%' }} value={tr.from} options={states} onChange={(from) => set({ from })} /></label>
-      <label>{t('design.to')}<Select aria-label={t('design.to')} style={{ width: '100%' }} value={tr.to} options={states} onChange={(to) => set({ to })} /></label>
+      <div>{t('design.from')}<Select aria-label={t('design.from')} mode="multiple" style={{ width: '100%' }} value={tr.from} options={states} onChange={(from) => set({ from })} /></div>
+      <div>{t('design.to')}<Select aria-label={t('design.to')} style={{ width: '100%' }} value={tr.to} options={states} onChange={(to) => set({ to })} /></div>
       <Divider size="small">{t('design.guard')}</Divider>
       <ConditionBuilder fields={fields} value={tr.guard ?? ''} onChange={(guard) => set({ guard: guard || null })} />
-      <label style={{ display: 'block', marginTop: 8 }}>{t('design.roles')}
+      <div style={{ display: 'block', marginTop: 8 }}>{t('design.roles')}
         <Select aria-label={t('design.roles')} mode="multiple" style={{ width: '100%' }} value={tr.roles ?? []} placeholder={t('design.anyone')}
           options={(roles.data ?? []).map((r) => ({ value: r.id, label: l(r.label, r.id) }))} onChange={(v) => set({ roles: v })} />
-      </label>
-      <label style={{ display: 'block', marginTop: 8 }}>{t('design.requiredFields')}
+      </div>
+      <div style={{ display: 'block', marginTop: 8 }}>{t('design.requiredFields')}
         <Select aria-label={t('design.requiredFields')} mode="multiple" style={{ width: '100%' }} value={tr.required ?? []}
           options={fields.map((f) => ({ value: f.id, label: l(f.label, f.id) }))} onChange={(v) => set({ required: v })} />
-      </label>
+      </div>
       <Divider size="small">{t('design.actions')}</Divider>
       {actions.map((a, i) => {
         const task = a.create_task as { title?: Record<string, string>; assignee?: Record<string, string>; due_in?: string } | undefined;

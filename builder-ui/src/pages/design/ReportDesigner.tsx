@@ -85,10 +85,10 @@ export function ReportDesigner() {
         <Col xs={24} lg={10}>
           <Card size="small">
             <LocalizedInput label={t('report.name')} value={report.label ?? {}} onChange={(label) => setReport({ ...report, label })} />
-            <label>{t('design.entity')}
+            <div>{t('design.entity')}
               <Select aria-label={t('design.entity')} style={{ width: '100%' }} value={report.dataset.entity} options={meta.entities.map((e) => ({ value: e.id, label: l(e.label, e.id) }))}
                 onChange={(e) => setReport({ ...report, dataset: { entity: e }, analysis: { aggregate: { dimensions: [], measures: [{ id: 'records', op: 'count', label: { en: 'Records', 'zh-CN': '记录数' } }] } } })} />
-            </label>
+            </div>
             {!aggregate ? (
               <Typography.Paragraph style={{ marginTop: 8 }}><Tag>{Object.keys(report.analysis)[0]}</Tag>{t('report.specialAnalysis')}</Typography.Paragraph>
             ) : (

@@ -2,7 +2,7 @@
 // an actions list, a test panel that dry-runs the published rule against a real record and shows
 // its trace, and the run log.
 import { useState } from 'react';
-import { Button, Card, Checkbox, Col, Divider, Empty, Input, InputNumber, List, Row, Select, Space, Table, Tag, Typography } from 'antd';
+import { Alert, Button, Card, Checkbox, Col, Divider, Empty, Input, InputNumber, List, Progress, Row, Select, Space, Table, Tag, Typography } from 'antd';
 import { DeleteOutlined, PlusOutlined } from '@ant-design/icons';
 import { useMutation, useQuery } from '@tanstack/react-query';
 import { useParams, useSearchParams } from 'react-router-dom';
@@ -112,6 +112,7 @@ export function RuleBuilder() {
               </>
             )}
           </Card>
+          {published && ['manual', 'schedule'].includes(Object.keys(published.trigger)[0]) && <BatchRun app={app} rule={ruleId} />}
           <Card size="small" title={t('rule.runLog')}>
             {(runs.data?.length ?? 0) === 0 ? <Empty image={Empty.PRESENTED_IMAGE_SIMPLE} description={t('common.none')} /> : (
               <Table size="small" rowKey={(r) => String(r.id ?? r.at)} pagination={{ pageSize: 5 }} dataSource={runs.data}
@@ -200,5 +201,39 @@ function ActionsEditor({ rule, fields, onChange, beforeSave }: { rule: RuleDoc; 
           onChange([...actions, { [k]: fresh[k] }]);
         }} />
     </div>
+  );
+}
+
+interface Batch { id?: string; status: string; total?: number; processed?: number; matched?: number; changed?: number; failed?: number }
+
+/** Run a manual or scheduled rule over every matching record now, with its progress. */
+function BatchRun({ app, rule }: { app: string; rule: string }) {
+  const { t } = useTranslation();
+  const [running, setRunning] = useState(false);
+  const batches = useQuery({
+    queryKey: ['rule-batches', app, rule],
+    queryFn: async () => {
+      const answer = await api.get<Batch[] | { items: Batch[] }>(`/api/apps/${app}/rules/${rule}/batches`);
+      return Array.isArray(answer) ? answer : answer.items;
+    },
+    refetchInterval: running ? 700 : false,
+  });
+  const run = useMutation({
+    mutationFn: () => api.post<{ processed: number; changed: number }>(`/api/apps/${app}/rules/${rule}/run`),
+    onMutate: () => setRunning(true),
+    onSettled: () => { setRunning(false); void batches.refetch(); },
+  });
+  const latest = batches.data?.[0];
+  const percent = latest?.total ? Math.round(((latest.processed ?? 0) / latest.total) * 100) : running ? 0 : 100;
+  return (
+    <Card size="small" title={t('rule.batch')} style={{ marginBottom: 12 }}>
+      <Button onClick={() => run.mutate()} loading={run.isPending} data-testid="run-batch">{t('rule.runNow')}</Button>
+      {(running || latest) && (
+        <Progress style={{ marginTop: 8 }} percent={percent} status={running ? 'active' : latest?.status === 'done' ? 'success' : 'normal'}
+          format={() => `${latest?.processed ?? 0} / ${latest?.total ?? '…'}`} />
+      )}
+      {run.data && <Alert type="success" showIcon title={t('rule.batchDone', run.data)} />}
+      {run.error ? <ProblemAlert error={run.error} /> : null}
+    </Card>
   );
 }

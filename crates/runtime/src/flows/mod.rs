@@ -356,7 +356,12 @@ impl Runtime {
         };
         let firing = flow
             .decide(event, &named, &context)
-            .map_err(|refusal| RuntimeError::Conflict(refusal.message()))?;
+            .map_err(|refusal| match refusal {
+                trellis_flow::Refusal::WrongState { .. } => {
+                    RuntimeError::EventNotFromState(refusal.message())
+                }
+                _ => RuntimeError::Conflict(refusal.message()),
+            })?;
         let actor = (user_id != "system").then_some(user_id.as_str());
         let (updated, firing) = self
             .apply_firing(

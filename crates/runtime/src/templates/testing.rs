@@ -92,7 +92,7 @@ fn error_code(error: &RuntimeError) -> String {
         RuntimeError::InvalidRecord(issues) => {
             issues.iter().map(|i| i.code).collect::<Vec<_>>().join(",")
         }
-        RuntimeError::Conflict(_) => "conflict".into(),
+        RuntimeError::Conflict(_) | RuntimeError::EventNotFromState(_) => "conflict".into(),
         RuntimeError::Forbidden(_) => "forbidden".into(),
         RuntimeError::NotFound(_) => "not_found".into(),
         other => other.to_string(),
@@ -219,7 +219,9 @@ async fn run_steps(
                     )
                     .await;
                 match (result, expect_refused) {
-                    (Ok(_), false) | (Err(RuntimeError::Conflict(_)), true) => {}
+                    (Ok(_), false)
+                    | (Err(RuntimeError::Conflict(_) | RuntimeError::EventNotFromState(_)), true) =>
+                        {}
                     (Ok(_), true) => fail(
                         "/fire",
                         format!("expected event '{event}' to be refused, but it applied"),

@@ -1,6 +1,6 @@
 //! The builder UI, embedded at build time (see `build.rs`): hashed assets with a year-long cache,
-//! `index.html` for every other browser path (client-side routing), gzip when the browser accepts
-//! it. Unknown `/api/…` paths still get a problem+json 404. A build without the UI serves a page
+//! `index.html` for `/` and for every other path a browser asks HTML for (client-side routing), gzip
+//! when the browser accepts it. Unknown `/api/…` paths still get a problem+json 404. A build without the UI serves a page
 //! that says why and how to fix it. For UI development, `TRELLIS_UI_DIR=builder-ui/dist` serves that
 //! directory instead of the embedded copy (rebuild it with `npm run build`, no server rebuild).
 
@@ -11,16 +11,35 @@ use axum::response::{Html, IntoResponse, Response};
 use super::system::route_not_found;
 
 mod embedded {
+    /// One file of the built UI.
+    pub struct Asset {
+        /// Path under `dist/`, e.g. `assets/index-abc.js`.
+        pub path: &'static str,
+        pub kind: &'static str,
+        pub bytes: &'static [u8],
+        /// The same, gzip-compressed (text files only).
+        pub gzip: Option<&'static [u8]>,
+    }
+
     include!(concat!(env!("OUT_DIR"), "/ui_assets.rs"));
 }
+
+use embedded::Asset;
 
 /// Whether this build carries the UI.
 pub fn ui_built() -> bool {
     embedded::UI_PROBLEM.is_none() && !embedded::ASSETS.is_empty()
 }
 
-fn asset(path: &str) -> Option<&'static (&'static str, &'static str, &'static [u8], Option<&'static [u8]>)> {
-    embedded::ASSETS.iter().find(|(name, ..)| *name == path)
+fn asset(path: &str) -> Option<&'static Asset> {
+    embedded::ASSETS.iter().find(|a| a.path == path)
+}
+
+fn accepts_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"))
 }
 
 fn accepts_gzip(headers: &HeaderMap) -> bool {
@@ -30,12 +49,10 @@ fn accepts_gzip(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.split(',').any(|part| part.trim().starts_with("gzip")))
 }
 
-fn respond(
-    entry: &'static (&'static str, &'static str, &'static [u8], Option<&'static [u8]>),
-    headers: &HeaderMap,
-    cache: &'static str,
-) -> Response {
-    let (_, kind, bytes, gzip) = *entry;
+fn respond(entry: &'static Asset, headers: &HeaderMap, cache: &'static str) -> Response {
+    let Asset {
+        kind, bytes, gzip, ..
+    } = *entry;
     let mut response = match gzip {
         Some(zipped) if accepts_gzip(headers) => {
             let mut r = zipped.into_response();
@@ -73,7 +90,9 @@ fn not_built_page() -> Response {
 
 /// Development mode: files from a directory, `index.html` for other paths.
 async fn from_directory(dir: &std::path::Path, relative: &str, uri: axum::http::Uri) -> Response {
-    let safe = !relative.split('/').any(|part| part == ".." || part.contains('\\'));
+    let safe = !relative
+        .split('/')
+        .any(|part| part == ".." || part.contains('\\'));
     let file = dir.join(relative);
     let (path, name) = if safe && !relative.is_empty() && file.is_file() {
         (file, relative.to_owned())
@@ -95,20 +114,36 @@ async fn from_directory(dir: &std::path::Path, relative: &str, uri: axum::http::
             } else {
                 "application/octet-stream"
             };
-            ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "no-cache")], bytes).into_response()
+            (
+                [
+                    (header::CONTENT_TYPE, kind),
+                    (header::CACHE_CONTROL, "no-cache"),
+                ],
+                bytes,
+            )
+                .into_response()
         }
         Err(_) => not_built_page(),
     }
 }
 
 /// Everything no API route matched.
-pub async fn fallback(method: Method, OriginalUri(uri): OriginalUri, headers: HeaderMap) -> Response {
+pub async fn fallback(
+    method: Method,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+) -> Response {
     let path = uri.path().to_owned();
-    if path.starts_with("/api/") || path == "/api" || (method != Method::GET && method != Method::HEAD) {
+    if path.starts_with("/api/")
+        || path == "/api"
+        || (method != Method::GET && method != Method::HEAD)
+    {
         return route_not_found(OriginalUri(uri)).await.into_response();
     }
     let relative = path.trim_start_matches('/');
-    if let Some(dir) = std::env::var_os("TRELLIS_UI_DIR") {
+    if let Some(dir) = std::env::var_os("TRELLIS_UI_DIR")
+        && (relative.is_empty() || accepts_html(&headers) || relative.starts_with("assets/"))
+    {
         return from_directory(std::path::Path::new(&dir), relative, uri).await;
     }
     if !ui_built() {
@@ -123,6 +158,10 @@ pub async fn fallback(method: Method, OriginalUri(uri): OriginalUri, headers: He
         return respond(entry, &headers, cache);
     }
     if relative.starts_with("assets/") {
+        return route_not_found(OriginalUri(uri)).await.into_response();
+    }
+    // Client-side routes are pages: browsers ask for HTML. Other clients get the API's 404.
+    if !relative.is_empty() && !accepts_html(&headers) {
         return route_not_found(OriginalUri(uri)).await.into_response();
     }
     match asset("index.html") {
