@@ -1,7 +1,7 @@
 // Journey 1: an analyst builds a small app from scratch — an entity with 5 fields, a 3-state flow
 // with a guard, a rule and a bar chart — publishing each after its migration report; then an end
 // user enters records and sees the rule, the flow and the chart react. No JSON is typed anywhere.
-import { api, BASE, choose, expect, newPage, PASSWORD, shot, signIn, token } from './lib.mjs';
+import { BASE, choose, expect, newPage, PASSWORD, shot, signIn } from './lib.mjs';
 
 async function publish(page) {
   await page.getByRole('button', { name: 'Publish' }).click();
@@ -132,13 +132,26 @@ export async function builderJourney(browser) {
   await page.getByTestId('report-preview').waitFor();
   await publish(page);
 
-  // An end user, given the member role by the admin.
-  const admin = await token('admin', PASSWORD);
-  const user = await api('POST', '/api/users', admin, { username: 'li.na', password: 'end-user-password-1', display_name: 'Li Na' });
-  await fetch(`${BASE}/api/apps/requests/roles/member/user/${user.id}`, { method: 'PUT', headers: { authorization: `Bearer ${admin}` } });
+  // An end user: the admin adds a person and gives them the member role.
+  await page.getByRole('menuitem', { name: 'Members' }).click();
+  await page.getByRole('button', { name: 'New person' }).click();
+  const person = page.getByRole('dialog');
+  await person.getByLabel('Username').fill('li.na');
+  await person.getByLabel('Display name').fill('Li Na');
+  await person.getByLabel('First password').fill('end-user-password-1');
+  await person.getByRole('button', { name: 'Create' }).click();
+  await person.waitFor({ state: 'hidden' });
+  await choose(page, 'Person', 'Li Na');
+  await choose(page, 'Role', 'Member');
+  await page.getByRole('button', { name: 'Give role' }).click();
+  await page.locator('.ant-table-row').filter({ hasText: 'Li Na' }).waitFor();
+  await shot(page, 'members');
   const userPage = await newPage(browser);
   await signIn(userPage, 'li.na', 'end-user-password-1');
   await userPage.getByTestId('app-card-requests').getByRole('button', { name: 'Open' }).click();
+  // An end user sees the app, not its design.
+  await userPage.getByRole('menuitem', { name: 'My tasks' }).waitFor();
+  expect(await userPage.getByRole('menuitem', { name: 'Design' }).count() === 0, 'no Design entry for a member');
   await userPage.getByRole('menuitem', { name: 'Request' }).first().click();
   await userPage.getByRole('button', { name: 'New' }).click();
   // A missing title is refused beside the field.
@@ -177,5 +190,14 @@ export async function builderJourney(browser) {
   const table = await userPage.locator('.ant-table-row').allInnerTexts();
   expect(table.some((r) => r.includes('High') && r.includes('2')), `the chart's data shows 2 high requests: ${table}`);
   await shot(userPage, 'end-user-chart');
+
+  // The analyst publishes the app to the gallery, where it can be installed like any template.
+  await page.goto(`${BASE}/`);
+  await page.getByTestId('app-card-requests').getByRole('button', { name: 'Publish to gallery' }).click();
+  await page.getByRole('dialog').getByLabel('Version').fill('1.0.0');
+  await page.getByRole('dialog').getByRole('button', { name: 'Publish to gallery' }).click();
+  await page.getByText('Published to the gallery').first().waitFor();
+  await page.getByRole('tab', { name: 'Template gallery' }).click();
+  await page.getByTestId('template-requests').waitFor();
   expect(page.errors.length === 0 && userPage.errors.length === 0, `no page errors: ${page.errors} ${userPage.errors}`);
 }

@@ -24,6 +24,7 @@ import { RuleBuilder } from './pages/design/RuleBuilder';
 import { ReportDesigner } from './pages/design/ReportDesigner';
 import { DesignHome } from './pages/design/DesignHome';
 import { DashboardDesigner } from './pages/design/DashboardDesigner';
+import { MembersPage } from './pages/design/MembersPage';
 
 const queryClient = new QueryClient({
   defaultOptions: { queries: { retry: 1, refetchOnWindowFocus: false, staleTime: 5_000 } },
@@ -68,6 +69,7 @@ export function App() {
                 <Route path="design/rules/:rule" element={<RuleBuilder />} />
                 <Route path="design/reports/:report" element={<ReportDesigner />} />
                 <Route path="design/dashboards/:dashboard" element={<DashboardDesigner />} />
+                <Route path="members" element={<MembersPage />} />
               </Route>
               <Route path="*" element={<Navigate to="/" replace />} />
             </Routes>

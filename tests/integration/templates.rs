@@ -616,7 +616,65 @@ async fn bundled_templates_install_with_sample_data_and_show_screenshots(backend
     assert_eq!(bytes, png);
 }
 
+/// An app built (or edited) in the UI goes to the gallery as a template at a new version, after
+/// the full template checks; only platform admins may do it.
+async fn an_app_publishes_itself_as_a_gallery_template(backend: Backend) {
+    let Some(api) = TestApi::start(backend).await else {
+        return;
+    };
+    let installed = api
+        .call(
+            "POST",
+            "/api/templates/service_desk/install",
+            Some(json!({"app": "service_desk", "sample_data": false})),
+        )
+        .await;
+    assert_eq!(installed.status, StatusCode::CREATED, "{}", installed.text);
+    let published = api
+        .call(
+            "POST",
+            "/api/apps/service_desk/publish-template",
+            Some(json!({"version": "1.0.1"})),
+        )
+        .await;
+    assert_eq!(published.status, StatusCode::CREATED, "{}", published.text);
+    let gallery = api.call("GET", "/api/templates", None).await;
+    let desk = gallery
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == "service_desk")
+        .unwrap()
+        .clone();
+    assert_eq!(desk["version"], "1.0.1", "{desk}");
+    // Installable like any gallery template.
+    let copy = api
+        .call(
+            "POST",
+            "/api/templates/service_desk/install",
+            Some(json!({"app": "desk_copy", "version": "1.0.1"})),
+        )
+        .await;
+    assert_eq!(copy.status, StatusCode::CREATED, "{}", copy.text);
+    // Not a version: refused with the manifest pointer, nothing published.
+    let bad = api
+        .call(
+            "POST",
+            "/api/apps/service_desk/publish-template",
+            Some(json!({"version": "one"})),
+        )
+        .await;
+    assert_problem(&bad, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.text.contains("trellis.json"), "{}", bad.text);
+    let missing = api
+        .call("POST", "/api/apps/nope/publish-template", None)
+        .await;
+    assert_problem(&missing, StatusCode::NOT_FOUND);
+}
+
 on_both_backends!(
+    an_app_publishes_itself_as_a_gallery_template,
     pack_publish_install_edit_upgrade_rollback,
     bad_packages_are_refused_and_nothing_installed,
     bundled_templates_install_with_sample_data_and_show_screenshots

@@ -2,9 +2,11 @@
 // tasks, reports, design) beside the page. The menu collapses on phone-sized screens.
 import { useState } from 'react';
 import { Grid, Layout, Menu, Spin } from 'antd';
-import { CheckSquareOutlined, DashboardOutlined, DatabaseOutlined, BuildOutlined, ProjectOutlined, BarChartOutlined } from '@ant-design/icons';
+import { CheckSquareOutlined, DashboardOutlined, DatabaseOutlined, BuildOutlined, ProjectOutlined, BarChartOutlined, TeamOutlined } from '@ant-design/icons';
 import { Outlet, useLocation, useNavigate, useParams } from 'react-router-dom';
 import { useTranslation } from 'react-i18next';
+import { useQuery } from '@tanstack/react-query';
+import { api } from '../api/client';
 import { Header } from '../components/Header';
 import { ProblemAlert } from '../components/ProblemAlert';
 import { useAppMeta, useLang } from '../lib/hooks';
@@ -18,6 +20,8 @@ export function AppShell() {
   const screens = Grid.useBreakpoint();
   const [collapsed, setCollapsed] = useState(false);
   const loaded = useAppMeta(app);
+  // Designing and managing members need the app's manager rights; the roles route says whether.
+  const manager = useQuery({ queryKey: ['roles', app, 'assignments'], queryFn: () => api.get(`/api/apps/${app}/roles`), retry: false, staleTime: 60_000 });
   const meta = loaded.data?.meta;
   const base = `/apps/${app}`;
   const items = meta
@@ -39,7 +43,10 @@ export function AppShell() {
           key: 'reports', icon: <BarChartOutlined />, label: t('nav.reports'),
           children: meta.reports.map((r) => ({ key: `${base}/r/${r.id}`, label: l(r.label, r.id) })),
         },
-        { key: `${base}/design`, icon: <BuildOutlined />, label: t('nav.design') },
+        ...(manager.isSuccess ? [
+          { key: `${base}/design`, icon: <BuildOutlined />, label: t('nav.design') },
+          { key: `${base}/members`, icon: <TeamOutlined />, label: t('nav.members') },
+        ] : []),
       ].filter((item) => !('children' in item) || (item.children?.length ?? 0) > 0)
     : [];
   const selected = location.pathname.split('/').slice(0, 5).join('/');

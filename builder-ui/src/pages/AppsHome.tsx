@@ -2,7 +2,7 @@
 // preview and conflict choices, and exporting an app as a template bundle.
 import { useState } from 'react';
 import { App as AntApp, Button, Card, Checkbox, Col, Empty, Form, Input, Modal, Radio, Row, Space, Spin, Table, Tabs, Tag, Typography } from 'antd';
-import { AppstoreAddOutlined, CloudDownloadOutlined, PlusOutlined, SyncOutlined } from '@ant-design/icons';
+import { AppstoreAddOutlined, CloudDownloadOutlined, CloudUploadOutlined, PlusOutlined, SyncOutlined } from '@ant-design/icons';
 import { useNavigate } from 'react-router-dom';
 import { useTranslation } from 'react-i18next';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
@@ -54,6 +54,7 @@ function AppList({ apps, loading, error }: { apps?: AppView[]; loading: boolean;
   const navigate = useNavigate();
   const [creating, setCreating] = useState(false);
   const [upgrading, setUpgrading] = useState<string | null>(null);
+  const [publishing, setPublishing] = useState<AppView | null>(null);
   if (loading) return <Spin />;
   return (
     <>
@@ -74,6 +75,7 @@ function AppList({ apps, loading, error }: { apps?: AppView[]; loading: boolean;
                 <Button type="link" key="design" onClick={() => navigate(`/apps/${app.id}/design`)}>{t('home.design')}</Button>,
                 <Button type="link" key="upgrade" icon={<SyncOutlined />} onClick={() => setUpgrading(app.id)}>{t('home.upgrade')}</Button>,
                 <ExportButton key="export" app={app.id} />,
+                <Button type="link" key="publish" icon={<CloudUploadOutlined />} onClick={() => setPublishing(app)}>{t('home.publishTemplate')}</Button>,
               ]}
             >
               <Typography.Text type="secondary">{app.id} · v{app.semver} · #{app.version}</Typography.Text>
@@ -83,6 +85,7 @@ function AppList({ apps, loading, error }: { apps?: AppView[]; loading: boolean;
       </Row>
       <CreateBlankApp open={creating} onClose={() => setCreating(false)} />
       {upgrading && <UpgradeDialog app={upgrading} onClose={() => setUpgrading(null)} />}
+      {publishing && <PublishTemplateDialog app={publishing} onClose={() => setPublishing(null)} />}
     </>
   );
 }
@@ -116,6 +119,9 @@ function CreateBlankApp({ open, onClose }: { open: boolean; onClose: () => void 
     mutationFn: (v: { id: string; en: string; zh: string }) =>
       api.post('/api/apps', {
         'trellis.json': { format_version: 1, id: v.id, version: '0.1.0', name: { en: v.en, 'zh-CN': v.zh || v.en }, engine: '>=0.1.0' },
+        // Templates ship their messages in both languages (labels live in the metadata itself).
+        'i18n/en.json': { format_version: 1, messages: { 'app.name': v.en } },
+        'i18n/zh-CN.json': { format_version: 1, messages: { 'app.name': v.zh || v.en } },
       }),
     onSuccess: (_, v) => {
       void queryClient.invalidateQueries({ queryKey: ['apps'] });
@@ -280,6 +286,34 @@ function UpgradeDialog({ app, onClose }: { app: string; onClose: () => void }) {
       )}
       {apply.isPending && <Typography.Text type="secondary"><Spin size="small" /> {t('common.working')}</Typography.Text>}
       {apply.error ? <ProblemAlert error={apply.error} /> : null}
+    </Modal>
+  );
+}
+
+/** Publish an app to the gallery as a template, at a version the publisher picks. */
+function PublishTemplateDialog({ app, onClose }: { app: AppView; onClose: () => void }) {
+  const { t } = useTranslation();
+  const { message } = AntApp.useApp();
+  const queryClient = useQueryClient();
+  const [form] = Form.useForm();
+  const publish = useMutation({
+    mutationFn: (v: { version: string }) => api.post(`/api/apps/${app.id}/publish-template`, { version: v.version }),
+    onSuccess: () => {
+      message.success(t('home.publishedTemplate'));
+      void queryClient.invalidateQueries({ queryKey: ['templates'] });
+      onClose();
+    },
+  });
+  return (
+    <Modal open title={`${t('home.publishTemplate')}: ${app.id}`} onCancel={onClose} onOk={() => form.submit()} okText={t('home.publishTemplate')} confirmLoading={publish.isPending}>
+      <Typography.Paragraph type="secondary">{t('home.publishTemplateHelp')}</Typography.Paragraph>
+      <Form form={form} layout="vertical" initialValues={{ version: app.semver }} onFinish={(v) => publish.mutate(v)}>
+        <Form.Item name="version" label={t('gallery.version')} rules={[{ required: true, pattern: /^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$/, message: t('home.semver') }]}>
+          <Input />
+        </Form.Item>
+      </Form>
+      {publish.isPending && <Typography.Text type="secondary"><Spin size="small" /> {t('home.checkingTemplate')}</Typography.Text>}
+      {publish.error ? <ProblemAlert error={publish.error} /> : null}
     </Modal>
   );
 }

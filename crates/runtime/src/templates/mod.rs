@@ -6,6 +6,7 @@
 //! the next upgrade can tell the analyst's edits from the template's changes.
 
 pub mod bundled;
+mod from_app;
 pub mod package;
 pub mod source;
 pub mod testing;

@@ -107,6 +107,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
             templates::publish_template
         ))
         .routes(routes!(templates::install_template))
+        .routes(routes!(templates::publish_app_template))
         .routes(routes!(templates::template_file))
         .routes(routes!(templates::upgrade_app))
         .routes(routes!(templates::rollback_upgrade))

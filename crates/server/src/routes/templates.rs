@@ -110,6 +110,37 @@ pub async fn publish_template(
     Ok((StatusCode::CREATED, Json(published)).into_response())
 }
 
+/// JSON body of `POST /api/apps/{app}/publish-template`.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PublishAppRequest {
+    /// Template version (semver; default: the app's manifest version).
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+/// Publish the app's current metadata to the gallery as a template (unsigned), after the same
+/// checks as an uploaded package (validation, both languages complete, the template's own tests).
+/// Platform admins only → 201 with the gallery entry.
+#[utoipa::path(post, path = "/api/apps/{app}/publish-template", tag = "templates", params(("app" = String, Path)),
+    request_body(content = PublishAppRequest, content_type = "application/json"),
+    responses((status = 201, body = Object), (status = 422, body = Problem, content_type = "application/problem+json"),
+              (status = 409, body = Problem, content_type = "application/problem+json"),
+              (status = 403, body = Problem, content_type = "application/problem+json")))]
+pub async fn publish_app_template(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path(app): Path<String>,
+    OptionalJson(body): OptionalJson<PublishAppRequest>,
+) -> Result<Response, ApiError> {
+    let body = body.unwrap_or_default();
+    let published = state
+        .runtime
+        .publish_app_as_template(&principal, &app, body.version.as_deref())
+        .await?;
+    Ok((StatusCode::CREATED, Json(published)).into_response())
+}
+
 /// Install a gallery template as an app (optionally with its sample data) → 201.
 #[utoipa::path(post, path = "/api/templates/{id}/install", tag = "templates", params(("id" = String, Path)),
     request_body(content = InstallRequest, content_type = "application/json"),
