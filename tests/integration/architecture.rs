@@ -240,3 +240,63 @@ fn only_store_speaks_sql_and_only_server_speaks_http() {
         }
     }
 }
+
+/// Every `.ts`/`.tsx` file under `dir`, with its text.
+fn ui_sources(dir: &std::path::Path, found: &mut Vec<(std::path::PathBuf, String)>) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            ui_sources(&path, found);
+        } else if path.extension().is_some_and(|e| e == "ts" || e == "tsx")
+            && !path.to_string_lossy().ends_with(".d.ts")
+        {
+            found.push((path.clone(), std::fs::read_to_string(&path).unwrap()));
+        }
+    }
+}
+
+#[test]
+fn the_ui_talks_to_the_server_only_through_the_api() {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../builder-ui/src");
+    let mut files = Vec::new();
+    ui_sources(&src, &mut files);
+    assert!(files.len() > 20, "builder-ui/src has the UI");
+    for (path, text) in &files {
+        for (number, line) in text.lines().enumerate() {
+            let place = format!("{}:{}", path.display(), number + 1);
+            // No server address baked in: the UI is served by the server it talks to.
+            let address = line.contains("http://") || line.contains("https://");
+            assert!(
+                !address || line.contains("https://json-schema.org/"),
+                "{place}: a hard-coded address: {line}"
+            );
+            // Raw fetches go to /api only (everything else uses the API client).
+            let raw_fetch = line.match_indices("fetch(").find(|(at, _)| {
+                !line[..*at]
+                    .chars()
+                    .next_back()
+                    .is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.')
+            });
+            if let Some((at, _)) = raw_fetch {
+                let argument = &line[at + 6..];
+                assert!(
+                    argument.starts_with("`/api/")
+                        || argument.starts_with("'/api/")
+                        || argument.starts_with("url,"),
+                    "{place}: fetch outside /api: {line}"
+                );
+            }
+        }
+    }
+    // The API's TypeScript types are generated from the OpenAPI document, not written by hand.
+    let package = std::fs::read_to_string(src.join("../package.json")).unwrap();
+    assert!(
+        package.contains("openapi-typescript ../schemas/openapi.json -o src/api/schema.d.ts"),
+        "{package}"
+    );
+    let ignored = std::fs::read_to_string(src.join("../.gitignore")).unwrap();
+    assert!(
+        ignored.contains("src/api/schema.d.ts"),
+        "generated, so not committed"
+    );
+}

@@ -5,7 +5,7 @@ import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { useTranslation } from 'react-i18next';
 import { api, recordsPath } from '../api/client';
 import type { AppMeta } from '../lib/metadata';
-import { useLang } from '../lib/hooks';
+import { useLang, useMe, useUsers } from '../lib/hooks';
 import { problemText } from './ProblemAlert';
 
 export interface FlowEvent { event: string; to: string; allowed: boolean; reason?: string }
@@ -25,6 +25,9 @@ export function FlowPanel({ app, entity, id, meta }: { app: string; entity: stri
   const { message } = AntApp.useApp();
   const queryClient = useQueryClient();
   const flows = useRecordFlows(app, entity, id);
+  const users = useUsers();
+  const me = useMe();
+  const who = (actor: string) => actor === me.data?.id ? t('flow.you') : users.data?.find((u) => u.id === actor)?.display_name ?? users.data?.find((u) => u.id === actor)?.username ?? (actor.length > 20 ? t('flow.someone') : actor);
   const fire = useMutation({
     mutationFn: ({ flow, event }: { flow: string; event: string }) => api.post(`${recordsPath(app, entity, id)}/flows/${flow}/events`, { event }),
     onSuccess: () => {
@@ -74,7 +77,7 @@ export function FlowPanel({ app, entity, id, meta }: { app: string; entity: stri
                   style={{ marginTop: 8 }}
                   items={[...f.history].reverse().slice(0, 10).map((h) => ({
                     key: h.seq,
-                    content: `${new Date(h.at).toLocaleString()} · ${eventLabel(h.event)}: ${stateLabel(h.from_state)} → ${stateLabel(h.to_state)} (${h.actor})`,
+                    content: `${new Date(h.at).toLocaleString()} · ${eventLabel(h.event)}: ${stateLabel(h.from_state)} → ${stateLabel(h.to_state)} (${who(h.actor)})`,
                   }))}
                 />
               </>
