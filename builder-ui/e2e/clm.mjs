@@ -63,7 +63,9 @@ export async function clmJourney(browser) {
   // The same app in Chinese, on a phone-sized screen.
   const phone = await newPage(browser, { locale: 'zh-CN', width: 390, height: 844 });
   await signIn(phone, 'admin', PASSWORD, 'zh-CN');
-  await phone.goto(`${BASE}/apps/clm/e/customer`);
+  await phone.goto(`${BASE}/apps/clm`);
+  await phone.getByRole('button', { name: '菜单' }).click();
+  await phone.getByRole('menuitem', { name: '客户', exact: true }).click();
   await phone.getByRole('heading', { name: '客户' }).waitFor();
   await phone.getByRole('button', { name: /筛选/ }).waitFor();
   await shot(phone, 'customers-phone-zh');

@@ -3,7 +3,7 @@
 // without a position, and keeping the state field's options in step with the states.
 import type { JsonSchema } from './metadata';
 
-export interface FlowState { id: string; label?: Record<string, string>; initial?: boolean; terminal?: boolean; color?: string | null; sla?: string | null; approval?: Record<string, unknown> | null }
+export interface FlowState { id: string; label?: Record<string, string>; initial?: boolean; terminal?: boolean; color?: string | null; sla?: string | null; approval?: object | null }
 export interface FlowTransition { event: string; from: string[]; to: string; label?: Record<string, string>; guard?: string | null; roles?: string[]; required?: string[]; actions?: Record<string, unknown>[] }
 export interface FlowTimer { state: string; event: string; after?: string | null; at_field?: string | null; cron?: string | null }
 export interface FlowDoc {

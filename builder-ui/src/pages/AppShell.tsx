@@ -1,8 +1,8 @@
 // The app runtime's frame: navigation built from the app's metadata (dashboards, entities, boards,
 // tasks, reports, design) beside the page. The menu collapses on phone-sized screens.
 import { useState } from 'react';
-import { Grid, Layout, Menu, Spin } from 'antd';
-import { CheckSquareOutlined, DashboardOutlined, DatabaseOutlined, BuildOutlined, ProjectOutlined, BarChartOutlined, TeamOutlined } from '@ant-design/icons';
+import { Button, Drawer, Grid, Layout, Menu, Spin } from 'antd';
+import { MenuOutlined, CheckSquareOutlined, DashboardOutlined, DatabaseOutlined, BuildOutlined, ProjectOutlined, BarChartOutlined, TeamOutlined } from '@ant-design/icons';
 import { Outlet, useLocation, useNavigate, useParams } from 'react-router-dom';
 import { useTranslation } from 'react-i18next';
 import { useQuery } from '@tanstack/react-query';
@@ -18,7 +18,7 @@ export function AppShell() {
   const navigate = useNavigate();
   const location = useLocation();
   const screens = Grid.useBreakpoint();
-  const [collapsed, setCollapsed] = useState(false);
+  const [collapsed, setCollapsed] = useState(true);
   const loaded = useAppMeta(app);
   // Designing and managing members need the app's manager rights; the roles route says whether.
   const manager = useQuery({ queryKey: ['roles', app, 'assignments'], queryFn: () => api.get(`/api/apps/${app}/roles`), retry: false, staleTime: 60_000 });
@@ -51,35 +51,35 @@ export function AppShell() {
     : [];
   const selected = location.pathname.split('/').slice(0, 5).join('/');
   const phone = !screens.md;
+  const menu = (
+    <nav aria-label={t('nav.label')}>
+      <Menu
+        mode="inline"
+        items={items}
+        selectedKeys={[selected]}
+        defaultOpenKeys={['dashboards', 'entities']}
+        onClick={({ key }) => {
+          navigate(key);
+          setCollapsed(true);
+        }}
+      />
+    </nav>
+  );
   return (
     <Layout style={{ minHeight: '100vh' }}>
       <Header title={meta ? l(meta.manifest.name as Record<string, string>, app) : app} />
       <Layout>
-        <Layout.Sider
-          width={232}
-          theme="light"
-          collapsible
-          collapsed={phone ? collapsed : false}
-          collapsedWidth={phone ? 0 : 80}
-          breakpoint="md"
-          onCollapse={setCollapsed}
-          trigger={phone ? undefined : null}
-          style={{ borderRight: '1px solid #eee' }}
-        >
-          <nav aria-label={t('nav.label')}>
-            <Menu
-              mode="inline"
-              items={items}
-              selectedKeys={[selected]}
-              defaultOpenKeys={['dashboards', 'entities']}
-              onClick={({ key }) => {
-                navigate(key);
-                if (phone) setCollapsed(true);
-              }}
-            />
-          </nav>
-        </Layout.Sider>
+        {phone ? (
+          <Drawer placement="left" open={!collapsed} onClose={() => setCollapsed(true)} size={260} styles={{ body: { padding: 0 } }} title={t('nav.label')}>
+            {menu}
+          </Drawer>
+        ) : (
+          <Layout.Sider width={232} theme="light" style={{ borderRight: '1px solid #eee' }}>
+            {menu}
+          </Layout.Sider>
+        )}
         <Layout.Content style={{ padding: phone ? 8 : 16, minWidth: 0 }}>
+          {phone && <Button icon={<MenuOutlined />} onClick={() => setCollapsed(false)} style={{ marginBottom: 8 }} aria-label={t('nav.open')}>{t('nav.open')}</Button>}
           {loaded.isLoading && <Spin />}
           {loaded.error ? <ProblemAlert error={loaded.error} /> : null}
           {meta && <Outlet />}

@@ -118,6 +118,14 @@ describe('flow designer', () => {
     expect((field['x-trellis'] as { options: { label: unknown }[] }).options[0].label).toEqual({ en: 'Fresh' });
     expect(field.default).toBe('new');
     expect(tidyFlow({ ...flow, timers: [] })).not.toHaveProperty('timers');
+    // What the panels set survives tidying; empty optional parts are left out.
+    const approval = { assignees: { role: 'app_admin' }, mode: { percent: 60 }, approve_event: 'finish', reject_to: 'new', title: { en: 'Approve' } };
+    const tidy = tidyFlow({ ...flow, states: [{ ...flow.states[0], approval, sla: '', color: null }, flow.states[1]], timers: [{ state: 'new', event: 'finish', after: '7d' }] });
+    expect(tidy.states[0]).toEqual({ id: 'new', label: { en: 'New', 'zh-CN': '新建' }, initial: true, approval });
+    expect(tidy.timers).toEqual([{ state: 'new', event: 'finish', after: '7d' }]);
+    expect(tidy.transitions[0]).toEqual({ event: 'finish', from: ['new'], to: 'done', label: { en: 'Finish', 'zh-CN': '完成' } });
+    // The CLM flows come back from the designer as they went in.
+    for (const f of clm.flows) expect(tidyFlow(structuredClone(f.raw) as never)).toEqual(f.raw);
   });
 
   it('finds the event a kanban move fires', () => {

@@ -187,7 +187,7 @@ export function FlowDesigner() {
         <Col xs={24} lg={8}>
           <Card size="small" title={t('design.properties')}>
             {selected?.kind === 'state' && flow.states[selected.index] && (
-              <StatePanel flow={flow} index={selected.index} onChange={setFlow} onRemoved={() => setSelected(null)} findings={findingsAt(`/states/${selected.index}`)} />
+              <StatePanel flow={flow} index={selected.index} entity={entity} onChange={setFlow} onRemoved={() => setSelected(null)} findings={findingsAt(`/states/${selected.index}`)} />
             )}
             {selected?.kind === 'transition' && flow.transitions[selected.index] && (
               <TransitionPanel flow={flow} index={selected.index} entity={entity} onChange={setFlow} onRemoved={() => setSelected(null)} findings={findingsAt(`/transitions/${selected.index}`)} />

@@ -1,6 +1,6 @@
 // Side panels of the flow designer: one state (labels, initial/terminal, colour, SLA, timers) or one
 // transition (event, label, from/to, guard, roles, required fields, actions).
-import { Button, Checkbox, ColorPicker, Divider, Input, Select, Space, Tag, Typography } from 'antd';
+import { Button, Checkbox, ColorPicker, Divider, Input, InputNumber, Select, Space, Tag, Typography } from 'antd';
 import { DeleteOutlined, PlusOutlined } from '@ant-design/icons';
 import { useQuery } from '@tanstack/react-query';
 import { useParams } from 'react-router-dom';
@@ -18,7 +18,7 @@ function Findings({ findings }: { findings: string[] }) {
   return <div role="alert" style={{ marginBottom: 8 }}>{findings.map((f, i) => <div key={i} style={{ color: '#cf1322' }}>⚠ {f}</div>)}</div>;
 }
 
-export function StatePanel({ flow, index, onChange, onRemoved, findings }: { flow: FlowDoc; index: number; onChange: (f: FlowDoc) => void; onRemoved: () => void; findings: string[] }) {
+export function StatePanel({ flow, index, entity, onChange, onRemoved, findings }: { flow: FlowDoc; index: number; entity?: EntityMeta; onChange: (f: FlowDoc) => void; onRemoved: () => void; findings: string[] }) {
   const { t } = useTranslation();
   const state = flow.states[index];
   const set = (patch: Partial<typeof state>) => {
@@ -45,6 +45,7 @@ export function StatePanel({ flow, index, onChange, onRemoved, findings }: { flo
         <ColorPicker size="small" value={state.color ?? undefined} onChange={(c) => set({ color: c.toHexString() })} showText={() => t('design.color')} />
       </Space>
       <div style={{ display: 'block', marginTop: 8 }}>{t('design.sla')}<Input aria-label={t('design.sla')} placeholder="3d" value={state.sla ?? ''} onChange={(e) => set({ sla: e.target.value || null })} /></div>
+      <ApprovalEditor flow={flow} state={state} entity={entity} onChange={(approval) => set({ approval })} />
       <Divider size="small">{t('design.timers')}</Divider>
       {timers.map(({ tm, i }) => (
         <Space.Compact key={i} style={{ width: '100%', marginBottom: 4 }}>
@@ -132,5 +133,53 @@ export function TransitionPanel({ flow, index, entity, onChange, onRemoved, find
         <Button danger icon={<DeleteOutlined />} onClick={() => { onChange({ ...flow, transitions: flow.transitions.filter((_, i) => i !== index), timers: flow.timers?.filter((tm) => tm.event !== tr.event) }); onRemoved(); }}>{t('design.removeTransition')}</Button>
       </div>
     </div>
+  );
+}
+
+interface Approval { assignees: Record<string, unknown>; mode: string | { percent: number }; approve_event: string; reject_to: string; title?: Record<string, string> | null }
+
+/** Approvers of a state: who is asked (role, a user field, round robin), how many must agree, which
+ * event approval fires and where a rejection sends the record. */
+function ApprovalEditor({ flow, state, entity, onChange }: { flow: FlowDoc; state: FlowDoc['states'][number]; entity?: EntityMeta; onChange: (a: Approval | null) => void }) {
+  const { t } = useTranslation();
+  const { l } = useLang();
+  const { app = '' } = useParams();
+  const roles = useQuery({ queryKey: ['roles', app], queryFn: async () => (await api.get<{ roles: { id: string; label?: Record<string, string> }[] }>(`/api/apps/${app}/roles`)).roles });
+  const approval = (state.approval ?? null) as Approval | null;
+  const leaving = flow.transitions.filter((tr) => tr.from.includes(state.id));
+  const userFields = (entity?.fields ?? []).filter((f) => f.kind === 'user');
+  const who = approval ? Object.entries(approval.assignees)[0] : undefined;
+  const mode = approval ? (typeof approval.mode === 'string' ? approval.mode : 'percent') : 'any';
+  return (
+    <>
+      <Divider size="small">{t('design.approval')}</Divider>
+      <Checkbox checked={Boolean(approval)} disabled={leaving.length === 0} onChange={(e) => onChange(e.target.checked ? {
+        assignees: userFields[0] ? { field: userFields[0].id } : { role: 'app_admin' }, mode: 'any', approve_event: leaving[0]?.event ?? '',
+        reject_to: flow.states.find((s) => s.id !== state.id)?.id ?? state.id, title: { en: 'Please approve', 'zh-CN': '请审批' },
+      } : null)}>{t('design.needsApproval')}</Checkbox>
+      {approval && (
+        <div style={{ display: 'grid', gap: 6, marginTop: 6 }} data-testid="approval-editor">
+          <Select aria-label={t('design.approvers')} value={who ? `${who[0]}:${String(who[1])}` : undefined}
+            options={[
+              ...userFields.map((f) => ({ value: `field:${f.id}`, label: `${t('design.userIn')} ${l(f.label, f.id)}` })),
+              ...(roles.data ?? []).map((r) => ({ value: `role:${r.id}`, label: `${t('design.role')} ${l(r.label, r.id)}` })),
+              ...(roles.data ?? []).map((r) => ({ value: `round_robin:${r.id}`, label: `${t('design.roundRobin')} ${l(r.label, r.id)}` })),
+            ]}
+            onChange={(v: string) => { const [k, id] = v.split(':'); onChange({ ...approval, assignees: { [k]: id } }); }} />
+          <Space.Compact>
+            <Select aria-label={t('design.approvalMode')} style={{ width: '60%' }} value={mode}
+              options={[{ value: 'any', label: t('design.modeAny') }, { value: 'all', label: t('design.modeAll') }, { value: 'percent', label: t('design.modePercent') }]}
+              onChange={(m) => onChange({ ...approval, mode: m === 'percent' ? { percent: 50 } : m })} />
+            {mode === 'percent' && <InputNumber aria-label={t('design.modePercent')} min={1} max={100} addonAfter="%" value={(approval.mode as { percent: number }).percent}
+              onChange={(v) => onChange({ ...approval, mode: { percent: v ?? 50 } })} />}
+          </Space.Compact>
+          <Select aria-label={t('design.approveEvent')} value={approval.approve_event} options={leaving.map((tr) => ({ value: tr.event, label: `${t('design.approveEvent')}: ${l(tr.label, tr.event)}` }))}
+            onChange={(approve_event) => onChange({ ...approval, approve_event })} />
+          <Select aria-label={t('design.rejectTo')} value={approval.reject_to} options={flow.states.map((s) => ({ value: s.id, label: `${t('design.rejectTo')}: ${l(s.label, s.id)}` }))}
+            onChange={(reject_to) => onChange({ ...approval, reject_to })} />
+          <LocalizedInput label={t('design.taskTitle')} value={approval.title ?? {}} onChange={(title) => onChange({ ...approval, title })} />
+        </div>
+      )}
+    </>
   );
 }
