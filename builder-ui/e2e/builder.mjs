@@ -38,7 +38,7 @@ export async function builderJourney(browser) {
   await page.waitForURL(/\/design\/entities\/request\?/);
   await page.getByTestId('palette-text').click();
   await fieldLabel(page, 'Title');
-  await page.getByTestId('field-properties').getByText('Required').click();
+  await page.getByTestId('field-properties').getByRole('checkbox', { name: 'Required', exact: true }).check();
   await page.getByTestId('palette-decimal').click();
   await fieldLabel(page, 'Amount');
   await page.getByTestId('palette-single_select').click();
@@ -53,6 +53,12 @@ export async function builderJourney(browser) {
   await fieldLabel(page, 'Needed by');
   await page.getByTestId('palette-user').click();
   await fieldLabel(page, 'Requester');
+  // Big requests need a requester: a conditional requirement built visually.
+  const requiredWhen = page.getByTestId('condition-requiredIf');
+  await requiredWhen.getByRole('button', { name: 'Add condition' }).click();
+  await choose(page, 'Field', 'Amount', requiredWhen);
+  await choose(page, 'Operator', 'greater than', requiredWhen);
+  await requiredWhen.getByLabel('Value').fill('5000');
   await page.locator('.ant-segmented').getByText('Preview', { exact: true }).click();
   // The live preview validates like the server: the title is required.
   await page.getByRole('button', { name: 'Check' }).click();
@@ -177,6 +183,10 @@ export async function builderJourney(browser) {
   await userPage.goto(`${BASE}/apps/requests/e/request/new`);
   await userPage.getByLabel('Title').fill('Server room');
   await userPage.getByLabel('Amount').fill('25000');
+  // Over 5000 the requester becomes required, in the browser as on the server.
+  await userPage.getByRole('button', { name: 'Save' }).click();
+  await userPage.getByText('Required').first().waitFor();
+  await choose(userPage, 'Requester', 'Li Na');
   await userPage.getByRole('button', { name: 'Save' }).click();
   await userPage.getByTestId('record-title').filter({ hasText: 'Server room' }).waitFor();
   const finish = userPage.getByTestId('flow-approval').getByRole('button', { name: 'Finish' });

@@ -248,6 +248,7 @@ on_both_backends!(
     sign_ins_are_audited_and_limited,
     explain_says_why_in_plain_words,
     apps_and_roles_are_managed_by_admins_only,
+    members_see_the_people_of_their_app_and_nothing_more,
     reports_follow_the_same_matrix,
 );
 
@@ -922,6 +923,49 @@ async fn explain_says_why_in_plain_words(backend: Backend) {
         &w.as_user("alice", "GET", &explain("bob", "c_bob"), None)
             .await,
         StatusCode::FORBIDDEN,
+    );
+}
+
+/// User pickers list the app's people — direct role holders, members of departments holding a role,
+/// platform admins — to any member, with names only; non-members do not see the app at all.
+async fn members_see_the_people_of_their_app_and_nothing_more(backend: Backend) {
+    let Some(world) = world(backend).await else {
+        return;
+    };
+    let reply = world
+        .as_user("mia", "GET", "/api/apps/sales/people", None)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let items = reply.body["items"].as_array().unwrap();
+    let mut names: Vec<&str> = items
+        .iter()
+        .map(|p| p["username"].as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["admin", "alice", "bob", "hank", "mia", "vera"]);
+    for person in items {
+        let mut keys: Vec<&String> = person.as_object().unwrap().keys().collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            ["display_name", "id", "username"],
+            "names only: {person}"
+        );
+    }
+    assert_eq!(
+        items.iter().find(|p| p["username"] == "alice").unwrap()["id"],
+        world.users["alice"].as_str()
+    );
+    // The platform's user list stays for admins.
+    assert_problem(
+        &world.as_user("mia", "GET", "/api/users", None).await,
+        StatusCode::FORBIDDEN,
+    );
+    assert_problem(
+        &world
+            .as_user("nora", "GET", "/api/apps/sales/people", None)
+            .await,
+        StatusCode::NOT_FOUND,
     );
 }
 

@@ -1,7 +1,7 @@
 // The input control for a field kind: text, numbers, dates, options, tags, relations (searching the
 // related entity), users, ratings, booleans. Values are the JSON the server stores.
 import { useState } from 'react';
-import { Checkbox, DatePicker, Input, InputNumber, Rate, Select } from 'antd';
+import { Checkbox, DatePicker, Input, InputNumber, Radio, Rate, Segmented, Select, Slider, Switch } from 'antd';
 import dayjs from 'dayjs';
 import { useQuery } from '@tanstack/react-query';
 import { useTranslation } from 'react-i18next';
@@ -25,6 +25,17 @@ export function FieldInput({ field, app, meta, value, onChange, id, disabled }: 
   const change = (v: unknown) => onChange?.(v === '' || v === undefined ? null : v);
   const common = { id, disabled: disabled || field.readOnly, 'aria-label': l(field.label, field.id), style: { width: '100%' } };
   const options = field.options.map((o) => ({ value: o.value, label: l(o.label, o.value) }));
+  // Widget hints from the designer.
+  const locked = common.disabled;
+  if (field.widget === 'textarea' && field.kind === 'text') return <Input.TextArea {...common} rows={3} value={(value as string) ?? ''} onChange={(e) => change(e.target.value)} />;
+  if (field.widget === 'radio' && field.kind === 'single_select') return <Radio.Group id={id} aria-label={common['aria-label']} disabled={locked} options={options} value={value} onChange={(e) => change(e.target.value)} />;
+  if (field.widget === 'segmented' && field.kind === 'single_select') return <Segmented aria-label={common['aria-label']} disabled={locked} options={options} value={value as string} onChange={(v) => change(v)} />;
+  if (field.widget === 'checkboxes' && field.kind === 'multi_select') return <Checkbox.Group aria-label={common['aria-label']} disabled={locked} options={options} value={(value as string[]) ?? []} onChange={(v) => onChange?.(v)} />;
+  if (field.widget === 'switch' && field.kind === 'boolean') return <Switch id={id} aria-label={common['aria-label']} disabled={locked} checked={Boolean(value)} onChange={(v) => onChange?.(v)} />;
+  if (field.widget === 'slider' && ['integer', 'decimal', 'percent'].includes(field.kind)) {
+    return <Slider aria-label={common['aria-label']} disabled={locked} min={(field.schema.minimum as number) ?? 0} max={(field.schema.maximum as number) ?? 100}
+      step={field.kind === 'integer' ? 1 : 0.01} value={(value as number) ?? undefined} onChange={(v) => change(v)} />;
+  }
   switch (field.kind) {
     case 'long_text':
     case 'rich_text':
@@ -67,7 +78,7 @@ export function FieldInput({ field, app, meta, value, onChange, id, disabled }: 
     case 'relation_many':
       return <RelationSelect {...common} field={field} app={app} meta={meta} value={value} onChange={change} />;
     case 'user':
-      return <UserSelect {...common} value={value as string | undefined} onChange={change} />;
+      return <UserSelect {...common} app={app} value={value as string | undefined} onChange={change} />;
     case 'json':
       return <Input.TextArea {...common} rows={3} value={value === undefined || value === null ? '' : JSON.stringify(value)} onChange={(e) => {
         try { change(JSON.parse(e.target.value)); } catch { /* keep typing */ }
@@ -112,8 +123,8 @@ function RelationSelect({ field, app, meta, value, onChange, ...rest }: FieldInp
   );
 }
 
-function UserSelect({ value, onChange, ...rest }: { value?: string; onChange: (v: unknown) => void; id?: string; disabled?: boolean; 'aria-label': string }) {
-  const users = useUsers();
+function UserSelect({ app, value, onChange, ...rest }: { app: string; value?: string; onChange: (v: unknown) => void; id?: string; disabled?: boolean; 'aria-label': string }) {
+  const users = useUsers(app);
   return (
     <Select
       {...rest}

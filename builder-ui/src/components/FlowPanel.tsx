@@ -25,7 +25,7 @@ export function FlowPanel({ app, entity, id, meta }: { app: string; entity: stri
   const { message } = AntApp.useApp();
   const queryClient = useQueryClient();
   const flows = useRecordFlows(app, entity, id);
-  const users = useUsers();
+  const users = useUsers(app);
   const me = useMe();
   const who = (actor: string) => actor === me.data?.id ? t('flow.you') : users.data?.find((u) => u.id === actor)?.display_name ?? users.data?.find((u) => u.id === actor)?.username ?? (actor.length > 20 ? t('flow.someone') : actor);
   const fire = useMutation({

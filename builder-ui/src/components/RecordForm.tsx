@@ -8,6 +8,7 @@ import { ApiProblem } from '../api/client';
 import { formLayout, type FormLayout } from '../lib/layout';
 import type { AppMeta, EntityMeta, ViewMeta } from '../lib/metadata';
 import { validateField } from '../lib/validate';
+import { evaluate } from '../lib/rhai';
 import { useLang } from '../lib/hooks';
 import { FieldInput } from './FieldInput';
 import { ProblemAlert } from './ProblemAlert';
@@ -30,6 +31,8 @@ export function RecordForm({ app, meta, entity, view, layout, initial, busy, err
   const { t } = useTranslation();
   const { l } = useLang();
   const [form] = Form.useForm();
+  const values = (Form.useWatch([], form) ?? {}) as Record<string, unknown>;
+  const when = (expr: string | undefined) => evaluate(expr, { ...(initial ?? {}), ...values }, entity.fields);
   const resolved = useMemo(() => layout ?? formLayout(entity, view), [layout, entity, view]);
   const byId = useMemo(() => new Map(entity.fields.map((f) => [f.id, f])), [entity]);
   useEffect(() => {
@@ -47,7 +50,11 @@ export function RecordForm({ app, meta, entity, view, layout, initial, busy, err
     <Card key={s.id} size="small" title={s.label ? l(s.label) : undefined} style={{ marginBottom: 12 }}>
       <Row gutter={16}>
         {s.fields.map((fid) => {
-          const field = byId.get(fid)!;
+          const base = byId.get(fid)!;
+          // Conditions the browser can evaluate apply live; the server checks them all again.
+          if (when(base.visibleIf) === false) return null;
+          const requiredNow = base.required || when(base.requiredIf) === true;
+          const field = { ...base, required: requiredNow, readOnly: base.readOnly || when(base.readOnlyIf) === true };
           return (
             <Col key={fid} xs={24} md={24 / s.columns}>
               <Form.Item
@@ -72,7 +79,7 @@ export function RecordForm({ app, meta, entity, view, layout, initial, busy, err
     const data: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(values)) {
       const field = byId.get(k);
-      if (!field || field.readOnly) continue;
+      if (!field || field.readOnly || when(field.visibleIf) === false) continue;
       if (v === undefined) continue;
       data[k] = v;
     }

@@ -27,7 +27,7 @@ export function formatCell(column: ReportColumn, value: unknown, lang: string, u
 export function ReportResult({ app, entity, run, height = 280, title }: { app: string; entity: string | null; run: ReportRun; height?: number; title?: string }) {
   const { i18n } = useTranslation();
   const navigate = useNavigate();
-  const users = useUsers();
+  const users = useUsers(app);
   const userNames = Object.fromEntries((users.data ?? []).map((u) => [u.id, u.display_name || u.username]));
   const drill = (index: number) => {
     const filter = run.drill?.[index];

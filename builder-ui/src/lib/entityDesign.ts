@@ -18,6 +18,14 @@ export interface FieldDesign {
   maxLength: number | null;
   pattern: string | null;
   computed: string | null;
+  defaultValue: unknown;
+  readOnly: boolean;
+  widget: string | null;
+  visibleIf: string | null;
+  requiredIf: string | null;
+  readOnlyIf: string | null;
+  currency: string | null;
+  searchable: boolean | null;
   /** The property as loaded (unmanaged keys survive a save). */
   original: JsonSchema;
 }
@@ -82,6 +90,14 @@ export function designFromSchema(id: string, schema: JsonSchema): EntityDesign {
         maxLength: num(p.maxLength),
         pattern: typeof p.pattern === 'string' && meta.kind !== 'auto_number' ? p.pattern : null,
         computed: meta.computed ?? null,
+        defaultValue: p.default,
+        readOnly: px.read_only === true,
+        widget: meta.widget ?? null,
+        visibleIf: meta.visibleIf ?? null,
+        requiredIf: meta.requiredIf ?? null,
+        readOnlyIf: meta.readOnlyIf ?? null,
+        currency: meta.currency ?? null,
+        searchable: typeof px.searchable === 'boolean' ? px.searchable : null,
         original: p,
       };
     }),
@@ -107,6 +123,14 @@ export function newField(kind: FieldKind, taken: string[], label: Record<string,
     maxLength: null,
     pattern: null,
     computed: null,
+    defaultValue: undefined,
+    readOnly: false,
+    widget: null,
+    visibleIf: null,
+    requiredIf: null,
+    readOnlyIf: null,
+    currency: kind === 'money' ? 'CNY' : null,
+    searchable: null,
     original: {},
   };
 }
@@ -153,6 +177,17 @@ export function fieldToSchema(field: FieldDesign): JsonSchema {
   if (help) x.help = help; else delete x.help;
   if (field.unique) x.unique = true; else delete x.unique;
   if (field.computed && field.computed.trim()) x.computed = field.computed; else delete x.computed;
+  const optional: [string, unknown][] = [
+    ['widget', field.widget], ['visible_if', field.visibleIf], ['required_if', field.requiredIf],
+    ['read_only_if', field.readOnlyIf], ['currency', field.currency],
+  ];
+  for (const [key, value] of optional) {
+    if (typeof value === 'string' && value.trim()) x[key] = value; else delete x[key];
+  }
+  if (field.readOnly) x.read_only = true; else delete x.read_only;
+  if (typeof field.searchable === 'boolean') x.searchable = field.searchable; else delete x.searchable;
+  if (field.defaultValue === undefined || field.defaultValue === null || field.defaultValue === '') delete property.default;
+  else property.default = field.defaultValue;
   if (field.kind === 'single_select' || field.kind === 'multi_select') {
     const values = field.options.map((o) => o.value);
     if (field.kind === 'single_select') property.enum = values;

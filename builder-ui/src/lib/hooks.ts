@@ -37,12 +37,14 @@ export interface UserSummary {
   display_name?: string | null;
 }
 
-export function useUsers() {
+/** People to show and pick: an app's people (any member may read them), or, without an app, every
+ * user of the platform (admins only; others get an empty list). */
+export function useUsers(app?: string) {
   return useQuery({
-    queryKey: ['users'],
+    queryKey: app ? ['people', app] : ['users'],
     queryFn: async () => {
       try {
-        const answer = await api.get<UserSummary[] | { items: UserSummary[] }>('/api/users');
+        const answer = await api.get<UserSummary[] | { items: UserSummary[] }>(app ? `/api/apps/${encodeURIComponent(app)}/people` : '/api/users');
         return Array.isArray(answer) ? answer : answer.items;
       } catch {
         return [] as UserSummary[];

@@ -52,6 +52,12 @@ export interface FieldMeta {
   computed?: string;
   options: OptionMeta[];
   relation?: { entity: string; on_delete?: string };
+  /** rhai conditions: shown / required / read-only only when they hold. */
+  visibleIf?: string;
+  requiredIf?: string;
+  readOnlyIf?: string;
+  widget?: string;
+  currency?: string;
   schema: JsonSchema;
 }
 
@@ -136,10 +142,15 @@ export function fieldFromSchema(id: string, property: JsonSchema, required: bool
     label: (x.label as Localized) ?? id,
     help: (x.help as Localized) ?? null,
     required,
-    readOnly: SYSTEM_KINDS.has(kind) || computed !== undefined,
+    readOnly: SYSTEM_KINDS.has(kind) || computed !== undefined || x.read_only === true,
     computed,
     options,
     relation: x.relation as FieldMeta['relation'],
+    visibleIf: typeof x.visible_if === 'string' ? x.visible_if : undefined,
+    requiredIf: typeof x.required_if === 'string' ? x.required_if : undefined,
+    readOnlyIf: typeof x.read_only_if === 'string' ? x.read_only_if : undefined,
+    widget: typeof x.widget === 'string' ? x.widget : undefined,
+    currency: typeof x.currency === 'string' ? x.currency : undefined,
     schema: property,
   };
 }

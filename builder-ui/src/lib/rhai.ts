@@ -91,3 +91,36 @@ function parseOne(piece: string): RhaiCondition | null {
   }
   return null;
 }
+
+function compare(cmp: Comparison, left: unknown, right: unknown): boolean {
+  const empty = left === undefined || left === null || left === '';
+  switch (cmp) {
+    case 'is_empty': return empty;
+    case 'not_empty': return !empty;
+    case 'contains': return !empty && (Array.isArray(left) ? left.includes(right) : String(left).includes(String(right)));
+    case 'changed': return true;
+    case '==': return (empty && right === null) || left === right;
+    case '!=': return !((empty && right === null) || left === right);
+    default: {
+      if (empty) return false;
+      const a = typeof left === 'number' ? left : String(left);
+      const b = typeof right === 'number' ? right : String(right);
+      if (cmp === '<') return a < b;
+      if (cmp === '<=') return a <= b;
+      if (cmp === '>') return a > b;
+      return a >= b;
+    }
+  }
+}
+
+/**
+ * Evaluate a condition on a form's values in the browser, for conditions the builder can read
+ * (others: `null`, the server decides). Used for conditional visibility, required and read-only.
+ */
+export function evaluate(text: string | undefined, data: Record<string, unknown>, fields: FieldMeta[]): boolean | null {
+  if (!text || !text.trim()) return null;
+  const model = fromRhai(text, fields);
+  if (!model || model.conditions.length === 0) return null;
+  const results = model.conditions.map((c) => compare(c.cmp, data[c.field], c.value ?? null));
+  return model.join === '&&' ? results.every(Boolean) : results.some(Boolean);
+}

@@ -74,7 +74,7 @@ export function RecordList() {
   const relationFields = entity?.fields.filter((f) => f.kind === 'relation_one' && columns.includes(f.id)) ?? [];
   const firstRelation = relationFields[0];
   const titles = useRecordTitles(app, meta, firstRelation?.relation?.entity, firstRelation ? rows.map((r) => String(r.data[firstRelation.id] ?? '')) : []);
-  const users = useUsers();
+  const users = useUsers(app);
   const userNames = Object.fromEntries((users.data ?? []).map((u) => [u.id, u.display_name || u.username]));
   if (!entity) return <ProblemAlert error={new Error(t('common.notFound'))} />;
   const title = entity.titleField ?? entity.fields.find((f) => f.kind === 'text')?.id;

@@ -48,7 +48,7 @@ export function RecordPage() {
   const entity = entityById(meta, entityId);
   const loaded = useRecord(app, entityId, id);
   const history = useQuery({ queryKey: ['history', app, entityId, id], queryFn: () => api.get<HistoryEntry[]>(`${recordsPath(app, entityId, id)}/history`) });
-  const users = useUsers();
+  const users = useUsers(app);
   const userNames = Object.fromEntries((users.data ?? []).map((u) => [u.id, u.display_name || u.username]));
   const record = loaded.data?.record;
   const relationIds = entity?.fields.filter((f) => f.kind === 'relation_one').map((f) => ({ entity: f.relation?.entity, id: String(record?.data[f.id] ?? '') })) ?? [];

@@ -2,7 +2,7 @@
 // through the entity designer, flow layout and state options, kanban moves, client validation.
 import { describe, expect, it } from 'vitest';
 import { fromFilterTree, isComplete, opsFor, toFilterTree, toSortParam } from '../lib/filters';
-import { fromRhai, toRhai } from '../lib/rhai';
+import { evaluate, fromRhai, toRhai } from '../lib/rhai';
 import { designFromSchema, designProblems, entityToSchema, fieldToSchema, newField } from '../lib/entityDesign';
 import { autoLayout, newFlow, syncStateField, tidyFlow } from '../lib/flowDesign';
 import { eventsBetween } from '../lib/kanban';
@@ -56,6 +56,19 @@ describe('condition builder (rhai)', () => {
     expect(fromRhai('', customer.fields)).toEqual({ join: '&&', conditions: [] });
     expect(fromRhai('let x = 1; x > 0', customer.fields)).toBeNull();
   });
+
+  it('evaluates the conditions it writes on form values, and leaves hand-written rhai to the server', () => {
+    const big = toRhai({ join: '&&', conditions: [{ field: 'total_spent', cmp: '>', value: 1000 }, { field: 'tier', cmp: '==', value: 'gold' }] }, customer.fields);
+    expect(evaluate(big, { total_spent: 1500, tier: 'gold' }, customer.fields)).toBe(true);
+    expect(evaluate(big, { total_spent: 900, tier: 'gold' }, customer.fields)).toBe(false);
+    expect(evaluate(big, { tier: 'gold' }, customer.fields)).toBe(false);
+    const either = toRhai({ join: '||', conditions: [{ field: 'email', cmp: 'is_empty' }, { field: 'tags', cmp: 'contains', value: 'vip' }] }, customer.fields);
+    expect(evaluate(either, { email: 'a@b.c', tags: ['vip'] }, customer.fields)).toBe(true);
+    expect(evaluate(either, { email: 'a@b.c', tags: [] }, customer.fields)).toBe(false);
+    expect(evaluate(either, {}, customer.fields)).toBe(true);
+    expect(evaluate('', {}, customer.fields)).toBeNull();
+    expect(evaluate('days_since(last_order_at) > 30', {}, customer.fields)).toBeNull();
+  });
 });
 
 describe('entity designer', () => {
@@ -87,6 +100,17 @@ describe('entity designer', () => {
     expect(changed).not.toHaveProperty('minimum');
     expect(changed.type).toBe('string');
     expect(fieldFromSchema('x', changed, false).kind).toBe('text');
+  });
+
+  it('writes every behaviour option the form engine knows', () => {
+    const field = { ...newField('decimal', [], { en: 'Budget' }), defaultValue: 100, readOnly: true, widget: 'slider', visibleIf: 'tier == "gold"', requiredIf: 'total_spent != () && total_spent > 10.0', readOnlyIf: null, minimum: 0, maximum: 5000 };
+    const schema = fieldToSchema(field);
+    expect(schema).toMatchObject({ type: 'number', default: 100, minimum: 0, maximum: 5000, 'x-trellis': { kind: 'decimal', read_only: true, widget: 'slider', visible_if: 'tier == "gold"', required_if: 'total_spent != () && total_spent > 10.0' } });
+    expect(schema['x-trellis']).not.toHaveProperty('read_only_if');
+    const back = designFromSchema('e', { properties: { budget: schema } }).fields[0];
+    expect([back.defaultValue, back.readOnly, back.widget, back.visibleIf, back.requiredIf, back.readOnlyIf]).toEqual([100, true, 'slider', 'tier == "gold"', 'total_spent != () && total_spent > 10.0', null]);
+    const money = fieldToSchema({ ...newField('money', [], { en: 'Price' }) });
+    expect(money).toMatchObject({ type: 'object', 'x-trellis': { kind: 'money', currency: 'CNY' } });
   });
 
   it('reports design problems before publishing', () => {

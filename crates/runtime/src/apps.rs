@@ -418,7 +418,11 @@ impl Runtime {
     }
 
     /// Refuse (404: the app does not exist for them) users who hold no role in the app.
-    async fn require_member(&self, actor: &Principal, app: &str) -> Result<(), RuntimeError> {
+    pub(crate) async fn require_member(
+        &self,
+        actor: &Principal,
+        app: &str,
+    ) -> Result<(), RuntimeError> {
         if actor.is_admin {
             return Ok(());
         }

@@ -18,6 +18,7 @@ pub mod export;
 pub mod flows;
 pub mod import;
 pub mod outbox;
+pub mod people;
 pub mod records;
 pub mod reports;
 pub mod rules;

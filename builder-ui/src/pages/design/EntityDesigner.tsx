@@ -197,7 +197,8 @@ export function EntityDesigner() {
           <Col xs={24} md={8}>
             <Card size="small" title={t('design.properties')}>
               {selectedField ? (
-                <FieldProperties key={selectedField.id} field={selectedField} entities={meta.entities.map((e) => e.id).filter((e) => e !== entityId).concat(entityId)} onChange={(next) => updateField(selectedField.id, next)} onRemove={() => removeField(selectedField.id)} />
+                <FieldProperties key={selectedField.id} field={selectedField} entities={meta.entities.map((e) => e.id).filter((e) => e !== entityId).concat(entityId)} onChange={(next) => updateField(selectedField.id, next)} onRemove={() => removeField(selectedField.id)}
+                  others={previewEntity.fields.filter((f) => f.id !== selectedField.id)} app={app} meta={{ ...meta, entities: [...meta.entities.filter((e) => e.id !== entityId), previewEntity] }} />
               ) : (
                 <Empty description={t('design.selectField')} image={Empty.PRESENTED_IMAGE_SIMPLE} />
               )}

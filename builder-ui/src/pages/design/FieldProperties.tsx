@@ -4,13 +4,22 @@
 import { Button, Checkbox, ColorPicker, Divider, Input, InputNumber, Select, Space, Typography } from 'antd';
 import { DeleteOutlined, PlusOutlined } from '@ant-design/icons';
 import { useTranslation } from 'react-i18next';
-import { isIdentifier, PALETTE, type FieldDesign } from '../../lib/entityDesign';
+import { fieldToSchema, isIdentifier, PALETTE, type FieldDesign } from '../../lib/entityDesign';
+import { fieldFromSchema, type AppMeta, type FieldMeta } from '../../lib/metadata';
+import { ConditionBuilder } from '../../components/ConditionBuilder';
+import { FieldInput } from '../../components/FieldInput';
 import { LocalizedInput } from './LocalizedInput';
 
 const NUMERIC = ['integer', 'decimal', 'percent', 'rating'];
 const TEXTUAL = ['text', 'long_text', 'email', 'phone', 'url'];
 
-export function FieldProperties({ field, entities, onChange, onRemove }: { field: FieldDesign; entities: string[]; onChange: (f: FieldDesign) => void; onRemove: () => void }) {
+const WIDGETS: Record<string, string[]> = {
+  text: ['input', 'textarea'], long_text: ['textarea', 'markdown'], single_select: ['select', 'radio', 'segmented'],
+  multi_select: ['select', 'checkboxes'], integer: ['input', 'slider', 'stepper'], decimal: ['input', 'slider'],
+  percent: ['input', 'slider'], boolean: ['checkbox', 'switch'], rating: ['stars'],
+};
+
+export function FieldProperties({ field, entities, onChange, onRemove, others, app, meta }: { field: FieldDesign; entities: string[]; onChange: (f: FieldDesign) => void; onRemove: () => void; others: FieldMeta[]; app: string; meta: AppMeta }) {
   const { t } = useTranslation();
   const set = (patch: Partial<FieldDesign>) => onChange({ ...field, ...patch });
   const hasOptions = field.kind === 'single_select' || field.kind === 'multi_select';
@@ -24,7 +33,7 @@ export function FieldProperties({ field, entities, onChange, onRemove }: { field
       <LocalizedInput label={t('design.fieldLabel')} value={field.label} onChange={(label) => set({ label })} testId="field-label" />
       <div>{t('design.kind')}
         <Select aria-label={t('design.kind')} style={{ width: '100%' }} value={field.kind} options={PALETTE.concat(PALETTE.includes(field.kind) ? [] : [field.kind]).map((k) => ({ value: k, label: t(`kinds.${k}`) }))}
-          onChange={(kind) => set({ kind, options: (kind === 'single_select' || kind === 'multi_select') && field.options.length === 0 ? [{ value: 'option_1', label: { en: 'Option 1', 'zh-CN': '选项 1' } }] : field.options })} />
+          onChange={(kind) => set({ kind, defaultValue: undefined, widget: null, options: (kind === 'single_select' || kind === 'multi_select') && field.options.length === 0 ? [{ value: 'option_1', label: { en: 'Option 1', 'zh-CN': '选项 1' } }] : field.options })} />
       </div>
       <Space wrap style={{ margin: '8px 0' }}>
         <Checkbox checked={field.required} onChange={(e) => set({ required: e.target.checked })}>{t('design.required')}</Checkbox>
@@ -69,6 +78,31 @@ export function FieldProperties({ field, entities, onChange, onRemove }: { field
           <div>{t('design.pattern')}<Input aria-label={t('design.pattern')} value={field.pattern ?? ''} placeholder="^[A-Z]{2}[0-9]+$" onChange={(e) => set({ pattern: e.target.value || null })} /></div>
         </>
       )}
+      <Divider size="small">{t('design.behaviour')}</Divider>
+      <div>{t('design.defaultValue')}</div>
+      <FieldInput field={{ ...fieldFromSchema(field.id, fieldToSchema(field), false), readOnly: false, label: t('design.defaultValue') }} app={app} meta={meta}
+        value={field.defaultValue} onChange={(v) => set({ defaultValue: v === null ? undefined : v })} />
+      <Space wrap style={{ margin: '8px 0' }}>
+        <Checkbox checked={field.readOnly} onChange={(e) => set({ readOnly: e.target.checked })}>{t('design.readOnly')}</Checkbox>
+        {TEXTUAL.includes(field.kind) && (
+          <Checkbox checked={field.searchable !== false} onChange={(e) => set({ searchable: e.target.checked ? null : false })}>{t('design.searchable')}</Checkbox>
+        )}
+      </Space>
+      {WIDGETS[field.kind] && (
+        <div>{t('design.widget')}
+          <Select aria-label={t('design.widget')} style={{ width: '100%' }} allowClear value={field.widget ?? undefined}
+            options={WIDGETS[field.kind].map((w) => ({ value: w, label: t(`design.widgets.${w}`) }))} onChange={(widget) => set({ widget: widget ?? null })} />
+        </div>
+      )}
+      {field.kind === 'money' && (
+        <div>{t('field.currency')}<Input aria-label={t('field.currency')} value={field.currency ?? ''} placeholder="CNY" maxLength={3} onChange={(e) => set({ currency: e.target.value.toUpperCase() || null })} /></div>
+      )}
+      {([['visibleIf', 'design.visibleIf'], ['requiredIf', 'design.requiredIf'], ['readOnlyIf', 'design.readOnlyIf']] as const).map(([key, label]) => (
+        <div key={key} style={{ marginTop: 8 }} data-testid={`condition-${key}`}>
+          <div>{t(label)}</div>
+          <ConditionBuilder fields={others} value={field[key] ?? ''} onChange={(v) => set({ [key]: v || null } as Partial<FieldDesign>)} />
+        </div>
+      ))}
       <Divider size="small">{t('design.advanced')}</Divider>
       <div>{t('design.computed')}
         <Input.TextArea aria-label={t('design.computed')} rows={2} value={field.computed ?? ''} placeholder="quantity * unit_price" onChange={(e) => set({ computed: e.target.value || null })} style={{ fontFamily: 'monospace' }} />

@@ -28,7 +28,7 @@ export function MembersPage() {
   const assign = useMutation({
     mutationFn: ({ role, user, on }: { role: string; user: string; on: boolean }) =>
       on ? api.put(`/api/apps/${app}/roles/${role}/user/${user}`) : api.del(`/api/apps/${app}/roles/${role}/user/${user}`),
-    onSuccess: () => { refresh(); message.success(t('common.saved')); },
+    onSuccess: () => { refresh(); void queryClient.invalidateQueries({ queryKey: ['people', app] }); message.success(t('common.saved')); },
     onError: (e) => message.error(problemText(e)),
   });
   const names = Object.fromEntries((users.data ?? []).map((u) => [u.id, u.display_name || u.username]));

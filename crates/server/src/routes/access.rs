@@ -369,3 +369,16 @@ pub async fn audit_log(
         .await?;
     Ok(Json(serde_json::json!({"items": entries})))
 }
+
+/// The people of an app, for user pickers (owners, assignees): users holding a role in it (directly
+/// or through their department) and the platform admins — names only. Any member may read it.
+#[utoipa::path(get, path = "/api/apps/{app}/people", tag = "access", params(("app" = String, Path)),
+    responses((status = 200, body = Object), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn app_people(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path(app): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let people = state.runtime.app_people(&principal, &app).await?;
+    Ok(Json(serde_json::json!({ "items": people })))
+}

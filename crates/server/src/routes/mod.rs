@@ -77,6 +77,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
             access::delete_department
         ))
         .routes(routes!(access::app_roles))
+        .routes(routes!(access::app_people))
         .routes(routes!(access::assign_role, access::unassign_role))
         .routes(routes!(access::explain))
         .routes(routes!(access::audit_log))
