@@ -70,4 +70,30 @@ export async function clmJourney(browser) {
   await phone.getByRole('button', { name: /筛选/ }).waitFor();
   await shot(phone, 'customers-phone-zh');
   expect(phone.errors.length === 0, `no page errors on the phone: ${phone.errors}`);
+
+  // Every screen in Chinese shows translations, never a missing key such as `design.publish`.
+  const zh = await newPage(browser, { locale: 'zh-CN' });
+  await signIn(zh, 'admin', PASSWORD, 'zh-CN');
+  const customer = (await api('GET', '/api/apps/clm/entities/customer/records?limit=1', admin)).items[0].id;
+  const screens = ['/', '/apps/clm/d/overview', `/apps/clm/e/customer/${customer}`, `/apps/clm/e/customer/${customer}/edit`,
+    '/apps/clm/kanban/lifecycle', '/apps/clm/tasks', '/apps/clm/r/customers_by_stage', '/apps/clm/design',
+    '/apps/clm/design/entities/customer', '/apps/clm/design/flows/lifecycle', '/apps/clm/design/rules/lead_mql',
+    '/apps/clm/design/reports/customers_by_stage', '/apps/clm/design/dashboards/overview', '/apps/clm/members'];
+  const key = /\b(common|field|filter|flow|form|gallery|home|kanban|list|login|nav|record|report|tasks|upgrade|validate|condition|dashboard|design|kinds|publish|rule|import|members)\.[a-zA-Z_]+/;
+  for (const path of screens) {
+    await zh.goto(`${BASE}${path}`);
+    await zh.waitForLoadState('networkidle');
+    await zh.waitForTimeout(300);
+    const text = await zh.evaluate(() => document.body.innerText);
+    const missing = text.match(key);
+    expect(!missing, `${path} shows an untranslated key: ${missing?.[0]}`);
+    expect(/[\u4e00-\u9fff]/.test(text), `${path} is in Chinese`);
+  }
+  await zh.goto(`${BASE}/apps/clm/design/entities/customer`);
+  await zh.getByTestId('canvas-field-email').click();
+  await zh.getByTestId('field-properties').waitFor();
+  const properties = await zh.getByTestId('field-properties').innerText();
+  expect(!key.test(properties) && properties.includes('字段标识'), `the property panel is translated: ${properties.slice(0, 200)}`);
+  await shot(zh, 'entity-designer-zh');
+  expect(zh.errors.length === 0, `no page errors in Chinese: ${zh.errors}`);
 }

@@ -1,5 +1,5 @@
 // Routes of the builder (analysts) and the app runtime (end users), behind sign-in.
-import { useState } from 'react';
+import { lazy, Suspense, useState } from 'react';
 import { BrowserRouter, Navigate, Route, Routes, useNavigate } from 'react-router-dom';
 import { QueryClient, QueryClientProvider } from '@tanstack/react-query';
 import { App as AntApp, ConfigProvider } from 'antd';
@@ -18,13 +18,20 @@ import { KanbanPage } from './pages/KanbanPage';
 import { TasksPage } from './pages/TasksPage';
 import { DashboardPage } from './pages/DashboardPage';
 import { ReportPage } from './pages/ReportPage';
-import { EntityDesigner } from './pages/design/EntityDesigner';
-import { FlowDesigner } from './pages/design/FlowDesigner';
-import { RuleBuilder } from './pages/design/RuleBuilder';
-import { ReportDesigner } from './pages/design/ReportDesigner';
-import { DesignHome } from './pages/design/DesignHome';
-import { DashboardDesigner } from './pages/design/DashboardDesigner';
-import { MembersPage } from './pages/design/MembersPage';
+import { Spin } from 'antd';
+
+// The designers load on demand: end users never download the flow canvas or the designers' code.
+const EntityDesigner = lazy(() => import('./pages/design/EntityDesigner').then((m) => ({ default: m.EntityDesigner })));
+const FlowDesigner = lazy(() => import('./pages/design/FlowDesigner').then((m) => ({ default: m.FlowDesigner })));
+const RuleBuilder = lazy(() => import('./pages/design/RuleBuilder').then((m) => ({ default: m.RuleBuilder })));
+const ReportDesigner = lazy(() => import('./pages/design/ReportDesigner').then((m) => ({ default: m.ReportDesigner })));
+const DesignHome = lazy(() => import('./pages/design/DesignHome').then((m) => ({ default: m.DesignHome })));
+const DashboardDesigner = lazy(() => import('./pages/design/DashboardDesigner').then((m) => ({ default: m.DashboardDesigner })));
+const MembersPage = lazy(() => import('./pages/design/MembersPage').then((m) => ({ default: m.MembersPage })));
+
+function Loading({ children }: { children: React.ReactNode }) {
+  return <Suspense fallback={<Spin />}>{children}</Suspense>;
+}
 
 const queryClient = new QueryClient({
   defaultOptions: { queries: { retry: 1, refetchOnWindowFocus: false, staleTime: 5_000 } },
@@ -63,13 +70,13 @@ export function App() {
                 <Route path="tasks" element={<TasksPage />} />
                 <Route path="d/:dashboard" element={<DashboardPage />} />
                 <Route path="r/:report" element={<ReportPage />} />
-                <Route path="design" element={<DesignHome />} />
-                <Route path="design/entities/:entity" element={<EntityDesigner />} />
-                <Route path="design/flows/:flow" element={<FlowDesigner />} />
-                <Route path="design/rules/:rule" element={<RuleBuilder />} />
-                <Route path="design/reports/:report" element={<ReportDesigner />} />
-                <Route path="design/dashboards/:dashboard" element={<DashboardDesigner />} />
-                <Route path="members" element={<MembersPage />} />
+                <Route path="design" element={<Loading><DesignHome /></Loading>} />
+                <Route path="design/entities/:entity" element={<Loading><EntityDesigner /></Loading>} />
+                <Route path="design/flows/:flow" element={<Loading><FlowDesigner /></Loading>} />
+                <Route path="design/rules/:rule" element={<Loading><RuleBuilder /></Loading>} />
+                <Route path="design/reports/:report" element={<Loading><ReportDesigner /></Loading>} />
+                <Route path="design/dashboards/:dashboard" element={<Loading><DashboardDesigner /></Loading>} />
+                <Route path="members" element={<Loading><MembersPage /></Loading>} />
               </Route>
               <Route path="*" element={<Navigate to="/" replace />} />
             </Routes>

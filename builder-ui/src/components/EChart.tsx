@@ -1,6 +1,13 @@
 // A thin echarts wrapper: renders an option, resizes with its box, reports clicks (drill-down).
 import { useEffect, useRef } from 'react';
-import * as echarts from 'echarts';
+import * as echarts from 'echarts/core';
+import { BarChart, FunnelChart, HeatmapChart, LineChart, PieChart, ScatterChart } from 'echarts/charts';
+import { AriaComponent, DatasetComponent, GridComponent, LegendComponent, TitleComponent, TooltipComponent, VisualMapComponent } from 'echarts/components';
+import { CanvasRenderer } from 'echarts/renderers';
+
+// Only the chart kinds reports produce (ChartKind), so the bundle stays small.
+echarts.use([BarChart, LineChart, PieChart, FunnelChart, ScatterChart, HeatmapChart, GridComponent, TooltipComponent,
+  LegendComponent, TitleComponent, DatasetComponent, VisualMapComponent, AriaComponent, CanvasRenderer]);
 
 export function EChart({ option, height = 280, onClick, ariaLabel }: { option: Record<string, unknown>; height?: number; onClick?: (params: { dataIndex: number; name: string; seriesIndex?: number }) => void; ariaLabel?: string }) {
   const box = useRef<HTMLDivElement>(null);
