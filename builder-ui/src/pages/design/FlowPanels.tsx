@@ -74,7 +74,7 @@ export function TransitionPanel({ flow, index, entity, onChange, onRemoved, find
   const { t } = useTranslation();
   const { l } = useLang();
   const { app = '' } = useParams();
-  const roles = useQuery({ queryKey: ['roles', app], queryFn: async () => (await api.get<{ roles: { id: string; label?: Record<string, string> }[] }>(`/api/apps/${app}/roles`)).roles });
+  const roles = useQuery({ queryKey: ['roles', app], queryFn: async () => (await api.get<{ roles: { id: string; label?: Record<string, string>; name?: Record<string, string> }[] }>(`/api/apps/${app}/roles`)).roles });
   const tr = flow.transitions[index];
   const set = (patch: Partial<FlowTransition>) => onChange({ ...flow, transitions: flow.transitions.map((x, i) => (i === index ? { ...x, ...patch } : x)) });
   const states = flow.states.map((s) => ({ value: s.id, label: l(s.label, s.id) }));
@@ -93,7 +93,7 @@ export function TransitionPanel({ flow, index, entity, onChange, onRemoved, find
       <ConditionBuilder fields={fields} value={tr.guard ?? ''} onChange={(guard) => set({ guard: guard || null })} />
       <div style={{ display: 'block', marginTop: 8 }}>{t('design.roles')}
         <Select aria-label={t('design.roles')} mode="multiple" style={{ width: '100%' }} value={tr.roles ?? []} placeholder={t('design.anyone')}
-          options={(roles.data ?? []).map((r) => ({ value: r.id, label: l(r.label, r.id) }))} onChange={(v) => set({ roles: v })} />
+          options={(roles.data ?? []).map((r) => ({ value: r.id, label: l(r.label ?? r.name, r.id) }))} onChange={(v) => set({ roles: v })} />
       </div>
       <div style={{ display: 'block', marginTop: 8 }}>{t('design.requiredFields')}
         <Select aria-label={t('design.requiredFields')} mode="multiple" style={{ width: '100%' }} value={tr.required ?? []}
@@ -110,7 +110,7 @@ export function TransitionPanel({ flow, index, entity, onChange, onRemoved, find
                 <LocalizedInput label={t('design.taskTitle')} value={task.title ?? {}} onChange={(title) => set({ actions: actions.map((x, j) => (j === i ? { create_task: { ...task, title } } : x)) })} />
                 <Space.Compact style={{ width: '100%' }}>
                   <Select aria-label={t('design.assignee')} style={{ width: '60%' }} value={task.assignee?.field ? `field:${task.assignee.field}` : task.assignee?.role ? `role:${task.assignee.role}` : undefined}
-                    options={[...userFields.map((f) => ({ value: `field:${f.id}`, label: `${t('design.userIn')} ${l(f.label, f.id)}` })), ...(roles.data ?? []).map((r) => ({ value: `role:${r.id}`, label: `${t('design.role')} ${l(r.label, r.id)}` }))]}
+                    options={[...userFields.map((f) => ({ value: `field:${f.id}`, label: `${t('design.userIn')} ${l(f.label, f.id)}` })), ...(roles.data ?? []).map((r) => ({ value: `role:${r.id}`, label: `${t('design.role')} ${l(r.label ?? r.name, r.id)}` }))]}
                     onChange={(v: string) => {
                       const [kind, id] = v.split(':');
                       set({ actions: actions.map((x, j) => (j === i ? { create_task: { ...task, assignee: { [kind]: id } } } : x)) });
@@ -144,7 +144,7 @@ function ApprovalEditor({ flow, state, entity, onChange }: { flow: FlowDoc; stat
   const { t } = useTranslation();
   const { l } = useLang();
   const { app = '' } = useParams();
-  const roles = useQuery({ queryKey: ['roles', app], queryFn: async () => (await api.get<{ roles: { id: string; label?: Record<string, string> }[] }>(`/api/apps/${app}/roles`)).roles });
+  const roles = useQuery({ queryKey: ['roles', app], queryFn: async () => (await api.get<{ roles: { id: string; label?: Record<string, string>; name?: Record<string, string> }[] }>(`/api/apps/${app}/roles`)).roles });
   const approval = (state.approval ?? null) as Approval | null;
   const leaving = flow.transitions.filter((tr) => tr.from.includes(state.id));
   const userFields = (entity?.fields ?? []).filter((f) => f.kind === 'user');
@@ -162,8 +162,8 @@ function ApprovalEditor({ flow, state, entity, onChange }: { flow: FlowDoc; stat
           <Select aria-label={t('design.approvers')} value={who ? `${who[0]}:${String(who[1])}` : undefined}
             options={[
               ...userFields.map((f) => ({ value: `field:${f.id}`, label: `${t('design.userIn')} ${l(f.label, f.id)}` })),
-              ...(roles.data ?? []).map((r) => ({ value: `role:${r.id}`, label: `${t('design.role')} ${l(r.label, r.id)}` })),
-              ...(roles.data ?? []).map((r) => ({ value: `round_robin:${r.id}`, label: `${t('design.roundRobin')} ${l(r.label, r.id)}` })),
+              ...(roles.data ?? []).map((r) => ({ value: `role:${r.id}`, label: `${t('design.role')} ${l(r.label ?? r.name, r.id)}` })),
+              ...(roles.data ?? []).map((r) => ({ value: `round_robin:${r.id}`, label: `${t('design.roundRobin')} ${l(r.label ?? r.name, r.id)}` })),
             ]}
             onChange={(v: string) => { const [k, id] = v.split(':'); onChange({ ...approval, assignees: { [k]: id } }); }} />
           <Space.Compact>

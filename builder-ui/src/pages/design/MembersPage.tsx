@@ -11,7 +11,7 @@ import { ProblemAlert, problemText } from '../../components/ProblemAlert';
 import { useLang, useUsers } from '../../lib/hooks';
 import type { Localized } from '../../lib/metadata';
 
-interface Role { id: string; label?: Localized; description?: Localized }
+interface Role { id: string; label?: Localized; name?: Localized; description?: Localized }
 interface Assignment { role: string; principal_kind: string; principal_id: string; created_at: string }
 
 export function MembersPage() {
@@ -32,7 +32,7 @@ export function MembersPage() {
     onError: (e) => message.error(problemText(e)),
   });
   const names = Object.fromEntries((users.data ?? []).map((u) => [u.id, u.display_name || u.username]));
-  const roleLabel = (id: string) => l(roles.data?.roles.find((r) => r.id === id)?.label, id);
+  const roleLabel = (id: string) => l(roles.data?.roles.find((r) => r.id === id)?.label ?? roles.data?.roles.find((r) => r.id === id)?.name, id);
   return (
     <div>
       <Typography.Title level={4}>{t('members.title')}</Typography.Title>
@@ -42,7 +42,7 @@ export function MembersPage() {
           <Select aria-label={t('members.person')} placeholder={t('members.person')} style={{ width: 220 }} showSearch={{ optionFilterProp: 'label' }} value={grant.user}
             options={(users.data ?? []).map((u) => ({ value: u.id, label: `${u.display_name || u.username} (${u.username})` }))} onChange={(user) => setGrant({ ...grant, user })} />
           <Select aria-label={t('members.role')} placeholder={t('members.role')} style={{ width: 200 }} value={grant.role}
-            options={(roles.data?.roles ?? []).map((r) => ({ value: r.id, label: l(r.label, r.id) }))} onChange={(role) => setGrant({ ...grant, role })} />
+            options={(roles.data?.roles ?? []).map((r) => ({ value: r.id, label: l(r.label ?? r.name, r.id) }))} onChange={(role) => setGrant({ ...grant, role })} />
           <Button type="primary" disabled={!grant.user || !grant.role} loading={assign.isPending}
             onClick={() => assign.mutate({ role: grant.role!, user: grant.user!, on: true })}>{t('members.grant')}</Button>
           <Button icon={<UserAddOutlined />} onClick={() => setAdding(true)}>{t('members.newPerson')}</Button>
@@ -68,7 +68,7 @@ export function MembersPage() {
         ]}
       />
       <Typography.Title level={5} style={{ marginTop: 16 }}>{t('members.roles')}</Typography.Title>
-      <Space wrap>{(roles.data?.roles ?? []).map((r) => <Tag key={r.id} title={l(r.description)}>{l(r.label, r.id)}</Tag>)}</Space>
+      <Space wrap>{(roles.data?.roles ?? []).map((r) => <Tag key={r.id} title={l(r.description)}>{l(r.label ?? r.name, r.id)}</Tag>)}</Space>
       {adding && <NewPerson onClose={() => setAdding(false)} />}
     </div>
   );
