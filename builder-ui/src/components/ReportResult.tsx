@@ -4,7 +4,8 @@ import { Statistic, Table, Typography } from 'antd';
 import { useNavigate } from 'react-router-dom';
 import { useTranslation } from 'react-i18next';
 import { EChart } from './EChart';
-import { useUsers } from '../lib/hooks';
+import { useAppMeta, useUsers } from '../lib/hooks';
+import { entityById, type EntityMeta } from '../lib/metadata';
 
 export interface ReportColumn { name: string; type: string; label?: string; labels?: Record<string, string> }
 export interface ReportRun {
@@ -24,10 +25,30 @@ export function formatCell(column: ReportColumn, value: unknown, lang: string, u
   return String(value);
 }
 
+/**
+ * The option colours of the grouping field (health tiers, lifecycle stages) on the chart's points,
+ * so a red tier is red. Only for one-series charts grouped by a field with coloured options.
+ */
+export function withOptionColours(option: Record<string, unknown>, run: ReportRun, entity: EntityMeta | undefined): Record<string, unknown> {
+  const first = run.columns[0];
+  const field = entity?.fields.find((f) => f.id === first?.name);
+  const colours = new Map((field?.options ?? []).filter((o) => o.color).map((o) => [o.value, o.color!]));
+  const series = option.series as Record<string, unknown>[] | undefined;
+  if (!colours.size || !Array.isArray(series) || series.length !== 1 || !Array.isArray(series[0].data)) return option;
+  const data = (series[0].data as unknown[]).map((point, i) => {
+    const colour = colours.get(String(run.rows[i]?.[0]));
+    if (!colour) return point;
+    const base = point !== null && typeof point === 'object' ? (point as Record<string, unknown>) : { value: point };
+    return { ...base, itemStyle: { ...((base.itemStyle as object) ?? {}), color: colour } };
+  });
+  return { ...option, series: [{ ...series[0], data }] };
+}
+
 export function ReportResult({ app, entity, run, height = 280, title }: { app: string; entity: string | null; run: ReportRun; height?: number; title?: string }) {
   const { i18n } = useTranslation();
   const navigate = useNavigate();
   const users = useUsers(app);
+  const meta = useAppMeta(app).data?.meta;
   const userNames = Object.fromEntries((users.data ?? []).map((u) => [u.id, u.display_name || u.username]));
   const drill = (index: number) => {
     const filter = run.drill?.[index];
@@ -50,7 +71,8 @@ export function ReportResult({ app, entity, run, height = 280, title }: { app: s
     );
   }
   if (kind !== 'table' && run.chart?.option) {
-    return <EChart option={run.chart.option} height={height} ariaLabel={title} onClick={(p) => drill(p.dataIndex)} />;
+    const option = withOptionColours(run.chart.option, run, entity && meta ? entityById(meta, entity) : undefined);
+    return <EChart option={option} height={height} ariaLabel={title} onClick={(p) => drill(p.dataIndex)} />;
   }
   return (
     <Table

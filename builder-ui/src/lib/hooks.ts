@@ -54,22 +54,32 @@ export function useUsers(app?: string) {
   });
 }
 
-/** Titles of related records, fetched in one request per entity. */
-export function useRecordTitles(app: string, meta: AppMeta | undefined, entity: string | undefined, ids: string[]) {
-  const unique = [...new Set(ids.filter(Boolean))].sort();
+/** Titles of the records that the relation fields of `rows` point to, all relations at once. */
+export function useRelationTitles(app: string, meta: AppMeta | undefined, fields: { id: string; kind: string; relation?: { entity: string } }[], rows: { data: Record<string, unknown> }[]) {
+  const wanted: Record<string, string[]> = {};
+  for (const f of fields) {
+    if (!f.relation || (f.kind !== 'relation_one' && f.kind !== 'relation_many')) continue;
+    const ids = rows.flatMap((r) => {
+      const v = r.data[f.id];
+      return Array.isArray(v) ? (v as string[]) : typeof v === 'string' && v ? [v] : [];
+    });
+    (wanted[f.relation.entity] ??= []).push(...ids);
+  }
+  const key = Object.entries(wanted).map(([e, ids]) => [e, [...new Set(ids)].sort()] as const).filter(([, ids]) => ids.length > 0);
   return useQuery({
-    queryKey: ['titles', app, entity, unique],
-    enabled: Boolean(meta && entity && unique.length > 0),
+    queryKey: ['relation-titles', app, key],
+    enabled: Boolean(meta) && key.length > 0,
     queryFn: async () => {
-      const target = entityById(meta!, entity!);
       const titles: Record<string, string> = {};
-      for (let i = 0; i < unique.length; i += 200) {
-        const chunk = unique.slice(i, i + 200);
-        const page = await api.get<RecordPage>(recordsPath(app, entity!), {
-          query: { filter: JSON.stringify({ field: 'id', op: 'in', value: chunk }), limit: 1000 },
-        });
-        for (const r of page.items) titles[r.id] = recordTitle(target, r);
-      }
+      await Promise.all(key.map(async ([entity, ids]) => {
+        const target = entityById(meta!, entity);
+        for (let i = 0; i < ids.length; i += 200) {
+          const page = await api.get<RecordPage>(recordsPath(app, entity), {
+            query: { filter: JSON.stringify({ field: 'id', op: 'in', value: ids.slice(i, i + 200) }), limit: 1000 },
+          });
+          for (const r of page.items) titles[r.id] = recordTitle(target, r);
+        }
+      }));
       return titles;
     },
     staleTime: 30_000,

@@ -13,7 +13,7 @@ import { FieldValue } from '../components/FieldValue';
 import { ProblemAlert } from '../components/ProblemAlert';
 import { fromFilterTree, toFilterTree, toSortParam, type FilterModel } from '../lib/filters';
 import { entityById, recordTitle } from '../lib/metadata';
-import { useAppMeta, useLang, useRecordTitles, useUsers } from '../lib/hooks';
+import { useAppMeta, useLang, useRelationTitles, useUsers } from '../lib/hooks';
 
 interface SavedView {
   name: string;
@@ -71,9 +71,7 @@ export function RecordList() {
     getNextPageParam: (last) => last.next_cursor ?? undefined,
   });
   const rows: RecordView[] = list.data?.pages.flatMap((p) => p.items) ?? [];
-  const relationFields = entity?.fields.filter((f) => f.kind === 'relation_one' && columns.includes(f.id)) ?? [];
-  const firstRelation = relationFields[0];
-  const titles = useRecordTitles(app, meta, firstRelation?.relation?.entity, firstRelation ? rows.map((r) => String(r.data[firstRelation.id] ?? '')) : []);
+  const titles = useRelationTitles(app, meta, entity?.fields.filter((f) => columns.includes(f.id)) ?? [], rows);
   const users = useUsers(app);
   const userNames = Object.fromEntries((users.data ?? []).map((u) => [u.id, u.display_name || u.username]));
   if (!entity) return <ProblemAlert error={new Error(t('common.notFound'))} />;

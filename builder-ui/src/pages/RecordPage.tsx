@@ -14,7 +14,7 @@ import { FlowPanel } from '../components/FlowPanel';
 import { ProblemAlert, problemText } from '../components/ProblemAlert';
 import { TaskList } from '../components/TaskList';
 import { entityById, recordTitle, type AppMeta, type EntityMeta, type Localized } from '../lib/metadata';
-import { useAppMeta, useLang, useRecordTitles, useUsers } from '../lib/hooks';
+import { useAppMeta, useLang, useRelationTitles, useUsers } from '../lib/hooks';
 
 interface HistoryEntry { version: number; operation: string; actor: string; at: string; before: Record<string, unknown> | null; after: Record<string, unknown> | null }
 
@@ -51,9 +51,7 @@ export function RecordPage() {
   const users = useUsers(app);
   const userNames = Object.fromEntries((users.data ?? []).map((u) => [u.id, u.display_name || u.username]));
   const record = loaded.data?.record;
-  const relationIds = entity?.fields.filter((f) => f.kind === 'relation_one').map((f) => ({ entity: f.relation?.entity, id: String(record?.data[f.id] ?? '') })) ?? [];
-  const firstRel = relationIds.find((r) => r.id);
-  const titles = useRecordTitles(app, meta, firstRel?.entity, firstRel ? [firstRel.id] : []);
+  const titles = useRelationTitles(app, meta, entity?.fields ?? [], record ? [record] : []);
   const remove = useMutation({
     mutationFn: () => api.del(recordsPath(app, entityId, id), { ifMatch: loaded.data?.etag ?? undefined }),
     onSuccess: () => {
@@ -157,6 +155,9 @@ function RelatedList({ app, meta, related, parent }: { app: string; meta: AppMet
     queryKey: ['records', app, related.entity, 'related', related.field, parent],
     queryFn: () => api.get<Page>(recordsPath(app, related.entity), { query: { filter: JSON.stringify({ field: related.field, op: 'eq', value: parent }), sort: related.sort, limit: 100 } }),
   });
+  const relatedTitles = useRelationTitles(app, meta, target?.fields ?? [], rows.data?.items ?? []);
+  const people = useUsers(app);
+  const lookups: Lookups = { titles: relatedTitles.data, users: Object.fromEntries((people.data ?? []).map((u) => [u.id, u.display_name || u.username])) };
   if (!target) return null;
   const columns = (related.columns ?? target.fields.filter((f) => f.id !== related.field && f.kind !== 'json').slice(0, 6).map((f) => f.id))
     .map((fid) => target.fields.find((f) => f.id === fid)!)
@@ -179,7 +180,7 @@ function RelatedList({ app, meta, related, parent }: { app: string; meta: AppMet
           key: f.id,
           title: l(f.label, f.id),
           render: (_: unknown, r: RecordView) =>
-            f.id === title ? <Link to={`/apps/${app}/e/${related.entity}/${r.id}`}>{recordTitle(target, r)}</Link> : <FieldValue field={f} value={r.data[f.id]} app={app} />,
+            f.id === title ? <Link to={`/apps/${app}/e/${related.entity}/${r.id}`}>{recordTitle(target, r)}</Link> : <FieldValue field={f} value={r.data[f.id]} app={app} lookups={lookups} />,
         }))}
       />
     </div>

@@ -173,3 +173,21 @@ describe('client validation', () => {
     expect(Object.keys(validateRecord(customer.fields, { email: 'x' }, t)).sort()).toEqual(['email', 'name']);
   });
 });
+
+describe('charts', () => {
+  it('paint grouped points with their option colours', async () => {
+    const { withOptionColours } = await import('../components/ReportResult');
+    const run = { columns: [{ name: 'health_tier', type: 'text' }, { name: 'customers', type: 'integer' }], rows: [['green', 3], ['red', 1], ['mystery', 2]] };
+    const option = { series: [{ type: 'pie', data: [{ name: 'Green', value: 3 }, { name: 'Red', value: 1 }, { name: '?', value: 2 }] }] };
+    const painted = withOptionColours(option, run, customer) as { series: { data: { itemStyle?: { color: string } }[] }[] };
+    const colours = painted.series[0].data.map((d) => d.itemStyle?.color);
+    expect(colours[0]).toBe(customer.fields.find((f) => f.id === 'health_tier')!.options.find((o) => o.value === 'green')!.color);
+    expect(colours[1]).toMatch(/^#/);
+    expect(colours[2]).toBeUndefined();
+    const bars = withOptionColours({ series: [{ type: 'bar', data: [3, 1] }] }, run, customer) as { series: { data: { value: number }[] }[] };
+    expect(bars.series[0].data[0].value).toBe(3);
+    // Two series, or a grouping without colours: unchanged.
+    const two = { series: [{ data: [1] }, { data: [2] }] };
+    expect(withOptionColours(two, run, customer)).toBe(two);
+  });
+});
