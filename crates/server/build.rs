@@ -86,14 +86,20 @@ fn run(ui: &Path, args: &[&str]) -> Result<(), String> {
     if output.status.success() {
         return Ok(());
     }
-    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
-    text.push_str(&String::from_utf8_lossy(&output.stderr));
-    let tail: Vec<&str> = text.lines().rev().take(15).collect();
-    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    let mut text = String::from_utf8_lossy(&output.stderr).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stdout));
+    // The reason comes first; npm follows it with the command's usage, which says nothing.
+    let reason: Vec<&str> = text
+        .lines()
+        .map(|l| l.trim_start_matches("npm error").trim())
+        .filter(|l| !l.is_empty())
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("Clean install"))
+        .take(10)
+        .collect();
     Err(format!(
         "`npm {}` failed in builder-ui: {}",
         args.join(" "),
-        tail.join(" | ")
+        reason.join(" | ")
     ))
 }
 

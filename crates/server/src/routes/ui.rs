@@ -146,8 +146,14 @@ pub async fn fallback(
     {
         return from_directory(std::path::Path::new(&dir), relative, uri).await;
     }
+    // Only `/` and what a browser asks HTML for are pages; files are the built UI's, if any.
+    let page = relative.is_empty() || accepts_html(&headers);
     if !ui_built() {
-        return not_built_page();
+        return if page {
+            not_built_page()
+        } else {
+            route_not_found(OriginalUri(uri)).await.into_response()
+        };
     }
     if let Some(entry) = asset(relative).filter(|_| !relative.is_empty()) {
         let cache = if relative.starts_with("assets/") {
@@ -161,7 +167,7 @@ pub async fn fallback(
         return route_not_found(OriginalUri(uri)).await.into_response();
     }
     // Client-side routes are pages: browsers ask for HTML. Other clients get the API's 404.
-    if !relative.is_empty() && !accepts_html(&headers) {
+    if !page {
         return route_not_found(OriginalUri(uri)).await.into_response();
     }
     match asset("index.html") {
