@@ -203,11 +203,37 @@ export async function builderJourney(browser) {
 
   // The analyst publishes the app to the gallery, where it can be installed like any template.
   await page.goto(`${BASE}/`);
-  await page.getByTestId('app-card-requests').getByRole('button', { name: 'Publish to gallery' }).click();
+  await page.getByTestId('app-card-requests').getByRole('button', { name: 'More' }).click();
+  await page.getByRole('menuitem', { name: 'Publish to gallery' }).click();
   await page.getByRole('dialog').getByLabel('Version').fill('1.0.0');
   await page.getByRole('dialog').getByRole('button', { name: 'Publish to gallery' }).click();
   await page.getByText('Published to the gallery').first().waitFor();
   await page.getByRole('tab', { name: 'Template gallery' }).click();
   await page.getByTestId('template-requests').waitFor();
+
+  // Another team installs it from the gallery…
+  await page.getByTestId('template-requests').getByRole('button', { name: 'Install' }).click();
+  await page.getByRole('dialog').getByLabel('App id').fill('requests_east');
+  await page.getByRole('dialog').getByRole('button', { name: 'Install' }).click();
+  await page.getByTestId('app-card-requests_east').waitFor();
+  // …the analyst publishes 1.1.0 (a new field), and the installed copy upgrades after a preview.
+  await page.goto(`${BASE}/apps/requests/design/entities/request`);
+  await page.getByTestId('palette-email').click();
+  await fieldLabel(page, 'Contact email');
+  await publish(page);
+  await page.goto(`${BASE}/`);
+  await page.getByTestId('app-card-requests').getByRole('button', { name: 'More' }).click();
+  await page.getByRole('menuitem', { name: 'Publish to gallery' }).click();
+  await page.getByRole('dialog').getByLabel('Version').fill('1.1.0');
+  await page.getByRole('dialog').getByRole('button', { name: 'Publish to gallery' }).click();
+  await page.getByText('Published to the gallery').first().waitFor();
+  await page.getByTestId('app-card-requests_east').getByRole('button', { name: 'More' }).click();
+  await page.getByRole('menuitem', { name: 'Upgrade' }).click();
+  const preview = page.getByRole('dialog');
+  await preview.getByText(/From 1\.0\.0 to 1\.1\.0: [1-9]\d* template changes/).waitFor();
+  await shot(page, 'upgrade-preview');
+  await preview.getByRole('button', { name: 'Upgrade now' }).click();
+  await page.getByText('Upgraded').first().waitFor();
+  await page.getByTestId('app-card-requests_east').getByText('v1.1.0').waitFor();
   expect(page.errors.length === 0 && userPage.errors.length === 0, `no page errors: ${page.errors} ${userPage.errors}`);
 }

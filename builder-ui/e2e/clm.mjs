@@ -17,10 +17,18 @@ export async function clmJourney(browser) {
   const name = (await row.locator('td').first().innerText()).trim();
   await row.click();
   await page.waitForURL(/\/apps\/clm\/e\/customer\?filter=/);
-  await page.locator('.ant-table-row').first().waitFor();
-  const listed = await page.locator('.ant-table-row').allInnerTexts();
-  expect(listed.length >= 1 && listed.some((t) => t.includes(name)), `drill-down lists ${name}: ${listed.slice(0, 3)}`);
+  // The drilled list shows the customer behind the row.
+  await page.locator('.ant-table-row').filter({ hasText: name }).first().waitFor();
   await page.getByRole('button', { name: /Filter \(\d+\)/ }).waitFor(); // the drill-down filter shows in the filter builder
+
+  // A saved view keeps the filter: save it, leave, come back, pick it.
+  page.once('dialog', (d) => d.accept('At risk'));
+  await page.getByRole('button', { name: 'Save view' }).click();
+  await page.goto(`${BASE}/apps/clm/e/customer`);
+  await page.locator('.ant-table-row').first().waitFor();
+  await choose(page, 'Saved views', 'At risk');
+  await page.getByRole('button', { name: /Filter \(\d+\)/ }).waitFor();
+  await page.locator('.ant-table-row').filter({ hasText: name }).first().waitFor();
 
   // Customer 360: profile, scores with trend, loyalty, timeline, orders, flow.
   await page.locator('.ant-table-row').first().getByRole('link').first().click();
@@ -53,6 +61,20 @@ export async function clmJourney(browser) {
   const cold = newLeads.items.find((r) => r.id !== weak.id);
   await choose(page, 'Move to…', 'Cold', page.locator(`[data-record-id="${cold.id}"]`));
   await page.getByTestId('kanban-column-cold').locator(`[data-record-id="${cold.id}"]`).waitFor();
+
+  // Import with a bad row: the good rows go in, the bad one is listed with its reason.
+  await page.goto(`${BASE}/apps/clm/e/company`);
+  await page.getByRole('button', { name: 'Import' }).click();
+  await page.getByRole('dialog').locator('input[type=file]').setInputFiles({
+    name: 'companies.csv', mimeType: 'text/csv',
+    buffer: Buffer.from('name,industry\nE2E Tea House,retail\nE2E Noodle Bar,retail\n,retail\n'),
+  });
+  const imported = page.getByTestId('import-result');
+  await imported.waitFor();
+  expect((await imported.innerText()).includes('2 inserted, 1 rejected'), `import counts: ${await imported.innerText()}`);
+  await page.getByRole('dialog').locator('.ant-table-row').first().waitFor();
+  await page.keyboard.press('Escape');
+  await page.locator('.ant-table-row').filter({ hasText: 'E2E Tea House' }).first().waitFor();
 
   // Tasks inbox.
   await page.goto(`${BASE}/apps/clm/tasks`);

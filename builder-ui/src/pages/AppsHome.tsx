@@ -1,8 +1,8 @@
 // Apps home: the user's apps, a blank app, the template gallery (install), upgrades with the merge
 // preview and conflict choices, and exporting an app as a template bundle.
 import { useState } from 'react';
-import { App as AntApp, Button, Card, Checkbox, Col, Empty, Form, Input, Modal, Radio, Row, Space, Spin, Table, Tabs, Tag, Typography } from 'antd';
-import { AppstoreAddOutlined, CloudDownloadOutlined, CloudUploadOutlined, PlusOutlined, SyncOutlined } from '@ant-design/icons';
+import { App as AntApp, Button, Card, Checkbox, Col, Dropdown, Empty, Form, Input, Modal, Radio, Row, Space, Spin, Table, Tabs, Tag, Typography } from 'antd';
+import { AppstoreAddOutlined, CloudDownloadOutlined, CloudUploadOutlined, MoreOutlined, PlusOutlined, SyncOutlined } from '@ant-design/icons';
 import { useNavigate } from 'react-router-dom';
 import { useTranslation } from 'react-i18next';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
@@ -55,6 +55,7 @@ function AppList({ apps, loading, error }: { apps?: AppView[]; loading: boolean;
   const [creating, setCreating] = useState(false);
   const [upgrading, setUpgrading] = useState<string | null>(null);
   const [publishing, setPublishing] = useState<AppView | null>(null);
+  const { message } = AntApp.useApp();
   if (loading) return <Spin />;
   return (
     <>
@@ -73,9 +74,20 @@ function AppList({ apps, loading, error }: { apps?: AppView[]; loading: boolean;
               actions={[
                 <Button type="link" key="open" onClick={() => navigate(`/apps/${app.id}`)}>{t('home.open')}</Button>,
                 <Button type="link" key="design" onClick={() => navigate(`/apps/${app.id}/design`)}>{t('home.design')}</Button>,
-                <Button type="link" key="upgrade" icon={<SyncOutlined />} onClick={() => setUpgrading(app.id)}>{t('home.upgrade')}</Button>,
-                <ExportButton key="export" app={app.id} />,
-                <Button type="link" key="publish" icon={<CloudUploadOutlined />} onClick={() => setPublishing(app)}>{t('home.publishTemplate')}</Button>,
+                <Dropdown key="more" trigger={['click']} menu={{
+                  items: [
+                    { key: 'upgrade', icon: <SyncOutlined />, label: t('home.upgrade') },
+                    { key: 'export', icon: <CloudDownloadOutlined />, label: t('home.export') },
+                    { key: 'publish', icon: <CloudUploadOutlined />, label: t('home.publishTemplate') },
+                  ],
+                  onClick: ({ key }) => {
+                    if (key === 'upgrade') setUpgrading(app.id);
+                    else if (key === 'export') void exportBundle(app.id).catch((e) => message.error(String(e)));
+                    else setPublishing(app);
+                  },
+                }}>
+                  <Button type="link" icon={<MoreOutlined />}>{t('home.more')}</Button>
+                </Dropdown>,
               ]}
             >
               <Typography.Text type="secondary">{app.id} · v{app.semver} · #{app.version}</Typography.Text>
@@ -90,24 +102,16 @@ function AppList({ apps, loading, error }: { apps?: AppView[]; loading: boolean;
   );
 }
 
-function ExportButton({ app }: { app: string }) {
-  const { t } = useTranslation();
-  const { message } = AntApp.useApp();
-  const exportBundle = async () => {
-    try {
-      const bundle = await api.get<unknown>(`/api/apps/${app}/bundle`);
-      const blob = new Blob([JSON.stringify(bundle, null, 2)], { type: 'application/json' });
-      const url = URL.createObjectURL(blob);
-      const a = document.createElement('a');
-      a.href = url;
-      a.download = `${app}.bundle.json`;
-      a.click();
-      URL.revokeObjectURL(url);
-    } catch (e) {
-      message.error(String(e));
-    }
-  };
-  return <Button type="link" icon={<CloudDownloadOutlined />} onClick={exportBundle}>{t('home.export')}</Button>;
+/** Download the app's bundle (its template as one JSON file). */
+async function exportBundle(app: string) {
+  const bundle = await api.get<unknown>(`/api/apps/${app}/bundle`);
+  const blob = new Blob([JSON.stringify(bundle, null, 2)], { type: 'application/json' });
+  const url = URL.createObjectURL(blob);
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = `${app}.bundle.json`;
+  a.click();
+  URL.revokeObjectURL(url);
 }
 
 function CreateBlankApp({ open, onClose }: { open: boolean; onClose: () => void }) {
@@ -281,7 +285,14 @@ function UpgradeDialog({ app, onClose }: { app: string; onClose: () => void }) {
             />
           )}
           <Typography.Title level={5}>{t('upgrade.templateChanges')}</Typography.Title>
-          <ul>{report.template_changes.slice(0, 50).map((c, i) => <li key={i}><code>{c.file}:{c.pointer}</code></li>)}</ul>
+          <ul>{report.template_changes.slice(0, 50).map((c, i) => <li key={i}><code>{c.file}{c.pointer ? `:${c.pointer}` : ''}</code> {c.kind && <Tag>{t(`upgrade.kind.${c.kind}`, { defaultValue: c.kind })}</Tag>}</li>)}</ul>
+          {report.local_changes.length > 0 && (
+            <>
+              <Typography.Title level={5}>{t('upgrade.localChanges')}</Typography.Title>
+              <ul>{report.local_changes.slice(0, 50).map((c, i) => <li key={i}><code>{c.file}{c.pointer ? `:${c.pointer}` : ''}</code></li>)}</ul>
+            </>
+          )}
+          <Typography.Paragraph type="secondary">{t('upgrade.migration', { records: report.migration.records_migrated ?? 0, changes: report.migration.changes?.length ?? 0 })}</Typography.Paragraph>
         </>
       )}
       {apply.isPending && <Typography.Text type="secondary"><Spin size="small" /> {t('common.working')}</Typography.Text>}
