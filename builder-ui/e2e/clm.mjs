@@ -22,8 +22,11 @@ export async function clmJourney(browser) {
   await page.getByRole('button', { name: /Filter \(\d+\)/ }).waitFor(); // the drill-down filter shows in the filter builder
 
   // A saved view keeps the filter: save it, leave, come back, pick it.
-  page.once('dialog', (d) => d.accept('At risk'));
   await page.getByRole('button', { name: 'Save view' }).click();
+  await page.getByRole('dialog').getByLabel('Name of this view').fill('At risk');
+  await page.getByRole('dialog').getByText('Share with everyone').click();
+  await page.getByRole('dialog').getByRole('button', { name: 'Save' }).click();
+  await page.getByRole('dialog').waitFor({ state: 'hidden' });
   await page.goto(`${BASE}/apps/clm/e/customer`);
   await page.locator('.ant-table-row').first().waitFor();
   await choose(page, 'Saved views', 'At risk');

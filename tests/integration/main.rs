@@ -18,6 +18,7 @@ mod records;
 mod reports;
 mod rule_counters;
 mod rules;
+mod saved_views;
 mod schemas;
 mod storage;
 mod template_cli;

@@ -1,25 +1,26 @@
 // An entity's list view: search, the visual filter builder, server-side sort, column choice, saved
 // views (kept per user in this browser), CSV/XLSX export and paging by cursor.
 import { useMemo, useState } from 'react';
-import { Button, Checkbox, Dropdown, Input, Popover, Select, Space, Table, Typography } from 'antd';
-import { DownloadOutlined, FilterOutlined, PlusOutlined, SaveOutlined, SettingOutlined, UploadOutlined } from '@ant-design/icons';
+import { App as AntApp, Button, Checkbox, Dropdown, Form, Input, Modal, Popconfirm, Popover, Select, Space, Table, Typography } from 'antd';
+import { DeleteOutlined, DownloadOutlined, FilterOutlined, PlusOutlined, SaveOutlined, SettingOutlined, UploadOutlined } from '@ant-design/icons';
 import { ImportDialog } from '../components/ImportDialog';
 import { Link, useNavigate, useParams, useSearchParams } from 'react-router-dom';
 import { useTranslation } from 'react-i18next';
-import { useInfiniteQuery } from '@tanstack/react-query';
+import { useInfiniteQuery, useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { api, getToken, recordsPath, type RecordPage, type RecordView } from '../api/client';
 import { FilterBuilder } from '../components/FilterBuilder';
 import { FieldValue } from '../components/FieldValue';
-import { ProblemAlert } from '../components/ProblemAlert';
+import { ProblemAlert, problemText } from '../components/ProblemAlert';
 import { fromFilterTree, toFilterTree, toSortParam, type FilterModel } from '../lib/filters';
 import { entityById, recordTitle } from '../lib/metadata';
 import { useAppMeta, useLang, useRelationTitles, useUsers } from '../lib/hooks';
 
 interface SavedView {
+  id: string;
   name: string;
-  filter: FilterModel;
-  columns: string[];
-  sort?: string;
+  shared: boolean;
+  mine: boolean;
+  spec: { filter?: FilterModel; columns?: string[]; sort?: string };
 }
 
 function safeParse(text: string): unknown {
@@ -30,9 +31,6 @@ function safeParse(text: string): unknown {
   }
 }
 
-function savedKey(app: string, entity: string) {
-  return `trellis.views.${app}.${entity}`;
-}
 
 export function RecordList() {
   const { app = '', entity: entityId = '' } = useParams();
@@ -57,7 +55,19 @@ export function RecordList() {
   const [sort, setSort] = useState<string | undefined>(undefined);
   const [search, setSearch] = useState('');
   const [importing, setImporting] = useState(false);
-  const [saved, setSaved] = useState<SavedView[]>(() => JSON.parse(localStorage.getItem(savedKey(app, entityId)) ?? '[]'));
+  const [current, setCurrent] = useState<SavedView | null>(null);
+  const [saving, setSaving] = useState(false);
+  const queryClient = useQueryClient();
+  const { message } = AntApp.useApp();
+  const views = useQuery({
+    queryKey: ['views', app, entityId],
+    queryFn: async () => (await api.get<{ items: SavedView[] }>(`/api/apps/${app}/entities/${entityId}/views`)).items,
+  });
+  const removeView = useMutation({
+    mutationFn: (id: string) => api.del(`/api/apps/${app}/entities/${entityId}/views/${id}`),
+    onSuccess: () => { setCurrent(null); void queryClient.invalidateQueries({ queryKey: ['views', app, entityId] }); },
+    onError: (e) => message.error(problemText(e)),
+  });
   const rawDrill = params.get('filter');
   const tree = entity ? toFilterTree(filter, entity.fields) : null;
   // A drill-down filter the builder cannot show is applied as is.
@@ -92,13 +102,6 @@ export function RecordList() {
           <FieldValue field={field} value={record.data[field.id]} app={app} lookups={{ titles: titles.data, users: userNames }} />
         ),
     }));
-  const saveView = () => {
-    const name = window.prompt(t('list.viewName'));
-    if (!name) return;
-    const next = [...saved.filter((v) => v.name !== name), { name, filter, columns, sort }];
-    setSaved(next);
-    localStorage.setItem(savedKey(app, entityId), JSON.stringify(next));
-  };
   const exportFile = async (format: 'csv' | 'xlsx') => {
     const query = new URLSearchParams({ format });
     if (filterParam) query.set('filter', filterParam);
@@ -133,15 +136,26 @@ export function RecordList() {
           <Select
             aria-label={t('list.savedViews')}
             placeholder={t('list.savedViews')}
-            style={{ width: 160 }}
-            value={null}
-            options={saved.map((v) => ({ value: v.name, label: v.name }))}
-            onChange={(name) => {
-              const v = saved.find((x) => x.name === name);
-              if (v) { setFilter(v.filter); setColumns(v.columns); setSort(v.sort); }
+            style={{ width: 180 }}
+            allowClear
+            value={current?.id ?? null}
+            options={(views.data ?? []).map((v) => ({ value: v.id, label: v.shared && !v.mine ? `${v.name} · ${t('list.sharedView')}` : v.name }))}
+            onChange={(id) => {
+              const v = (views.data ?? []).find((x) => x.id === id) ?? null;
+              setCurrent(v);
+              if (v) {
+                setFilter(v.spec.filter ?? { join: 'and', conditions: [] });
+                setColumns(v.spec.columns?.length ? v.spec.columns : defaultColumns);
+                setSort(v.spec.sort);
+              }
             }}
           />
-          <Button icon={<SaveOutlined />} onClick={saveView}>{t('list.saveView')}</Button>
+          {current?.mine && (
+            <Popconfirm title={t('list.confirmDeleteView')} onConfirm={() => removeView.mutate(current.id)}>
+              <Button icon={<DeleteOutlined />} aria-label={t('list.deleteView')} />
+            </Popconfirm>
+          )}
+          <Button icon={<SaveOutlined />} onClick={() => setSaving(true)}>{t('list.saveView')}</Button>
           <Dropdown menu={{ items: [{ key: 'csv', label: 'CSV' }, { key: 'xlsx', label: 'Excel (XLSX)' }], onClick: ({ key }) => void exportFile(key as 'csv' | 'xlsx') }}>
             <Button icon={<DownloadOutlined />}>{t('list.export')}</Button>
           </Dropdown>
@@ -168,7 +182,38 @@ export function RecordList() {
         <Typography.Text type="secondary">{t('list.shown', { count: rows.length })}</Typography.Text>
         {list.hasNextPage && <Button onClick={() => void list.fetchNextPage()} loading={list.isFetchingNextPage}>{t('list.more')}</Button>}
       </Space>
+      {saving && (
+        <SaveViewDialog app={app} entity={entityId} initialName={current?.mine ? current.name : ''} spec={{ filter, columns, sort }}
+          onClose={(saved) => { setSaving(false); if (saved) setCurrent(saved); }} />
+      )}
       {importing && <ImportDialog app={app} entity={entityId} open={importing} onClose={() => setImporting(false)} />}
     </div>
+  );
+}
+
+/** Name the list as it is now (filter, columns, sort) — for oneself or for everyone. */
+function SaveViewDialog({ app, entity, initialName, spec, onClose }: { app: string; entity: string; initialName: string; spec: SavedView['spec']; onClose: (saved?: SavedView) => void }) {
+  const { t } = useTranslation();
+  const queryClient = useQueryClient();
+  const [form] = Form.useForm();
+  const save = useMutation({
+    mutationFn: (v: { name: string; shared: boolean }) => api.post<SavedView>(`/api/apps/${app}/entities/${entity}/views`, { name: v.name, shared: v.shared, spec }),
+    onSuccess: (saved) => {
+      void queryClient.invalidateQueries({ queryKey: ['views', app, entity] });
+      onClose(saved);
+    },
+  });
+  return (
+    <Modal open title={t('list.saveView')} onCancel={() => onClose()} onOk={() => form.submit()} okText={t('common.save')} confirmLoading={save.isPending}>
+      <Form form={form} layout="vertical" initialValues={{ name: initialName, shared: false }} onFinish={(v) => save.mutate(v)}>
+        <Form.Item name="name" label={t('list.viewName')} rules={[{ required: true, whitespace: true, max: 100, message: t('common.required') }]}>
+          <Input autoFocus />
+        </Form.Item>
+        <Form.Item name="shared" valuePropName="checked">
+          <Checkbox>{t('list.shareView')}</Checkbox>
+        </Form.Item>
+      </Form>
+      {save.error ? <ProblemAlert error={save.error} /> : null}
+    </Modal>
   );
 }

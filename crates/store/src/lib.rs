@@ -22,6 +22,7 @@ mod group_commit;
 mod merges;
 mod query;
 mod records;
+mod saved_views;
 mod templates;
 mod users;
 
@@ -40,6 +41,7 @@ pub use query::{Cursor, SortKey};
 pub use records::{
     BulkInsert, HistoryRow, ListQuery, MigratedRecord, NewRecord, RecordRow, UniqueValue,
 };
+pub use saved_views::SavedViewRecord;
 pub use sqlx::types::Json;
 pub use templates::{AppTemplateRecord, AppUpgradeRecord, TemplateRecord};
 pub use users::{NewUser, TokenKind, TokenRecord, UserRecord};

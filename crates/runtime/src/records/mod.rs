@@ -4,6 +4,7 @@
 mod lifecycle;
 pub(crate) mod list;
 pub mod merge;
+pub mod saved_views;
 
 use std::sync::Arc;
 

@@ -9,6 +9,7 @@ mod merges;
 mod records;
 mod reports;
 mod rules;
+mod saved_views;
 mod system;
 mod templates;
 mod ui;
@@ -120,6 +121,8 @@ pub fn api_router() -> OpenApiRouter<AppState> {
             records::delete_record
         ))
         .routes(routes!(records::restore_record))
+        .routes(routes!(saved_views::list_views, saved_views::save_view))
+        .routes(routes!(saved_views::delete_view))
         .routes(routes!(records::record_history))
         .routes(routes!(merges::duplicates))
         .routes(routes!(merges::merge))
