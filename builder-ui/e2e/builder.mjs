@@ -102,8 +102,7 @@ export async function builderJourney(browser) {
   expect(from.join() === 'Review' || from.includes('Review') && !from.includes('New'), `approve leaves Review only: ${from}`);
   await choose(page, 'To state', 'Done', page.getByTestId('transition-panel'));
   // The server's findings are shown while designing: none once the flow is complete.
-  await page.waitForTimeout(1500);
-  expect(!(await page.getByTestId('flow-findings').isVisible()), 'a complete flow has no findings');
+  await page.getByTestId('flow-findings').waitFor({ state: 'hidden' }); // a complete flow has no findings
   await shot(page, 'flow-designer');
   await publish(page);
 
