@@ -20,7 +20,10 @@ export function MembersPage() {
   const { l } = useLang();
   const { message } = AntApp.useApp();
   const queryClient = useQueryClient();
-  const users = useUsers();
+  // Platform admins pick from every user; an app admin who is not one picks from the app's people.
+  const everyone = useUsers();
+  const appPeople = useUsers(app);
+  const users = everyone.data?.length ? everyone : appPeople;
   const [adding, setAdding] = useState(false);
   const [grant, setGrant] = useState<{ user?: string; role?: string }>({});
   const roles = useQuery({ queryKey: ['roles', app, 'assignments'], queryFn: () => api.get<{ roles: Role[]; assignments: Assignment[] }>(`/api/apps/${app}/roles`) });
