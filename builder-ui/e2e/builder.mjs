@@ -1,7 +1,7 @@
 // Journey 1: an analyst builds a small app from scratch — an entity with 5 fields, a 3-state flow
 // with a guard, a rule and a bar chart — publishing each after its migration report; then an end
 // user enters records and sees the rule, the flow and the chart react. No JSON is typed anywhere.
-import { BASE, choose, expect, newPage, PASSWORD, shot, signIn } from './lib.mjs';
+import { BASE, cardMenu, choose, expect, newPage, PASSWORD, shot, signIn } from './lib.mjs';
 
 async function publish(page) {
   await page.getByRole('button', { name: 'Publish' }).click();
@@ -202,8 +202,7 @@ export async function builderJourney(browser) {
 
   // The analyst publishes the app to the gallery, where it can be installed like any template.
   await page.goto(`${BASE}/`);
-  await page.getByTestId('app-card-requests').getByRole('button', { name: 'More' }).click();
-  await page.getByRole('menuitem', { name: 'Publish to gallery' }).click();
+  await cardMenu(page, 'requests', 'Publish to gallery');
   await page.getByRole('dialog').getByLabel('Version').fill('1.0.0');
   await page.getByRole('dialog').getByRole('button', { name: 'Publish to gallery' }).click();
   await page.getByText('Published to the gallery').first().waitFor();
@@ -221,13 +220,11 @@ export async function builderJourney(browser) {
   await fieldLabel(page, 'Contact email');
   await publish(page);
   await page.goto(`${BASE}/`);
-  await page.getByTestId('app-card-requests').getByRole('button', { name: 'More' }).click();
-  await page.getByRole('menuitem', { name: 'Publish to gallery' }).click();
+  await cardMenu(page, 'requests', 'Publish to gallery');
   await page.getByRole('dialog').getByLabel('Version').fill('1.1.0');
   await page.getByRole('dialog').getByRole('button', { name: 'Publish to gallery' }).click();
   await page.getByText('Published to the gallery').first().waitFor();
-  await page.getByTestId('app-card-requests_east').getByRole('button', { name: 'More' }).click();
-  await page.getByRole('menuitem', { name: 'Upgrade' }).click();
+  await cardMenu(page, 'requests_east', 'Upgrade');
   const preview = page.getByRole('dialog');
   await preview.getByText(/From 1\.0\.0 to 1\.1\.0: [1-9]\d* template changes/).waitFor();
   await shot(page, 'upgrade-preview');

@@ -60,6 +60,22 @@ export async function pick(page, opener, option) {
   }
 }
 
+/** Open the "More" menu of an app card and pick `item` from the menu that just opened. */
+export async function cardMenu(page, app, item) {
+  for (let attempt = 1; ; attempt++) {
+    // A menu still closing from an earlier click goes first.
+    for (let i = 0; i < 20 && (await page.locator('.ant-dropdown:visible').count()) > 0; i++) await page.waitForTimeout(100);
+    await page.getByTestId(`app-card-${app}`).getByRole('button', { name: 'More' }).click();
+    try {
+      await page.locator('.ant-dropdown:visible').last().getByRole('menuitem', { name: item }).click({ timeout: 4000 });
+      return;
+    } catch (error) {
+      if (attempt >= 3) throw error;
+      await page.keyboard.press('Escape');
+    }
+  }
+}
+
 export async function shot(page, name) {
   if (!SHOTS) return;
   mkdirSync(SHOTS, { recursive: true });
