@@ -2,6 +2,8 @@
 //! a shared view is offered to everyone who can read the entity. Only its owner or an app manager
 //! changes or deletes a view.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
@@ -9,6 +11,7 @@ use trellis_form::FieldIssue;
 use trellis_model::Action;
 use trellis_store::SavedViewRecord;
 
+use crate::app_cache::LoadedApp;
 use crate::{Principal, Runtime, RuntimeError};
 
 /// A saved view as the API shows it.
@@ -40,6 +43,22 @@ impl SavedView {
 }
 
 impl Runtime {
+    /// The app and the entity's id, once the caller may read the entity (views are for readers).
+    async fn readable_entity(
+        &self,
+        actor: &Principal,
+        app: &str,
+        entity_id: &str,
+    ) -> Result<(Arc<LoadedApp>, String), RuntimeError> {
+        let loaded = self.loaded_app(app).await?;
+        let (entity, _) = loaded.entity(entity_id)?;
+        self.check(actor, &loaded, entity)
+            .await?
+            .require(Action::Read)?;
+        let id = entity.id.to_string();
+        Ok((loaded, id))
+    }
+
     /// The caller's views of the entity and the shared ones.
     pub async fn list_saved_views(
         &self,
@@ -47,14 +66,10 @@ impl Runtime {
         app: &str,
         entity_id: &str,
     ) -> Result<Vec<SavedView>, RuntimeError> {
-        let loaded = self.loaded_app(app).await?;
-        let (entity, _) = loaded.entity(entity_id)?;
-        self.check(actor, &loaded, entity)
-            .await?
-            .require(Action::Read)?;
+        let (loaded, entity) = self.readable_entity(actor, app, entity_id).await?;
         Ok(self
             .store()
-            .list_saved_views(&loaded.id, entity.id.as_str(), &actor.user_id)
+            .list_saved_views(&loaded.id, entity.as_str(), &actor.user_id)
             .await?
             .into_iter()
             .map(|r| SavedView::from_record(r, &actor.user_id))
@@ -71,11 +86,7 @@ impl Runtime {
         shared: bool,
         spec: &Value,
     ) -> Result<SavedView, RuntimeError> {
-        let loaded = self.loaded_app(app).await?;
-        let (entity, _) = loaded.entity(entity_id)?;
-        self.check(actor, &loaded, entity)
-            .await?
-            .require(Action::Read)?;
+        let (loaded, entity) = self.readable_entity(actor, app, entity_id).await?;
         let name = name.trim();
         let mut issues = Vec::new();
         if name.is_empty() || name.chars().count() > 100 {
@@ -101,7 +112,7 @@ impl Runtime {
             .upsert_saved_view(&SavedViewRecord {
                 id: uuid::Uuid::now_v7().to_string(),
                 app_id: loaded.id.clone(),
-                entity: entity.id.to_string(),
+                entity,
                 owner: actor.user_id.clone(),
                 name: name.to_owned(),
                 shared,
@@ -121,16 +132,12 @@ impl Runtime {
         entity_id: &str,
         id: &str,
     ) -> Result<(), RuntimeError> {
-        let loaded = self.loaded_app(app).await?;
-        let (entity, _) = loaded.entity(entity_id)?;
-        self.check(actor, &loaded, entity)
-            .await?
-            .require(Action::Read)?;
+        let (loaded, entity) = self.readable_entity(actor, app, entity_id).await?;
         let view = self
             .store()
             .get_saved_view(&loaded.id, id)
             .await?
-            .filter(|v| v.entity == entity.id.as_str())
+            .filter(|v| v.entity == entity.as_str())
             .filter(|v| v.shared || v.owner == actor.user_id)
             .ok_or_else(|| RuntimeError::NotFound(format!("view '{id}'")))?;
         if view.owner != actor.user_id {
