@@ -25,3 +25,4 @@ mod template_cli;
 mod templates;
 mod ui;
 mod webhook_privacy;
+mod write_back;

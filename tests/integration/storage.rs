@@ -14,6 +14,7 @@ on_both_backends!(
     concurrent_publishes_cannot_both_win,
     soft_delete_and_restore,
     change_log_is_ordered_and_append_only,
+    bulk_updates_commit_together_and_skip_stale_records,
 );
 
 fn migration_files(backend: Backend) -> i64 {
@@ -346,4 +347,170 @@ async fn change_log_is_ordered_and_append_only(backend: Backend) {
         }
     }
     assert_eq!(store.changes_since(0, 100).await.unwrap().len(), 3);
+}
+
+fn searchable(name: &str) -> trellis_store::NewRecord {
+    let mut data = serde_json::Map::new();
+    data.insert("f_name".into(), serde_json::json!(name));
+    trellis_store::NewRecord {
+        data,
+        uniques: Vec::new(),
+        search_text: name.to_lowercase(),
+    }
+}
+
+/// `update_records_bulk`: every applied update gets its history row, its follow-up work and its search
+/// text in one transaction with the logged rule runs and one change-log entry; an update whose record
+/// changed since it was read is skipped and writes nothing.
+async fn bulk_updates_commit_together_and_skip_stale_records(backend: Backend) {
+    use trellis_model::CheckedFilter;
+    use trellis_store::{BulkUpdate, ListQuery, NewRuleRun, flows::TransitionWrites};
+    let db = database_or_skip!(backend);
+    let store = Store::connect(&db.url).await.unwrap();
+    store
+        .create_app(&version("bulk", "1.0.0", "{}"))
+        .await
+        .unwrap();
+    let rows = store
+        .insert_records(
+            "bulk",
+            "e_customer",
+            Some("u1"),
+            &[searchable("Ada"), searchable("Bo"), searchable("Cy")],
+        )
+        .await
+        .unwrap();
+    // Bo changes after the batch read it.
+    store
+        .update_record(
+            "bulk",
+            "e_customer",
+            &rows[1].id,
+            1,
+            &searchable("Bob"),
+            Some("u2"),
+        )
+        .await
+        .unwrap();
+    let side = TransitionWrites {
+        app: "bulk".into(),
+        entity: "customer".into(),
+        outbox: vec![("webhook".into(), serde_json::json!({"n": 1}))],
+        ..TransitionWrites::default()
+    };
+    let updates: Vec<BulkUpdate> = rows
+        .iter()
+        .zip(["Adeline", "Bobby", "Cy"])
+        .map(|(row, name)| BulkUpdate {
+            current: row.clone(),
+            record: searchable(name),
+            search_changed: row.data.0["f_name"] != name,
+            side: (name == "Cy").then(|| side.clone()),
+        })
+        .collect();
+    let run = NewRuleRun {
+        rule: "score".into(),
+        trigger: "record_updated".into(),
+        record_id: Some(rows[0].id.clone()),
+        matched: true,
+        outcome: serde_json::json!({"writes": {}}),
+        error: None,
+        duration_us: 7,
+    };
+    let before = store.changes_since(0, 1000).await.unwrap().len();
+    let written = store
+        .update_records_bulk("bulk", 1, Some("system"), &updates, &[run])
+        .await
+        .unwrap();
+    assert_eq!(written.len(), 3);
+    assert_eq!(written[0].as_ref().map(|r| r.version), Some(2));
+    assert!(
+        written[1].is_none(),
+        "Bo changed since it was read: skipped"
+    );
+    assert_eq!(written[2].as_ref().map(|r| r.version), Some(2));
+
+    let ada = store
+        .get_record("bulk", "e_customer", &rows[0].id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (ada.version, ada.data.0["f_name"].as_str()),
+        (2, Some("Adeline"))
+    );
+    assert_eq!(ada.updated_by.as_deref(), Some("system"));
+    let bo = store
+        .get_record("bulk", "e_customer", &rows[1].id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (bo.version, bo.data.0["f_name"].as_str()),
+        (2, Some("Bob")),
+        "the newer change stays"
+    );
+    let history = store
+        .record_history("bulk", "e_customer", &rows[0].id)
+        .await
+        .unwrap();
+    let last = history.last().unwrap();
+    assert_eq!(
+        (last.version, last.operation.as_str(), last.actor.as_deref()),
+        (2, "update", Some("system"))
+    );
+    assert_eq!(last.before.as_ref().unwrap().0["f_name"], "Ada");
+    assert_eq!(last.after.as_ref().unwrap().0["f_name"], "Adeline");
+    assert_eq!(
+        store
+            .record_history("bulk", "e_customer", &rows[1].id)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // The new search text is indexed; the old one no longer finds Ada.
+    let search = |word: &'static str| {
+        let store = store.clone();
+        async move {
+            let query = ListQuery {
+                filter: &CheckedFilter::All,
+                search: Some(word),
+                sort: &[],
+                cursor: None,
+                limit: 10,
+                include_deleted: false,
+            };
+            store
+                .list_records("bulk", "e_customer", &query)
+                .await
+                .unwrap()
+                .len()
+        }
+    };
+    assert_eq!(search("adeline").await, 1);
+    assert_eq!(search("ada").await, 0);
+
+    let runs = store.rule_runs("bulk", "score", 10).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].record_id.as_deref(), Some(rows[0].id.as_str()));
+    assert!(runs[0].matched);
+    let outbox = store.outbox_of("bulk").await.unwrap();
+    assert_eq!(
+        outbox.len(),
+        1,
+        "Cy's follow-up work committed with the update"
+    );
+    assert_eq!(outbox[0].kind, "webhook");
+
+    let changes = store.changes_since(0, 1000).await.unwrap();
+    assert_eq!(
+        changes.len(),
+        before + 1,
+        "one change-log entry for the bulk write"
+    );
+    let payload: serde_json::Value =
+        serde_json::from_str(&changes.last().unwrap().payload).unwrap();
+    assert_eq!(payload["ids"], serde_json::json!([rows[0].id, rows[2].id]));
 }

@@ -39,7 +39,8 @@ pub use error::StoreError;
 pub use merges::MergeRecord;
 pub use query::{Cursor, SortKey};
 pub use records::{
-    BulkInsert, HistoryRow, ListQuery, MigratedRecord, NewRecord, RecordRow, UniqueValue,
+    BulkInsert, BulkUpdate, HistoryRow, ListQuery, MigratedRecord, NewRecord, NewRuleRun,
+    RecordRow, UniqueValue,
 };
 pub use saved_views::SavedViewRecord;
 pub use sqlx::types::Json;

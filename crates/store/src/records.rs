@@ -769,9 +769,11 @@ impl Store {
 }
 
 mod bulk;
+mod bulk_update;
 mod postgres_copy;
 mod sqlite_fast;
 
 pub(crate) use bind_args;
 pub use bulk::BulkInsert;
+pub use bulk_update::{BulkUpdate, NewRuleRun};
 pub(crate) use sqlite_fast::with_rusqlite;

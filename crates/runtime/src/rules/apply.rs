@@ -1,8 +1,10 @@
 //! Rules that write a report's result back onto records (`apply_report`): the report runs once, as
 //! the system, and every row naming a record of the rule's entity patches the fields it maps —
 //! nightly RFM scores and segments, P(alive) and CLV. Unchanged records are not touched; each change
-//! is an ordinary update (validated, its own transaction, after-save rules and history included).
+//! is written like an ordinary update (validated, before- and after-save rules, history), a page of
+//! records per transaction (`Runtime::update_records_as_system`).
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use serde_json::{Map, Value};
@@ -14,8 +16,8 @@ use crate::app_cache::LoadedApp;
 use crate::reports::ReportRequest;
 use crate::{Principal, Runtime, RuntimeError};
 
-/// One finished update: the record id and how it went.
-type UpdateDone = (String, Result<(), RuntimeError>);
+/// Records read and written back per transaction.
+const WRITE_BACK_PAGE: i64 = 2000;
 
 impl Runtime {
     pub(super) async fn apply_report_rule(
@@ -56,62 +58,52 @@ impl Runtime {
             .map(|(field, name)| Ok((field.to_string(), column(name)?)))
             .collect::<Result<_, RuntimeError>>()?;
         let (entity, _) = loaded.entity(rule.definition.entity.as_str())?;
-        let mut outcome = BatchOutcome::default();
-        // Updates run a few at a time: validation and rules use both cores while the store commits.
-        let mut running = tokio::task::JoinSet::new();
-        let limit = std::thread::available_parallelism().map_or(2, |n| n.get()) * 4;
-        for row in &output.rows {
-            let Some(id) = row.get(key).and_then(Value::as_str) else {
-                continue;
+        // The report's row for each record id it names.
+        let wanted: HashMap<&str, &Vec<Value>> = output
+            .rows
+            .iter()
+            .filter_map(|row| Some((row.get(key)?.as_str()?, row)))
+            .collect();
+        let mut outcome = BatchOutcome {
+            processed: wanted.len(),
+            ..BatchOutcome::default()
+        };
+        // Walk the entity's live records page by page; the changed ones of each page are written
+        // together (`update_records_as_system`: one transaction per page).
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .store()
+                .record_page(&loaded.id, &entity.uid, after.as_deref(), WRITE_BACK_PAGE)
+                .await?;
+            let Some(last) = page.last().map(|row| row.id.clone()) else {
+                break;
             };
-            outcome.processed += 1;
-            let Some(current) = self.store().get_record(&loaded.id, &entity.uid, id).await? else {
-                continue;
-            };
-            if current.deleted_at.is_some() {
-                continue;
+            let mut changes = Vec::new();
+            for current in page {
+                let Some(row) = wanted.get(current.id.as_str()) else {
+                    continue;
+                };
+                outcome.matched += 1;
+                let named = to_api(entity, &current.data.0);
+                let patch: Map<String, Value> = sets
+                    .iter()
+                    .filter_map(|(field, index)| {
+                        let value = row.get(*index).cloned().unwrap_or(Value::Null);
+                        let now = named.get(field).cloned().unwrap_or(Value::Null);
+                        (now != value).then(|| (field.clone(), value))
+                    })
+                    .collect();
+                if !patch.is_empty() {
+                    changes.push((current, patch));
+                }
             }
-            outcome.matched += 1;
-            let named = to_api(entity, &current.data.0);
-            let patch: Map<String, Value> = sets
-                .iter()
-                .filter_map(|(field, index)| {
-                    let value = row.get(*index).cloned().unwrap_or(Value::Null);
-                    let now = named.get(field).cloned().unwrap_or(Value::Null);
-                    (now != value).then(|| (field.clone(), value))
-                })
-                .collect();
-            if patch.is_empty() {
-                continue;
-            }
-            while running.len() >= limit {
-                Self::count_update(running.join_next().await, rule.id(), &mut outcome);
-            }
-            let (runtime, system, app, entity_id, id) = (
-                self.clone(),
-                system.clone(),
-                loaded.id.clone(),
-                entity.id.to_string(),
-                id.to_owned(),
-            );
-            running.spawn(async move {
-                let result = runtime
-                    .update_record(
-                        &system,
-                        &app,
-                        &entity_id,
-                        &id,
-                        &Value::Object(patch),
-                        None,
-                        trellis_form::Locale::En,
-                    )
-                    .await
-                    .map(|_| ());
-                (id, result)
-            });
-        }
-        while let Some(done) = running.join_next().await {
-            Self::count_update(Some(done), rule.id(), &mut outcome);
+            let counts = self
+                .update_records_as_system(loaded, entity, changes, &system)
+                .await?;
+            outcome.changed += counts.changed;
+            outcome.failed += counts.failed;
+            after = Some(last);
         }
         tracing::info!(
             rule = rule.id(),
@@ -124,24 +116,5 @@ impl Runtime {
             "report applied"
         );
         Ok(outcome)
-    }
-
-    fn count_update(
-        done: Option<Result<UpdateDone, tokio::task::JoinError>>,
-        rule: &str,
-        outcome: &mut BatchOutcome,
-    ) {
-        match done {
-            Some(Ok((_, Ok(())))) => outcome.changed += 1,
-            Some(Ok((id, Err(error)))) => {
-                outcome.failed += 1;
-                tracing::warn!(rule, record = %id, %error, "apply_report could not update a record");
-            }
-            Some(Err(error)) => {
-                outcome.failed += 1;
-                tracing::warn!(rule, %error, "apply_report update task failed");
-            }
-            None => {}
-        }
     }
 }

@@ -7,19 +7,20 @@ use chrono::Utc;
 use serde_json::{Map, Value, json};
 use trellis_form::records::to_api;
 use trellis_rules::{CompiledRule, Evaluation, evaluate};
-use trellis_store::RecordRow;
 use trellis_store::flows::TransitionWrites;
+use trellis_store::{BulkUpdate, RecordRow};
 
 use super::BatchOutcome;
 use crate::app_cache::LoadedApp;
 use crate::{Principal, Runtime, RuntimeError};
 
-/// Records per batch page (evaluated together, then the position is saved).
+/// Records per batch page (evaluated together, written in one transaction, then the position is
+/// saved).
 const BATCH_PAGE: i64 = 2000;
 
 impl Runtime {
     /// Batch run (`POST …/rules/{rule}/run`): apply the rule to every record of its entity that it
-    /// matches, each record in its own transaction (a crash keeps what was done; running again only
+    /// matches, a page of records per transaction (a crash keeps the pages done; running again only
     /// changes records that still match).
     pub async fn run_rule(
         &self,
@@ -147,6 +148,7 @@ impl Runtime {
                     rule.id()
                 )));
             }
+            let mut shared: Vec<BulkUpdate> = Vec::new();
             for ((row, named), result) in selected.iter().zip(results) {
                 counts.processed += 1;
                 let evaluation = match result {
@@ -186,22 +188,60 @@ impl Runtime {
                     }
                     continue;
                 }
-                match self
-                    .commit_rule_writes(
-                        loaded,
-                        entity,
-                        row,
-                        named,
-                        &evaluation.writes,
-                        &side,
-                        actor,
-                    )
-                    .await?
-                {
-                    Ok(_) => counts.changed += 1,
+                match super::rule_write(loaded, entity, named, &evaluation.writes, &row.data.0)? {
                     Err(reason) => {
                         counts.failed += 1;
                         self.log_failure(loaded, rule.id(), trigger, &row.id, &reason)
+                            .await?;
+                    }
+                    // Unique values change: alone, so a clash fails only this record.
+                    Ok((_, true)) => match self
+                        .commit_rule_writes(
+                            loaded,
+                            entity,
+                            row,
+                            named,
+                            &evaluation.writes,
+                            &side,
+                            actor,
+                        )
+                        .await?
+                    {
+                        Ok(_) => counts.changed += 1,
+                        Err(reason) => {
+                            counts.failed += 1;
+                            self.log_failure(loaded, rule.id(), trigger, &row.id, &reason)
+                                .await?;
+                        }
+                    },
+                    Ok((record, false)) => {
+                        let has_work = !side.notifications.is_empty()
+                            || !side.outbox.is_empty()
+                            || !side.tasks.is_empty();
+                        shared.push(BulkUpdate {
+                            search_changed: record.search_text
+                                != trellis_form::records::search_text(entity, named),
+                            current: row.clone(),
+                            record,
+                            side: has_work.then_some(side),
+                        });
+                    }
+                }
+            }
+            // The page's writes commit together (a crash keeps whole pages).
+            if !shared.is_empty() {
+                let written = self
+                    .store()
+                    .update_records_bulk(&loaded.id, loaded.version, Some(actor), &shared, &[])
+                    .await?;
+                for (update, row) in shared.iter().zip(written) {
+                    if row.is_some() {
+                        counts.changed += 1;
+                    } else {
+                        counts.failed += 1;
+                        let reason =
+                            "the record changed while the rule ran over it; run the rule again";
+                        self.log_failure(loaded, rule.id(), trigger, &update.current.id, reason)
                             .await?;
                     }
                 }

@@ -15,8 +15,8 @@ use trellis_form::records::to_api;
 use trellis_form::{FieldIssue, Locale};
 use trellis_model::{Action, EntityDefinition};
 use trellis_rules::{CompiledRule, Evaluation, RuleAction, Trigger, evaluate, in_order};
-use trellis_store::RecordRow;
 use trellis_store::flows::TransitionWrites;
+use trellis_store::{NewRecord, RecordRow};
 
 mod apply;
 mod batch;
@@ -41,8 +41,80 @@ fn locale_tag(locale: Locale) -> &'static str {
     }
 }
 
-fn outcome_of(evaluation: &Evaluation) -> Value {
+pub(crate) fn outcome_of(evaluation: &Evaluation) -> Value {
     json!({"writes": evaluation.writes, "reject": evaluation.reject, "actions": evaluation.actions, "trace": evaluation.trace})
+}
+
+/// A rule's `writes` applied to a record (`named`, stored as `stored`), validated: the record to store
+/// and whether its unique values change — or why the writes are refused.
+pub(crate) fn rule_write(
+    loaded: &LoadedApp,
+    entity: &trellis_model::EntityDefinition,
+    named: &Map<String, Value>,
+    writes: &Map<String, Value>,
+    stored: &Map<String, Value>,
+) -> Result<Result<(NewRecord, bool), String>, RuntimeError> {
+    let (_, validator) = loaded.entity(entity.id.as_str())?;
+    let mut next = named.clone();
+    for (name, value) in writes {
+        next.insert(name.clone(), value.clone());
+    }
+    let keys: Vec<&str> = writes.keys().map(String::as_str).collect();
+    let issues = validator.prepare(&mut next, &keys, trellis_form::Locale::En);
+    if !issues.is_empty() {
+        let message = issues
+            .iter()
+            .map(|i| format!("{}: {}", i.pointer, i.message))
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Ok(Err(format!("its writes are not valid: {message}")));
+    }
+    let uniques_change = crate::records::unique_values_of(entity, &next)
+        != crate::records::unique_values_of(entity, named);
+    Ok(Ok((
+        crate::records::record_write(entity, &next, Some(stored)),
+        uniques_change,
+    )))
+}
+
+/// The after-save rules of `entity` that a save triggers, in execution order: `record_created` for a
+/// new record (`before` is `None`), `record_updated` when one of its fields changed, and the flow
+/// state entered and left.
+pub(crate) fn triggered_rules<'a>(
+    loaded: &'a LoadedApp,
+    entity: &EntityDefinition,
+    named: &Map<String, Value>,
+    before: Option<&Map<String, Value>>,
+) -> Vec<&'a CompiledRule> {
+    let created = before.is_none();
+    let changed: BTreeSet<&str> = named
+        .keys()
+        .chain(before.iter().flat_map(|b| b.keys()))
+        .filter(|k| before.is_none_or(|b| b.get(*k) != named.get(*k)))
+        .map(String::as_str)
+        .collect();
+    // The state a flow's record is in now and was in before this change.
+    let state_of = |flow: &str, record: Option<&Map<String, Value>>| {
+        let field = loaded.flows.get(flow)?.definition.state_field.as_str();
+        record?.get(field)?.as_str().map(str::to_owned)
+    };
+    in_order(loaded.rules.values(), entity.id.as_str(), |t| match t {
+        Trigger::RecordCreated {} => created,
+        Trigger::RecordUpdated { fields } => {
+            !created && (fields.is_empty() || fields.iter().any(|f| changed.contains(f.as_str())))
+        }
+        Trigger::StateEntered { flow, state } => {
+            let now = state_of(flow.as_str(), Some(named));
+            let was = state_of(flow.as_str(), before);
+            now.as_deref() == Some(state.as_str()) && now != was
+        }
+        Trigger::StateLeft { flow, state } => {
+            let now = state_of(flow.as_str(), Some(named));
+            let was = state_of(flow.as_str(), before);
+            !created && was.as_deref() == Some(state.as_str()) && now != was
+        }
+        _ => false,
+    })
 }
 
 impl Runtime {
@@ -158,37 +230,7 @@ impl Runtime {
         for depth in 0..=trellis_rules::MAX_DEPTH {
             let named = to_api(entity, &row.data.0);
             let created = before.is_none();
-            let changed: BTreeSet<String> = named
-                .keys()
-                .chain(before.iter().flat_map(|b| b.keys()))
-                .filter(|k| before.as_ref().is_none_or(|b| b.get(*k) != named.get(*k)))
-                .cloned()
-                .collect();
-            // The state a flow's record is in now and was in before this change.
-            let state_of = |flow: &str, record: Option<&Map<String, Value>>| {
-                let field = loaded.flows.get(flow)?.definition.state_field.as_str();
-                record?.get(field)?.as_str().map(str::to_owned)
-            };
-            let rules: Vec<&CompiledRule> =
-                in_order(loaded.rules.values(), entity.id.as_str(), |t| match t {
-                    Trigger::RecordCreated {} => created,
-                    Trigger::RecordUpdated { fields } => {
-                        !created
-                            && (fields.is_empty()
-                                || fields.iter().any(|f| changed.contains(f.as_str())))
-                    }
-                    Trigger::StateEntered { flow, state } => {
-                        let now = state_of(flow.as_str(), Some(&named));
-                        let was = state_of(flow.as_str(), before.as_ref());
-                        now.as_deref() == Some(state.as_str()) && now != was
-                    }
-                    Trigger::StateLeft { flow, state } => {
-                        let now = state_of(flow.as_str(), Some(&named));
-                        let was = state_of(flow.as_str(), before.as_ref());
-                        !created && was.as_deref() == Some(state.as_str()) && now != was
-                    }
-                    _ => false,
-                });
+            let rules = triggered_rules(loaded, entity, &named, before.as_ref());
             if rules.is_empty() {
                 return Ok(row);
             }
@@ -290,22 +332,10 @@ impl Runtime {
         side: &TransitionWrites,
         actor: &str,
     ) -> Result<Result<RecordRow, String>, RuntimeError> {
-        let (_, validator) = loaded.entity(entity.id.as_str())?;
-        let mut next = named.clone();
-        for (name, value) in writes {
-            next.insert(name.clone(), value.clone());
-        }
-        let keys: Vec<&str> = writes.keys().map(String::as_str).collect();
-        let issues = validator.prepare(&mut next, &keys, Locale::En);
-        if !issues.is_empty() {
-            let message = issues
-                .iter()
-                .map(|i| format!("{}: {}", i.pointer, i.message))
-                .collect::<Vec<_>>()
-                .join("; ");
-            return Ok(Err(format!("its writes are not valid: {message}")));
-        }
-        let record = crate::records::record_write(entity, &next, Some(&row.data.0));
+        let record = match rule_write(loaded, entity, named, writes, &row.data.0)? {
+            Ok((record, _)) => record,
+            Err(reason) => return Ok(Err(reason)),
+        };
         Ok(self
             .store()
             .update_record_with(
@@ -381,7 +411,7 @@ impl Runtime {
 
     /// Turn a follow-up action into a notification or an outbox entry of `side`.
     #[allow(clippy::too_many_arguments)]
-    async fn side_effect(
+    pub(crate) async fn side_effect(
         &self,
         loaded: &LoadedApp,
         entity: &EntityDefinition,
