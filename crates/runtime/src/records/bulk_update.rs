@@ -13,15 +13,16 @@
 //! - a record whose unique values change, or that changed since it was read, is updated alone through
 //!   `update_record`.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{Map, Value};
-use trellis_form::Locale;
 use trellis_form::records::{merge_patch, search_text, to_api};
+use trellis_form::{FieldIssue, Locale};
 use trellis_model::EntityDefinition;
-use trellis_rules::evaluate;
+use trellis_rules::{RuleAction, evaluate};
 use trellis_store::flows::TransitionWrites;
-use trellis_store::{BulkUpdate, NewRuleRun, RecordRow};
+use trellis_store::{BulkUpdate, NewRecord, NewRuleRun, RecordRow};
 
 use super::{record_write, unique_values};
 use crate::app_cache::LoadedApp;
@@ -35,17 +36,33 @@ pub(crate) struct BulkCounts {
     pub failed: usize,
 }
 
-/// One record ready to write in the shared transaction.
-struct Planned {
-    id: String,
+/// A record's change, planned without IO (on any thread).
+enum Plan {
+    /// Refused: invalid, or a before-save rule rejected it.
+    Refused { id: String, issues: Vec<FieldIssue> },
+    /// Its unique values change: through `update_record`, alone.
+    Alone { id: String, patch: Map<String, Value> },
+    Ready(Box<Ready>),
+}
+
+/// A change ready for the shared transaction.
+struct Ready {
+    row: RecordRow,
     patch: Map<String, Value>,
     before: Map<String, Value>,
-    /// Whether an after-save rule writes fields: then the record's after-save runs after the commit.
+    named: Map<String, Value>,
+    record: NewRecord,
+    search_changed: bool,
+    runs: Vec<NewRuleRun>,
+    /// Actions of the matched after-save rules, for their follow-up work.
+    actions: Vec<RuleAction>,
+    /// Whether an after-save rule writes fields: then the record's after-save runs after the commit
+    /// (and `runs` and `actions` hold only the before-save part).
     cascades: bool,
 }
 
 /// Field issues as one line: `pointer: message; …`.
-fn describe(issues: &[trellis_form::FieldIssue]) -> String {
+fn describe(issues: &[FieldIssue]) -> String {
     issues
         .iter()
         .map(|i| format!("{}: {}", i.pointer, i.message))
@@ -70,6 +87,141 @@ fn logged_run(
     }
 }
 
+/// Plan one record's change: the merge patch validated as `update_record` validates it, the
+/// before-save rules applied, and the after-save rules the change triggers evaluated.
+fn plan(
+    loaded: &LoadedApp,
+    entity: &EntityDefinition,
+    row: RecordRow,
+    patch: Map<String, Value>,
+    actor: &Principal,
+) -> Plan {
+    let Ok((_, validator)) = loaded.entity(entity.id.as_str()) else {
+        return Plan::Refused {
+            id: row.id,
+            issues: Vec::new(),
+        };
+    };
+    let locale = Locale::En;
+    let before = to_api(entity, &row.data.0);
+    let mut named = before.clone();
+    merge_patch(&mut named, &patch);
+    Runtime::fill_system_fields(entity, &mut named, actor, false);
+    let changed: Vec<&str> = patch
+        .keys()
+        .filter(|k| before.get(*k) != named.get(*k))
+        .map(String::as_str)
+        .collect();
+    let mut issues = validator.check_writable(&patch, locale);
+    issues.extend(validator.prepare(&mut named, &changed, locale));
+    let mut runs = Vec::new();
+    if issues.is_empty() {
+        match Runtime::before_save(loaded, entity, &mut named, Some(&before), false, locale) {
+            Ok(done) => {
+                let written: Vec<String> = done
+                    .iter()
+                    .flat_map(|(_, e)| e.writes.keys().cloned())
+                    .collect();
+                let written: Vec<&str> = written.iter().map(String::as_str).collect();
+                issues.extend(validator.prepare(&mut named, &written, locale));
+                runs.extend(
+                    done.iter()
+                        .map(|(us, e)| logged_run("before_save", &row.id, *us, e)),
+                );
+            }
+            Err(refused) => issues = refused,
+        }
+    }
+    if !issues.is_empty() {
+        return Plan::Refused { id: row.id, issues };
+    }
+    if unique_values(entity, &named) != unique_values(entity, &before) {
+        return Plan::Alone { id: row.id, patch };
+    }
+    // The after-save rules this change triggers: committed with it unless one writes fields.
+    let mut after_runs = Vec::new();
+    let mut actions = Vec::new();
+    let mut cascades = false;
+    for rule in triggered_rules(loaded, entity, &named, Some(&before)) {
+        let started = Instant::now();
+        match evaluate(rule, &named, Some(&before)) {
+            Ok(evaluation) => {
+                if evaluation.matched && !evaluation.writes.is_empty() {
+                    cascades = true;
+                    break;
+                }
+                if evaluation.matched {
+                    actions.extend(evaluation.actions.iter().cloned());
+                }
+                let us = started.elapsed().as_micros() as i64;
+                after_runs.push(logged_run("record_updated", &row.id, us, &evaluation));
+            }
+            Err(failure) => {
+                tracing::warn!(app = %loaded.id, rule = rule.id(), record = %row.id, error = %failure, "rule failed");
+                after_runs.push(NewRuleRun {
+                    rule: rule.id().to_owned(),
+                    trigger: "record_updated".into(),
+                    record_id: Some(row.id.clone()),
+                    matched: false,
+                    outcome: Value::Null,
+                    error: Some(failure.to_string()),
+                    duration_us: 0,
+                });
+            }
+        }
+    }
+    if cascades {
+        actions.clear();
+    } else {
+        runs.extend(after_runs);
+    }
+    let record = record_write(entity, &named, Some(&row.data.0));
+    let search_changed = record.search_text != search_text(entity, &before);
+    Plan::Ready(Box::new(Ready {
+        row,
+        patch,
+        before,
+        named,
+        record,
+        search_changed,
+        runs,
+        actions,
+        cascades,
+    }))
+}
+
+/// [`plan`] every change, on every core.
+fn plan_all(
+    loaded: &LoadedApp,
+    entity: &EntityDefinition,
+    changes: Vec<(RecordRow, Map<String, Value>)>,
+    actor: &Principal,
+) -> Vec<Plan> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per_thread = changes.len().div_ceil(threads).max(1);
+    let mut parts: Vec<Vec<(RecordRow, Map<String, Value>)>> = Vec::new();
+    let mut changes = changes.into_iter().peekable();
+    while changes.peek().is_some() {
+        parts.push(changes.by_ref().take(per_thread).collect());
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = parts
+            .into_iter()
+            .map(|part| {
+                scope.spawn(move || {
+                    part.into_iter()
+                        .map(|(row, patch)| plan(loaded, entity, row, patch, actor))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|handle| handle.join().unwrap_or_default())
+            .collect()
+    })
+}
+
 impl Runtime {
     /// Apply `changes` (each a live record as read and a merge patch of fields by name) as `actor`, a
     /// system principal (no access checks). See the module docs for the guarantees.
@@ -80,143 +232,97 @@ impl Runtime {
         changes: Vec<(RecordRow, Map<String, Value>)>,
         actor: &Principal,
     ) -> Result<BulkCounts, RuntimeError> {
-        let (_, validator) = loaded.entity(entity.id.as_str())?;
         let locale = Locale::En;
         let mut counts = BulkCounts::default();
+        let started = Instant::now();
+        let mut phases = [0u128; 4];
+        let expected = changes.len();
+        // Validation and rules are pure: plan on every core, off the async workers.
+        let shared: Arc<LoadedApp> = self.loaded_app_version(&loaded.id, loaded.version).await?;
+        let entity_id = entity.id.to_string();
+        let owned_actor = actor.clone();
+        let plans = tokio::task::spawn_blocking(move || {
+            let Ok((entity, _)) = shared.entity(&entity_id) else {
+                return Vec::new();
+            };
+            plan_all(&shared, entity, changes, &owned_actor)
+        })
+        .await
+        .map_err(|e| RuntimeError::Internal(format!("planning a bulk update: {e}")))?;
+        if plans.len() != expected {
+            return Err(RuntimeError::Internal(
+                "a bulk update stopped while planning".into(),
+            ));
+        }
+        phases[0] = started.elapsed().as_micros();
         let mut alone: Vec<(String, Map<String, Value>)> = Vec::new();
-        // Validate and run the before-save rules (pure).
-        let mut prepared = Vec::with_capacity(changes.len());
-        for (row, patch) in changes {
-            let before = to_api(entity, &row.data.0);
-            let mut named = before.clone();
-            merge_patch(&mut named, &patch);
-            self.fill_system_fields(&loaded.id, entity, &mut named, actor, false);
-            let changed: Vec<&str> = patch
-                .keys()
-                .filter(|k| before.get(*k) != named.get(*k))
-                .map(String::as_str)
-                .collect();
-            let mut issues = validator.check_writable(&patch, locale);
-            issues.extend(validator.prepare(&mut named, &changed, locale));
-            let mut runs = Vec::new();
-            if issues.is_empty() {
-                match Self::before_save(loaded, entity, &mut named, Some(&before), false, locale) {
-                    Ok(done) => {
-                        let written: Vec<String> = done
-                            .iter()
-                            .flat_map(|(_, e)| e.writes.keys().cloned())
-                            .collect();
-                        let written: Vec<&str> = written.iter().map(String::as_str).collect();
-                        issues.extend(validator.prepare(&mut named, &written, locale));
-                        runs = done;
-                    }
-                    Err(refused) => issues = refused,
+        let mut ready = Vec::with_capacity(plans.len());
+        for plan in plans {
+            match plan {
+                Plan::Refused { id, issues } => {
+                    counts.failed += 1;
+                    tracing::warn!(record = %id, error = %describe(&issues), "bulk update refused a record");
                 }
+                Plan::Alone { id, patch } => alone.push((id, patch)),
+                Plan::Ready(change) => ready.push(change),
             }
-            if !issues.is_empty() {
-                counts.failed += 1;
-                tracing::warn!(record = %row.id, error = %describe(&issues), "bulk update refused a record");
-                continue;
-            }
-            if unique_values(entity, &named) != unique_values(entity, &before) {
-                alone.push((row.id.clone(), patch));
-                continue;
-            }
-            prepared.push((row, patch, before, named, runs));
         }
         // Relations of every record, one query per relation field.
         let problems = {
-            let records: Vec<&Map<String, Value>> =
-                prepared.iter().map(|(_, _, _, named, _)| named).collect();
+            let records: Vec<&Map<String, Value>> = ready.iter().map(|r| &r.named).collect();
             self.check_relations(loaded, entity, &records, locale)
                 .await?
         };
-        let mut planned = Vec::with_capacity(prepared.len());
-        let mut updates = Vec::with_capacity(prepared.len());
+        phases[1] = started.elapsed().as_micros();
+        let mut planned = Vec::with_capacity(ready.len());
+        let mut updates = Vec::with_capacity(ready.len());
         let mut runs = Vec::new();
-        for ((row, patch, before, named, before_runs), issues) in prepared.into_iter().zip(problems)
-        {
+        for (change, issues) in ready.into_iter().zip(problems) {
+            let Ready {
+                row,
+                patch,
+                before,
+                named,
+                record,
+                search_changed,
+                runs: record_runs,
+                actions,
+                cascades,
+            } = *change;
             if !issues.is_empty() {
                 counts.failed += 1;
                 tracing::warn!(record = %row.id, error = %describe(&issues), "bulk update refused a record");
                 continue;
             }
-            runs.extend(
-                before_runs
-                    .iter()
-                    .map(|(us, evaluation)| logged_run("before_save", &row.id, *us, evaluation)),
-            );
-            // The after-save rules this change triggers: committed here unless one writes fields.
+            runs.extend(record_runs);
             let mut side = TransitionWrites {
                 app: loaded.id.clone(),
                 entity: entity.id.to_string(),
                 ..TransitionWrites::default()
             };
-            let mut after_runs = Vec::new();
-            let mut cascades = false;
-            for rule in triggered_rules(loaded, entity, &named, Some(&before)) {
-                let started = Instant::now();
-                match evaluate(rule, &named, Some(&before)) {
-                    Ok(evaluation) => {
-                        if evaluation.matched && !evaluation.writes.is_empty() {
-                            cascades = true;
-                            break;
-                        }
-                        if evaluation.matched {
-                            for action in &evaluation.actions {
-                                self.side_effect(
-                                    loaded,
-                                    entity,
-                                    &row.id,
-                                    &named,
-                                    action,
-                                    &actor.user_id,
-                                    &mut side,
-                                )
-                                .await?;
-                            }
-                        }
-                        let us = started.elapsed().as_micros() as i64;
-                        after_runs.push(logged_run("record_updated", &row.id, us, &evaluation));
-                    }
-                    Err(failure) => {
-                        tracing::warn!(app = %loaded.id, rule = rule.id(), record = %row.id, error = %failure, "rule failed");
-                        after_runs.push(NewRuleRun {
-                            rule: rule.id().to_owned(),
-                            trigger: "record_updated".into(),
-                            record_id: Some(row.id.clone()),
-                            matched: false,
-                            outcome: Value::Null,
-                            error: Some(failure.to_string()),
-                            duration_us: 0,
-                        });
-                    }
-                }
+            for action in &actions {
+                self.side_effect(
+                    loaded,
+                    entity,
+                    &row.id,
+                    &named,
+                    action,
+                    &actor.user_id,
+                    &mut side,
+                )
+                .await?;
             }
-            let side = if cascades {
-                None
-            } else {
-                runs.extend(after_runs);
-                let has_work = !side.notifications.is_empty()
-                    || !side.outbox.is_empty()
-                    || !side.tasks.is_empty();
-                has_work.then_some(side)
-            };
-            let record = record_write(entity, &named, Some(&row.data.0));
-            let search_changed = record.search_text != search_text(entity, &before);
-            planned.push(Planned {
-                id: row.id.clone(),
-                patch,
-                before,
-                cascades,
-            });
+            let has_work =
+                !side.notifications.is_empty() || !side.outbox.is_empty() || !side.tasks.is_empty();
+            planned.push((row.id.clone(), patch, before, cascades));
             updates.push(BulkUpdate {
                 current: row,
                 record,
                 search_changed,
-                side,
+                side: has_work.then_some(side),
             });
         }
+        let cascaded = planned.iter().filter(|(_, _, _, cascades)| *cascades).count();
         if !updates.is_empty() {
             let written = self
                 .store()
@@ -229,19 +335,22 @@ impl Runtime {
                 )
                 .await?;
             drop(updates);
-            for (plan, row) in planned.into_iter().zip(written) {
+            phases[2] = started.elapsed().as_micros();
+            for ((id, patch, before, cascades), row) in planned.into_iter().zip(written) {
                 match row {
                     Some(row) => {
                         counts.changed += 1;
-                        if plan.cascades {
-                            self.after_save(loaded, entity, row, Some(plan.before), &actor.user_id)
+                        if cascades {
+                            self.after_save(loaded, entity, row, Some(before), &actor.user_id)
                                 .await?;
                         }
                     }
-                    None => alone.push((plan.id, plan.patch)),
+                    None => alone.push((id, patch)),
                 }
             }
         }
+        phases[3] = started.elapsed().as_micros();
+        let singles = alone.len();
         for (id, patch) in alone {
             match self
                 .update_record(
@@ -262,6 +371,19 @@ impl Runtime {
                 }
             }
         }
+        tracing::debug!(
+            entity = %entity.id,
+            changed = counts.changed,
+            failed = counts.failed,
+            cascaded,
+            singles,
+            plan_us = phases[0],
+            relations_us = phases[1] - phases[0],
+            store_us = phases[2].saturating_sub(phases[1]),
+            cascade_us = phases[3].saturating_sub(phases[2]),
+            total_us = started.elapsed().as_micros(),
+            "bulk update"
+        );
         Ok(counts)
     }
 }

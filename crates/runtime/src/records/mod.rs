@@ -184,9 +184,7 @@ impl Runtime {
     }
 
     /// Fill system-managed fields of `named` for a create (`creating`) or an update.
-    fn fill_system_fields(
-        &self,
-        app: &str,
+    pub(crate) fn fill_system_fields(
         entity: &EntityDefinition,
         named: &mut Map<String, Value>,
         actor: &Principal,
@@ -209,7 +207,6 @@ impl Runtime {
                     named.insert(name, Value::String(actor.user_id.clone()));
                 }
                 FieldKind::AutoNumber if creating => {
-                    let _ = app;
                     named.insert(name, Value::String(AUTO_NUMBER_PLACEHOLDER.into()));
                 }
                 _ => {}
@@ -361,7 +358,7 @@ impl Runtime {
                     .or_insert_with(|| Value::String(initial.id.to_string()));
             }
         }
-        self.fill_system_fields(&loaded.id, entity, &mut named, actor, true);
+        Self::fill_system_fields(entity, &mut named, actor, true);
         let given: Vec<&str> = given.iter().map(String::as_str).collect();
         issues.extend(validator.prepare(&mut named, &given, locale));
         if issues.is_empty() {
@@ -534,7 +531,7 @@ impl Runtime {
         let mut issues = validator.check_writable(patch, locale);
         let mut named = to_api(entity, &current.data.0);
         merge_patch(&mut named, patch);
-        self.fill_system_fields(&loaded.id, entity, &mut named, actor, false);
+        Self::fill_system_fields(entity, &mut named, actor, false);
         let before = to_api(entity, &current.data.0);
         let changed: Vec<&str> = patch
             .keys()

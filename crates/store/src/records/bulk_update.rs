@@ -51,6 +51,52 @@ fn json_text(value: &impl serde::Serialize) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// A record's follow-up work (what `insert_flow_history!` and `insert_state_work!` write) through
+/// cached rusqlite statements.
+fn sqlite_side_work(
+    connection: &rusqlite::Connection,
+    w: &TransitionWrites,
+    record_id: &str,
+    actor: Option<&str>,
+    at: &str,
+) -> Result<(), StoreError> {
+    let time = |t: &DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::AutoSi, false);
+    let new_id = || uuid::Uuid::now_v7().to_string();
+    if !w.flow.is_empty() {
+        connection
+            .prepare_cached("INSERT INTO flow_history (app_id, flow, record_id, event, from_state, to_state, actor, at, inputs, app_version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")
+            .and_then(|mut s| s.execute(rusqlite::params![w.app, w.flow, record_id, w.event, w.from_state, w.to_state, actor, at, w.inputs.to_string(), w.app_version]))
+            .map_err(to_store)?;
+    }
+    for task in &w.tasks {
+        connection
+            .prepare_cached("INSERT INTO tasks (id, app_id, flow, entity, record_id, state, kind, title, assignee, status, outcomes, due_at, escalate_to, created_at) \
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'open', ?10, ?11, ?12, ?13)")
+            .and_then(|mut s| s.execute(rusqlite::params![new_id(), w.app, w.flow, w.entity, record_id, w.to_state, task.kind, task.title.to_string(), task.assignee,
+                task.outcomes.to_string(), task.due_at.as_ref().map(time), task.escalate_to.as_ref().map(|v| v.to_string()), at]))
+            .map_err(to_store)?;
+    }
+    for (event, due) in &w.timers {
+        connection
+            .prepare_cached("INSERT INTO flow_timers (id, app_id, flow, entity, record_id, state, event, due_at, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending')")
+            .and_then(|mut s| s.execute(rusqlite::params![new_id(), w.app, w.flow, w.entity, record_id, w.to_state, event, time(due)]))
+            .map_err(to_store)?;
+    }
+    for (user, message) in &w.notifications {
+        connection
+            .prepare_cached("INSERT INTO notifications (id, app_id, user_id, record_id, message, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+            .and_then(|mut s| s.execute(rusqlite::params![new_id(), w.app, user, record_id, message.to_string(), at]))
+            .map_err(to_store)?;
+    }
+    for (kind, payload) in &w.outbox {
+        connection
+            .prepare_cached("INSERT INTO outbox (app_id, kind, payload, status, attempts, next_attempt_at, created_at) VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?4)")
+            .and_then(|mut s| s.execute(rusqlite::params![w.app, kind, payload.to_string(), at]))
+            .map_err(to_store)?;
+    }
+    Ok(())
+}
+
 /// The SQLite statements of a bulk update on a rusqlite view of the transaction's connection. Returns
 /// which updates applied.
 fn sqlite_updates(
@@ -127,6 +173,11 @@ fn sqlite_updates(
             .map_err(to_store)?;
         applied.push(true);
     }
+    for (item, applied) in updates.iter().zip(&applied) {
+        if let (Some(side), true) = (&item.side, applied) {
+            sqlite_side_work(connection, side, &item.current.id, actor, &at)?;
+        }
+    }
     let mut log = connection
         .prepare(
             "INSERT INTO rule_runs (app_id, rule, app_version, trigger, record_id, matched, outcome, error, duration_us, at) \
@@ -151,8 +202,8 @@ fn sqlite_updates(
     Ok(applied)
 }
 
-/// The shared tail of a bulk update in the open transaction `$tx`: the applied updates' follow-up
-/// work and one change-log entry per entity listing every updated id.
+/// The shared tail of a bulk update in the open transaction `$tx`: one change-log entry per entity
+/// listing every updated id.
 macro_rules! finish_bulk_update {
     ($store:expr, $tx:expr, $app:expr, $actor:expr, $updates:expr, $applied:expr, $now:expr) => {{
         let mut ids: Vec<(&str, Vec<&str>)> = Vec::new();
@@ -161,10 +212,6 @@ macro_rules! finish_bulk_update {
                 continue;
             }
             let row = &item.current;
-            if let Some(side) = &item.side {
-                crate::flows::insert_flow_history!($tx, side, &row.id, $actor, $now);
-                crate::flows::insert_state_work!($tx, side, &row.id, $now);
-            }
             match ids.iter_mut().find(|(entity, _)| *entity == row.entity.as_str()) {
                 Some((_, list)) => list.push(row.id.as_str()),
                 None => ids.push((row.entity.as_str(), vec![row.id.as_str()])),
@@ -237,6 +284,10 @@ impl Store {
                             Some(Json(Value::Object(row.data.0.clone()))),
                             Some(Json(Value::Object(item.record.data.clone())))
                         );
+                    }
+                    if let (Some(side), 1) = (&item.side, changed) {
+                        crate::flows::insert_flow_history!(tx, side, &row.id, actor, now);
+                        crate::flows::insert_state_work!(tx, side, &row.id, now);
                     }
                     applied.push(changed == 1);
                 }
