@@ -417,9 +417,21 @@ async fn bulk_updates_commit_together_and_skip_stale_records(backend: Backend) {
         error: None,
         duration_us: 7,
     };
+    // Two full multi-row statements of runs and a remainder, in order.
+    let runs: Vec<NewRuleRun> = (0..120)
+        .map(|i| NewRuleRun {
+            rule: if i == 0 {
+                "score".into()
+            } else {
+                format!("other_{}", i % 3)
+            },
+            duration_us: i,
+            ..run.clone()
+        })
+        .collect();
     let before = store.changes_since(0, 1000).await.unwrap().len();
     let written = store
-        .update_records_bulk("bulk", 1, Some("system"), &updates, &[run])
+        .update_records_bulk("bulk", 1, Some("system"), &updates, &runs)
         .await
         .unwrap();
     assert_eq!(written.len(), 3);
@@ -492,10 +504,17 @@ async fn bulk_updates_commit_together_and_skip_stale_records(backend: Backend) {
     assert_eq!(search("adeline").await, 1);
     assert_eq!(search("ada").await, 0);
 
-    let runs = store.rule_runs("bulk", "score", 10).await.unwrap();
-    assert_eq!(runs.len(), 1);
-    assert_eq!(runs[0].record_id.as_deref(), Some(rows[0].id.as_str()));
-    assert!(runs[0].matched);
+    let logged = store.rule_runs("bulk", "score", 10).await.unwrap();
+    assert_eq!(logged.len(), 1);
+    assert_eq!(logged[0].record_id.as_deref(), Some(rows[0].id.as_str()));
+    assert!(logged[0].matched);
+    let others = store.rule_runs("bulk", "other_1", 100).await.unwrap();
+    let mut durations: Vec<i64> = others.iter().map(|r| r.duration_us).collect();
+    durations.sort_unstable();
+    assert_eq!(
+        durations,
+        (0..120).filter(|i| i % 3 == 1).collect::<Vec<i64>>()
+    );
     let outbox = store.outbox_of("bulk").await.unwrap();
     assert_eq!(
         outbox.len(),

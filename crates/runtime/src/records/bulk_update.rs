@@ -39,9 +39,15 @@ pub(crate) struct BulkCounts {
 /// A record's change, planned without IO (on any thread).
 enum Plan {
     /// Refused: invalid, or a before-save rule rejected it.
-    Refused { id: String, issues: Vec<FieldIssue> },
+    Refused {
+        id: String,
+        issues: Vec<FieldIssue>,
+    },
     /// Its unique values change: through `update_record`, alone.
-    Alone { id: String, patch: Map<String, Value> },
+    Alone {
+        id: String,
+        patch: Map<String, Value>,
+    },
     Ready(Box<Ready>),
 }
 
@@ -322,7 +328,10 @@ impl Runtime {
                 side: has_work.then_some(side),
             });
         }
-        let cascaded = planned.iter().filter(|(_, _, _, cascades)| *cascades).count();
+        let cascaded = planned
+            .iter()
+            .filter(|(_, _, _, cascades)| *cascades)
+            .count();
         if !updates.is_empty() {
             let written = self
                 .store()

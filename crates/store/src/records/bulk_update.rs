@@ -43,6 +43,9 @@ pub struct NewRuleRun {
     pub duration_us: i64,
 }
 
+/// Rule runs per multi-row `INSERT` (10 parameters each).
+const RUNS_PER_STATEMENT: usize = 50;
+
 fn to_store(error: rusqlite::Error) -> StoreError {
     StoreError::Corrupt(format!("sqlite bulk update: {error}"))
 }
@@ -178,26 +181,48 @@ fn sqlite_updates(
             sqlite_side_work(connection, side, &item.current.id, actor, &at)?;
         }
     }
-    let mut log = connection
-        .prepare(
-            "INSERT INTO rule_runs (app_id, rule, app_version, trigger, record_id, matched, outcome, error, duration_us, at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    // Rule runs outnumber the updates (every triggered rule of every record): multi-row statements.
+    let statement = |rows: usize| {
+        let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; rows].join(", ");
+        format!(
+            "INSERT INTO rule_runs (app_id, rule, app_version, trigger, record_id, matched, outcome, error, duration_us, at) VALUES {values}"
         )
-        .map_err(to_store)?;
-    for run in runs {
-        log.execute(rusqlite::params![
-            app,
-            run.rule,
-            app_version,
-            run.trigger,
-            run.record_id,
-            run.matched,
-            run.outcome.to_string(),
-            run.error,
-            run.duration_us,
-            at
-        ])
-        .map_err(to_store)?;
+    };
+    let mut full = None;
+    for chunk in runs.chunks(RUNS_PER_STATEMENT) {
+        let mut log = match (chunk.len(), &mut full) {
+            (RUNS_PER_STATEMENT, Some(_)) => None,
+            (RUNS_PER_STATEMENT, slot) => {
+                *slot = Some(
+                    connection
+                        .prepare(&statement(RUNS_PER_STATEMENT))
+                        .map_err(to_store)?,
+                );
+                None
+            }
+            (rows, _) => Some(connection.prepare(&statement(rows)).map_err(to_store)?),
+        };
+        let log = match log.as_mut() {
+            Some(log) => log,
+            None => full.as_mut().expect("prepared above"),
+        };
+        let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 10);
+        let outcomes: Vec<String> = chunk.iter().map(|run| run.outcome.to_string()).collect();
+        for (run, outcome) in chunk.iter().zip(&outcomes) {
+            values.extend([
+                &app as &dyn rusqlite::ToSql,
+                &run.rule,
+                &app_version,
+                &run.trigger,
+                &run.record_id,
+                &run.matched,
+                outcome,
+                &run.error,
+                &run.duration_us,
+                &at,
+            ]);
+        }
+        log.execute(values.as_slice()).map_err(to_store)?;
     }
     Ok(applied)
 }
@@ -240,13 +265,24 @@ impl Store {
         let now = crate::now();
         let applied: Vec<bool> = match &self.pools {
             crate::connect::Pools::Sqlite { write, .. } => {
+                let started = std::time::Instant::now();
                 let mut tx = write.begin().await?;
+                let begun = started.elapsed();
                 let applied = super::with_rusqlite(&mut tx, |connection| {
                     sqlite_updates(connection, app, app_version, actor, updates, runs, now)
                 })
                 .await?;
+                let written = started.elapsed();
                 finish_bulk_update!(self, tx, app, actor, updates, &applied, now);
                 tx.commit().await?;
+                tracing::debug!(
+                    updates = updates.len(),
+                    runs = runs.len(),
+                    wait_us = begun.as_micros() as u64,
+                    write_us = (written - begun).as_micros() as u64,
+                    commit_us = (started.elapsed() - written).as_micros() as u64,
+                    "sqlite bulk update"
+                );
                 applied
             }
             crate::connect::Pools::Postgres(pool) => {
