@@ -56,13 +56,15 @@ async fn counters_on_related_records_lose_no_increment(backend: Backend) {
     let mut misplaced = shop_bundle();
     misplaced["rules/scores.rule.json"] = json!({"format_version": 1, "id": "scores", "entity": "customer",
         "trigger": {"record_created": {}},
-        "actions": [{"apply_report": {"report": "nope", "key": "customer", "set": {"missing": "r"}}}]});
+        "actions": [{"apply_report": {"report": "nope", "key": "customer", "set": {"missing": "r"},
+            "otherwise": {"ghost": 0}}}]});
     let refused = api.call("POST", "/api/apps", Some(misplaced)).await;
     assert_problem(&refused, StatusCode::UNPROCESSABLE_ENTITY);
     for (pointer, code) in [
         ("/actions/0/apply_report", "apply_report_trigger"),
         ("/actions/0/apply_report/report", "unknown_report"),
         ("/actions/0/apply_report/set/missing", "unknown_field"),
+        ("/actions/0/apply_report/otherwise/ghost", "unknown_field"),
     ] {
         assert!(
             refused.body["errors"]

@@ -431,6 +431,26 @@ async fn dry_runs_trace_and_runaway_scripts_stop(backend: Backend) {
         "{}",
         dry_create.text
     );
+    // Two scheduled rules setting `grade` are reported — unless one of them is off (alternatives,
+    // one enabled at a time).
+    let warned = |enabled: bool| {
+        let mut bundle = leads_bundle();
+        bundle["trellis.json"]["id"] = json!("leads3");
+        bundle["rules/nightly_b.rule.json"] = json!({"format_version": 1, "id": "nightly_b", "entity": "lead",
+            "trigger": {"schedule": {"cron": "0 4 * * *"}}, "enabled": enabled, "actions": [{"set": {"grade": 2}}]});
+        let api = &api;
+        async move {
+            let reply = api
+                .call("POST", "/api/apps?dry_run=true", Some(bundle))
+                .await;
+            assert!(reply.text.contains("rule_cycle"), "{}", reply.text);
+            reply
+                .text
+                .contains("rules 'nightly' and 'nightly_b' both set 'grade'")
+        }
+    };
+    assert!(warned(true).await);
+    assert!(!warned(false).await);
 }
 
 async fn batch_runs_and_the_run_log(backend: Backend) {

@@ -385,11 +385,16 @@ fn compile_rule(
                         format!("the app has no report '{}'", apply.report),
                     );
                 }
-                for name in apply.set.keys() {
+                let targets = apply
+                    .set
+                    .keys()
+                    .map(|name| (name, "set"))
+                    .chain(apply.otherwise.keys().map(|name| (name, "otherwise")));
+                for (name, part) in targets {
                     match entity.field(name.as_str()) {
                         None => problems.error(
                             file,
-                            format!("{at}/apply_report/set/{name}"),
+                            format!("{at}/apply_report/{part}/{name}"),
                             "unknown_field",
                             format!("'{name}' is not a field of {}", entity.id),
                         ),
@@ -399,7 +404,7 @@ fn compile_rule(
                         {
                             problems.error(
                                 file,
-                                format!("{at}/apply_report/set/{name}"),
+                                format!("{at}/apply_report/{part}/{name}"),
                                 "read_only_field",
                                 format!(
                                     "'{name}' is filled by Trellis and cannot be set by a rule"
@@ -539,7 +544,9 @@ fn compile_rule(
     }
 }
 
-/// Warnings: two rules writing one field on one trigger; rules that may trigger each other.
+/// Warnings: two rules writing one field on one trigger; rules that may trigger each other. Disabled
+/// rules never fire, so they take no part (alternatives such as two engagement scorings, one of them
+/// off, are not reported until both are on).
 fn analyse(rules: &BTreeMap<String, CompiledRule>, problems: &mut Problems) {
     let trigger_key = |rule: &CompiledRule| -> String {
         let kind = match &rule.definition.trigger {
@@ -556,7 +563,7 @@ fn analyse(rules: &BTreeMap<String, CompiledRule>, problems: &mut Problems) {
         };
         format!("{}:{kind}", rule.definition.entity)
     };
-    let list: Vec<&CompiledRule> = rules.values().collect();
+    let list: Vec<&CompiledRule> = rules.values().filter(|r| r.definition.enabled).collect();
     for (i, a) in list.iter().enumerate() {
         for b in list.iter().skip(i + 1) {
             if trigger_key(a) != trigger_key(b) {

@@ -140,6 +140,11 @@ pub struct ApplyReportAction {
     pub key: String,
     /// Field of this entity → output column of the report.
     pub set: std::collections::BTreeMap<Identifier, String>,
+    /// Field of this entity → the value for records the report has **no** row for (e.g. a 12-month
+    /// spend of 0 for a customer who bought nothing in 12 months, an engagement score of 0 for a lead
+    /// with no activity in the window). Without it such records keep their values.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub otherwise: std::collections::BTreeMap<Identifier, serde_json::Value>,
 }
 
 /// See [`RuleAction::UpdateRecords`]: give `relation`, or `entity` and `filter`.

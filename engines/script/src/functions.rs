@@ -1,5 +1,5 @@
 //! The business function library every script can call: dates (`days_since`, `add_days`,
-//! `start_of_month`, `today`), exact money (`money_add`, `money_sub`, `money_mul`), strings
+//! `start_of_month`, `today`, `now`), exact money (`money_add`, `money_sub`, `money_mul`), strings
 //! (`lower`, `upper`, `trim`, `contains_text`) and `in_list`.
 
 use chrono::{Datelike, NaiveDate, Utc};
@@ -58,6 +58,9 @@ fn align(a: (i128, u32), b: (i128, u32)) -> (i128, i128, u32) {
 
 pub fn register(engine: &mut Engine) {
     engine.register_fn("today", || Utc::now().date_naive().to_string());
+    engine.register_fn("now", || {
+        Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    });
     engine.register_fn("days_since", |date: ImmutableString| -> Fallible<i64> {
         Ok((Utc::now().date_naive() - parse_date(&date)?).num_days())
     });
@@ -131,5 +134,17 @@ mod tests {
         assert_eq!(days, 2);
         let first: String = engine.eval("start_of_month(\"2024-02-29\")").unwrap();
         assert_eq!(first, "2024-02-01");
+    }
+
+    #[test]
+    fn now_is_an_rfc3339_instant_on_today() {
+        let engine = crate::engine();
+        let now: String = engine.eval("now()").unwrap();
+        let parsed = chrono::DateTime::parse_from_rfc3339(&now).unwrap();
+        let today: String = engine.eval("today()").unwrap();
+        assert!(now.starts_with(&today) || parsed.date_naive().to_string() < today);
+        assert!(now.ends_with('Z'), "{now}");
+        let days: i64 = engine.eval("days_since(now())").unwrap();
+        assert!(days <= 1, "{days}");
     }
 }

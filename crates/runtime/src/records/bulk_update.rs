@@ -11,7 +11,10 @@
 //!   the update; when one does, the record goes through the ordinary cascading
 //!   [`Runtime::after_save`] right after the bulk commit (as `update_record` runs it after its commit);
 //! - a record whose unique values change, or that changed since it was read, is updated alone through
-//!   `update_record`.
+//!   `update_record`;
+//! - unlike `update_record`, a change that the before-save rules turn back into the current values
+//!   (a score over a cap, capped again) writes nothing: nightly runs do not grow the history with
+//!   no-op versions.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,7 +22,7 @@ use std::time::Instant;
 use serde_json::{Map, Value};
 use trellis_form::records::{merge_patch, search_text, to_api};
 use trellis_form::{FieldIssue, Locale};
-use trellis_model::EntityDefinition;
+use trellis_model::{EntityDefinition, FieldKind};
 use trellis_rules::{RuleAction, evaluate};
 use trellis_store::flows::TransitionWrites;
 use trellis_store::{BulkUpdate, NewRecord, NewRuleRun, RecordRow};
@@ -43,6 +46,8 @@ enum Plan {
         id: String,
         issues: Vec<FieldIssue>,
     },
+    /// The before-save rules turned the change back into the current values: nothing to write.
+    Unchanged,
     /// Its unique values change: through `update_record`, alone.
     Alone {
         id: String,
@@ -140,6 +145,13 @@ fn plan(
     }
     if !issues.is_empty() {
         return Plan::Refused { id: row.id, issues };
+    }
+    let same = |field: &trellis_model::FieldDefinition| {
+        matches!(field.kind, FieldKind::UpdatedAt | FieldKind::UpdatedBy)
+            || named.get(field.name.as_str()) == before.get(field.name.as_str())
+    };
+    if entity.fields.iter().all(same) {
+        return Plan::Unchanged;
     }
     if unique_values(entity, &named) != unique_values(entity, &before) {
         return Plan::Alone { id: row.id, patch };
@@ -270,6 +282,7 @@ impl Runtime {
                     tracing::warn!(record = %id, error = %describe(&issues), "bulk update refused a record");
                 }
                 Plan::Alone { id, patch } => alone.push((id, patch)),
+                Plan::Unchanged => {}
                 Plan::Ready(change) => ready.push(change),
             }
         }

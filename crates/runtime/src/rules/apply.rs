@@ -1,6 +1,7 @@
 //! Rules that write a report's result back onto records (`apply_report`): the report runs once, as
 //! the system, and every row naming a record of the rule's entity patches the fields it maps —
-//! nightly RFM scores and segments, P(alive) and CLV. Unchanged records are not touched; each change
+//! nightly RFM scores and segments, P(alive) and CLV — and records without a row get the rule's
+//! `otherwise` values (a 12-month spend back to 0). Unchanged records are not touched; each change
 //! is written like an ordinary update (validated, before- and after-save rules, history), a page of
 //! records per transaction (`Runtime::update_records_as_system`).
 
@@ -81,19 +82,30 @@ impl Runtime {
             };
             let mut changes = Vec::new();
             for current in page {
-                let Some(row) = wanted.get(current.id.as_str()) else {
+                let row = wanted.get(current.id.as_str());
+                if row.is_none() && apply.otherwise.is_empty() {
                     continue;
-                };
-                outcome.matched += 1;
+                }
+                outcome.matched += usize::from(row.is_some());
                 let named = to_api(entity, &current.data.0);
-                let patch: Map<String, Value> = sets
-                    .iter()
-                    .filter_map(|(field, index)| {
-                        let value = row.get(*index).cloned().unwrap_or(Value::Null);
-                        let now = named.get(field).cloned().unwrap_or(Value::Null);
-                        (now != value).then(|| (field.clone(), value))
-                    })
-                    .collect();
+                let differs = |field: &str, value: Value| {
+                    let now = named.get(field).unwrap_or(&Value::Null);
+                    (*now != value).then(|| (field.to_owned(), value))
+                };
+                let patch: Map<String, Value> = match row {
+                    Some(row) => sets
+                        .iter()
+                        .filter_map(|(field, index)| {
+                            differs(field, row.get(*index).cloned().unwrap_or(Value::Null))
+                        })
+                        .collect(),
+                    // No row for this record: the `otherwise` values.
+                    None => apply
+                        .otherwise
+                        .iter()
+                        .filter_map(|(field, value)| differs(field.as_str(), value.clone()))
+                        .collect(),
+                };
                 if !patch.is_empty() {
                     changes.push((current, patch));
                 }

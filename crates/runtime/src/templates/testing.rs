@@ -362,16 +362,18 @@ async fn run_steps(
     }
 }
 
-/// `"$today"`, `"$today-30"`, `"$today+7"`: a date relative to the day the test runs.
+/// `"$today"`, `"$today-30"`, `"$today+7"`: a date relative to the day the test runs; with a time,
+/// `"$today-40T09:00:00Z"`, a date-time on that day.
 fn relative_day(text: &str) -> Option<Value> {
     let rest = text.strip_prefix("$today")?;
+    let (rest, time) = rest.split_at(rest.find('T').unwrap_or(rest.len()));
     let offset: i64 = if rest.is_empty() {
         0
     } else {
         rest.strip_prefix('+').unwrap_or(rest).parse().ok()?
     };
     let day = chrono::Utc::now().date_naive() + chrono::Duration::days(offset);
-    Some(Value::String(day.format("%Y-%m-%d").to_string()))
+    Some(Value::String(format!("{}{time}", day.format("%Y-%m-%d"))))
 }
 
 /// Run the after-commit work (rules' related updates, created records, events) until none is
