@@ -430,6 +430,51 @@ async fn concurrent_events_apply_once(backend: Backend) {
             "its creation and exactly one event"
         );
     }
+    // One user's concurrent events share commits (group commit): each record's first applies, the
+    // second on one record is refused, and nobody's transition is lost or applied twice.
+    let mut fresh = Vec::new();
+    for i in 0..3 {
+        let created = api
+            .call(
+                "POST",
+                DEALS,
+                Some(json!({"name": format!("g{i}"), "amount": 10})),
+            )
+            .await;
+        fresh.push(created.body["id"].as_str().unwrap().to_owned());
+    }
+    let (a, b, c, d) = tokio::join!(
+        fire(&api, &t["bob"], &fresh[0], "submit", json!({})),
+        fire(&api, &t["bob"], &fresh[0], "submit", json!({})),
+        fire(&api, &t["bob"], &fresh[1], "submit", json!({})),
+        fire(&api, &t["bob"], &fresh[2], "submit", json!({})),
+    );
+    let mut statuses = [a.status, b.status];
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [StatusCode::OK, StatusCode::CONFLICT],
+        "{} / {}",
+        a.text,
+        b.text
+    );
+    assert_eq!(
+        (c.status, d.status),
+        (StatusCode::OK, StatusCode::OK),
+        "{} / {}",
+        c.text,
+        d.text
+    );
+    for id in &fresh {
+        let record = api.call("GET", &format!("{DEALS}/{id}"), None).await;
+        assert_eq!(record.body["data"]["stage"], "review", "{}", record.text);
+        assert_eq!(record.body["version"], 2, "{}", record.text);
+        let flows = api.call("GET", &format!("{DEALS}/{id}/flows"), None).await;
+        assert_eq!(
+            flows.body["items"][0]["history"].as_array().unwrap().len(),
+            2
+        );
+    }
 }
 
 async fn broken_flows_are_refused_with_every_finding(backend: Backend) {

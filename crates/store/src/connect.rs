@@ -30,6 +30,8 @@ pub struct Store {
     pub(crate) pools: Pools,
     /// Group-commit task for single inserts, started on first use.
     pub(crate) group_commit: std::sync::Arc<std::sync::OnceLock<crate::group_commit::Sender>>,
+    /// Group-commit task for single updates (flow transitions), started on first use.
+    pub(crate) update_group: std::sync::Arc<std::sync::OnceLock<crate::group_commit::UpdateSender>>,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -101,6 +103,7 @@ impl Store {
         Ok(Self {
             pools: Pools::Sqlite { write, read },
             group_commit: Default::default(),
+            update_group: Default::default(),
         })
     }
 
@@ -116,6 +119,7 @@ impl Store {
         Ok(Self {
             pools: Pools::Postgres(pool),
             group_commit: Default::default(),
+            update_group: Default::default(),
         })
     }
 
@@ -151,6 +155,7 @@ impl Store {
         Self {
             pools: self.pools.clone(),
             group_commit: Default::default(),
+            update_group: Default::default(),
         }
     }
 

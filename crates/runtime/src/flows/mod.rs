@@ -277,7 +277,8 @@ impl Runtime {
         locale: Locale,
     ) -> Result<(RecordRow, Firing), RuntimeError> {
         let (_, validator) = loaded.entity(entity.id.as_str())?;
-        let mut named = to_api(entity, &row.data.0);
+        let before = to_api(entity, &row.data.0);
+        let mut named = before.clone();
         for (name, value) in &firing.writes {
             named.insert(name.clone(), value.clone());
         }
@@ -304,10 +305,36 @@ impl Runtime {
         }
         writes.consume_timer = consumes.timer;
         writes.complete_task = consumes.task;
-        let updated = self
-            .store()
-            .update_record_with(&loaded.id, &entity.uid, &row.id, row.version, &record, actor, Some(&writes))
-            .await
+        // Concurrent transitions share commits (group commit) unless unique values change, which
+        // needs the unique index rewritten and may clash.
+        let uniques_kept = crate::records::unique_values_of(entity, &named)
+            == crate::records::unique_values_of(entity, &before);
+        let written = if uniques_kept {
+            let search_changed =
+                record.search_text != trellis_form::records::search_text(entity, &before);
+            let update = trellis_store::BulkUpdate {
+                current: row.clone(),
+                record,
+                search_changed,
+                side: Some(writes),
+            };
+            self.store()
+                .update_record_grouped(&loaded.id, actor, update)
+                .await
+        } else {
+            self.store()
+                .update_record_with(
+                    &loaded.id,
+                    &entity.uid,
+                    &row.id,
+                    row.version,
+                    &record,
+                    actor,
+                    Some(&writes),
+                )
+                .await
+        };
+        let updated = written
             .map_err(|e| match e {
                 StoreError::VersionMismatch { .. } => RuntimeError::Conflict(
                     "the record changed while the event was being applied; nothing was changed — reload and try again".into(),

@@ -54,8 +54,8 @@ fn json_text(value: &impl serde::Serialize) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-/// A record's follow-up work (what `insert_flow_history!` and `insert_state_work!` write) through
-/// cached rusqlite statements.
+/// A record's follow-up work (what `apply_transition_writes!` writes, except consuming a timer or
+/// completing a task) through cached rusqlite statements.
 fn sqlite_side_work(
     connection: &rusqlite::Connection,
     w: &TransitionWrites,
@@ -65,6 +65,16 @@ fn sqlite_side_work(
 ) -> Result<(), StoreError> {
     let time = |t: &DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::AutoSi, false);
     let new_id = || uuid::Uuid::now_v7().to_string();
+    if w.leave_state {
+        connection
+            .prepare_cached("UPDATE tasks SET status = 'cancelled', completed_at = ?1 WHERE record_id = ?2 AND flow = ?3 AND status = 'open'")
+            .and_then(|mut s| s.execute(rusqlite::params![at, record_id, w.flow]))
+            .map_err(to_store)?;
+        connection
+            .prepare_cached("UPDATE flow_timers SET status = 'cancelled' WHERE record_id = ?1 AND flow = ?2 AND status = 'pending'")
+            .and_then(|mut s| s.execute(rusqlite::params![record_id, w.flow]))
+            .map_err(to_store)?;
+    }
     if !w.flow.is_empty() {
         connection
             .prepare_cached("INSERT INTO flow_history (app_id, flow, record_id, event, from_state, to_state, actor, at, inputs, app_version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")
@@ -262,6 +272,16 @@ impl Store {
         updates: &[BulkUpdate],
         runs: &[NewRuleRun],
     ) -> Result<Vec<Option<RecordRow>>, StoreError> {
+        if updates.iter().any(|u| {
+            u.side
+                .as_ref()
+                .is_some_and(|s| s.consume_timer.is_some() || s.complete_task.is_some())
+        }) {
+            return Err(StoreError::Corrupt(
+                "a bulk update cannot consume a timer or complete a task (use update_record_with)"
+                    .into(),
+            ));
+        }
         let now = crate::now();
         let applied: Vec<bool> = match &self.pools {
             crate::connect::Pools::Sqlite { write, .. } => {
@@ -322,6 +342,12 @@ impl Store {
                         );
                     }
                     if let (Some(side), 1) = (&item.side, changed) {
+                        if side.leave_state {
+                            sqlx::query("UPDATE tasks SET status = 'cancelled', completed_at = $1 WHERE record_id = $2 AND flow = $3 AND status = 'open'")
+                                .bind(now).bind(&row.id).bind(&side.flow).execute(&mut *tx).await?;
+                            sqlx::query("UPDATE flow_timers SET status = 'cancelled' WHERE record_id = $1 AND flow = $2 AND status = 'pending'")
+                                .bind(&row.id).bind(&side.flow).execute(&mut *tx).await?;
+                        }
                         crate::flows::insert_flow_history!(tx, side, &row.id, actor, now);
                         crate::flows::insert_state_work!(tx, side, &row.id, now);
                     }
@@ -363,5 +389,65 @@ impl Store {
                 })
             })
             .collect())
+    }
+
+    /// Update one record (with a flow transition's writes), sharing one transaction with the other
+    /// updates that arrive at the same time (group commit): concurrent transitions cost one commit
+    /// instead of one each. The record's unique values must be unchanged. A transition that consumes a
+    /// timer or completes a task has a check that can refuse it inside the transaction and commits
+    /// alone ([`Store::update_record_with`]).
+    pub async fn update_record_grouped(
+        &self,
+        app: &str,
+        actor: Option<&str>,
+        update: BulkUpdate,
+    ) -> Result<RecordRow, StoreError> {
+        let alone = update
+            .side
+            .as_ref()
+            .is_some_and(|s| s.consume_timer.is_some() || s.complete_task.is_some());
+        let sender = self
+            .update_group
+            .get_or_init(|| crate::group_commit::start_updates(self.without_group_commit()));
+        let (id, entity, version) = (
+            update.current.id.clone(),
+            update.current.entity.clone(),
+            update.current.version,
+        );
+        let update = if alone {
+            update
+        } else {
+            let (reply, outcome) = tokio::sync::oneshot::channel();
+            match sender.send((app.to_owned(), actor.map(str::to_owned), update, reply)) {
+                Ok(()) => {
+                    let written = outcome.await.map_err(|_| {
+                        StoreError::Corrupt("the group-commit task stopped".into())
+                    })??;
+                    return match written {
+                        Some(row) => Ok(row),
+                        None => match self.get_record(app, &entity, &id).await? {
+                            Some(row) if row.deleted_at.is_none() => {
+                                Err(StoreError::VersionMismatch {
+                                    current: row.version,
+                                })
+                            }
+                            _ => Err(StoreError::NotFound(format!("record '{id}'"))),
+                        },
+                    };
+                }
+                // The task is gone (runtime shutting down): commit alone.
+                Err(tokio::sync::mpsc::error::SendError((_, _, update, _))) => update,
+            }
+        };
+        self.update_record_with(
+            app,
+            &entity,
+            &id,
+            version,
+            &update.record,
+            actor,
+            update.side.as_ref(),
+        )
+        .await
     }
 }
