@@ -108,6 +108,21 @@ fn main() {
             .unwrap_or(0)
     );
 
+    // `-- transitions`: only the flow-transition section (SQLite; PostgreSQL too with
+    // TRELLIS_BENCH_PG_URL).
+    if std::env::args().any(|a| a == "transitions") {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        transitions(&runtime, dir.path());
+        if let Ok(pg_url) = std::env::var("TRELLIS_BENCH_PG_URL") {
+            postgres_transitions(&runtime, &pg_url, dir.path());
+        }
+        return;
+    }
+
     // 1. Validation vs. parsing.
     let raw = trellis_model::RawBundle(customer_bundle().as_object().unwrap().clone());
     let bundle = trellis_model::check_bundle(&raw).unwrap();

@@ -216,6 +216,25 @@ impl Store {
         Ok(())
     }
 
+    /// The app version recorded by the latest history entry of `flow` for a record (the version its
+    /// run follows), if any: one indexed row, however long the history.
+    pub async fn latest_flow_version(
+        &self,
+        record_id: &str,
+        flow: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        let row: Option<(Option<i64>,)> = crate::with_pool!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT app_version FROM flow_history WHERE record_id = $1 AND flow = $2 ORDER BY seq DESC LIMIT 1",
+            )
+            .bind(record_id)
+            .bind(flow)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(row.and_then(|(version,)| version))
+    }
+
     pub async fn flow_history(&self, record_id: &str) -> Result<Vec<FlowHistoryRow>, StoreError> {
         let rows = crate::with_pool!(self, read, |pool| {
             sqlx::query_as::<_, FlowHistoryRow>(

@@ -429,10 +429,23 @@ impl Runtime {
         let loaded = self.loaded_app(app).await?;
         let (entity, _) = loaded.entity(entity_id)?;
         let checked = self.check(actor, &loaded, entity).await?;
-        let row = self.readable_record(&loaded, &checked, id).await?;
+        checked.require(Action::Read)?;
+        // The record and the version its run follows, in one read.
+        let (row, pinned) = match self
+            .store()
+            .get_record_with_flow_version(&loaded.id, &entity.uid, id, flow_id)
+            .await?
+        {
+            Some((row, pinned)) if row.deleted_at.is_none() => (row, pinned),
+            _ => return Err(RuntimeError::NotFound(format!("record '{id}'"))),
+        };
+        self.require_readable(&loaded, &checked, id, &row.data.0)
+            .await?;
         checked.require(Action::Update)?;
         checked.require_editable(data.keys().filter(|k| entity.field(k).is_some()))?;
-        let source = self.pinned_flow(&loaded, entity, flow_id, &row).await?;
+        let source = self
+            .pinned_flow_at(&loaded, entity, flow_id, &row, pinned)
+            .await?;
         let flow = self.flow(&source, entity, flow_id)?;
         let (row, firing) = self
             .fire_on(
@@ -553,12 +566,20 @@ impl Runtime {
         flow_id: &str,
         row: &RecordRow,
     ) -> Result<std::sync::Arc<LoadedApp>, RuntimeError> {
-        let history = self.store().flow_history(&row.id).await?;
-        let pinned = history
-            .iter()
-            .rev()
-            .find(|h| h.flow == flow_id)
-            .and_then(|h| h.app_version);
+        let pinned = self.store().latest_flow_version(&row.id, flow_id).await?;
+        self.pinned_flow_at(loaded, entity, flow_id, row, pinned)
+            .await
+    }
+
+    /// [`Runtime::pinned_flow`] with the version of the run's latest history entry already read.
+    async fn pinned_flow_at(
+        &self,
+        loaded: &std::sync::Arc<LoadedApp>,
+        entity: &EntityDefinition,
+        flow_id: &str,
+        row: &RecordRow,
+        pinned: Option<i64>,
+    ) -> Result<std::sync::Arc<LoadedApp>, RuntimeError> {
         let Some(pinned) = pinned.filter(|v| *v != loaded.version) else {
             return Ok(loaded.clone());
         };

@@ -110,6 +110,35 @@ fn sqlite_side_work(
     Ok(())
 }
 
+/// Append `changes` to the change log (what `append_change!` writes on SQLite).
+fn sqlite_changes(
+    connection: &rusqlite::Connection,
+    changes: &[crate::NewChange],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let at = now.to_rfc3339_opts(SecondsFormat::AutoSi, false);
+    for change in changes {
+        connection
+            .prepare_cached(
+                "INSERT INTO change_log (app_id, subject, subject_id, operation, actor, at, payload) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .and_then(|mut s| {
+                s.execute(rusqlite::params![
+                    change.app_id,
+                    change.subject,
+                    change.subject_id,
+                    change.operation,
+                    change.actor,
+                    at,
+                    change.payload.to_string()
+                ])
+            })
+            .map_err(to_store)?;
+    }
+    Ok(())
+}
+
 /// The SQLite statements of a bulk update on a rusqlite view of the transaction's connection. Returns
 /// which updates applied.
 fn sqlite_updates(
@@ -237,27 +266,31 @@ fn sqlite_updates(
     Ok(applied)
 }
 
-/// The shared tail of a bulk update in the open transaction `$tx`: one change-log entry per entity
-/// listing every updated id.
-macro_rules! finish_bulk_update {
-    ($store:expr, $tx:expr, $app:expr, $actor:expr, $updates:expr, $applied:expr, $now:expr) => {{
-        let mut ids: Vec<(&str, Vec<&str>)> = Vec::new();
-        for (item, applied) in $updates.iter().zip($applied.iter()) {
-            if !*applied {
-                continue;
-            }
-            let row = &item.current;
-            match ids.iter_mut().find(|(entity, _)| *entity == row.entity.as_str()) {
-                Some((_, list)) => list.push(row.id.as_str()),
-                None => ids.push((row.entity.as_str(), vec![row.id.as_str()])),
-            }
+/// The change-log entries of a bulk update: one per entity, listing every applied update's id.
+fn bulk_changes(
+    app: &str,
+    actor: Option<&str>,
+    updates: &[BulkUpdate],
+    applied: &[bool],
+) -> Vec<crate::NewChange> {
+    let mut ids: Vec<(&str, Vec<&str>)> = Vec::new();
+    for (item, _) in updates.iter().zip(applied).filter(|(_, applied)| **applied) {
+        let row = &item.current;
+        match ids
+            .iter_mut()
+            .find(|(entity, _)| *entity == row.entity.as_str())
+        {
+            Some((_, list)) => list.push(row.id.as_str()),
+            None => ids.push((row.entity.as_str(), vec![row.id.as_str()])),
         }
-        for (entity, list) in ids {
-            let mut change = record_change($app, entity, list[0], "update", $actor, 0);
+    }
+    ids.into_iter()
+        .map(|(entity, list)| {
+            let mut change = record_change(app, entity, list[0], "update", actor, 0);
             change.payload = serde_json::json!({"ids": list, "bulk": true});
-            append_change!($store, $tx, &change);
-        }
-    }};
+            change
+        })
+        .collect()
 }
 
 impl Store {
@@ -285,22 +318,39 @@ impl Store {
         let now = crate::now();
         let applied: Vec<bool> = match &self.pools {
             crate::connect::Pools::Sqlite { write, .. } => {
+                // The whole transaction in one visit to the connection: each sqlx statement would cost
+                // a hop to its worker thread (~120 µs, PERF.md), more than the updates themselves.
                 let started = std::time::Instant::now();
-                let mut tx = write.begin().await?;
-                let begun = started.elapsed();
-                let applied = super::with_rusqlite(&mut tx, |connection| {
-                    sqlite_updates(connection, app, app_version, actor, updates, runs, now)
+                let mut connection = write.acquire().await?;
+                let acquired = started.elapsed();
+                let applied = super::with_rusqlite(&mut connection, |connection| {
+                    let sql =
+                        |statement: &str| connection.execute_batch(statement).map_err(to_store);
+                    sql("BEGIN IMMEDIATE")?;
+                    let written =
+                        sqlite_updates(connection, app, app_version, actor, updates, runs, now)
+                            .and_then(|applied| {
+                                sqlite_changes(
+                                    connection,
+                                    &bulk_changes(app, actor, updates, &applied),
+                                    now,
+                                )?;
+                                Ok(applied)
+                            });
+                    match written {
+                        Ok(applied) => sql("COMMIT").map(|()| applied),
+                        Err(error) => {
+                            let _ = sql("ROLLBACK");
+                            Err(error)
+                        }
+                    }
                 })
                 .await?;
-                let written = started.elapsed();
-                finish_bulk_update!(self, tx, app, actor, updates, &applied, now);
-                tx.commit().await?;
                 tracing::debug!(
                     updates = updates.len(),
                     runs = runs.len(),
-                    wait_us = begun.as_micros() as u64,
-                    write_us = (written - begun).as_micros() as u64,
-                    commit_us = (started.elapsed() - written).as_micros() as u64,
+                    wait_us = acquired.as_micros() as u64,
+                    write_us = (started.elapsed() - acquired).as_micros() as u64,
                     "sqlite bulk update"
                 );
                 applied
@@ -371,7 +421,9 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
                 }
-                finish_bulk_update!(self, tx, app, actor, updates, &applied, now);
+                for change in bulk_changes(app, actor, updates, &applied) {
+                    append_change!(self, tx, &change);
+                }
                 tx.commit().await?;
                 applied
             }
