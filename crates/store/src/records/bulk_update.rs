@@ -443,9 +443,9 @@ impl Store {
             .collect())
     }
 
-    /// Update one record (with a flow transition's writes), sharing one transaction with the other
-    /// updates that arrive at the same time (group commit): concurrent transitions cost one commit
-    /// instead of one each. The record's unique values must be unchanged. A transition that consumes a
+    /// Update one record (with a flow transition's writes). On SQLite (one writer) it shares one
+    /// transaction with the other updates that arrive at the same time (group commit): concurrent
+    /// transitions cost one commit instead of one each; on PostgreSQL it commits on its own connection. The record's unique values must be unchanged. A transition that consumes a
     /// timer or completes a task has a check that can refuse it inside the transaction and commits
     /// alone ([`Store::update_record_with`]).
     pub async fn update_record_grouped(
@@ -458,9 +458,6 @@ impl Store {
             .side
             .as_ref()
             .is_some_and(|s| s.consume_timer.is_some() || s.complete_task.is_some());
-        let sender = self
-            .update_group
-            .get_or_init(|| crate::group_commit::start_updates(self.without_group_commit()));
         let (id, entity, version) = (
             update.current.id.clone(),
             update.current.entity.clone(),
@@ -468,24 +465,25 @@ impl Store {
         );
         let update = if alone {
             update
+        } else if self.backend() == crate::Backend::Postgres {
+            // PostgreSQL commits concurrent transactions on many connections and flushes their WAL
+            // together by itself; funnelling them through one connection only serialises them.
+            let written = self
+                .update_records_bulk(app, 0, actor, std::slice::from_ref(&update), &[])
+                .await?
+                .remove(0);
+            return self.grouped_outcome(app, &entity, &id, written).await;
         } else {
+            let sender = self
+                .update_group
+                .get_or_init(|| crate::group_commit::start_updates(self.without_group_commit()));
             let (reply, outcome) = tokio::sync::oneshot::channel();
             match sender.send((app.to_owned(), actor.map(str::to_owned), update, reply)) {
                 Ok(()) => {
                     let written = outcome.await.map_err(|_| {
                         StoreError::Corrupt("the group-commit task stopped".into())
                     })??;
-                    return match written {
-                        Some(row) => Ok(row),
-                        None => match self.get_record(app, &entity, &id).await? {
-                            Some(row) if row.deleted_at.is_none() => {
-                                Err(StoreError::VersionMismatch {
-                                    current: row.version,
-                                })
-                            }
-                            _ => Err(StoreError::NotFound(format!("record '{id}'"))),
-                        },
-                    };
+                    return self.grouped_outcome(app, &entity, &id, written).await;
                 }
                 // The task is gone (runtime shutting down): commit alone.
                 Err(tokio::sync::mpsc::error::SendError((_, _, update, _))) => update,
@@ -501,5 +499,25 @@ impl Store {
             update.side.as_ref(),
         )
         .await
+    }
+
+    /// A grouped update's row, or why it was not applied: the record changed meanwhile (with its
+    /// current version) or is gone.
+    async fn grouped_outcome(
+        &self,
+        app: &str,
+        entity: &str,
+        id: &str,
+        written: Option<RecordRow>,
+    ) -> Result<RecordRow, StoreError> {
+        match written {
+            Some(row) => Ok(row),
+            None => match self.get_record(app, entity, id).await? {
+                Some(row) if row.deleted_at.is_none() => Err(StoreError::VersionMismatch {
+                    current: row.version,
+                }),
+                _ => Err(StoreError::NotFound(format!("record '{id}'"))),
+            },
+        }
     }
 }
