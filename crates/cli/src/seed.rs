@@ -514,6 +514,38 @@ pub async fn seed(
         writeln!(lines, "{lead}")?;
     }
     import(runtime, &actor, app, "lead", &lines, &mut summary).await?;
+    // Engagement activities of leads over the last 60 days (what the rolling-window scoring counts).
+    let lead_ids = ids_by(runtime, &actor, app, "lead", "email").await?;
+    let mut lead_activities = String::new();
+    for id in lead_ids.values() {
+        if !rng.chance(0.6) {
+            continue;
+        }
+        for _ in 0..1 + rng.below(3) {
+            let kind = rng.pick(&[
+                "email_open",
+                "email_open",
+                "email_click",
+                "form_fill",
+                "meeting",
+            ]);
+            writeln!(
+                lead_activities,
+                "{}",
+                json!({"lead": id, "kind": kind, "summary": kind.replace('_', " "),
+                    "happened_at": format!("{}T10:{:02}:00Z", day(today - Days::new(rng.below(60) as u64)), rng.below(60))})
+            )?;
+        }
+    }
+    import(
+        runtime,
+        &actor,
+        app,
+        "activity",
+        &lead_activities,
+        &mut summary,
+    )
+    .await?;
     Ok(summary)
 }
 
@@ -526,7 +558,7 @@ async fn import(
     summary: &mut SeedSummary,
 ) -> anyhow::Result<()> {
     if ndjson.is_empty() {
-        summary.counts.insert(entity, 0);
+        summary.counts.entry(entity).or_insert(0);
         return Ok(());
     }
     let report = runtime
@@ -555,7 +587,7 @@ async fn import(
                 .join("; ")
         );
     }
-    summary.counts.insert(entity, report.inserted);
+    *summary.counts.entry(entity).or_insert(0) += report.inserted;
     Ok(())
 }
 

@@ -18,6 +18,7 @@ pub mod export;
 pub mod flows;
 pub mod import;
 pub mod outbox;
+mod parallel;
 pub mod people;
 pub mod records;
 pub mod reports;

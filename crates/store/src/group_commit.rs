@@ -13,18 +13,24 @@ const MAX_GROUP: usize = 256;
 pub(crate) type Request = (InsertGroup, oneshot::Sender<Result<RecordRow, StoreError>>);
 pub(crate) type Sender = mpsc::UnboundedSender<Request>;
 
+/// The next request and every other one already waiting (at most [`MAX_GROUP`]); `None` once every
+/// sender is gone.
+async fn next_batch<T>(receiver: &mut mpsc::UnboundedReceiver<T>) -> Option<Vec<T>> {
+    let mut batch = vec![receiver.recv().await?];
+    while batch.len() < MAX_GROUP {
+        match receiver.try_recv() {
+            Ok(next) => batch.push(next),
+            Err(_) => break,
+        }
+    }
+    Some(batch)
+}
+
 /// Start the task; it ends when every `Store` clone holding the sender is gone.
 pub(crate) fn start(store: Store) -> Sender {
     let (sender, mut receiver) = mpsc::unbounded_channel::<Request>();
     tokio::spawn(async move {
-        while let Some(first) = receiver.recv().await {
-            let mut batch = vec![first];
-            while batch.len() < MAX_GROUP {
-                match receiver.try_recv() {
-                    Ok(next) => batch.push(next),
-                    Err(_) => break,
-                }
-            }
+        while let Some(mut batch) = next_batch(&mut receiver).await {
             let groups: Vec<InsertGroup> = batch.iter().map(|(group, _)| group.clone()).collect();
             match store.insert_groups(&groups).await {
                 Ok(rows) => {
@@ -69,14 +75,7 @@ pub(crate) type UpdateSender = mpsc::UnboundedSender<UpdateRequest>;
 pub(crate) fn start_updates(store: Store) -> UpdateSender {
     let (sender, mut receiver) = mpsc::unbounded_channel::<UpdateRequest>();
     tokio::spawn(async move {
-        while let Some(first) = receiver.recv().await {
-            let mut batch = vec![first];
-            while batch.len() < MAX_GROUP {
-                match receiver.try_recv() {
-                    Ok(next) => batch.push(next),
-                    Err(_) => break,
-                }
-            }
+        while let Some(mut batch) = next_batch(&mut receiver).await {
             while !batch.is_empty() {
                 // The requests of the first one's app and actor.
                 let (app, actor) = (batch[0].0.clone(), batch[0].1.clone());

@@ -208,38 +208,6 @@ fn plan(
     }))
 }
 
-/// [`plan`] every change, on every core.
-fn plan_all(
-    loaded: &LoadedApp,
-    entity: &EntityDefinition,
-    changes: Vec<(RecordRow, Map<String, Value>)>,
-    actor: &Principal,
-) -> Vec<Plan> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let per_thread = changes.len().div_ceil(threads).max(1);
-    let mut parts: Vec<Vec<(RecordRow, Map<String, Value>)>> = Vec::new();
-    let mut changes = changes.into_iter().peekable();
-    while changes.peek().is_some() {
-        parts.push(changes.by_ref().take(per_thread).collect());
-    }
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = parts
-            .into_iter()
-            .map(|part| {
-                scope.spawn(move || {
-                    part.into_iter()
-                        .map(|(row, patch)| plan(loaded, entity, row, patch, actor))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|handle| handle.join().unwrap_or_default())
-            .collect()
-    })
-}
-
 impl Runtime {
     /// Apply `changes` (each a live record as read and a merge patch of fields by name) as `actor`, a
     /// system principal (no access checks). See the module docs for the guarantees.
@@ -263,7 +231,9 @@ impl Runtime {
             let Ok((entity, _)) = shared.entity(&entity_id) else {
                 return Vec::new();
             };
-            plan_all(&shared, entity, changes, &owned_actor)
+            crate::parallel::map_on_every_core(changes, &|(row, patch)| {
+                plan(&shared, entity, row, patch, &owned_actor)
+            })
         })
         .await
         .map_err(|e| RuntimeError::Internal(format!("planning a bulk update: {e}")))?;

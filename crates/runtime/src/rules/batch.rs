@@ -118,25 +118,9 @@ impl Runtime {
             // The rule is pure: evaluate the page on every core.
             let owned_rule = rule.clone();
             let (selected, results) = tokio::task::spawn_blocking(move || {
-                let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-                let per_thread = selected.len().div_ceil(threads).max(1);
                 let results: Vec<Result<Evaluation, trellis_rules::RuleFailure>> =
-                    std::thread::scope(|scope| {
-                        let handles: Vec<_> = selected
-                            .chunks(per_thread)
-                            .map(|part| {
-                                let rule = &owned_rule;
-                                scope.spawn(move || {
-                                    part.iter()
-                                        .map(|(_, named)| evaluate(rule, named, None))
-                                        .collect::<Vec<_>>()
-                                })
-                            })
-                            .collect();
-                        handles
-                            .into_iter()
-                            .flat_map(|handle| handle.join().unwrap_or_default())
-                            .collect()
+                    crate::parallel::map_on_every_core(selected.iter().collect(), &|(_, named)| {
+                        evaluate(&owned_rule, named, None)
                     });
                 (selected, results)
             })
