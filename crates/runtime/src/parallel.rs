@@ -25,13 +25,3 @@ pub(crate) fn map_on_every_core<T: Send, R: Send>(
             .collect()
     })
 }
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn keeps_the_order_of_the_items() {
-        let squares = super::map_on_every_core((0..1001).collect(), &|n: u64| n * n);
-        assert_eq!(squares, (0..1001).map(|n| n * n).collect::<Vec<u64>>());
-        assert!(super::map_on_every_core(Vec::<u8>::new(), &|n| n).is_empty());
-    }
-}
