@@ -60,6 +60,9 @@ pub(crate) fn seconds(text: Option<&str>) -> Option<Duration> {
     text.and_then(parse_duration).map(Duration::seconds)
 }
 
+/// Outbox passes (of up to 100 entries) per scheduler tick at most.
+const OUTBOX_PASSES_PER_TICK: usize = 200;
+
 impl Runtime {
     fn flow<'a>(
         &self,
@@ -719,8 +722,18 @@ impl Runtime {
                 if let Err(error) = runtime.run_scheduler_once(Utc::now()).await {
                     tracing::warn!(error = %error, "scheduler pass failed");
                 }
-                if let Err(error) = runtime.run_outbox_once(Utc::now()).await {
-                    tracing::warn!(error = %error, "outbox pass failed");
+                // A pass takes 100 due entries: drain a backlog (a nightly run queues one event per
+                // moved customer) pass after pass instead of 100 per tick, within a bound so the
+                // scheduler and the rule schedules still get their turn.
+                for _ in 0..OUTBOX_PASSES_PER_TICK {
+                    match runtime.run_outbox_once(Utc::now()).await {
+                        Ok(0) => break,
+                        Ok(_) => {}
+                        Err(error) => {
+                            tracing::warn!(error = %error, "outbox pass failed");
+                            break;
+                        }
+                    }
                 }
                 if let Err(error) = runtime.run_rule_schedules(Utc::now()).await {
                     tracing::warn!(error = %error, "scheduled rules pass failed");
