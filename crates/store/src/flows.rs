@@ -235,6 +235,38 @@ impl Store {
         Ok(row.and_then(|(version,)| version))
     }
 
+    /// [`Store::get_record`] and, in the same statement, the app version of the latest history entry
+    /// of `flow` for it ([`Store::latest_flow_version`]): what firing an event reads, in one round
+    /// trip.
+    pub async fn get_record_with_flow_version(
+        &self,
+        app: &str,
+        entity: &str,
+        id: &str,
+        flow: &str,
+    ) -> Result<Option<(crate::RecordRow, Option<i64>)>, StoreError> {
+        #[derive(sqlx::FromRow)]
+        struct WithVersion {
+            #[sqlx(flatten)]
+            row: crate::RecordRow,
+            flow_version: Option<i64>,
+        }
+        let sql = "SELECT r.id, r.app_id, r.entity, r.version, r.data, r.created_at, r.created_by, r.updated_at, \
+                   r.updated_by, r.deleted_at, (SELECT h.app_version FROM flow_history h WHERE h.record_id = r.id \
+                   AND h.flow = $4 ORDER BY h.seq DESC LIMIT 1) AS flow_version FROM records r \
+                   WHERE r.id = $1 AND r.app_id = $2 AND r.entity = $3";
+        let found = crate::with_pool!(self, read, |pool| {
+            sqlx::query_as::<_, WithVersion>(sql)
+                .bind(id)
+                .bind(app)
+                .bind(entity)
+                .bind(flow)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(found.map(|f| (f.row, f.flow_version)))
+    }
+
     pub async fn flow_history(&self, record_id: &str) -> Result<Vec<FlowHistoryRow>, StoreError> {
         let rows = crate::with_pool!(self, read, |pool| {
             sqlx::query_as::<_, FlowHistoryRow>(
