@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{Map, Value};
-use trellis_form::records::{merge_patch, search_text, to_api};
+use trellis_form::records::{merge_patch, search_text};
 use trellis_form::{FieldIssue, Locale};
 use trellis_model::{EntityDefinition, FieldKind};
 use trellis_rules::{RuleAction, evaluate};
@@ -31,6 +31,9 @@ use super::{record_write, unique_values};
 use crate::app_cache::LoadedApp;
 use crate::rules::{outcome_of, triggered_rules};
 use crate::{Principal, Runtime, RuntimeError};
+
+/// One change of a bulk update: the live record as read, its fields by name, and a merge patch.
+pub(crate) type SystemChange = (RecordRow, Map<String, Value>, Map<String, Value>);
 
 /// What a bulk update did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -104,6 +107,7 @@ fn plan(
     loaded: &LoadedApp,
     entity: &EntityDefinition,
     row: RecordRow,
+    before: Map<String, Value>,
     patch: Map<String, Value>,
     actor: &Principal,
 ) -> Plan {
@@ -114,7 +118,6 @@ fn plan(
         };
     };
     let locale = Locale::En;
-    let before = to_api(entity, &row.data.0);
     let mut named = before.clone();
     merge_patch(&mut named, &patch);
     Runtime::fill_system_fields(entity, &mut named, actor, false);
@@ -209,13 +212,14 @@ fn plan(
 }
 
 impl Runtime {
-    /// Apply `changes` (each a live record as read and a merge patch of fields by name) as `actor`, a
+    /// Apply `changes` (each a live record as read, its fields by name — the caller has them already —
+    /// and a merge patch of fields by name) as `actor`, a
     /// system principal (no access checks). See the module docs for the guarantees.
     pub(crate) async fn update_records_as_system(
         &self,
         loaded: &LoadedApp,
         entity: &EntityDefinition,
-        changes: Vec<(RecordRow, Map<String, Value>)>,
+        changes: Vec<SystemChange>,
         actor: &Principal,
     ) -> Result<BulkCounts, RuntimeError> {
         let locale = Locale::En;
@@ -231,8 +235,8 @@ impl Runtime {
             let Ok((entity, _)) = shared.entity(&entity_id) else {
                 return Vec::new();
             };
-            crate::parallel::map_on_every_core(changes, &|(row, patch)| {
-                plan(&shared, entity, row, patch, &owned_actor)
+            crate::parallel::map_on_every_core(changes, &|(row, before, patch)| {
+                plan(&shared, entity, row, before, patch, &owned_actor)
             })
         })
         .await

@@ -107,7 +107,7 @@ impl Runtime {
                         .collect(),
                 };
                 if !patch.is_empty() {
-                    changes.push((current, patch));
+                    changes.push((current, named, patch));
                 }
             }
             let counts = self
