@@ -144,6 +144,8 @@ export async function builderJourney(browser) {
   await person.getByLabel('Username').fill('li.na');
   await person.getByLabel('Display name').fill('Li Na');
   await person.getByLabel('First password').fill('end-user-password-1');
+  await person.getByLabel('E-mail').fill('li.na@example.cn');
+  await choose(page, 'Language of notifications', '中文', person);
   await person.getByRole('button', { name: 'Create' }).click();
   await person.waitFor({ state: 'hidden' });
   await choose(page, 'Person', 'Li Na');
@@ -151,6 +153,15 @@ export async function builderJourney(browser) {
   await page.getByRole('button', { name: 'Give role' }).click();
   await page.locator('.ant-table-row').filter({ hasText: 'Li Na' }).waitFor();
   await shot(page, 'members');
+  // Where and in which language Li Na is told things came back from the server.
+  await page.locator('.ant-table-row').filter({ hasText: 'Li Na' }).getByRole('button', { name: 'Edit person' }).click();
+  const edit = page.getByRole('dialog');
+  await edit.getByLabel('E-mail').waitFor();
+  expect(await edit.getByLabel('E-mail').inputValue() === 'li.na@example.cn', 'the e-mail address was saved');
+  const language = await edit.locator('.ant-select').first().textContent();
+  expect(language.includes('中文') && !language.includes('English'), `the language was saved (shown: ${language})`);
+  await edit.getByRole('button', { name: 'Cancel' }).click();
+  await edit.waitFor({ state: 'hidden' });
   const userPage = await newPage(browser);
   await signIn(userPage, 'li.na', 'end-user-password-1');
   await userPage.getByTestId('app-card-requests').getByRole('button', { name: 'Open' }).click();

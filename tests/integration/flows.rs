@@ -548,64 +548,8 @@ async fn broken_flows_are_refused_with_every_finding(backend: Backend) {
 }
 
 /// A tiny HTTP endpoint: answers 500 to the first `failures` requests and 200 after; keeps every request.
-pub(crate) async fn webhook_endpoint(
-    failures: usize,
-) -> (
-    String,
-    std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
-) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hooks/won", listener.local_addr().unwrap());
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let log = seen.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut socket, _)) = listener.accept().await else {
-                return;
-            };
-            let mut buffer = Vec::new();
-            let mut chunk = [0u8; 4096];
-            let (head, body) = loop {
-                let n = socket.read(&mut chunk).await.unwrap_or(0);
-                if n == 0 {
-                    break (String::new(), String::new());
-                }
-                buffer.extend_from_slice(&chunk[..n]);
-                let text = String::from_utf8_lossy(&buffer).into_owned();
-                if let Some(end) = text.find("\r\n\r\n") {
-                    let head = text[..end].to_owned();
-                    let length: usize = head
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse().unwrap_or(0))
-                        })
-                        .unwrap_or(0);
-                    if buffer.len() >= end + 4 + length {
-                        break (head, text[end + 4..end + 4 + length].to_owned());
-                    }
-                }
-            };
-            let failing = {
-                let mut log = log.lock().unwrap();
-                log.push((head, body));
-                log.len() <= failures
-            };
-            let status = if failing {
-                "500 Internal Server Error"
-            } else {
-                "200 OK"
-            };
-            let _ = socket
-                .write_all(
-                    format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                        .as_bytes(),
-                )
-                .await;
-        }
-    });
+pub(crate) async fn webhook_endpoint(failures: usize) -> (String, crate::support::tls::Received) {
+    let (url, seen, _) = crate::support::tls::http_endpoint(failures, None).await;
     (url, seen)
 }
 

@@ -14,6 +14,7 @@ mod cli;
 mod customer_base;
 mod flows;
 mod merges;
+mod outgoing;
 mod records;
 mod reports;
 mod rule_counters;

@@ -35,6 +35,10 @@ export interface UserSummary {
   id: string;
   username: string;
   display_name?: string | null;
+  /** Where notifications are mailed (platform admins see it). */
+  email?: string | null;
+  /** `en`, `zh-CN`, or none (notifications in both). */
+  locale?: string | null;
 }
 
 /** People to show and pick: an app's people (any member may read them), or, without an app, every

@@ -43,7 +43,11 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             .with_context(|| format!("cannot create data dir '{}'", config.data_dir.display()))?;
     }
     let shown_url = trellis_runtime::redact_db_url(&config.db_url);
-    let runtime = Runtime::connect(&config.db_url, RuntimeSettings::default())
+    let settings = RuntimeSettings::from_env().map_err(anyhow::Error::msg)?;
+    if let Some(mail) = &settings.mail {
+        tracing::info!(from = %mail.from, "notifications are also mailed");
+    }
+    let runtime = Runtime::connect(&config.db_url, settings)
         .await
         .with_context(|| format!("opening database {shown_url}"))?;
     tracing::info!(db = %shown_url, backend = ?runtime.backend(), "database ready");

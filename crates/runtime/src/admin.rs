@@ -25,6 +25,10 @@ pub struct UserView {
     pub is_admin: bool,
     pub disabled: bool,
     pub department_id: Option<String>,
+    /// Where notifications are mailed (when SMTP is configured).
+    pub email: Option<String>,
+    /// Preferred locale (`en`, `zh-CN`); none: notifications in both.
+    pub locale: Option<String>,
 }
 
 impl From<trellis_store::UserRecord> for UserView {
@@ -36,6 +40,8 @@ impl From<trellis_store::UserRecord> for UserView {
             is_admin: u.is_admin,
             disabled: u.disabled,
             department_id: u.department_id,
+            email: u.email,
+            locale: u.locale,
         }
     }
 }
@@ -170,6 +176,7 @@ impl Runtime {
         new_password: Option<&str>,
     ) -> Result<UserView, RuntimeError> {
         Self::require_platform_admin(actor)?;
+        check_contact(&mut changes)?;
         if let Some(Some(department)) = &changes.department_id
             && !self
                 .store()
@@ -205,6 +212,8 @@ impl Runtime {
             "success",
             serde_json::json!({
                 "department_id": changes.department_id,
+                "email": changes.email,
+                "locale": changes.locale,
                 "is_admin": changes.is_admin,
                 "disabled": changes.disabled,
                 "password_reset": new_password.is_some(),
@@ -641,4 +650,51 @@ fn check_password(password: &str) -> Result<(), RuntimeError> {
         ));
     }
     Ok(())
+}
+
+/// Normalise and check the contact fields of `changes`: an empty value clears the field; an address
+/// needs one `@` with text on both sides and a dot in the domain; the locale is one Trellis speaks.
+/// Problems name the field by pointer.
+pub fn check_contact(changes: &mut UserChanges) -> Result<(), RuntimeError> {
+    let mut issues = Vec::new();
+    for value in [&mut changes.email, &mut changes.locale]
+        .into_iter()
+        .flatten()
+    {
+        if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+            *value = None;
+        } else if let Some(text) = value {
+            *text = text.trim().to_owned();
+        }
+    }
+    if let Some(Some(email)) = &changes.email {
+        let well_formed = email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !domain.contains('@')
+        }) && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+        if !well_formed {
+            issues.push(trellis_form::FieldIssue {
+                pointer: "/email".into(),
+                code: "format",
+                message: format!("'{email}' is not an e-mail address (like name@example.com)"),
+            });
+        }
+    }
+    if let Some(Some(locale)) = &changes.locale
+        && !["en", "zh-CN"].contains(&locale.as_str())
+    {
+        issues.push(trellis_form::FieldIssue {
+            pointer: "/locale".into(),
+            code: "enum",
+            message: format!("'{locale}' is not a supported locale: use \"en\" or \"zh-CN\""),
+        });
+    }
+    if issues.is_empty() {
+        Ok(())
+    } else {
+        Err(RuntimeError::InvalidRecord(issues))
+    }
 }

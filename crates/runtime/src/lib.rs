@@ -17,6 +17,7 @@ mod error;
 pub mod export;
 pub mod flows;
 pub mod import;
+pub mod mail;
 pub mod outbox;
 mod parallel;
 pub mod people;
@@ -24,7 +25,9 @@ pub mod records;
 pub mod reports;
 pub mod rules;
 pub mod templates;
+pub mod tls;
 
+pub use admin::check_contact as check_user_contact;
 pub use error::RuntimeError;
 pub use trellis_store::{AuditQuery, Backend, Store, UserChanges, redact as redact_db_url};
 
@@ -74,6 +77,28 @@ pub struct RuntimeSettings {
     /// Which template packages may be published and installed (signatures, trusted publisher keys);
     /// from `TRELLIS_REQUIRE_SIGNED_TEMPLATES` and `TRELLIS_TRUSTED_KEYS` by default.
     pub template_signatures: templates::SignaturePolicy,
+    /// E-mail for notifications (`TRELLIS_SMTP_URL`, `TRELLIS_SMTP_FROM`); none: in-app only.
+    pub mail: Option<mail::MailSettings>,
+    /// Certificate authorities trusted besides the Mozilla roots by https webhooks and SMTP
+    /// (`TRELLIS_TLS_CA_FILE`, PEM).
+    pub extra_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
+}
+
+impl RuntimeSettings {
+    /// The defaults with every environment setting checked: a bad `TRELLIS_SMTP_URL`,
+    /// `TRELLIS_SMTP_FROM`, `TRELLIS_PUBLIC_URL` or `TRELLIS_TLS_CA_FILE` is an error naming the
+    /// variable and the fix (what `trellis serve` uses; [`Default`] ignores bad values).
+    pub fn from_env() -> Result<Self, String> {
+        let extra_roots = match std::env::var("TRELLIS_TLS_CA_FILE") {
+            Ok(path) if !path.trim().is_empty() => tls::read_ca_file(std::path::Path::new(&path))?,
+            _ => Vec::new(),
+        };
+        Ok(Self {
+            mail: mail::MailSettings::from_env()?,
+            extra_roots,
+            ..Self::default()
+        })
+    }
 }
 
 impl Default for RuntimeSettings {
@@ -85,6 +110,11 @@ impl Default for RuntimeSettings {
             webhook_secret: std::env::var("TRELLIS_WEBHOOK_SECRET")
                 .ok()
                 .filter(|s| !s.is_empty()),
+            mail: mail::MailSettings::from_env().ok().flatten(),
+            extra_roots: std::env::var("TRELLIS_TLS_CA_FILE")
+                .ok()
+                .and_then(|path| tls::read_ca_file(std::path::Path::new(&path)).ok())
+                .unwrap_or_default(),
         }
     }
 }
@@ -97,6 +127,8 @@ pub struct Runtime {
     cache: app_cache::AppCache,
     subjects: access::SubjectCache,
     columns: column_cache::ColumnCache,
+    /// Clients of the outbox (webhooks, SMTP), built on first use.
+    outgoing: std::sync::Arc<outbox::Outgoing>,
 }
 
 impl Runtime {
@@ -112,6 +144,7 @@ impl Runtime {
             cache: app_cache::AppCache::default(),
             subjects: access::SubjectCache::default(),
             columns: column_cache::ColumnCache::default(),
+            outgoing: Default::default(),
         }
     }
 

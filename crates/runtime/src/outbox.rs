@@ -1,6 +1,6 @@
-//! The outbox worker: actions a committed transition enqueued — webhooks, record creation, events on
-//! related records — run after commit, retried with exponential backoff, and never roll back what was
-//! committed. Each attempt is claimed first (its next attempt time is pushed out), so two servers do
+//! The outbox worker: actions a committed transition enqueued — webhooks (http and https), record
+//! creation, events on related records, mailed notifications — run after commit, retried with
+//! exponential backoff, and never roll back what was committed. Each attempt is claimed first (its next attempt time is pushed out), so two servers do
 //! not deliver the same entry at once.
 
 use chrono::{DateTime, Duration, Utc};
@@ -17,11 +17,28 @@ use crate::{Principal, Runtime, RuntimeError};
 pub const MAX_ATTEMPTS: i64 = 8;
 
 /// Why an attempt did not succeed.
-enum Failure {
+pub(crate) enum Failure {
     /// Try again later (network error, 5xx, 408, 429).
     Retry(String),
     /// Trying again cannot help (4xx, invalid record, event refused).
     Permanent(String),
+    /// Nothing to do, and rightly so (a person without an e-mail address): done, with the reason.
+    Skipped(String),
+}
+
+/// The clients the outbox sends with, built on first use (their TLS set-up reads the root store).
+#[derive(Default)]
+pub(crate) struct Outgoing {
+    webhooks: std::sync::OnceLock<Result<crate::tls::WebhookClient, String>>,
+    mailer: std::sync::OnceLock<
+        Result<lettre::AsyncSmtpTransport<lettre::Tokio1Executor>, String>,
+    >,
+}
+
+impl std::fmt::Debug for Outgoing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outgoing").finish_non_exhaustive()
+    }
 }
 
 fn backoff(attempt: i64) -> Duration {
@@ -43,6 +60,7 @@ impl Runtime {
             let (status, retry_at, error) = match self.deliver(&entry).await {
                 Ok(()) => ("done", now, None),
                 Err(Failure::Permanent(reason)) => ("failed", now, Some(reason)),
+                Err(Failure::Skipped(reason)) => ("done", now, Some(reason)),
                 Err(Failure::Retry(reason)) if entry.attempts + 1 >= MAX_ATTEMPTS => (
                     "failed",
                     now,
@@ -52,8 +70,10 @@ impl Runtime {
                     ("pending", now + backoff(entry.attempts), Some(reason))
                 }
             };
-            if status == "done" {
+            if status == "done" && error.is_none() {
                 delivered += 1;
+            } else if status == "done" {
+                tracing::info!(seq = entry.seq, kind = %entry.kind, reason = ?error, "outbox entry skipped");
             } else {
                 tracing::warn!(seq = entry.seq, kind = %entry.kind, error = ?error, status, "outbox attempt failed");
             }
@@ -73,6 +93,9 @@ impl Runtime {
     async fn deliver(&self, entry: &OutboxRow) -> Result<(), Failure> {
         let payload: Value =
             serde_json::from_str(&entry.payload).map_err(|e| Failure::Permanent(e.to_string()))?;
+        if entry.kind == "email" {
+            return self.mail_notification(entry, &payload).await;
+        }
         if let Ok(trellis_rules::RuleAction::UpdateRecords(update)) =
             serde_json::from_value::<trellis_rules::RuleAction>(payload["action"].clone())
         {
@@ -381,11 +404,6 @@ impl Runtime {
 
     /// POST `body` to `url`, signed with the webhook secret.
     async fn post_webhook(&self, url: &str, body: &str, delivery: i64) -> Result<(), Failure> {
-        if url.starts_with("https://") {
-            return Err(Failure::Permanent(
-                "https webhooks need TLS, which this build does not include yet; use an http:// endpoint (e.g. a local relay)".into(),
-            ));
-        }
         let uri: hyper::Uri = url
             .parse()
             .map_err(|e| Failure::Permanent(format!("bad URL '{url}': {e}")))?;
@@ -405,14 +423,17 @@ impl Runtime {
                 body.to_owned(),
             )))
             .map_err(|e| Failure::Permanent(e.to_string()))?;
-        let client =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http::<http_body_util::Full<hyper::body::Bytes>>();
+        let client = self
+            .outgoing
+            .webhooks
+            .get_or_init(|| crate::tls::webhook_client(&self.settings.extra_roots))
+            .as_ref()
+            .map_err(|e| Failure::Permanent(format!("cannot set up TLS: {e}")))?;
         let response =
             tokio::time::timeout(std::time::Duration::from_secs(10), client.request(request))
                 .await
                 .map_err(|_| Failure::Retry("no answer within 10 s".into()))?
-                .map_err(|e| Failure::Retry(format!("cannot reach {url}: {e}")))?;
+                .map_err(|e| Failure::Retry(format!("cannot reach {url}: {}", with_causes(&e))))?;
         let status = response.status();
         if status.is_success() {
             Ok(())
@@ -422,6 +443,103 @@ impl Runtime {
             Err(Failure::Retry(format!("{url} answered {status}")))
         }
     }
+}
+
+impl Runtime {
+    /// Mail one notification (an `email` entry): to the person's address, in their language.
+    async fn mail_notification(&self, entry: &OutboxRow, payload: &Value) -> Result<(), Failure> {
+        let Some(settings) = &self.settings.mail else {
+            return Err(Failure::Retry(
+                "SMTP is not configured on this server (TRELLIS_SMTP_URL); another server may send it".into(),
+            ));
+        };
+        let user_id = payload["user"].as_str().unwrap_or_default();
+        let user = self
+            .store()
+            .get_user(user_id)
+            .await
+            .map_err(|e| Failure::Retry(e.to_string()))?
+            .ok_or_else(|| Failure::Skipped(format!("not mailed: user '{user_id}' is gone")))?;
+        if user.disabled {
+            return Err(Failure::Skipped(format!("not mailed: {} is disabled", user.username)));
+        }
+        let Some(address) = user.email.as_deref() else {
+            return Err(Failure::Skipped(format!(
+                "not mailed: {} has no e-mail address",
+                user.username
+            )));
+        };
+        let name = user.display_name.clone().unwrap_or(user.username.clone());
+        let to = format!("{name} <{address}>")
+            .parse::<lettre::message::Mailbox>()
+            .or_else(|_| address.parse())
+            .map_err(|e| Failure::Permanent(format!("'{address}' is not an e-mail address: {e}")))?;
+        let app_name = match self.loaded_app(&entry.app_id).await {
+            Ok(loaded) => json!(loaded.bundle.manifest.name),
+            Err(_) => json!(entry.app_id),
+        };
+        let text = |key: &str| payload[key].as_str().unwrap_or_default();
+        let link = settings.public_url.as_ref().and_then(|base| {
+            (!text("entity").is_empty() && !text("record_id").is_empty()).then(|| {
+                format!("{base}/apps/{}/e/{}/{}", entry.app_id, text("entity"), text("record_id"))
+            })
+        });
+        let composed = crate::mail::compose(
+            &payload["message"],
+            user.locale.as_deref(),
+            &app_name,
+            link.as_deref(),
+        );
+        let message = crate::mail::message(settings, to, composed, entry.seq)
+            .map_err(Failure::Permanent)?;
+        let transport = self
+            .outgoing
+            .mailer
+            .get_or_init(|| crate::mail::transport(settings, &self.settings.extra_roots))
+            .as_ref()
+            .map_err(|e| Failure::Permanent(e.clone()))?;
+        crate::mail::send(transport, message)
+            .await
+            .map_err(|(retry, reason)| {
+                if retry {
+                    Failure::Retry(reason)
+                } else {
+                    Failure::Permanent(reason)
+                }
+            })
+    }
+
+    /// The outbox entry that mails `message` to `user` too, when SMTP is configured.
+    pub(crate) fn mail_entry(
+        &self,
+        user: &str,
+        message: &Value,
+        entity: &str,
+        record_id: &str,
+    ) -> Option<(String, Value)> {
+        self.settings.mail.as_ref().map(|_| {
+            (
+                "email".to_owned(),
+                crate::mail::outbox_payload(user, message, entity, record_id),
+            )
+        })
+    }
+}
+
+/// `error` and its causes, outermost first (a client error alone says "Connect"; the cause says
+/// which certificate was refused and why).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// A record's fields with every field of its entity present (`()` in rhai for the empty ones), so

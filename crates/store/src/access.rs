@@ -36,6 +36,8 @@ pub struct UserChanges {
     pub is_admin: Option<bool>,
     pub disabled: Option<bool>,
     pub password_hash: Option<String>,
+    pub email: Option<Option<String>>,
+    pub locale: Option<Option<String>>,
 }
 
 /// An audit entry to append.
@@ -200,7 +202,7 @@ impl Store {
     pub async fn list_users(&self) -> Result<Vec<crate::UserRecord>, StoreError> {
         let rows = crate::with_pool!(self, read, |pool| {
             sqlx::query_as::<_, crate::UserRecord>(
-                "SELECT id, username, display_name, password_hash, is_admin, disabled, created_at, updated_at, department_id \
+                "SELECT id, username, display_name, password_hash, is_admin, disabled, created_at, updated_at, department_id, email, locale \
                  FROM users ORDER BY username",
             )
             .fetch_all(pool)
@@ -252,6 +254,24 @@ impl Store {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+            }
+            if let Some(email) = &changes.email {
+                found += sqlx::query("UPDATE users SET email = $1, updated_at = $2 WHERE id = $3")
+                    .bind(email)
+                    .bind(now)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            }
+            if let Some(locale) = &changes.locale {
+                found += sqlx::query("UPDATE users SET locale = $1, updated_at = $2 WHERE id = $3")
+                    .bind(locale)
+                    .bind(now)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
             }
             if let Some(department) = &changes.department_id {
                 found += sqlx::query(

@@ -377,12 +377,14 @@ impl Store {
         Ok(rows)
     }
 
-    /// Hand an overdue task to `assignee` (once), notifying them.
+    /// Hand an overdue task to `assignee` (once), notifying them (and queueing `mail`, an outbox
+    /// `(kind, payload)`, when given).
     pub async fn escalate_task(
         &self,
         task: &TaskRow,
         assignee: &str,
         message: &Value,
+        mail: Option<&(String, Value)>,
     ) -> Result<bool, StoreError> {
         let now = crate::now();
         let done = crate::with_pool!(self, write, |pool| {
@@ -399,6 +401,11 @@ impl Store {
                     .bind(uuid::Uuid::now_v7().to_string()).bind(&task.app_id).bind(assignee).bind(&task.record_id)
                     .bind(message.to_string()).bind(now)
                     .execute(&mut *tx).await?;
+                if let Some((kind, payload)) = mail {
+                    sqlx::query("INSERT INTO outbox (app_id, kind, payload, status, attempts, next_attempt_at, created_at) VALUES ($1, $2, $3, 'pending', 0, $4, $4)")
+                        .bind(&task.app_id).bind(kind).bind(payload.to_string()).bind(now)
+                        .execute(&mut *tx).await?;
+                }
             }
             tx.commit().await?;
             done
@@ -406,13 +413,15 @@ impl Store {
         Ok(done > 0)
     }
 
-    /// Give an open task from `from` to `to` (with a notification); false when it moved meanwhile.
+    /// Give an open task from `from` to `to` (with a notification, and `mail` queued when given); false
+    /// when it moved meanwhile.
     pub async fn reassign_task(
         &self,
         task: &TaskRow,
         from: &str,
         to: &str,
         message: &Value,
+        mail: Option<&(String, Value)>,
     ) -> Result<bool, StoreError> {
         let now = crate::now();
         let done = crate::with_pool!(self, write, |pool| {
@@ -429,6 +438,11 @@ impl Store {
                     .bind(uuid::Uuid::now_v7().to_string()).bind(&task.app_id).bind(to).bind(&task.record_id)
                     .bind(message.to_string()).bind(now)
                     .execute(&mut *tx).await?;
+                if let Some((kind, payload)) = mail {
+                    sqlx::query("INSERT INTO outbox (app_id, kind, payload, status, attempts, next_attempt_at, created_at) VALUES ($1, $2, $3, 'pending', 0, $4, $4)")
+                        .bind(&task.app_id).bind(kind).bind(payload.to_string()).bind(now)
+                        .execute(&mut *tx).await?;
+                }
             }
             tx.commit().await?;
             done

@@ -17,6 +17,10 @@ pub struct UserRecord {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub department_id: Option<String>,
+    /// Where notifications are mailed (when SMTP is configured).
+    pub email: Option<String>,
+    /// Preferred locale (`en`, `zh-CN`); none: messages come in both.
+    pub locale: Option<String>,
 }
 
 /// A token joined with its user (one row of the per-request authentication query).
@@ -40,6 +44,8 @@ struct TokenWithUser {
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     department_id: Option<String>,
+    email: Option<String>,
+    locale: Option<String>,
 }
 
 /// A user to create.
@@ -86,7 +92,7 @@ pub struct TokenRecord {
 /// The `SELECT … FROM users` of a [`UserRecord`] (a macro so queries stay literal strings).
 macro_rules! select_user {
     () => {
-        "SELECT id, username, display_name, password_hash, is_admin, disabled, created_at, updated_at, department_id FROM users"
+        "SELECT id, username, display_name, password_hash, is_admin, disabled, created_at, updated_at, department_id, email, locale FROM users"
     };
 }
 
@@ -113,6 +119,8 @@ impl Store {
             created_at: now,
             updated_at: now,
             department_id: None,
+            email: None,
+            locale: None,
         };
         let change = crate::NewChange {
             app_id: None,
@@ -266,7 +274,7 @@ impl Store {
                 "SELECT t.token_hash, t.id AS token_id, t.scopes, t.user_id, t.kind, t.name, t.created_at AS token_created_at, \
                         t.expires_at, t.revoked_at, (SELECT value FROM access_epoch WHERE id = 1) AS access_epoch, \
                         u.username, u.display_name, u.password_hash, u.is_admin, u.disabled, u.created_at, u.updated_at, \
-                        u.department_id \
+                        u.department_id, u.email, u.locale \
                  FROM auth_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1",
             )
             .bind(token_hash)
@@ -301,6 +309,8 @@ impl Store {
             created_at: found.created_at,
             updated_at: found.updated_at,
             department_id: found.department_id,
+            email: found.email,
+            locale: found.locale,
         };
         Ok(Some((token, user, found.access_epoch)))
     }

@@ -27,8 +27,17 @@ pub struct Reply {
 
 impl TestApi {
     pub async fn start(backend: Backend) -> Option<Self> {
+        Self::start_with(backend, trellis_runtime::RuntimeSettings::default()).await
+    }
+
+    /// [`TestApi::start`] with the runtime's settings given (SMTP, trusted certificates, …).
+    pub async fn start_with(
+        backend: Backend,
+        runtime_settings: trellis_runtime::RuntimeSettings,
+    ) -> Option<Self> {
         let db = fresh_database(backend).await?;
-        let runtime = db.runtime().await;
+        let runtime =
+            trellis_runtime::Runtime::new(db.runtime().await.store().clone(), runtime_settings);
         runtime.bootstrap_admin(Some(ADMIN_PASSWORD)).await.unwrap();
         let settings = ServerSettings {
             max_body_bytes: 64 * 1024,

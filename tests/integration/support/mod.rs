@@ -1,10 +1,12 @@
 //! Test harness: backends (SQLite file, PostgreSQL cluster), an in-process API client, sample bundles,
-//! and a minimal HTTP client for tests that talk to a real `trellis serve` process.
+//! a minimal HTTP client for tests that talk to a real `trellis serve` process, and the far ends of
+//! outgoing traffic (a test certificate authority, an https endpoint, an SMTP server).
 
 pub mod api;
 pub mod bundles;
 pub mod http;
 pub mod postgres;
+pub mod tls;
 
 use trellis_runtime::{Runtime, RuntimeSettings};
 

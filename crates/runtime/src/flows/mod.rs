@@ -245,7 +245,14 @@ impl Runtime {
                 }
                 ActionDefinition::Notify(notify) => {
                     for user in self.resolve_assignee(app, &notify.to, record).await? {
-                        writes.notifications.push((user, json!(notify.message)));
+                        let message = json!(notify.message);
+                        writes.outbox.extend(self.mail_entry(
+                            &user,
+                            &message,
+                            entity.id.as_str(),
+                            record_id,
+                        ));
+                        writes.notifications.push((user, message));
                     }
                 }
                 ActionDefinition::Set(_) => {}
@@ -704,7 +711,12 @@ impl Runtime {
                 .next()
             {
                 let message = json!({"en": "An overdue task was escalated to you", "zh-CN": "一项逾期任务已升级给您"});
-                if self.store().escalate_task(&task, &user, &message).await? {
+                let mail = self.mail_entry(&user, &message, &task.entity, &task.record_id);
+                if self
+                    .store()
+                    .escalate_task(&task, &user, &message, mail.as_ref())
+                    .await?
+                {
                     escalated += 1;
                 }
             }

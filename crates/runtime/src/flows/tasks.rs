@@ -294,7 +294,14 @@ impl Runtime {
         });
         if !self
             .store()
-            .reassign_task(&task, &task.assignee, &target.id, &message)
+            .reassign_task(
+                &task,
+                &task.assignee,
+                &target.id,
+                &message,
+                self.mail_entry(&target.id, &message, &task.entity, &task.record_id)
+                    .as_ref(),
+            )
             .await?
         {
             return Err(RuntimeError::Conflict(format!(

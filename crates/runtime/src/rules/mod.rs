@@ -424,7 +424,14 @@ impl Runtime {
         match action {
             RuleAction::Notify { to, message } => {
                 for user in self.resolve_assignee(&loaded.id, to, record).await? {
-                    side.notifications.push((user, json!(message)));
+                    let message = json!(message);
+                    side.outbox.extend(self.mail_entry(
+                        &user,
+                        &message,
+                        entity.id.as_str(),
+                        record_id,
+                    ));
+                    side.notifications.push((user, message));
                 }
             }
             RuleAction::CreateTask(task) => {

@@ -121,6 +121,12 @@ pub struct NewUser {
     pub is_admin: bool,
     #[serde(default)]
     pub department_id: Option<String>,
+    /// Where notifications are mailed (when SMTP is configured).
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Preferred locale: `en` or `zh-CN` (none: notifications in both).
+    #[serde(default)]
+    pub locale: Option<String>,
 }
 
 /// Create a user (platform admins).
@@ -132,22 +138,22 @@ pub async fn create_user(
     Authenticated(principal): Authenticated,
     ApiJson(body): ApiJson<NewUser>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let mut changes = trellis_runtime::UserChanges {
+        display_name: body.display_name.map(Some),
+        department_id: body.department_id.map(Some),
+        email: body.email.map(Some),
+        locale: body.locale.map(Some),
+        ..Default::default()
+    };
+    // Checked before the user exists: a bad address creates nobody.
+    trellis_runtime::check_user_contact(&mut changes)?;
     let created = state
         .runtime
         .create_user(&principal, &body.username, &body.password, body.is_admin)
         .await?;
     let user = state
         .runtime
-        .update_user(
-            &principal,
-            &created.user_id,
-            trellis_runtime::UserChanges {
-                display_name: body.display_name.map(Some),
-                department_id: body.department_id.map(Some),
-                ..Default::default()
-            },
-            None,
-        )
+        .update_user(&principal, &created.user_id, changes, None)
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -162,6 +168,10 @@ pub struct UserPatch {
     pub display_name: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
     pub department_id: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub email: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub locale: Option<Option<String>>,
     #[serde(default)]
     pub is_admin: Option<bool>,
     #[serde(default)]
@@ -171,7 +181,8 @@ pub struct UserPatch {
     pub password: Option<String>,
 }
 
-/// Change a user: department, admin right, disabled, display name, password (platform admins).
+/// Change a user: department, admin right, disabled, display name, e-mail, locale, password
+/// (platform admins).
 #[utoipa::path(patch, path = "/api/users/{id}", tag = "access", params(("id" = String, Path)), request_body = UserPatch,
     responses((status = 200, body = Object), (status = 403, body = Problem, content_type = "application/problem+json")))]
 pub async fn update_user(
@@ -186,6 +197,8 @@ pub async fn update_user(
         is_admin: body.is_admin,
         disabled: body.disabled,
         password_hash: None,
+        email: body.email,
+        locale: body.locale,
     };
     let user = state
         .runtime
