@@ -107,17 +107,19 @@ async fn notifications_are_mailed_in_each_persons_language(backend: Backend) {
         return;
     };
 
-    // A bad address or locale is refused field by field, and creates nobody.
+    // A bad address, locale or department is refused field by field, and creates nobody.
     let refused = api
         .call(
             "POST",
             "/api/users",
-            Some(json!({"username": "eve", "password": PASSWORD, "email": "eve at example", "locale": "fr"})),
+            Some(json!({"username": "eve", "password": PASSWORD, "email": "eve at example", "locale": "fr", "department_id": "nope"})),
         )
         .await;
     assert_problem(&refused, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(
-        refused.text.contains("/email") && refused.text.contains("/locale"),
+        ["/email", "/locale", "/department_id"]
+            .iter()
+            .all(|pointer| refused.text.contains(pointer)),
         "{}",
         refused.text
     );
@@ -131,7 +133,11 @@ async fn notifications_are_mailed_in_each_persons_language(backend: Backend) {
     .await;
     create_user(&api, json!({"username": "bob", "email": "bob@example.com"})).await;
     let carol = create_user(&api, json!({"username": "carol"})).await;
-    let dave = create_user(&api, json!({"username": "dave", "email": "dave@bounce.test"})).await;
+    let dave = create_user(
+        &api,
+        json!({"username": "dave", "email": "dave@bounce.test"}),
+    )
+    .await;
     let patched = api
         .call(
             "PATCH",
@@ -141,7 +147,10 @@ async fn notifications_are_mailed_in_each_persons_language(backend: Backend) {
         .await;
     assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
     assert_eq!(
-        (patched.body["email"].as_str(), patched.body["locale"].as_str()),
+        (
+            patched.body["email"].as_str(),
+            patched.body["locale"].as_str()
+        ),
         (Some("dave@bounce.test"), Some("en"))
     );
 
@@ -170,7 +179,11 @@ async fn notifications_are_mailed_in_each_persons_language(backend: Backend) {
     // Queued with the notifications, sent only by the outbox after commit.
     assert!(smtp.mails.lock().unwrap().is_empty());
     let outbox = api.runtime.store().outbox_of("deals").await.unwrap();
-    assert_eq!(outbox.iter().filter(|o| o.kind == "email").count(), 5, "{outbox:?}");
+    assert_eq!(
+        outbox.iter().filter(|o| o.kind == "email").count(),
+        5,
+        "{outbox:?}"
+    );
 
     let now = chrono::Utc::now();
     let delivered = api.runtime.run_outbox_once(now).await.unwrap();
@@ -217,8 +230,9 @@ async fn notifications_are_mailed_in_each_persons_language(backend: Backend) {
         "no locale: both languages: {bobs:?}"
     );
     assert!(
-        bobs.iter().any(|(_, s, _)| s.contains("admin reassigned a task to you")
-            && s.contains("admin 将一项任务转派给您")),
+        bobs.iter()
+            .any(|(_, s, _)| s.contains("admin reassigned a task to you")
+                && s.contains("admin 将一项任务转派给您")),
         "{bobs:?}"
     );
     assert!(mails.iter().all(|m| m.from == "noreply@trellis.test"));
@@ -285,7 +299,10 @@ async fn https_webhooks_go_only_to_certificates_that_check_out() {
     assert_eq!(requests.len(), 1);
     let (head, body) = &requests[0];
     assert!(head.starts_with("POST /hooks/won HTTP/1.1"), "{head}");
-    assert!(head.to_ascii_lowercase().contains("x-trellis-signature: sha256="));
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("x-trellis-signature: sha256=")
+    );
     let payload: Value = serde_json::from_str(body).unwrap();
     assert_eq!(payload["event"], "win");
     assert_eq!(payload["record"]["stage"], "won");
@@ -309,7 +326,11 @@ async fn mail_over_tls_signs_in_and_checks_the_certificate() {
         .await
         .unwrap();
     for name in ["alice", "bob", "carol", "dave"] {
-        create_user(&api, json!({"username": name, "email": format!("{name}@example.cn"), "locale": "zh-CN"})).await;
+        create_user(
+            &api,
+            json!({"username": name, "email": format!("{name}@example.cn"), "locale": "zh-CN"}),
+        )
+        .await;
     }
     let (hook, _, _) = http_endpoint(0, None).await;
     let id = deal_in_review(&api, &hook).await;
@@ -317,14 +338,22 @@ async fn mail_over_tls_signs_in_and_checks_the_certificate() {
 
     // Without the CA the server's certificate is refused: nothing is sent, the mails wait.
     let now = chrono::Utc::now();
-    assert_eq!(api.runtime.run_outbox_once(now).await.unwrap(), 1, "only the webhook");
+    assert_eq!(
+        api.runtime.run_outbox_once(now).await.unwrap(),
+        1,
+        "only the webhook"
+    );
     assert!(smtp.mails.lock().unwrap().is_empty());
     let outbox = api.runtime.store().outbox_of("deals").await.unwrap();
     let waiting: Vec<_> = outbox.iter().filter(|o| o.kind == "email").collect();
     assert_eq!(waiting.len(), 4);
     assert!(
         waiting.iter().all(|o| o.status == "pending"
-            && o.last_error.as_deref().unwrap_or_default().to_lowercase().contains("certificate")),
+            && o.last_error
+                .as_deref()
+                .unwrap_or_default()
+                .to_lowercase()
+                .contains("certificate")),
         "{waiting:?}"
     );
 
@@ -344,18 +373,37 @@ async fn mail_over_tls_signs_in_and_checks_the_certificate() {
     );
     let mails = smtp.mails.lock().unwrap().clone();
     assert_eq!(mails.len(), 4);
-    assert!(mails.iter().all(|m| m.credentials
-        == Some(("mailer".to_owned(), "s3cret".to_owned()))));
+    assert!(
+        mails
+            .iter()
+            .all(|m| m.credentials == Some(("mailer".to_owned(), "s3cret".to_owned())))
+    );
     let (from, subject, body) = parse(&mails[0]);
-    assert_eq!((from.as_str(), subject.as_str()), ("ops@trellis.test", "[交易] 交易成功"));
-    assert!(!body.contains("打开记录"), "no public address, no link: {body}");
+    assert_eq!(
+        (from.as_str(), subject.as_str()),
+        ("ops@trellis.test", "[交易] 交易成功")
+    );
+    assert!(
+        !body.contains("打开记录"),
+        "no public address, no link: {body}"
+    );
 }
 
 #[test]
 fn bad_mail_settings_are_refused_naming_the_variable() {
     let cases = [
-        ("http://mail.example.com", "Trellis <noreply@example.com>", None, "TRELLIS_SMTP_URL"),
-        ("smtp://mail.example.com", "nobody", None, "TRELLIS_SMTP_FROM"),
+        (
+            "http://mail.example.com",
+            "Trellis <noreply@example.com>",
+            None,
+            "TRELLIS_SMTP_URL",
+        ),
+        (
+            "smtp://mail.example.com",
+            "nobody",
+            None,
+            "TRELLIS_SMTP_FROM",
+        ),
         (
             "smtp://mail.example.com",
             "noreply@example.com",
@@ -367,15 +415,22 @@ fn bad_mail_settings_are_refused_naming_the_variable() {
         let error = MailSettings::new(url, from, public).unwrap_err();
         assert!(error.starts_with(variable), "{error}");
     }
-    let secret = MailSettings::new("ftp://user:hunter2@mail.example.com", "a@b.cn", None).unwrap_err();
-    assert!(!secret.contains("hunter2"), "passwords are not echoed: {secret}");
+    let secret =
+        MailSettings::new("ftp://user:hunter2@mail.example.com", "a@b.cn", None).unwrap_err();
+    assert!(
+        !secret.contains("hunter2"),
+        "passwords are not echoed: {secret}"
+    );
 
     // `trellis serve` stops before it opens anything, with the variable and the fix.
     let dir = tempfile::tempdir().unwrap();
     let not_pem = dir.path().join("ca.txt");
     std::fs::write(&not_pem, "not a certificate").unwrap();
     for (variables, expected) in [
-        (vec![("TRELLIS_SMTP_URL", "smtp://127.0.0.1:2525")], "TRELLIS_SMTP_FROM"),
+        (
+            vec![("TRELLIS_SMTP_URL", "smtp://127.0.0.1:2525")],
+            "TRELLIS_SMTP_FROM",
+        ),
         (
             vec![("TRELLIS_TLS_CA_FILE", not_pem.to_str().unwrap())],
             "TRELLIS_TLS_CA_FILE",
@@ -391,6 +446,9 @@ fn bad_mail_settings_are_refused_naming_the_variable() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{stderr}");
         assert!(stderr.contains(expected), "{stderr}");
-        assert!(!dir.path().join("trellis.db").exists(), "nothing was created");
+        assert!(
+            !dir.path().join("trellis.db").exists(),
+            "nothing was created"
+        );
     }
 }

@@ -168,15 +168,14 @@ impl Runtime {
     }
 
     /// Change a user (platform admins): display name, department, admin flag, disabled, password.
-    pub async fn update_user(
-        &self,
-        actor: &Principal,
-        id: &str,
-        mut changes: UserChanges,
-        new_password: Option<&str>,
-    ) -> Result<UserView, RuntimeError> {
-        Self::require_platform_admin(actor)?;
-        check_contact(&mut changes)?;
+    /// Check (and normalise) `changes` before anything is written: the contact fields, and that the
+    /// department exists. Every problem names its field by pointer.
+    pub async fn check_user_changes(&self, changes: &mut UserChanges) -> Result<(), RuntimeError> {
+        let mut issues = match check_contact(changes) {
+            Ok(()) => Vec::new(),
+            Err(RuntimeError::InvalidRecord(issues)) => issues,
+            Err(other) => return Err(other),
+        };
         if let Some(Some(department)) = &changes.department_id
             && !self
                 .store()
@@ -185,10 +184,30 @@ impl Runtime {
                 .iter()
                 .any(|d| &d.id == department)
         {
-            return Err(RuntimeError::InvalidInput(format!(
-                "no department '{department}'"
-            )));
+            issues.push(trellis_form::FieldIssue {
+                pointer: "/department_id".into(),
+                code: "relation_missing",
+                message: format!(
+                    "no department '{department}': pick one from GET /api/departments"
+                ),
+            });
         }
+        if issues.is_empty() {
+            Ok(())
+        } else {
+            Err(RuntimeError::InvalidRecord(issues))
+        }
+    }
+
+    pub async fn update_user(
+        &self,
+        actor: &Principal,
+        id: &str,
+        mut changes: UserChanges,
+        new_password: Option<&str>,
+    ) -> Result<UserView, RuntimeError> {
+        Self::require_platform_admin(actor)?;
+        self.check_user_changes(&mut changes).await?;
         if actor.user_id == id
             && (changes.disabled == Some(true) || changes.is_admin == Some(false))
         {
@@ -655,7 +674,7 @@ fn check_password(password: &str) -> Result<(), RuntimeError> {
 /// Normalise and check the contact fields of `changes`: an empty value clears the field; an address
 /// needs one `@` with text on both sides and a dot in the domain; the locale is one Trellis speaks.
 /// Problems name the field by pointer.
-pub fn check_contact(changes: &mut UserChanges) -> Result<(), RuntimeError> {
+fn check_contact(changes: &mut UserChanges) -> Result<(), RuntimeError> {
     let mut issues = Vec::new();
     for value in [&mut changes.email, &mut changes.locale]
         .into_iter()

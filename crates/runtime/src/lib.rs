@@ -27,7 +27,6 @@ pub mod rules;
 pub mod templates;
 pub mod tls;
 
-pub use admin::check_contact as check_user_contact;
 pub use error::RuntimeError;
 pub use trellis_store::{AuditQuery, Backend, Store, UserChanges, redact as redact_db_url};
 

@@ -166,7 +166,11 @@ pub(crate) fn compose(
     let first_line = |text: &str| text.lines().next().unwrap_or_default().to_owned();
     let mut subject = format!(
         "[{app}] {}",
-        texts.iter().map(|t| first_line(t)).collect::<Vec<_>>().join(" / ")
+        texts
+            .iter()
+            .map(|t| first_line(t))
+            .collect::<Vec<_>>()
+            .join(" / ")
     );
     if subject.chars().count() > 150 {
         subject = subject.chars().take(149).collect::<String>() + "…";
@@ -175,7 +179,13 @@ pub(crate) fn compose(
     if let Some(link) = link {
         let open = locales
             .iter()
-            .map(|l| if *l == "zh-CN" { "打开记录" } else { "Open the record" })
+            .map(|l| {
+                if *l == "zh-CN" {
+                    "打开记录"
+                } else {
+                    "Open the record"
+                }
+            })
             .collect::<Vec<_>>()
             .join(" / ");
         body.push_str(&format!("\n\n{open}: {link}"));
@@ -207,7 +217,10 @@ pub(crate) fn message(
         .from(settings.from.clone())
         .to(to)
         .subject(composed.subject)
-        .message_id(Some(format!("<trellis.{delivery}.{}@{domain}>", uuid::Uuid::now_v7())))
+        .message_id(Some(format!(
+            "<trellis.{delivery}.{}@{domain}>",
+            uuid::Uuid::now_v7()
+        )))
         .header(ContentType::TEXT_PLAIN)
         .body(composed.body)
         .map_err(|e| e.to_string())
@@ -221,7 +234,9 @@ pub(crate) async fn send(
     match transport.send(message).await {
         Ok(_) => Ok(()),
         // 5xx answers (no such mailbox, refused sender) will not change; the rest may.
-        Err(error) if error.is_permanent() => Err((false, format!("the SMTP server refused the mail: {error}"))),
+        Err(error) if error.is_permanent() => {
+            Err((false, format!("the SMTP server refused the mail: {error}")))
+        }
         Err(error) => Err((true, format!("SMTP: {error}"))),
     }
 }

@@ -30,9 +30,7 @@ pub(crate) enum Failure {
 #[derive(Default)]
 pub(crate) struct Outgoing {
     webhooks: std::sync::OnceLock<Result<crate::tls::WebhookClient, String>>,
-    mailer: std::sync::OnceLock<
-        Result<lettre::AsyncSmtpTransport<lettre::Tokio1Executor>, String>,
-    >,
+    mailer: std::sync::OnceLock<Result<lettre::AsyncSmtpTransport<lettre::Tokio1Executor>, String>>,
 }
 
 impl std::fmt::Debug for Outgoing {
@@ -461,7 +459,10 @@ impl Runtime {
             .map_err(|e| Failure::Retry(e.to_string()))?
             .ok_or_else(|| Failure::Skipped(format!("not mailed: user '{user_id}' is gone")))?;
         if user.disabled {
-            return Err(Failure::Skipped(format!("not mailed: {} is disabled", user.username)));
+            return Err(Failure::Skipped(format!(
+                "not mailed: {} is disabled",
+                user.username
+            )));
         }
         let Some(address) = user.email.as_deref() else {
             return Err(Failure::Skipped(format!(
@@ -473,7 +474,9 @@ impl Runtime {
         let to = format!("{name} <{address}>")
             .parse::<lettre::message::Mailbox>()
             .or_else(|_| address.parse())
-            .map_err(|e| Failure::Permanent(format!("'{address}' is not an e-mail address: {e}")))?;
+            .map_err(|e| {
+                Failure::Permanent(format!("'{address}' is not an e-mail address: {e}"))
+            })?;
         let app_name = match self.loaded_app(&entry.app_id).await {
             Ok(loaded) => json!(loaded.bundle.manifest.name),
             Err(_) => json!(entry.app_id),
@@ -481,7 +484,12 @@ impl Runtime {
         let text = |key: &str| payload[key].as_str().unwrap_or_default();
         let link = settings.public_url.as_ref().and_then(|base| {
             (!text("entity").is_empty() && !text("record_id").is_empty()).then(|| {
-                format!("{base}/apps/{}/e/{}/{}", entry.app_id, text("entity"), text("record_id"))
+                format!(
+                    "{base}/apps/{}/e/{}/{}",
+                    entry.app_id,
+                    text("entity"),
+                    text("record_id")
+                )
             })
         });
         let composed = crate::mail::compose(
@@ -490,8 +498,8 @@ impl Runtime {
             &app_name,
             link.as_deref(),
         );
-        let message = crate::mail::message(settings, to, composed, entry.seq)
-            .map_err(Failure::Permanent)?;
+        let message =
+            crate::mail::message(settings, to, composed, entry.seq).map_err(Failure::Permanent)?;
         let transport = self
             .outgoing
             .mailer

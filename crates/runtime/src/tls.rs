@@ -26,7 +26,9 @@ pub fn read_ca_file(path: &std::path::Path) -> Result<Vec<CertificateDer<'static
 }
 
 /// A client configuration trusting the Mozilla roots and `extra` (the ring provider, TLS 1.2 and 1.3).
-pub fn client_config(extra: &[CertificateDer<'static>]) -> Result<Arc<rustls::ClientConfig>, String> {
+pub fn client_config(
+    extra: &[CertificateDer<'static>],
+) -> Result<Arc<rustls::ClientConfig>, String> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     for certificate in extra {
@@ -34,12 +36,13 @@ pub fn client_config(extra: &[CertificateDer<'static>]) -> Result<Arc<rustls::Cl
             .add(certificate.clone())
             .map_err(|e| format!("a trusted certificate is not usable as a root: {e}"))?;
     }
-    let config =
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     Ok(Arc::new(config))
 }
 

@@ -101,13 +101,12 @@ pub async fn http_endpoint(
             let (log, refused, tls) = (log.clone(), refused.clone(), tls.clone());
             tokio::spawn(async move {
                 match tls {
-                    Some(config) => match tokio_rustls::TlsAcceptor::from(config)
-                        .accept(socket)
-                        .await
-                    {
-                        Ok(mut stream) => answer(&mut stream, &log, failures).await,
-                        Err(_) => *refused.lock().unwrap() += 1,
-                    },
+                    Some(config) => {
+                        match tokio_rustls::TlsAcceptor::from(config).accept(socket).await {
+                            Ok(mut stream) => answer(&mut stream, &log, failures).await,
+                            Err(_) => *refused.lock().unwrap() += 1,
+                        }
+                    }
                     None => answer(&mut { socket }, &log, failures).await,
                 }
             });
@@ -116,7 +115,11 @@ pub async fn http_endpoint(
     (url, seen, refused_handshakes)
 }
 
-async fn answer(socket: &mut (impl AsyncRead + AsyncWrite + Unpin), log: &Received, failures: usize) {
+async fn answer(
+    socket: &mut (impl AsyncRead + AsyncWrite + Unpin),
+    log: &Received,
+    failures: usize,
+) {
     let (head, body) = read_http_request(socket).await;
     let failing = {
         let mut log = log.lock().unwrap();
@@ -156,7 +159,10 @@ pub struct SmtpServer {
 
 /// An SMTP server on 127.0.0.1 (TLS from the first byte with `tls`, as on port 465) that accepts
 /// every mail except to recipients containing `refuse` (answered `550`, a permanent refusal).
-pub async fn smtp_server(tls: Option<Arc<rustls::ServerConfig>>, refuse: &'static str) -> SmtpServer {
+pub async fn smtp_server(
+    tls: Option<Arc<rustls::ServerConfig>>,
+    refuse: &'static str,
+) -> SmtpServer {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let mails: Arc<Mutex<Vec<ReceivedMail>>> = Arc::default();
@@ -225,7 +231,10 @@ async fn smtp_session(
                 .split(|b| *b == 0)
                 .map(|p| String::from_utf8_lossy(p).into_owned())
                 .collect();
-            mail.credentials = parts.get(1).zip(parts.get(2)).map(|(u, p)| (u.clone(), p.clone()));
+            mail.credentials = parts
+                .get(1)
+                .zip(parts.get(2))
+                .map(|(u, p)| (u.clone(), p.clone()));
             "235 2.7.0 authenticated\r\n".to_owned()
         } else if upper.starts_with("MAIL FROM:") {
             mail.from = angle(&command);
@@ -257,7 +266,11 @@ async fn smtp_session(
                 if line == b".\r\n" {
                     break;
                 }
-                let line = if line.starts_with(b"..") { &line[1..] } else { &line[..] };
+                let line = if line.starts_with(b"..") {
+                    &line[1..]
+                } else {
+                    &line[..]
+                };
                 data.extend_from_slice(line);
             }
             mail.data = data;

@@ -145,8 +145,8 @@ pub async fn create_user(
         locale: body.locale.map(Some),
         ..Default::default()
     };
-    // Checked before the user exists: a bad address creates nobody.
-    trellis_runtime::check_user_contact(&mut changes)?;
+    // Checked before the user exists: a bad address or department creates nobody.
+    state.runtime.check_user_changes(&mut changes).await?;
     let created = state
         .runtime
         .create_user(&principal, &body.username, &body.password, body.is_admin)
