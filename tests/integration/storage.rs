@@ -15,6 +15,7 @@ on_both_backends!(
     soft_delete_and_restore,
     change_log_is_ordered_and_append_only,
     bulk_updates_commit_together_and_skip_stale_records,
+    hot_reads_see_exactly_what_the_general_reads_see,
 );
 
 fn migration_files(backend: Backend) -> i64 {
@@ -532,4 +533,97 @@ async fn bulk_updates_commit_together_and_skip_stale_records(backend: Backend) {
     let payload: serde_json::Value =
         serde_json::from_str(&changes.last().unwrap().payload).unwrap();
     assert_eq!(payload["ids"], serde_json::json!([rows[0].id, rows[2].id]));
+}
+
+/// The reads on every request and every transition (the app's current version; a record with the
+/// version its flow run follows) go through rusqlite on SQLite: they return exactly what the sqlx
+/// reads return, whichever writer stored the row, and see every commit at once.
+async fn hot_reads_see_exactly_what_the_general_reads_see(backend: Backend) {
+    use trellis_store::{BulkUpdate, flows::TransitionWrites};
+    let db = database_or_skip!(backend);
+    let store = Store::connect(&db.url).await.unwrap();
+    assert_eq!(store.get_app("hot").await.unwrap(), None);
+    let app = store
+        .create_app(&version("hot", "1.0.0", "{}"))
+        .await
+        .unwrap();
+    assert_eq!(store.get_app("hot").await.unwrap().as_ref(), Some(&app));
+    store
+        .publish_app_version(&version("hot", "1.1.0", "{}"), 1, &[])
+        .await
+        .unwrap();
+    let current = store.get_app("hot").await.unwrap().unwrap();
+    assert_eq!(
+        (current.current_version, current.semver.as_str()),
+        (2, "1.1.0")
+    );
+    assert_eq!(
+        (current.uid.as_str(), current.created_at),
+        (app.uid.as_str(), app.created_at)
+    );
+    assert!(current.updated_at >= app.updated_at);
+
+    let inserted = store
+        .insert_records("hot", "e_item", Some("u1"), &[searchable("Ping")])
+        .await
+        .unwrap()
+        .remove(0);
+    let both = |store: Store, id: String| async move {
+        let general = store.get_record("hot", "e_item", &id).await.unwrap();
+        let hot = store
+            .get_record_with_flow_version("hot", "e_item", &id, "play")
+            .await
+            .unwrap();
+        (general, hot)
+    };
+    let (general, hot) = both(store.clone(), inserted.id.clone()).await;
+    assert_eq!(hot, Some((general.clone().unwrap(), None)));
+    assert_eq!(general.as_ref(), Some(&inserted));
+
+    // A transition written by the bulk path (rusqlite on SQLite): its flow version is seen at once.
+    let side = TransitionWrites {
+        app: "hot".into(),
+        entity: "item".into(),
+        flow: "play".into(),
+        event: "hit".into(),
+        to_state: "pong".into(),
+        app_version: 2,
+        ..TransitionWrites::default()
+    };
+    let written = store
+        .update_records_bulk(
+            "hot",
+            2,
+            Some("u2"),
+            &[BulkUpdate {
+                current: inserted.clone(),
+                record: searchable("Pong"),
+                search_changed: true,
+                side: Some(side),
+            }],
+            &[],
+        )
+        .await
+        .unwrap()
+        .remove(0)
+        .unwrap();
+    let (general, hot) = both(store.clone(), inserted.id.clone()).await;
+    let general = general.unwrap();
+    assert_eq!(hot, Some((general.clone(), Some(2))));
+    assert_eq!(
+        (general.version, general.data.0["f_name"].as_str()),
+        (2, Some("Pong"))
+    );
+    assert_eq!(general.updated_at, written.updated_at);
+    assert_eq!(general.created_at, inserted.created_at);
+
+    // Soft-deleted rows come back with their deletion time, as through sqlx.
+    store
+        .set_record_deleted("hot", "e_item", &inserted.id, true, &[], Some("u1"))
+        .await
+        .unwrap()
+        .unwrap();
+    let (general, hot) = both(store.clone(), inserted.id.clone()).await;
+    assert!(general.as_ref().unwrap().deleted_at.is_some());
+    assert_eq!(hot, Some((general.unwrap(), Some(2))));
 }

@@ -119,6 +119,59 @@ impl Store {
     /// The app, deleted or not.
     pub async fn get_app(&self, id: &str) -> Result<Option<AppRecord>, StoreError> {
         let sql = concat!(select_app!(), " WHERE a.id = $1");
+        // Read on every request that names an app (is its cached definition current?): natively on
+        // SQLite, without a hand-off to sqlx's connection thread (see `native_read`).
+        if let Some(native) = self.native_reads() {
+            let found = native.with(|connection| {
+                use rusqlite::OptionalExtension;
+                connection
+                    .prepare_cached(sql)?
+                    .query_row([id], |row| {
+                        Ok((
+                            row.get::<_, String>(0)?,
+                            row.get::<_, String>(1)?,
+                            row.get::<_, i64>(2)?,
+                            row.get::<_, String>(3)?,
+                            row.get::<_, String>(4)?,
+                            row.get::<_, Option<String>>(5)?,
+                            row.get::<_, String>(6)?,
+                            row.get::<_, Option<String>>(7)?,
+                        ))
+                    })
+                    .optional()
+            });
+            match found {
+                Ok(found) => {
+                    return found
+                        .map(
+                            |(
+                                id,
+                                uid,
+                                current_version,
+                                semver,
+                                created,
+                                created_by,
+                                updated,
+                                deleted,
+                            )| {
+                                use crate::native_read::parse_time;
+                                Ok(AppRecord {
+                                    id,
+                                    uid,
+                                    current_version,
+                                    semver,
+                                    created_at: parse_time(&created)?,
+                                    created_by,
+                                    updated_at: parse_time(&updated)?,
+                                    deleted_at: deleted.as_deref().map(parse_time).transpose()?,
+                                })
+                            },
+                        )
+                        .transpose();
+                }
+                Err(error) => tracing::debug!(%error, "native read failed; reading through sqlx"),
+            }
+        }
         let app = crate::with_pool!(self, read, |pool| {
             sqlx::query_as::<_, AppRecord>(sql)
                 .bind(id)

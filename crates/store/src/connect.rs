@@ -20,7 +20,12 @@ pub enum Backend {
 /// (no `SQLITE_BUSY` upgrade failures) while reads use several; PostgreSQL uses one pool.
 #[derive(Debug, Clone)]
 pub(crate) enum Pools {
-    Sqlite { write: SqlitePool, read: SqlitePool },
+    Sqlite {
+        write: SqlitePool,
+        read: SqlitePool,
+        /// rusqlite readers of the same file for hot single-row reads (none for in-memory databases).
+        native: Option<std::sync::Arc<crate::native_read::NativeReads>>,
+    },
     Postgres(PgPool),
 }
 
@@ -48,6 +53,9 @@ async fn open_sqlite_pool(
     loop {
         match SqlitePoolOptions::new()
             .max_connections(max_connections)
+            // A connection to a local file does not go stale; the ping sqlx sends before handing one
+            // out is a round trip to the connection's thread on every acquire (~100 µs here).
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await
         {
@@ -95,13 +103,21 @@ impl Store {
             .map_err(|e| StoreError::InvalidUrl(format!("'{url}': {e}")))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
         let write = open_sqlite_pool(1, options.clone()).await?;
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let native = (!in_memory)
+            .then(|| options.get_filename().to_path_buf())
+            .map(|path| std::sync::Arc::new(crate::native_read::NativeReads::new(path)));
         let read = open_sqlite_pool(4, options.read_only(true)).await?;
         Ok(Self {
-            pools: Pools::Sqlite { write, read },
+            pools: Pools::Sqlite {
+                write,
+                read,
+                native,
+            },
             group_commit: Default::default(),
             update_group: Default::default(),
         })
@@ -159,6 +175,17 @@ impl Store {
         }
     }
 
+    /// The native SQLite readers (`native_read`), on a SQLite file.
+    pub(crate) fn native_reads(&self) -> Option<&crate::native_read::NativeReads> {
+        match &self.pools {
+            Pools::Sqlite {
+                native: Some(native),
+                ..
+            } => Some(native),
+            _ => None,
+        }
+    }
+
     pub fn backend(&self) -> Backend {
         match self.pools {
             Pools::Sqlite { .. } => Backend::Sqlite,
@@ -186,7 +213,7 @@ impl Store {
     /// Close all connections (graceful shutdown).
     pub async fn close(&self) {
         match &self.pools {
-            Pools::Sqlite { write, read } => {
+            Pools::Sqlite { write, read, .. } => {
                 read.close().await;
                 write.close().await;
             }

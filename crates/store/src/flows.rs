@@ -255,6 +255,33 @@ impl Store {
                    r.updated_by, r.deleted_at, (SELECT h.app_version FROM flow_history h WHERE h.record_id = r.id \
                    AND h.flow = $4 ORDER BY h.seq DESC LIMIT 1) AS flow_version FROM records r \
                    WHERE r.id = $1 AND r.app_id = $2 AND r.entity = $3";
+        if let Some(native) = self.native_reads() {
+            // The hot read of every transition: on the calling thread (see `native_read`).
+            match native.with(|connection| {
+                use rusqlite::OptionalExtension;
+                connection
+                    .prepare_cached(sql)?
+                    .query_row(
+                        rusqlite::named_params! {"$1": id, "$2": app, "$3": entity, "$4": flow},
+                        |row| {
+                            Ok((
+                                crate::native_read::NativeRecord::from_row(row)?,
+                                row.get::<_, Option<i64>>(10)?,
+                            ))
+                        },
+                    )
+                    .optional()
+            }) {
+                Ok(found) => {
+                    return found
+                        .map(|(record, version)| Ok((record.into_row()?, version)))
+                        .transpose();
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "native read failed; reading through sqlx");
+                }
+            }
+        }
         let found = crate::with_pool!(self, read, |pool| {
             sqlx::query_as::<_, WithVersion>(sql)
                 .bind(id)

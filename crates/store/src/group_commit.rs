@@ -69,56 +69,169 @@ pub(crate) type UpdateRequest = (
 );
 pub(crate) type UpdateSender = mpsc::UnboundedSender<UpdateRequest>;
 
-/// Start the update task: updates waiting together share `Store::update_records_bulk` transactions
-/// (one per app and actor); if a shared transaction fails, each update is retried alone so every
-/// caller gets its own outcome.
+/// Start the update task: updates waiting together share one transaction (one per app and actor); if
+/// a shared transaction fails, each update is retried alone so every caller gets its own outcome.
+///
+/// While updates keep arriving the task keeps the write connection and its rusqlite view between
+/// transactions — one pool acquire and one hand-off to sqlx's connection thread per busy spell
+/// instead of per transaction — but gives the connection back after [`HOLD_AT_MOST`] so other
+/// writers get their turn.
 pub(crate) fn start_updates(store: Store) -> UpdateSender {
     let (sender, mut receiver) = mpsc::unbounded_channel::<UpdateRequest>();
     tokio::spawn(async move {
-        while let Some(mut batch) = next_batch(&mut receiver).await {
-            while !batch.is_empty() {
-                // The requests of the first one's app and actor.
-                let (app, actor) = (batch[0].0.clone(), batch[0].1.clone());
-                let (group, rest): (Vec<UpdateRequest>, Vec<UpdateRequest>) = batch
-                    .into_iter()
-                    .partition(|(a, b, _, _)| *a == app && *b == actor);
-                batch = rest;
-                let (updates, replies): (Vec<BulkUpdate>, Vec<_>) = group
-                    .into_iter()
-                    .map(|(_, _, update, reply)| (update, reply))
-                    .unzip();
-                match store
-                    .update_records_bulk(&app, 0, actor.as_deref(), &updates, &[])
-                    .await
-                {
-                    Ok(rows) => {
-                        for (reply, row) in replies.into_iter().zip(rows) {
-                            let _ = reply.send(Ok(row));
-                        }
+        while let Some(batch) = next_batch(&mut receiver).await {
+            let crate::connect::Pools::Sqlite { write, .. } = &store.pools else {
+                commit_each_group(&store, batch).await;
+                continue;
+            };
+            let mut connection = match write.acquire().await {
+                Ok(connection) => connection,
+                Err(error) => {
+                    let error = StoreError::from(error);
+                    for (_, _, _, reply) in batch {
+                        let _ = reply.send(Err(StoreError::Corrupt(error.to_string())));
                     }
-                    Err(_) if updates.len() > 1 => {
-                        for (update, reply) in updates.into_iter().zip(replies) {
-                            let result = store
-                                .update_records_bulk(
-                                    &app,
-                                    0,
-                                    actor.as_deref(),
-                                    std::slice::from_ref(&update),
-                                    &[],
-                                )
-                                .await
-                                .map(|mut rows| rows.remove(0));
-                            let _ = reply.send(result);
-                        }
-                    }
-                    Err(error) => {
-                        if let Some(reply) = replies.into_iter().next() {
-                            let _ = reply.send(Err(error));
-                        }
-                    }
+                    continue;
                 }
+            };
+            let receiver = &mut receiver;
+            let spell = crate::records::with_rusqlite(&mut connection, move |view| {
+                let started = std::time::Instant::now();
+                let mut batch = batch;
+                let mut transactions = 0;
+                while !batch.is_empty() {
+                    transactions += commit_on_view(view, batch);
+                    if started.elapsed() >= HOLD_AT_MOST {
+                        break;
+                    }
+                    batch = drain(receiver);
+                }
+                tracing::debug!(
+                    transactions,
+                    held_us = started.elapsed().as_micros() as u64,
+                    "group-commit spell"
+                );
+                Ok(())
+            })
+            .await;
+            if let Err(error) = spell {
+                tracing::warn!(%error, "group commit could not use the write connection");
             }
         }
     });
     sender
+}
+
+/// Longest a busy spell keeps the write connection.
+const HOLD_AT_MOST: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Every request already waiting (at most [`MAX_GROUP`]), without waiting.
+fn drain<T>(receiver: &mut mpsc::UnboundedReceiver<T>) -> Vec<T> {
+    let mut batch = Vec::new();
+    while batch.len() < MAX_GROUP {
+        match receiver.try_recv() {
+            Ok(next) => batch.push(next),
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
+/// Split `batch` by app and actor: each group shares a transaction.
+fn by_app_and_actor(
+    mut batch: Vec<UpdateRequest>,
+) -> Vec<(String, Option<String>, Vec<UpdateRequest>)> {
+    let mut groups = Vec::new();
+    while !batch.is_empty() {
+        let (app, actor) = (batch[0].0.clone(), batch[0].1.clone());
+        let (group, rest): (Vec<UpdateRequest>, Vec<UpdateRequest>) = batch
+            .into_iter()
+            .partition(|(a, b, _, _)| *a == app && *b == actor);
+        batch = rest;
+        groups.push((app, actor, group));
+    }
+    groups
+}
+
+/// Commit `batch` on the SQLite write connection's rusqlite `view` and answer every request; how
+/// many transactions that took.
+fn commit_on_view(view: &rusqlite::Connection, batch: Vec<UpdateRequest>) -> usize {
+    use crate::records::bulk_update::{rows_after, sqlite_bulk_transaction};
+    let mut transactions = 0;
+    for (app, actor, group) in by_app_and_actor(batch) {
+        let (updates, replies): (Vec<BulkUpdate>, Vec<_>) = group
+            .into_iter()
+            .map(|(_, _, update, reply)| (update, reply))
+            .unzip();
+        let now = crate::now();
+        transactions += 1;
+        match sqlite_bulk_transaction(view, &app, 0, actor.as_deref(), &updates, &[], now) {
+            Ok(applied) => {
+                let rows = rows_after(&updates, &applied, actor.as_deref(), now);
+                for (reply, row) in replies.into_iter().zip(rows) {
+                    let _ = reply.send(Ok(row));
+                }
+            }
+            Err(_) if updates.len() > 1 => {
+                for (update, reply) in updates.into_iter().zip(replies) {
+                    let now = crate::now();
+                    transactions += 1;
+                    let alone = std::slice::from_ref(&update);
+                    let result =
+                        sqlite_bulk_transaction(view, &app, 0, actor.as_deref(), alone, &[], now)
+                            .map(|applied| {
+                                rows_after(alone, &applied, actor.as_deref(), now).remove(0)
+                            });
+                    let _ = reply.send(result);
+                }
+            }
+            Err(error) => {
+                if let Some(reply) = replies.into_iter().next() {
+                    let _ = reply.send(Err(error));
+                }
+            }
+        }
+    }
+    transactions
+}
+
+/// Commit `batch` through [`Store::update_records_bulk`] (any backend), one transaction per app and
+/// actor, retrying each alone when a shared one fails.
+async fn commit_each_group(store: &Store, batch: Vec<UpdateRequest>) {
+    for (app, actor, group) in by_app_and_actor(batch) {
+        let (updates, replies): (Vec<BulkUpdate>, Vec<_>) = group
+            .into_iter()
+            .map(|(_, _, update, reply)| (update, reply))
+            .unzip();
+        match store
+            .update_records_bulk(&app, 0, actor.as_deref(), &updates, &[])
+            .await
+        {
+            Ok(rows) => {
+                for (reply, row) in replies.into_iter().zip(rows) {
+                    let _ = reply.send(Ok(row));
+                }
+            }
+            Err(_) if updates.len() > 1 => {
+                for (update, reply) in updates.into_iter().zip(replies) {
+                    let result = store
+                        .update_records_bulk(
+                            &app,
+                            0,
+                            actor.as_deref(),
+                            std::slice::from_ref(&update),
+                            &[],
+                        )
+                        .await
+                        .map(|mut rows| rows.remove(0));
+                    let _ = reply.send(result);
+                }
+            }
+            Err(error) => {
+                if let Some(reply) = replies.into_iter().next() {
+                    let _ = reply.send(Err(error));
+                }
+            }
+        }
+    }
 }

@@ -20,6 +20,7 @@ mod error;
 pub mod flows;
 mod group_commit;
 mod merges;
+mod native_read;
 mod query;
 mod records;
 mod saved_views;

@@ -769,7 +769,7 @@ impl Store {
 }
 
 mod bulk;
-mod bulk_update;
+pub(crate) mod bulk_update;
 mod postgres_copy;
 mod sqlite_fast;
 

@@ -152,20 +152,20 @@ fn sqlite_updates(
 ) -> Result<Vec<bool>, StoreError> {
     let at = now.to_rfc3339_opts(SecondsFormat::AutoSi, false);
     let mut update = connection
-        .prepare(
+        .prepare_cached(
             "UPDATE records SET data = ?1, version = version + 1, updated_at = ?2, updated_by = ?3 \
              WHERE id = ?4 AND app_id = ?5 AND entity = ?6 AND version = ?7 AND deleted_at IS NULL",
         )
         .map_err(to_store)?;
     // Naming `search_text` in the SET list fires the full-text trigger: only when it changed.
     let mut update_searchable = connection
-        .prepare(
+        .prepare_cached(
             "UPDATE records SET data = ?1, version = version + 1, updated_at = ?2, updated_by = ?3, search_text = ?8 \
              WHERE id = ?4 AND app_id = ?5 AND entity = ?6 AND version = ?7 AND deleted_at IS NULL",
         )
         .map_err(to_store)?;
     let mut history = connection
-        .prepare(
+        .prepare_cached(
             "INSERT INTO record_history (record_id, app_id, entity, version, operation, actor, at, before, after) \
              VALUES (?1, ?2, ?3, ?4, 'update', ?5, ?6, ?7, ?8)",
         )
@@ -266,6 +266,61 @@ fn sqlite_updates(
     Ok(applied)
 }
 
+/// The whole SQLite transaction of a bulk update — BEGIN IMMEDIATE, the updates with their history,
+/// side work and rule runs, the change log, COMMIT (or ROLLBACK on error) — on a rusqlite view of
+/// the write connection. Which updates applied.
+pub(crate) fn sqlite_bulk_transaction(
+    connection: &rusqlite::Connection,
+    app: &str,
+    app_version: i64,
+    actor: Option<&str>,
+    updates: &[BulkUpdate],
+    runs: &[NewRuleRun],
+    now: DateTime<Utc>,
+) -> Result<Vec<bool>, StoreError> {
+    let sql = |statement: &str| connection.execute_batch(statement).map_err(to_store);
+    sql("BEGIN IMMEDIATE")?;
+    let written = sqlite_updates(connection, app, app_version, actor, updates, runs, now).and_then(
+        |applied| {
+            sqlite_changes(
+                connection,
+                &bulk_changes(app, actor, updates, &applied),
+                now,
+            )?;
+            Ok(applied)
+        },
+    );
+    match written {
+        Ok(applied) => sql("COMMIT").map(|()| applied),
+        Err(error) => {
+            let _ = sql("ROLLBACK");
+            Err(error)
+        }
+    }
+}
+
+/// Each update's new row (`None` where it did not apply).
+pub(crate) fn rows_after(
+    updates: &[BulkUpdate],
+    applied: &[bool],
+    actor: Option<&str>,
+    now: DateTime<Utc>,
+) -> Vec<Option<RecordRow>> {
+    updates
+        .iter()
+        .zip(applied)
+        .map(|(item, applied)| {
+            applied.then(|| RecordRow {
+                version: item.current.version + 1,
+                data: Json(item.record.data.clone()),
+                updated_at: now,
+                updated_by: actor.map(str::to_owned),
+                ..item.current.clone()
+            })
+        })
+        .collect()
+}
+
 /// The change-log entries of a bulk update: one per entity, listing every applied update's id.
 fn bulk_changes(
     app: &str,
@@ -324,26 +379,7 @@ impl Store {
                 let mut connection = write.acquire().await?;
                 let acquired = started.elapsed();
                 let applied = super::with_rusqlite(&mut connection, |connection| {
-                    let sql =
-                        |statement: &str| connection.execute_batch(statement).map_err(to_store);
-                    sql("BEGIN IMMEDIATE")?;
-                    let written =
-                        sqlite_updates(connection, app, app_version, actor, updates, runs, now)
-                            .and_then(|applied| {
-                                sqlite_changes(
-                                    connection,
-                                    &bulk_changes(app, actor, updates, &applied),
-                                    now,
-                                )?;
-                                Ok(applied)
-                            });
-                    match written {
-                        Ok(applied) => sql("COMMIT").map(|()| applied),
-                        Err(error) => {
-                            let _ = sql("ROLLBACK");
-                            Err(error)
-                        }
-                    }
+                    sqlite_bulk_transaction(connection, app, app_version, actor, updates, runs, now)
                 })
                 .await?;
                 tracing::debug!(
@@ -428,19 +464,7 @@ impl Store {
                 applied
             }
         };
-        Ok(updates
-            .iter()
-            .zip(applied)
-            .map(|(item, applied)| {
-                applied.then(|| RecordRow {
-                    version: item.current.version + 1,
-                    data: Json(item.record.data.clone()),
-                    updated_at: now,
-                    updated_by: actor.map(str::to_owned),
-                    ..item.current.clone()
-                })
-            })
-            .collect())
+        Ok(rows_after(updates, &applied, actor, now))
     }
 
     /// Update one record (with a flow transition's writes). On SQLite (one writer) it shares one
