@@ -117,6 +117,7 @@ on_both_backends!(
     outbox_delivers_signed_webhooks_with_retries,
     publishing_a_renamed_state_needs_a_mapping_and_moves_records,
     cron_timers_fire_on_schedule,
+    two_servers_fire_each_due_timer_once,
     runs_keep_the_definition_they_started_with,
 );
 
@@ -893,5 +894,105 @@ async fn runs_keep_the_definition_they_started_with(backend: Backend) {
             .contains("amount > 1000"),
         "{}",
         new_rules.text
+    );
+}
+
+/// Two servers on one database run their schedulers at the same moment over the same due timers:
+/// claims split the timers between them (a claimed timer is skipped until its lease ends), every
+/// timer fires exactly once, and none is cancelled for losing a race.
+async fn two_servers_fire_each_due_timer_once(backend: Backend) {
+    let Some(api) = TestApi::start(backend).await else {
+        return;
+    };
+    let flow = json!({
+        "format_version": 1, "id": "deal", "entity": "deal", "state_field": "stage",
+        "states": [{"id": "draft", "initial": true}, {"id": "review"}, {"id": "won", "terminal": true}],
+        "transitions": [{"event": "nudge", "from": ["draft"], "to": "review"}, {"event": "close", "from": ["review"], "to": "won"}],
+        "timers": [{"state": "draft", "after": "1h", "event": "nudge"}]
+    });
+    let created = api
+        .call("POST", "/api/apps", Some(deals_bundle(flow)))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    const DEALS_COUNT: usize = 60;
+    let mut ids = Vec::new();
+    for i in 0..DEALS_COUNT {
+        let deal = api
+            .call("POST", DEALS, Some(json!({"name": format!("deal {i}")})))
+            .await;
+        ids.push(deal.body["id"].as_str().unwrap().to_owned());
+    }
+    let store = api.runtime.store();
+    let later = chrono::Utc::now() + chrono::Duration::hours(2);
+
+    // A claim is a lease: a second claim at the same moment finds nothing, after the lease it does.
+    let claimed = store
+        .claim_due_timers(later, 5, chrono::Duration::seconds(60))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 5);
+    assert!(
+        claimed.windows(2).all(|w| w[0].due_at <= w[1].due_at),
+        "oldest first"
+    );
+    let others = store
+        .claim_due_timers(later, 1000, chrono::Duration::seconds(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        others.len(),
+        DEALS_COUNT - 5,
+        "the claimed five are skipped"
+    );
+    let after_lease = store
+        .claim_due_timers(
+            later + chrono::Duration::seconds(61),
+            1000,
+            chrono::Duration::seconds(60),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        after_lease.len(),
+        DEALS_COUNT,
+        "expired leases make timers due again"
+    );
+    for timer in &after_lease {
+        store.release_timer(&timer.id).await.unwrap();
+    }
+
+    // Two servers (runtimes of their own, with their own caches) tick at once.
+    let second =
+        trellis_runtime::Runtime::new(store.clone(), trellis_runtime::RuntimeSettings::default());
+    let (a, b) = tokio::join!(
+        api.runtime.run_scheduler_once(later),
+        second.run_scheduler_once(later)
+    );
+    let (a, b) = (a.unwrap().0, b.unwrap().0);
+    assert_eq!(
+        a + b,
+        DEALS_COUNT,
+        "each timer fired once between them ({a} + {b})"
+    );
+    for id in &ids {
+        let history = store.flow_history(id).await.unwrap();
+        let nudges = history.iter().filter(|h| h.event == "nudge").count();
+        assert_eq!(nudges, 1, "{id}: {history:?}");
+        assert!(
+            store.timers_of(id).await.unwrap().is_empty(),
+            "{id}: none pending"
+        );
+        let pending =
+            store.timer_pending(&after_lease.iter().find(|t| &t.record_id == id).unwrap().id);
+        assert!(!pending.await.unwrap());
+    }
+    assert_eq!(
+        api.runtime
+            .run_scheduler_once(later + chrono::Duration::hours(1))
+            .await
+            .unwrap()
+            .0,
+        0,
+        "nothing is left to fire"
     );
 }

@@ -496,6 +496,73 @@ impl Store {
         Ok(rows)
     }
 
+    /// Claim up to `limit` timers due at `now` until `now + lease`, oldest first: other servers skip a
+    /// claimed timer until its lease ends (a server that dies mid-way only delays its timers). On
+    /// PostgreSQL concurrent claims take disjoint timers (`FOR UPDATE SKIP LOCKED`) instead of
+    /// queueing behind each other; SQLite has one writer. A claim is not the firing: the transition
+    /// consumes the timer in its own transaction, so it fires once even if a lease runs out.
+    pub async fn claim_due_timers(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+        lease: chrono::Duration,
+    ) -> Result<Vec<TimerRow>, StoreError> {
+        let mut rows: Vec<TimerRow> = match &self.pools {
+            crate::connect::Pools::Sqlite { write, .. } => {
+                sqlx::query_as(
+                    "UPDATE flow_timers SET claimed_until = $2 WHERE id IN (SELECT id FROM flow_timers \
+                     WHERE status = 'pending' AND due_at <= $1 AND (claimed_until IS NULL OR claimed_until <= $1) \
+                     ORDER BY due_at LIMIT $3) \
+                     RETURNING id, app_id, flow, entity, record_id, state, event, due_at",
+                )
+                .bind(now)
+                .bind(now + lease)
+                .bind(limit)
+                .fetch_all(write)
+                .await?
+            }
+            crate::connect::Pools::Postgres(pool) => {
+                sqlx::query_as(
+                    "UPDATE flow_timers SET claimed_until = $2 WHERE id IN (SELECT id FROM flow_timers \
+                     WHERE status = 'pending' AND due_at <= $1 AND (claimed_until IS NULL OR claimed_until <= $1) \
+                     ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
+                     RETURNING id, app_id, flow, entity, record_id, state, event, due_at",
+                )
+                .bind(now)
+                .bind(now + lease)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+            }
+        };
+        rows.sort_by(|a, b| a.due_at.cmp(&b.due_at).then_with(|| a.id.cmp(&b.id)));
+        Ok(rows)
+    }
+
+    /// Whether the timer is still pending (not fired, not cancelled).
+    pub async fn timer_pending(&self, id: &str) -> Result<bool, StoreError> {
+        let status: Option<String> = crate::with_pool!(self, read, |pool| {
+            sqlx::query_scalar("SELECT status FROM flow_timers WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(status.as_deref() == Some("pending"))
+    }
+
+    /// Give a claimed timer back (its firing failed for a passing reason): due again at once.
+    pub async fn release_timer(&self, id: &str) -> Result<(), StoreError> {
+        crate::with_pool!(self, write, |pool| {
+            sqlx::query(
+                "UPDATE flow_timers SET claimed_until = NULL WHERE id = $1 AND status = 'pending'",
+            )
+            .bind(id)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
     /// Mark a timer that can no longer fire (its record moved on or is gone).
     pub async fn cancel_timer(&self, id: &str) -> Result<(), StoreError> {
         crate::with_pool!(self, write, |pool| {

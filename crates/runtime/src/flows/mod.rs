@@ -63,6 +63,9 @@ pub(crate) fn seconds(text: Option<&str>) -> Option<Duration> {
 /// Outbox passes (of up to 100 entries) per scheduler tick at most.
 const OUTBOX_PASSES_PER_TICK: usize = 200;
 
+/// How long a server keeps the due timers it claimed before others may take them.
+const TIMER_LEASE: chrono::Duration = chrono::Duration::seconds(60);
+
 impl Runtime {
     fn flow<'a>(
         &self,
@@ -653,7 +656,7 @@ impl Runtime {
         now: DateTime<Utc>,
     ) -> Result<(usize, usize), RuntimeError> {
         let mut fired = 0;
-        for timer in self.store().due_timers(now, 200).await? {
+        for timer in self.store().claim_due_timers(now, 200, TIMER_LEASE).await? {
             let outcome = async {
                 let loaded = self.loaded_app(&timer.app_id).await?;
                 let (entity, _) = loaded.entity(&timer.entity)?;
@@ -680,6 +683,14 @@ impl Runtime {
             .await;
             match outcome {
                 Ok(_) => fired += 1,
+                // Another server fired it first: nothing to do.
+                Err(_) if !self.store().timer_pending(&timer.id).await? => {}
+                Err(error) if self.timer_still_applies(&timer, now).await => {
+                    // A passing failure (the record changed meanwhile, the database): try again on
+                    // the next tick.
+                    tracing::info!(timer = %timer.id, error = %error, "timer will be retried");
+                    self.store().release_timer(&timer.id).await?;
+                }
                 Err(error) => {
                     // The record moved on, was deleted, or the guard said no: this timer is done.
                     tracing::info!(timer = %timer.id, error = %error, "timer did not fire");
@@ -722,6 +733,35 @@ impl Runtime {
             }
         }
         Ok((fired, escalated))
+    }
+
+    /// Whether `timer`'s event may still fire from its record's current state (as the system).
+    async fn timer_still_applies(
+        &self,
+        timer: &trellis_store::flows::TimerRow,
+        now: DateTime<Utc>,
+    ) -> bool {
+        let check = async {
+            let loaded = self.loaded_app(&timer.app_id).await?;
+            let (entity, _) = loaded.entity(&timer.entity)?;
+            let row = self.live_record(&loaded, entity, &timer.record_id).await?;
+            let source = self.pinned_flow(&loaded, entity, &timer.flow, &row).await?;
+            let flow = self.flow(&source, entity, &timer.flow)?;
+            let named = to_api(entity, &row.data.0);
+            let now = now.to_rfc3339();
+            let context = FireContext {
+                user_id: "system",
+                roles: &[],
+                privileged: true,
+                data: &Map::new(),
+                now: &now,
+            };
+            Ok::<bool, RuntimeError>(
+                named.get(flow.state_field()).and_then(Value::as_str) == Some(timer.state.as_str())
+                    && flow.decide(&timer.event, &named, &context).is_ok(),
+            )
+        };
+        check.await.unwrap_or(false)
     }
 
     /// Run the scheduler every `interval` until the process ends.
