@@ -110,6 +110,11 @@ fn main() {
 
     // `-- transitions`: only the flow-transition section (SQLite; PostgreSQL too with
     // TRELLIS_BENCH_PG_URL).
+    // `-- rules`: only the rule-evaluation section.
+    if std::env::args().any(|a| a == "rules") {
+        rule_evaluations();
+        return;
+    }
     // `-- timers`: only the due-timer section.
     if std::env::args().any(|a| a == "timers") {
         let dir = tempfile::tempdir().unwrap();
@@ -674,11 +679,21 @@ fn rule_evaluations() {
     let rule_rate = RECORDS as f64 / start.elapsed().as_secs_f64();
     assert_eq!(matched, RECORDS);
     let script = trellis_script::compile(expression).unwrap();
+    assert!(script.is_native());
+    let start = Instant::now();
+    for i in 0..RECORDS {
+        std::hint::black_box(
+            script
+                .eval_with_rhai(&records[i % records.len()], &[])
+                .unwrap(),
+        );
+    }
+    let raw_rate = RECORDS as f64 / start.elapsed().as_secs_f64();
     let start = Instant::now();
     for i in 0..RECORDS {
         std::hint::black_box(script.eval(&records[i % records.len()], &[]).unwrap());
     }
-    let raw_rate = RECORDS as f64 / start.elapsed().as_secs_f64();
+    let native_rate = RECORDS as f64 / start.elapsed().as_secs_f64();
     println!(
         "\n| 10-condition lead-scoring rule, {RECORDS} evaluations on one core | evaluations/s |"
     );
@@ -687,7 +702,30 @@ fn rule_evaluations() {
         "| baseline: the scoring expression through rhai directly (compiled once) | {raw_rate:.0} |"
     );
     println!(
+        "| Trellis: the scoring expression alone, `Script::eval` (native) | {native_rate:.0} (ratio {:.2}) |",
+        native_rate / raw_rate
+    );
+    println!(
         "| Trellis: `trellis_rules::evaluate` (condition + set expression + trace) | {rule_rate:.0} (ratio {:.2}) |",
         rule_rate / raw_rate
     );
+    // The peer baseline in the same run: zen-engine (its Python binding) with the same expression
+    // and customers, when TRELLIS_BENCH_ZEN_PYTHON names a Python that has `zen-engine` installed.
+    if let Ok(python) = std::env::var("TRELLIS_BENCH_ZEN_PYTHON") {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/zen_rules.py");
+        match std::process::Command::new(&python)
+            .arg(&script)
+            .arg(RECORDS.to_string())
+            .output()
+        {
+            Ok(output) if output.status.success() => {
+                print!("{}", String::from_utf8_lossy(&output.stdout));
+            }
+            Ok(output) => println!(
+                "| zen-engine baseline failed: {} |",
+                String::from_utf8_lossy(&output.stderr).trim()
+            ),
+            Err(error) => println!("| zen-engine baseline: cannot run {python}: {error} |"),
+        }
+    }
 }

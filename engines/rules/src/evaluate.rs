@@ -57,20 +57,41 @@ pub fn evaluate(
         message,
     };
     // Scripts see exactly the fields the rule reads (static analysis), `()` when empty: cheaper than
-    // turning every field into a rhai value, and the same result.
-    let visible = |record: &Map<String, Value>| -> Map<String, Value> {
-        rule.reads
-            .iter()
-            .map(|name| {
-                (
-                    name.clone(),
-                    record.get(name).cloned().unwrap_or(Value::Null),
-                )
-            })
-            .collect()
+    // turning every field into a rhai value, and the same result. Later sets see earlier ones: a
+    // field's value is the rule's own write, else the record's.
+    static EMPTY: Value = Value::Null;
+    let value_of = |writes: &Map<String, Value>, name: &str| -> Option<Value> {
+        writes.get(name).or_else(|| record.get(name)).cloned()
     };
-    let filled = visible(record);
-    let before_value = before.map_or(Value::Null, |b| Value::Object(b.clone()));
+    // `before` as a rhai variable, built only when rhai runs.
+    let before_value = std::cell::OnceCell::new();
+    let run = |script: &trellis_script::Script,
+               writes: &Map<String, Value>|
+     -> Result<Value, trellis_script::ScriptError> {
+        // Natively when the expression and its values allow (a variable named `before` is rhai's).
+        let native = script.eval_native(|name| {
+            if name == "before" || !rule.reads.iter().any(|r| r == name) {
+                return None;
+            }
+            Some(
+                writes
+                    .get(name)
+                    .or_else(|| record.get(name))
+                    .unwrap_or(&EMPTY),
+            )
+        });
+        if let Some(value) = native {
+            return Ok(value);
+        }
+        let visible: Map<String, Value> = rule
+            .reads
+            .iter()
+            .map(|name| (name.clone(), value_of(writes, name).unwrap_or(Value::Null)))
+            .collect();
+        let before =
+            before_value.get_or_init(|| before.map_or(Value::Null, |b| Value::Object(b.clone())));
+        script.eval_with_rhai(&visible, &[("before", before)])
+    };
     let mut evaluation = Evaluation {
         rule: rule.id().to_owned(),
         matched: true,
@@ -80,9 +101,7 @@ pub fn evaluate(
         trace: Vec::new(),
     };
     if let Some((source, script)) = &rule.condition {
-        let value = script
-            .eval(&filled, &[("before", &before_value)])
-            .map_err(|e| fail(e.to_string()))?;
+        let value = run(script, &Map::new()).map_err(|e| fail(e.to_string()))?;
         evaluation.matched = value == Value::Bool(true);
         evaluation.trace.push(TraceStep {
             step: "condition".into(),
@@ -93,16 +112,13 @@ pub fn evaluate(
             return Ok(evaluation);
         }
     }
-    // Later sets see earlier ones.
-    let mut working = record.clone();
     for action in &rule.definition.actions {
         match action {
             RuleAction::Set(fields) => {
                 for (name, literal) in fields {
                     let (value, source) = match rule.expressions.get(name) {
                         Some(script) => (
-                            script
-                                .eval(&visible(&working), &[("before", &before_value)])
+                            run(script, &evaluation.writes)
                                 .map_err(|e| fail(format!("setting '{name}': {e}")))?,
                             literal
                                 .as_str()
@@ -115,7 +131,6 @@ pub fn evaluate(
                         source,
                         value: value.clone(),
                     });
-                    working.insert(name.clone(), value.clone());
                     evaluation.writes.insert(name.clone(), value);
                 }
             }

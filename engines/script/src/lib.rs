@@ -5,11 +5,13 @@
 //! compiled without modules or time), `eval` is disabled and `print`/`debug` go nowhere. On top sits a
 //! small business library ([`functions`]): date arithmetic, exact money math, string helpers, `in_list`.
 //! Computed fields, conditional field rules, flow guards and rules all compile through [`compile`] and
-//! run through [`Script::eval`].
+//! run through [`Script::eval`], which evaluates plain expressions natively ([`native`]) and
+//! everything else with rhai.
 //!
 //! Architecture invariant: pure — no IO, no `sqlx`, no `axum`, nothing from `crates/`.
 
 pub mod functions;
+pub mod native;
 
 use std::sync::OnceLock;
 
@@ -87,21 +89,54 @@ pub fn engine() -> &'static Engine {
 #[derive(Debug, Clone)]
 pub struct Script {
     ast: AST,
+    /// The same expression compiled natively, when it is a plain expression over fields.
+    native: Option<native::NativeExpr>,
 }
 
-/// Compile `source` with the shared engine.
+/// Compile `source` with the shared engine (and natively when it is a plain expression).
 pub fn compile(source: &str) -> Result<Script, ScriptError> {
     engine()
         .compile_expression(source)
         .or_else(|_| engine().compile(source))
-        .map(|ast| Script { ast })
+        .map(|ast| Script {
+            ast,
+            native: native::NativeExpr::compile(source),
+        })
         .map_err(|error| ScriptError::at(error.err_type().to_string(), error.position()))
 }
 
 impl Script {
+    /// Whether the script also runs natively (a plain expression over fields).
+    pub fn is_native(&self) -> bool {
+        self.native.is_some()
+    }
+
     /// Run with `record` visible as `record` and each field as a variable of its own name; plus `extra`
-    /// variables (e.g. `event`). Returns the result as JSON.
+    /// variables (e.g. `event`). Returns the result as JSON. A plain expression runs natively when
+    /// its values allow; otherwise, and for every other script, rhai runs it.
     pub fn eval(
+        &self,
+        record: &Map<String, Value>,
+        extra: &[(&str, &Value)],
+    ) -> Result<Value, ScriptError> {
+        if let Some(native) = &self.native
+            // An extra variable shadows a field of the same name in rhai's scope: rhai decides then.
+            && !extra.iter().any(|(name, _)| native.fields().iter().any(|f| f == name))
+            && let Some(value) = native.eval(record)
+        {
+            return Ok(value);
+        }
+        self.eval_with_rhai(record, extra)
+    }
+
+    /// The native result with each variable's value from `lookup`, when the expression runs natively
+    /// and its values allow; `None`: run [`Script::eval_with_rhai`] (with the same variables).
+    pub fn eval_native<'a>(&self, lookup: impl Fn(&str) -> Option<&'a Value>) -> Option<Value> {
+        self.native.as_ref()?.eval_by(lookup)
+    }
+
+    /// [`Script::eval`] always through rhai (what the native path is checked against).
+    pub fn eval_with_rhai(
         &self,
         record: &Map<String, Value>,
         extra: &[(&str, &Value)],

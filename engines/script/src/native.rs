@@ -1,0 +1,744 @@
+//! Native evaluation of plain expressions. Most scripts analysts write are one expression over a
+//! record's fields — comparisons, arithmetic, `&&`/`||`, `if … { } else { }`, `in_list` — and running
+//! them through rhai costs a scope of converted values and an AST walk per call (~8 µs here). Such an
+//! expression is also compiled into a tree of native nodes that reads the JSON fields directly.
+//!
+//! The rule is: **the native result is rhai's result, or there is none.** Whatever the subset does not
+//! cover is declined — at compile time (statements, `let`, other functions, closures, string
+//! building) or at run time (a value of a type the operation is not defined for here, an overflow, a
+//! missing variable) — and then rhai evaluates the script as before, errors included. A test compares
+//! both on a corpus of expressions and generated records.
+
+use serde_json::{Map, Number, Value};
+
+/// A compiled native expression.
+#[derive(Debug, Clone)]
+pub struct NativeExpr {
+    root: Node,
+    /// The variables it reads, by position (`Node::Field`).
+    fields: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+enum Node {
+    Unit,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Field(usize),
+    Not(Box<Node>),
+    Neg(Box<Node>),
+    Binary(Op, Box<Node>, Box<Node>),
+    And(Box<Node>, Box<Node>),
+    Or(Box<Node>, Box<Node>),
+    If(Box<Node>, Box<Node>, Option<Box<Node>>),
+    /// `in_list(value, [literals])`.
+    InList(Box<Node>, Vec<Node>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Rem,
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+/// A value while evaluating (strings borrowed from the record or the expression).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum V<'a> {
+    Unit,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(&'a str),
+}
+
+impl NativeExpr {
+    /// Compile `source` natively; `None` when it is outside the subset (rhai runs it).
+    pub fn compile(source: &str) -> Option<Self> {
+        let tokens = tokenize(source)?;
+        let mut parser = Parser {
+            tokens,
+            at: 0,
+            fields: Vec::new(),
+        };
+        let root = parser.expression()?;
+        if parser.at != parser.tokens.len() {
+            return None;
+        }
+        Some(Self {
+            root,
+            fields: parser.fields,
+        })
+    }
+
+    /// The variables the expression reads.
+    pub fn fields(&self) -> &[String] {
+        &self.fields
+    }
+
+    /// Evaluate over `record` (each field a variable of its own name, `record.x` the same field):
+    /// rhai's result, or `None` where this subset does not decide (rhai must run then).
+    pub fn eval(&self, record: &Map<String, Value>) -> Option<Value> {
+        self.eval_by(|name| record.get(name))
+    }
+
+    /// [`NativeExpr::eval`] with each variable's value from `lookup` (`None`: no such variable).
+    pub fn eval_by<'a>(&self, lookup: impl Fn(&str) -> Option<&'a Value>) -> Option<Value> {
+        let mut values = Vec::with_capacity(self.fields.len());
+        for name in &self.fields {
+            values.push(from_json(lookup(name)?)?);
+        }
+        to_json(eval(&self.root, &values)?)
+    }
+}
+
+fn from_json(value: &Value) -> Option<V<'_>> {
+    Some(match value {
+        Value::Null => V::Unit,
+        Value::Bool(b) => V::Bool(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => V::Int(i),
+            None if n.is_f64() => V::Float(n.as_f64()?),
+            None => return None,
+        },
+        Value::String(s) => V::Str(s),
+        Value::Array(_) | Value::Object(_) => return None,
+    })
+}
+
+fn to_json(value: V<'_>) -> Option<Value> {
+    Some(match value {
+        V::Unit => Value::Null,
+        V::Bool(b) => Value::Bool(b),
+        V::Int(i) => Value::Number(i.into()),
+        V::Float(f) => Value::Number(Number::from_f64(f)?),
+        V::Str(s) => Value::String(s.to_owned()),
+    })
+}
+
+fn eval<'a>(node: &'a Node, fields: &[V<'a>]) -> Option<V<'a>> {
+    Some(match node {
+        Node::Unit => V::Unit,
+        Node::Bool(b) => V::Bool(*b),
+        Node::Int(i) => V::Int(*i),
+        Node::Float(f) => V::Float(*f),
+        Node::Str(s) => V::Str(s),
+        Node::Field(i) => fields[*i],
+        Node::Not(inner) => match eval(inner, fields)? {
+            V::Bool(b) => V::Bool(!b),
+            _ => return None,
+        },
+        Node::Neg(inner) => match eval(inner, fields)? {
+            V::Int(i) => V::Int(i.checked_neg()?),
+            V::Float(f) => V::Float(-f),
+            _ => return None,
+        },
+        Node::And(left, right) => match eval(left, fields)? {
+            V::Bool(false) => V::Bool(false),
+            V::Bool(true) => match eval(right, fields)? {
+                V::Bool(b) => V::Bool(b),
+                _ => return None,
+            },
+            _ => return None,
+        },
+        Node::Or(left, right) => match eval(left, fields)? {
+            V::Bool(true) => V::Bool(true),
+            V::Bool(false) => match eval(right, fields)? {
+                V::Bool(b) => V::Bool(b),
+                _ => return None,
+            },
+            _ => return None,
+        },
+        Node::If(condition, then, otherwise) => match eval(condition, fields)? {
+            V::Bool(true) => eval(then, fields)?,
+            V::Bool(false) => match otherwise {
+                Some(otherwise) => eval(otherwise, fields)?,
+                None => V::Unit,
+            },
+            _ => return None,
+        },
+        Node::InList(value, items) => {
+            let value = list_text(eval(value, fields)?)?;
+            let mut found = false;
+            for item in items {
+                found |= list_text(eval(item, fields)?)? == value;
+            }
+            V::Bool(found)
+        }
+        Node::Binary(op, left, right) => binary(*op, eval(left, fields)?, eval(right, fields)?)?,
+    })
+}
+
+/// How `in_list` compares (rhai's text of the value), for the types whose text is unambiguous.
+fn list_text(value: V<'_>) -> Option<String> {
+    match value {
+        V::Int(i) => Some(i.to_string()),
+        V::Str(s) => Some(s.to_owned()),
+        V::Bool(b) => Some(b.to_string()),
+        V::Unit | V::Float(_) => None,
+    }
+}
+
+fn binary<'a>(op: Op, left: V<'a>, right: V<'a>) -> Option<V<'a>> {
+    use V::{Bool, Float, Int, Str, Unit};
+    Some(match (op, left, right) {
+        (Op::Add, Int(a), Int(b)) => Int(a.checked_add(b)?),
+        (Op::Sub, Int(a), Int(b)) => Int(a.checked_sub(b)?),
+        (Op::Mul, Int(a), Int(b)) => Int(a.checked_mul(b)?),
+        (Op::Div, Int(a), Int(b)) => Int(a.checked_div(b)?),
+        (Op::Rem, Int(a), Int(b)) => Int(a.checked_rem(b)?),
+        (Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Rem, Float(_) | Int(_), Float(_) | Int(_)) => {
+            let (a, b) = (float(left)?, float(right)?);
+            Float(match op {
+                Op::Add => a + b,
+                Op::Sub => a - b,
+                Op::Mul => a * b,
+                Op::Div => a / b,
+                _ => a % b,
+            })
+        }
+        (Op::Eq | Op::Ne, _, _) => {
+            let equal = match (left, right) {
+                (Int(a), Int(b)) => a == b,
+                (Float(_) | Int(_), Float(_) | Int(_)) => float(left)? == float(right)?,
+                (Str(a), Str(b)) => a == b,
+                (Bool(a), Bool(b)) => a == b,
+                (Unit, Unit) => true,
+                // A value against `()` (an empty field): never equal.
+                (Unit, _) | (_, Unit) => false,
+                _ => return None,
+            };
+            Bool(equal == (op == Op::Eq))
+        }
+        (Op::Lt | Op::Le | Op::Gt | Op::Ge, _, _) => {
+            let ordering = match (left, right) {
+                (Int(a), Int(b)) => a.cmp(&b),
+                (Float(_) | Int(_), Float(_) | Int(_)) => {
+                    float(left)?.partial_cmp(&float(right)?)?
+                }
+                (Str(a), Str(b)) => a.cmp(b),
+                _ => return None,
+            };
+            Bool(match op {
+                Op::Lt => ordering.is_lt(),
+                Op::Le => ordering.is_le(),
+                Op::Gt => ordering.is_gt(),
+                _ => ordering.is_ge(),
+            })
+        }
+        _ => return None,
+    })
+}
+
+fn float(value: V<'_>) -> Option<f64> {
+    match value {
+        V::Int(i) => Some(i as f64),
+        V::Float(f) => Some(f),
+        _ => None,
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Token {
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Ident(String),
+    Symbol(&'static str),
+}
+
+const SYMBOLS: [&str; 23] = [
+    "==", "!=", "<=", ">=", "&&", "||", "<", ">", "!", "+", "-", "*", "/", "%", "(", ")", "{", "}",
+    "[", "]", ",", ".", "=",
+];
+
+fn tokenize(source: &str) -> Option<Vec<Token>> {
+    let chars: Vec<char> = source.chars().collect();
+    let mut tokens = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c.is_whitespace() {
+            i += 1;
+        } else if c.is_ascii_digit() {
+            let start = i;
+            while i < chars.len() && chars[i].is_ascii_digit() {
+                i += 1;
+            }
+            if i + 1 < chars.len() && chars[i] == '.' && chars[i + 1].is_ascii_digit() {
+                i += 1;
+                while i < chars.len() && chars[i].is_ascii_digit() {
+                    i += 1;
+                }
+                let text: String = chars[start..i].iter().collect();
+                tokens.push(Token::Float(text.parse().ok()?));
+            } else {
+                let text: String = chars[start..i].iter().collect();
+                tokens.push(Token::Int(text.parse().ok()?));
+            }
+            // `1_000`, `1e3`, `0x10`, `1.`: rhai's, not ours.
+            if i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '.')
+            {
+                return None;
+            }
+        } else if c.is_alphabetic() || c == '_' {
+            let start = i;
+            while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
+                i += 1;
+            }
+            tokens.push(Token::Ident(chars[start..i].iter().collect()));
+        } else if c == '"' {
+            let mut text = String::new();
+            i += 1;
+            loop {
+                match chars.get(i)? {
+                    '"' => break,
+                    '\\' => {
+                        text.push(match chars.get(i + 1)? {
+                            '"' => '"',
+                            '\\' => '\\',
+                            'n' => '\n',
+                            't' => '\t',
+                            _ => return None,
+                        });
+                        i += 2;
+                    }
+                    other => {
+                        text.push(*other);
+                        i += 1;
+                    }
+                }
+            }
+            i += 1;
+            tokens.push(Token::Str(text));
+        } else {
+            let rest: String = chars[i..chars.len().min(i + 2)].iter().collect();
+            let symbol = SYMBOLS.iter().find(|s| rest.starts_with(**s))?;
+            // `=` alone is assignment; `//` and `/*` are comments: rhai's.
+            if *symbol == "=" || rest == "//" || rest == "/*" {
+                return None;
+            }
+            tokens.push(Token::Symbol(symbol));
+            i += symbol.len();
+        }
+    }
+    Some(tokens)
+}
+
+struct Parser {
+    tokens: Vec<Token>,
+    at: usize,
+    fields: Vec<String>,
+}
+
+impl Parser {
+    fn peek(&self) -> Option<&Token> {
+        self.tokens.get(self.at)
+    }
+
+    fn eat(&mut self, symbol: &str) -> bool {
+        if self.peek() == Some(&Token::Symbol(symbol_of(symbol))) {
+            self.at += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expect(&mut self, symbol: &str) -> Option<()> {
+        self.eat(symbol).then_some(())
+    }
+
+    fn expression(&mut self) -> Option<Node> {
+        let mut left = self.and()?;
+        while self.eat("||") {
+            left = Node::Or(Box::new(left), Box::new(self.and()?));
+        }
+        Some(left)
+    }
+
+    fn and(&mut self) -> Option<Node> {
+        let mut left = self.equality()?;
+        while self.eat("&&") {
+            left = Node::And(Box::new(left), Box::new(self.equality()?));
+        }
+        Some(left)
+    }
+
+    fn equality(&mut self) -> Option<Node> {
+        let mut left = self.comparison()?;
+        loop {
+            let op = if self.eat("==") {
+                Op::Eq
+            } else if self.eat("!=") {
+                Op::Ne
+            } else {
+                return Some(left);
+            };
+            left = Node::Binary(op, Box::new(left), Box::new(self.comparison()?));
+        }
+    }
+
+    fn comparison(&mut self) -> Option<Node> {
+        let mut left = self.sum()?;
+        loop {
+            let op = if self.eat("<=") {
+                Op::Le
+            } else if self.eat(">=") {
+                Op::Ge
+            } else if self.eat("<") {
+                Op::Lt
+            } else if self.eat(">") {
+                Op::Gt
+            } else {
+                return Some(left);
+            };
+            left = Node::Binary(op, Box::new(left), Box::new(self.sum()?));
+        }
+    }
+
+    fn sum(&mut self) -> Option<Node> {
+        let mut left = self.product()?;
+        loop {
+            let op = if self.eat("+") {
+                Op::Add
+            } else if self.eat("-") {
+                Op::Sub
+            } else {
+                return Some(left);
+            };
+            left = Node::Binary(op, Box::new(left), Box::new(self.product()?));
+        }
+    }
+
+    fn product(&mut self) -> Option<Node> {
+        let mut left = self.unary()?;
+        loop {
+            let op = if self.eat("*") {
+                Op::Mul
+            } else if self.eat("/") {
+                Op::Div
+            } else if self.eat("%") {
+                Op::Rem
+            } else {
+                return Some(left);
+            };
+            left = Node::Binary(op, Box::new(left), Box::new(self.unary()?));
+        }
+    }
+
+    fn unary(&mut self) -> Option<Node> {
+        if self.eat("!") {
+            return Some(Node::Not(Box::new(self.unary()?)));
+        }
+        if self.eat("-") {
+            // A negative literal is a literal (rhai folds it too).
+            return Some(match self.unary()? {
+                Node::Int(i) => Node::Int(i.checked_neg()?),
+                Node::Float(f) => Node::Float(-f),
+                other => Node::Neg(Box::new(other)),
+            });
+        }
+        self.primary()
+    }
+
+    fn field(&mut self, name: String) -> Node {
+        let index = match self.fields.iter().position(|f| *f == name) {
+            Some(index) => index,
+            None => {
+                self.fields.push(name);
+                self.fields.len() - 1
+            }
+        };
+        Node::Field(index)
+    }
+
+    fn primary(&mut self) -> Option<Node> {
+        let token = self.peek()?.clone();
+        self.at += 1;
+        match token {
+            Token::Int(i) => Some(Node::Int(i)),
+            Token::Float(f) => Some(Node::Float(f)),
+            Token::Str(s) => Some(Node::Str(s)),
+            Token::Symbol("(") => {
+                if self.eat(")") {
+                    return Some(Node::Unit);
+                }
+                let inner = self.expression()?;
+                self.expect(")")?;
+                Some(inner)
+            }
+            Token::Ident(name) => match name.as_str() {
+                "true" => Some(Node::Bool(true)),
+                "false" => Some(Node::Bool(false)),
+                "if" => self.if_rest(),
+                "in_list" => {
+                    self.expect("(")?;
+                    let value = self.expression()?;
+                    self.expect(",")?;
+                    self.expect("[")?;
+                    let mut items = Vec::new();
+                    if !self.eat("]") {
+                        loop {
+                            let item = self.unary()?;
+                            if !matches!(item, Node::Int(_) | Node::Str(_) | Node::Bool(_)) {
+                                return None;
+                            }
+                            items.push(item);
+                            if self.eat("]") {
+                                break;
+                            }
+                            self.expect(",")?;
+                        }
+                    }
+                    self.expect(")")?;
+                    Some(Node::InList(Box::new(value), items))
+                }
+                "record" => {
+                    self.expect(".")?;
+                    match self.peek()?.clone() {
+                        Token::Ident(field) => {
+                            self.at += 1;
+                            Some(self.field(field))
+                        }
+                        _ => None,
+                    }
+                }
+                // Keywords and anything called like a function are rhai's.
+                "else" | "let" | "const" | "fn" | "loop" | "while" | "for" | "return"
+                | "switch" | "this" | "import" | "export" | "throw" | "try" | "catch" | "do"
+                | "until" | "break" | "continue" | "in" | "global" | "Fn" | "call" | "curry"
+                | "eval" | "print" | "debug" | "type_of" | "is_def_var" | "is_def_fn"
+                | "is_shared" => None,
+                _ => {
+                    if matches!(self.peek(), Some(Token::Symbol("(" | "." | "[" | "{"))) {
+                        return None;
+                    }
+                    Some(self.field(name))
+                }
+            },
+            _ => None,
+        }
+    }
+
+    /// After `if`: `condition { expression } [else { expression } | else if …]`.
+    fn if_rest(&mut self) -> Option<Node> {
+        let condition = self.expression_without_block()?;
+        let then = self.block()?;
+        let otherwise = if self.peek() == Some(&Token::Ident("else".into())) {
+            self.at += 1;
+            if self.peek() == Some(&Token::Ident("if".into())) {
+                self.at += 1;
+                Some(Box::new(self.if_rest()?))
+            } else {
+                Some(Box::new(self.block()?))
+            }
+        } else {
+            None
+        };
+        Some(Node::If(Box::new(condition), Box::new(then), otherwise))
+    }
+
+    /// An `if` condition: an expression that stops before the block's `{`.
+    fn expression_without_block(&mut self) -> Option<Node> {
+        let end = self.tokens[self.at..]
+            .iter()
+            .position(|t| *t == Token::Symbol("{"))?
+            + self.at;
+        let rest = self.tokens.split_off(end);
+        let condition = self.expression();
+        let consumed_all = self.at == self.tokens.len();
+        self.tokens.extend(rest);
+        if consumed_all { condition } else { None }
+    }
+
+    fn block(&mut self) -> Option<Node> {
+        self.expect("{")?;
+        let inner = self.expression()?;
+        self.expect("}")?;
+        Some(inner)
+    }
+}
+
+fn symbol_of(text: &str) -> &'static str {
+    SYMBOLS.iter().find(|s| **s == text).copied().unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Map, Value, json};
+
+    use super::NativeExpr;
+
+    /// Expressions analysts write: the lead-scoring bench rule, CLM conditions, and the corners
+    /// (mixed numbers, empty fields, overflow, division by zero, strings, nested `if`).
+    const CORPUS: &[&str] = &[
+        "(if score > 50 { 10 } else { 0 }) + (if health > 70 { 10 } else { 0 }) + (if orders > 10 { 10 } else { 0 }) \
+         + (if ltv > 5000.0 { 10 } else { 0 }) + (if vip { 10 } else { 0 }) + (if region == \"north\" { 5 } else { 0 }) \
+         + (if stage == \"growth\" { 5 } else { 0 }) + (if nps >= 9 { 10 } else { 0 }) + (if source == \"web\" { 5 } else { 0 }) \
+         + (if segment == \"smb\" { 5 } else { 0 })",
+        "score != ()",
+        "health == ()",
+        "score != () && score > 25.0",
+        "ltv > 0.0 && stage != \"churned\"",
+        "score >= 7 && (stage == \"growth\" || stage == \"maturity\")",
+        "vip != true && (region == () || region <= \"m\")",
+        "in_list(segment, [\"smb\", \"mid\"])",
+        "in_list(orders, [1, 2, 3])",
+        "!vip",
+        "-score",
+        "score * 2 + record.orders",
+        "score / orders",
+        "score % orders",
+        "ltv / orders",
+        "score - ltv * 1.5",
+        "if score > 50 { \"hot\" } else if score > 20 { \"warm\" } else { \"cold\" }",
+        "if vip { score }",
+        "score == ltv",
+        "score < ltv",
+        "region == score",
+        "region != ()",
+        "stage < region",
+        "score * 9223372036854775807",
+        "(score + 1) * (orders - 2) / 3",
+        "score > 50 || vip",
+        "vip && score > 1",
+        "engagement_score * 0.977",
+        "orders + 1",
+    ];
+
+    /// Values a field takes in the generated records (none: the key is absent).
+    fn pool() -> Vec<Option<Value>> {
+        vec![
+            None,
+            Some(Value::Null),
+            Some(json!(true)),
+            Some(json!(false)),
+            Some(json!(0)),
+            Some(json!(1)),
+            Some(json!(-5)),
+            Some(json!(9)),
+            Some(json!(51)),
+            Some(json!(i64::MAX)),
+            Some(json!(0.5)),
+            Some(json!(5000.0)),
+            Some(json!(5000.5)),
+            Some(json!(-1.25)),
+            Some(json!("north")),
+            Some(json!("growth")),
+            Some(json!("smb")),
+            Some(json!("web")),
+            Some(json!("")),
+            Some(json!("5")),
+            Some(json!([1, 2])),
+        ]
+    }
+
+    const FIELDS: &[&str] = &[
+        "score",
+        "health",
+        "orders",
+        "ltv",
+        "vip",
+        "region",
+        "stage",
+        "nps",
+        "source",
+        "segment",
+        "engagement_score",
+    ];
+
+    #[test]
+    fn native_results_are_rhais_results() {
+        let pool = pool();
+        let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        for source in CORPUS {
+            let native = NativeExpr::compile(source)
+                .unwrap_or_else(|| panic!("plain expression not compiled natively: {source}"));
+            let script = crate::compile(source).unwrap();
+            let (mut decided, mut total) = (0, 0);
+            for _ in 0..3000 {
+                let mut record = Map::new();
+                for field in FIELDS {
+                    if let Some(value) = &pool[next(pool.len())] {
+                        record.insert((*field).to_owned(), value.clone());
+                    }
+                }
+                total += 1;
+                let Some(value) = native.eval(&record) else {
+                    continue;
+                };
+                decided += 1;
+                let rhai = script.eval_with_rhai(&record, &[]);
+                assert_eq!(
+                    rhai.as_ref(),
+                    Ok(&value),
+                    "{source}\nrecord: {}",
+                    Value::Object(record.clone())
+                );
+                assert_eq!(script.eval(&record, &[]).as_ref(), Ok(&value));
+            }
+            assert!(
+                decided > 0,
+                "never decided natively: {source} ({total} records)"
+            );
+        }
+    }
+
+    #[test]
+    fn typical_records_are_decided_natively() {
+        let native = NativeExpr::compile(CORPUS[0]).unwrap();
+        let record = json!({"score": 60, "health": 75, "orders": 12, "ltv": 6000.0, "vip": true,
+            "region": "north", "stage": "growth", "nps": 9, "source": "web", "segment": "smb"});
+        assert_eq!(native.eval(record.as_object().unwrap()), Some(json!(80)));
+    }
+
+    #[test]
+    fn scripts_beyond_plain_expressions_stay_with_rhai() {
+        for source in [
+            "let s = 0; s + 1",
+            "today()",
+            "days_since(last_engaged_at) >= 90",
+            "add_days(ordered_at, 14)",
+            "(total * 1.0).to_int()",
+            "source.total + 1",
+            "x = 1",
+            "1_000 + x",
+            "a // comment",
+            "`template ${x}`",
+            "[1, 2].len()",
+            "#{a: 1}",
+            "if a { 1 } else { 2 }; 3",
+        ] {
+            assert!(NativeExpr::compile(source).is_none(), "{source}");
+        }
+        // Compiled, but string building is rhai's at run time.
+        let concat = NativeExpr::compile("name + \"!\"").unwrap();
+        assert_eq!(
+            concat.eval(json!({"name": "Ada"}).as_object().unwrap()),
+            None
+        );
+        assert_eq!(
+            crate::compile("name + \"!\"")
+                .unwrap()
+                .eval(json!({"name": "Ada"}).as_object().unwrap(), &[]),
+            Ok(json!("Ada!"))
+        );
+    }
+}
