@@ -1,7 +1,8 @@
 //! Native evaluation of plain expressions. Most scripts analysts write are one expression over a
 //! record's fields — comparisons, arithmetic, `&&`/`||`, `if … { } else { }`, `in_list` — and running
 //! them through rhai costs a scope of converted values and an AST walk per call (~8 µs here). Such an
-//! expression is also compiled into a tree of native nodes that reads the JSON fields directly.
+//! expression is also compiled into a tree of native nodes that reads the JSON fields directly. Of the
+//! business library, `today()` and `days_since(date)` are native too (the same definitions).
 //!
 //! The rule is: **the native result is rhai's result, or there is none.** Whatever the subset does not
 //! cover is declined — at compile time (statements, `let`, other functions, closures, string
@@ -17,6 +18,8 @@ pub struct NativeExpr {
     root: Node,
     /// The variables it reads, by position (`Node::Field`).
     fields: Vec<String>,
+    /// Whether it calls `today()` or `days_since` (today's date is then taken once per evaluation).
+    uses_today: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -35,6 +38,10 @@ enum Node {
     If(Box<Node>, Box<Node>, Option<Box<Node>>),
     /// `in_list(value, [literals])`.
     InList(Box<Node>, Vec<Node>),
+    /// `today()`: the date (UTC) as `YYYY-MM-DD`.
+    Today,
+    /// `days_since(date)`: whole days from the date (its first 10 characters) to today.
+    DaysSince(Box<Node>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +77,7 @@ impl NativeExpr {
             tokens,
             at: 0,
             fields: Vec::new(),
+            uses_today: false,
         };
         let root = parser.expression()?;
         if parser.at != parser.tokens.len() {
@@ -78,6 +86,7 @@ impl NativeExpr {
         Some(Self {
             root,
             fields: parser.fields,
+            uses_today: parser.uses_today,
         })
     }
 
@@ -94,11 +103,21 @@ impl NativeExpr {
 
     /// [`NativeExpr::eval`] with each variable's value from `lookup` (`None`: no such variable).
     pub fn eval_by<'a>(&self, lookup: impl Fn(&str) -> Option<&'a Value>) -> Option<Value> {
+        let today = if self.uses_today {
+            let date = chrono::Utc::now().date_naive();
+            Some((date.to_string(), date))
+        } else {
+            None
+        };
         let mut values = Vec::with_capacity(self.fields.len());
         for name in &self.fields {
             values.push(from_json(lookup(name)?)?);
         }
-        to_json(eval(&self.root, &values)?)
+        let context = Context {
+            fields: &values,
+            today: today.as_ref().map(|(text, date)| (text.as_str(), *date)),
+        };
+        to_json(eval(&self.root, &context)?)
     }
 }
 
@@ -126,56 +145,71 @@ fn to_json(value: V<'_>) -> Option<Value> {
     })
 }
 
-fn eval<'a>(node: &'a Node, fields: &[V<'a>]) -> Option<V<'a>> {
+/// What an evaluation reads besides the nodes: the fields' values and today's date.
+struct Context<'c, 'a> {
+    fields: &'c [V<'a>],
+    today: Option<(&'a str, chrono::NaiveDate)>,
+}
+
+fn eval<'a>(node: &'a Node, context: &Context<'_, 'a>) -> Option<V<'a>> {
     Some(match node {
+        Node::Today => V::Str(context.today?.0),
+        Node::DaysSince(date) => match eval(date, context)? {
+            V::Str(text) => {
+                let day = text.get(..10).unwrap_or(text);
+                let date = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()?;
+                V::Int((context.today?.1 - date).num_days())
+            }
+            _ => return None,
+        },
         Node::Unit => V::Unit,
         Node::Bool(b) => V::Bool(*b),
         Node::Int(i) => V::Int(*i),
         Node::Float(f) => V::Float(*f),
         Node::Str(s) => V::Str(s),
-        Node::Field(i) => fields[*i],
-        Node::Not(inner) => match eval(inner, fields)? {
+        Node::Field(i) => context.fields[*i],
+        Node::Not(inner) => match eval(inner, context)? {
             V::Bool(b) => V::Bool(!b),
             _ => return None,
         },
-        Node::Neg(inner) => match eval(inner, fields)? {
+        Node::Neg(inner) => match eval(inner, context)? {
             V::Int(i) => V::Int(i.checked_neg()?),
             V::Float(f) => V::Float(-f),
             _ => return None,
         },
-        Node::And(left, right) => match eval(left, fields)? {
+        Node::And(left, right) => match eval(left, context)? {
             V::Bool(false) => V::Bool(false),
-            V::Bool(true) => match eval(right, fields)? {
+            V::Bool(true) => match eval(right, context)? {
                 V::Bool(b) => V::Bool(b),
                 _ => return None,
             },
             _ => return None,
         },
-        Node::Or(left, right) => match eval(left, fields)? {
+        Node::Or(left, right) => match eval(left, context)? {
             V::Bool(true) => V::Bool(true),
-            V::Bool(false) => match eval(right, fields)? {
+            V::Bool(false) => match eval(right, context)? {
                 V::Bool(b) => V::Bool(b),
                 _ => return None,
             },
             _ => return None,
         },
-        Node::If(condition, then, otherwise) => match eval(condition, fields)? {
-            V::Bool(true) => eval(then, fields)?,
+        Node::If(condition, then, otherwise) => match eval(condition, context)? {
+            V::Bool(true) => eval(then, context)?,
             V::Bool(false) => match otherwise {
-                Some(otherwise) => eval(otherwise, fields)?,
+                Some(otherwise) => eval(otherwise, context)?,
                 None => V::Unit,
             },
             _ => return None,
         },
         Node::InList(value, items) => {
-            let value = list_text(eval(value, fields)?)?;
+            let value = list_text(eval(value, context)?)?;
             let mut found = false;
             for item in items {
-                found |= list_text(eval(item, fields)?)? == value;
+                found |= list_text(eval(item, context)?)? == value;
             }
             V::Bool(found)
         }
-        Node::Binary(op, left, right) => binary(*op, eval(left, fields)?, eval(right, fields)?)?,
+        Node::Binary(op, left, right) => binary(*op, eval(left, context)?, eval(right, context)?)?,
     })
 }
 
@@ -339,6 +373,7 @@ struct Parser {
     tokens: Vec<Token>,
     at: usize,
     fields: Vec<String>,
+    uses_today: bool,
 }
 
 impl Parser {
@@ -482,6 +517,19 @@ impl Parser {
                 "true" => Some(Node::Bool(true)),
                 "false" => Some(Node::Bool(false)),
                 "if" => self.if_rest(),
+                "today" => {
+                    self.expect("(")?;
+                    self.expect(")")?;
+                    self.uses_today = true;
+                    Some(Node::Today)
+                }
+                "days_since" => {
+                    self.expect("(")?;
+                    let date = self.expression()?;
+                    self.expect(")")?;
+                    self.uses_today = true;
+                    Some(Node::DaysSince(Box::new(date)))
+                }
                 "in_list" => {
                     self.expect("(")?;
                     let value = self.expression()?;
@@ -615,6 +663,10 @@ mod tests {
         "vip && score > 1",
         "engagement_score * 0.977",
         "orders + 1",
+        "counted != true && (available_on == () || available_on <= today())",
+        "counted != true && available_on != () && available_on <= today()",
+        "last_engaged_at != () && days_since(last_engaged_at) >= 90 && (stage == \"growth\" || vip)",
+        "if last_engaged_at == () { 0 } else if days_since(last_engaged_at) >= 60 { 2 } else { 1 }",
     ];
 
     /// Values a field takes in the generated records (none: the key is absent).
@@ -641,7 +693,45 @@ mod tests {
             Some(json!("")),
             Some(json!("5")),
             Some(json!([1, 2])),
+            Some(json!("2024-01-05")),
+            Some(json!("2026-11-30T08:00:00Z")),
+            Some(json!("3000-01-01")),
+            Some(json!("not a date")),
         ]
+    }
+
+    /// Values a field of this name usually has.
+    fn typical(field: &str) -> Vec<Option<Value>> {
+        let values = match field {
+            "vip" | "counted" => vec![json!(true), json!(false)],
+            "region" | "stage" | "source" | "segment" => {
+                vec![
+                    json!("north"),
+                    json!("growth"),
+                    json!("web"),
+                    json!("smb"),
+                    json!("maturity"),
+                ]
+            }
+            "available_on" | "last_engaged_at" => vec![
+                json!("2024-01-05"),
+                json!("2026-11-30T08:00:00Z"),
+                json!("3000-01-01"),
+                Value::Null,
+            ],
+            "ltv" | "engagement_score" => {
+                vec![json!(0.5), json!(5000.0), json!(7250.25), json!(12)]
+            }
+            _ => vec![
+                json!(0),
+                json!(3),
+                json!(9),
+                json!(51),
+                json!(75),
+                json!(100),
+            ],
+        };
+        values.into_iter().map(Some).collect()
     }
 
     const FIELDS: &[&str] = &[
@@ -656,6 +746,9 @@ mod tests {
         "source",
         "segment",
         "engagement_score",
+        "available_on",
+        "last_engaged_at",
+        "counted",
     ];
 
     #[test]
@@ -676,8 +769,15 @@ mod tests {
             for _ in 0..3000 {
                 let mut record = Map::new();
                 for field in FIELDS {
-                    if let Some(value) = &pool[next(pool.len())] {
-                        record.insert((*field).to_owned(), value.clone());
+                    // Mostly values of the field's own type, sometimes anything at all.
+                    let typical = typical(field);
+                    let value = if next(4) > 0 {
+                        typical[next(typical.len())].clone()
+                    } else {
+                        pool[next(pool.len())].clone()
+                    };
+                    if let Some(value) = value {
+                        record.insert((*field).to_owned(), value);
                     }
                 }
                 total += 1;
@@ -713,8 +813,6 @@ mod tests {
     fn scripts_beyond_plain_expressions_stay_with_rhai() {
         for source in [
             "let s = 0; s + 1",
-            "today()",
-            "days_since(last_engaged_at) >= 90",
             "add_days(ordered_at, 14)",
             "(total * 1.0).to_int()",
             "source.total + 1",
