@@ -79,6 +79,11 @@ fn customer(i: usize) -> Value {
     })
 }
 
+// The rule-evaluation section (rhai, native, columnar, zen-engine) lives beside this file.
+#[path = "records/rules.rs"]
+mod rules;
+use rules::rule_evaluations;
+
 /// The same allocator as the `trellis` binary, so the figures are the product's.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -647,85 +652,4 @@ fn postgres_transitions(runtime: &tokio::runtime::Runtime, url: &str, dir: &std:
         "| Trellis: `fire_event` | {trellis:.0} (ratio {:.2}) |",
         trellis / tps
     );
-}
-
-/// A 10-condition lead-scoring rule (`trellis_rules::evaluate`: condition, one `=expression` set,
-/// trace) over 200,000 records, against the same expression evaluated with the rhai engine directly.
-fn rule_evaluations() {
-    const RECORDS: usize = 200_000;
-    let expression = "(if score > 50 { 10 } else { 0 }) + (if health > 70 { 10 } else { 0 }) + (if orders > 10 { 10 } else { 0 }) \
-        + (if ltv > 5000.0 { 10 } else { 0 }) + (if vip { 10 } else { 0 }) + (if region == \"north\" { 5 } else { 0 }) \
-        + (if stage == \"growth\" { 5 } else { 0 }) + (if nps >= 9 { 10 } else { 0 }) + (if source == \"web\" { 5 } else { 0 }) \
-        + (if segment == \"smb\" { 5 } else { 0 })";
-    let mut bundle = customer_bundle();
-    bundle["rules/lead_score.rule.json"] = json!({
-        "format_version": 1, "id": "lead_score", "entity": "customer", "trigger": {"manual": {}},
-        "condition": "score != ()", "actions": [{"set": {"health": format!("={expression}")}}]
-    });
-    let raw = trellis_model::RawBundle(bundle.as_object().unwrap().clone());
-    let checked = trellis_model::check_bundle(&raw).unwrap();
-    let (rules, problems) = trellis_rules::check_rules(&checked);
-    assert!(problems.is_empty(), "{problems:?}");
-    let rule = &rules["lead_score"];
-    let records: Vec<serde_json::Map<String, Value>> = (0..1000)
-        .map(|i| customer(i).as_object().unwrap().clone())
-        .collect();
-    let start = Instant::now();
-    let mut matched = 0usize;
-    for i in 0..RECORDS {
-        let evaluation = trellis_rules::evaluate(rule, &records[i % records.len()], None).unwrap();
-        matched += usize::from(evaluation.matched);
-    }
-    let rule_rate = RECORDS as f64 / start.elapsed().as_secs_f64();
-    assert_eq!(matched, RECORDS);
-    let script = trellis_script::compile(expression).unwrap();
-    assert!(script.is_native());
-    let start = Instant::now();
-    for i in 0..RECORDS {
-        std::hint::black_box(
-            script
-                .eval_with_rhai(&records[i % records.len()], &[])
-                .unwrap(),
-        );
-    }
-    let raw_rate = RECORDS as f64 / start.elapsed().as_secs_f64();
-    let start = Instant::now();
-    for i in 0..RECORDS {
-        std::hint::black_box(script.eval(&records[i % records.len()], &[]).unwrap());
-    }
-    let native_rate = RECORDS as f64 / start.elapsed().as_secs_f64();
-    println!(
-        "\n| 10-condition lead-scoring rule, {RECORDS} evaluations on one core | evaluations/s |"
-    );
-    println!("|---|---|");
-    println!(
-        "| baseline: the scoring expression through rhai directly (compiled once) | {raw_rate:.0} |"
-    );
-    println!(
-        "| Trellis: the scoring expression alone, `Script::eval` (native) | {native_rate:.0} (ratio {:.2}) |",
-        native_rate / raw_rate
-    );
-    println!(
-        "| Trellis: `trellis_rules::evaluate` (condition + set expression + trace) | {rule_rate:.0} (ratio {:.2}) |",
-        rule_rate / raw_rate
-    );
-    // The peer baseline in the same run: zen-engine (its Python binding) with the same expression
-    // and customers, when TRELLIS_BENCH_ZEN_PYTHON names a Python that has `zen-engine` installed.
-    if let Ok(python) = std::env::var("TRELLIS_BENCH_ZEN_PYTHON") {
-        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/zen_rules.py");
-        match std::process::Command::new(&python)
-            .arg(&script)
-            .arg(RECORDS.to_string())
-            .output()
-        {
-            Ok(output) if output.status.success() => {
-                print!("{}", String::from_utf8_lossy(&output.stdout));
-            }
-            Ok(output) => println!(
-                "| zen-engine baseline failed: {} |",
-                String::from_utf8_lossy(&output.stderr).trim()
-            ),
-            Err(error) => println!("| zen-engine baseline: cannot run {python}: {error} |"),
-        }
-    }
 }

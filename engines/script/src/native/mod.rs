@@ -12,6 +12,9 @@
 
 use serde_json::{Map, Number, Value};
 
+mod columnar;
+pub use columnar::ColumnRef;
+
 /// A compiled native expression.
 #[derive(Debug, Clone)]
 pub struct NativeExpr {
@@ -23,7 +26,7 @@ pub struct NativeExpr {
 }
 
 #[derive(Debug, Clone)]
-enum Node {
+pub(crate) enum Node {
     Unit,
     Bool(bool),
     Int(i64),
@@ -45,7 +48,7 @@ enum Node {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Op {
+pub(crate) enum Op {
     Add,
     Sub,
     Mul,
@@ -61,7 +64,7 @@ enum Op {
 
 /// A value while evaluating (strings borrowed from the record or the expression).
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum V<'a> {
+pub(crate) enum V<'a> {
     Unit,
     Bool(bool),
     Int(i64),
@@ -135,7 +138,7 @@ fn from_json(value: &Value) -> Option<V<'_>> {
     })
 }
 
-fn to_json(value: V<'_>) -> Option<Value> {
+pub(crate) fn to_json(value: V<'_>) -> Option<Value> {
     Some(match value {
         V::Unit => Value::Null,
         V::Bool(b) => Value::Bool(b),
@@ -223,7 +226,7 @@ fn list_text(value: V<'_>) -> Option<String> {
     }
 }
 
-fn binary<'a>(op: Op, left: V<'a>, right: V<'a>) -> Option<V<'a>> {
+pub(crate) fn binary<'a>(op: Op, left: V<'a>, right: V<'a>) -> Option<V<'a>> {
     use V::{Bool, Float, Int, Str, Unit};
     Some(match (op, left, right) {
         (Op::Add, Int(a), Int(b)) => Int(a.checked_add(b)?),
@@ -623,220 +626,4 @@ fn symbol_of(text: &str) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
-    use serde_json::{Map, Value, json};
-
-    use super::NativeExpr;
-
-    /// Expressions analysts write: the lead-scoring bench rule, CLM conditions, and the corners
-    /// (mixed numbers, empty fields, overflow, division by zero, strings, nested `if`).
-    const CORPUS: &[&str] = &[
-        "(if score > 50 { 10 } else { 0 }) + (if health > 70 { 10 } else { 0 }) + (if orders > 10 { 10 } else { 0 }) \
-         + (if ltv > 5000.0 { 10 } else { 0 }) + (if vip { 10 } else { 0 }) + (if region == \"north\" { 5 } else { 0 }) \
-         + (if stage == \"growth\" { 5 } else { 0 }) + (if nps >= 9 { 10 } else { 0 }) + (if source == \"web\" { 5 } else { 0 }) \
-         + (if segment == \"smb\" { 5 } else { 0 })",
-        "score != ()",
-        "health == ()",
-        "score != () && score > 25.0",
-        "ltv > 0.0 && stage != \"churned\"",
-        "score >= 7 && (stage == \"growth\" || stage == \"maturity\")",
-        "vip != true && (region == () || region <= \"m\")",
-        "in_list(segment, [\"smb\", \"mid\"])",
-        "in_list(orders, [1, 2, 3])",
-        "!vip",
-        "-score",
-        "score * 2 + record.orders",
-        "score / orders",
-        "score % orders",
-        "ltv / orders",
-        "score - ltv * 1.5",
-        "if score > 50 { \"hot\" } else if score > 20 { \"warm\" } else { \"cold\" }",
-        "if vip { score }",
-        "score == ltv",
-        "score < ltv",
-        "region == score",
-        "region != ()",
-        "stage < region",
-        "score * 9223372036854775807",
-        "(score + 1) * (orders - 2) / 3",
-        "score > 50 || vip",
-        "vip && score > 1",
-        "engagement_score * 0.977",
-        "orders + 1",
-        "counted != true && (available_on == () || available_on <= today())",
-        "counted != true && available_on != () && available_on <= today()",
-        "last_engaged_at != () && days_since(last_engaged_at) >= 90 && (stage == \"growth\" || vip)",
-        "if last_engaged_at == () { 0 } else if days_since(last_engaged_at) >= 60 { 2 } else { 1 }",
-    ];
-
-    /// Values a field takes in the generated records (none: the key is absent).
-    fn pool() -> Vec<Option<Value>> {
-        vec![
-            None,
-            Some(Value::Null),
-            Some(json!(true)),
-            Some(json!(false)),
-            Some(json!(0)),
-            Some(json!(1)),
-            Some(json!(-5)),
-            Some(json!(9)),
-            Some(json!(51)),
-            Some(json!(i64::MAX)),
-            Some(json!(0.5)),
-            Some(json!(5000.0)),
-            Some(json!(5000.5)),
-            Some(json!(-1.25)),
-            Some(json!("north")),
-            Some(json!("growth")),
-            Some(json!("smb")),
-            Some(json!("web")),
-            Some(json!("")),
-            Some(json!("5")),
-            Some(json!([1, 2])),
-            Some(json!("2024-01-05")),
-            Some(json!("2026-11-30T08:00:00Z")),
-            Some(json!("3000-01-01")),
-            Some(json!("not a date")),
-        ]
-    }
-
-    /// Values a field of this name usually has.
-    fn typical(field: &str) -> Vec<Option<Value>> {
-        let values = match field {
-            "vip" | "counted" => vec![json!(true), json!(false)],
-            "region" | "stage" | "source" | "segment" => {
-                vec![
-                    json!("north"),
-                    json!("growth"),
-                    json!("web"),
-                    json!("smb"),
-                    json!("maturity"),
-                ]
-            }
-            "available_on" | "last_engaged_at" => vec![
-                json!("2024-01-05"),
-                json!("2026-11-30T08:00:00Z"),
-                json!("3000-01-01"),
-                Value::Null,
-            ],
-            "ltv" | "engagement_score" => {
-                vec![json!(0.5), json!(5000.0), json!(7250.25), json!(12)]
-            }
-            _ => vec![
-                json!(0),
-                json!(3),
-                json!(9),
-                json!(51),
-                json!(75),
-                json!(100),
-            ],
-        };
-        values.into_iter().map(Some).collect()
-    }
-
-    const FIELDS: &[&str] = &[
-        "score",
-        "health",
-        "orders",
-        "ltv",
-        "vip",
-        "region",
-        "stage",
-        "nps",
-        "source",
-        "segment",
-        "engagement_score",
-        "available_on",
-        "last_engaged_at",
-        "counted",
-    ];
-
-    #[test]
-    fn native_results_are_rhais_results() {
-        let pool = pool();
-        let mut state: u64 = 0x2545_F491_4F6C_DD1D;
-        let mut next = move |n: usize| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % n as u64) as usize
-        };
-        for source in CORPUS {
-            let native = NativeExpr::compile(source)
-                .unwrap_or_else(|| panic!("plain expression not compiled natively: {source}"));
-            let script = crate::compile(source).unwrap();
-            let (mut decided, mut total) = (0, 0);
-            for _ in 0..3000 {
-                let mut record = Map::new();
-                for field in FIELDS {
-                    // Mostly values of the field's own type, sometimes anything at all.
-                    let typical = typical(field);
-                    let value = if next(4) > 0 {
-                        typical[next(typical.len())].clone()
-                    } else {
-                        pool[next(pool.len())].clone()
-                    };
-                    if let Some(value) = value {
-                        record.insert((*field).to_owned(), value);
-                    }
-                }
-                total += 1;
-                let Some(value) = native.eval(&record) else {
-                    continue;
-                };
-                decided += 1;
-                let rhai = script.eval_with_rhai(&record, &[]);
-                assert_eq!(
-                    rhai.as_ref(),
-                    Ok(&value),
-                    "{source}\nrecord: {}",
-                    Value::Object(record.clone())
-                );
-                assert_eq!(script.eval(&record, &[]).as_ref(), Ok(&value));
-            }
-            assert!(
-                decided > 0,
-                "never decided natively: {source} ({total} records)"
-            );
-        }
-    }
-
-    #[test]
-    fn typical_records_are_decided_natively() {
-        let native = NativeExpr::compile(CORPUS[0]).unwrap();
-        let record = json!({"score": 60, "health": 75, "orders": 12, "ltv": 6000.0, "vip": true,
-            "region": "north", "stage": "growth", "nps": 9, "source": "web", "segment": "smb"});
-        assert_eq!(native.eval(record.as_object().unwrap()), Some(json!(80)));
-    }
-
-    #[test]
-    fn scripts_beyond_plain_expressions_stay_with_rhai() {
-        for source in [
-            "let s = 0; s + 1",
-            "add_days(ordered_at, 14)",
-            "(total * 1.0).to_int()",
-            "source.total + 1",
-            "x = 1",
-            "1_000 + x",
-            "a // comment",
-            "`template ${x}`",
-            "[1, 2].len()",
-            "#{a: 1}",
-            "if a { 1 } else { 2 }; 3",
-        ] {
-            assert!(NativeExpr::compile(source).is_none(), "{source}");
-        }
-        // Compiled, but string building is rhai's at run time.
-        let concat = NativeExpr::compile("name + \"!\"").unwrap();
-        assert_eq!(
-            concat.eval(json!({"name": "Ada"}).as_object().unwrap()),
-            None
-        );
-        assert_eq!(
-            crate::compile("name + \"!\"")
-                .unwrap()
-                .eval(json!({"name": "Ada"}).as_object().unwrap(), &[]),
-            Ok(json!("Ada!"))
-        );
-    }
-}
+mod tests;
