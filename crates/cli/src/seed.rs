@@ -260,7 +260,8 @@ pub async fn seed(
             at = at + Days::new(gap as u64);
         }
         let paid: Vec<&(NaiveDate, f64, bool)> = orders.iter().filter(|o| !o.2).collect();
-        let spent: f64 = paid.iter().map(|o| o.1).sum();
+        // `+ 0.0`: an empty f64 sum is -0.0, which the nightly report would "change" to 0.
+        let spent: f64 = paid.iter().map(|o| o.1).sum::<f64>() + 0.0;
         let last = paid.iter().map(|o| o.0).max();
         let zh = rng.chance(0.6);
         let name = if zh {
@@ -313,7 +314,8 @@ pub async fn seed(
             .iter()
             .filter(|o| (today - o.0).num_days() <= 365)
             .map(|o| o.1)
-            .sum();
+            .sum::<f64>()
+            + 0.0;
         let tier = if spent_12m >= 20_000.0 {
             "platinum"
         } else if spent_12m >= 5_000.0 {

@@ -232,3 +232,32 @@ pub fn search_text(entity: &EntityDefinition, named: &Map<String, Value>) -> Str
     }
     parts.join(" ")
 }
+
+/// Whether two field values are the same value: equal JSON, or numbers of equal value (`0` and
+/// `0.0` — a report's float and a stored integer are no change).
+pub fn same_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            x == y || matches!((x.as_f64(), y.as_f64()), (Some(x), Some(y)) if x == y)
+        }
+        _ => a == b,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::same_value;
+
+    #[test]
+    fn numbers_of_equal_value_are_the_same_value() {
+        assert!(same_value(&json!(0), &json!(0.0)));
+        assert!(same_value(&json!(-0.0), &json!(0)));
+        assert!(same_value(&json!(12.5), &json!(12.5)));
+        assert!(!same_value(&json!(12), &json!(12.5)));
+        assert!(!same_value(&json!(0), &json!("0")));
+        assert!(!same_value(&json!(null), &json!(0)));
+        assert!(same_value(&json!("a"), &json!("a")));
+    }
+}

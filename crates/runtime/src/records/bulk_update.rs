@@ -151,7 +151,13 @@ fn plan(
     }
     let same = |field: &trellis_model::FieldDefinition| {
         matches!(field.kind, FieldKind::UpdatedAt | FieldKind::UpdatedBy)
-            || named.get(field.name.as_str()) == before.get(field.name.as_str())
+            || match (
+                named.get(field.name.as_str()),
+                before.get(field.name.as_str()),
+            ) {
+                (Some(now), Some(was)) => trellis_form::records::same_value(now, was),
+                (now, was) => now == was,
+            }
     };
     if entity.fields.iter().all(same) {
         return Plan::Unchanged;

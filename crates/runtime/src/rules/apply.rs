@@ -90,7 +90,8 @@ impl Runtime {
                 let named = to_api(entity, &current.data.0);
                 let differs = |field: &str, value: Value| {
                     let now = named.get(field).unwrap_or(&Value::Null);
-                    (*now != value).then(|| (field.to_owned(), value))
+                    (!trellis_form::records::same_value(now, &value))
+                        .then(|| (field.to_owned(), value))
                 };
                 let patch: Map<String, Value> = match row {
                     Some(row) => sets

@@ -157,10 +157,11 @@ impl Runtime {
                     self.side_effect(loaded, entity, &row.id, named, action, actor, &mut side)
                         .await?;
                 }
-                let differs = evaluation
-                    .writes
-                    .iter()
-                    .any(|(k, v)| named.get(k) != Some(v));
+                let differs = evaluation.writes.iter().any(|(k, v)| {
+                    !named
+                        .get(k)
+                        .is_some_and(|now| trellis_form::records::same_value(now, v))
+                });
                 if !differs {
                     if !side.notifications.is_empty()
                         || !side.outbox.is_empty()
