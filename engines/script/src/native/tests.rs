@@ -44,6 +44,17 @@ const CORPUS: &[&str] = &[
     "if last_engaged_at == () { 0 } else if days_since(last_engaged_at) >= 60 { 2 } else { 1 }",
 ];
 
+/// A deterministic picker (xorshift): `next(n)` is a number below `n`, the same sequence every run.
+fn picker(seed: u64) -> impl FnMut(usize) -> usize {
+    let mut state = seed;
+    move |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    }
+}
+
 /// Values a field takes in the generated records (none: the key is absent).
 fn pool() -> Vec<Option<Value>> {
     vec![
@@ -129,13 +140,7 @@ const FIELDS: &[&str] = &[
 #[test]
 fn native_results_are_rhais_results() {
     let pool = pool();
-    let mut state: u64 = 0x2545_F491_4F6C_DD1D;
-    let mut next = move |n: usize| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state % n as u64) as usize
-    };
+    let mut next = picker(0x2545_F491_4F6C_DD1D);
     for source in CORPUS {
         let native = NativeExpr::compile(source)
             .unwrap_or_else(|| panic!("plain expression not compiled natively: {source}"));
@@ -272,13 +277,7 @@ enum Column {
 
 #[test]
 fn columnar_results_are_rhais_results() {
-    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut next = move |n: usize| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state % n as u64) as usize
-    };
+    let mut next = picker(0x9E37_79B9_7F4A_7C15);
     // Records whose values fit their columns (what a column cache holds), some fields empty.
     let records: Vec<Map<String, Value>> = (0..2000)
         .map(|_| {
