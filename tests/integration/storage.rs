@@ -16,6 +16,7 @@ on_both_backends!(
     change_log_is_ordered_and_append_only,
     bulk_updates_commit_together_and_skip_stale_records,
     hot_reads_see_exactly_what_the_general_reads_see,
+    column_loads_read_each_field_as_the_database_does,
 );
 
 fn migration_files(backend: Backend) -> i64 {
@@ -626,4 +627,242 @@ async fn hot_reads_see_exactly_what_the_general_reads_see(backend: Backend) {
     let (general, hot) = both(store.clone(), inserted.id.clone()).await;
     assert!(general.as_ref().unwrap().deleted_at.is_some());
     assert_eq!(hot, Some((general.unwrap(), Some(2))));
+}
+
+/// `load_columns` reads stored documents field by field (on SQLite by one pass over the document
+/// bytes, on PostgreSQL with `->>`): escaped text, nested values to skip (brackets inside strings
+/// among them), money whose amount is not the first key, numbers stored as text and text stored as
+/// numbers, missing fields and impossible dates all come out the same on both backends.
+async fn column_loads_read_each_field_as_the_database_does(backend: Backend) {
+    use trellis_model::CheckedFilter;
+    use trellis_store::{ColumnKind, ColumnRequest, ColumnValues};
+    let db = database_or_skip!(backend);
+    let store = Store::connect(&db.url).await.unwrap();
+    store
+        .create_app(&version("cols", "1.0.0", "{}"))
+        .await
+        .unwrap();
+    let documents = [
+        serde_json::json!({
+            "f_text": "plain", "f_int": 42, "f_float": 2.5,
+            "f_money": {"amount": "12.50", "currency": "CNY"}, "f_bool": true,
+            "f_date": "2026-03-01", "f_at": "2026-03-01T10:00:00+08:00"
+        }),
+        serde_json::json!({
+            "f_skip": [{"x": "}]\"{["}, "]", {"deep": [[[]]]}],
+            "f_text": "quote \" backslash \\ 中文\nline", "f_int": -7, "f_float": 3,
+            "f_money": {"currency": "CNY", "amount": "-123456789.0005"}, "f_bool": false,
+            "f_date": null, "f_at": "2026-03-01"
+        }),
+        serde_json::json!({}),
+        serde_json::json!({
+            "f_money": "12", "f_text": 12, "f_int": "9", "f_float": 9007199254740993u64,
+            "f_date": "2026-02-30", "f_bool": "yes", "f_tail": {"f_text": "not me"}
+        }),
+    ];
+    let records: Vec<trellis_store::NewRecord> = documents
+        .iter()
+        .map(|d| trellis_store::NewRecord {
+            data: d.as_object().unwrap().clone(),
+            uniques: Vec::new(),
+            search_text: String::new(),
+        })
+        .collect();
+    let inserted = store
+        .insert_records("cols", "e_item", Some("u1"), &records)
+        .await
+        .unwrap();
+    let requests: Vec<ColumnRequest> = [
+        ("f_text", ColumnKind::Text),
+        ("f_int", ColumnKind::Int),
+        ("f_float", ColumnKind::Float),
+        ("f_money", ColumnKind::Money),
+        ("f_bool", ColumnKind::Bool),
+        ("f_date", ColumnKind::Date),
+        ("f_at", ColumnKind::DateTime),
+        ("f_int", ColumnKind::Text),
+        ("f_missing", ColumnKind::Int),
+    ]
+    .into_iter()
+    .map(|(uid, kind)| ColumnRequest {
+        uid: uid.to_owned(),
+        kind,
+    })
+    .collect();
+    let loaded = store
+        .load_columns("cols", "e_item", &requests, &CheckedFilter::All)
+        .await
+        .unwrap();
+    // Rows come back in id order; put them in insertion order.
+    let order: Vec<usize> = inserted
+        .iter()
+        .map(|r| loaded.ids.iter().position(|id| *id == r.id).unwrap())
+        .collect();
+    let pick = |column: usize| -> Vec<Option<String>> {
+        let cell = |row: usize| match &loaded.columns[column] {
+            ColumnValues::Int(v) | ColumnValues::Money(v) | ColumnValues::DateTime(v) => {
+                v[row].map(|x| x.to_string())
+            }
+            ColumnValues::Float(v) => v[row].map(|x| x.to_string()),
+            ColumnValues::Bool(v) => v[row].map(|x| x.to_string()),
+            ColumnValues::Date(v) => v[row].map(|x| x.to_string()),
+            ColumnValues::Dict { codes, values } => codes[row].map(|c| values[c as usize].clone()),
+        };
+        order.iter().map(|row| cell(*row)).collect()
+    };
+    let some = |values: [Option<&str>; 4]| -> Vec<Option<String>> {
+        values.iter().map(|v| v.map(str::to_owned)).collect()
+    };
+    assert_eq!(
+        pick(0),
+        some([
+            Some("plain"),
+            Some("quote \" backslash \\ 中文\nline"),
+            None,
+            Some("12")
+        ])
+    );
+    assert_eq!(pick(1), some([Some("42"), Some("-7"), None, Some("9")]));
+    assert_eq!(
+        pick(2),
+        some([Some("2.5"), Some("3"), None, Some("9007199254740992")])
+    );
+    assert_eq!(
+        pick(3),
+        some([Some("125000"), Some("-1234567890005"), None, None])
+    );
+    assert_eq!(pick(4), some([Some("true"), Some("false"), None, None]));
+    // 2026-03-01 is day 20,513 after 1970-01-01; 2026-02-30 is no date.
+    assert_eq!(pick(5), some([Some("20513"), None, None, None]));
+    assert_eq!(
+        pick(6),
+        some([
+            Some("1772330400000"),
+            Some(&(20_513i64 * 86_400_000).to_string()),
+            None,
+            None
+        ])
+    );
+    assert_eq!(pick(7), some([Some("42"), Some("-7"), None, Some("9")]));
+    assert_eq!(pick(8), some([None, None, None, None]));
+    if backend == Backend::Sqlite {
+        generated_documents_read_as_json_extract_reads_them(&store, &db.url).await;
+    }
+}
+
+/// Many generated documents (nested values, escapes, numbers of every shape) read through
+/// `load_columns` as text and through SQLite's own `json_extract` on the same file: equal, field by
+/// field.
+async fn generated_documents_read_as_json_extract_reads_them(store: &Store, url: &str) {
+    use trellis_model::CheckedFilter;
+    use trellis_store::{ColumnKind, ColumnRequest, ColumnValues};
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move |bound: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % bound
+    };
+    fn value(next: &mut dyn FnMut(u64) -> u64, depth: u32) -> serde_json::Value {
+        use serde_json::json;
+        match next(if depth > 2 { 7 } else { 9 }) {
+            0 => json!(null),
+            1 => json!(next(2) == 0),
+            2 => json!(next(2_000_000) as i64 - 1_000_000),
+            3 => json!((next(1_000_000) as f64) / 64.0 - 5_000.0),
+            4 => json!(
+                [
+                    "plain",
+                    "with \"quote\"",
+                    "back\\slash",
+                    "中文 ✓",
+                    "}]{[",
+                    "tab\tnew\nline",
+                    ""
+                ][next(7) as usize]
+            ),
+            5 => json!("x".repeat(next(100) as usize)),
+            6 => json!(i64::MAX - next(3) as i64),
+            7 => serde_json::Value::Array((0..next(4)).map(|_| value(next, depth + 1)).collect()),
+            _ => {
+                let mut map = serde_json::Map::new();
+                for k in 0..next(4) {
+                    map.insert(format!("f_{k}"), value(next, depth + 1));
+                }
+                serde_json::Value::Object(map)
+            }
+        }
+    }
+    let keys = ["f_0", "f_1", "f_2", "f_3", "f_4"];
+    let records: Vec<trellis_store::NewRecord> = (0..400)
+        .map(|_| {
+            let mut data = serde_json::Map::new();
+            for key in keys {
+                if next(5) > 0 {
+                    data.insert(key.to_owned(), value(&mut next, 0));
+                }
+            }
+            trellis_store::NewRecord {
+                data,
+                uniques: Vec::new(),
+                search_text: String::new(),
+            }
+        })
+        .collect();
+    store
+        .insert_records("cols", "e_generated", None, &records)
+        .await
+        .unwrap();
+    let requests: Vec<ColumnRequest> = keys
+        .iter()
+        .map(|uid| ColumnRequest {
+            uid: (*uid).to_owned(),
+            kind: ColumnKind::Text,
+        })
+        .collect();
+    let loaded = store
+        .load_columns("cols", "e_generated", &requests, &CheckedFilter::All)
+        .await
+        .unwrap();
+    let file = url.strip_prefix("sqlite://").unwrap();
+    let reference = rusqlite::Connection::open(file).unwrap();
+    let mut statement = reference
+        .prepare(
+            "SELECT json_extract(data, '$.\"f_0\"'), json_extract(data, '$.\"f_1\"'), \
+             json_extract(data, '$.\"f_2\"'), json_extract(data, '$.\"f_3\"'), \
+             json_extract(data, '$.\"f_4\"') FROM records WHERE entity = 'e_generated' ORDER BY id",
+        )
+        .unwrap();
+    let expected: Vec<Vec<Option<String>>> = statement
+        .query_map([], |row| {
+            (0..5)
+                .map(|i| {
+                    Ok(match row.get_ref(i)? {
+                        rusqlite::types::ValueRef::Null => None,
+                        rusqlite::types::ValueRef::Integer(n) => Some(n.to_string()),
+                        rusqlite::types::ValueRef::Real(f) => Some(f.to_string()),
+                        rusqlite::types::ValueRef::Text(t) => {
+                            Some(String::from_utf8(t.to_vec()).unwrap())
+                        }
+                        rusqlite::types::ValueRef::Blob(_) => panic!("no blobs"),
+                    })
+                })
+                .collect()
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(expected.len(), 400);
+    let mut seen_values = 0;
+    for (row, want) in expected.iter().enumerate() {
+        for (column, want) in want.iter().enumerate() {
+            let ColumnValues::Dict { codes, values } = &loaded.columns[column] else {
+                panic!("text columns are dictionary-coded");
+            };
+            let got = codes[row].map(|c| values[c as usize].clone());
+            assert_eq!(&got, want, "record {row}, field {}", keys[column]);
+            seen_values += usize::from(got.is_some());
+        }
+    }
+    assert!(seen_values > 1_000, "the generator made too few values");
 }

@@ -4,9 +4,10 @@
 //! rusqlite on a pooled read connection (sqlx's per-row cost dominates otherwise, PERF.md); on
 //! PostgreSQL each field arrives as text (`data ->> uid`).
 
-use chrono::{DateTime, NaiveDate};
+use chrono::{DateTime, Datelike, NaiveDate};
 use trellis_model::CheckedFilter;
 
+use crate::document_scan::{Extracted, FieldPath, extract};
 use crate::query::{Arg, Sql, push_filter};
 use crate::{Backend, Store, StoreError};
 
@@ -71,6 +72,9 @@ pub struct LoadedColumns {
 
 const MONEY_SCALE: i64 = 10_000;
 
+/// `NaiveDate::num_days_from_ce` of 1970-01-01.
+const UNIX_EPOCH_DAYS_FROM_CE: i32 = 719_163;
+
 /// A decimal text in ten-thousandths, exactly.
 fn money_from_text(text: &str) -> Option<i64> {
     let text = text.trim();
@@ -100,6 +104,19 @@ fn money_from_text(text: &str) -> Option<i64> {
 }
 
 fn days_from_text(text: &str) -> Option<i32> {
+    // The common `YYYY-MM-DD` without chrono's format interpreter; anything else takes the long way.
+    if let [y0, y1, y2, y3, b'-', m0, m1, b'-', d0, d1, ..] = *text.as_bytes() {
+        let digits = [y0, y1, y2, y3, m0, m1, d0, d1];
+        if digits.iter().all(u8::is_ascii_digit) {
+            let number = |part: &[u8]| part.iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0'));
+            let date = NaiveDate::from_ymd_opt(
+                number(&digits[..4]) as i32,
+                number(&digits[4..6]),
+                number(&digits[6..]),
+            )?;
+            return Some(date.num_days_from_ce() - UNIX_EPOCH_DAYS_FROM_CE);
+        }
+    }
     let date = NaiveDate::parse_from_str(text.get(..10)?, "%Y-%m-%d").ok()?;
     let epoch = NaiveDate::from_ymd_opt(1970, 1, 1)?;
     Some((date - epoch).num_days() as i32)
@@ -121,7 +138,7 @@ enum Builder {
     Text {
         codes: Vec<Option<u32>>,
         values: Vec<String>,
-        index: std::collections::HashMap<Box<str>, u32>,
+        index: std::collections::HashMap<Box<str>, u32, foldhash::fast::RandomState>,
     },
     Date(Vec<Option<i32>>),
     DateTime(Vec<Option<i64>>),
@@ -273,21 +290,18 @@ impl Store {
         let backend = self.backend();
         let mut sql = Sql::default();
         let mut select = vec!["r.id".to_owned()];
-        for request in requests {
-            let expression = match (backend, request.kind) {
-                (Backend::Sqlite, ColumnKind::Money) => {
-                    let path = sql.arg(Arg::Text(format!("$.\"{}\".amount", request.uid)));
-                    format!("json_extract(r.data, {path})")
-                }
-                (Backend::Sqlite, _) => {
-                    let path = sql.arg(Arg::Text(format!("$.\"{}\"", request.uid)));
-                    format!("json_extract(r.data, {path})")
-                }
-                (Backend::Postgres, ColumnKind::Money) => {
+        if backend == Backend::Sqlite {
+            // The document itself: one pass in Rust finds every requested field
+            // (`document_scan`), instead of one `json_extract` parse per field.
+            select.push("r.data".to_owned());
+        }
+        for request in requests.iter().filter(|_| backend == Backend::Postgres) {
+            let expression = match request.kind {
+                ColumnKind::Money => {
                     let key = sql.arg(Arg::Text(request.uid.clone()));
                     format!("(r.data -> {key} ->> 'amount')")
                 }
-                (Backend::Postgres, _) => {
+                _ => {
                     let key = sql.arg(Arg::Text(request.uid.clone()));
                     format!("(r.data ->> {key})")
                 }
@@ -346,21 +360,32 @@ impl Store {
                         }
                         .map_err(fail)?;
                     }
+                    let paths: Vec<FieldPath> = requests
+                        .iter()
+                        .map(|r| FieldPath {
+                            key: r.uid.clone().into(),
+                            amount: r.kind == ColumnKind::Money,
+                        })
+                        .collect();
+                    let mut spare = Vec::with_capacity(paths.len());
                     let mut rows = prepared.raw_query();
                     while let Some(row) = rows.next().map_err(fail)? {
                         ids.push(row.get::<_, String>(0).map_err(fail)?);
-                        for (index, builder) in builders.iter_mut().enumerate() {
-                            use rusqlite::types::ValueRef;
-                            let cell = match row.get_ref(index + 1).map_err(fail)? {
-                                ValueRef::Null | ValueRef::Blob(_) => Cell::Null,
-                                ValueRef::Integer(i) => Cell::Int(i),
-                                ValueRef::Real(f) => Cell::Float(f),
-                                ValueRef::Text(t) => {
-                                    Cell::Text(std::str::from_utf8(t).unwrap_or_default())
-                                }
-                            };
-                            builder.push(cell);
+                        let document =
+                            row.get_ref(1).map_err(fail)?.as_bytes().map_err(|e| {
+                                StoreError::Corrupt(format!("loading columns: {e}"))
+                            })?;
+                        let mut values = recycle(std::mem::take(&mut spare));
+                        extract(document, &paths, &mut values);
+                        for (builder, value) in builders.iter_mut().zip(&values) {
+                            builder.push(match value {
+                                Extracted::Null => Cell::Null,
+                                Extracted::Int(i) => Cell::Int(*i),
+                                Extracted::Float(f) => Cell::Float(*f),
+                                Extracted::Text(t) => Cell::Text(t),
+                            });
                         }
+                        spare = recycle(values);
                     }
                     Ok(())
                 })
@@ -503,4 +528,10 @@ impl Store {
         });
         Ok(rows)
     }
+}
+
+/// An emptied vector of extracted values, its allocation kept for the next row's borrows.
+fn recycle<'b>(mut values: Vec<Extracted<'_>>) -> Vec<Extracted<'b>> {
+    values.clear();
+    values.into_iter().map(|_| Extracted::Null).collect()
 }

@@ -111,7 +111,11 @@ impl Store {
         let native = (!in_memory)
             .then(|| options.get_filename().to_path_buf())
             .map(|path| std::sync::Arc::new(crate::native_read::NativeReads::new(path)));
-        let read = open_sqlite_pool(4, options.read_only(true)).await?;
+        // Readers map the database file instead of copying each page through `pread` (column loads
+        // of millions of records spent a fifth of their time in that copy). SQLite caps the mapping
+        // at 2 GiB by default; beyond it, pages are read as before.
+        let read_options = options.read_only(true).pragma("mmap_size", "2147418112");
+        let read = open_sqlite_pool(4, read_options).await?;
         Ok(Self {
             pools: Pools::Sqlite {
                 write,

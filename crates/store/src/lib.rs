@@ -16,6 +16,7 @@ mod batches;
 mod change_log;
 mod columns;
 mod connect;
+mod document_scan;
 mod error;
 pub mod flows;
 mod group_commit;
