@@ -18,6 +18,7 @@ mod outgoing;
 mod records;
 mod reports;
 mod rule_counters;
+mod rule_prefilter;
 mod rules;
 mod saved_views;
 mod schemas;

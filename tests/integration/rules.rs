@@ -11,7 +11,7 @@ use crate::support::{Backend, on_both_backends};
 
 const LEADS: &str = "/api/apps/leads/entities/lead/records";
 
-fn leads_bundle() -> Value {
+pub(crate) fn leads_bundle() -> Value {
     json!({
         "trellis.json": {"format_version": 1, "id": "leads", "version": "1.0.0", "name": {"en": "Leads", "zh-CN": "线索"}},
         "entities/lead.schema.json": {

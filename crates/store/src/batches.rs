@@ -213,4 +213,44 @@ impl Store {
         });
         Ok(rows)
     }
+
+    /// Those of `ids` that are live records of `entity`, in id order (a batch run's page when a
+    /// pre-filter chose the records to read).
+    pub async fn records_by_ids(
+        &self,
+        app: &str,
+        entity: &str,
+        ids: &[String],
+    ) -> Result<Vec<crate::RecordRow>, StoreError> {
+        let list = serde_json::Value::from(ids.to_vec());
+        let columns = "r.id, r.app_id, r.entity, r.version, r.data, r.created_at, r.created_by, \
+                       r.updated_at, r.updated_by, r.deleted_at";
+        let rows = match &self.pools {
+            crate::connect::Pools::Sqlite { read, .. } => {
+                let sql = format!(
+                    "SELECT {columns} FROM records r WHERE r.app_id = $1 AND r.entity = $2 \
+                     AND r.deleted_at IS NULL AND r.id IN (SELECT value FROM json_each($3)) ORDER BY r.id"
+                );
+                sqlx::query_as::<_, crate::RecordRow>(sqlx::AssertSqlSafe(sql))
+                    .bind(app)
+                    .bind(entity)
+                    .bind(list.to_string())
+                    .fetch_all(read)
+                    .await?
+            }
+            crate::connect::Pools::Postgres(pool) => {
+                let sql = format!(
+                    "SELECT {columns} FROM records r WHERE r.app_id = $1 AND r.entity = $2 \
+                     AND r.deleted_at IS NULL AND r.id IN (SELECT jsonb_array_elements_text($3)) ORDER BY r.id"
+                );
+                sqlx::query_as::<_, crate::RecordRow>(sqlx::AssertSqlSafe(sql))
+                    .bind(app)
+                    .bind(entity)
+                    .bind(sqlx::types::Json(list))
+                    .fetch_all(pool)
+                    .await?
+            }
+        };
+        Ok(rows)
+    }
 }

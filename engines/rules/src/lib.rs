@@ -12,6 +12,7 @@
 pub mod compile;
 pub mod definition;
 pub mod evaluate;
+pub mod prefilter;
 
 pub use compile::{CompiledRule, check_rules};
 pub use definition::{

@@ -129,6 +129,22 @@ impl Script {
         self.eval_with_rhai(record, extra)
     }
 
+    /// The variables the expression reads, when it runs natively (`None`: only rhai runs it).
+    pub fn native_fields(&self) -> Option<&[String]> {
+        self.native.as_ref().map(native::NativeExpr::fields)
+    }
+
+    /// The expression over `rows` records held as typed columns (see
+    /// [`native::NativeExpr::eval_columns`]): per row rhai's result, or `None` where rhai must run;
+    /// `None` altogether when the expression does not run natively or a column is missing.
+    pub fn eval_columns<'a>(
+        &'a self,
+        column: impl Fn(&str) -> Option<native::ColumnRef<'a>>,
+        rows: usize,
+    ) -> Option<Vec<Option<Value>>> {
+        self.native.as_ref()?.eval_columns(column, rows)
+    }
+
     /// The native result with each variable's value from `lookup`, when the expression runs natively
     /// and its values allow; `None`: run [`Script::eval_with_rhai`] (with the same variables).
     pub fn eval_native<'a>(&self, lookup: impl Fn(&str) -> Option<&'a Value>) -> Option<Value> {

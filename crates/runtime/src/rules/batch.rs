@@ -11,6 +11,7 @@ use trellis_store::flows::TransitionWrites;
 use trellis_store::{BulkUpdate, RecordRow};
 
 use super::BatchOutcome;
+use super::prefilter::BatchSelect;
 use crate::app_cache::LoadedApp;
 use crate::{Principal, Runtime, RuntimeError};
 
@@ -31,13 +32,14 @@ impl Runtime {
         let loaded = self.loaded_app(app).await?;
         self.require_app_manager(actor, &loaded).await?;
         let rule = Self::rule(&loaded, rule_id)?;
-        self.batch(&loaded, rule, "manual", &actor.user_id, &|_| true)
+        self.batch(&loaded, rule, "manual", &actor.user_id, &BatchSelect::All)
             .await
     }
 
     /// Apply `rule` to every live record of its entity that `select` keeps and the rule matches —
     /// page by page in id order, each page evaluated on all cores, the position and counts saved after
-    /// every page. A run cut short (crash, restart) is resumed by the next run of the rule once its
+    /// every page. When the condition runs natively, a pre-filter over the column cache first rules
+    /// out the records it surely does not match (`prefilter`): only the others are read. A run cut short (crash, restart) is resumed by the next run of the rule once its
     /// heartbeat is older than `RuntimeSettings::batch_stale_after`; records of the interrupted page are evaluated
     /// again (their writes are then no-ops; follow-up actions may repeat).
     pub(super) async fn batch(
@@ -46,7 +48,7 @@ impl Runtime {
         rule: &CompiledRule,
         trigger: &str,
         actor: &str,
-        select: &(dyn Fn(&Map<String, Value>) -> bool + Send + Sync),
+        select: &BatchSelect,
     ) -> Result<BatchOutcome, RuntimeError> {
         if let Some(trellis_rules::RuleAction::ApplyReport(apply)) = rule.definition.actions.first()
         {
@@ -99,12 +101,49 @@ impl Runtime {
             failed: batch.failed,
         };
         let mut after = batch.after_id.clone();
+        let prefiltered = self.prefilter(loaded, entity, rule, select).await?;
+        if let Some(prefiltered) = &prefiltered {
+            tracing::debug!(
+                rule = rule.id(),
+                candidates = prefiltered.candidates.len(),
+                ruled_out = prefiltered.skipped.len(),
+                "batch run pre-filtered over the column cache"
+            );
+        }
         loop {
-            let page = self
-                .store()
-                .record_page(&loaded.id, &entity.uid, after.as_deref(), BATCH_PAGE)
-                .await?;
-            let Some(last_id) = page.last().map(|row| row.id.clone()) else {
+            let (page, last_id) = match &prefiltered {
+                None => {
+                    let page = self
+                        .store()
+                        .record_page(&loaded.id, &entity.uid, after.as_deref(), BATCH_PAGE)
+                        .await?;
+                    let last = page.last().map(|row| row.id.clone());
+                    (page, last)
+                }
+                Some(prefiltered) => {
+                    let start = after.as_deref().map_or(0, |a| {
+                        prefiltered
+                            .candidates
+                            .partition_point(|id| id.as_str() <= a)
+                    });
+                    let chunk = &prefiltered.candidates
+                        [start..(start + BATCH_PAGE as usize).min(prefiltered.candidates.len())];
+                    let page = if chunk.is_empty() {
+                        Vec::new()
+                    } else {
+                        self.store()
+                            .records_by_ids(&loaded.id, &entity.uid, chunk)
+                            .await?
+                    };
+                    // Records ruled out up to this page's end (after the last page: to the end)
+                    // count as processed.
+                    let last = chunk.last().cloned();
+                    counts.processed +=
+                        prefiltered.skipped_between(after.as_deref(), last.as_deref());
+                    (page, last)
+                }
+            };
+            let Some(last_id) = last_id else {
                 break;
             };
             let selected: Vec<(RecordRow, Map<String, Value>)> = page
@@ -113,7 +152,7 @@ impl Runtime {
                     let named = to_api(entity, &row.data.0);
                     (row, named)
                 })
-                .filter(|(_, named)| select(named))
+                .filter(|(_, named)| select.keeps(named))
                 .collect();
             // The rule is pure: evaluate the page on every core.
             let owned_rule = rule.clone();

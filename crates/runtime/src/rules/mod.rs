@@ -21,6 +21,7 @@ use trellis_store::{NewRecord, RecordRow};
 mod apply;
 mod batch;
 mod inbound;
+mod prefilter;
 
 use crate::app_cache::LoadedApp;
 use crate::{Principal, Runtime, RuntimeError};
@@ -537,33 +538,17 @@ impl Runtime {
                         days_before,
                         every_year,
                     } => {
-                        let day = (now + chrono::Duration::days(*days_before)).date_naive();
-                        let (field, every_year) = (field.to_string(), *every_year);
-                        let select = move |record: &Map<String, Value>| {
-                            record
-                                .get(&field)
-                                .and_then(Value::as_str)
-                                .and_then(|text| {
-                                    chrono::NaiveDate::parse_from_str(
-                                        text.get(..10).unwrap_or(text),
-                                        "%Y-%m-%d",
-                                    )
-                                    .ok()
-                                })
-                                .is_some_and(|date| {
-                                    use chrono::Datelike;
-                                    if every_year {
-                                        (date.month(), date.day()) == (day.month(), day.day())
-                                    } else {
-                                        date == day
-                                    }
-                                })
+                        let select = prefilter::BatchSelect::DateReached {
+                            field: field.to_string(),
+                            day: (now + chrono::Duration::days(*days_before)).date_naive(),
+                            every_year: *every_year,
                         };
                         self.batch(&loaded, rule, "date_reached", "system", &select)
                             .await?;
                     }
                     _ => {
-                        self.batch(&loaded, rule, "schedule", "system", &|_| true)
+                        let select = prefilter::BatchSelect::All;
+                        self.batch(&loaded, rule, "schedule", "system", &select)
                             .await?;
                     }
                 }
