@@ -693,6 +693,15 @@ async fn column_loads_read_each_field_as_the_database_does(backend: Backend) {
         .load_columns("cols", "e_item", &requests, &CheckedFilter::All)
         .await
         .unwrap();
+    // Loaded as two halves side by side (on SQLite; one piece on PostgreSQL): the very same columns.
+    let split = store.clone().with_parallel_loads_from(2);
+    assert_eq!(
+        split
+            .load_columns("cols", "e_item", &requests, &CheckedFilter::All)
+            .await
+            .unwrap(),
+        loaded
+    );
     // Rows come back in id order; put them in insertion order.
     let order: Vec<usize> = inserted
         .iter()
@@ -824,6 +833,15 @@ async fn generated_documents_read_as_json_extract_reads_them(store: &Store, url:
         .load_columns("cols", "e_generated", &requests, &CheckedFilter::All)
         .await
         .unwrap();
+    let split = store.clone().with_parallel_loads_from(100);
+    assert_eq!(
+        split
+            .load_columns("cols", "e_generated", &requests, &CheckedFilter::All)
+            .await
+            .unwrap(),
+        loaded,
+        "two halves side by side load what one piece loads"
+    );
     let file = url.strip_prefix("sqlite://").unwrap();
     let reference = rusqlite::Connection::open(file).unwrap();
     let mut statement = reference

@@ -83,6 +83,9 @@ fn customer(i: usize) -> Value {
 #[path = "records/rules.rs"]
 mod rules;
 use rules::rule_evaluations;
+// The batch-run section (pre-filtered native conditions against record-by-record rhai).
+#[path = "records/batch.rs"]
+mod batch;
 
 /// The same allocator as the `trellis` binary, so the figures are the product's.
 #[global_allocator]
@@ -118,6 +121,16 @@ fn main() {
     // `-- rules`: only the rule-evaluation section.
     if std::env::args().any(|a| a == "rules") {
         rule_evaluations();
+        return;
+    }
+    // `-- batch`: only the batch-run section (ROWS customers).
+    if std::env::args().any(|a| a == "batch") {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        batch::batch_runs(&runtime, dir.path(), rows);
         return;
     }
     // `-- timers`: only the due-timer section.

@@ -241,6 +241,50 @@ impl Builder {
         }
     }
 
+    /// Add `other`'s rows after this column's (a text column's codes are translated to this
+    /// column's dictionary).
+    fn append(&mut self, other: Builder) {
+        match (self, other) {
+            (Self::Int(a), Self::Int(b)) | (Self::Money(a), Self::Money(b)) => a.extend(b),
+            (Self::DateTime(a), Self::DateTime(b)) => a.extend(b),
+            (Self::Float(a), Self::Float(b)) => a.extend(b),
+            (Self::Bool(a), Self::Bool(b)) => a.extend(b),
+            (Self::Date(a), Self::Date(b)) => a.extend(b),
+            (
+                Self::Text {
+                    codes,
+                    values,
+                    index,
+                },
+                Self::Text {
+                    codes: other_codes,
+                    values: other_values,
+                    ..
+                },
+            ) => {
+                let translated: Vec<u32> = other_values
+                    .into_iter()
+                    .map(|value| match index.get(value.as_str()) {
+                        Some(code) => *code,
+                        None => {
+                            let code = values.len() as u32;
+                            index.insert(value.as_str().into(), code);
+                            values.push(value);
+                            code
+                        }
+                    })
+                    .collect();
+                codes.extend(
+                    other_codes
+                        .into_iter()
+                        .map(|code| code.map(|c| translated[c as usize])),
+                );
+            }
+            // Both halves are built from the same requests, so kinds always agree.
+            (_, _) => unreachable!("column halves of different kinds"),
+        }
+    }
+
     fn finish(self) -> ColumnValues {
         match self {
             Self::Int(v) => ColumnValues::Int(v),
@@ -335,64 +379,61 @@ impl Store {
                 statement.push(&condition);
             }
         }
-        statement.push(" ORDER BY r.id");
         let mut builders: Vec<Builder> = requests.iter().map(|r| Builder::new(r.kind)).collect();
         let mut ids = Vec::new();
         match &self.pools {
-            crate::connect::Pools::Sqlite { read, .. } => {
+            crate::connect::Pools::Sqlite { read, native, .. } => {
                 let mut connection = read.acquire().await?;
-                crate::records::with_rusqlite(&mut connection, |db| {
-                    let fail =
-                        |e: rusqlite::Error| StoreError::Corrupt(format!("loading columns: {e}"));
-                    let mut prepared = db.prepare(&statement.text).map_err(fail)?;
-                    for (index, arg) in statement.args.iter().enumerate() {
-                        let name = format!("${}", index + 1);
-                        let Some(position) = prepared.parameter_index(&name).map_err(fail)? else {
-                            continue;
+                let split = match (native, &rows) {
+                    (Some(native), Rows::Matching(_)) => {
+                        split_point(native, app, entity, self.parallel_loads_from)?
+                    }
+                    _ => None,
+                };
+                match (native, split) {
+                    (Some(native), Some(split)) => {
+                        // Two halves by id, each on its own thread and connection.
+                        drop(connection);
+                        let (first, second) = halves(&statement, split);
+                        let load = |half: Sql| {
+                            let native = native.clone();
+                            let requests = requests.to_vec();
+                            tokio::task::spawn_blocking(move || {
+                                native
+                                    .with(|db| Ok(scan_documents(db, &half, &requests)))
+                                    .map_err(|e| {
+                                        StoreError::Corrupt(format!("loading columns: {e}"))
+                                    })?
+                            })
                         };
-                        match arg {
-                            Arg::Text(t) => prepared.raw_bind_parameter(position, t),
-                            Arg::OptText(t) => prepared.raw_bind_parameter(position, t),
-                            Arg::Time(t) => prepared.raw_bind_parameter(position, t.to_rfc3339()),
-                            Arg::Int(i) => prepared.raw_bind_parameter(position, i),
-                            Arg::Float(f) => prepared.raw_bind_parameter(position, f),
-                            Arg::Json(v) => prepared.raw_bind_parameter(position, v.to_string()),
+                        let (first, second) = tokio::join!(load(first), load(second));
+                        let join = |e: tokio::task::JoinError| {
+                            StoreError::Corrupt(format!("loading columns: {e}"))
+                        };
+                        let (first_ids, first_columns) = first.map_err(join)??;
+                        let (second_ids, second_columns) = second.map_err(join)??;
+                        ids = first_ids;
+                        ids.extend(second_ids);
+                        builders = first_columns;
+                        for (builder, other) in builders.iter_mut().zip(second_columns) {
+                            builder.append(other);
                         }
-                        .map_err(fail)?;
                     }
-                    let paths: Vec<FieldPath> = requests
-                        .iter()
-                        .map(|r| FieldPath {
-                            key: r.uid.clone().into(),
-                            amount: r.kind == ColumnKind::Money,
-                        })
-                        .collect();
-                    let mut spare = Vec::with_capacity(paths.len());
-                    let mut rows = prepared.raw_query();
-                    while let Some(row) = rows.next().map_err(fail)? {
-                        ids.push(row.get::<_, String>(0).map_err(fail)?);
-                        let document =
-                            row.get_ref(1).map_err(fail)?.as_bytes().map_err(|e| {
-                                StoreError::Corrupt(format!("loading columns: {e}"))
-                            })?;
-                        let mut values = recycle(std::mem::take(&mut spare));
-                        extract(document, &paths, &mut values);
-                        for (builder, value) in builders.iter_mut().zip(&values) {
-                            builder.push(match value {
-                                Extracted::Null => Cell::Null,
-                                Extracted::Int(i) => Cell::Int(*i),
-                                Extracted::Float(f) => Cell::Float(*f),
-                                Extracted::Text(t) => Cell::Text(t),
-                            });
-                        }
-                        spare = recycle(values);
+                    _ => {
+                        statement.push(" ORDER BY r.id");
+                        let (loaded_ids, loaded_columns) =
+                            crate::records::with_rusqlite(&mut connection, |db| {
+                                scan_documents(db, &statement, requests)
+                            })
+                            .await?;
+                        ids = loaded_ids;
+                        builders = loaded_columns;
                     }
-                    Ok(())
-                })
-                .await?;
+                }
             }
             crate::connect::Pools::Postgres(pool) => {
                 use sqlx::Row;
+                statement.push(" ORDER BY r.id");
                 let Sql { text, args } = statement;
                 let rows =
                     crate::records::bind_args!(sqlx::query(sqlx::AssertSqlSafe(text)), &args)
@@ -528,6 +569,112 @@ impl Store {
         });
         Ok(rows)
     }
+}
+
+/// The id that splits `entity`'s records in two halves, when there are at least `at_least` of them
+/// and more than one core (`None`: load in one piece). Each half then loads on its own thread and
+/// read connection, and the halves are concatenated in id order. (The halves are two read
+/// transactions: the column cache re-reads whatever changed after its cursor, taken before the load.)
+fn split_point(
+    native: &crate::native_read::NativeReads,
+    app: &str,
+    entity: &str,
+    at_least: i64,
+) -> Result<Option<String>, StoreError> {
+    use rusqlite::OptionalExtension;
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        return Ok(None);
+    }
+    let split = native.with(|db| {
+        // Both statements read only the `records_by_entity` index.
+        let count: i64 = db.query_row(
+            "SELECT COUNT(*) FROM records WHERE app_id = ?1 AND entity = ?2",
+            (app, entity),
+            |row| row.get(0),
+        )?;
+        if count < at_least {
+            return Ok(None);
+        }
+        db.query_row(
+            "SELECT id FROM records WHERE app_id = ?1 AND entity = ?2 ORDER BY id LIMIT 1 OFFSET ?3",
+            (app, entity, count / 2),
+            |row| row.get(0),
+        )
+        .optional()
+    });
+    // Splitting is only an optimisation: on any trouble, load in one piece.
+    Ok(split.unwrap_or_else(|error| {
+        tracing::debug!(%error, "column load not split");
+        None
+    }))
+}
+
+/// The statement (without its `ORDER BY`) as two: ids before `split`, and from `split` on.
+fn halves(statement: &Sql, split: String) -> (Sql, Sql) {
+    let mut first = statement.clone();
+    let arg = first.arg(Arg::Text(split.clone()));
+    first.push(&format!(" AND r.id < {arg} ORDER BY r.id"));
+    let mut second = statement.clone();
+    let arg = second.arg(Arg::Text(split));
+    second.push(&format!(" AND r.id >= {arg} ORDER BY r.id"));
+    (first, second)
+}
+
+/// Run a column-load statement (`SELECT r.id, r.data …`) on `db` and build the requested columns from
+/// each document in one pass (`document_scan`).
+fn scan_documents(
+    db: &rusqlite::Connection,
+    statement: &Sql,
+    requests: &[ColumnRequest],
+) -> Result<(Vec<String>, Vec<Builder>), StoreError> {
+    let fail = |e: rusqlite::Error| StoreError::Corrupt(format!("loading columns: {e}"));
+    let mut prepared = db.prepare(&statement.text).map_err(fail)?;
+    for (index, arg) in statement.args.iter().enumerate() {
+        let name = format!("${}", index + 1);
+        let Some(position) = prepared.parameter_index(&name).map_err(fail)? else {
+            continue;
+        };
+        match arg {
+            Arg::Text(t) => prepared.raw_bind_parameter(position, t),
+            Arg::OptText(t) => prepared.raw_bind_parameter(position, t),
+            Arg::Time(t) => prepared.raw_bind_parameter(position, t.to_rfc3339()),
+            Arg::Int(i) => prepared.raw_bind_parameter(position, i),
+            Arg::Float(f) => prepared.raw_bind_parameter(position, f),
+            Arg::Json(v) => prepared.raw_bind_parameter(position, v.to_string()),
+        }
+        .map_err(fail)?;
+    }
+    let paths: Vec<FieldPath> = requests
+        .iter()
+        .map(|r| FieldPath {
+            key: r.uid.clone().into(),
+            amount: r.kind == ColumnKind::Money,
+        })
+        .collect();
+    let mut ids = Vec::new();
+    let mut builders: Vec<Builder> = requests.iter().map(|r| Builder::new(r.kind)).collect();
+    let mut spare = Vec::with_capacity(paths.len());
+    let mut rows = prepared.raw_query();
+    while let Some(row) = rows.next().map_err(fail)? {
+        ids.push(row.get::<_, String>(0).map_err(fail)?);
+        let document = row
+            .get_ref(1)
+            .map_err(fail)?
+            .as_bytes()
+            .map_err(|e| StoreError::Corrupt(format!("loading columns: {e}")))?;
+        let mut values = recycle(std::mem::take(&mut spare));
+        extract(document, &paths, &mut values);
+        for (builder, value) in builders.iter_mut().zip(&values) {
+            builder.push(match value {
+                Extracted::Null => Cell::Null,
+                Extracted::Int(i) => Cell::Int(*i),
+                Extracted::Float(f) => Cell::Float(*f),
+                Extracted::Text(t) => Cell::Text(t),
+            });
+        }
+        spare = recycle(values);
+    }
+    Ok((ids, builders))
 }
 
 /// An emptied vector of extracted values, its allocation kept for the next row's borrows.

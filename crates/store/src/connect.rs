@@ -37,7 +37,12 @@ pub struct Store {
     pub(crate) group_commit: std::sync::Arc<std::sync::OnceLock<crate::group_commit::Sender>>,
     /// Group-commit task for single updates (flow transitions), started on first use.
     pub(crate) update_group: std::sync::Arc<std::sync::OnceLock<crate::group_commit::UpdateSender>>,
+    /// Column loads of at least this many records on SQLite run as two halves on two threads.
+    pub(crate) parallel_loads_from: i64,
 }
+
+/// The default of [`Store::with_parallel_loads_from`].
+const PARALLEL_LOADS_FROM: i64 = 200_000;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -124,6 +129,7 @@ impl Store {
             },
             group_commit: Default::default(),
             update_group: Default::default(),
+            parallel_loads_from: PARALLEL_LOADS_FROM,
         })
     }
 
@@ -140,6 +146,7 @@ impl Store {
             pools: Pools::Postgres(pool),
             group_commit: Default::default(),
             update_group: Default::default(),
+            parallel_loads_from: PARALLEL_LOADS_FROM,
         })
     }
 
@@ -176,7 +183,15 @@ impl Store {
             pools: self.pools.clone(),
             group_commit: Default::default(),
             update_group: Default::default(),
+            parallel_loads_from: self.parallel_loads_from,
         }
+    }
+
+    /// Split SQLite column loads of at least `records` records into two halves loaded side by side
+    /// (default 200,000; below that one thread is as fast). Tests lower it to cover the split.
+    pub fn with_parallel_loads_from(mut self, records: i64) -> Self {
+        self.parallel_loads_from = records;
+        self
     }
 
     /// The native SQLite readers (`native_read`), on a SQLite file.

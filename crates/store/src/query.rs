@@ -19,7 +19,7 @@ pub(crate) enum Arg {
 }
 
 /// SQL text with its arguments, numbered `$1…` in order.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Sql {
     pub text: String,
     pub args: Vec<Arg>,

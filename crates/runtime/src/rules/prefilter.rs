@@ -78,25 +78,41 @@ impl Prefiltered {
     }
 }
 
-/// The column type a field's values take in a native expression, for kinds whose stored JSON has one
-/// plain form (numbers, booleans, text); `None` for the rest (money, lists, objects).
+/// The column type a field's values take in a native expression, for kinds whose stored JSON has
+/// exactly one form (integers, booleans, strings); `None` for the rest — decimals may be stored as
+/// numbers or as strings (a column would hide which), money is an object, lists are arrays.
 fn column_type(kind: FieldKind) -> Option<ColumnType> {
     use FieldKind as K;
     Some(match kind {
         K::Integer | K::Rating => ColumnType::Int,
-        K::Decimal | K::Percent => ColumnType::Float,
         K::Boolean => ColumnType::Bool,
         K::Text
         | K::LongText
+        | K::RichText
         | K::Email
         | K::Phone
         | K::Url
         | K::SingleSelect
+        | K::RelationOne
+        | K::User
+        | K::File
         | K::Date
         | K::Datetime
         | K::Duration
-        | K::AutoNumber => ColumnType::Text,
-        _ => return None,
+        | K::AutoNumber
+        | K::CreatedAt
+        | K::UpdatedAt
+        | K::CreatedBy
+        | K::UpdatedBy => ColumnType::Text,
+        K::Decimal
+        | K::Percent
+        | K::Money
+        | K::MultiSelect
+        | K::Tags
+        | K::RelationMany
+        | K::Json => {
+            return None;
+        }
     })
 }
 
