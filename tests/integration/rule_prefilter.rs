@@ -223,11 +223,12 @@ async fn prefiltered_batch_runs_match_record_by_record_runs(backend: Backend) {
     assert_eq!(
         json!([
             latest["status"],
+            latest["total"],
             latest["processed"],
             latest["matched"],
             latest["changed"]
         ]),
-        json!(["done", on_day.len(), on_day_matching, on_day_matching]),
+        json!(["done", N, on_day.len(), on_day_matching, on_day_matching]),
         "{latest}"
     );
     let greeted_on_day = greeted(&api).await;

@@ -278,7 +278,71 @@ impl Entry {
     }
 }
 
+/// Read access to one entity's cached columns (current as of the call), without copying them.
+pub(crate) struct EntryView<'a> {
+    /// Record ids, one per row.
+    pub ids: &'a [String],
+    /// Whether each row is still a live record.
+    pub live: &'a [bool],
+    columns: &'a HashMap<(String, ColumnType), ColumnData>,
+}
+
+impl EntryView<'_> {
+    /// A column the call asked for.
+    pub(crate) fn column(&self, uid: &str, column: ColumnType) -> Option<&ColumnData> {
+        self.columns.get(&(uid.to_owned(), column))
+    }
+}
+
 impl ColumnCache {
+    /// The entry of an entity at an app version (older versions of that entity are dropped: never
+    /// read again).
+    fn entry(&self, key: &EntryKey) -> Result<Arc<tokio::sync::Mutex<Entry>>, RuntimeError> {
+        let mut entries = self
+            .entries
+            .lock()
+            .map_err(|_| RuntimeError::Internal("column cache poisoned".into()))?;
+        entries.retain(|k, _| {
+            !(k.app == key.app && k.entity_uid == key.entity_uid && k.version != key.version)
+        });
+        Ok(entries.entry(key.clone()).or_default().clone())
+    }
+
+    /// Bring `fields` of an entity up to date and run `work` over the cached columns on a blocking
+    /// thread, in place (batch-run pre-filters read millions of rows this way without a copy).
+    pub(crate) async fn with_columns<T: Send + 'static>(
+        &self,
+        store: &Store,
+        (app, version, entity_uid): (&str, i64, &str),
+        fields: &[(String, ColumnType)],
+        work: impl FnOnce(EntryView<'_>) -> T + Send + 'static,
+    ) -> Result<T, RuntimeError> {
+        let key = EntryKey {
+            app: app.to_owned(),
+            entity_uid: entity_uid.to_owned(),
+            version,
+        };
+        let mut entry = self.entry(&key)?.lock_owned().await;
+        if !entry.loaded {
+            entry.load(store, app, entity_uid, fields).await?;
+        }
+        entry.refresh(store, app, entity_uid, fields).await?;
+        let too_big = entry.cells() > MAX_CELLS;
+        let result = tokio::task::spawn_blocking(move || {
+            work(EntryView {
+                ids: &entry.ids,
+                live: &entry.live,
+                columns: &entry.columns,
+            })
+        })
+        .await
+        .map_err(|e| RuntimeError::Internal(format!("column cache: {e}")))?;
+        if too_big && let Ok(mut entries) = self.entries.lock() {
+            entries.remove(&key);
+        }
+        Ok(result)
+    }
+
     /// Load (or refresh) `fields` of an entity in one pass — a dashboard calls this with the union of
     /// its widgets' fields before running them, instead of one scan per widget.
     pub(crate) async fn warm(
@@ -333,17 +397,7 @@ impl ColumnCache {
             entity_uid: entity_uid.to_owned(),
             version,
         };
-        let entry = {
-            let mut entries = self
-                .entries
-                .lock()
-                .map_err(|_| RuntimeError::Internal("column cache poisoned".into()))?;
-            // Older versions of this entity are never read again.
-            entries.retain(|k, _| {
-                !(k.app == key.app && k.entity_uid == key.entity_uid && k.version != version)
-            });
-            entries.entry(key.clone()).or_default().clone()
-        };
+        let entry = self.entry(&key)?;
         let mut entry = entry.lock().await;
         if entry.loaded {
             entry.refresh(store, app, entity_uid, &wanted).await?;

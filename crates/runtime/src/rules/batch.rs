@@ -57,7 +57,7 @@ impl Runtime {
         let (entity, _) = loaded.entity(rule.definition.entity.as_str())?;
         let started = Instant::now();
         let stale_before = Utc::now() - self.settings.batch_stale_after;
-        let batch = match self
+        let (batch, prefiltered) = match self
             .store()
             .running_rule_batch(&loaded.id, rule.id())
             .await?
@@ -77,21 +77,40 @@ impl Runtime {
                     )));
                 }
                 tracing::info!(rule = rule.id(), batch = %running.id, after = ?running.after_id, "resuming an interrupted batch run");
-                running
-            }
-            None => {
-                let total = self
-                    .store()
-                    .count_records(
-                        &loaded.id,
-                        &entity.uid,
-                        &trellis_model::CheckedFilter::All,
-                        None,
+                let prefiltered = self
+                    .prefilter(
+                        loaded,
+                        entity,
+                        rule,
+                        select,
+                        (running.after_id.as_deref(), BATCH_PAGE),
                     )
                     .await?;
-                self.store()
+                (running, prefiltered)
+            }
+            None => {
+                let prefiltered = self
+                    .prefilter(loaded, entity, rule, select, (None, BATCH_PAGE))
+                    .await?;
+                // The pre-filter counted the live records; otherwise count them.
+                let total = match &prefiltered {
+                    Some(prefiltered) => prefiltered.live,
+                    None => {
+                        self.store()
+                            .count_records(
+                                &loaded.id,
+                                &entity.uid,
+                                &trellis_model::CheckedFilter::All,
+                                None,
+                            )
+                            .await?
+                    }
+                };
+                let batch = self
+                    .store()
                     .start_rule_batch(&loaded.id, rule.id(), trigger, loaded.version, total)
-                    .await?
+                    .await?;
+                (batch, prefiltered)
             }
         };
         let mut counts = trellis_store::BatchCounts {
@@ -101,33 +120,26 @@ impl Runtime {
             failed: batch.failed,
         };
         let mut after = batch.after_id.clone();
-        let prefiltered = self.prefilter(loaded, entity, rule, select).await?;
         if let Some(prefiltered) = &prefiltered {
             tracing::debug!(
                 rule = rule.id(),
                 candidates = prefiltered.candidates.len(),
-                ruled_out = prefiltered.skipped.len(),
+                ruled_out = prefiltered.ruled_out.iter().sum::<i64>(),
                 "batch run pre-filtered over the column cache"
             );
         }
+        let mut pages = prefiltered
+            .as_ref()
+            .map(|p| p.candidates.chunks(BATCH_PAGE as usize).enumerate());
         loop {
-            let (page, last_id) = match &prefiltered {
-                None => {
-                    let page = self
-                        .store()
-                        .record_page(&loaded.id, &entity.uid, after.as_deref(), BATCH_PAGE)
-                        .await?;
-                    let last = page.last().map(|row| row.id.clone());
-                    (page, last)
-                }
-                Some(prefiltered) => {
-                    let start = after.as_deref().map_or(0, |a| {
-                        prefiltered
-                            .candidates
-                            .partition_point(|id| id.as_str() <= a)
-                    });
-                    let chunk = &prefiltered.candidates
-                        [start..(start + BATCH_PAGE as usize).min(prefiltered.candidates.len())];
+            let (page, last_id) = match (&prefiltered, pages.as_mut()) {
+                (Some(prefiltered), Some(pages)) => {
+                    let (number, chunk) = pages
+                        .next()
+                        .unwrap_or((prefiltered.ruled_out.len() - 1, &[]));
+                    // Records ruled out up to this page's end (after the last page: to the end)
+                    // count as processed.
+                    counts.processed += prefiltered.ruled_out[number];
                     let page = if chunk.is_empty() {
                         Vec::new()
                     } else {
@@ -135,11 +147,14 @@ impl Runtime {
                             .records_by_ids(&loaded.id, &entity.uid, chunk)
                             .await?
                     };
-                    // Records ruled out up to this page's end (after the last page: to the end)
-                    // count as processed.
-                    let last = chunk.last().cloned();
-                    counts.processed +=
-                        prefiltered.skipped_between(after.as_deref(), last.as_deref());
+                    (page, chunk.last().cloned())
+                }
+                _ => {
+                    let page = self
+                        .store()
+                        .record_page(&loaded.id, &entity.uid, after.as_deref(), BATCH_PAGE)
+                        .await?;
+                    let last = page.last().map(|row| row.id.clone());
                     (page, last)
                 }
             };

@@ -6,12 +6,13 @@
 
 use chrono::{Datelike, NaiveDate};
 use serde_json::{Map, Value};
-use trellis_model::{CheckedFilter, EntityDefinition, FieldKind};
+use trellis_model::{EntityDefinition, FieldKind};
 use trellis_report::{ColumnData, ColumnType};
 use trellis_rules::CompiledRule;
 use trellis_script::native::ColumnRef;
 
 use crate::app_cache::LoadedApp;
+use crate::column_cache::EntryView;
 use crate::{Runtime, RuntimeError};
 
 /// Which records a batch run looks at before the rule's own condition.
@@ -58,24 +59,16 @@ impl BatchSelect {
     }
 }
 
-/// The records to read, and those the run skips though it selected them (counted as processed).
+/// The records a batch run reads, page by page, and how many records it rules out on the way.
 #[derive(Debug, Default)]
 pub(crate) struct Prefiltered {
-    /// Sorted ids of records to read and evaluate.
+    /// Sorted ids (after the run's saved position) of records to read and evaluate.
     pub candidates: Vec<String>,
-    /// Sorted ids of selected records whose condition surely does not hold.
-    pub skipped: Vec<String>,
-}
-
-impl Prefiltered {
-    /// How many skipped ids lie after `after` and up to `upto` (`None`: to the end).
-    pub(crate) fn skipped_between(&self, after: Option<&str>, upto: Option<&str>) -> i64 {
-        let start = after.map_or(0, |a| self.skipped.partition_point(|id| id.as_str() <= a));
-        let end = upto.map_or(self.skipped.len(), |u| {
-            self.skipped.partition_point(|id| id.as_str() <= u)
-        });
-        end.saturating_sub(start) as i64
-    }
+    /// Per page of `candidates` (`BATCH_PAGE` each), the selected records ruled out up to that
+    /// page's last id; one more entry for those after the last page. They count as processed.
+    pub ruled_out: Vec<i64>,
+    /// Live records of the entity (the run's total).
+    pub live: i64,
 }
 
 /// The column type a field's values take in a native expression, for kinds whose stored JSON has
@@ -127,18 +120,19 @@ fn column_ref(data: &ColumnData) -> Option<ColumnRef<'_>> {
     })
 }
 
-/// The dataset column name of the selection's date field (never a field name: those are identifiers).
+/// The name of the selection's date column (never a field name: those are identifiers).
 const SELECT_COLUMN: &str = "$select";
 
 impl Runtime {
-    /// The records `rule` needs to read under `select`, when its condition can be evaluated over
-    /// columns; `None`: read every record.
+    /// The records `rule` needs to read under `select` after the position `after`, in pages of
+    /// `page`, when its condition can be evaluated over columns; `None`: read every record.
     pub(crate) async fn prefilter(
         &self,
         loaded: &LoadedApp,
         entity: &EntityDefinition,
         rule: &CompiledRule,
         select: &BatchSelect,
+        (after, page): (Option<&str>, i64),
     ) -> Result<Option<Prefiltered>, RuntimeError> {
         let Some(names) = trellis_rules::prefilter::condition_fields(rule) else {
             return Ok(None);
@@ -163,25 +157,27 @@ impl Runtime {
                 ColumnType::Text,
             ));
         }
-        let Some(dataset) = self
-            .columns
-            .dataset(
-                self.store(),
-                (&loaded.id, loaded.version, &entity.uid),
-                &fields,
-                &CheckedFilter::All,
-                true,
-            )
-            .await?
-        else {
-            return Ok(None);
-        };
+        let mut wanted: Vec<(String, ColumnType)> = fields
+            .iter()
+            .map(|(_, uid, column)| (uid.clone(), *column))
+            .collect();
+        wanted.sort();
+        wanted.dedup();
+        let page = page as usize;
+        let after = after.map(str::to_owned);
         let (rule, select) = (rule.clone(), select.clone());
-        tokio::task::spawn_blocking(move || {
-            let column = |name: &str| dataset.columns.get(name).and_then(column_ref);
+        let work = move |view: EntryView<'_>| {
+            let column = |name: &str| {
+                let (_, uid, column) = fields.iter().find(|(n, _, _)| n == name)?;
+                column_ref(view.column(uid, *column)?)
+            };
             let unmatched =
-                trellis_rules::prefilter::surely_unmatched(&rule, column, dataset.rows)?;
-            let selected = |row: usize| match dataset.columns.get(SELECT_COLUMN) {
+                trellis_rules::prefilter::surely_unmatched(&rule, column, view.ids.len())?;
+            let date = fields
+                .iter()
+                .find(|(name, _, _)| name == SELECT_COLUMN)
+                .and_then(|(_, uid, column)| view.column(uid, *column));
+            let selected = |row: usize| match date {
                 None => true,
                 Some(ColumnData::Dict { codes, values }) => {
                     select.keeps_text(codes[row].map(|c| values[c as usize].as_str()))
@@ -189,22 +185,48 @@ impl Runtime {
                 Some(ColumnData::Text(values)) => select.keeps_text(values[row].as_deref()),
                 Some(_) => true,
             };
-            let mut prefiltered = Prefiltered::default();
-            for (row, id) in dataset.ids.into_iter().enumerate() {
-                if !selected(row) {
+            let after = after.as_deref();
+            let mut candidates = Vec::new();
+            let mut ruled_out = Vec::new();
+            let mut live = 0;
+            for (row, id) in view.ids.iter().enumerate() {
+                if !view.live[row] {
+                    continue;
+                }
+                live += 1;
+                if after.is_some_and(|a| id.as_str() <= a) || !selected(row) {
                     continue;
                 }
                 if unmatched[row] {
-                    prefiltered.skipped.push(id);
+                    ruled_out.push(row);
                 } else {
-                    prefiltered.candidates.push(id);
+                    candidates.push(id.clone());
                 }
             }
-            prefiltered.candidates.sort_unstable();
-            prefiltered.skipped.sort_unstable();
-            Some(prefiltered)
-        })
-        .await
-        .map_err(|e| RuntimeError::Internal(format!("rule pre-filter: {e}")))
+            candidates.sort_unstable();
+            // Each ruled-out record counts on the page whose id range holds it (no sort needed).
+            let ends: Vec<&str> = candidates
+                .chunks(page)
+                .filter_map(|chunk| chunk.last().map(String::as_str))
+                .collect();
+            let mut per_page = vec![0i64; ends.len() + 1];
+            for row in ruled_out {
+                let id = view.ids[row].as_str();
+                per_page[ends.partition_point(|end| *end < id)] += 1;
+            }
+            Some(Prefiltered {
+                candidates,
+                ruled_out: per_page,
+                live,
+            })
+        };
+        self.columns
+            .with_columns(
+                self.store(),
+                (&loaded.id, loaded.version, &entity.uid),
+                &wanted,
+                work,
+            )
+            .await
     }
 }
