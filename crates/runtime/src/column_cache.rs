@@ -36,7 +36,10 @@ struct Entry {
     loaded: bool,
     cursor: ChangeCursor,
     ids: Vec<String>,
-    position: HashMap<String, usize>,
+    /// `ids[..sorted]` are in id order (as loaded); rows added since are indexed in `appended`. A
+    /// full map of ten million ids would cost seconds on every cold load.
+    sorted: usize,
+    appended: HashMap<String, usize>,
     live: Vec<bool>,
     columns: HashMap<(String, ColumnType), ColumnData>,
 }
@@ -135,6 +138,14 @@ fn put(
 }
 
 impl Entry {
+    /// The row of record `id`, if it has one.
+    fn row_of(&self, id: &str) -> Option<usize> {
+        self.ids[..self.sorted]
+            .binary_search_by(|probe| probe.as_str().cmp(id))
+            .ok()
+            .or_else(|| self.appended.get(id).copied())
+    }
+
     fn cells(&self) -> usize {
         self.ids.len() * (self.columns.len() + 1)
     }
@@ -158,12 +169,20 @@ impl Entry {
         let loaded = store
             .load_columns(app, entity_uid, &requests, &CheckedFilter::All)
             .await?;
-        self.position = loaded
-            .ids
-            .iter()
-            .enumerate()
-            .map(|(i, id)| (id.clone(), i))
-            .collect();
+        // Loads come in id order; a database collation that orders ids otherwise than Rust does
+        // (PostgreSQL's can) gets them all indexed in the map instead.
+        if loaded.ids.windows(2).all(|pair| pair[0] < pair[1]) {
+            self.sorted = loaded.ids.len();
+            self.appended = HashMap::new();
+        } else {
+            self.sorted = 0;
+            self.appended = loaded
+                .ids
+                .iter()
+                .enumerate()
+                .map(|(i, id)| (id.clone(), i))
+                .collect();
+        }
         self.live = vec![true; loaded.ids.len()];
         self.ids = loaded.ids;
         self.columns = wanted
@@ -247,7 +266,7 @@ impl Entry {
                     .map(|(i, id)| (id.as_str(), i))
                     .collect();
                 for id in chunk {
-                    let slot = self.position.get(id).copied();
+                    let slot = self.row_of(id);
                     match (found.get(id.as_str()), slot) {
                         (Some(&from), slot) => {
                             let to = slot.unwrap_or(self.ids.len());
@@ -260,7 +279,7 @@ impl Entry {
                             }
                             if slot.is_none() {
                                 self.ids.push(id.clone());
-                                self.position.insert(id.clone(), to);
+                                self.appended.insert(id.clone(), to);
                                 self.live.push(true);
                             } else {
                                 self.live[to] = true;
