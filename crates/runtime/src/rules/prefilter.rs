@@ -75,38 +75,13 @@ pub(crate) struct Prefiltered {
 /// exactly one form (integers, booleans, strings); `None` for the rest — decimals may be stored as
 /// numbers or as strings (a column would hide which), money is an object, lists are arrays.
 fn column_type(kind: FieldKind) -> Option<ColumnType> {
-    use FieldKind as K;
-    Some(match kind {
-        K::Integer | K::Rating => ColumnType::Int,
-        K::Boolean => ColumnType::Bool,
-        K::Text
-        | K::LongText
-        | K::RichText
-        | K::Email
-        | K::Phone
-        | K::Url
-        | K::SingleSelect
-        | K::RelationOne
-        | K::User
-        | K::File
-        | K::Date
-        | K::Datetime
-        | K::Duration
-        | K::AutoNumber
-        | K::CreatedAt
-        | K::UpdatedAt
-        | K::CreatedBy
-        | K::UpdatedBy => ColumnType::Text,
-        K::Decimal
-        | K::Percent
-        | K::Money
-        | K::MultiSelect
-        | K::Tags
-        | K::RelationMany
-        | K::Json => {
-            return None;
-        }
-    })
+    use trellis_model::field_kind::JsonType;
+    match kind.allowed_json_types() {
+        [JsonType::Integer] => Some(ColumnType::Int),
+        [JsonType::Boolean] => Some(ColumnType::Bool),
+        [JsonType::String] => Some(ColumnType::Text),
+        _ => None,
+    }
 }
 
 fn column_ref(data: &ColumnData) -> Option<ColumnRef<'_>> {
