@@ -170,7 +170,7 @@ impl EntityValidator {
     pub fn compute(&self, record: &mut Map<String, Value>, locale: Locale) -> Vec<FieldIssue> {
         let mut issues = Vec::new();
         for (name, script) in &self.computed {
-            match script.eval(&self.with_every_field(record), &[]) {
+            match self.eval_over_fields(script, record) {
                 Ok(Value::Null) => {
                     record.remove(name);
                 }
@@ -199,12 +199,14 @@ impl EntityValidator {
         locale: Locale,
     ) -> Vec<FieldIssue> {
         let mut issues = Vec::new();
-        let full = self.with_every_field(record);
         let mut evaluate = |name: &str, script: &Script, code: &'static str, applies: bool| {
             if !applies {
                 return;
             }
-            match script.holds(&full, &[]) {
+            match self
+                .eval_over_fields(script, record)
+                .and_then(trellis_script::condition_value)
+            {
                 Ok(true) => issues.push(FieldIssue {
                     pointer: format!("/{name}"),
                     code,
@@ -250,6 +252,30 @@ impl EntityValidator {
             issues.extend(self.check_conditions(record, changed, locale));
         }
         issues
+    }
+
+    /// `script` over `record` with every field of the entity visible (missing ones as `()`):
+    /// natively when the expression allows, without copying the record; otherwise through rhai over
+    /// [`Self::with_every_field`].
+    fn eval_over_fields(
+        &self,
+        script: &Script,
+        record: &Map<String, Value>,
+    ) -> Result<Value, trellis_script::ScriptError> {
+        static EMPTY: Value = Value::Null;
+        let native = script.eval_native(|name| {
+            record.get(name).or_else(|| {
+                self.entity
+                    .fields
+                    .iter()
+                    .any(|f| f.name.as_str() == name)
+                    .then_some(&EMPTY)
+            })
+        });
+        match native {
+            Some(value) => Ok(value),
+            None => script.eval(&self.with_every_field(record), &[]),
+        }
     }
 
     /// The record with every field of the entity present (missing ones as null, i.e. `()` in scripts),

@@ -182,15 +182,20 @@ impl Script {
         record: &Map<String, Value>,
         extra: &[(&str, &Value)],
     ) -> Result<bool, ScriptError> {
-        match self.eval(record, extra)? {
-            Value::Bool(b) => Ok(b),
-            Value::Null => Ok(false),
-            other => Err(ScriptError {
-                message: format!("the condition gave {other}, not true or false"),
-                line: None,
-                column: None,
-            }),
-        }
+        condition_value(self.eval(record, extra)?)
+    }
+}
+
+/// A condition's result as a yes/no: `()` is no; anything but a boolean is an error.
+pub fn condition_value(value: Value) -> Result<bool, ScriptError> {
+    match value {
+        Value::Bool(b) => Ok(b),
+        Value::Null => Ok(false),
+        other => Err(ScriptError {
+            message: format!("the condition gave {other}, not true or false"),
+            line: None,
+            column: None,
+        }),
     }
 }
 

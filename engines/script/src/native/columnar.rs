@@ -107,6 +107,7 @@ impl<'a> Cell<'a> {
 }
 
 /// A node's result over the batch: one value for every row (literals) or one per row.
+#[derive(Clone)]
 enum Operand<'a> {
     Scalar(Option<Cell<'a>>),
     Vector(Vec<Option<Cell<'a>>>),
@@ -253,16 +254,26 @@ impl NativeExpr {
         let mut results = Vec::with_capacity(rows);
         let mut offset = 0;
         while offset < rows {
-            let batch = Batch {
+            let mut batch = Batch {
                 columns: &columns,
+                locals: Vec::with_capacity(self.lets.len()),
                 today,
                 offset,
                 rows: CHUNK.min(rows - offset),
             };
+            for value in &self.lets {
+                let value = batch.eval(value);
+                batch.locals.push(value);
+            }
             let result = batch.eval(&self.root);
-            results.extend(
-                (0..batch.rows).map(|row| result.at(row).and_then(|cell| to_json(cell.value))),
-            );
+            // A binding not decided for a row leaves the row undecided, used or not (rhai would
+            // have failed on it).
+            results.extend((0..batch.rows).map(|row| {
+                if batch.locals.iter().any(|local| local.at(row).is_none()) {
+                    return None;
+                }
+                result.at(row).and_then(|cell| to_json(cell.value))
+            }));
             offset += CHUNK;
         }
         Some(results)
@@ -274,6 +285,8 @@ const CHUNK: usize = 1024;
 
 struct Batch<'c, 'a> {
     columns: &'c [ColumnRef<'a>],
+    /// The `let` bindings evaluated so far over this chunk.
+    locals: Vec<Operand<'a>>,
     today: Option<(&'a str, chrono::NaiveDate)>,
     /// The chunk's first row in the columns.
     offset: usize,
@@ -318,6 +331,7 @@ impl<'a> Batch<'_, 'a> {
             Node::Float(f) => sure(V::Float(*f)),
             Node::Str(s) => sure(V::Str(s)),
             Node::Today => Operand::Scalar(self.today.map(|(text, _)| Cell::sure(V::Str(text)))),
+            Node::Local(index) => self.locals[*index].clone(),
             Node::Field(index) => {
                 Operand::Column(self.columns[*index].slice(self.offset..self.offset + self.rows))
             }

@@ -5,10 +5,14 @@
 //! business library, `today()` and `days_since(date)` are native too (the same definitions).
 //!
 //! The rule is: **the native result is rhai's result, or there is none.** Whatever the subset does not
-//! cover is declined — at compile time (statements, `let`, other functions, closures, string
-//! building) or at run time (a value of a type the operation is not defined for here, an overflow, a
+//! cover is declined — at compile time (statements other than leading `let`s, other functions,
+//! closures, string building) or at run time (a value of a type the operation is not defined for here, an overflow, a
 //! missing variable) — and then rhai evaluates the script as before, errors included. A test compares
 //! both on a corpus of expressions and generated records.
+//!
+//! Scripts may start with `let name = expression;` bindings (a computed score built from parts):
+//! each is evaluated once, in order, before the final expression — as rhai does, so a binding that
+//! fails fails the script even when the final expression does not use it.
 
 use serde_json::{Map, Number, Value};
 
@@ -18,6 +22,8 @@ pub use columnar::ColumnRef;
 /// A compiled native expression.
 #[derive(Debug, Clone)]
 pub struct NativeExpr {
+    /// The `let` bindings, in order (`Node::Local(i)` reads the i-th).
+    lets: Vec<Node>,
     root: Node,
     /// The variables it reads, by position (`Node::Field`).
     fields: Vec<String>,
@@ -33,6 +39,8 @@ pub(crate) enum Node {
     Float(f64),
     Str(String),
     Field(usize),
+    /// A `let` binding's value, by position.
+    Local(usize),
     Not(Box<Node>),
     Neg(Box<Node>),
     Binary(Op, Box<Node>, Box<Node>),
@@ -80,13 +88,31 @@ impl NativeExpr {
             tokens,
             at: 0,
             fields: Vec::new(),
+            locals: Vec::new(),
             uses_today: false,
         };
+        let mut lets = Vec::new();
+        while parser.peek() == Some(&Token::Ident("let".into())) {
+            parser.at += 1;
+            let Some(Token::Ident(name)) = parser.peek().cloned() else {
+                return None;
+            };
+            if RESERVED.contains(&name.as_str()) {
+                return None;
+            }
+            parser.at += 1;
+            parser.expect("=")?;
+            lets.push(parser.expression()?);
+            parser.expect(";")?;
+            // Declared after its own value: `let x = x + 1` reads the earlier `x`.
+            parser.locals.push(name);
+        }
         let root = parser.expression()?;
         if parser.at != parser.tokens.len() {
             return None;
         }
         Some(Self {
+            lets,
             root,
             fields: parser.fields,
             uses_today: parser.uses_today,
@@ -116,9 +142,21 @@ impl NativeExpr {
         for name in &self.fields {
             values.push(from_json(lookup(name)?)?);
         }
+        let today = today.as_ref().map(|(text, date)| (text.as_str(), *date));
+        let mut locals = Vec::with_capacity(self.lets.len());
+        for value in &self.lets {
+            let context = Context {
+                fields: &values,
+                locals: &locals,
+                today,
+            };
+            let value = eval(value, &context)?;
+            locals.push(value);
+        }
         let context = Context {
             fields: &values,
-            today: today.as_ref().map(|(text, date)| (text.as_str(), *date)),
+            locals: &locals,
+            today,
         };
         to_json(eval(&self.root, &context)?)
     }
@@ -151,6 +189,7 @@ pub(crate) fn to_json(value: V<'_>) -> Option<Value> {
 /// What an evaluation reads besides the nodes: the fields' values and today's date.
 struct Context<'c, 'a> {
     fields: &'c [V<'a>],
+    locals: &'c [V<'a>],
     today: Option<(&'a str, chrono::NaiveDate)>,
 }
 
@@ -171,6 +210,7 @@ fn eval<'a>(node: &'a Node, context: &Context<'_, 'a>) -> Option<V<'a>> {
         Node::Float(f) => V::Float(*f),
         Node::Str(s) => V::Str(s),
         Node::Field(i) => context.fields[*i],
+        Node::Local(i) => context.locals[*i],
         Node::Not(inner) => match eval(inner, context)? {
             V::Bool(b) => V::Bool(!b),
             _ => return None,
@@ -294,9 +334,51 @@ enum Token {
     Symbol(&'static str),
 }
 
-const SYMBOLS: [&str; 23] = [
+const SYMBOLS: [&str; 24] = [
     "==", "!=", "<=", ">=", "&&", "||", "<", ">", "!", "+", "-", "*", "/", "%", "(", ")", "{", "}",
-    "[", "]", ",", ".", "=",
+    "[", "]", ",", ".", "=", ";",
+];
+
+/// Names a `let` may not bind here (keywords, the functions and variables this subset knows).
+const RESERVED: &[&str] = &[
+    "true",
+    "false",
+    "if",
+    "else",
+    "let",
+    "const",
+    "fn",
+    "record",
+    "today",
+    "days_since",
+    "in_list",
+    "this",
+    "global",
+    "Fn",
+    "call",
+    "curry",
+    "eval",
+    "print",
+    "debug",
+    "type_of",
+    "is_def_var",
+    "is_def_fn",
+    "is_shared",
+    "in",
+    "return",
+    "throw",
+    "try",
+    "catch",
+    "switch",
+    "loop",
+    "while",
+    "for",
+    "do",
+    "until",
+    "break",
+    "continue",
+    "import",
+    "export",
 ];
 
 fn tokenize(source: &str) -> Option<Vec<Token>> {
@@ -361,8 +443,8 @@ fn tokenize(source: &str) -> Option<Vec<Token>> {
         } else {
             let rest: String = chars[i..chars.len().min(i + 2)].iter().collect();
             let symbol = SYMBOLS.iter().find(|s| rest.starts_with(**s))?;
-            // `=` alone is assignment; `//` and `/*` are comments: rhai's.
-            if *symbol == "=" || rest == "//" || rest == "/*" {
+            // `//` and `/*` are comments: rhai's. (`=` is only read after `let name`.)
+            if rest == "//" || rest == "/*" {
                 return None;
             }
             tokens.push(Token::Symbol(symbol));
@@ -376,6 +458,8 @@ struct Parser {
     tokens: Vec<Token>,
     at: usize,
     fields: Vec<String>,
+    /// The `let` names declared so far, by position (a later one shadows an earlier one).
+    locals: Vec<String>,
     uses_today: bool,
 }
 
@@ -491,6 +575,9 @@ impl Parser {
     }
 
     fn field(&mut self, name: String) -> Node {
+        if let Some(slot) = self.locals.iter().rposition(|l| *l == name) {
+            return Node::Local(slot);
+        }
         let index = match self.fields.iter().position(|f| *f == name) {
             Some(index) => index,
             None => {
@@ -560,7 +647,11 @@ impl Parser {
                     match self.peek()?.clone() {
                         Token::Ident(field) => {
                             self.at += 1;
-                            Some(self.field(field))
+                            // `record.x` is the field even where a `let x` shadows `x`.
+                            let locals = std::mem::take(&mut self.locals);
+                            let node = self.field(field);
+                            self.locals = locals;
+                            Some(node)
                         }
                         _ => None,
                     }

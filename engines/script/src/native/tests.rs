@@ -42,6 +42,14 @@ const CORPUS: &[&str] = &[
     "counted != true && available_on != () && available_on <= today()",
     "last_engaged_at != () && days_since(last_engaged_at) >= 90 && (stage == \"growth\" || vip)",
     "if last_engaged_at == () { 0 } else if days_since(last_engaged_at) >= 60 { 2 } else { 1 }",
+    // `let` bindings: a computed score built from parts (the CLM health score's shape), shadowing a
+    // field, rebinding a name, and a binding that fails (overflow) while the result ignores it.
+    "let part = if score == () { 50 } else if score >= 10 { 100 } else { score * 10 }; \
+     let other = if orders == () { 70 } else { orders * 10 }; (part * 35 + other * 65) / 100",
+    "let score = score + 1; score * 2 + record.score",
+    "let x = orders; let x = x * 2; x + 1",
+    "let unused = score * 9223372036854775807; orders + 1",
+    "let hot = score > 50 && vip; if hot { \"hot\" } else { stage }",
 ];
 
 /// A deterministic picker (xorshift): `next(n)` is a number below `n`, the same sequence every run.
@@ -192,7 +200,11 @@ fn typical_records_are_decided_natively() {
 #[test]
 fn scripts_beyond_plain_expressions_stay_with_rhai() {
     for source in [
-        "let s = 0; s + 1",
+        "let s = 0; s + 1;",
+        "let s; s",
+        "let record = 1; record",
+        "let s = 0 s + 1",
+        "let in_list = 1; in_list",
         "add_days(ordered_at, 14)",
         "(total * 1.0).to_int()",
         "source.total + 1",
@@ -344,6 +356,9 @@ fn columnar_results_are_rhais_results() {
             "score * 9223372036854775807",
             "(score + 1) * (orders - 2) / 3",
             "orders + 1",
+            "let score = score + 1; score * 2 + record.score",
+            "let x = orders; let x = x * 2; x + 1",
+            "let unused = score * 9223372036854775807; orders + 1",
         ]
     );
     // The scoring rule is decided for every row that has all its fields.
