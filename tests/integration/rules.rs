@@ -496,6 +496,42 @@ async fn batch_runs_and_the_run_log(backend: Backend) {
         .await;
     assert_eq!(runs.body["items"][0]["trigger"], "manual");
     assert!(runs.body["items"][0]["duration_us"].as_i64().unwrap() > 0);
+    // A record's logged outcomes are compact: what the run wrote and each trace step's value (the
+    // sources are in the rule's definition at the run's app version).
+    let outcomes = |rule: &'static str| {
+        let api = &api;
+        async move {
+            let runs = api
+                .call("GET", &format!("/api/apps/leads/rules/{rule}/runs"), None)
+                .await;
+            runs.body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| r["record_id"].is_string())
+                .map(|r| {
+                    let outcome: Value =
+                        serde_json::from_str(r["outcome"].as_str().unwrap()).unwrap();
+                    (r["matched"] == true, outcome)
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        outcomes("require_email").await,
+        [(
+            false,
+            json!({"trace": [{"step": "condition", "value": false}]})
+        )]
+    );
+    assert_eq!(
+        outcomes("tidy").await,
+        [(
+            true,
+            json!({"writes": {"name": "no score"}, "trace": [
+                {"step": "condition", "value": true}, {"step": "set name", "value": "no score"}]})
+        )]
+    );
 }
 
 fn tickets_bundle() -> Value {

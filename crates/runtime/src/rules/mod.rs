@@ -42,8 +42,34 @@ fn locale_tag(locale: Locale) -> &'static str {
     }
 }
 
+/// A run's outcome as logged: what it wrote, rejected and did (each only when there is something),
+/// and the trace's values. The trace's sources and the actions' repeated in the trace are left out:
+/// the rule's definition at the run's app version holds them, and a nightly run logs millions of
+/// runs (a condition that did not hold logs `{"trace":[{"step":"condition","value":false}]}`).
 pub(crate) fn outcome_of(evaluation: &Evaluation) -> Value {
-    json!({"writes": evaluation.writes, "reject": evaluation.reject, "actions": evaluation.actions, "trace": evaluation.trace})
+    let mut outcome = Map::new();
+    if !evaluation.writes.is_empty() {
+        outcome.insert("writes".into(), json!(evaluation.writes));
+    }
+    if let Some(reject) = &evaluation.reject {
+        outcome.insert("reject".into(), json!(reject));
+    }
+    if !evaluation.actions.is_empty() {
+        outcome.insert("actions".into(), json!(evaluation.actions));
+    }
+    let trace: Vec<Value> = evaluation
+        .trace
+        .iter()
+        .map(|step| {
+            if step.step.starts_with("action ") {
+                json!({"step": step.step})
+            } else {
+                json!({"step": step.step, "value": step.value})
+            }
+        })
+        .collect();
+    outcome.insert("trace".into(), Value::Array(trace));
+    Value::Object(outcome)
 }
 
 /// A rule's `writes` applied to a record (`named`, stored as `stored`), validated: the record to store
