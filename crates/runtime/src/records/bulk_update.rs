@@ -217,21 +217,36 @@ fn plan(
     }))
 }
 
+/// A bulk update planned and checked, ready to commit ([`Runtime::commit_system_updates`]).
+pub(crate) struct PreparedBulk {
+    counts: BulkCounts,
+    /// Records to update one at a time through `update_record` (after the bulk commit).
+    alone: Vec<(String, Map<String, Value>)>,
+    /// Per update: its record id, patch, data before, and whether its after-save cascades.
+    planned: Vec<(String, Map<String, Value>, Map<String, Value>, bool)>,
+    updates: Vec<BulkUpdate>,
+    runs: Vec<NewRuleRun>,
+    /// Microseconds spent planning, and checking relations and side effects.
+    plan_us: u128,
+    check_us: u128,
+}
+
 impl Runtime {
-    /// Apply `changes` (each a live record as read, its fields by name — the caller has them already —
-    /// and a merge patch of fields by name) as `actor`, a
-    /// system principal (no access checks). See the module docs for the guarantees.
-    pub(crate) async fn update_records_as_system(
+    /// Prepare `changes` (each a live record as read, its fields by name — the caller has them
+    /// already — and a merge patch of fields by name) as `actor`, a system principal (no access
+    /// checks; see the module docs for the guarantees): plan every change (on every core), check
+    /// relations and resolve the side effects — reads only, nothing written. A caller writing page
+    /// after page prepares the next page while the previous one commits.
+    pub(crate) async fn prepare_system_updates(
         &self,
         loaded: &LoadedApp,
         entity: &EntityDefinition,
         changes: Vec<SystemChange>,
         actor: &Principal,
-    ) -> Result<BulkCounts, RuntimeError> {
+    ) -> Result<PreparedBulk, RuntimeError> {
         let locale = Locale::En;
         let mut counts = BulkCounts::default();
         let started = Instant::now();
-        let mut phases = [0u128; 4];
         let expected = changes.len();
         // Validation and rules are pure: plan on every core, off the async workers.
         let shared: Arc<LoadedApp> = self.loaded_app_version(&loaded.id, loaded.version).await?;
@@ -252,7 +267,7 @@ impl Runtime {
                 "a bulk update stopped while planning".into(),
             ));
         }
-        phases[0] = started.elapsed().as_micros();
+        let plan_us = started.elapsed().as_micros();
         let mut alone: Vec<(String, Map<String, Value>)> = Vec::new();
         let mut ready = Vec::with_capacity(plans.len());
         for plan in plans {
@@ -272,7 +287,6 @@ impl Runtime {
             self.check_relations(loaded, entity, &records, locale)
                 .await?
         };
-        phases[1] = started.elapsed().as_micros();
         let mut planned = Vec::with_capacity(ready.len());
         let mut updates = Vec::with_capacity(ready.len());
         let mut runs = Vec::new();
@@ -321,6 +335,38 @@ impl Runtime {
                 side: has_work.then_some(side),
             });
         }
+        Ok(PreparedBulk {
+            counts,
+            alone,
+            planned,
+            updates,
+            runs,
+            plan_us,
+            check_us: started.elapsed().as_micros() - plan_us,
+        })
+    }
+
+    /// Commit what [`Runtime::prepare_system_updates`] prepared: the shared transaction, then the
+    /// cascading after-saves and the records that go alone.
+    pub(crate) async fn commit_system_updates(
+        &self,
+        loaded: &LoadedApp,
+        entity: &EntityDefinition,
+        prepared: PreparedBulk,
+        actor: &Principal,
+    ) -> Result<BulkCounts, RuntimeError> {
+        let locale = Locale::En;
+        let started = Instant::now();
+        let mut phases = [0u128; 2];
+        let PreparedBulk {
+            mut counts,
+            mut alone,
+            planned,
+            updates,
+            runs,
+            plan_us,
+            check_us,
+        } = prepared;
         let cascaded = planned
             .iter()
             .filter(|(_, _, _, cascades)| *cascades)
@@ -337,7 +383,7 @@ impl Runtime {
                 )
                 .await?;
             drop(updates);
-            phases[2] = started.elapsed().as_micros();
+            phases[0] = started.elapsed().as_micros();
             for ((id, patch, before, cascades), row) in planned.into_iter().zip(written) {
                 match row {
                     Some(row) => {
@@ -351,7 +397,7 @@ impl Runtime {
                 }
             }
         }
-        phases[3] = started.elapsed().as_micros();
+        phases[1] = started.elapsed().as_micros();
         let singles = alone.len();
         for (id, patch) in alone {
             match self
@@ -379,11 +425,11 @@ impl Runtime {
             failed = counts.failed,
             cascaded,
             singles,
-            plan_us = phases[0],
-            relations_us = phases[1] - phases[0],
-            store_us = phases[2].saturating_sub(phases[1]),
-            cascade_us = phases[3].saturating_sub(phases[2]),
-            total_us = started.elapsed().as_micros(),
+            plan_us,
+            check_us,
+            store_us = phases[0],
+            cascade_us = phases[1].saturating_sub(phases[0]),
+            commit_us = started.elapsed().as_micros(),
             "bulk update"
         );
         Ok(counts)

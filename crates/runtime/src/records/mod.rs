@@ -1,7 +1,7 @@
 //! Records: create, read and merge-patch update with optimistic concurrency; shared helpers.
 //! Deleting, restoring and history live in [`lifecycle`], lists in [`list`].
 
-mod bulk_update;
+pub(crate) mod bulk_update;
 mod lifecycle;
 pub(crate) mod list;
 pub mod merge;

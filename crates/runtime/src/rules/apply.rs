@@ -3,17 +3,20 @@
 //! nightly RFM scores and segments, P(alive) and CLV — and records without a row get the rule's
 //! `otherwise` values (a 12-month spend back to 0). Unchanged records are not touched; each change
 //! is written like an ordinary update (validated, before- and after-save rules, history), a page of
-//! records per transaction (`Runtime::update_records_as_system`).
+//! records per transaction (`Runtime::prepare_system_updates` and `commit_system_updates`), the
+//! next page read and planned while the previous one commits.
 
 use std::collections::HashMap;
 use std::time::Instant;
 
 use serde_json::{Map, Value};
 use trellis_form::records::to_api;
+use trellis_model::EntityDefinition;
 use trellis_rules::{ApplyReportAction, CompiledRule};
 
 use super::BatchOutcome;
 use crate::app_cache::LoadedApp;
+use crate::records::bulk_update::{BulkCounts, PreparedBulk};
 use crate::reports::ReportRequest;
 use crate::{Principal, Runtime, RuntimeError};
 
@@ -70,23 +73,84 @@ impl Runtime {
             ..BatchOutcome::default()
         };
         // Walk the entity's live records page by page; the changed ones of each page are written
-        // together (`update_records_as_system`: one transaction per page).
+        // together (one transaction per page). While a page commits (one core, the SQLite writer)
+        // the next one is read and planned (the other core): the pages hold different records, and
+        // a record changed meanwhile fails its version check and is updated alone.
         let mut after: Option<String> = None;
+        let mut committing: Option<PreparedBulk> = None;
         loop {
-            let page = self
-                .store()
-                .record_page(&loaded.id, &entity.uid, after.as_deref(), WRITE_BACK_PAGE)
-                .await?;
-            let Some(last) = page.last().map(|row| row.id.clone()) else {
+            let next = self.prepare_write_back_page(
+                loaded,
+                entity,
+                apply,
+                &sets,
+                &wanted,
+                after.as_deref(),
+                &system,
+            );
+            let commit = async {
+                match committing.take() {
+                    Some(prepared) => {
+                        self.commit_system_updates(loaded, entity, prepared, &system)
+                            .await
+                    }
+                    None => Ok(BulkCounts::default()),
+                }
+            };
+            let (next, committed) = tokio::join!(next, commit);
+            let committed = committed?;
+            outcome.changed += committed.changed;
+            outcome.failed += committed.failed;
+            let Some((last, matched, prepared)) = next? else {
                 break;
             };
-            let mut changes = Vec::new();
+            outcome.matched += matched;
+            committing = Some(prepared);
+            after = Some(last);
+        }
+        tracing::info!(
+            rule = rule.id(),
+            trigger,
+            report = %apply.report,
+            rows = output.rows.len(),
+            changed = outcome.changed,
+            failed = outcome.failed,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "report applied"
+        );
+        Ok(outcome)
+    }
+
+    /// One page of an `apply_report` write-back after the id `after`, read and prepared: its last
+    /// id, how many of its records the report names, and the prepared updates (`None`: no records
+    /// left).
+    #[allow(clippy::too_many_arguments)]
+    async fn prepare_write_back_page(
+        &self,
+        loaded: &LoadedApp,
+        entity: &EntityDefinition,
+        apply: &ApplyReportAction,
+        sets: &[(String, usize)],
+        wanted: &HashMap<&str, &Vec<Value>>,
+        after: Option<&str>,
+        system: &Principal,
+    ) -> Result<Option<(String, usize, PreparedBulk)>, RuntimeError> {
+        let page = self
+            .store()
+            .record_page(&loaded.id, &entity.uid, after, WRITE_BACK_PAGE)
+            .await?;
+        let Some(last) = page.last().map(|row| row.id.clone()) else {
+            return Ok(None);
+        };
+        let mut matched = 0;
+        let mut changes = Vec::new();
+        {
             for current in page {
                 let row = wanted.get(current.id.as_str());
                 if row.is_none() && apply.otherwise.is_empty() {
                     continue;
                 }
-                outcome.matched += usize::from(row.is_some());
+                matched += usize::from(row.is_some());
                 let named = to_api(entity, &current.data.0);
                 let differs = |field: &str, value: Value| {
                     let now = named.get(field).unwrap_or(&Value::Null);
@@ -111,23 +175,10 @@ impl Runtime {
                     changes.push((current, named, patch));
                 }
             }
-            let counts = self
-                .update_records_as_system(loaded, entity, changes, &system)
-                .await?;
-            outcome.changed += counts.changed;
-            outcome.failed += counts.failed;
-            after = Some(last);
         }
-        tracing::info!(
-            rule = rule.id(),
-            trigger,
-            report = %apply.report,
-            rows = output.rows.len(),
-            changed = outcome.changed,
-            failed = outcome.failed,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "report applied"
-        );
-        Ok(outcome)
+        let prepared = self
+            .prepare_system_updates(loaded, entity, changes, system)
+            .await?;
+        Ok(Some((last, matched, prepared)))
     }
 }
