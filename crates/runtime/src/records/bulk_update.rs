@@ -217,13 +217,22 @@ fn plan(
     }))
 }
 
+/// An update's follow-up after the shared commit.
+struct AfterCommit {
+    id: String,
+    patch: Map<String, Value>,
+    before: Map<String, Value>,
+    /// Whether its after-save rules write fields (the cascading `after_save` runs).
+    cascades: bool,
+}
+
 /// A bulk update planned and checked, ready to commit ([`Runtime::commit_system_updates`]).
 pub(crate) struct PreparedBulk {
     counts: BulkCounts,
     /// Records to update one at a time through `update_record` (after the bulk commit).
     alone: Vec<(String, Map<String, Value>)>,
-    /// Per update: its record id, patch, data before, and whether its after-save cascades.
-    planned: Vec<(String, Map<String, Value>, Map<String, Value>, bool)>,
+    /// Per update, what happens after the commit.
+    planned: Vec<AfterCommit>,
     updates: Vec<BulkUpdate>,
     runs: Vec<NewRuleRun>,
     /// Microseconds spent planning, and checking relations and side effects.
@@ -327,7 +336,12 @@ impl Runtime {
             }
             let has_work =
                 !side.notifications.is_empty() || !side.outbox.is_empty() || !side.tasks.is_empty();
-            planned.push((row.id.clone(), patch, before, cascades));
+            planned.push(AfterCommit {
+                id: row.id.clone(),
+                patch,
+                before,
+                cascades,
+            });
             updates.push(BulkUpdate {
                 current: row,
                 record,
@@ -367,10 +381,7 @@ impl Runtime {
             plan_us,
             check_us,
         } = prepared;
-        let cascaded = planned
-            .iter()
-            .filter(|(_, _, _, cascades)| *cascades)
-            .count();
+        let cascaded = planned.iter().filter(|after| after.cascades).count();
         if !updates.is_empty() {
             let written = self
                 .store()
@@ -384,7 +395,16 @@ impl Runtime {
                 .await?;
             drop(updates);
             phases[0] = started.elapsed().as_micros();
-            for ((id, patch, before, cascades), row) in planned.into_iter().zip(written) {
+            for (
+                AfterCommit {
+                    id,
+                    patch,
+                    before,
+                    cascades,
+                },
+                row,
+            ) in planned.into_iter().zip(written)
+            {
                 match row {
                     Some(row) => {
                         counts.changed += 1;
