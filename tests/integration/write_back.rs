@@ -170,7 +170,12 @@ async fn observed(api: &TestApi, app: &str, ids: &Map<String, Value>) -> Value {
 }
 
 async fn bulk_write_back_matches_one_by_one_updates(backend: Backend) {
-    let Some(api) = TestApi::start(backend).await else {
+    // Pages of two members: the write-back commits a page while it prepares the next.
+    let settings = trellis_runtime::RuntimeSettings {
+        write_back_page: 2,
+        ..Default::default()
+    };
+    let Some(api) = TestApi::start_with(backend, settings).await else {
         return;
     };
     let me = api.call("GET", "/api/auth/me", None).await.body["id"]

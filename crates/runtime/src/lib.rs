@@ -81,6 +81,9 @@ pub struct RuntimeSettings {
     /// Certificate authorities trusted besides the Mozilla roots by https webhooks and SMTP
     /// (`TRELLIS_TLS_CA_FILE`, PEM).
     pub extra_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
+    /// Records read and written back per transaction by `apply_report` rules (2,000; tests lower it
+    /// to cross page boundaries with a few records).
+    pub write_back_page: usize,
 }
 
 impl RuntimeSettings {
@@ -114,6 +117,7 @@ impl Default for RuntimeSettings {
                 .ok()
                 .and_then(|path| tls::read_ca_file(std::path::Path::new(&path)).ok())
                 .unwrap_or_default(),
+            write_back_page: 2000,
         }
     }
 }

@@ -20,9 +20,6 @@ use crate::records::bulk_update::{BulkCounts, PreparedBulk};
 use crate::reports::ReportRequest;
 use crate::{Principal, Runtime, RuntimeError};
 
-/// Records read and written back per transaction.
-const WRITE_BACK_PAGE: i64 = 2000;
-
 impl Runtime {
     pub(super) async fn apply_report_rule(
         &self,
@@ -137,7 +134,12 @@ impl Runtime {
     ) -> Result<Option<(String, usize, PreparedBulk)>, RuntimeError> {
         let page = self
             .store()
-            .record_page(&loaded.id, &entity.uid, after, WRITE_BACK_PAGE)
+            .record_page(
+                &loaded.id,
+                &entity.uid,
+                after,
+                self.settings().write_back_page.max(1) as i64,
+            )
             .await?;
         let Some(last) = page.last().map(|row| row.id.clone()) else {
             return Ok(None);
