@@ -6,8 +6,6 @@
 use std::time::Instant;
 
 use serde_json::json;
-use trellis_form::Locale;
-use trellis_runtime::import::ImportFormat;
 use trellis_runtime::{Principal, Runtime, RuntimeSettings};
 
 use super::{customer, customer_bundle};
@@ -43,19 +41,7 @@ pub fn batch_runs(tokio: &tokio::runtime::Runtime, dir: &std::path::Path, record
                 .iter()
                 .map(|i| customer(*i).to_string() + "\n")
                 .collect();
-            let report = trellis
-                .import_records(
-                    &admin,
-                    "bench",
-                    "customer",
-                    ImportFormat::Ndjson,
-                    bytes::Bytes::from(ndjson),
-                    false,
-                    Locale::En,
-                    &|_, _| {},
-                )
-                .await
-                .unwrap();
+            let report = super::import_customers(&trellis, &admin, ndjson).await;
             assert_eq!(report.inserted, slice.len());
         }
     });
