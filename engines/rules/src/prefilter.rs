@@ -3,7 +3,6 @@
 //! per record the answer is "surely not" only where the native columnar result is decided and is not
 //! `true` (the same test [`crate::evaluate`] applies). Every other record is evaluated in full.
 
-use serde_json::Value;
 use trellis_script::native::ColumnRef;
 
 use crate::compile::CompiledRule;
@@ -29,11 +28,5 @@ pub fn surely_unmatched<'a>(
 ) -> Option<Vec<bool>> {
     condition_fields(rule)?;
     let (_, script) = rule.condition.as_ref()?;
-    let values = script.eval_columns(column, rows)?;
-    Some(
-        values
-            .into_iter()
-            .map(|value| value.is_some_and(|v| v != Value::Bool(true)))
-            .collect(),
-    )
+    script.surely_not_true(column, rows)
 }

@@ -145,6 +145,16 @@ impl Script {
         self.native.as_ref()?.eval_columns(column, rows)
     }
 
+    /// Per row of [`Script::eval_columns`]: whether the result is decided and is not `true` (see
+    /// [`native::NativeExpr::surely_not_true`]).
+    pub fn surely_not_true<'a>(
+        &'a self,
+        column: impl Fn(&str) -> Option<native::ColumnRef<'a>>,
+        rows: usize,
+    ) -> Option<Vec<bool>> {
+        self.native.as_ref()?.surely_not_true(column, rows)
+    }
+
     /// The native result with each variable's value from `lookup`, when the expression runs natively
     /// and its values allow; `None`: run [`Script::eval_with_rhai`] (with the same variables).
     pub fn eval_native<'a>(&self, lookup: impl Fn(&str) -> Option<&'a Value>) -> Option<Value> {

@@ -22,10 +22,16 @@ pub fn batch_runs(tokio: &tokio::runtime::Runtime, dir: &std::path::Path, record
         "actions": [{"set": {"segment": "flagged"}}]});
     bundle["rules/flag_rare_rhai.rule.json"] = json!({"format_version": 1, "id": "flag_rare_rhai",
         "entity": "customer", "trigger": {"manual": {}}, "actions": [{"set": {"segment": "flagged"}}]});
-    bundle["rules/flag_rare_rhai.rhai"] = json!(format!(
-        "let s = score; {}",
-        CONDITION.replace("score", "s")
-    ));
+    // An array index is beyond the native path: the whole script stays with rhai.
+    let rhai_condition = format!("let s = [score][0]; {}", CONDITION.replace("score", "s"));
+    assert!(
+        trellis_script::compile(&rhai_condition)
+            .unwrap()
+            .native_fields()
+            .is_none(),
+        "the baseline's condition must not run natively"
+    );
+    bundle["rules/flag_rare_rhai.rhai"] = json!(rhai_condition);
     let trellis = tokio.block_on(async {
         let trellis = Runtime::connect(&url, RuntimeSettings::default())
             .await

@@ -133,6 +133,15 @@ impl<'a> Operand<'a> {
     fn is_scalar(&self) -> bool {
         matches!(self, Self::Scalar(_))
     }
+
+    /// The rows as booleans (`None`: not decided, or `()`), when they are held that way.
+    fn as_bools(&self) -> Option<&[Option<bool>]> {
+        match self {
+            Self::Bools(values) => Some(values),
+            Self::Column(ColumnRef::Bool(values)) => Some(values),
+            _ => None,
+        }
+    }
 }
 
 /// Typed kernels for the common shapes (a column against a literal, `if` over booleans with
@@ -199,6 +208,18 @@ fn kernel<'a>(op: Op, left: &Operand<'a>, right: &Operand<'a>, rows: usize) -> O
                     .collect(),
             ))
         }
+        // A boolean column against `true` / `false` (an empty row is `()`: never equal).
+        (
+            Operand::Column(ColumnRef::Bool(values)),
+            Operand::Scalar(Some(Cell {
+                value: V::Bool(b), ..
+            })),
+        ) if equality => Some(Operand::Bools(
+            values[..rows]
+                .iter()
+                .map(|v| Some(v.is_some_and(|a| a == *b) == (op == Op::Eq)))
+                .collect(),
+        )),
         (
             Operand::Column(ColumnRef::Dict { codes, values }),
             Operand::Scalar(Some(Cell {
@@ -240,6 +261,49 @@ impl NativeExpr {
         column: impl Fn(&str) -> Option<ColumnRef<'a>>,
         rows: usize,
     ) -> Option<Vec<Option<Value>>> {
+        let mut results = Vec::with_capacity(rows);
+        self.eval_chunks(column, rows, |batch, result| {
+            results.extend((0..batch.rows).map(|row| {
+                batch
+                    .decided(row)
+                    .then(|| result.at(row).and_then(|cell| to_json(cell.value)))
+                    .flatten()
+            }));
+        })?;
+        Some(results)
+    }
+
+    /// Per row of [`NativeExpr::eval_columns`]: whether the result is decided and is not `true` —
+    /// a condition that surely does not hold. Conditions made of comparisons, `&&`, `||` and `!`
+    /// are answered without building a value per row.
+    pub fn surely_not_true<'a>(
+        &'a self,
+        column: impl Fn(&str) -> Option<ColumnRef<'a>>,
+        rows: usize,
+    ) -> Option<Vec<bool>> {
+        let mut results = Vec::with_capacity(rows);
+        self.eval_chunks(column, rows, |batch, result| match result.as_bools() {
+            Some(values) if batch.locals.is_empty() => {
+                results.extend(values.iter().map(|v| *v == Some(false)));
+            }
+            _ => results.extend((0..batch.rows).map(|row| {
+                batch.decided(row)
+                    && result
+                        .at(row)
+                        .and_then(|cell| to_json(cell.value))
+                        .is_some_and(|v| v != Value::Bool(true))
+            })),
+        })?;
+        Some(results)
+    }
+
+    /// Evaluate chunk by chunk, handing each chunk's result to `emit`.
+    fn eval_chunks<'a>(
+        &'a self,
+        column: impl Fn(&str) -> Option<ColumnRef<'a>>,
+        rows: usize,
+        mut emit: impl for<'b> FnMut(&Batch<'_, 'b>, &Operand<'b>),
+    ) -> Option<()> {
         let columns: Vec<ColumnRef<'a>> = self
             .fields
             .iter()
@@ -251,7 +315,6 @@ impl NativeExpr {
         });
         let today = today.as_ref().map(|(text, date)| (text.as_str(), *date));
         // Chunks small enough that every node's values stay in the CPU cache.
-        let mut results = Vec::with_capacity(rows);
         let mut offset = 0;
         while offset < rows {
             let mut batch = Batch {
@@ -266,17 +329,10 @@ impl NativeExpr {
                 batch.locals.push(value);
             }
             let result = batch.eval(&self.root);
-            // A binding not decided for a row leaves the row undecided, used or not (rhai would
-            // have failed on it).
-            results.extend((0..batch.rows).map(|row| {
-                if batch.locals.iter().any(|local| local.at(row).is_none()) {
-                    return None;
-                }
-                result.at(row).and_then(|cell| to_json(cell.value))
-            }));
+            emit(&batch, &result);
             offset += CHUNK;
         }
-        Some(results)
+        Some(())
     }
 }
 
@@ -294,6 +350,12 @@ struct Batch<'c, 'a> {
 }
 
 impl<'a> Batch<'_, 'a> {
+    /// Whether every `let` binding is decided for `row`: one that is not leaves the row undecided,
+    /// used or not (rhai would have failed on it).
+    fn decided(&self, row: usize) -> bool {
+        self.locals.iter().all(|local| local.at(row).is_some())
+    }
+
     fn map(&self, operand: Operand<'a>, f: impl Fn(Cell<'a>) -> Option<Cell<'a>>) -> Operand<'a> {
         match operand {
             Operand::Scalar(cell) => Operand::Scalar(cell.and_then(f)),
@@ -335,10 +397,16 @@ impl<'a> Batch<'_, 'a> {
             Node::Field(index) => {
                 Operand::Column(self.columns[*index].slice(self.offset..self.offset + self.rows))
             }
-            Node::Not(inner) => self.map(self.eval(inner), |c| match c.value {
-                V::Bool(b) => Some(Cell::sure(V::Bool(!b))),
-                _ => None,
-            }),
+            Node::Not(inner) => {
+                let inner = self.eval(inner);
+                if let Some(values) = inner.as_bools() {
+                    return Operand::Bools(values.iter().map(|v| v.map(|b| !b)).collect());
+                }
+                self.map(inner, |c| match c.value {
+                    V::Bool(b) => Some(Cell::sure(V::Bool(!b))),
+                    _ => None,
+                })
+            }
             Node::Neg(inner) => self.map(self.eval(inner), |c| match c.value {
                 _ if c.unsure => None,
                 V::Int(i) => Some(Cell::sure(V::Int(i.checked_neg()?))),
@@ -357,7 +425,20 @@ impl<'a> Batch<'_, 'a> {
                 })
             }
             Node::And(left, right) => {
-                self.zip(self.eval(left), self.eval(right), |l, r| match l?.value {
+                let (left, right) = (self.eval(left), self.eval(right));
+                // `false && …` is false whatever the right side is (rhai does not evaluate it).
+                if let (Some(l), Some(r)) = (left.as_bools(), right.as_bools()) {
+                    return Operand::Bools(
+                        l.iter()
+                            .zip(r)
+                            .map(|(l, r)| match l {
+                                Some(true) => *r,
+                                other => *other,
+                            })
+                            .collect(),
+                    );
+                }
+                self.zip(left, right, |l, r| match l?.value {
                     V::Bool(false) => Some(Cell::sure(V::Bool(false))),
                     V::Bool(true) => match r?.value {
                         V::Bool(b) => Some(Cell::sure(V::Bool(b))),
@@ -367,7 +448,19 @@ impl<'a> Batch<'_, 'a> {
                 })
             }
             Node::Or(left, right) => {
-                self.zip(self.eval(left), self.eval(right), |l, r| match l?.value {
+                let (left, right) = (self.eval(left), self.eval(right));
+                if let (Some(l), Some(r)) = (left.as_bools(), right.as_bools()) {
+                    return Operand::Bools(
+                        l.iter()
+                            .zip(r)
+                            .map(|(l, r)| match l {
+                                Some(false) => *r,
+                                other => *other,
+                            })
+                            .collect(),
+                    );
+                }
+                self.zip(left, right, |l, r| match l?.value {
                     V::Bool(true) => Some(Cell::sure(V::Bool(true))),
                     V::Bool(false) => match r?.value {
                         V::Bool(b) => Some(Cell::sure(V::Bool(b))),

@@ -50,6 +50,10 @@ const CORPUS: &[&str] = &[
     "let x = orders; let x = x * 2; x + 1",
     "let unused = score * 9223372036854775807; orders + 1",
     "let hot = score > 50 && vip; if hot { \"hot\" } else { stage }",
+    // Boolean columns against literals, combined (the batch-run pre-filter's shape).
+    "score == 100 && vip == true && region == \"north\"",
+    "vip == false || !(vip != true) || counted == ()",
+    "!vip || counted && vip != false",
 ];
 
 /// A deterministic picker (xorshift): `next(n)` is a number below `n`, the same sequence every run.
@@ -322,6 +326,15 @@ fn columnar_results_are_rhais_results() {
         let results = native
             .eval_columns(|name| column(name), records.len())
             .unwrap();
+        // The pre-filter's answer is the full result's, row by row.
+        let not_true = native
+            .surely_not_true(|name| column(name), records.len())
+            .unwrap();
+        let expected: Vec<bool> = results
+            .iter()
+            .map(|r| r.as_ref().is_some_and(|v| *v != Value::Bool(true)))
+            .collect();
+        assert_eq!(not_true, expected, "{source}");
         let mut decided = 0;
         for (record, result) in records.iter().zip(&results) {
             let Some(value) = result else { continue };
