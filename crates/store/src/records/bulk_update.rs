@@ -9,6 +9,7 @@
 //! touched: callers send records whose unique values change through [`Store::update_record`].
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::OptionalExtension;
 use serde_json::Value;
 use sqlx::types::Json;
 
@@ -157,13 +158,21 @@ fn sqlite_updates(
              WHERE id = ?4 AND app_id = ?5 AND entity = ?6 AND version = ?7 AND deleted_at IS NULL",
         )
         .map_err(to_store)?;
-    // Naming `search_text` in the SET list fires the full-text trigger: only when it changed.
+    // A changed search text is re-indexed below, for all rows at once: flipping `indexed_by_writer`
+    // keeps the per-row full-text trigger out (migration 0017).
     let mut update_searchable = connection
         .prepare_cached(
-            "UPDATE records SET data = ?1, version = version + 1, updated_at = ?2, updated_by = ?3, search_text = ?8 \
+            "UPDATE records SET data = ?1, version = version + 1, updated_at = ?2, updated_by = ?3, search_text = ?8, \
+             indexed_by_writer = 1 - indexed_by_writer \
              WHERE id = ?4 AND app_id = ?5 AND entity = ?6 AND version = ?7 AND deleted_at IS NULL",
         )
         .map_err(to_store)?;
+    // The indexed text is what the index must be told to forget (an external-content FTS5 table).
+    let mut indexed = connection
+        .prepare_cached("SELECT rowid, search_text FROM records WHERE id = ?1")
+        .map_err(to_store)?;
+    // (rowid, text indexed until now, new text) of every applied update whose text changed.
+    let mut reindex: Vec<(i64, String, &str)> = Vec::new();
     let mut history = connection
         .prepare_cached(
             "INSERT INTO record_history (record_id, app_id, entity, version, operation, actor, at, before, after) \
@@ -175,6 +184,17 @@ fn sqlite_updates(
         let row = &item.current;
         let data = json_text(&item.record.data)?;
         let changed = if item.search_changed {
+            let Some((rowid, before)) = indexed
+                .query_row([&row.id], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                })
+                .optional()
+                .map_err(to_store)?
+            else {
+                applied.push(false);
+                continue;
+            };
+            reindex.push((rowid, before, &item.record.search_text));
             update_searchable.execute(rusqlite::params![
                 data,
                 at,
@@ -198,6 +218,9 @@ fn sqlite_updates(
         }
         .map_err(to_store)?;
         if changed == 0 {
+            if item.search_changed {
+                reindex.pop();
+            }
             applied.push(false);
             continue;
         }
@@ -214,6 +237,23 @@ fn sqlite_updates(
             ])
             .map_err(to_store)?;
         applied.push(true);
+    }
+    if !reindex.is_empty() {
+        let rows = json_text(&reindex)?;
+        connection
+            .prepare_cached(
+                "INSERT INTO records_fts(records_fts, rowid, search_text) \
+                 SELECT 'delete', json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?1)",
+            )
+            .and_then(|mut s| s.execute([&rows]))
+            .map_err(to_store)?;
+        connection
+            .prepare_cached(
+                "INSERT INTO records_fts(rowid, search_text) \
+                 SELECT json_extract(value, '$[0]'), json_extract(value, '$[2]') FROM json_each(?1)",
+            )
+            .and_then(|mut s| s.execute([&rows]))
+            .map_err(to_store)?;
     }
     for (item, applied) in updates.iter().zip(&applied) {
         if let (Some(side), true) = (&item.side, applied) {
