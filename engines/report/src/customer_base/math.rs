@@ -299,12 +299,39 @@ pub fn fit_gamma_gamma(repeaters: &[(f64, f64)]) -> (GammaGamma, f64) {
         q: v[1].exp(),
         gamma: v[2].exp(),
     };
+    // [`GammaGamma::log_likelihood`] summed over the customers, rearranged: the terms that depend on
+    // the parameters only through x are computed once per distinct x and evaluation, Σ ln m is a
+    // constant per x, and per customer one logarithm is left, ln(γ + m·x).
+    struct SameX {
+        x: f64,
+        customers: f64,
+        sum_ln_m: f64,
+        /// m·x of each customer.
+        totals: Vec<f64>,
+    }
+    let mut groups: std::collections::BTreeMap<u64, SameX> = Default::default();
+    for (x, m) in repeaters {
+        let group = groups.entry(x.to_bits()).or_insert_with(|| SameX {
+            x: *x,
+            customers: 0.0,
+            sum_ln_m: 0.0,
+            totals: Vec::new(),
+        });
+        group.customers += 1.0;
+        group.sum_ln_m += m.ln();
+        group.totals.push(m * x);
+    }
     let negative = |v: &[f64]| -> f64 {
-        let model = params(v);
-        -repeaters
-            .iter()
-            .map(|(x, m)| model.log_likelihood(*x, *m))
-            .sum::<f64>()
+        let GammaGamma { p, q, gamma } = params(v);
+        let shared = q * gamma.ln() - ln_gamma(q);
+        let mut total = 0.0;
+        for group in groups.values() {
+            let px = p * group.x;
+            let constant = ln_gamma(px + q) - ln_gamma(px) + shared + px * group.x.ln();
+            let spent: f64 = group.totals.iter().map(|mx| (gamma + mx).ln()).sum();
+            total += group.customers * constant + (px - 1.0) * group.sum_ln_m - (px + q) * spent;
+        }
+        -total
     };
     let (best, value) = minimise(&negative, &[0.0, 0.0, 0.0]);
     (params(&best), -value)
