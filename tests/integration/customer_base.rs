@@ -217,9 +217,11 @@ fn fitted_log_likelihoods_are_the_per_customer_sums() {
     };
     let histories: Vec<History> = (0..3000)
         .map(|_| {
-            let t = 10.0 + 40.0 * next();
+            // Weeks counted in whole days, as the report computes them: many customers share (t_x, T).
+            let days = 70.0 + (280.0 * next()).floor();
             let x = (12.0 * next() * next()).floor();
-            let t_x = if x > 0.0 { t * next() } else { 0.0 };
+            let t_x = if x > 0.0 { (days * next()).floor() / 7.0 } else { 0.0 };
+            let t = days / 7.0;
             History { x, t_x, t }
         })
         .collect();

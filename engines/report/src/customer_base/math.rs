@@ -263,10 +263,25 @@ pub fn fit_bg_nbd(histories: &[History]) -> (BgNbd, f64) {
         a: v[2].exp(),
         b: v[3].exp(),
     };
-    // The terms that depend only on x are computed once per distinct x and evaluation.
-    let mut groups: std::collections::BTreeMap<u64, Vec<(f64, f64)>> = Default::default();
+    // The terms that depend only on x are computed once per distinct x and evaluation, and customers
+    // with the same (t_x, T) once with their count (a whole day's cohort of one-time buyers shares
+    // one).
+    let mut same: std::collections::HashMap<(u64, u64, u64), f64> = Default::default();
     for h in histories {
-        groups.entry(h.x as u64).or_default().push((h.t_x, h.t));
+        *same
+            .entry((h.x as u64, h.t_x.to_bits(), h.t.to_bits()))
+            .or_default() += 1.0;
+    }
+    let mut groups: std::collections::BTreeMap<u64, Vec<(f64, f64, f64)>> = Default::default();
+    for ((x, t_x, t), customers) in same {
+        groups
+            .entry(x)
+            .or_default()
+            .push((f64::from_bits(t_x), f64::from_bits(t), customers));
+    }
+    // A fixed order, so the sum (and the fit) is the same from run to run.
+    for members in groups.values_mut() {
+        members.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
     }
     let negative = |v: &[f64]| -> f64 {
         let BgNbd { r, alpha, a, b } = params(v);
@@ -280,10 +295,10 @@ pub fn fit_bg_nbd(histories: &[History]) -> (BgNbd, f64) {
             } else {
                 f64::NEG_INFINITY
             };
-            for (t_x, t) in members {
+            for (t_x, t, customers) in members {
                 let a3 = -(r + x) * (alpha + t).ln();
                 let a4 = dropout - (r + x) * (alpha + t_x).ln();
-                total += constant + log_sum_exp(a3, a4);
+                total += customers * (constant + log_sum_exp(a3, a4));
             }
         }
         -total
