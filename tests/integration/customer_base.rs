@@ -220,7 +220,11 @@ fn fitted_log_likelihoods_are_the_per_customer_sums() {
             // Weeks counted in whole days, as the report computes them: many customers share (t_x, T).
             let days = 70.0 + (280.0 * next()).floor();
             let x = (12.0 * next() * next()).floor();
-            let t_x = if x > 0.0 { (days * next()).floor() / 7.0 } else { 0.0 };
+            let t_x = if x > 0.0 {
+                (days * next()).floor() / 7.0
+            } else {
+                0.0
+            };
             let t = days / 7.0;
             History { x, t_x, t }
         })
