@@ -384,6 +384,27 @@ impl<'a> Batch<'_, 'a> {
         }
     }
 
+    /// `left && right` (`go_on` true) or `left || right` (`go_on` false): the right side's value
+    /// where the left one is `go_on`, else the left one's.
+    fn logical(&self, go_on: bool, left: Operand<'a>, right: Operand<'a>) -> Operand<'a> {
+        if let (Some(l), Some(r)) = (left.as_bools(), right.as_bools()) {
+            return Operand::Bools(
+                l.iter()
+                    .zip(r)
+                    .map(|(l, r)| if *l == Some(go_on) { *r } else { *l })
+                    .collect(),
+            );
+        }
+        self.zip(left, right, |l, r| match l?.value {
+            V::Bool(b) if b != go_on => Some(Cell::sure(V::Bool(b))),
+            V::Bool(_) => match r?.value {
+                V::Bool(b) => Some(Cell::sure(V::Bool(b))),
+                _ => None,
+            },
+            _ => None,
+        })
+    }
+
     fn eval(&self, node: &'a Node) -> Operand<'a> {
         let sure = |v: V<'a>| Operand::Scalar(Some(Cell::sure(v)));
         match node {
@@ -424,51 +445,10 @@ impl<'a> Batch<'_, 'a> {
                     _ => None,
                 })
             }
-            Node::And(left, right) => {
-                let (left, right) = (self.eval(left), self.eval(right));
-                // `false && …` is false whatever the right side is (rhai does not evaluate it).
-                if let (Some(l), Some(r)) = (left.as_bools(), right.as_bools()) {
-                    return Operand::Bools(
-                        l.iter()
-                            .zip(r)
-                            .map(|(l, r)| match l {
-                                Some(true) => *r,
-                                other => *other,
-                            })
-                            .collect(),
-                    );
-                }
-                self.zip(left, right, |l, r| match l?.value {
-                    V::Bool(false) => Some(Cell::sure(V::Bool(false))),
-                    V::Bool(true) => match r?.value {
-                        V::Bool(b) => Some(Cell::sure(V::Bool(b))),
-                        _ => None,
-                    },
-                    _ => None,
-                })
-            }
-            Node::Or(left, right) => {
-                let (left, right) = (self.eval(left), self.eval(right));
-                if let (Some(l), Some(r)) = (left.as_bools(), right.as_bools()) {
-                    return Operand::Bools(
-                        l.iter()
-                            .zip(r)
-                            .map(|(l, r)| match l {
-                                Some(false) => *r,
-                                other => *other,
-                            })
-                            .collect(),
-                    );
-                }
-                self.zip(left, right, |l, r| match l?.value {
-                    V::Bool(true) => Some(Cell::sure(V::Bool(true))),
-                    V::Bool(false) => match r?.value {
-                        V::Bool(b) => Some(Cell::sure(V::Bool(b))),
-                        _ => None,
-                    },
-                    _ => None,
-                })
-            }
+            // `a && b` looks at b only where a is true, `a || b` only where a is false (rhai does not
+            // evaluate the right side otherwise).
+            Node::And(left, right) => self.logical(true, self.eval(left), self.eval(right)),
+            Node::Or(left, right) => self.logical(false, self.eval(left), self.eval(right)),
             Node::If(condition, then, otherwise) => {
                 let condition = self.eval(condition);
                 let then = self.eval(then);
