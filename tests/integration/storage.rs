@@ -17,6 +17,7 @@ on_both_backends!(
     bulk_updates_commit_together_and_skip_stale_records,
     hot_reads_see_exactly_what_the_general_reads_see,
     column_loads_read_each_field_as_the_database_does,
+    history_written_before_history_chains_stays_whole,
 );
 
 fn migration_files(backend: Backend) -> i64 {
@@ -917,4 +918,167 @@ async fn generated_documents_read_as_json_extract_reads_them(store: &Store, url:
         }
     }
     assert!(seen_values > 1_000, "the generator made too few values");
+}
+
+/// A store whose history was written before the per-record history chains (SQLite migration 0018,
+/// PostgreSQL 0017) is migrated to them: every record's history, flow history and flow-run version
+/// read as before, and new changes continue each record's chain.
+async fn history_written_before_history_chains_stays_whole(backend: Backend) {
+    let db = database_or_skip!(backend);
+    let (dir, chains) = match backend {
+        Backend::Sqlite => ("sqlite", 18),
+        Backend::Postgres => ("postgres", 17),
+    };
+    let path = format!("{}/../store/migrations/{dir}", env!("CARGO_MANIFEST_DIR"));
+    let mut migrator = sqlx::migrate::Migrator::new(std::path::Path::new(&path))
+        .await
+        .unwrap();
+    migrator.migrations = migrator
+        .migrations
+        .iter()
+        .filter(|m| m.version < chains)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    // Two records' changes interleaved, a third only created; flow history for two of them.
+    let at = "2026-01-01T00:00:00Z";
+    let old_rows = [
+        "INSERT INTO apps (id, uid, current_version, created_at, updated_at) VALUES ('old', 'old-uid', 2, '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')".to_string(),
+        format!("INSERT INTO records (id, app_id, entity, version, data, created_at, updated_at) VALUES ('r1', 'old', 'e', 3, '{{\"n\":3}}', '{at}', '{at}')"),
+        format!("INSERT INTO records (id, app_id, entity, version, data, created_at, updated_at) VALUES ('r2', 'old', 'e', 2, '{{\"n\":2}}', '{at}', '{at}')"),
+        format!("INSERT INTO records (id, app_id, entity, version, data, created_at, updated_at) VALUES ('r3', 'old', 'e', 1, '{{\"n\":1}}', '{at}', '{at}')"),
+    ];
+    let history = [
+        ("r1", 1, "create"),
+        ("r2", 1, "create"),
+        ("r1", 2, "update"),
+        ("r3", 1, "create"),
+        ("r2", 2, "update"),
+        ("r1", 3, "update"),
+    ];
+    let flows = [("r1", "ping", 1), ("r3", "ping", 5), ("r1", "pong", 2)];
+    let mut statements: Vec<String> = old_rows.to_vec();
+    for (record, version, operation) in history {
+        statements.push(format!(
+            "INSERT INTO record_history (record_id, app_id, entity, version, operation, at, after) \
+             VALUES ('{record}', 'old', 'e', {version}, '{operation}', '{at}', '{{\"n\":{version}}}')"
+        ));
+    }
+    for (record, to, app_version) in flows {
+        statements.push(format!(
+            "INSERT INTO flow_history (app_id, flow, record_id, event, to_state, at, inputs, app_version) \
+             VALUES ('old', 'play', '{record}', 'hit', '{to}', '{at}', '{{}}', {app_version})"
+        ));
+    }
+    match backend {
+        Backend::Sqlite => {
+            use std::str::FromStr;
+            let options = sqlx::sqlite::SqliteConnectOptions::from_str(&db.url)
+                .unwrap()
+                .create_if_missing(true);
+            let mut conn = sqlx::SqliteConnection::connect_with(&options)
+                .await
+                .unwrap();
+            migrator.run(&mut conn).await.unwrap();
+            for statement in &statements {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(statement.clone()))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+            conn.close().await.unwrap();
+        }
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+            migrator.run(&mut conn).await.unwrap();
+            for statement in &statements {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(statement.clone()))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+            conn.close().await.unwrap();
+        }
+    }
+
+    let store = Store::connect(&db.url).await.unwrap();
+    assert_eq!(
+        store.applied_migrations().await.unwrap(),
+        migration_files(backend)
+    );
+    let versions = |rows: Vec<trellis_store::HistoryRow>| -> Vec<(i64, String)> {
+        rows.into_iter().map(|h| (h.version, h.operation)).collect()
+    };
+    let changes = |ops: &[(i64, &str)]| -> Vec<(i64, String)> {
+        ops.iter().map(|(v, o)| (*v, o.to_string())).collect()
+    };
+    assert_eq!(
+        versions(store.record_history("old", "e", "r1").await.unwrap()),
+        changes(&[(1, "create"), (2, "update"), (3, "update")])
+    );
+    assert_eq!(
+        versions(store.record_history("old", "e", "r2").await.unwrap()),
+        changes(&[(1, "create"), (2, "update")])
+    );
+    assert_eq!(
+        versions(store.record_history("old", "e", "r3").await.unwrap()),
+        changes(&[(1, "create")])
+    );
+    let states = |rows: Vec<trellis_store::flows::FlowHistoryRow>| -> Vec<String> {
+        rows.into_iter().map(|f| f.to_state).collect()
+    };
+    assert_eq!(
+        states(store.flow_history("r1").await.unwrap()),
+        ["ping", "pong"]
+    );
+    assert_eq!(states(store.flow_history("r3").await.unwrap()), ["ping"]);
+    assert!(store.flow_history("r2").await.unwrap().is_empty());
+    assert_eq!(
+        store.latest_flow_version("r1", "play").await.unwrap(),
+        Some(2)
+    );
+    assert_eq!(
+        store.latest_flow_version("r3", "play").await.unwrap(),
+        Some(5)
+    );
+    assert_eq!(store.latest_flow_version("r2", "play").await.unwrap(), None);
+    assert_eq!(
+        store.latest_flow_version("r1", "other").await.unwrap(),
+        None
+    );
+
+    // New changes continue the chains.
+    let next = trellis_store::NewRecord {
+        data: serde_json::json!({"n": 4}).as_object().unwrap().clone(),
+        uniques: vec![],
+        search_text: String::new(),
+    };
+    store
+        .update_record("old", "e", "r1", 3, &next, Some("tester"))
+        .await
+        .unwrap();
+    store
+        .update_record("old", "e", "r3", 1, &next, Some("tester"))
+        .await
+        .unwrap();
+    assert_eq!(
+        versions(store.record_history("old", "e", "r1").await.unwrap()),
+        changes(&[(1, "create"), (2, "update"), (3, "update"), (4, "update")])
+    );
+    assert_eq!(
+        versions(store.record_history("old", "e", "r3").await.unwrap()),
+        changes(&[(1, "create"), (2, "update")])
+    );
+    assert_eq!(
+        versions(store.record_history("old", "e", "r2").await.unwrap()),
+        changes(&[(1, "create"), (2, "update")])
+    );
+    assert_eq!(
+        store.latest_flow_version("r1", "play").await.unwrap(),
+        Some(2)
+    );
+    assert_eq!(
+        store.latest_flow_version("r3", "play").await.unwrap(),
+        Some(5)
+    );
 }

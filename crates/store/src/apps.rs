@@ -283,8 +283,8 @@ impl Store {
                     )));
                 }
                 sqlx::query(
-                    "INSERT INTO record_history (record_id, app_id, entity, version, operation, actor, at, before, after) \
-                     VALUES ($1, $2, $3, $4, 'migrate', $5, $6, $7, $8)",
+                    "INSERT INTO record_history (record_id, app_id, entity, version, operation, actor, at, before, after, prev_seq) \
+                     VALUES ($1, $2, $3, $4, 'migrate', $5, $6, $7, $8, (SELECT history_seq FROM records WHERE id = $1))",
                 )
                 .bind(&record.id)
                 .bind(new.app_id)

@@ -156,7 +156,8 @@ macro_rules! insert_flow_history {
         let w: &$crate::flows::TransitionWrites = $w;
         // Rule side effects reuse these writes without a flow: no history entry then.
         if !w.flow.is_empty() {
-        sqlx::query("INSERT INTO flow_history (app_id, flow, record_id, event, from_state, to_state, actor, at, inputs, app_version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
+        sqlx::query(concat!("INSERT INTO flow_history (app_id, flow, record_id, event, from_state, to_state, actor, at, inputs, app_version, history_seq) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, ", $crate::history_chain::latest_history_seq!("$3"), ")"))
             .bind(&w.app).bind(&w.flow).bind($record_id).bind(&w.event).bind(&w.from_state).bind(&w.to_state)
             .bind($actor).bind($now).bind(w.inputs.to_string()).bind(w.app_version)
             .execute(&mut *$tx).await?;
@@ -224,9 +225,10 @@ impl Store {
         flow: &str,
     ) -> Result<Option<i64>, StoreError> {
         let row: Option<(Option<i64>,)> = crate::with_pool!(self, read, |pool| {
-            sqlx::query_as(
-                "SELECT app_version FROM flow_history WHERE record_id = $1 AND flow = $2 ORDER BY seq DESC LIMIT 1",
-            )
+            sqlx::query_as(concat!(
+                crate::history_chain::flow_run!("$1", "$2"),
+                "SELECT f.app_version FROM run JOIN flow_history f ON f.seq = run.flow_seq LIMIT 1"
+            ))
             .bind(record_id)
             .bind(flow)
             .fetch_optional(pool)
@@ -251,10 +253,12 @@ impl Store {
             row: crate::RecordRow,
             flow_version: Option<i64>,
         }
-        let sql = "SELECT r.id, r.app_id, r.entity, r.version, r.data, r.created_at, r.created_by, r.updated_at, \
-                   r.updated_by, r.deleted_at, (SELECT h.app_version FROM flow_history h WHERE h.record_id = r.id \
-                   AND h.flow = $4 ORDER BY h.seq DESC LIMIT 1) AS flow_version FROM records r \
-                   WHERE r.id = $1 AND r.app_id = $2 AND r.entity = $3";
+        let sql = concat!(
+            crate::history_chain::flow_run!("$1", "$4"),
+            "SELECT r.id, r.app_id, r.entity, r.version, r.data, r.created_at, r.created_by, r.updated_at, \
+             r.updated_by, r.deleted_at, (SELECT f.app_version FROM run JOIN flow_history f ON f.seq = run.flow_seq \
+             LIMIT 1) AS flow_version FROM records r WHERE r.id = $1 AND r.app_id = $2 AND r.entity = $3"
+        );
         if let Some(native) = self.native_reads() {
             // The hot read of every transition: on the calling thread (see `native_read`).
             match native.with(|connection| {
@@ -297,7 +301,11 @@ impl Store {
     pub async fn flow_history(&self, record_id: &str) -> Result<Vec<FlowHistoryRow>, StoreError> {
         let rows = crate::with_pool!(self, read, |pool| {
             sqlx::query_as::<_, FlowHistoryRow>(
-                "SELECT seq, flow, event, from_state, to_state, actor, at, inputs, app_version FROM flow_history WHERE record_id = $1 ORDER BY seq",
+                concat!(
+                    crate::history_chain::history_chain!("$1"),
+                    "SELECT seq, flow, event, from_state, to_state, actor, at, inputs, app_version FROM flow_history \
+                     WHERE history_seq IN (SELECT seq FROM chain) AND record_id = $1 ORDER BY seq"
+                ),
             )
             .bind(record_id)
             .fetch_all(pool)

@@ -20,6 +20,7 @@ mod document_scan;
 mod error;
 pub mod flows;
 mod group_commit;
+mod history_chain;
 mod merges;
 mod native_read;
 mod query;

@@ -277,8 +277,8 @@ macro_rules! insert_uniques {
 macro_rules! insert_history {
     ($tx:expr, $app:expr, $entity:expr, $id:expr, $version:expr, $operation:expr, $actor:expr, $at:expr, $before:expr, $after:expr) => {
         sqlx::query(
-            "INSERT INTO record_history (record_id, app_id, entity, version, operation, actor, at, before, after) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO record_history (record_id, app_id, entity, version, operation, actor, at, before, after, prev_seq) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, (SELECT history_seq FROM records WHERE id = $1))",
         )
         .bind($id)
         .bind($app)
@@ -682,8 +682,11 @@ impl Store {
     ) -> Result<Vec<HistoryRow>, StoreError> {
         let rows = crate::with_pool!(self, read, |pool| {
             sqlx::query_as::<_, HistoryRow>(
-                "SELECT seq, record_id, version, operation, actor, at, before, after FROM record_history \
-                 WHERE record_id = $1 AND app_id = $2 AND entity = $3 ORDER BY seq",
+                concat!(
+                    crate::history_chain::history_chain!("$1"),
+                    "SELECT seq, record_id, version, operation, actor, at, before, after FROM record_history \
+                     WHERE seq IN (SELECT seq FROM chain) AND record_id = $1 AND app_id = $2 AND entity = $3 ORDER BY seq"
+                ),
             )
             .bind(id)
             .bind(app)

@@ -78,7 +78,8 @@ fn sqlite_side_work(
     }
     if !w.flow.is_empty() {
         connection
-            .prepare_cached("INSERT INTO flow_history (app_id, flow, record_id, event, from_state, to_state, actor, at, inputs, app_version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")
+            .prepare_cached(concat!("INSERT INTO flow_history (app_id, flow, record_id, event, from_state, to_state, actor, at, inputs, app_version, history_seq) \
+                            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ", crate::history_chain::latest_history_seq!("?3"), ")"))
             .and_then(|mut s| s.execute(rusqlite::params![w.app, w.flow, record_id, w.event, w.from_state, w.to_state, actor, at, w.inputs.to_string(), w.app_version]))
             .map_err(to_store)?;
     }
@@ -175,8 +176,8 @@ fn sqlite_updates(
     let mut reindex: Vec<(i64, String, &str)> = Vec::new();
     let mut history = connection
         .prepare_cached(
-            "INSERT INTO record_history (record_id, app_id, entity, version, operation, actor, at, before, after) \
-             VALUES (?1, ?2, ?3, ?4, 'update', ?5, ?6, ?7, ?8)",
+            "INSERT INTO record_history (record_id, app_id, entity, version, operation, actor, at, before, after, prev_seq) \
+             VALUES (?1, ?2, ?3, ?4, 'update', ?5, ?6, ?7, ?8, (SELECT history_seq FROM records WHERE id = ?1))",
         )
         .map_err(to_store)?;
     let mut applied = Vec::with_capacity(updates.len());
