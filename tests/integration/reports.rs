@@ -255,6 +255,7 @@ on_both_backends!(
     dashboards_share_page_filters_and_isolate_widget_errors,
     cached_columns_follow_every_change_and_filter_like_sql,
     grouping_in_the_database_matches_grouping_in_memory,
+    kept_results_follow_every_change_and_every_viewer,
 );
 
 async fn run(api: &TestApi, report: &str, body: Value) -> Reply {
@@ -1348,4 +1349,139 @@ async fn grouping_in_the_database_matches_grouping_in_memory(backend: Backend) {
             .await;
         assert_problem(&top, StatusCode::UNPROCESSABLE_ENTITY);
     }
+}
+
+/// Orders and revenue (cents) over all months of the stored `monthly_revenue` report, as `token`'s
+/// viewer sees it (the admin without one), in `language`.
+async fn stored_totals(api: &TestApi, token: Option<&str>, language: &str) -> (i64, i64, String) {
+    let path = "/api/apps/shop/reports/monthly_revenue/run";
+    let token = token.unwrap_or(&api.token);
+    let request = axum::http::Request::builder()
+        .method("POST")
+        .uri(path)
+        .header("authorization", format!("Bearer {token}"))
+        .header("accept-language", language)
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from("{}"))
+        .unwrap();
+    let reply = api.raw(request).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let orders = rows(&reply).iter().map(|r| r[1].as_i64().unwrap()).sum();
+    let revenue: f64 = rows(&reply).iter().map(|r| r[2].as_f64().unwrap()).sum();
+    let label = reply.body["columns"][1]["label"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    (orders, (revenue * 100.0).round() as i64, label)
+}
+
+/// Stored reports' results are kept for repeated views, and a kept result is never what a viewer
+/// gets after a change of the entity's records, nor what a viewer with other rows or another
+/// language gets.
+async fn kept_results_follow_every_change_and_every_viewer(backend: Backend) {
+    let (api, customers) = setup_or_skip!(backend);
+    let base: i64 = fixture().iter().map(|o| o.cents).sum();
+    let north: Vec<Order> = fixture()
+        .into_iter()
+        .filter(|o| o.region == "north")
+        .collect();
+    let north_cents: i64 = north.iter().map(|o| o.cents).sum();
+    let kept_before = api.runtime.kept_report_results();
+    assert_eq!(
+        stored_totals(&api, None, "en").await,
+        (55, base, "Orders".into())
+    );
+    assert_eq!(
+        stored_totals(&api, None, "en").await,
+        (55, base, "Orders".into())
+    );
+    assert_eq!(
+        api.runtime.kept_report_results(),
+        kept_before + 1,
+        "the repeated view was answered from the kept result"
+    );
+    assert_eq!(
+        stored_totals(&api, None, "zh-CN").await,
+        (55, base, "订单数".into())
+    );
+
+    // Another viewer's row filter: their own rows, not the admin's kept result.
+    let user = api
+        .call(
+            "POST",
+            "/api/users",
+            Some(json!({"username": "nora", "password": "password-1"})),
+        )
+        .await;
+    assert_eq!(user.status, StatusCode::CREATED, "{}", user.text);
+    let user_id = user.body["id"].as_str().unwrap();
+    let assigned = api
+        .call(
+            "PUT",
+            &format!("/api/apps/shop/roles/north_rep/user/{user_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(assigned.status, StatusCode::NO_CONTENT, "{}", assigned.text);
+    let login = api
+        .send(
+            "POST",
+            "/api/auth/login",
+            None,
+            Some(json!({"username": "nora", "password": "password-1"})),
+        )
+        .await;
+    let nora = login.body["token"].as_str().unwrap().to_owned();
+    let nora_totals = stored_totals(&api, Some(&nora), "en").await;
+    assert_eq!(
+        (nora_totals.0, nora_totals.1),
+        (north.len() as i64, north_cents)
+    );
+
+    // Every change shows in the next view, for both viewers.
+    let created = api
+        .call(
+            "POST",
+            ORDERS,
+            Some(
+                json!({"customer": customers[0], "ordered_on": "2026-06-01", "region": "north",
+                "channel": "web", "total": {"amount": "1000.00", "currency": "CNY"}}),
+            ),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(stored_totals(&api, None, "en").await.0, 56);
+    assert_eq!(stored_totals(&api, None, "en").await.1, base + 100_000);
+    let nora_totals = stored_totals(&api, Some(&nora), "en").await;
+    assert_eq!(
+        (nora_totals.0, nora_totals.1),
+        (north.len() as i64 + 1, north_cents + 100_000)
+    );
+    let patched = api
+        .call_with(
+            "PATCH",
+            &format!("{ORDERS}/{id}"),
+            &[("if-match", "\"1\"")],
+            Some(json!({"total": {"amount": "10.50", "currency": "CNY"}, "region": "south"})),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
+    assert_eq!(stored_totals(&api, None, "en").await.1, base + 1_050);
+    let nora_totals = stored_totals(&api, Some(&nora), "en").await;
+    assert_eq!(
+        (nora_totals.0, nora_totals.1),
+        (north.len() as i64, north_cents)
+    );
+    let deleted = api.call("DELETE", &format!("{ORDERS}/{id}"), None).await;
+    assert!(deleted.status.is_success(), "{}", deleted.text);
+    assert_eq!(
+        stored_totals(&api, None, "en").await,
+        (55, base, "Orders".into())
+    );
+    let restored = api
+        .call("POST", &format!("{ORDERS}/{id}/restore"), None)
+        .await;
+    assert!(restored.status.is_success(), "{}", restored.text);
+    assert_eq!(stored_totals(&api, None, "en").await.1, base + 1_050);
 }

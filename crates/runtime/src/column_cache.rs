@@ -17,6 +17,14 @@ use crate::RuntimeError;
 /// Values an entry may hold before it is no longer kept (≈ 8 bytes each).
 const MAX_CELLS: usize = 200_000_000;
 
+/// Generations of every entry of every cache of the process: a new one at each load and at each
+/// refresh that found changes, never reused (a dropped and reloaded entry cannot repeat one).
+static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn next_generation() -> u64 {
+    GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Shared by every request of a server.
 #[derive(Debug, Default, Clone)]
 pub struct ColumnCache {
@@ -35,6 +43,8 @@ struct EntryKey {
 struct Entry {
     loaded: bool,
     cursor: ChangeCursor,
+    /// Names the entry's data: equal generations, equal rows and values (see [`next_generation`]).
+    generation: u64,
     ids: Vec<String>,
     /// `ids[..sorted]` are in id order (as loaded); rows added since are indexed in `appended`. A
     /// full map of ten million ids would cost seconds on every cold load.
@@ -185,6 +195,7 @@ impl Entry {
         }
         self.live = vec![true; loaded.ids.len()];
         self.ids = loaded.ids;
+        self.generation = next_generation();
         self.columns = wanted
             .iter()
             .cloned()
@@ -243,6 +254,7 @@ impl Entry {
             return self.load(store, app, entity_uid, &keys).await;
         }
         if !changed.is_empty() {
+            self.generation = next_generation();
             let mut dictionaries: Vec<HashMap<String, u32>> = Vec::new();
             let keys: Vec<(String, ColumnType)> = self.columns.keys().cloned().collect();
             dictionaries.resize_with(keys.len(), HashMap::new);
@@ -389,6 +401,29 @@ impl ColumnCache {
             entry.load(store, app, entity_uid, fields).await?;
             entry.refresh(store, app, entity_uid, fields).await
         }
+    }
+
+    /// The generation of an entity's entry brought up to date with the change log, or `None` when
+    /// nothing is loaded yet. Data read from the entry after this call is of this generation or a
+    /// later one, so a result computed from it may be kept under this generation
+    /// (`reports::results`).
+    pub(crate) async fn generation(
+        &self,
+        store: &Store,
+        (app, version, entity_uid): (&str, i64, &str),
+    ) -> Result<Option<u64>, RuntimeError> {
+        let key = EntryKey {
+            app: app.to_owned(),
+            entity_uid: entity_uid.to_owned(),
+            version,
+        };
+        let entry = self.entry(&key)?;
+        let mut entry = entry.lock().await;
+        if !entry.loaded {
+            return Ok(None);
+        }
+        entry.refresh(store, app, entity_uid, &[]).await?;
+        Ok(Some(entry.generation))
     }
 
     /// The rows of `entity_uid` matching `filter`, with the `fields` columns keyed by field name —

@@ -130,6 +130,8 @@ pub struct Runtime {
     cache: app_cache::AppCache,
     subjects: access::SubjectCache,
     columns: column_cache::ColumnCache,
+    /// Results of repeated report views (`reports::results`).
+    results: reports::results::ResultCache,
     /// Clients of the outbox (webhooks, SMTP), built on first use.
     outgoing: std::sync::Arc<outbox::Outgoing>,
 }
@@ -147,6 +149,7 @@ impl Runtime {
             cache: app_cache::AppCache::default(),
             subjects: access::SubjectCache::default(),
             columns: column_cache::ColumnCache::default(),
+            results: reports::results::ResultCache::default(),
             outgoing: Default::default(),
         }
     }

@@ -16,6 +16,7 @@ mod columns;
 mod dashboards;
 mod database;
 mod files;
+pub(crate) mod results;
 
 pub use dashboards::{DashboardRequest, DashboardRun, WidgetResult};
 pub use files::write_output;
@@ -137,8 +138,20 @@ impl Runtime {
             .get(report_id)
             .cloned()
             .ok_or_else(|| RuntimeError::NotFound(format!("report '{report_id}'")))?;
-        self.execute_report(actor, &loaded, Arc::new(report), request, locale)
-            .await
+        self.execute_report(
+            actor,
+            &loaded,
+            Arc::new(report),
+            Some(report_id),
+            request,
+            locale,
+        )
+        .await
+    }
+
+    /// How many report results are kept for repeated views (diagnostics; `results`).
+    pub fn kept_report_results(&self) -> usize {
+        self.results.len()
     }
 
     /// Run an ad-hoc spec (`POST /api/apps/{app}/query`); problems point into `/spec`.
@@ -169,7 +182,7 @@ impl Runtime {
         };
         let report =
             trellis_report::compile(definition, &loaded.bundle, "spec").map_err(spec_problems)?;
-        self.execute_report(actor, &loaded, Arc::new(report), request, locale)
+        self.execute_report(actor, &loaded, Arc::new(report), None, request, locale)
             .await
     }
 
@@ -211,6 +224,7 @@ impl Runtime {
         actor: &Principal,
         loaded: &LoadedApp,
         report: Arc<CompiledReport>,
+        stored_id: Option<&str>,
         request: &ReportRequest,
         locale: &str,
     ) -> Result<ReportOutput, RuntimeError> {
@@ -310,6 +324,30 @@ impl Runtime {
                 .report_in_database(loaded, entity, &report, &filter, drill_base, as_of, locale)
                 .await;
         }
+        // A repeated view with nothing changed is answered from the results kept (`results`).
+        let keep_as = match stored_id {
+            Some(id)
+                if report.funnel.is_none()
+                    && report.fields.values().all(|f| f.via.is_none())
+                    && trellis_report::filter::columns_needed(&filter).is_some() =>
+            {
+                self.columns
+                    .generation(self.store(), (&loaded.id, loaded.version, &entity.uid))
+                    .await?
+                    .map(|generation| {
+                        format!(
+                            "{}\u{1}{}\u{1}{id}\u{1}{generation}\u{1}{as_of}\u{1}{locale}\u{1}{filter:?}\u{1}{}",
+                            loaded.id,
+                            loaded.version,
+                            Value::Array(drill_base.clone()),
+                        )
+                    })
+            }
+            _ => None,
+        };
+        if let Some(kept) = keep_as.as_deref().and_then(|key| self.results.get(key)) {
+            return Ok((*kept).clone());
+        }
         // Own fields, plus the relation column of every `relation.field`.
         let mut names: Vec<String> = Vec::new();
         let mut requests: Vec<ColumnRequest> = Vec::new();
@@ -387,6 +425,9 @@ impl Runtime {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "report ran"
         );
+        if let Some(key) = keep_as {
+            self.results.put(key, &output);
+        }
         Ok(output)
     }
 }
