@@ -8,7 +8,7 @@ use polars::prelude::*;
 use serde_json::{Value, json};
 
 use crate::buckets::{
-    bucket_after, bucket_label, bucket_start, date_text, datetime_text, day_of_millis,
+    bucket_after, bucket_label, bucket_starts, date_text, datetime_text, day_of_millis,
 };
 use crate::compile::{CompiledReport, FieldUse};
 use crate::data::{ColumnData, ColumnType, MONEY_SCALE};
@@ -424,16 +424,11 @@ fn shape(
 /// The grouping key of every record for one dimension.
 fn key_column(data: &ColumnData, grouping: Grouping) -> ColumnData {
     match (grouping, data) {
-        (Grouping::Bucket(bucket), ColumnData::Date(days)) => ColumnData::Date(
-            days.iter()
-                .map(|d| d.map(|d| bucket_start(d, bucket)))
-                .collect(),
-        ),
+        (Grouping::Bucket(bucket), ColumnData::Date(days)) => {
+            ColumnData::Date(bucket_starts(days.iter().copied(), bucket))
+        }
         (Grouping::Bucket(bucket), ColumnData::DateTime(millis)) => ColumnData::Date(
-            millis
-                .iter()
-                .map(|m| m.map(|m| bucket_start(day_of_millis(m), bucket)))
-                .collect(),
+            bucket_starts(millis.iter().map(|m| m.map(day_of_millis)), bucket),
         ),
         (Grouping::Bin(width), ColumnData::Int(values)) => ColumnData::Int(
             values

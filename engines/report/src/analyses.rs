@@ -8,8 +8,8 @@ use polars::prelude::*;
 use serde_json::{Value, json};
 
 use crate::buckets::{
-    bucket_after, bucket_label, bucket_start, buckets_between, date_text, datetime_text,
-    day_of_millis,
+    bucket_after, bucket_label, bucket_start, bucket_starts, buckets_between, date_text,
+    datetime_text, day_of_millis,
 };
 use crate::compile::CompiledReport;
 use crate::data::{ColumnData, ColumnType, MONEY_SCALE};
@@ -226,10 +226,8 @@ pub(crate) fn cohort(
     };
     let data = &input.dataset;
     let who = subjects(data.column(subject.as_str())?);
-    let when: Vec<Option<i32>> = days(data.column(date.as_str())?)
-        .into_iter()
-        .map(|d| d.map(|d| bucket_start(d, *bucket)))
-        .collect();
+    let when: Vec<Option<i32>> =
+        bucket_starts(days(data.column(date.as_str())?).into_iter(), *bucket);
     // 1. Each subject's first period (polars group-by over every record).
     let base = frame::frame(vec![
         frame::column("subject", &ColumnData::Text(who.clone())),
@@ -391,13 +389,11 @@ pub(crate) fn kpi(report: &CompiledReport, input: &RunInput) -> Result<ReportOut
     let current = bucket_start(input.as_of, *period);
     let previous = bucket_after(current, *period, -1);
     let next = bucket_after(current, *period, 1);
-    let period_of: Vec<Option<i32>> = days(data.column(date.as_str())?)
-        .into_iter()
-        .map(|d| {
-            d.map(|d| bucket_start(d, *period))
-                .filter(|p| *p == current || *p == previous)
-        })
-        .collect();
+    let period_of: Vec<Option<i32>> =
+        bucket_starts(days(data.column(date.as_str())?).into_iter(), *period)
+            .into_iter()
+            .map(|p| p.filter(|p| *p == current || *p == previous))
+            .collect();
     let mut columns = vec![frame::column("period", &ColumnData::Date(period_of))];
     if let Some(field) = &measure.field {
         columns.push(frame::column("value", data.column(field)?));

@@ -41,6 +41,29 @@ pub fn bucket_start(days: i32, bucket: DateBucket) -> i32 {
     days_of(start)
 }
 
+/// [`bucket_start`] of every day of a column. Dates of one column span few distinct days, so each is
+/// computed once per day of the column's range (a table) rather than once per record, when the range
+/// is at most ~270 years; otherwise per record.
+pub fn bucket_starts(
+    days: impl Iterator<Item = Option<i32>> + Clone,
+    bucket: DateBucket,
+) -> Vec<Option<i32>> {
+    if bucket == DateBucket::Day {
+        return days.collect();
+    }
+    let (low, high) = days
+        .clone()
+        .flatten()
+        .fold((i32::MAX, i32::MIN), |(low, high), d| {
+            (low.min(d), high.max(d))
+        });
+    if low > high || i64::from(high) - i64::from(low) > 100_000 {
+        return days.map(|d| d.map(|d| bucket_start(d, bucket))).collect();
+    }
+    let table: Vec<i32> = (low..=high).map(|d| bucket_start(d, bucket)).collect();
+    days.map(|d| d.map(|d| table[(d - low) as usize])).collect()
+}
+
 /// The first day of the bucket after the one starting at `start` (or `steps` buckets later).
 pub fn bucket_after(start: i32, bucket: DateBucket, steps: i32) -> i32 {
     let date = date_of(start);
