@@ -829,32 +829,7 @@ async fn exports_open_as_spreadsheets(backend: Backend) {
 
 async fn row_filters_apply_before_aggregation_and_hidden_fields_stay_hidden(backend: Backend) {
     let (api, _) = setup_or_skip!(backend);
-    let user = api
-        .call(
-            "POST",
-            "/api/users",
-            Some(json!({"username": "rita", "password": "password-1"})),
-        )
-        .await;
-    assert_eq!(user.status, StatusCode::CREATED, "{}", user.text);
-    let id = user.body["id"].as_str().unwrap();
-    let assigned = api
-        .call(
-            "PUT",
-            &format!("/api/apps/shop/roles/north_rep/user/{id}"),
-            None,
-        )
-        .await;
-    assert_eq!(assigned.status, StatusCode::NO_CONTENT, "{}", assigned.text);
-    let login = api
-        .send(
-            "POST",
-            "/api/auth/login",
-            None,
-            Some(json!({"username": "rita", "password": "password-1"})),
-        )
-        .await;
-    let token = login.body["token"].as_str().unwrap().to_owned();
+    let (_, token) = api.user_in_role("shop", "north_rep", "rita").await;
     let as_rita = |path: String, body: Value| {
         let token = token.clone();
         let api = &api;
@@ -1072,34 +1047,12 @@ async fn dashboards_share_page_filters_and_isolate_widget_errors(backend: Backen
     );
     assert!(widgets[4]["result"]["rows"].is_array());
     // A viewer who may not see a widget's field gets that widget's problem; the rest still run.
-    let user = api
-        .call(
-            "POST",
-            "/api/users",
-            Some(json!({"username": "rita", "password": "password-1"})),
-        )
-        .await;
-    let id = user.body["id"].as_str().unwrap();
-    api.call(
-        "PUT",
-        &format!("/api/apps/shop/roles/north_rep/user/{id}"),
-        None,
-    )
-    .await;
-    let login = api
-        .send(
-            "POST",
-            "/api/auth/login",
-            None,
-            Some(json!({"username": "rita", "password": "password-1"})),
-        )
-        .await;
-    let token = login.body["token"].as_str().unwrap();
+    let (_, token) = api.user_in_role("shop", "north_rep", "rita").await;
     let as_rita = api
         .send(
             "POST",
             "/api/apps/shop/dashboards/sales/run",
-            Some(token),
+            Some(&token),
             None,
         )
         .await;
@@ -1406,32 +1359,7 @@ async fn kept_results_follow_every_change_and_every_viewer(backend: Backend) {
     );
 
     // Another viewer's row filter: their own rows, not the admin's kept result.
-    let user = api
-        .call(
-            "POST",
-            "/api/users",
-            Some(json!({"username": "nora", "password": "password-1"})),
-        )
-        .await;
-    assert_eq!(user.status, StatusCode::CREATED, "{}", user.text);
-    let user_id = user.body["id"].as_str().unwrap();
-    let assigned = api
-        .call(
-            "PUT",
-            &format!("/api/apps/shop/roles/north_rep/user/{user_id}"),
-            None,
-        )
-        .await;
-    assert_eq!(assigned.status, StatusCode::NO_CONTENT, "{}", assigned.text);
-    let login = api
-        .send(
-            "POST",
-            "/api/auth/login",
-            None,
-            Some(json!({"username": "nora", "password": "password-1"})),
-        )
-        .await;
-    let nora = login.body["token"].as_str().unwrap().to_owned();
+    let (_, nora) = api.user_in_role("shop", "north_rep", "nora").await;
     let nora_totals = stored_totals(&api, Some(&nora), "en").await;
     assert_eq!(
         (nora_totals.0, nora_totals.1),

@@ -10,32 +10,7 @@ use crate::support::bundles::two_entity_bundle;
 use crate::support::{Backend, on_both_backends};
 
 async fn member_token(api: &TestApi, app: &str, username: &str) -> String {
-    let user = api
-        .call(
-            "POST",
-            "/api/users",
-            Some(json!({"username": username, "password": "member-password-1"})),
-        )
-        .await;
-    assert_eq!(user.status, StatusCode::CREATED, "{}", user.text);
-    let id = user.body["id"].as_str().unwrap();
-    let granted = api
-        .call(
-            "PUT",
-            &format!("/api/apps/{app}/roles/member/user/{id}"),
-            None,
-        )
-        .await;
-    assert_eq!(granted.status, StatusCode::NO_CONTENT, "{}", granted.text);
-    let login = api
-        .send(
-            "POST",
-            "/api/auth/login",
-            None,
-            Some(json!({"username": username, "password": "member-password-1"})),
-        )
-        .await;
-    login.body["token"].as_str().unwrap().to_owned()
+    api.user_in_role(app, "member", username).await.1
 }
 
 fn names(list: &Value) -> Vec<String> {

@@ -970,34 +970,34 @@ async fn history_written_before_history_chains_stays_whole(backend: Backend) {
              VALUES ('old', 'play', '{record}', 'hit', '{to}', '{at}', '{{}}', {app_version})"
         ));
     }
+    // The old schema and its rows, through a plain connection of either backend.
+    macro_rules! write_old_store {
+        ($conn:expr) => {{
+            let mut conn = $conn;
+            migrator.run(&mut conn).await.unwrap();
+            for statement in &statements {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(statement.clone()))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+            conn.close().await.unwrap();
+        }};
+    }
     match backend {
         Backend::Sqlite => {
             use std::str::FromStr;
             let options = sqlx::sqlite::SqliteConnectOptions::from_str(&db.url)
                 .unwrap()
                 .create_if_missing(true);
-            let mut conn = sqlx::SqliteConnection::connect_with(&options)
-                .await
-                .unwrap();
-            migrator.run(&mut conn).await.unwrap();
-            for statement in &statements {
-                sqlx::raw_sql(sqlx::AssertSqlSafe(statement.clone()))
-                    .execute(&mut conn)
+            write_old_store!(
+                sqlx::SqliteConnection::connect_with(&options)
                     .await
-                    .unwrap();
-            }
-            conn.close().await.unwrap();
+                    .unwrap()
+            );
         }
         Backend::Postgres => {
-            let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
-            migrator.run(&mut conn).await.unwrap();
-            for statement in &statements {
-                sqlx::raw_sql(sqlx::AssertSqlSafe(statement.clone()))
-                    .execute(&mut conn)
-                    .await
-                    .unwrap();
-            }
-            conn.close().await.unwrap();
+            write_old_store!(sqlx::PgConnection::connect(&db.url).await.unwrap());
         }
     }
 

@@ -36,32 +36,7 @@ async fn webhook_payloads_leave_out_what_the_user_cannot_see(backend: Backend) {
         .call("POST", "/api/apps", Some(deals_bundle(&url)))
         .await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
-    let user = api
-        .call(
-            "POST",
-            "/api/users",
-            Some(json!({"username": "sam", "password": "password-1"})),
-        )
-        .await;
-    assert_eq!(user.status, StatusCode::CREATED, "{}", user.text);
-    let sam = user.body["id"].as_str().unwrap().to_owned();
-    let assigned = api
-        .call(
-            "PUT",
-            &format!("/api/apps/margins/roles/seller/user/{sam}"),
-            None,
-        )
-        .await;
-    assert_eq!(assigned.status, StatusCode::NO_CONTENT, "{}", assigned.text);
-    let login = api
-        .send(
-            "POST",
-            "/api/auth/login",
-            None,
-            Some(json!({"username": "sam", "password": "password-1"})),
-        )
-        .await;
-    let sam_token = login.body["token"].as_str().unwrap().to_owned();
+    let (_, sam_token) = api.user_in_role("margins", "seller", "sam").await;
 
     let mut ids = Vec::new();
     for name in ["by sam", "by admin"] {

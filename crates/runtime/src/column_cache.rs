@@ -38,6 +38,16 @@ struct EntryKey {
     version: i64,
 }
 
+impl EntryKey {
+    fn of(app: &str, version: i64, entity_uid: &str) -> Self {
+        Self {
+            app: app.to_owned(),
+            entity_uid: entity_uid.to_owned(),
+            version,
+        }
+    }
+}
+
 /// One entity's cached columns.
 #[derive(Debug, Default)]
 struct Entry {
@@ -348,11 +358,7 @@ impl ColumnCache {
         fields: &[(String, ColumnType)],
         work: impl FnOnce(EntryView<'_>) -> T + Send + 'static,
     ) -> Result<T, RuntimeError> {
-        let key = EntryKey {
-            app: app.to_owned(),
-            entity_uid: entity_uid.to_owned(),
-            version,
-        };
+        let key = EntryKey::of(app, version, entity_uid);
         let mut entry = self.entry(&key)?.lock_owned().await;
         if !entry.loaded {
             entry.load(store, app, entity_uid, fields).await?;
@@ -382,11 +388,7 @@ impl ColumnCache {
         (app, version, entity_uid): (&str, i64, &str),
         fields: &[(String, ColumnType)],
     ) -> Result<(), RuntimeError> {
-        let key = EntryKey {
-            app: app.to_owned(),
-            entity_uid: entity_uid.to_owned(),
-            version,
-        };
+        let key = EntryKey::of(app, version, entity_uid);
         let entry = {
             let mut entries = self
                 .entries
@@ -412,11 +414,7 @@ impl ColumnCache {
         store: &Store,
         (app, version, entity_uid): (&str, i64, &str),
     ) -> Result<Option<u64>, RuntimeError> {
-        let key = EntryKey {
-            app: app.to_owned(),
-            entity_uid: entity_uid.to_owned(),
-            version,
-        };
+        let key = EntryKey::of(app, version, entity_uid);
         let entry = self.entry(&key)?;
         let mut entry = entry.lock().await;
         if !entry.loaded {
@@ -446,11 +444,7 @@ impl ColumnCache {
             .collect();
         wanted.sort_by(|a, b| a.0.cmp(&b.0));
         wanted.dedup();
-        let key = EntryKey {
-            app: app.to_owned(),
-            entity_uid: entity_uid.to_owned(),
-            version,
-        };
+        let key = EntryKey::of(app, version, entity_uid);
         let entry = self.entry(&key)?;
         let mut entry = entry.lock().await;
         if entry.loaded {

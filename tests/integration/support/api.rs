@@ -68,6 +68,37 @@ impl TestApi {
             .await
     }
 
+    /// A new user (password `password-1`) given `role` in `app`, signed in: (their id, their token).
+    pub async fn user_in_role(&self, app: &str, role: &str, username: &str) -> (String, String) {
+        let user = self
+            .call(
+                "POST",
+                "/api/users",
+                Some(json!({"username": username, "password": "password-1"})),
+            )
+            .await;
+        assert_eq!(user.status, StatusCode::CREATED, "{}", user.text);
+        let id = user.body["id"].as_str().unwrap().to_owned();
+        let assigned = self
+            .call(
+                "PUT",
+                &format!("/api/apps/{app}/roles/{role}/user/{id}"),
+                None,
+            )
+            .await;
+        assert_eq!(assigned.status, StatusCode::NO_CONTENT, "{}", assigned.text);
+        let login = self
+            .send(
+                "POST",
+                "/api/auth/login",
+                None,
+                Some(json!({"username": username, "password": "password-1"})),
+            )
+            .await;
+        assert_eq!(login.status, StatusCode::OK, "{}", login.text);
+        (id, login.body["token"].as_str().unwrap().to_owned())
+    }
+
     pub async fn send(
         &self,
         method: &str,
