@@ -1412,4 +1412,16 @@ async fn kept_results_follow_every_change_and_every_viewer(backend: Backend) {
         .await;
     assert!(restored.status.is_success(), "{}", restored.text);
     assert_eq!(stored_totals(&api, None, "en").await.1, base + 1_050);
+
+    // Views with 300 different parameter values: at most 256 results are kept, the latest of them.
+    for i in 0..300 {
+        let reply = run(
+            &api,
+            "monthly_revenue",
+            json!({"parameters": {"region": format!("r{i}")}}),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    }
+    assert_eq!(api.runtime.kept_report_results(), 256);
 }

@@ -18,10 +18,12 @@ use std::sync::{Arc, Mutex};
 
 use trellis_report::ReportOutput;
 
-/// Results kept at most (least recently used first out).
+/// Results kept at most (least recently used first out)…
 const CAPACITY: usize = 256;
-/// Larger results (rows) are not kept: they are cheap to recompute next to their size.
-const MAX_ROWS: usize = 5_000;
+/// …and values (cells and drill-down filters) in all of them: a few tens of MB at most.
+const MAX_VALUES: usize = 500_000;
+/// Larger results (values) are not kept: they are cheap to recompute next to their size.
+const MAX_VALUES_EACH: usize = 50_000;
 
 /// Shared by every request of a server.
 #[derive(Debug, Default, Clone)]
@@ -32,7 +34,18 @@ pub struct ResultCache {
 #[derive(Debug, Default)]
 struct Entries {
     clock: u64,
+    values: usize,
     kept: HashMap<String, (Arc<ReportOutput>, u64)>,
+}
+
+/// The values a result holds: its cells and drill-down filters.
+fn values_of(output: &ReportOutput) -> usize {
+    let cells = output.rows.len() * (output.columns.len() + 1);
+    let drill_cells = output
+        .drill_cells
+        .as_ref()
+        .map_or(0, |rows| rows.iter().map(Vec::len).sum());
+    cells + drill_cells
 }
 
 impl ResultCache {
@@ -49,7 +62,8 @@ impl ResultCache {
     /// Keep `output` under `key` (unless it is large), dropping the least recently used result
     /// when full.
     pub(crate) fn put(&self, key: String, output: &ReportOutput) {
-        if output.rows.len() > MAX_ROWS {
+        let values = values_of(output);
+        if values > MAX_VALUES_EACH {
             return;
         }
         let Ok(mut entries) = self.entries.lock() else {
@@ -57,16 +71,23 @@ impl ResultCache {
         };
         entries.clock += 1;
         let now = entries.clock;
-        if entries.kept.len() >= CAPACITY && !entries.kept.contains_key(&key) {
-            let oldest = entries
+        if let Some((replaced, _)) = entries.kept.remove(&key) {
+            entries.values -= values_of(&replaced);
+        }
+        while entries.kept.len() >= CAPACITY || entries.values + values > MAX_VALUES {
+            let Some(oldest) = entries
                 .kept
                 .iter()
                 .min_by_key(|(_, (_, used))| *used)
-                .map(|(k, _)| k.clone());
-            if let Some(oldest) = oldest {
-                entries.kept.remove(&oldest);
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            if let Some((dropped, _)) = entries.kept.remove(&oldest) {
+                entries.values -= values_of(&dropped);
             }
         }
+        entries.values += values;
         entries.kept.insert(key, (Arc::new(output.clone()), now));
     }
 
