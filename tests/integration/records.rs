@@ -567,6 +567,27 @@ async fn delete_is_soft_with_history_and_relation_integrity(backend: Backend) {
     assert_eq!(update["before"]["score"], Value::Null);
     assert_eq!(update["after"]["score"], 7);
     assert!(update["actor"].is_string() && update["at"].is_string());
+    // The create shows the first version (stored once, with the record), not today's.
+    let create = &history.body[0];
+    assert_eq!(create["before"], Value::Null);
+    assert_eq!(create["after"], update["before"]);
+    assert_eq!(create["after"]["name"], "Wu");
+    assert_eq!(create["after"]["score"], Value::Null);
+    // A record never changed since: its create shows the record.
+    let untouched = api
+        .call("POST", ACCOUNTS, Some(json!({"name": "Beta"})))
+        .await;
+    let untouched_path = format!("{ACCOUNTS}/{}", untouched.body["id"].as_str().unwrap());
+    let history = api
+        .call("GET", &format!("{untouched_path}/history"), None)
+        .await;
+    assert_eq!(
+        history.body.as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        history.text
+    );
+    assert_eq!(history.body[0]["after"]["name"], "Beta");
 }
 
 async fn import_reports_bad_rows_and_keeps_good_ones(backend: Backend) {

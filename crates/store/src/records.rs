@@ -137,9 +137,8 @@ fn insert_statements(
             let entity = history.arg(Arg::Text(group.entity.clone()));
             let by = history.arg(Arg::OptText(group.actor.clone()));
             let at = history.arg(Arg::Time(now));
-            let after = history.arg(Arg::Json(Value::Object(record.data.clone())));
             history.push(&format!(
-                "{separator}({id}, {app}, {entity}, 1, 'create', {by}, {at}, NULL, {after})"
+                "{separator}({id}, {app}, {entity}, 1, 'create', {by}, {at}, NULL, NULL)"
             ));
 
             for unique in &record.uniques {
@@ -680,7 +679,7 @@ impl Store {
         entity: &str,
         id: &str,
     ) -> Result<Vec<HistoryRow>, StoreError> {
-        let rows = crate::with_pool!(self, read, |pool| {
+        let mut rows = crate::with_pool!(self, read, |pool| {
             sqlx::query_as::<_, HistoryRow>(
                 concat!(
                     crate::history_chain::history_chain!("$1"),
@@ -694,6 +693,23 @@ impl Store {
             .fetch_all(pool)
             .await?
         });
+        // A create is written without its document, which would repeat the record's first version:
+        // the next entry kept that as its `before`, and when nothing followed it is the record.
+        if let Some(at) = rows
+            .iter()
+            .position(|row| row.operation == "create" && row.after.is_none())
+        {
+            rows[at].after = match rows.get(at + 1) {
+                Some(next) => next.before.clone(),
+                None => crate::with_pool!(self, read, |pool| {
+                    sqlx::query_as::<_, (Json<Value>,)>("SELECT data FROM records WHERE id = $1")
+                        .bind(id)
+                        .fetch_optional(pool)
+                        .await?
+                })
+                .map(|(data,)| data),
+            };
+        }
         Ok(rows)
     }
 

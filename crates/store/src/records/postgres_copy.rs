@@ -80,14 +80,13 @@ pub(super) async fn insert_rows(
         record_lines.push('\t');
         push_text(&mut record_lines, &record.search_text);
         record_lines.push('\n');
-        // … operation, actor, at, before, after
+        // … operation, actor, at, before, after (a create's document is the record's first version,
+        // not written twice: see `Store::record_history`)
         history_lines.push_str("create\t");
         push_optional(&mut history_lines, group.actor.as_deref());
         history_lines.push('\t');
         history_lines.push_str(&at);
-        history_lines.push_str("\t\\N\t");
-        push_text(&mut history_lines, &data);
-        history_lines.push('\n');
+        history_lines.push_str("\t\\N\t\\N\n");
     }
     copy_in(
         connection,

@@ -32,7 +32,7 @@ pub(super) fn insert_rows(
     let mut history = connection
         .prepare(
             "INSERT INTO record_history (record_id, app_id, entity, version, operation, actor, at, before, after) \
-             VALUES (?1, ?2, ?3, 1, 'create', ?4, ?5, NULL, ?6)",
+             VALUES (?1, ?2, ?3, 1, 'create', ?4, ?5, NULL, NULL)",
         )
         .map_err(to_store)?;
     let mut unique = connection
@@ -63,8 +63,7 @@ pub(super) fn insert_rows(
                 group.app,
                 group.entity,
                 group.actor,
-                at,
-                data
+                at
             ])
             .map_err(to_store)?;
         for value in &record.uniques {
