@@ -7,6 +7,22 @@ use serde_json::Value;
 use super::{TaskRow, TimerRow};
 use crate::{Store, StoreError};
 
+/// In the open transaction `$tx`: tell the task's new assignee (an in-app notification, and `$mail`,
+/// an outbox `(kind, payload)`, queued when given).
+macro_rules! notify_new_assignee {
+    ($tx:expr, $task:expr, $user:expr, $message:expr, $mail:expr, $now:expr) => {{
+        sqlx::query("INSERT INTO notifications (id, app_id, user_id, record_id, message, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(uuid::Uuid::now_v7().to_string()).bind(&$task.app_id).bind($user).bind(&$task.record_id)
+            .bind($message.to_string()).bind($now)
+            .execute(&mut *$tx).await?;
+        if let Some((kind, payload)) = $mail {
+            sqlx::query("INSERT INTO outbox (app_id, kind, payload, status, attempts, next_attempt_at, created_at) VALUES ($1, $2, $3, 'pending', 0, $4, $4)")
+                .bind(&$task.app_id).bind(kind).bind(payload.to_string()).bind($now)
+                .execute(&mut *$tx).await?;
+        }
+    }};
+}
+
 impl Store {
     /// Tasks of an app, optionally of one assignee and status, oldest due first.
     pub async fn list_tasks(
@@ -126,15 +142,7 @@ impl Store {
                 .await?
                 .rows_affected();
             if done > 0 {
-                sqlx::query("INSERT INTO notifications (id, app_id, user_id, record_id, message, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
-                    .bind(uuid::Uuid::now_v7().to_string()).bind(&task.app_id).bind(assignee).bind(&task.record_id)
-                    .bind(message.to_string()).bind(now)
-                    .execute(&mut *tx).await?;
-                if let Some((kind, payload)) = mail {
-                    sqlx::query("INSERT INTO outbox (app_id, kind, payload, status, attempts, next_attempt_at, created_at) VALUES ($1, $2, $3, 'pending', 0, $4, $4)")
-                        .bind(&task.app_id).bind(kind).bind(payload.to_string()).bind(now)
-                        .execute(&mut *tx).await?;
-                }
+                notify_new_assignee!(tx, task, assignee, message, mail, now);
             }
             tx.commit().await?;
             done
@@ -163,15 +171,7 @@ impl Store {
                 .await?
                 .rows_affected();
             if done > 0 {
-                sqlx::query("INSERT INTO notifications (id, app_id, user_id, record_id, message, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
-                    .bind(uuid::Uuid::now_v7().to_string()).bind(&task.app_id).bind(to).bind(&task.record_id)
-                    .bind(message.to_string()).bind(now)
-                    .execute(&mut *tx).await?;
-                if let Some((kind, payload)) = mail {
-                    sqlx::query("INSERT INTO outbox (app_id, kind, payload, status, attempts, next_attempt_at, created_at) VALUES ($1, $2, $3, 'pending', 0, $4, $4)")
-                        .bind(&task.app_id).bind(kind).bind(payload.to_string()).bind(now)
-                        .execute(&mut *tx).await?;
-                }
+                notify_new_assignee!(tx, task, to, message, mail, now);
             }
             tx.commit().await?;
             done
