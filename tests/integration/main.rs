@@ -11,6 +11,7 @@ mod access;
 mod api;
 mod architecture;
 mod cli;
+mod column_snapshots;
 mod customer_base;
 mod flows;
 mod merges;

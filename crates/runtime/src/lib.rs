@@ -27,6 +27,7 @@ pub mod rules;
 pub mod templates;
 pub mod tls;
 
+pub use column_cache::SnapshotPolicy;
 pub use error::RuntimeError;
 pub use trellis_store::{AuditQuery, Backend, Store, UserChanges, redact as redact_db_url};
 
@@ -84,6 +85,9 @@ pub struct RuntimeSettings {
     /// Records read and written back per transaction by `apply_report` rules (2,000; tests lower it
     /// to cross page boundaries with a few records).
     pub write_back_page: usize,
+    /// Which entities' column caches are persisted as column snapshots, and in what chunks (tests
+    /// lower both to exercise snapshots with a few records).
+    pub column_snapshots: column_cache::SnapshotPolicy,
 }
 
 impl RuntimeSettings {
@@ -118,6 +122,7 @@ impl Default for RuntimeSettings {
                 .and_then(|path| tls::read_ca_file(std::path::Path::new(&path)).ok())
                 .unwrap_or_default(),
             write_back_page: 2000,
+            column_snapshots: column_cache::SnapshotPolicy::default(),
         }
     }
 }
@@ -143,12 +148,13 @@ impl Runtime {
     }
 
     pub fn new(store: Store, settings: RuntimeSettings) -> Self {
+        let columns = column_cache::ColumnCache::new(settings.column_snapshots);
         Self {
             store,
             settings,
             cache: app_cache::AppCache::default(),
             subjects: access::SubjectCache::default(),
-            columns: column_cache::ColumnCache::default(),
+            columns,
             results: reports::results::ResultCache::default(),
             outgoing: Default::default(),
         }
@@ -164,5 +170,17 @@ impl Runtime {
 
     pub fn backend(&self) -> Backend {
         self.store.backend()
+    }
+
+    /// Wait until the column snapshots being written in the background are stored (tests and
+    /// benchmarks; a server never needs to).
+    pub async fn column_snapshots_written(&self) {
+        self.columns.snapshots_written().await;
+    }
+
+    /// How many column-cache entries this runtime loaded from column snapshots and from the
+    /// documents since it started: `(from_snapshots, from_documents)`.
+    pub fn column_cache_loads(&self) -> (u64, u64) {
+        self.columns.loads()
     }
 }

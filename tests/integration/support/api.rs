@@ -15,7 +15,14 @@ pub struct TestApi {
     pub router: axum::Router,
     pub runtime: trellis_runtime::Runtime,
     pub token: String,
-    _db: TestDatabase,
+    db: TestDatabase,
+}
+
+fn server_settings() -> ServerSettings {
+    ServerSettings {
+        max_body_bytes: 64 * 1024,
+        ..Default::default()
+    }
 }
 
 pub struct Reply {
@@ -39,16 +46,12 @@ impl TestApi {
         let runtime =
             trellis_runtime::Runtime::new(db.runtime().await.store().clone(), runtime_settings);
         runtime.bootstrap_admin(Some(ADMIN_PASSWORD)).await.unwrap();
-        let settings = ServerSettings {
-            max_body_bytes: 64 * 1024,
-            ..Default::default()
-        };
-        let router = trellis_server::router(runtime.clone(), &settings);
+        let router = trellis_server::router(runtime.clone(), &server_settings());
         let mut api = Self {
             router,
             runtime,
             token: String::new(),
-            _db: db,
+            db,
         };
         let login = api
             .send(
@@ -61,6 +64,19 @@ impl TestApi {
         assert_eq!(login.status, StatusCode::OK, "{}", login.text);
         api.token = login.body["token"].as_str().unwrap().to_owned();
         Some(api)
+    }
+
+    /// The database's URL, for raw SQL that checks or breaks what the API cannot reach.
+    pub fn database_url(&self) -> &str {
+        &self.db.url
+    }
+
+    /// A restart: a new runtime (empty caches) over the same database behind a new router; the
+    /// admin's session stays valid.
+    pub fn restart(&mut self, runtime_settings: trellis_runtime::RuntimeSettings) {
+        self.runtime =
+            trellis_runtime::Runtime::new(self.runtime.store().clone(), runtime_settings);
+        self.router = trellis_server::router(self.runtime.clone(), &server_settings());
     }
 
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Reply {

@@ -4,8 +4,14 @@
 //! report's filters in memory, and hands the engine the matching rows — so a repeated dashboard reads
 //! no documents. Entries are keyed by app version (a publish may rewrite documents) and dropped
 //! beyond a memory budget.
+//!
+//! Entries of many rows are persisted as column snapshots (`codec`, `Store::save_column_snapshot`)
+//! in the background, and rewritten once a tenth of their rows changed: a cold server loads an
+//! entity from its snapshot and then only the records changed after the snapshot's cursor.
 
-use std::collections::HashMap;
+mod codec;
+
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use trellis_model::CheckedFilter;
@@ -25,10 +31,40 @@ fn next_generation() -> u64 {
     GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
+/// When entries are persisted as column snapshots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotPolicy {
+    /// Entries of at least this many live rows are persisted (`usize::MAX`: never).
+    pub min_rows: usize,
+    /// Rows per stored chunk.
+    pub chunk_rows: usize,
+}
+
+impl Default for SnapshotPolicy {
+    fn default() -> Self {
+        Self {
+            min_rows: 100_000,
+            chunk_rows: codec::CHUNK_ROWS,
+        }
+    }
+}
+
 /// Shared by every request of a server.
 #[derive(Debug, Default, Clone)]
 pub struct ColumnCache {
     entries: Arc<Mutex<HashMap<EntryKey, Arc<tokio::sync::Mutex<Entry>>>>>,
+    policy: SnapshotPolicy,
+    /// Snapshot writes in flight.
+    writes: Arc<Mutex<tokio::task::JoinSet<()>>>,
+    /// Entries loaded from snapshots and from the documents, since the start.
+    loads: Arc<LoadCounts>,
+}
+
+/// How entries were loaded (see [`ColumnCache::loads`]).
+#[derive(Debug, Default)]
+struct LoadCounts {
+    from_snapshots: std::sync::atomic::AtomicU64,
+    from_documents: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -62,6 +98,18 @@ struct Entry {
     appended: HashMap<String, usize>,
     live: Vec<bool>,
     columns: HashMap<(String, ColumnType), ColumnData>,
+    snapshot: SnapshotState,
+}
+
+/// What the entity's persisted snapshot holds, as far as this entry knows.
+#[derive(Debug, Default)]
+struct SnapshotState {
+    /// The columns it holds (empty: none known to be current).
+    columns: HashSet<(String, ColumnType)>,
+    /// Records changed since it was taken.
+    changed_since: usize,
+    /// A write is in flight.
+    writing: bool,
 }
 
 fn kind_of(column: ColumnType) -> ColumnKind {
@@ -170,8 +218,85 @@ impl Entry {
         self.ids.len() * (self.columns.len() + 1)
     }
 
-    /// Load every live record's id and the given columns.
+    /// Load every live record's id and the given columns: from the entity's snapshot when it has
+    /// one of this app version (the caller's refresh then applies later changes and loads the
+    /// columns it lacks), else from the documents. `true`: from the snapshot.
     async fn load(
+        &mut self,
+        store: &Store,
+        (app, version, entity_uid): (&str, i64, &str),
+        wanted: &[(String, ColumnType)],
+    ) -> Result<bool, RuntimeError> {
+        match self
+            .load_snapshot(store, (app, version, entity_uid), wanted)
+            .await
+        {
+            Ok(true) => return Ok(true),
+            Ok(false) => {}
+            Err(error) => {
+                tracing::warn!(app, entity = entity_uid, %error, "column snapshot not used");
+            }
+        }
+        self.load_documents(store, app, entity_uid, wanted).await?;
+        Ok(false)
+    }
+
+    /// Load from the snapshot; `false` when there is none of this version and format.
+    async fn load_snapshot(
+        &mut self,
+        store: &Store,
+        (app, version, entity_uid): (&str, i64, &str),
+        wanted: &[(String, ColumnType)],
+    ) -> Result<bool, RuntimeError> {
+        let started = std::time::Instant::now();
+        let mut parts = vec![codec::IDS_PART.to_owned()];
+        for (uid, column) in wanted {
+            parts.push(codec::column_part(uid, *column));
+            parts.push(codec::dictionary_part(uid, *column));
+        }
+        let Some(snapshot) = store.column_snapshot(app, entity_uid, &parts).await? else {
+            return Ok(false);
+        };
+        if snapshot.head.app_version != version || snapshot.head.format != codec::FORMAT {
+            return Ok(false);
+        }
+        let rows = usize::try_from(snapshot.head.rows)
+            .map_err(|_| RuntimeError::Internal("column snapshot: negative row count".into()))?;
+        let wanted = wanted.to_vec();
+        let (ids, columns) =
+            tokio::task::spawn_blocking(move || codec::decode(&snapshot.parts, rows, &wanted))
+                .await
+                .map_err(|e| RuntimeError::Internal(format!("column snapshot: {e}")))?
+                .map_err(|e| RuntimeError::Internal(format!("column snapshot: {e}")))?;
+        if !ids.windows(2).all(|pair| pair[0] < pair[1]) {
+            return Err(RuntimeError::Internal(
+                "column snapshot: ids out of order".into(),
+            ));
+        }
+        self.cursor = snapshot.head.cursor;
+        self.sorted = ids.len();
+        self.appended = HashMap::new();
+        self.live = vec![true; ids.len()];
+        self.ids = ids;
+        self.generation = next_generation();
+        self.snapshot = SnapshotState {
+            columns: columns.keys().cloned().collect(),
+            ..SnapshotState::default()
+        };
+        self.columns = columns;
+        self.loaded = true;
+        tracing::debug!(
+            app,
+            entity = entity_uid,
+            rows,
+            ms = started.elapsed().as_millis() as u64,
+            "columns loaded from the snapshot"
+        );
+        Ok(true)
+    }
+
+    /// Load every live record's id and the given columns from the documents.
+    async fn load_documents(
         &mut self,
         store: &Store,
         app: &str,
@@ -211,8 +336,48 @@ impl Entry {
             .cloned()
             .zip(loaded.columns.into_iter().map(column_data))
             .collect();
+        // Whatever snapshot there is predates this load.
+        self.snapshot.columns.clear();
         self.loaded = true;
         Ok(())
+    }
+
+    /// Whether the entity's snapshot should be (re)written now.
+    fn snapshot_due(&self, policy: &SnapshotPolicy) -> bool {
+        let rows = self.live.iter().filter(|l| **l).count();
+        self.loaded
+            && !self.snapshot.writing
+            && rows >= policy.min_rows
+            && (self.snapshot.columns.is_empty()
+                || self
+                    .columns
+                    .keys()
+                    .any(|key| !self.snapshot.columns.contains(key))
+                || self.snapshot.changed_since >= (rows / 10).max(policy.min_rows / 10).max(1))
+    }
+
+    /// The live rows in id order (what a snapshot stores): the loaded, sorted rows merged with
+    /// those appended since.
+    fn snapshot_order(&self) -> Vec<usize> {
+        let mut appended: Vec<usize> = (self.sorted..self.ids.len())
+            .filter(|&i| self.live[i])
+            .collect();
+        appended.sort_by(|&a, &b| self.ids[a].cmp(&self.ids[b]));
+        let mut order = Vec::with_capacity(self.ids.len());
+        let mut tail = appended.into_iter().peekable();
+        for i in (0..self.sorted).filter(|&i| self.live[i]) {
+            while let Some(&next) = tail.peek() {
+                if self.ids[next] < self.ids[i] {
+                    order.push(next);
+                    tail.next();
+                } else {
+                    break;
+                }
+            }
+            order.push(i);
+        }
+        order.extend(tail);
+        order
     }
 
     /// Bring the entry up to date with the change log, and add any column it lacks.
@@ -261,10 +426,11 @@ impl Entry {
         if changed.len() > 50_000.max(self.ids.len() / 5) {
             // A bulk change: loading everything again is cheaper than patching row by row.
             let keys: Vec<(String, ColumnType)> = self.columns.keys().cloned().collect();
-            return self.load(store, app, entity_uid, &keys).await;
+            return self.load_documents(store, app, entity_uid, &keys).await;
         }
         if !changed.is_empty() {
             self.generation = next_generation();
+            self.snapshot.changed_since += changed.len();
             let mut dictionaries: Vec<HashMap<String, u32>> = Vec::new();
             let keys: Vec<(String, ColumnType)> = self.columns.keys().cloned().collect();
             dictionaries.resize_with(keys.len(), HashMap::new);
@@ -349,6 +515,117 @@ impl ColumnCache {
         Ok(entries.entry(key.clone()).or_default().clone())
     }
 
+    /// A cache of this snapshot policy.
+    pub(crate) fn new(policy: SnapshotPolicy) -> Self {
+        Self {
+            policy,
+            ..Self::default()
+        }
+    }
+
+    /// The entry of an entity at an app version with `fields`, loaded and brought up to date with
+    /// the change log (locked); its snapshot is (re)written in the background when due.
+    async fn current(
+        &self,
+        store: &Store,
+        (app, version, entity_uid): (&str, i64, &str),
+        fields: &[(String, ColumnType)],
+    ) -> Result<tokio::sync::OwnedMutexGuard<Entry>, RuntimeError> {
+        let key = EntryKey::of(app, version, entity_uid);
+        let shared = self.entry(&key)?;
+        let mut entry = shared.clone().lock_owned().await;
+        if !entry.loaded {
+            let from_snapshot = entry
+                .load(store, (app, version, entity_uid), fields)
+                .await?;
+            let count = if from_snapshot {
+                &self.loads.from_snapshots
+            } else {
+                &self.loads.from_documents
+            };
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        // Changes that committed while loading (or after the snapshot) are applied now.
+        entry.refresh(store, app, entity_uid, fields).await?;
+        if entry.snapshot_due(&self.policy) {
+            entry.snapshot.writing = true;
+            self.write_snapshot(store.clone(), key, shared);
+        }
+        Ok(entry)
+    }
+
+    /// Persist an entry as the entity's snapshot, in the background: encoded under the entry's lock
+    /// (on a blocking thread), written after it is released.
+    fn write_snapshot(&self, store: Store, key: EntryKey, shared: Arc<tokio::sync::Mutex<Entry>>) {
+        let chunk_rows = self.policy.chunk_rows;
+        let task = async move {
+            let entry = shared.clone().lock_owned().await;
+            let encoded = tokio::task::spawn_blocking(move || {
+                let mut entry = entry;
+                let order = entry.snapshot_order();
+                let parts = codec::encode(&entry.ids, &order, &entry.columns, chunk_rows);
+                let head = trellis_store::SnapshotHead {
+                    app_version: key.version,
+                    cursor: entry.cursor,
+                    rows: order.len() as i64,
+                    format: codec::FORMAT,
+                    parts: HashMap::new(),
+                };
+                // From now on, changes count against this snapshot.
+                entry.snapshot.columns = entry.columns.keys().cloned().collect();
+                entry.snapshot.changed_since = 0;
+                (head, parts)
+            })
+            .await;
+            let written = match encoded {
+                Ok((head, parts)) => store
+                    .save_column_snapshot(&key.app, &key.entity_uid, &head, &parts)
+                    .await
+                    .map(|()| head.rows)
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            let mut entry = shared.lock().await;
+            entry.snapshot.writing = false;
+            match written {
+                Ok(rows) => tracing::debug!(
+                    app = %key.app,
+                    entity = %key.entity_uid,
+                    rows,
+                    "column snapshot written"
+                ),
+                Err(error) => {
+                    entry.snapshot.columns.clear();
+                    tracing::warn!(app = %key.app, entity = %key.entity_uid, %error, "column snapshot not written");
+                }
+            }
+        };
+        if let Ok(mut writes) = self.writes.lock() {
+            while writes.try_join_next().is_some() {}
+            writes.spawn(task);
+        }
+    }
+
+    /// Entries loaded from snapshots and from the documents since the start, as
+    /// `(from_snapshots, from_documents)`.
+    pub(crate) fn loads(&self) -> (u64, u64) {
+        let read =
+            |count: &std::sync::atomic::AtomicU64| count.load(std::sync::atomic::Ordering::Relaxed);
+        (
+            read(&self.loads.from_snapshots),
+            read(&self.loads.from_documents),
+        )
+    }
+
+    /// Wait for the snapshot writes in flight (tests and benchmarks).
+    pub(crate) async fn snapshots_written(&self) {
+        let mut writes = match self.writes.lock() {
+            Ok(mut writes) => std::mem::take(&mut *writes),
+            Err(_) => return,
+        };
+        while writes.join_next().await.is_some() {}
+    }
+
     /// Bring `fields` of an entity up to date and run `work` over the cached columns on a blocking
     /// thread, in place (batch-run pre-filters read millions of rows this way without a copy).
     pub(crate) async fn with_columns<T: Send + 'static>(
@@ -359,11 +636,9 @@ impl ColumnCache {
         work: impl FnOnce(EntryView<'_>) -> T + Send + 'static,
     ) -> Result<T, RuntimeError> {
         let key = EntryKey::of(app, version, entity_uid);
-        let mut entry = self.entry(&key)?.lock_owned().await;
-        if !entry.loaded {
-            entry.load(store, app, entity_uid, fields).await?;
-        }
-        entry.refresh(store, app, entity_uid, fields).await?;
+        let entry = self
+            .current(store, (app, version, entity_uid), fields)
+            .await?;
         let too_big = entry.cells() > MAX_CELLS;
         let result = tokio::task::spawn_blocking(move || {
             work(EntryView {
@@ -388,21 +663,9 @@ impl ColumnCache {
         (app, version, entity_uid): (&str, i64, &str),
         fields: &[(String, ColumnType)],
     ) -> Result<(), RuntimeError> {
-        let key = EntryKey::of(app, version, entity_uid);
-        let entry = {
-            let mut entries = self
-                .entries
-                .lock()
-                .map_err(|_| RuntimeError::Internal("column cache poisoned".into()))?;
-            entries.entry(key).or_default().clone()
-        };
-        let mut entry = entry.lock().await;
-        if entry.loaded {
-            entry.refresh(store, app, entity_uid, fields).await
-        } else {
-            entry.load(store, app, entity_uid, fields).await?;
-            entry.refresh(store, app, entity_uid, fields).await
-        }
+        self.current(store, (app, version, entity_uid), fields)
+            .await
+            .map(drop)
     }
 
     /// The generation of an entity's entry brought up to date with the change log, or `None` when
@@ -445,15 +708,9 @@ impl ColumnCache {
         wanted.sort_by(|a, b| a.0.cmp(&b.0));
         wanted.dedup();
         let key = EntryKey::of(app, version, entity_uid);
-        let entry = self.entry(&key)?;
-        let mut entry = entry.lock().await;
-        if entry.loaded {
-            entry.refresh(store, app, entity_uid, &wanted).await?;
-        } else {
-            entry.load(store, app, entity_uid, &wanted).await?;
-            // Changes that committed while loading are applied now.
-            entry.refresh(store, app, entity_uid, &wanted).await?;
-        }
+        let entry = self
+            .current(store, (app, version, entity_uid), &wanted)
+            .await?;
         let by_uid: HashMap<&str, &ColumnData> = entry
             .columns
             .iter()
