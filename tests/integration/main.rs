@@ -17,6 +17,7 @@ mod flows;
 mod merges;
 mod outgoing;
 mod records;
+mod report_grouping;
 mod reports;
 mod rule_counters;
 mod rule_prefilter;

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 
-use polars::prelude::*;
 use serde_json::{Value, json};
 
 use crate::buckets::{
@@ -13,7 +12,8 @@ use crate::buckets::{
 use crate::compile::{CompiledReport, FieldUse};
 use crate::data::{ColumnData, ColumnType, MONEY_SCALE};
 use crate::definition::{Analysis, ChartKind, DateBucket, Dimension, Measure, MeasureOp};
-use crate::frame::{self, Key};
+use crate::frame::Key;
+use crate::grouping::{Aggregation, group};
 use crate::output::{self, OutputColumn, OutputType, ReportOutput};
 use crate::{ReportError, RunInput};
 
@@ -122,35 +122,32 @@ pub(crate) fn run(report: &CompiledReport, input: &RunInput) -> Result<ReportOut
     let data = &input.dataset;
     let plans = plan(report, dimensions);
 
-    // Key columns `k{i}` and measure inputs `v{j}`.
-    let mut columns = Vec::new();
-    let mut key_data = Vec::new();
-    for (index, plan) in plans.iter().enumerate() {
-        let keys = key_column(data.column(plan.field.name.as_str())?, plan.grouping);
-        columns.push(frame::column(&format!("k{index}"), &keys));
-        key_data.push(keys);
-    }
-    for (index, measure) in measures.iter().enumerate() {
-        if let (false, Some(field)) = (measure.op.is_derived(), &measure.field) {
-            columns.push(frame::column(&format!("v{index}"), data.column(field)?));
-        }
-    }
-    if columns.is_empty() {
-        // Only `count` with no dimension: a column to carry the frame's height.
-        columns.push(frame::column(
-            "__rows",
-            &ColumnData::Bool(vec![None; data.len()]),
+    // Key columns (bucketed or binned where the dimension says so) and measure inputs.
+    let mut key_data: Vec<std::borrow::Cow<ColumnData>> = Vec::new();
+    for plan in &plans {
+        key_data.push(key_column(
+            data.column(plan.field.name.as_str())?,
+            plan.grouping,
         ));
     }
-    let aggregations: Vec<Expr> = measures
-        .iter()
-        .enumerate()
-        .filter(|(_, m)| !m.op.is_derived())
-        .map(|(index, m)| {
-            let input = m.field.as_ref().map(|_| format!("v{index}"));
-            frame::aggregation(m.op, input.as_deref(), m.p, &format!("m{index}"))
-        })
+    let aggregated: Vec<usize> = (0..measures.len())
+        .filter(|&m| !measures[m].op.is_derived())
         .collect();
+    let aggregation = |m: usize| -> Result<Aggregation, ReportError> {
+        let measure = &measures[m];
+        Ok(Aggregation {
+            op: measure.op,
+            p: measure.p,
+            input: match &measure.field {
+                Some(field) => Some(data.column(field)?),
+                None => None,
+            },
+        })
+    };
+    let aggregations: Vec<Aggregation> = aggregated
+        .iter()
+        .map(|&m| aggregation(m))
+        .collect::<Result<_, _>>()?;
 
     // Top-N: rank the first dimension's values, then regroup with the rest folded together.
     let mut top_keys: Option<Vec<Key>> = None;
@@ -159,20 +156,19 @@ pub(crate) fn run(report: &CompiledReport, input: &RunInput) -> Result<ReportOut
             .iter()
             .position(|m| m.id == top.by)
             .ok_or_else(|| ReportError::Engine(format!("unknown measure '{}'", top.by)))?;
-        let measure = &measures[by];
-        let ranking = frame::frame(columns.clone())?
-            .lazy()
-            .group_by([col("k0")])
-            .agg([frame::aggregation(
-                measure.op,
-                measure.field.as_ref().map(|_| format!("v{by}")).as_deref(),
-                measure.p,
-                "rank_by",
-            )])
-            .collect()?;
-        let mut ranked: Vec<(Key, Option<f64>)> = frame::keys(&ranking, "k0")?
+        let ranking = group(
+            &[&key_data[0]],
+            &[aggregation(by)?],
+            data.len(),
+            input.grouper,
+        )?;
+        let mut ranked: Vec<(Key, Option<f64>)> = ranking
+            .keys
             .into_iter()
-            .zip(frame::numbers(&ranking, "rank_by")?)
+            .next()
+            .unwrap_or_default()
+            .into_iter()
+            .zip(ranking.values.into_iter().next().unwrap_or_default())
             .collect();
         if ranked.len() > top.n {
             ranked.sort_by(|a, b| {
@@ -181,43 +177,31 @@ pub(crate) fn run(report: &CompiledReport, input: &RunInput) -> Result<ReportOut
                     .then_with(|| a.0.order(&b.0))
             });
             let kept: Vec<Key> = ranked.into_iter().take(top.n).map(|(k, _)| k).collect();
-            let positions: Vec<Option<i64>> = (0..data.len())
-                .map(|row| {
-                    let key = key_at(&key_data[0], row);
-                    Some(kept.iter().position(|k| *k == key).map_or(-1, |p| p as i64))
-                })
-                .collect();
-            columns[0] = frame::column("k0", &ColumnData::Int(positions));
+            let positions = top_positions(&key_data[0], &kept, data.len());
+            key_data[0] = std::borrow::Cow::Owned(ColumnData::Int(positions));
             top_keys = Some(kept);
         }
     }
 
-    let key_names: Vec<Expr> = (0..plans.len()).map(|i| col(format!("k{i}"))).collect();
-    let lazy = frame::frame(columns)?.lazy();
-    let result = if plans.is_empty() {
-        lazy.select(aggregations).collect()?
-    } else {
-        lazy.group_by(key_names).agg(aggregations).collect()?
-    };
+    let key_refs: Vec<&ColumnData> = key_data.iter().map(|k| k.as_ref()).collect();
+    let result = group(&key_refs, &aggregations, data.len(), input.grouper)?;
 
     // Back to rows.
-    let height = result.height();
-    let mut key_cells = Vec::new();
-    for index in 0..plans.len() {
-        key_cells.push(frame::keys(&result, &format!("k{index}"))?);
-    }
+    let height = result.height;
+    let key_cells = result.keys;
+    let mut computed = result.values.into_iter();
     let mut value_cells = Vec::new();
-    for (index, measure) in measures.iter().enumerate() {
+    for measure in measures {
         value_cells.push(if measure.op.is_derived() {
             vec![None; height]
         } else {
-            frame::numbers(&result, &format!("m{index}"))?
+            computed.next().unwrap_or_default()
         });
     }
     // Dictionary-coded text dimensions come back as codes; decode them (and the kept top-N keys).
     let dictionaries: Vec<Option<&Vec<String>>> = key_data
         .iter()
-        .map(|data| match data {
+        .map(|data| match data.as_ref() {
             ColumnData::Dict { values, .. } => Some(values),
             _ => None,
         })
@@ -422,28 +406,50 @@ fn shape(
 }
 
 /// The grouping key of every record for one dimension.
-fn key_column(data: &ColumnData, grouping: Grouping) -> ColumnData {
+fn key_column(data: &ColumnData, grouping: Grouping) -> std::borrow::Cow<'_, ColumnData> {
+    use std::borrow::Cow;
     match (grouping, data) {
-        (Grouping::Bucket(bucket), ColumnData::Date(days)) => {
-            ColumnData::Date(bucket_starts(days.iter().copied(), bucket))
-        }
-        (Grouping::Bucket(bucket), ColumnData::DateTime(millis)) => ColumnData::Date(
+        (Grouping::Bucket(bucket), ColumnData::Date(days)) => Cow::Owned(ColumnData::Date(
+            bucket_starts(days.iter().copied(), bucket),
+        )),
+        (Grouping::Bucket(bucket), ColumnData::DateTime(millis)) => Cow::Owned(ColumnData::Date(
             bucket_starts(millis.iter().map(|m| m.map(day_of_millis)), bucket),
-        ),
-        (Grouping::Bin(width), ColumnData::Int(values)) => ColumnData::Int(
+        )),
+        (Grouping::Bin(width), ColumnData::Int(values)) => Cow::Owned(ColumnData::Int(
             values
                 .iter()
                 .map(|v| v.map(|v| (v as f64 / width).floor() as i64))
                 .collect(),
-        ),
-        (Grouping::Bin(width), ColumnData::Float(values)) => ColumnData::Int(
+        )),
+        (Grouping::Bin(width), ColumnData::Float(values)) => Cow::Owned(ColumnData::Int(
             values
                 .iter()
                 .map(|v| v.map(|v| (v / width).floor() as i64))
                 .collect(),
-        ),
-        (_, other) => other.clone(),
+        )),
+        (_, other) => Cow::Borrowed(other),
     }
+}
+
+/// Each row's place among the kept top-N keys of the first dimension (−1: "others"); dictionary
+/// codes through a table, other keys compared one by one.
+fn top_positions(keys: &ColumnData, kept: &[Key], rows: usize) -> Vec<Option<i64>> {
+    let place = |key: &Key| kept.iter().position(|k| k == key).map_or(-1, |p| p as i64);
+    if let ColumnData::Dict { codes, values } = keys {
+        let table: Vec<i64> = (0..values.len())
+            .map(|code| place(&Key::Int(code as i64)))
+            .collect();
+        let missing = place(&Key::Null);
+        return codes
+            .iter()
+            .map(|code| {
+                Some(code.map_or(missing, |c| table.get(c as usize).copied().unwrap_or(-1)))
+            })
+            .collect();
+    }
+    (0..rows)
+        .map(|row| Some(place(&key_at(keys, row))))
+        .collect()
 }
 
 /// A dictionary code back to its text.

@@ -394,21 +394,18 @@ pub(crate) fn kpi(report: &CompiledReport, input: &RunInput) -> Result<ReportOut
             .into_iter()
             .map(|p| p.filter(|p| *p == current || *p == previous))
             .collect();
-    let mut columns = vec![frame::column("period", &ColumnData::Date(period_of))];
-    if let Some(field) = &measure.field {
-        columns.push(frame::column("value", data.column(field)?));
-    }
-    let aggregated = frame::frame(columns)?
-        .lazy()
-        .filter(col("period").is_not_null())
-        .group_by([col("period")])
-        .agg([frame::aggregation(
-            measure.op,
-            measure.field.as_ref().map(|_| "value"),
-            measure.p,
-            "measure",
-        )])
-        .collect()?;
+    let period_of = ColumnData::Date(period_of);
+    let aggregation = crate::grouping::Aggregation {
+        op: measure.op,
+        p: measure.p,
+        input: match &measure.field {
+            Some(field) => Some(data.column(field)?),
+            None => None,
+        },
+    };
+    // Rows of neither period form the missing-period group, which is left out below.
+    let aggregated =
+        crate::grouping::group(&[&period_of], &[aggregation], data.len(), input.grouper)?;
     let money = measure
         .field
         .as_ref()
@@ -416,9 +413,10 @@ pub(crate) fn kpi(report: &CompiledReport, input: &RunInput) -> Result<ReportOut
         && !matches!(measure.op, MeasureOp::Count | MeasureOp::CountDistinct);
     let counting = matches!(measure.op, MeasureOp::Count | MeasureOp::CountDistinct);
     let mut values: HashMap<i32, f64> = HashMap::new();
-    for (p, v) in frame::keys(&aggregated, "period")?
-        .into_iter()
-        .zip(frame::numbers(&aggregated, "measure")?)
+    for (p, v) in aggregated.keys[0]
+        .iter()
+        .cloned()
+        .zip(aggregated.values[0].iter().copied())
     {
         if let (Key::Int(p), Some(v)) = (p, v) {
             values.insert(p as i32, if money { v / MONEY_SCALE as f64 } else { v });

@@ -24,9 +24,12 @@ pub mod data;
 pub mod definition;
 pub mod filter;
 mod frame;
+mod grouping;
 pub mod output;
 mod rfm;
 mod transitions;
+
+pub use grouping::Grouper;
 
 pub use aggregate::shape_groups;
 pub use compile::{CompiledReport, FieldUse, FunnelPlan, check_reports, compile, parse};
@@ -64,6 +67,8 @@ pub struct RunInput {
     /// Filter conditions every drill-down filter starts with (the dataset, page and parameter
     /// filters), as filter-tree JSON.
     pub drill_base: Vec<Value>,
+    /// How rows are grouped (always the fastest way, except in conformance tests).
+    pub grouper: Grouper,
 }
 
 impl RunInput {

@@ -142,6 +142,7 @@ impl Runtime {
             as_of: (as_of - epoch).num_days() as i32,
             locale: locale.to_owned(),
             drill_base,
+            grouper: Default::default(),
         };
         trellis_report::shape_groups(report, &input, groups)
             .map_err(|e| RuntimeError::Internal(e.to_string()))

@@ -413,6 +413,7 @@ impl Runtime {
             as_of: (as_of - epoch).num_days() as i32,
             locale: locale.to_owned(),
             drill_base,
+            grouper: Default::default(),
         };
         let started = std::time::Instant::now();
         let output = tokio::task::spawn_blocking(move || trellis_report::run(&report, &input))
