@@ -1,6 +1,6 @@
 //! The report engine's two ways of grouping rows give the same reports: dense arrays (dictionary
 //! codes, date buckets, booleans and narrow whole numbers as indexes, counts and exact whole-number
-//! sums, averages, minimums and maximums) and polars' group-by, which the engine falls back to for
+//! sums, averages, minimums, maximums, medians and percentiles) and polars' group-by, which the engine falls back to for
 //! everything else. A set of specs — every dimension kind, top-N with "others", pivots, no
 //! dimension, a KPI, and measures only polars computes mixed in — runs over generated rows with
 //! missing values both ways, and the outputs (columns, rows, drill-down filters, charts) must be
@@ -91,6 +91,16 @@ fn bundle() -> Value {
             ),
         ),
         report(
+            "quantiles",
+            aggregate(
+                json!([{"field": "region"}, {"field": "flag"}]),
+                json!([{"id": "median_qty", "op": "median", "field": "qty"},
+                    {"id": "p90", "op": "percentile", "field": "total", "p": 0.9},
+                    {"id": "p25", "op": "percentile", "field": "qty", "p": 0.25},
+                    {"id": "sales", "op": "count"}]),
+            ),
+        ),
+        report(
             "float_keys",
             aggregate(
                 json!([{"field": "score", "bin": 10}, {"field": "customer"}]),
@@ -146,7 +156,7 @@ fn dataset() -> Dataset {
         columns: Default::default(),
     };
     let mut put = |name: &str, column: ColumnData| {
-        data.columns.insert(name.to_owned(), column);
+        data.columns.insert(name.to_owned(), column.into());
     };
     put("region", dict(&columns["region"], 8, "region "));
     put("channel", dict(&columns["channel"], 5, "channel "));
@@ -226,7 +236,7 @@ fn dense_grouping_gives_what_polars_gives() {
         ..Default::default()
     };
     let (fastest, polars) = (input(Grouper::Fastest), input(Grouper::Polars));
-    assert_eq!(reports.len(), 10);
+    assert_eq!(reports.len(), 11);
     for (id, report) in &reports {
         let dense = trellis_report::run(report, &fastest).unwrap();
         let reference = trellis_report::run(report, &polars).unwrap();
@@ -236,7 +246,7 @@ fn dense_grouping_gives_what_polars_gives() {
 
     // Some numbers by hand: rows per region (missing regions are a group of their own) and the
     // revenue of all rows in currency units.
-    let ColumnData::Dict { codes, .. } = &data.columns["region"] else {
+    let ColumnData::Dict { codes, .. } = &*data.columns["region"] else {
         unreachable!()
     };
     let mut by_region: BTreeMap<Option<u32>, i64> = BTreeMap::new();
@@ -252,7 +262,7 @@ fn dense_grouping_gives_what_polars_gives() {
             .map(|r| r.trim_start_matches("region ").parse::<u32>().unwrap());
         assert_eq!(sales, by_region[&code], "{row:?}");
     }
-    let ColumnData::Money(totals) = &data.columns["total"] else {
+    let ColumnData::Money(totals) = &*data.columns["total"] else {
         unreachable!()
     };
     let revenue: i64 = totals.iter().flatten().sum();

@@ -513,7 +513,7 @@ fn group_by_section(n: usize, data: &[Row], dir: &std::path::Path) {
                 }))
             })
             .collect();
-        ColumnData::Dict { codes, values }
+        ColumnData::Dict { codes, values }.into()
     };
     dataset
         .columns
@@ -526,15 +526,15 @@ fn group_by_section(n: usize, data: &[Row], dir: &std::path::Path) {
         .insert("customer".into(), text(&|r| format!("c{}", r.customer)));
     dataset.columns.insert(
         "sold_on".into(),
-        ColumnData::Date(data.iter().map(|r| Some(r.day)).collect()),
+        ColumnData::Date(data.iter().map(|r| Some(r.day)).collect()).into(),
     );
     dataset.columns.insert(
         "total".into(),
-        ColumnData::Money(data.iter().map(|r| Some(r.cents * 100)).collect()),
+        ColumnData::Money(data.iter().map(|r| Some(r.cents * 100)).collect()).into(),
     );
     dataset.columns.insert(
         "qty".into(),
-        ColumnData::Int(data.iter().map(|r| Some(r.qty)).collect()),
+        ColumnData::Int(data.iter().map(|r| Some(r.qty)).collect()).into(),
     );
     let input = RunInput {
         dataset,

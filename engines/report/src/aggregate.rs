@@ -149,8 +149,10 @@ pub(crate) fn run(report: &CompiledReport, input: &RunInput) -> Result<ReportOut
         .map(|&m| aggregation(m))
         .collect::<Result<_, _>>()?;
 
-    // Top-N: rank the first dimension's values, then regroup with the rest folded together.
+    // Top-N: rank the first dimension's values, then regroup with the rest folded together (the
+    // first key column becomes each row's place among the kept values; `key_data` keeps the values).
     let mut top_keys: Option<Vec<Key>> = None;
+    let mut places: Option<ColumnData> = None;
     if let (Some(top), false) = (top, plans.is_empty()) {
         let by = measures
             .iter()
@@ -177,13 +179,19 @@ pub(crate) fn run(report: &CompiledReport, input: &RunInput) -> Result<ReportOut
                     .then_with(|| a.0.order(&b.0))
             });
             let kept: Vec<Key> = ranked.into_iter().take(top.n).map(|(k, _)| k).collect();
-            let positions = top_positions(&key_data[0], &kept, data.len());
-            key_data[0] = std::borrow::Cow::Owned(ColumnData::Int(positions));
+            places = Some(ColumnData::Int(top_positions(
+                &key_data[0],
+                &kept,
+                data.len(),
+            )));
             top_keys = Some(kept);
         }
     }
 
-    let key_refs: Vec<&ColumnData> = key_data.iter().map(|k| k.as_ref()).collect();
+    let mut key_refs: Vec<&ColumnData> = key_data.iter().map(|k| k.as_ref()).collect();
+    if let Some(places) = &places {
+        key_refs[0] = places;
+    }
     let result = group(&key_refs, &aggregations, data.len(), input.grouper)?;
 
     // Back to rows.

@@ -156,7 +156,8 @@ pub struct Dataset {
     pub rows: usize,
     /// Empty unless asked for.
     pub ids: Vec<String>,
-    pub columns: BTreeMap<String, ColumnData>,
+    /// Shared with the column cache they come from (no copy for a report over every row).
+    pub columns: BTreeMap<String, std::sync::Arc<ColumnData>>,
 }
 
 impl Dataset {
@@ -169,7 +170,7 @@ impl Dataset {
     }
 
     pub(crate) fn column(&self, name: &str) -> Result<&ColumnData, crate::ReportError> {
-        let column = self.columns.get(name).ok_or_else(|| {
+        let column: &ColumnData = self.columns.get(name).ok_or_else(|| {
             crate::ReportError::Data(format!("the dataset lacks column '{name}'"))
         })?;
         if column.len() != self.len() {

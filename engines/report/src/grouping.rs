@@ -2,13 +2,15 @@
 //! runs over all its rows. Two ways, same answers:
 //!
 //! - **dense**: when every key is a small integer domain (dictionary codes, date buckets, booleans,
-//!   whole numbers in a narrow range) and every measure is a count, or a sum, average, minimum or
-//!   maximum of whole numbers (integers, money, dates), each row's group is an index into flat
-//!   accumulator arrays — one pass over the rows per core, no hashing, no copy of the columns. Sums
-//!   are kept in 128 bits and must come out within ±2⁵³ (so averages divide the same exact sums
-//!   polars would); anything else gives up before producing a value;
-//! - **polars**: everything else (distinct counts, medians, percentiles, floats, text keys, wide
-//!   domains), as a lazy group-by.
+//!   whole numbers in a narrow range) and every measure is a count, or a sum, average, minimum,
+//!   maximum, median or percentile of whole numbers (integers, money, dates), each row's group is an
+//!   index into flat accumulator arrays — one pass over the rows per core, no hashing, no copy of the
+//!   columns. Sums are kept in 128 bits and must come out within ±2⁵³ (so averages divide the same
+//!   exact sums polars would); anything else gives up before producing a value. Medians and
+//!   percentiles place each group's values in one buffer (a second pass) and select within each
+//!   group's range, interpolating linearly exactly as polars does;
+//! - **polars**: everything else (distinct counts, floats, text keys, wide domains), as a lazy
+//!   group-by.
 //!
 //! [`Grouper::Polars`] forces the second; a conformance test runs specs both ways over generated
 //! data and requires identical outputs.
@@ -218,6 +220,8 @@ enum Accumulate<'a> {
     Avg(Wholes<'a>),
     Min(Wholes<'a>),
     Max(Wholes<'a>),
+    /// A median or percentile (linear interpolation, as polars computes it).
+    Quantile(Wholes<'a>, f64),
 }
 
 impl<'a> Accumulate<'a> {
@@ -236,6 +240,13 @@ impl<'a> Accumulate<'a> {
             (MeasureOp::Avg, _) => wholes.map(Self::Avg),
             (MeasureOp::Min, _) => wholes.map(Self::Min),
             (MeasureOp::Max, _) => wholes.map(Self::Max),
+            (MeasureOp::Median, _) => wholes.map(|w| Self::Quantile(w, 0.5)),
+            (MeasureOp::Percentile, _) => {
+                let p = aggregation.p.unwrap_or(0.5);
+                wholes
+                    .filter(|_| (0.0..=1.0).contains(&p))
+                    .map(|w| Self::Quantile(w, p))
+            }
             _ => None,
         }
     }
@@ -267,7 +278,7 @@ impl Partial {
                 Accumulate::Sum(_) | Accumulate::Avg(_) => vec![0; groups],
                 Accumulate::Min(_) => vec![i128::MAX; groups],
                 Accumulate::Max(_) => vec![i128::MIN; groups],
-                Accumulate::Rows | Accumulate::Present(_) => Vec::new(),
+                Accumulate::Rows | Accumulate::Present(_) | Accumulate::Quantile(..) => Vec::new(),
             })
             .collect();
         Self {
@@ -296,6 +307,12 @@ impl Partial {
                     Accumulate::Rows => continue,
                     Accumulate::Present(data) => {
                         if present(data, row) {
+                            self.counts[m][group] += 1;
+                        }
+                        continue;
+                    }
+                    Accumulate::Quantile(v, _) => {
+                        if v.get(row).is_some() {
                             self.counts[m][group] += 1;
                         }
                         continue;
@@ -389,6 +406,7 @@ fn dense(keys: &[&ColumnData], aggregations: &[Aggregation], rows: usize) -> Opt
         total.merge(partial?, &measures);
     }
     let present_groups: Vec<usize> = (0..groups).filter(|&g| total.rows[g] > 0).collect();
+    let mut ordered = order_statistics(&keys, &strides, &measures, &total, rows)?;
     let mut values = Vec::with_capacity(measures.len());
     for (m, measure) in measures.iter().enumerate() {
         let mut column = Vec::with_capacity(present_groups.len());
@@ -414,6 +432,9 @@ fn dense(keys: &[&ColumnData], aggregations: &[Aggregation], rows: usize) -> Opt
                 Accumulate::Min(_) | Accumulate::Max(_) => {
                     (count > 0).then(|| total.totals[m][g] as f64)
                 }
+                Accumulate::Quantile(_, p) => ordered[m].as_mut().and_then(|(values, starts)| {
+                    quantile(&mut values[starts[g]..starts[g + 1]], *p)
+                }),
             });
         }
         values.push(column);
@@ -433,4 +454,78 @@ fn dense(keys: &[&ColumnData], aggregations: &[Aggregation], rows: usize) -> Opt
         values,
         height: present_groups.len(),
     })
+}
+
+/// Values of a quantile measure grouped: every present value, each group's between
+/// `starts[g]..starts[g + 1]`.
+type Ordered = (Vec<i64>, Vec<usize>);
+
+/// For each quantile measure, its values grouped (one more pass over the rows, placing each value
+/// in its group's range); `None` for the other measures.
+fn order_statistics(
+    keys: &[DenseKey],
+    strides: &[usize],
+    measures: &[Accumulate],
+    total: &Partial,
+    rows: usize,
+) -> Option<Vec<Option<Ordered>>> {
+    let mut ordered: Vec<Option<Ordered>> = Vec::with_capacity(measures.len());
+    let mut inputs = Vec::new();
+    for (m, measure) in measures.iter().enumerate() {
+        if let Accumulate::Quantile(values, _) = measure {
+            let mut starts = Vec::with_capacity(total.counts[m].len() + 1);
+            let mut at = 0usize;
+            for count in &total.counts[m] {
+                starts.push(at);
+                at += *count as usize;
+            }
+            starts.push(at);
+            inputs.push((m, *values, starts[..starts.len() - 1].to_vec()));
+            ordered.push(Some((vec![0; at], starts)));
+        } else {
+            ordered.push(None);
+        }
+    }
+    if inputs.is_empty() {
+        return Some(ordered);
+    }
+    for row in 0..rows {
+        let mut group = 0;
+        for (key, stride) in keys.iter().zip(strides) {
+            group += key.index(row)? * stride;
+        }
+        for (m, values, next) in inputs.iter_mut() {
+            if let Some(value) = values.get(row)
+                && let Some((buffer, _)) = ordered[*m].as_mut()
+            {
+                buffer[next[group]] = value;
+                next[group] += 1;
+            }
+        }
+    }
+    Some(ordered)
+}
+
+/// The `p` quantile of `values` with linear interpolation, exactly as polars computes it (the
+/// lower order statistic found by selection, the upper as the least value above it).
+fn quantile(values: &mut [i64], p: f64) -> Option<f64> {
+    match values.len() {
+        0 => return None,
+        1 => return Some(values[0] as f64),
+        _ => {}
+    }
+    let float_index = (values.len() as f64 - 1.0) * p;
+    let index = (float_index as usize).min(values.len() - 1);
+    let top = float_index.ceil() as usize;
+    let (_, lower, above) = values.select_nth_unstable(index);
+    let lower = *lower as f64;
+    if index == top {
+        return Some(lower);
+    }
+    let upper = *above.iter().min()? as f64;
+    if lower == upper {
+        return Some(lower);
+    }
+    let proportion = float_index - index as f64;
+    Some(proportion * (upper - lower) + lower)
 }

@@ -8,8 +8,8 @@
 //!   each value minus the smallest in that width — region codes take a byte, dates two;
 //! - floats: validity, then eight bytes each; booleans: validity, then a bitmap;
 //! - text: validity, then each value as a `u32` length and its bytes;
-//! - ids: canonical lower-case UUIDs (what the store generates) as 16 bytes each, anything else as
-//!   text.
+//! - ids: canonical lower-case UUIDs (what the store generates) as 16 bytes each (big-endian, so in
+//!   text order), or every id as text when some are not.
 //!
 //! A dictionary-coded column's distinct values are their own part (one chunk of texts). Decoding
 //! writes each chunk straight into its slice of the full column, on every core.
@@ -17,6 +17,8 @@
 use std::collections::HashMap;
 
 use trellis_report::{ColumnData, ColumnType};
+
+use super::ids::Ids;
 
 /// Rows per chunk by default: big enough that a chunk is one cheap statement, small enough to spread
 /// the decoding over the cores. (Readers take the chunks' own row counts.)
@@ -39,7 +41,7 @@ const BITMAP: u8 = 2;
 pub(super) type ColumnKey = (String, ColumnType);
 
 /// Decoded ids and columns.
-type Decoded = (Vec<String>, HashMap<ColumnKey, ColumnData>);
+type Decoded = (Ids, HashMap<ColumnKey, ColumnData>);
 
 /// The part holding a column's values.
 pub(super) fn column_part(uid: &str, column: ColumnType) -> String {
@@ -69,9 +71,9 @@ fn type_tag(column: ColumnType) -> &'static str {
 /// Encode the rows `order` (indexes into `ids` and every column, in the order to store them) of
 /// `ids` and `columns` as parts of chunks of `chunk_rows` rows.
 pub(super) fn encode(
-    ids: &[String],
+    ids: &Ids,
     order: &[usize],
-    columns: &HashMap<(String, ColumnType), ColumnData>,
+    columns: &HashMap<ColumnKey, std::sync::Arc<ColumnData>>,
     chunk_rows: usize,
 ) -> Vec<(String, Vec<Vec<u8>>)> {
     let chunked = |encode_chunk: &dyn Fn(&[usize]) -> Vec<u8>| -> Vec<Vec<u8>> {
@@ -80,7 +82,7 @@ pub(super) fn encode(
     let mut parts = vec![(IDS_PART.to_owned(), chunked(&|rows| encode_ids(ids, rows)))];
     for ((uid, column), data) in columns {
         let part = column_part(uid, *column);
-        let chunks = match data {
+        let chunks = match data.as_ref() {
             ColumnData::Int(v) | ColumnData::Money(v) | ColumnData::DateTime(v) => {
                 chunked(&|rows| encode_whole(rows.iter().map(|&r| v[r])))
             }
@@ -198,25 +200,17 @@ fn encode_texts<'a>(values: impl ExactSizeIterator<Item = Option<&'a str>> + Clo
     out
 }
 
-fn encode_ids(ids: &[String], rows: &[usize]) -> Vec<u8> {
-    let canonical = |id: &str| {
-        uuid::Uuid::try_parse(id).ok().filter(|u| {
-            u.hyphenated()
-                .encode_lower(&mut uuid::Uuid::encode_buffer())
-                == id
-        })
-    };
-    let uuids: Option<Vec<uuid::Uuid>> = rows.iter().map(|&r| canonical(&ids[r])).collect();
-    match uuids {
-        Some(uuids) => {
+fn encode_ids(ids: &Ids, rows: &[usize]) -> Vec<u8> {
+    match ids {
+        Ids::Uuids(uuids) => {
             let mut out = header(KIND_UUIDS, rows.len());
             out.reserve(rows.len() * 16);
-            for uuid in uuids {
-                out.extend_from_slice(uuid.as_bytes());
+            for &row in rows {
+                out.extend_from_slice(&uuids[row].to_be_bytes());
             }
             out
         }
-        None => encode_texts(rows.iter().map(|&r| Some(ids[r].as_str()))),
+        Ids::Texts(texts) => encode_texts(rows.iter().map(|&r| Some(texts[r].as_str()))),
     }
 }
 
@@ -308,16 +302,39 @@ fn decode_whole<T>(
     }
     let data = reader.take(target.len() * width)?;
     reader.finish()?;
-    let value = |i: usize| -> Result<T, String> {
-        let mut raw = [0u8; 8];
-        raw[..width].copy_from_slice(&data[i * width..(i + 1) * width]);
-        let whole = base.wrapping_add(u64::from_le_bytes(raw) as i64);
+    match width {
+        0 => fill_whole::<T, 0>(data, base, target, valid.as_deref(), &convert),
+        1 => fill_whole::<T, 1>(data, base, target, valid.as_deref(), &convert),
+        2 => fill_whole::<T, 2>(data, base, target, valid.as_deref(), &convert),
+        4 => fill_whole::<T, 4>(data, base, target, valid.as_deref(), &convert),
+        _ => fill_whole::<T, 8>(data, base, target, valid.as_deref(), &convert),
+    }
+}
+
+/// Each value of `WIDTH` bytes (`base` plus the offset), or missing where `valid` says so.
+fn fill_whole<T, const WIDTH: usize>(
+    data: &[u8],
+    base: i64,
+    target: &mut [Option<T>],
+    valid: Option<&[bool]>,
+    convert: &impl Fn(i64) -> Option<T>,
+) -> Result<(), String> {
+    let value = |raw: &[u8]| -> Result<T, String> {
+        let mut bytes = [0u8; 8];
+        bytes[..WIDTH].copy_from_slice(&raw[..WIDTH]);
+        let whole = base.wrapping_add(u64::from_le_bytes(bytes) as i64);
         convert(whole).ok_or_else(|| format!("value {whole} out of range"))
     };
+    let zero = [0u8; 8];
     for (i, slot) in target.iter_mut().enumerate() {
-        *slot = match &valid {
+        let raw = if WIDTH == 0 {
+            &zero[..]
+        } else {
+            &data[i * WIDTH..(i + 1) * WIDTH]
+        };
+        *slot = match valid {
             Some(valid) if !valid[i] => None,
-            _ => Some(value(i)?),
+            _ => Some(value(raw)?),
         };
     }
     Ok(())
@@ -369,30 +386,30 @@ fn decode_texts(bytes: &[u8], target: &mut [Option<String>]) -> Result<(), Strin
     reader.finish()
 }
 
-fn decode_ids(bytes: &[u8], target: &mut [String]) -> Result<(), String> {
-    if bytes.first() == Some(&KIND_TEXT) {
-        let mut texts = vec![None; target.len()];
-        decode_texts(bytes, &mut texts)?;
-        for (slot, text) in target.iter_mut().zip(texts) {
-            *slot = text.ok_or("an id is missing")?;
-        }
-        return Ok(());
-    }
+fn decode_uuids(bytes: &[u8], target: &mut [u128]) -> Result<(), String> {
     let mut reader = Reader { bytes, at: 0 };
     reader.header(KIND_UUIDS, target.len())?;
     let data = reader.take(target.len() * 16)?;
     reader.finish()?;
-    let mut buffer = uuid::Uuid::encode_buffer();
     for (slot, raw) in target.iter_mut().zip(data.chunks_exact(16)) {
-        let uuid = uuid::Uuid::from_slice(raw).map_err(|e| e.to_string())?;
-        *slot = uuid.hyphenated().encode_lower(&mut buffer).to_owned();
+        *slot = u128::from_be_bytes(raw.try_into().expect("sixteen bytes"));
+    }
+    Ok(())
+}
+
+fn decode_id_texts(bytes: &[u8], target: &mut [String]) -> Result<(), String> {
+    let mut texts = vec![None; target.len()];
+    decode_texts(bytes, &mut texts)?;
+    for (slot, text) in target.iter_mut().zip(texts) {
+        *slot = text.ok_or("an id is missing")?;
     }
     Ok(())
 }
 
 /// One chunk to decode and the slice of the full column it fills.
 enum Task<'a> {
-    Ids(&'a [u8], &'a mut [String]),
+    Uuids(&'a [u8], &'a mut [u128]),
+    IdTexts(&'a [u8], &'a mut [String]),
     Whole(&'a [u8], &'a mut [Option<i64>]),
     Date(&'a [u8], &'a mut [Option<i32>]),
     Codes(&'a [u8], &'a mut [Option<u32>]),
@@ -404,7 +421,8 @@ enum Task<'a> {
 impl Task<'_> {
     fn run(self) -> Result<(), String> {
         match self {
-            Task::Ids(bytes, target) => decode_ids(bytes, target),
+            Task::Uuids(bytes, target) => decode_uuids(bytes, target),
+            Task::IdTexts(bytes, target) => decode_id_texts(bytes, target),
             Task::Whole(bytes, target) => decode_whole(bytes, target, Some),
             Task::Date(bytes, target) => decode_whole(bytes, target, |v| i32::try_from(v).ok()),
             Task::Codes(bytes, target) => decode_whole(bytes, target, |v| u32::try_from(v).ok()),
@@ -483,6 +501,7 @@ pub(super) fn decode(
     rows: usize,
     wanted: &[(String, ColumnType)],
 ) -> Result<Decoded, String> {
+    let started = std::time::Instant::now();
     let id_chunks = parts.get(IDS_PART).ok_or("the snapshot has no ids")?;
     // Every part is cut where the ids are (each chunk's header is checked against its slice).
     let sizes: Vec<usize> = id_chunks
@@ -502,7 +521,15 @@ pub(super) fn decode(
             found => Ok(found),
         }
     };
-    let mut ids = vec![String::new(); rows];
+    // Ids are all UUIDs or all texts (as encoded).
+    let mut ids = if id_chunks
+        .first()
+        .is_some_and(|c| c.first() == Some(&KIND_TEXT))
+    {
+        Ids::Texts(vec![String::new(); rows])
+    } else {
+        Ids::Uuids(vec![0; rows])
+    };
     let mut columns: Vec<(ColumnKey, ColumnData, &Vec<Vec<u8>>)> = Vec::new();
     for (uid, column) in wanted {
         let Some(chunks) = chunks_of(&column_part(uid, *column))? else {
@@ -525,12 +552,20 @@ pub(super) fn decode(
             chunks,
         ));
     }
+    let allocated_ms = started.elapsed().as_millis() as u64;
     {
-        let mut work: Vec<Task<'_>> = split_at_sizes(&mut ids, &sizes)
-            .into_iter()
-            .zip(id_chunks)
-            .map(|(slice, bytes)| Task::Ids(bytes, slice))
-            .collect();
+        let mut work: Vec<Task<'_>> = match &mut ids {
+            Ids::Uuids(uuids) => split_at_sizes(uuids, &sizes)
+                .into_iter()
+                .zip(id_chunks)
+                .map(|(slice, bytes)| Task::Uuids(bytes, slice))
+                .collect(),
+            Ids::Texts(texts) => split_at_sizes(texts, &sizes)
+                .into_iter()
+                .zip(id_chunks)
+                .map(|(slice, bytes)| Task::IdTexts(bytes, slice))
+                .collect(),
+        };
         for (_, target, chunks) in columns.iter_mut() {
             work.extend(tasks(target, chunks, &sizes));
         }
@@ -555,6 +590,11 @@ pub(super) fn decode(
                 .try_for_each(|w| w.join().map_err(|_| "decoding panicked".to_owned())?)
         })?;
     }
+    tracing::debug!(
+        allocated_ms,
+        filled_ms = started.elapsed().as_millis() as u64,
+        "column snapshot decoded"
+    );
     if let Some((key, ..)) = columns.iter().find(|(_, data, _)| match data {
         ColumnData::Dict { codes, values } => {
             codes.iter().flatten().any(|c| *c as usize >= values.len())

@@ -10,6 +10,9 @@
 //! entity from its snapshot and then only the records changed after the snapshot's cursor.
 
 mod codec;
+mod ids;
+
+pub(crate) use ids::Ids;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -91,13 +94,14 @@ struct Entry {
     cursor: ChangeCursor,
     /// Names the entry's data: equal generations, equal rows and values (see [`next_generation`]).
     generation: u64,
-    ids: Vec<String>,
+    ids: Ids,
     /// `ids[..sorted]` are in id order (as loaded); rows added since are indexed in `appended`. A
     /// full map of ten million ids would cost seconds on every cold load.
     sorted: usize,
     appended: HashMap<String, usize>,
     live: Vec<bool>,
-    columns: HashMap<(String, ColumnType), ColumnData>,
+    /// Shared with the datasets handed to reports (copied on write only while one still runs).
+    columns: HashMap<(String, ColumnType), Arc<ColumnData>>,
     snapshot: SnapshotState,
 }
 
@@ -208,9 +212,8 @@ fn put(
 impl Entry {
     /// The row of record `id`, if it has one.
     fn row_of(&self, id: &str) -> Option<usize> {
-        self.ids[..self.sorted]
-            .binary_search_by(|probe| probe.as_str().cmp(id))
-            .ok()
+        self.ids
+            .search(self.sorted, id)
             .or_else(|| self.appended.get(id).copied())
     }
 
@@ -260,6 +263,7 @@ impl Entry {
         if snapshot.head.app_version != version || snapshot.head.format != codec::FORMAT {
             return Ok(false);
         }
+        let read_ms = started.elapsed().as_millis() as u64;
         let rows = usize::try_from(snapshot.head.rows)
             .map_err(|_| RuntimeError::Internal("column snapshot: negative row count".into()))?;
         let wanted = wanted.to_vec();
@@ -268,7 +272,8 @@ impl Entry {
                 .await
                 .map_err(|e| RuntimeError::Internal(format!("column snapshot: {e}")))?
                 .map_err(|e| RuntimeError::Internal(format!("column snapshot: {e}")))?;
-        if !ids.windows(2).all(|pair| pair[0] < pair[1]) {
+        let decoded_ms = started.elapsed().as_millis() as u64;
+        if !ids.strictly_increasing() {
             return Err(RuntimeError::Internal(
                 "column snapshot: ids out of order".into(),
             ));
@@ -283,12 +288,17 @@ impl Entry {
             columns: columns.keys().cloned().collect(),
             ..SnapshotState::default()
         };
-        self.columns = columns;
+        self.columns = columns
+            .into_iter()
+            .map(|(key, data)| (key, Arc::new(data)))
+            .collect();
         self.loaded = true;
         tracing::debug!(
             app,
             entity = entity_uid,
             rows,
+            read_ms,
+            decoded_ms,
             ms = started.elapsed().as_millis() as u64,
             "columns loaded from the snapshot"
         );
@@ -329,12 +339,17 @@ impl Entry {
                 .collect();
         }
         self.live = vec![true; loaded.ids.len()];
-        self.ids = loaded.ids;
+        self.ids = Ids::from_texts(loaded.ids);
         self.generation = next_generation();
         self.columns = wanted
             .iter()
             .cloned()
-            .zip(loaded.columns.into_iter().map(column_data))
+            .zip(
+                loaded
+                    .columns
+                    .into_iter()
+                    .map(|values| Arc::new(column_data(values))),
+            )
             .collect();
         // Whatever snapshot there is predates this load.
         self.snapshot.columns.clear();
@@ -362,12 +377,12 @@ impl Entry {
         let mut appended: Vec<usize> = (self.sorted..self.ids.len())
             .filter(|&i| self.live[i])
             .collect();
-        appended.sort_by(|&a, &b| self.ids[a].cmp(&self.ids[b]));
+        appended.sort_by(|&a, &b| self.ids.cmp_rows(a, b));
         let mut order = Vec::with_capacity(self.ids.len());
         let mut tail = appended.into_iter().peekable();
         for i in (0..self.sorted).filter(|&i| self.live[i]) {
             while let Some(&next) = tail.peek() {
-                if self.ids[next] < self.ids[i] {
+                if self.ids.cmp_rows(next, i).is_lt() {
                     order.push(next);
                     tail.next();
                 } else {
@@ -413,13 +428,13 @@ impl Entry {
                     .enumerate()
                     .map(|(i, id)| (id.as_str(), i))
                     .collect();
-                self.ids
-                    .iter()
-                    .map(|id| at.get(id.as_str()).copied())
+                (0..self.ids.len())
+                    .map(|row| at.get(self.ids.get(row).as_ref()).copied())
                     .collect()
             };
             for (key, values) in missing.into_iter().zip(loaded.columns) {
-                self.columns.insert(key, column_data(values).take(&rows));
+                self.columns
+                    .insert(key, Arc::new(column_data(values).take(&rows)));
             }
         }
         let (changed, next) = store.record_changes(app, entity_uid, self.cursor).await?;
@@ -462,11 +477,11 @@ impl Entry {
                                 keys.iter().zip(&fresh_columns).zip(dictionaries.iter_mut())
                             {
                                 if let Some(column) = self.columns.get_mut(key) {
-                                    put(column, to, value, from, dictionary);
+                                    put(Arc::make_mut(column), to, value, from, dictionary);
                                 }
                             }
                             if slot.is_none() {
-                                self.ids.push(id.clone());
+                                self.ids.push(id);
                                 self.appended.insert(id.clone(), to);
                                 self.live.push(true);
                             } else {
@@ -488,16 +503,18 @@ impl Entry {
 /// Read access to one entity's cached columns (current as of the call), without copying them.
 pub(crate) struct EntryView<'a> {
     /// Record ids, one per row.
-    pub ids: &'a [String],
+    pub ids: &'a Ids,
     /// Whether each row is still a live record.
     pub live: &'a [bool],
-    columns: &'a HashMap<(String, ColumnType), ColumnData>,
+    columns: &'a HashMap<(String, ColumnType), Arc<ColumnData>>,
 }
 
 impl EntryView<'_> {
     /// A column the call asked for.
     pub(crate) fn column(&self, uid: &str, column: ColumnType) -> Option<&ColumnData> {
-        self.columns.get(&(uid.to_owned(), column))
+        self.columns
+            .get(&(uid.to_owned(), column))
+            .map(|data| data.as_ref())
     }
 }
 
@@ -714,18 +731,32 @@ impl ColumnCache {
         let by_uid: HashMap<&str, &ColumnData> = entry
             .columns
             .iter()
-            .map(|((uid, _), data)| (uid.as_str(), data))
+            .map(|((uid, _), data)| (uid.as_str(), data.as_ref()))
             .collect();
         let lookup = |uid: &str| by_uid.get(uid).copied();
-        let matches = trellis_report::filter::mask(filter, &lookup, entry.ids.len());
-        let every_row = entry.live.iter().all(|l| *l) && matches.iter().all(|m| *m);
-        let rows: Vec<usize> = (0..entry.ids.len())
-            .filter(|&i| entry.live[i] && matches[i])
-            .collect();
+        // No filter: no mask of every row to build and test.
+        let matches = (!matches!(filter, CheckedFilter::All))
+            .then(|| trellis_report::filter::mask(filter, &lookup, entry.ids.len()));
+        let every_row =
+            entry.live.iter().all(|l| *l) && matches.as_ref().is_none_or(|m| m.iter().all(|m| *m));
+        // Rows are listed only when some are left out or their ids are wanted.
+        let rows: Vec<usize> = if every_row && !with_ids {
+            Vec::new()
+        } else {
+            (0..entry.ids.len())
+                .filter(|&i| entry.live[i] && matches.as_ref().is_none_or(|m| m[i]))
+                .collect()
+        };
         let mut dataset = Dataset {
-            rows: rows.len(),
+            rows: if every_row {
+                entry.ids.len()
+            } else {
+                rows.len()
+            },
             ids: if with_ids {
-                rows.iter().map(|&i| entry.ids[i].clone()).collect()
+                rows.iter()
+                    .map(|&i| entry.ids.get(i).into_owned())
+                    .collect()
             } else {
                 Vec::new()
             },
@@ -739,9 +770,9 @@ impl ColumnCache {
         for (name, uid, column) in fields {
             if let Some(data) = entry.columns.get(&(uid.clone(), *column)) {
                 let data = if every_row {
-                    data.clone()
+                    Arc::clone(data)
                 } else {
-                    data.take(&picks)
+                    Arc::new(data.take(&picks))
                 };
                 dataset.columns.insert(name.clone(), data);
             }

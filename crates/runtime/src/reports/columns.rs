@@ -63,7 +63,9 @@ impl Runtime {
             columns: Default::default(),
         };
         for (name, values) in names.iter().zip(loaded_columns.columns) {
-            dataset.columns.insert(name.clone(), column_data(values));
+            dataset
+                .columns
+                .insert(name.clone(), std::sync::Arc::new(column_data(values)));
         }
         Ok(dataset)
     }
@@ -146,7 +148,7 @@ impl Runtime {
                 if let Some(values) = targets.columns.remove(&field.name) {
                     dataset
                         .columns
-                        .insert(field.name.clone(), values.take(&rows));
+                        .insert(field.name.clone(), std::sync::Arc::new(values.take(&rows)));
                 }
             }
         }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use trellis_form::{FieldIssue, check_filter};
 use trellis_model::{Action, CheckedFilter};
-use trellis_report::{ColumnData, ColumnType, CompiledReport, ReportOutput, RunInput};
+use trellis_report::{ColumnType, CompiledReport, ReportOutput, RunInput};
 use trellis_store::{ColumnKind, ColumnRequest};
 
 mod columns;
@@ -396,7 +396,7 @@ impl Runtime {
             if let Some(states) = dataset
                 .columns
                 .get(&funnel.state_field)
-                .and_then(ColumnData::texts)
+                .and_then(|column| column.texts())
             {
                 for (id, state) in dataset.ids.iter().zip(states) {
                     if let Some(state) = state {

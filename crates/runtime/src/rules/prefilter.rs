@@ -164,18 +164,19 @@ impl Runtime {
             let mut candidates = Vec::new();
             let mut ruled_out = Vec::new();
             let mut live = 0;
-            for (row, id) in view.ids.iter().enumerate() {
-                if !view.live[row] {
+            let after = after.map(|a| view.ids.comparer(a));
+            for (row, is_live) in view.live.iter().enumerate() {
+                if !is_live {
                     continue;
                 }
                 live += 1;
-                if after.is_some_and(|a| id.as_str() <= a) || !selected(row) {
+                if after.as_ref().is_some_and(|after| after(row).is_le()) || !selected(row) {
                     continue;
                 }
                 if unmatched[row] {
                     ruled_out.push(row);
                 } else {
-                    candidates.push(id.clone());
+                    candidates.push(view.ids.get(row).into_owned());
                 }
             }
             candidates.sort_unstable();
@@ -185,10 +186,13 @@ impl Runtime {
                 .filter_map(|chunk| chunk.last().map(String::as_str))
                 .collect();
             let mut per_page = vec![0i64; ends.len() + 1];
-            for row in ruled_out {
-                let id = view.ids[row].as_str();
-                per_page[ends.partition_point(|end| *end < id)] += 1;
+            {
+                let page_of = view.ids.count_below(&ends);
+                for row in ruled_out {
+                    per_page[page_of(row)] += 1;
+                }
             }
+            drop(ends);
             Some(Prefiltered {
                 candidates,
                 ruled_out: per_page,
