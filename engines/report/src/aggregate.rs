@@ -6,20 +6,19 @@ use std::collections::HashMap;
 
 use serde_json::{Value, json};
 
-use crate::buckets::{
-    bucket_after, bucket_label, bucket_starts, date_text, datetime_text, day_of_millis,
-};
+use crate::buckets::{bucket_after, bucket_label, date_text, datetime_text};
 use crate::compile::{CompiledReport, FieldUse};
 use crate::data::{ColumnData, ColumnType, MONEY_SCALE};
 use crate::definition::{Analysis, ChartKind, DateBucket, Dimension, Measure, MeasureOp};
 use crate::frame::Key;
 use crate::grouping::{Aggregation, group};
+use crate::key_columns::{decode, key_column, top_positions};
 use crate::output::{self, OutputColumn, OutputType, ReportOutput};
 use crate::{ReportError, RunInput};
 
 /// How a dimension groups its field.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Grouping {
+pub(crate) enum Grouping {
     Plain,
     Bucket(DateBucket),
     Bin(f64),
@@ -411,75 +410,6 @@ fn shape(
         drill_cells,
         records: input.dataset.len(),
     })
-}
-
-/// The grouping key of every record for one dimension.
-fn key_column(data: &ColumnData, grouping: Grouping) -> std::borrow::Cow<'_, ColumnData> {
-    use std::borrow::Cow;
-    match (grouping, data) {
-        (Grouping::Bucket(bucket), ColumnData::Date(days)) => Cow::Owned(ColumnData::Date(
-            bucket_starts(days.iter().copied(), bucket),
-        )),
-        (Grouping::Bucket(bucket), ColumnData::DateTime(millis)) => Cow::Owned(ColumnData::Date(
-            bucket_starts(millis.iter().map(|m| m.map(day_of_millis)), bucket),
-        )),
-        (Grouping::Bin(width), ColumnData::Int(values)) => Cow::Owned(ColumnData::Int(
-            values
-                .iter()
-                .map(|v| v.map(|v| (v as f64 / width).floor() as i64))
-                .collect(),
-        )),
-        (Grouping::Bin(width), ColumnData::Float(values)) => Cow::Owned(ColumnData::Int(
-            values
-                .iter()
-                .map(|v| v.map(|v| (v / width).floor() as i64))
-                .collect(),
-        )),
-        (_, other) => Cow::Borrowed(other),
-    }
-}
-
-/// Each row's place among the kept top-N keys of the first dimension (−1: "others"); dictionary
-/// codes through a table, other keys compared one by one.
-fn top_positions(keys: &ColumnData, kept: &[Key], rows: usize) -> Vec<Option<i64>> {
-    let place = |key: &Key| kept.iter().position(|k| k == key).map_or(-1, |p| p as i64);
-    if let ColumnData::Dict { codes, values } = keys {
-        let table: Vec<i64> = (0..values.len())
-            .map(|code| place(&Key::Int(code as i64)))
-            .collect();
-        let missing = place(&Key::Null);
-        return codes
-            .iter()
-            .map(|code| {
-                Some(code.map_or(missing, |c| table.get(c as usize).copied().unwrap_or(-1)))
-            })
-            .collect();
-    }
-    (0..rows)
-        .map(|row| Some(place(&key_at(keys, row))))
-        .collect()
-}
-
-/// A dictionary code back to its text.
-fn decode(key: &mut Key, dictionary: &Option<&Vec<String>>) {
-    if let (Some(values), Key::Int(code)) = (dictionary, &*key) {
-        *key = values
-            .get(*code as usize)
-            .map_or(Key::Null, |v| Key::Text(v.clone()));
-    }
-}
-
-/// The key of record `row` in a key column (as polars would return it).
-fn key_at(data: &ColumnData, row: usize) -> Key {
-    let key = match data {
-        ColumnData::Int(v) | ColumnData::Money(v) | ColumnData::DateTime(v) => v[row].map(Key::Int),
-        ColumnData::Float(v) => v[row].map(Key::Float),
-        ColumnData::Bool(v) => v[row].map(Key::Bool),
-        ColumnData::Text(v) => v[row].clone().map(Key::Text),
-        ColumnData::Dict { codes, .. } => codes[row].map(|c| Key::Int(c.into())),
-        ColumnData::Date(v) => v[row].map(|d| Key::Int(d.into())),
-    };
-    key.unwrap_or(Key::Null)
 }
 
 /// Polars' raw aggregate in the unit people read (money in currency units).

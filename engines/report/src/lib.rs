@@ -25,6 +25,7 @@ pub mod definition;
 pub mod filter;
 mod frame;
 mod grouping;
+mod key_columns;
 pub mod output;
 mod rfm;
 mod transitions;
