@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use trellis_model::CheckedFilter;
 use trellis_report::{ColumnData, ColumnType, Dataset};
-use trellis_store::{ChangeCursor, ColumnKind, ColumnRequest, ColumnValues, Store};
+use trellis_store::{ChangeCursor, ColumnRequest, ColumnValues, Store};
 
 use crate::RuntimeError;
 
@@ -116,16 +116,15 @@ struct SnapshotState {
     writing: bool,
 }
 
-fn kind_of(column: ColumnType) -> ColumnKind {
-    match column {
-        ColumnType::Int => ColumnKind::Int,
-        ColumnType::Float => ColumnKind::Float,
-        ColumnType::Money => ColumnKind::Money,
-        ColumnType::Bool => ColumnKind::Bool,
-        ColumnType::Text => ColumnKind::Text,
-        ColumnType::Date => ColumnKind::Date,
-        ColumnType::DateTime => ColumnKind::DateTime,
-    }
+/// What the store loads for `columns`.
+fn requests(columns: &[(String, ColumnType)]) -> Vec<ColumnRequest> {
+    columns
+        .iter()
+        .map(|(uid, column)| ColumnRequest {
+            uid: uid.clone(),
+            kind: crate::reports::column_kind(*column),
+        })
+        .collect()
 }
 
 pub(crate) fn column_data(values: ColumnValues) -> ColumnData {
@@ -314,13 +313,7 @@ impl Entry {
         wanted: &[(String, ColumnType)],
     ) -> Result<(), RuntimeError> {
         self.cursor = store.change_cursor().await?;
-        let requests: Vec<ColumnRequest> = wanted
-            .iter()
-            .map(|(uid, column)| ColumnRequest {
-                uid: uid.clone(),
-                kind: kind_of(*column),
-            })
-            .collect();
+        let requests = requests(wanted);
         let loaded = store
             .load_columns(app, entity_uid, &requests, &CheckedFilter::All)
             .await?;
@@ -411,13 +404,7 @@ impl Entry {
         if !missing.is_empty() {
             // Load the new columns for every live record, aligned to the cached rows; rows that
             // changed meanwhile are reloaded whole by the change-log pass below.
-            let requests: Vec<ColumnRequest> = missing
-                .iter()
-                .map(|(uid, column)| ColumnRequest {
-                    uid: uid.clone(),
-                    kind: kind_of(*column),
-                })
-                .collect();
+            let requests = requests(&missing);
             let loaded = store
                 .load_columns(app, entity_uid, &requests, &CheckedFilter::All)
                 .await?;
@@ -449,13 +436,7 @@ impl Entry {
             let mut dictionaries: Vec<HashMap<String, u32>> = Vec::new();
             let keys: Vec<(String, ColumnType)> = self.columns.keys().cloned().collect();
             dictionaries.resize_with(keys.len(), HashMap::new);
-            let requests: Vec<ColumnRequest> = keys
-                .iter()
-                .map(|(uid, column)| ColumnRequest {
-                    uid: uid.clone(),
-                    kind: kind_of(*column),
-                })
-                .collect();
+            let requests = requests(&keys);
             for chunk in changed.chunks(10_000) {
                 let fresh = store
                     .load_columns_of(app, entity_uid, &requests, chunk)

@@ -75,7 +75,7 @@ fn invalid(
     }
 }
 
-fn column_kind(column: ColumnType) -> ColumnKind {
+pub(crate) fn column_kind(column: ColumnType) -> ColumnKind {
     match column {
         ColumnType::Int => ColumnKind::Int,
         ColumnType::Float => ColumnKind::Float,
