@@ -67,6 +67,20 @@ fn bundle() -> Value {
                 "top": {"n": 7, "by": "revenue"}, "sort": [{"by": "revenue", "descending": true}]}}),
         ),
         report(
+            "top_one_dimension",
+            json!({"aggregate": {"dimensions": [{"field": "customer"}],
+                "measures": [{"id": "revenue", "op": "sum", "field": "total"}, {"id": "sales", "op": "count"},
+                    {"id": "biggest", "op": "max", "field": "total"}, {"id": "first", "op": "min", "field": "day"},
+                    {"id": "share", "op": "share", "of": ["revenue"]}],
+                "top": {"n": 12, "by": "revenue"}, "sort": [{"by": "revenue", "descending": true}]}}),
+        ),
+        report(
+            "top_without_others",
+            json!({"aggregate": {"dimensions": [{"field": "region"}],
+                "measures": [{"id": "sales", "op": "count"}, {"id": "median_qty", "op": "median", "field": "qty"}],
+                "top": {"n": 3, "by": "sales", "others": false}}}),
+        ),
+        report(
             "pivot",
             json!({"aggregate": {"dimensions": [{"field": "region"}, {"field": "channel"}],
                 "measures": [{"id": "sales", "op": "count"}], "pivot": "channel"}}),
@@ -97,6 +111,8 @@ fn bundle() -> Value {
                 json!([{"id": "median_qty", "op": "median", "field": "qty"},
                     {"id": "p90", "op": "percentile", "field": "total", "p": 0.9},
                     {"id": "p25", "op": "percentile", "field": "qty", "p": 0.25},
+                    {"id": "lowest", "op": "percentile", "field": "total", "p": 0.0},
+                    {"id": "highest", "op": "percentile", "field": "total", "p": 1.0},
                     {"id": "sales", "op": "count"}]),
             ),
         ),
@@ -236,7 +252,7 @@ fn dense_grouping_gives_what_polars_gives() {
         ..Default::default()
     };
     let (fastest, polars) = (input(Grouper::Fastest), input(Grouper::Polars));
-    assert_eq!(reports.len(), 11);
+    assert_eq!(reports.len(), 13);
     for (id, report) in &reports {
         let dense = trellis_report::run(report, &fastest).unwrap();
         let reference = trellis_report::run(report, &polars).unwrap();
@@ -261,6 +277,37 @@ fn dense_grouping_gives_what_polars_gives() {
             .as_str()
             .map(|r| r.trim_start_matches("region ").parse::<u32>().unwrap());
         assert_eq!(sales, by_region[&code], "{row:?}");
+    }
+    // The median quantity of the three regions with most sales, by sorting: polars' linear interpolation.
+    let ColumnData::Int(quantities) = &*data.columns["qty"] else {
+        unreachable!()
+    };
+    let mut per_region: BTreeMap<Option<u32>, Vec<i64>> = BTreeMap::new();
+    for (code, qty) in codes.iter().zip(quantities) {
+        if let Some(qty) = qty {
+            per_region.entry(*code).or_default().push(*qty);
+        }
+    }
+    let basket = trellis_report::run(&reports["top_without_others"], &fastest).unwrap();
+    let median_column = basket
+        .columns
+        .iter()
+        .position(|c| c.name == "median_qty")
+        .unwrap();
+    assert_eq!(basket.rows.len(), 3);
+    for row in &basket.rows {
+        let code = row[0]
+            .as_str()
+            .map(|r| r.trim_start_matches("region ").parse::<u32>().unwrap());
+        let values = per_region.get_mut(&code).unwrap();
+        values.sort_unstable();
+        let middle = (values.len() - 1) as f64 / 2.0;
+        let (low, high) = (
+            values[middle.floor() as usize],
+            values[middle.ceil() as usize],
+        );
+        let median = low as f64 + (high - low) as f64 * (middle - middle.floor());
+        assert_eq!(row[median_column].as_f64().unwrap(), median, "{row:?}");
     }
     let ColumnData::Money(totals) = &*data.columns["total"] else {
         unreachable!()

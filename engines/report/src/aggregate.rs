@@ -12,8 +12,9 @@ use crate::data::{ColumnData, ColumnType, MONEY_SCALE};
 use crate::definition::{Analysis, ChartKind, DateBucket, Dimension, Measure, MeasureOp};
 use crate::frame::Key;
 use crate::grouping::{Aggregation, group};
-use crate::key_columns::{decode, key_column, top_positions};
+use crate::key_columns::{decode, key_column};
 use crate::output::{self, OutputColumn, OutputType, ReportOutput};
+use crate::top::group_top;
 use crate::{ReportError, RunInput};
 
 /// How a dimension groups its field.
@@ -148,50 +149,30 @@ pub(crate) fn run(report: &CompiledReport, input: &RunInput) -> Result<ReportOut
         .map(|&m| aggregation(m))
         .collect::<Result<_, _>>()?;
 
-    // Top-N: rank the first dimension's values, then regroup with the rest folded together (the
-    // first key column becomes each row's place among the kept values; `key_data` keeps the values).
-    let mut top_keys: Option<Vec<Key>> = None;
-    let mut places: Option<ColumnData> = None;
-    if let (Some(top), false) = (top, plans.is_empty()) {
-        let by = measures
-            .iter()
-            .position(|m| m.id == top.by)
-            .ok_or_else(|| ReportError::Engine(format!("unknown measure '{}'", top.by)))?;
-        let ranking = group(
-            &[&key_data[0]],
-            &[aggregation(by)?],
-            data.len(),
-            input.grouper,
-        )?;
-        let mut ranked: Vec<(Key, Option<f64>)> = ranking
-            .keys
-            .into_iter()
-            .next()
-            .unwrap_or_default()
-            .into_iter()
-            .zip(ranking.values.into_iter().next().unwrap_or_default())
-            .collect();
-        if ranked.len() > top.n {
-            ranked.sort_by(|a, b| {
-                b.1.unwrap_or(f64::NEG_INFINITY)
-                    .total_cmp(&a.1.unwrap_or(f64::NEG_INFINITY))
-                    .then_with(|| a.0.order(&b.0))
-            });
-            let kept: Vec<Key> = ranked.into_iter().take(top.n).map(|(k, _)| k).collect();
-            places = Some(ColumnData::Int(top_positions(
-                &key_data[0],
-                &kept,
+    // Top-N (`top.rs`): the first key of each group becomes its place among the kept values
+    // (−1: "others"); `key_data` keeps the values.
+    let key_refs: Vec<&ColumnData> = key_data.iter().map(|k| k.as_ref()).collect();
+    let (result, mut top_keys) = match (top, plans.is_empty()) {
+        (Some(top), false) => {
+            let by = measures
+                .iter()
+                .position(|m| m.id == top.by)
+                .ok_or_else(|| ReportError::Engine(format!("unknown measure '{}'", top.by)))?;
+            group_top(
+                &key_refs,
+                &aggregations,
+                &aggregation(by)?,
+                aggregated.iter().position(|&m| m == by),
+                top.n,
                 data.len(),
-            )));
-            top_keys = Some(kept);
+                input.grouper,
+            )?
         }
-    }
-
-    let mut key_refs: Vec<&ColumnData> = key_data.iter().map(|k| k.as_ref()).collect();
-    if let Some(places) = &places {
-        key_refs[0] = places;
-    }
-    let result = group(&key_refs, &aggregations, data.len(), input.grouper)?;
+        _ => (
+            group(&key_refs, &aggregations, data.len(), input.grouper)?,
+            None,
+        ),
+    };
 
     // Back to rows.
     let height = result.height;

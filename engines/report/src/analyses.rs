@@ -389,12 +389,24 @@ pub(crate) fn kpi(report: &CompiledReport, input: &RunInput) -> Result<ReportOut
     let current = bucket_start(input.as_of, *period);
     let previous = bucket_after(current, *period, -1);
     let next = bucket_after(current, *period, 1);
-    let period_of: Vec<Option<i32>> =
-        bucket_starts(days(data.column(date.as_str())?).into_iter(), *period)
-            .into_iter()
-            .map(|p| p.filter(|p| *p == current || *p == previous))
-            .collect();
-    let period_of = ColumnData::Date(period_of);
+    // Each row's period: true the current, false the previous, missing neither.
+    let period_of_day = |day: i32| {
+        if (current..next).contains(&day) {
+            Some(true)
+        } else if (previous..current).contains(&day) {
+            Some(false)
+        } else {
+            None
+        }
+    };
+    let period_of = ColumnData::Bool(match data.column(date.as_str())? {
+        ColumnData::Date(days) => days.iter().map(|d| d.and_then(period_of_day)).collect(),
+        ColumnData::DateTime(millis) => millis
+            .iter()
+            .map(|m| m.and_then(|m| period_of_day(day_of_millis(m))))
+            .collect(),
+        other => vec![None; other.len()],
+    });
     let aggregation = crate::grouping::Aggregation {
         op: measure.op,
         p: measure.p,
@@ -412,18 +424,18 @@ pub(crate) fn kpi(report: &CompiledReport, input: &RunInput) -> Result<ReportOut
         .is_some_and(|f| report.field(f.as_str()).column == ColumnType::Money)
         && !matches!(measure.op, MeasureOp::Count | MeasureOp::CountDistinct);
     let counting = matches!(measure.op, MeasureOp::Count | MeasureOp::CountDistinct);
-    let mut values: HashMap<i32, f64> = HashMap::new();
+    let mut values: HashMap<bool, f64> = HashMap::new();
     for (p, v) in aggregated.keys[0]
         .iter()
         .cloned()
         .zip(aggregated.values[0].iter().copied())
     {
-        if let (Key::Int(p), Some(v)) = (p, v) {
-            values.insert(p as i32, if money { v / MONEY_SCALE as f64 } else { v });
+        if let (Key::Bool(is_current), Some(v)) = (p, v) {
+            values.insert(is_current, if money { v / MONEY_SCALE as f64 } else { v });
         }
     }
-    let zero_if_counting = |p: i32| values.get(&p).copied().or(counting.then_some(0.0));
-    let (now, before) = (zero_if_counting(current), zero_if_counting(previous));
+    let zero_if_counting = |p: bool| values.get(&p).copied().or(counting.then_some(0.0));
+    let (now, before) = (zero_if_counting(true), zero_if_counting(false));
     // Counts stay whole numbers.
     let number = |v: Option<f64>| match v {
         Some(v) if counting => json!(v.round() as i64),

@@ -28,6 +28,7 @@ mod grouping;
 mod key_columns;
 pub mod output;
 mod rfm;
+mod top;
 mod transitions;
 
 pub use grouping::Grouper;
