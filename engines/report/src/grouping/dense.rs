@@ -199,6 +199,25 @@ fn count_present<T>(values: &[Option<T>], groups: &[usize], counts: &mut [u64]) 
     }
 }
 
+/// Count the present values per group and widen `range` (least, greatest) to them.
+fn count_and_range<T: Copy + Into<i64>>(
+    values: &[Option<T>],
+    groups: &[usize],
+    counts: &mut [u64],
+    range: &mut (i64, i64),
+) {
+    let (mut lo, mut hi) = *range;
+    for (group, value) in groups.iter().zip(values) {
+        if let Some(value) = value {
+            counts[*group] += 1;
+            let value: i64 = (*value).into();
+            lo = lo.min(value);
+            hi = hi.max(value);
+        }
+    }
+    *range = (lo, hi);
+}
+
 /// Count and fold (add, or keep the least or greatest) the present values per group.
 fn fold_values<T: Copy + Into<i64>>(
     values: &[Option<T>],
@@ -215,11 +234,13 @@ fn fold_values<T: Copy + Into<i64>>(
     }
 }
 
-/// One core's accumulators: rows per group, and per measure a count and a sum, minimum or maximum.
+/// One core's accumulators: rows per group, and per measure a count and a sum, minimum or maximum
+/// per group, and the least and greatest value of all (used by quantiles).
 pub(super) struct Partial {
     rows: Vec<u64>,
-    pub counts: Vec<Vec<u64>>,
+    counts: Vec<Vec<u64>>,
     totals: Vec<Vec<i128>>,
+    ranges: Vec<(i64, i64)>,
 }
 
 impl Partial {
@@ -237,6 +258,7 @@ impl Partial {
             rows: vec![0; groups],
             counts: measures.iter().map(|_| vec![0; groups]).collect(),
             totals,
+            ranges: vec![(i64::MAX, i64::MIN); measures.len()],
         }
     }
 
@@ -270,9 +292,10 @@ impl Partial {
                 return;
             }
             Accumulate::Quantile(values, _) => {
+                let range = &mut self.ranges[m];
                 match values {
-                    Wholes::Wide(v) => count_present(&v[rows], groups, counts),
-                    Wholes::Narrow(v) => count_present(&v[rows], groups, counts),
+                    Wholes::Wide(v) => count_and_range(&v[rows], groups, counts, range),
+                    Wholes::Narrow(v) => count_and_range(&v[rows], groups, counts, range),
                 }
                 return;
             }
@@ -293,6 +316,9 @@ impl Partial {
     fn merge(&mut self, other: Partial, measures: &[Accumulate]) {
         for (mine, theirs) in self.rows.iter_mut().zip(other.rows) {
             *mine += theirs;
+        }
+        for (mine, theirs) in self.ranges.iter_mut().zip(other.ranges) {
+            *mine = (mine.0.min(theirs.0), mine.1.max(theirs.1));
         }
         for (mine, theirs) in self.counts.iter_mut().zip(other.counts) {
             for (a, b) in mine.iter_mut().zip(theirs) {
@@ -397,7 +423,7 @@ pub(super) fn dense(
         total.merge(partial?, &measures);
     }
     let present_groups: Vec<usize> = (0..groups).filter(|&g| total.rows[g] > 0).collect();
-    let quantile_values = quantiles(&keys, &measures, &total.counts, rows)?;
+    let quantile_values = quantiles(&keys, &measures, &total.counts, &total.ranges, rows)?;
     let mut values = Vec::with_capacity(measures.len());
     for (m, measure) in measures.iter().enumerate() {
         let mut column = Vec::with_capacity(present_groups.len());

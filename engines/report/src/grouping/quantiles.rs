@@ -87,23 +87,6 @@ impl Histogram<'_> {
     }
 }
 
-/// The least and greatest value present, if any.
-fn range_of(values: Wholes) -> Option<(i64, i64)> {
-    fn each<T: Copy + Into<i64>>(values: &[Option<T>]) -> Option<(i64, i64)> {
-        let (mut lo, mut hi) = (i64::MAX, i64::MIN);
-        for value in values.iter().flatten() {
-            let value: i64 = (*value).into();
-            lo = lo.min(value);
-            hi = hi.max(value);
-        }
-        (lo <= hi).then_some((lo, hi))
-    }
-    match values {
-        Wholes::Wide(v) => each(v),
-        Wholes::Narrow(v) => each(v),
-    }
-}
-
 /// Where a rank falls: its bucket and its place among that bucket's values.
 #[derive(Clone, Copy)]
 struct Place {
@@ -156,11 +139,12 @@ fn add_counts(mine: &mut [Vec<u32>], theirs: Vec<Vec<u32>>) {
 }
 
 /// Each quantile measure's value per group (`None` for the other measures); `counts[m][g]` is the
-/// number of values of measure `m` in group `g`.
+/// number of values of measure `m` in group `g`, `ranges[m]` their least and greatest.
 pub(super) fn quantiles(
     keys: &DenseKeys,
     measures: &[Accumulate],
     counts: &[Vec<u64>],
+    ranges: &[(i64, i64)],
     rows: usize,
 ) -> Option<Vec<Option<Vec<Option<f64>>>>> {
     let groups = keys.groups;
@@ -169,7 +153,10 @@ pub(super) fn quantiles(
         let Accumulate::Quantile(values, p) = *accumulate else {
             continue;
         };
-        let (lo, hi) = range_of(values).unwrap_or((0, 0));
+        let (lo, hi) = match ranges[measure] {
+            (lo, hi) if lo <= hi => (lo, hi),
+            _ => (0, 0),
+        };
         let width = (i128::from(hi) - i128::from(lo)) as u128;
         let width_bits = 128 - width.leading_zeros();
         let budget_bits = (MAX_HISTOGRAM / groups.max(1))
