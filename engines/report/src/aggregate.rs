@@ -12,7 +12,7 @@ use crate::data::{ColumnData, ColumnType, MONEY_SCALE};
 use crate::definition::{Analysis, ChartKind, DateBucket, Dimension, Measure, MeasureOp};
 use crate::frame::Key;
 use crate::grouping::{Aggregation, group};
-use crate::key_columns::{decode, key_column};
+use crate::key_columns::{KeyColumn, decode, key_column};
 use crate::output::{self, OutputColumn, OutputType, ReportOutput};
 use crate::top::group_top;
 use crate::{ReportError, RunInput};
@@ -123,12 +123,23 @@ pub(crate) fn run(report: &CompiledReport, input: &RunInput) -> Result<ReportOut
     let plans = plan(report, dimensions);
 
     // Key columns (bucketed or binned where the dimension says so) and measure inputs.
-    let mut key_data: Vec<std::borrow::Cow<ColumnData>> = Vec::new();
+    // Numeric bins are computed here; calendar buckets while grouping (`KeyColumn`).
+    let mut binned: Vec<Option<ColumnData>> = Vec::new();
     for plan in &plans {
-        key_data.push(key_column(
-            data.column(plan.field.name.as_str())?,
-            plan.grouping,
-        ));
+        let column = data.column(plan.field.name.as_str())?;
+        binned.push(match plan.grouping {
+            Grouping::Bin(_) => Some(key_column(column, plan.grouping).into_owned()),
+            _ => None,
+        });
+    }
+    let mut key_data: Vec<KeyColumn> = Vec::new();
+    for (plan, binned) in plans.iter().zip(&binned) {
+        let column = data.column(plan.field.name.as_str())?;
+        key_data.push(match (plan.grouping, binned) {
+            (_, Some(binned)) => KeyColumn::Values(binned),
+            (Grouping::Bucket(bucket), None) => KeyColumn::DayBuckets(column, bucket),
+            _ => KeyColumn::Values(column),
+        });
     }
     let aggregated: Vec<usize> = (0..measures.len())
         .filter(|&m| !measures[m].op.is_derived())
@@ -151,7 +162,6 @@ pub(crate) fn run(report: &CompiledReport, input: &RunInput) -> Result<ReportOut
 
     // Top-N (`top.rs`): the first key of each group becomes its place among the kept values
     // (−1: "others"); `key_data` keeps the values.
-    let key_refs: Vec<&ColumnData> = key_data.iter().map(|k| k.as_ref()).collect();
     let (result, mut top_keys) = match (top, plans.is_empty()) {
         (Some(top), false) => {
             let by = measures
@@ -159,7 +169,7 @@ pub(crate) fn run(report: &CompiledReport, input: &RunInput) -> Result<ReportOut
                 .position(|m| m.id == top.by)
                 .ok_or_else(|| ReportError::Engine(format!("unknown measure '{}'", top.by)))?;
             group_top(
-                &key_refs,
+                &key_data,
                 &aggregations,
                 &aggregation(by)?,
                 aggregated.iter().position(|&m| m == by),
@@ -169,7 +179,7 @@ pub(crate) fn run(report: &CompiledReport, input: &RunInput) -> Result<ReportOut
             )?
         }
         _ => (
-            group(&key_refs, &aggregations, data.len(), input.grouper)?,
+            group(&key_data, &aggregations, data.len(), input.grouper)?,
             None,
         ),
     };
@@ -189,8 +199,8 @@ pub(crate) fn run(report: &CompiledReport, input: &RunInput) -> Result<ReportOut
     // Dictionary-coded text dimensions come back as codes; decode them (and the kept top-N keys).
     let dictionaries: Vec<Option<&Vec<String>>> = key_data
         .iter()
-        .map(|data| match data.as_ref() {
-            ColumnData::Dict { values, .. } => Some(values),
+        .map(|data| match data {
+            KeyColumn::Values(ColumnData::Dict { values, .. }) => Some(values),
             _ => None,
         })
         .collect();

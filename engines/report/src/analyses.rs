@@ -416,8 +416,12 @@ pub(crate) fn kpi(report: &CompiledReport, input: &RunInput) -> Result<ReportOut
         },
     };
     // Rows of neither period form the missing-period group, which is left out below.
-    let aggregated =
-        crate::grouping::group(&[&period_of], &[aggregation], data.len(), input.grouper)?;
+    let aggregated = crate::grouping::group(
+        &[crate::key_columns::KeyColumn::Values(&period_of)],
+        &[aggregation],
+        data.len(),
+        input.grouper,
+    )?;
     let money = measure
         .field
         .as_ref()

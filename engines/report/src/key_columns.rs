@@ -6,7 +6,27 @@ use std::borrow::Cow;
 use crate::aggregate::Grouping;
 use crate::buckets::{bucket_starts, day_of_millis};
 use crate::data::ColumnData;
+use crate::definition::DateBucket;
 use crate::frame::Key;
+
+/// A dimension's grouping key for every record: a column as it is, or a date column's calendar
+/// buckets — which dense grouping computes through a per-day table while grouping, so the bucket
+/// of every record is only written out when polars or a top-N's places need it.
+#[derive(Clone, Copy)]
+pub(crate) enum KeyColumn<'a> {
+    Values(&'a ColumnData),
+    DayBuckets(&'a ColumnData, DateBucket),
+}
+
+impl<'a> KeyColumn<'a> {
+    /// The key of every record as a column.
+    pub fn materialize(&self) -> Cow<'a, ColumnData> {
+        match *self {
+            Self::Values(data) => Cow::Borrowed(data),
+            Self::DayBuckets(data, bucket) => key_column(data, Grouping::Bucket(bucket)),
+        }
+    }
+}
 
 /// The grouping key of every record for one dimension.
 pub(crate) fn key_column(data: &ColumnData, grouping: Grouping) -> Cow<'_, ColumnData> {

@@ -12,7 +12,7 @@ use crate::data::ColumnData;
 use crate::definition::MeasureOp;
 use crate::frame::Key;
 use crate::grouping::{Aggregation, Grouped, Grouper, group};
-use crate::key_columns::top_positions;
+use crate::key_columns::{KeyColumn, top_positions};
 
 /// The largest total the fold adds in floating point and still gets exactly.
 const EXACT_TOTAL: f64 = 9_007_199_254_740_992.0;
@@ -21,7 +21,7 @@ const EXACT_TOTAL: f64 = 9_007_199_254_740_992.0;
 /// there were no more than `n` values, so nothing was folded). The grouped first key is each
 /// group's place among the kept keys, −1 for "others".
 pub(crate) fn group_top(
-    keys: &[&ColumnData],
+    keys: &[KeyColumn],
     aggregations: &[Aggregation],
     ranking: &Aggregation,
     ranking_position: Option<usize>,
@@ -56,9 +56,9 @@ pub(crate) fn group_top(
         .iter()
         .map(|&g| ranking_groups.keys[0][g].clone())
         .collect();
-    let places = ColumnData::Int(top_positions(keys[0], &kept, rows));
+    let places = ColumnData::Int(top_positions(&keys[0].materialize(), &kept, rows));
     let mut regrouped_keys = keys.to_vec();
-    regrouped_keys[0] = &places;
+    regrouped_keys[0] = KeyColumn::Values(&places);
     Ok((
         group(&regrouped_keys, aggregations, rows, grouper)?,
         Some(kept),

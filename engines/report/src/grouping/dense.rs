@@ -10,9 +10,11 @@ use std::ops::Range;
 
 use super::quantiles::quantiles;
 use super::{Aggregation, Grouped};
+use crate::buckets::bucket_start;
 use crate::data::ColumnData;
-use crate::definition::MeasureOp;
+use crate::definition::{DateBucket, MeasureOp};
 use crate::frame::Key;
+use crate::key_columns::KeyColumn;
 
 /// Groups beyond which the dense arrays are not worth it.
 const MAX_GROUPS: usize = 1 << 20;
@@ -33,6 +35,14 @@ pub(super) enum DenseKey<'a> {
     Wholes(&'a [Option<i64>], i64, usize),
     /// false, true, missing.
     Bools(&'a [Option<bool>]),
+    /// Calendar buckets of days from `lo` through a per-day table of bucket indexes, `starts`
+    /// holding each bucket's first day; missing is the last index.
+    DayTable {
+        days: &'a [Option<i32>],
+        lo: i32,
+        table: Vec<u32>,
+        starts: Vec<i32>,
+    },
 }
 
 impl<'a> DenseKey<'a> {
@@ -62,8 +72,39 @@ impl<'a> DenseKey<'a> {
         }
     }
 
+    /// Calendar buckets of `days` (spanning at most ~270 years, else `None`).
+    fn day_buckets(days: &'a [Option<i32>], bucket: DateBucket) -> Option<Self> {
+        let (mut lo, mut hi) = (i32::MAX, i32::MIN);
+        for day in days.iter().flatten() {
+            lo = lo.min(*day);
+            hi = hi.max(*day);
+        }
+        if lo > hi {
+            (lo, hi) = (0, -1);
+        }
+        if i64::from(hi) - i64::from(lo) > 100_000 {
+            return None;
+        }
+        let mut table = Vec::with_capacity((hi - lo + 1).max(0) as usize);
+        let mut starts: Vec<i32> = Vec::new();
+        for day in lo..=hi {
+            let start = bucket_start(day, bucket);
+            if starts.last() != Some(&start) {
+                starts.push(start);
+            }
+            table.push((starts.len() - 1) as u32);
+        }
+        Some(Self::DayTable {
+            days,
+            lo,
+            table,
+            starts,
+        })
+    }
+
     fn cardinality(&self) -> usize {
         match self {
+            Self::DayTable { starts, .. } => starts.len() + 1,
             Self::Codes(_, len) => *len as usize + 1,
             Self::Days(_, _, width) | Self::Wholes(_, _, width) => width + 1,
             Self::Bools(_) => 3,
@@ -107,6 +148,18 @@ impl<'a> DenseKey<'a> {
                 }
                 true
             }
+            Self::DayTable {
+                days,
+                lo,
+                table,
+                starts,
+            } => {
+                let missing = starts.len();
+                for (o, day) in out.iter_mut().zip(&days[rows]) {
+                    *o += day.map_or(missing, |d| table[(d - lo) as usize] as usize) * stride;
+                }
+                true
+            }
         }
     }
 
@@ -117,6 +170,9 @@ impl<'a> DenseKey<'a> {
             Self::Days(_, lo, width) if index < *width => Key::Int(i64::from(*lo) + index as i64),
             Self::Wholes(_, lo, width) if index < *width => Key::Int(lo.wrapping_add(index as i64)),
             Self::Bools(_) if index < 2 => Key::Bool(index == 1),
+            Self::DayTable { starts, .. } if index < starts.len() => {
+                Key::Int(i64::from(starts[index]))
+            }
             _ => Key::Null,
         }
     }
@@ -384,7 +440,7 @@ pub(super) fn for_each_block(
 
 /// Group and aggregate densely; `None` when the keys or measures do not allow it.
 pub(super) fn dense(
-    key_columns: &[&ColumnData],
+    key_columns: &[KeyColumn],
     aggregations: &[Aggregation],
     rows: usize,
 ) -> Option<Grouped> {
@@ -395,9 +451,26 @@ pub(super) fn dense(
         .iter()
         .map(Accumulate::of)
         .collect::<Option<_>>()?;
+    // Calendar buckets of dates go through a per-day table; of anything else (date-times) they
+    // are written out first.
+    let written: Vec<Option<ColumnData>> = key_columns
+        .iter()
+        .map(|key| match key {
+            KeyColumn::Values(_) | KeyColumn::DayBuckets(ColumnData::Date(_), _) => None,
+            other => Some(other.materialize().into_owned()),
+        })
+        .collect();
     let keys: Vec<DenseKey> = key_columns
         .iter()
-        .map(|k| DenseKey::of(k))
+        .zip(&written)
+        .map(|(key, written)| match (key, written) {
+            (_, Some(data)) => DenseKey::of(data),
+            (KeyColumn::Values(data), None) => DenseKey::of(data),
+            (KeyColumn::DayBuckets(ColumnData::Date(days), bucket), None) => {
+                DenseKey::day_buckets(days, *bucket)
+            }
+            (KeyColumn::DayBuckets(..), None) => None,
+        })
         .collect::<Option<_>>()?;
     let mut groups = 1usize;
     let mut strides = Vec::with_capacity(keys.len());

@@ -21,6 +21,7 @@ use crate::ReportError;
 use crate::data::ColumnData;
 use crate::definition::MeasureOp;
 use crate::frame::{self, Key};
+use crate::key_columns::KeyColumn;
 
 mod dense;
 mod quantiles;
@@ -54,7 +55,7 @@ pub(crate) struct Grouped {
 
 /// Group `rows` rows by `keys` (none: one group of every row) and aggregate.
 pub(crate) fn group(
-    keys: &[&ColumnData],
+    keys: &[KeyColumn],
     aggregations: &[Aggregation],
     rows: usize,
     grouper: Grouper,
@@ -68,13 +69,13 @@ pub(crate) fn group(
 }
 
 fn with_polars(
-    keys: &[&ColumnData],
+    keys: &[KeyColumn],
     aggregations: &[Aggregation],
     rows: usize,
 ) -> Result<Grouped, ReportError> {
     let mut columns = Vec::new();
     for (index, key) in keys.iter().enumerate() {
-        columns.push(frame::column(&format!("k{index}"), key));
+        columns.push(frame::column(&format!("k{index}"), &key.materialize()));
     }
     for (index, aggregation) in aggregations.iter().enumerate() {
         if let Some(input) = aggregation.input {
