@@ -340,3 +340,102 @@ async fn column_snapshots_carry_the_cache_across_restarts(backend: Backend) {
         "another app version"
     );
 }
+
+on_both_backends!(a_large_import_prepares_the_report_columns_and_their_snapshot);
+
+/// The stored report's rows: (kind, items, sum of `n`), missing kinds first.
+async fn by_kind(api: &TestApi) -> Vec<(Option<String>, i64, i64)> {
+    let reply = api
+        .call(
+            "POST",
+            "/api/apps/stock/reports/by_kind/run",
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let mut rows: Vec<_> = reply.body["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            (
+                row[0].as_str().map(str::to_owned),
+                row[1].as_i64().unwrap(),
+                row[2].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+async fn a_large_import_prepares_the_report_columns_and_their_snapshot(backend: Backend) {
+    // Imports of ten rows or more count as large here.
+    let settings = || RuntimeSettings {
+        column_snapshots: SnapshotPolicy {
+            min_rows: 10,
+            chunk_rows: 4,
+        },
+        ..RuntimeSettings::default()
+    };
+    let Some(mut api) = TestApi::start_with(backend, settings()).await else {
+        return;
+    };
+    let mut app = bundle("1.0.0");
+    app["reports/by_kind.report.json"] = json!({"format_version": 1, "id": "by_kind",
+        "dataset": {"entity": "item"},
+        "analysis": {"aggregate": {"dimensions": [{"field": "kind"}],
+            "measures": [{"id": "items", "op": "count"}, {"id": "n", "op": "sum", "field": "n"}]}}});
+    let created = api.call("POST", "/api/apps", Some(app)).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let items: Vec<Value> = (0..13).map(item).collect();
+    let import = |range: std::ops::Range<usize>| {
+        let ndjson: String = items[range].iter().map(|i| format!("{i}\n")).collect();
+        let api = &api;
+        async move {
+            let imported = api
+                .post_text(
+                    "/api/apps/stock/entities/item/import",
+                    "application/x-ndjson",
+                    &ndjson,
+                )
+                .await;
+            assert_eq!(imported.status, StatusCode::OK, "{}", imported.text);
+            imported.body["inserted"].as_i64().unwrap()
+        }
+    };
+
+    // A small import prepares nothing.
+    assert_eq!(import(0..3).await, 3);
+    api.runtime.column_snapshots_written().await;
+    assert_eq!(api.runtime.column_cache_loads(), (0, 0));
+    assert_eq!(snapshot_head(&api, backend).await, None);
+
+    // A large one loads the columns of the entity's stored reports in the background and writes
+    // their snapshot (of every record, not only the imported ones).
+    assert_eq!(import(3..13).await, 10);
+    api.runtime.column_snapshots_written().await;
+    assert_eq!(api.runtime.column_cache_loads(), (0, 1));
+    assert_eq!(snapshot_head(&api, backend).await.map(|h| h.0), Some(13));
+
+    // The report then reads the loaded columns (no other load), and gives the hand counts.
+    let mut expected: std::collections::BTreeMap<Option<String>, (i64, i64)> = Default::default();
+    for item in &items {
+        let entry = expected
+            .entry(item["kind"].as_str().map(str::to_owned))
+            .or_default();
+        entry.0 += 1;
+        entry.1 += item["n"].as_i64().unwrap_or(0);
+    }
+    let expected: Vec<_> = expected
+        .into_iter()
+        .map(|(kind, (items, n))| (kind, items, n))
+        .collect();
+    assert_eq!(by_kind(&api).await, expected);
+    assert_eq!(api.runtime.column_cache_loads(), (0, 1));
+
+    // A restart reads the snapshot, not the documents.
+    api.restart(settings());
+    assert_eq!(by_kind(&api).await, expected);
+    assert_eq!(api.runtime.column_cache_loads(), (1, 0));
+}

@@ -113,6 +113,15 @@ pub fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
             report.inserted,
             report.rejected.len()
         );
+        if report.inserted >= trellis.settings().column_snapshots.min_rows {
+            // What the import started in the background (loading the columns of the entity's
+            // reports, writing their snapshot), waited for, so the next start reads no document.
+            let spinner = indicatif::ProgressBar::new_spinner();
+            spinner.set_message("preparing the columns of the entity's reports");
+            spinner.enable_steady_tick(std::time::Duration::from_millis(200));
+            trellis.column_snapshots_written().await;
+            spinner.finish_and_clear();
+        }
         if report.rejected.is_empty() {
             return Ok(ExitCode::SUCCESS);
         }

@@ -68,6 +68,25 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     if config.demo {
         crate::demo::install(&runtime).await?;
     }
+    // The columns stored reports read, loaded in the background (from column snapshots where
+    // they exist), so the first dashboard does not wait for them.
+    let warming = runtime.clone();
+    tokio::spawn(async move {
+        let system = trellis_runtime::Principal::system("serve", "serve");
+        let apps = match warming.list_apps(&system, false).await {
+            Ok(apps) => apps,
+            Err(error) => {
+                tracing::warn!(%error, "report columns not prepared");
+                return;
+            }
+        };
+        for app in apps {
+            if let Err(error) = warming.warm_report_columns(&app.id, None).await {
+                tracing::warn!(%error, app = app.id, "report columns not prepared");
+            }
+        }
+        tracing::info!("report columns prepared");
+    });
 
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await

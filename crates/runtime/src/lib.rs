@@ -172,8 +172,9 @@ impl Runtime {
         self.store.backend()
     }
 
-    /// Wait until the column snapshots being written in the background are stored (tests and
-    /// benchmarks; a server never needs to).
+    /// Wait until the column snapshots being written in the background are stored, and the
+    /// columns a large import prepares in the background are loaded (tests, benchmarks and
+    /// `trellis import`; a server never needs to).
     pub async fn column_snapshots_written(&self) {
         self.columns.snapshots_written().await;
     }

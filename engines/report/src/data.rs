@@ -135,6 +135,19 @@ impl ColumnData {
         self.len() == 0
     }
 
+    /// The kind of values the column holds (dictionary-coded text is text).
+    pub fn column_type(&self) -> ColumnType {
+        match self {
+            Self::Int(_) => ColumnType::Int,
+            Self::Float(_) => ColumnType::Float,
+            Self::Money(_) => ColumnType::Money,
+            Self::Bool(_) => ColumnType::Bool,
+            Self::Text(_) | Self::Dict { .. } => ColumnType::Text,
+            Self::Date(_) => ColumnType::Date,
+            Self::DateTime(_) => ColumnType::DateTime,
+        }
+    }
+
     /// An empty column of `kind`.
     pub fn empty(kind: ColumnType) -> Self {
         match kind {

@@ -184,15 +184,7 @@ fn holds(cell: Cell<'_>, leaf: &FilterLeaf, operands: &[Operand]) -> bool {
 }
 
 fn leaf_mask(leaf: &FilterLeaf, data: &ColumnData) -> Vec<bool> {
-    let column = match data {
-        ColumnData::Int(_) => ColumnType::Int,
-        ColumnData::Float(_) => ColumnType::Float,
-        ColumnData::Money(_) => ColumnType::Money,
-        ColumnData::Bool(_) => ColumnType::Bool,
-        ColumnData::Text(_) | ColumnData::Dict { .. } => ColumnType::Text,
-        ColumnData::Date(_) => ColumnType::Date,
-        ColumnData::DateTime(_) => ColumnType::DateTime,
-    };
+    let column = data.column_type();
     let operands: Vec<Operand> = leaf.values.iter().map(|v| operand(v, column)).collect();
     let test = |cell: Cell<'_>| holds(cell, leaf, &operands);
     match data {

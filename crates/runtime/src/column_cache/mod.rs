@@ -57,7 +57,7 @@ impl Default for SnapshotPolicy {
 pub struct ColumnCache {
     entries: Arc<Mutex<HashMap<EntryKey, Arc<tokio::sync::Mutex<Entry>>>>>,
     policy: SnapshotPolicy,
-    /// Snapshot writes in flight.
+    /// Snapshot writes in flight, and background loads that may start one.
     writes: Arc<Mutex<tokio::task::JoinSet<()>>>,
     /// Entries loaded from snapshots and from the documents, since the start.
     loads: Arc<LoadCounts>,
@@ -194,16 +194,7 @@ fn put(
         }
         (column, _) => {
             // A kind mismatch cannot happen (columns are keyed by kind); keep lengths aligned.
-            let empty = ColumnData::empty(match column {
-                ColumnData::Int(_) => ColumnType::Int,
-                ColumnData::Float(_) => ColumnType::Float,
-                ColumnData::Money(_) => ColumnType::Money,
-                ColumnData::Bool(_) => ColumnType::Bool,
-                ColumnData::Text(_) | ColumnData::Dict { .. } => ColumnType::Text,
-                ColumnData::Date(_) => ColumnType::Date,
-                ColumnData::DateTime(_) => ColumnType::DateTime,
-            });
-            *column = empty;
+            *column = ColumnData::empty(column.column_type());
         }
     }
 }
@@ -598,10 +589,7 @@ impl ColumnCache {
                 }
             }
         };
-        if let Ok(mut writes) = self.writes.lock() {
-            while writes.try_join_next().is_some() {}
-            writes.spawn(task);
-        }
+        self.track(task);
     }
 
     /// Entries loaded from snapshots and from the documents since the start, as
@@ -615,13 +603,28 @@ impl ColumnCache {
         )
     }
 
-    /// Wait for the snapshot writes in flight (tests and benchmarks).
+    /// Wait for the snapshot writes in flight and the background work tracked with
+    /// [`ColumnCache::track`] — including writes that work started (tests, benchmarks, the CLI).
     pub(crate) async fn snapshots_written(&self) {
-        let mut writes = match self.writes.lock() {
-            Ok(mut writes) => std::mem::take(&mut *writes),
-            Err(_) => return,
-        };
-        while writes.join_next().await.is_some() {}
+        loop {
+            let mut writes = match self.writes.lock() {
+                Ok(mut writes) => std::mem::take(&mut *writes),
+                Err(_) => return,
+            };
+            if writes.is_empty() {
+                return;
+            }
+            while writes.join_next().await.is_some() {}
+        }
+    }
+
+    /// Run `work` (a load that may write a snapshot) in the background, waited for by
+    /// [`ColumnCache::snapshots_written`].
+    pub(crate) fn track(&self, work: impl std::future::Future<Output = ()> + Send + 'static) {
+        if let Ok(mut writes) = self.writes.lock() {
+            while writes.try_join_next().is_some() {}
+            writes.spawn(work);
+        }
     }
 
     /// Bring `fields` of an entity up to date and run `work` over the cached columns on a blocking

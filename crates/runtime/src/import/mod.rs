@@ -395,6 +395,16 @@ impl Runtime {
                 .await?;
         }
         rejected.sort_by_key(|r| r.row);
+        if inserted >= self.settings().column_snapshots.min_rows {
+            // Large imports prepare the columns of the entity's reports (and their snapshot)
+            // in the background, so the next dashboard does not read every document.
+            let (runtime, app, entity) = (self.clone(), loaded.id.clone(), entity.id.to_string());
+            self.columns.track(async move {
+                if let Err(error) = runtime.warm_report_columns(&app, Some(&entity)).await {
+                    tracing::warn!(%error, app, entity, "report columns not prepared after the import");
+                }
+            });
+        }
         tracing::info!(
             app,
             entity = entity_id,

@@ -3,9 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use trellis_report::{ColumnType, ReportOutput};
+use trellis_report::{ColumnType, CompiledReport, ReportOutput};
 
 use super::{Execution, ReportRequest, invalid};
+use crate::app_cache::LoadedApp;
 use crate::{Principal, Runtime, RuntimeError};
 
 /// Page filter values and parameters for a dashboard run.
@@ -37,6 +38,60 @@ pub struct DashboardRun {
 }
 
 impl Runtime {
+    /// Load into the column cache, one scan per entity, the fields `reports` read of their entities
+    /// (of `only` when given); entities large enough get their column snapshot written in the
+    /// background.
+    async fn warm_columns(
+        &self,
+        loaded: &LoadedApp,
+        reports: impl Iterator<Item = &CompiledReport>,
+        only: Option<&str>,
+    ) -> Result<(), RuntimeError> {
+        let mut by_entity: std::collections::BTreeMap<&str, Vec<(String, ColumnType)>> =
+            Default::default();
+        for report in reports {
+            let Some(entity) = loaded.bundle.entities.get(report.entity()) else {
+                continue;
+            };
+            if only.is_some_and(|only| only != entity.id.as_str()) {
+                continue;
+            }
+            let fields = by_entity.entry(entity.uid.as_str()).or_default();
+            for field in report.fields.values().filter(|f| f.via.is_none()) {
+                if !fields.iter().any(|(uid, _)| *uid == field.uid) {
+                    fields.push((field.uid.clone(), field.column));
+                }
+            }
+        }
+        for (entity_uid, mut fields) in by_entity {
+            fields.sort();
+            self.columns
+                .warm(
+                    self.store(),
+                    (&loaded.id, loaded.version, entity_uid),
+                    &fields,
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Load the fields the app's stored reports read (of `entity` only, when given) into the
+    /// column cache, so the first report after a start or a large import reads no document;
+    /// entities of [`SnapshotPolicy::min_rows`](crate::SnapshotPolicy) rows or more get their
+    /// column snapshot written in the background, so later starts need not read them either.
+    /// Imports of that many rows call this in the background; `trellis serve` for every app at
+    /// start.
+    pub async fn warm_report_columns(
+        &self,
+        app: &str,
+        entity: Option<&str>,
+    ) -> Result<(), RuntimeError> {
+        let loaded = self.loaded_app(app).await?;
+        self.warm_columns(&loaded, loaded.reports.values(), entity)
+            .await
+    }
+
     /// The dashboards of an app: id, label and widgets' reports.
     pub async fn list_dashboards(
         &self,
@@ -85,32 +140,11 @@ impl Runtime {
             }
         }
         // One scan per entity for the fields of all widgets, instead of one per widget.
-        let mut by_entity: std::collections::BTreeMap<&str, Vec<(String, ColumnType)>> =
-            Default::default();
-        for widget in &dashboard.widgets {
-            let Some(report) = loaded.reports.get(widget.report.as_str()) else {
-                continue;
-            };
-            let Some(entity) = loaded.bundle.entities.get(report.entity()) else {
-                continue;
-            };
-            let fields = by_entity.entry(entity.uid.as_str()).or_default();
-            for field in report.fields.values().filter(|f| f.via.is_none()) {
-                if !fields.iter().any(|(uid, _)| *uid == field.uid) {
-                    fields.push((field.uid.clone(), field.column));
-                }
-            }
-        }
-        for (entity_uid, mut fields) in by_entity {
-            fields.sort();
-            self.columns
-                .warm(
-                    self.store(),
-                    (&loaded.id, loaded.version, entity_uid),
-                    &fields,
-                )
-                .await?;
-        }
+        let reports = dashboard
+            .widgets
+            .iter()
+            .filter_map(|widget| loaded.reports.get(widget.report.as_str()));
+        self.warm_columns(&loaded, reports, None).await?;
         let mut tasks = tokio::task::JoinSet::new();
         for (index, widget) in dashboard.widgets.iter().enumerate() {
             let Some(report) = loaded.reports.get(widget.report.as_str()) else {
