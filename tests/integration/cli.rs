@@ -177,6 +177,90 @@ fn validate_lists_every_problem_of_a_broken_template_and_exits_1() {
     );
 }
 
+/// Column snapshots stored in a SQLite file.
+fn column_snapshots_in(db: &Path) -> i64 {
+    let db = rusqlite::Connection::open(db).unwrap();
+    db.query_row("SELECT count(*) FROM column_snapshots", [], |row| {
+        row.get(0)
+    })
+    .unwrap()
+}
+
+#[test]
+fn serve_prepares_the_columns_of_stored_reports_when_it_starts() {
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_string_lossy().into_owned();
+    let db = data.path().join("trellis.db");
+    // Entities of one record or more get column snapshots here.
+    let envs = [
+        ("TRELLIS_ADMIN_PASSWORD", "s3cret-admin"),
+        ("TRELLIS_COLUMN_SNAPSHOT_ROWS", "1"),
+    ];
+    let server = Server::start(&["--data-dir", &data_dir], &envs);
+    let token = server.login("s3cret-admin");
+    let mut bundle = two_entity_bundle("desk");
+    bundle["reports/by_tier.report.json"] = json!({"format_version": 1, "id": "by_tier",
+        "dataset": {"entity": "account"},
+        "analysis": {"aggregate": {"dimensions": [{"field": "tier"}], "measures": [{"id": "accounts", "op": "count"}]}}});
+    let created = request(
+        &server.addr,
+        "POST",
+        "/api/apps",
+        Some(&token),
+        Some(&bundle),
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    for (name, tier) in [("Acme", "gold"), ("Globex", "silver"), ("Initech", "gold")] {
+        let record = request(
+            &server.addr,
+            "POST",
+            "/api/apps/desk/entities/account/records",
+            Some(&token),
+            Some(&json!({"name": name, "tier": tier})),
+        );
+        assert_eq!(record.status, 201, "{}", record.body);
+    }
+    assert!(server.terminate().success());
+    // No report ran, so nothing loaded the columns.
+    assert_eq!(column_snapshots_in(&db), 0);
+
+    // A start loads them in the background, and writes the account's snapshot.
+    let again = Server::start(&["--data-dir", &data_dir], &envs);
+    let mut snapshots = 0;
+    for _ in 0..600 {
+        snapshots = column_snapshots_in(&db);
+        if snapshots > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        snapshots, 1,
+        "one snapshot: the account's (no report reads tickets)"
+    );
+    let token = again.login("s3cret-admin");
+    let run = request(
+        &again.addr,
+        "POST",
+        "/api/apps/desk/reports/by_tier/run",
+        Some(&token),
+        Some(&json!({})),
+    );
+    assert_eq!(run.status, 200, "{}", run.body);
+    assert_eq!(run.json()["rows"], json!([["gold", 2], ["silver", 1]]));
+
+    // A bad setting stops the start with the variable named.
+    let bad = Command::new(TRELLIS)
+        .args(["serve", "--addr", "127.0.0.1:0", "--data-dir", &data_dir])
+        .env_remove("TRELLIS_DB")
+        .env("TRELLIS_COLUMN_SNAPSHOT_ROWS", "many")
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("TRELLIS_COLUMN_SNAPSHOT_ROWS"), "{stderr}");
+}
+
 #[test]
 fn serve_on_sqlite_end_to_end() {
     let data = tempfile::tempdir().unwrap();

@@ -92,16 +92,29 @@ pub struct RuntimeSettings {
 
 impl RuntimeSettings {
     /// The defaults with every environment setting checked: a bad `TRELLIS_SMTP_URL`,
-    /// `TRELLIS_SMTP_FROM`, `TRELLIS_PUBLIC_URL` or `TRELLIS_TLS_CA_FILE` is an error naming the
-    /// variable and the fix (what `trellis serve` uses; [`Default`] ignores bad values).
+    /// `TRELLIS_SMTP_FROM`, `TRELLIS_PUBLIC_URL`, `TRELLIS_TLS_CA_FILE` or
+    /// `TRELLIS_COLUMN_SNAPSHOT_ROWS` is an error naming the variable and the fix (what `trellis
+    /// serve` uses; [`Default`] ignores bad values).
     pub fn from_env() -> Result<Self, String> {
         let extra_roots = match std::env::var("TRELLIS_TLS_CA_FILE") {
             Ok(path) if !path.trim().is_empty() => tls::read_ca_file(std::path::Path::new(&path))?,
             _ => Vec::new(),
         };
+        let mut column_snapshots = column_cache::SnapshotPolicy::default();
+        if let Ok(rows) = std::env::var("TRELLIS_COLUMN_SNAPSHOT_ROWS")
+            && !rows.trim().is_empty()
+        {
+            column_snapshots.min_rows = rows.trim().parse().map_err(|_| {
+                format!(
+                    "TRELLIS_COLUMN_SNAPSHOT_ROWS={rows:?} is not a whole number: give the rows from \
+                     which an entity's report columns are kept as a column snapshot (default 100000)"
+                )
+            })?;
+        }
         Ok(Self {
             mail: mail::MailSettings::from_env()?,
             extra_roots,
+            column_snapshots,
             ..Self::default()
         })
     }

@@ -139,14 +139,20 @@ pub(crate) fn column_data(values: ColumnValues) -> ColumnData {
     }
 }
 
+/// Changed rows up to which a text value is looked up in the dictionary one by one rather than
+/// through an index of the whole dictionary built for the refresh.
+const FEW_CHANGES: usize = 16;
+
 /// Write `value`'s row `from` into `column`'s row `to` (appending when `to` is the length);
-/// `dictionary` indexes a text column's distinct values.
+/// `dictionary` indexes a text column's distinct values (left empty when `few` rows changed: the
+/// values are then searched one by one).
 fn put(
     column: &mut ColumnData,
     to: usize,
     value: &ColumnData,
     from: usize,
     dictionary: &mut HashMap<String, u32>,
+    few: bool,
 ) {
     fn set<T: Clone>(target: &mut Vec<Option<T>>, to: usize, value: Option<T>) {
         if to == target.len() {
@@ -170,7 +176,7 @@ fn put(
                 values: new_values,
             },
         ) => {
-            if dictionary.is_empty() && !values.is_empty() {
+            if !few && dictionary.is_empty() && !values.is_empty() {
                 dictionary.extend(
                     values
                         .iter()
@@ -180,15 +186,19 @@ fn put(
             }
             let code = new_codes[from].map(|c| {
                 let text = &new_values[c as usize];
-                match dictionary.get(text) {
-                    Some(existing) => *existing,
-                    None => {
-                        values.push(text.clone());
-                        let code = values.len() as u32 - 1;
+                let existing = if few {
+                    values.iter().position(|v| v == text).map(|i| i as u32)
+                } else {
+                    dictionary.get(text).copied()
+                };
+                existing.unwrap_or_else(|| {
+                    values.push(text.clone());
+                    let code = values.len() as u32 - 1;
+                    if !few {
                         dictionary.insert(text.clone(), code);
-                        code
                     }
-                }
+                    code
+                })
             });
             set(codes, to, code);
         }
@@ -422,6 +432,7 @@ impl Entry {
             return self.load_documents(store, app, entity_uid, &keys).await;
         }
         if !changed.is_empty() {
+            let started = std::time::Instant::now();
             self.generation = next_generation();
             self.snapshot.changed_since += changed.len();
             let mut dictionaries: Vec<HashMap<String, u32>> = Vec::new();
@@ -449,7 +460,14 @@ impl Entry {
                                 keys.iter().zip(&fresh_columns).zip(dictionaries.iter_mut())
                             {
                                 if let Some(column) = self.columns.get_mut(key) {
-                                    put(Arc::make_mut(column), to, value, from, dictionary);
+                                    put(
+                                        Arc::make_mut(column),
+                                        to,
+                                        value,
+                                        from,
+                                        dictionary,
+                                        changed.len() <= FEW_CHANGES,
+                                    );
                                 }
                             }
                             if slot.is_none() {
@@ -466,6 +484,12 @@ impl Entry {
                     }
                 }
             }
+            tracing::debug!(
+                entity = entity_uid,
+                changed = changed.len(),
+                ms = started.elapsed().as_millis() as u64,
+                "column cache refreshed"
+            );
         }
         self.cursor = next;
         Ok(())

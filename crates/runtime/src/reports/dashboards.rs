@@ -140,11 +140,13 @@ impl Runtime {
             }
         }
         // One scan per entity for the fields of all widgets, instead of one per widget.
+        let started = std::time::Instant::now();
         let reports = dashboard
             .widgets
             .iter()
             .filter_map(|widget| loaded.reports.get(widget.report.as_str()));
         self.warm_columns(&loaded, reports, None).await?;
+        let warmed_ms = started.elapsed().as_millis() as u64;
         let mut tasks = tokio::task::JoinSet::new();
         for (index, widget) in dashboard.widgets.iter().enumerate() {
             let Some(report) = loaded.reports.get(widget.report.as_str()) else {
@@ -202,6 +204,12 @@ impl Runtime {
                 joined.map_err(|e| RuntimeError::Internal(format!("dashboard widget: {e}")))?;
             results[index] = Some(result);
         }
+        tracing::debug!(
+            dashboard = dashboard_id,
+            warmed_ms,
+            ms = started.elapsed().as_millis() as u64,
+            "dashboard ran"
+        );
         let widgets = dashboard
             .widgets
             .iter()
