@@ -18,6 +18,7 @@ on_both_backends!(
     hot_reads_see_exactly_what_the_general_reads_see,
     column_loads_read_each_field_as_the_database_does,
     history_written_before_history_chains_stays_whole,
+    bulk_inserts_refuse_a_chunk_with_a_used_unique_value_whole,
 );
 
 fn migration_files(backend: Backend) -> i64 {
@@ -1081,4 +1082,101 @@ async fn history_written_before_history_chains_stays_whole(backend: Backend) {
         store.latest_flow_version("r3", "play").await.unwrap(),
         Some(5)
     );
+}
+
+fn with_email(name: &str, email: &str) -> trellis_store::NewRecord {
+    let mut record = searchable(name);
+    record.uniques.push(trellis_store::UniqueValue {
+        field_uid: "f_email".into(),
+        value: email.into(),
+    });
+    record
+}
+
+/// A bulk insert chunk whose unique value is held by a stored record, or repeated inside the chunk,
+/// is refused whole with the value named, writes nothing, and leaves the bulk insert usable: the
+/// next chunk goes in and commits with its history and search entries.
+async fn bulk_inserts_refuse_a_chunk_with_a_used_unique_value_whole(backend: Backend) {
+    let db = database_or_skip!(backend);
+    let store = Store::connect(&db.url).await.unwrap();
+    store
+        .create_app(&version("bulk", "1.0.0", "{}"))
+        .await
+        .unwrap();
+    store
+        .insert_records(
+            "bulk",
+            "e_customer",
+            Some("u1"),
+            &[with_email("Ada", "ada@x")],
+        )
+        .await
+        .unwrap();
+    let mut bulk = store
+        .begin_bulk_insert("bulk", "e_customer", Some("u2"))
+        .await
+        .unwrap();
+    let refused = [
+        vec![with_email("Bo", "bo@x"), with_email("Ada Two", "ada@x")],
+        vec![with_email("Cy", "cy@x"), with_email("Cy Two", "cy@x")],
+    ];
+    for (chunk, value) in refused.iter().zip(["ada@x", "cy@x"]) {
+        match bulk.insert(chunk).await {
+            Err(StoreError::UniqueViolation {
+                field_uid,
+                value: named,
+            }) => {
+                assert_eq!((field_uid.as_str(), named.as_str()), ("f_email", value));
+            }
+            other => panic!("expected a unique violation for {value}, got {other:?}"),
+        }
+        assert_eq!(bulk.inserted(), 0, "nothing of a refused chunk counts");
+    }
+    bulk.insert(&[with_email("Bo", "bo@x"), with_email("Cy", "cy@x")])
+        .await
+        .unwrap();
+    let ids = bulk.ids().to_vec();
+    assert_eq!(bulk.commit().await.unwrap(), 2);
+
+    let search = |q: &'static str| {
+        let store = store.clone();
+        async move {
+            let query = trellis_store::ListQuery {
+                filter: &trellis_model::CheckedFilter::All,
+                search: Some(q),
+                sort: &[],
+                cursor: None,
+                limit: 10,
+                include_deleted: false,
+            };
+            store
+                .list_records("bulk", "e_customer", &query)
+                .await
+                .unwrap()
+                .len()
+        }
+    };
+    assert_eq!(search("ada").await, 1, "only the stored Ada, not 'Ada Two'");
+    assert_eq!(search("bo").await, 1);
+    assert_eq!(search("cy").await, 1, "one Cy, not 'Cy Two'");
+    assert_eq!(search("two").await, 0);
+    for id in &ids {
+        let history = store
+            .record_history("bulk", "e_customer", id)
+            .await
+            .unwrap();
+        assert_eq!(history.len(), 1);
+        assert_eq!(history[0].operation, "create");
+        assert_eq!(history[0].actor.as_deref(), Some("u2"));
+    }
+    // The committed chunk holds its unique values like any other write.
+    let mut again = store
+        .begin_bulk_insert("bulk", "e_customer", Some("u2"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        again.insert(&[with_email("Bo Again", "bo@x")]).await,
+        Err(StoreError::UniqueViolation { .. })
+    ));
+    again.rollback().await.unwrap();
 }

@@ -291,17 +291,23 @@ fn main() {
         json_path / typed
     );
 
+    // `-- import`: stop after the imports (and PostgreSQL's, when a server is given).
+    let imports_only = std::env::args().any(|a| a == "import");
     // 4. Persisted flow transitions vs. the raw SQL of one transition per transaction.
-    transitions(&runtime, dir.path());
-    // 5. Finding due timers among 1 M pending ones.
-    timer_scan(&runtime, dir.path());
-    // 6. A 10-condition lead-scoring rule.
-    rule_evaluations();
+    if !imports_only {
+        transitions(&runtime, dir.path());
+        // 5. Finding due timers among 1 M pending ones.
+        timer_scan(&runtime, dir.path());
+        // 6. A 10-condition lead-scoring rule.
+        rule_evaluations();
+    }
 
     // 5. PostgreSQL: import vs. COPY with psql (only when a server is given; see pg_import.sh).
     if let Ok(pg_url) = std::env::var("TRELLIS_BENCH_PG_URL") {
         postgres_import(&runtime, &pg_url, &raw, &ndjson, rows, dir.path());
-        postgres_transitions(&runtime, &pg_url, dir.path());
+        if !imports_only {
+            postgres_transitions(&runtime, &pg_url, dir.path());
+        }
     }
 }
 

@@ -142,10 +142,10 @@ impl EntityValidator {
     pub fn check_writable(&self, input: &Map<String, Value>, locale: Locale) -> Vec<FieldIssue> {
         let mut issues = Vec::new();
         for name in input.keys() {
-            let pointer = format!("/{name}");
+            let pointer = || format!("/{name}");
             match self.entity.field(name) {
                 None => issues.push(FieldIssue {
-                    pointer,
+                    pointer: pointer(),
                     code: "unknown_field",
                     message: message("unknown_field", locale, ""),
                 }),
@@ -155,7 +155,7 @@ impl EntityValidator {
                         || field.annotations.read_only =>
                 {
                     issues.push(FieldIssue {
-                        pointer,
+                        pointer: pointer(),
                         code: "read_only",
                         message: message("read_only", locale, ""),
                     })

@@ -219,17 +219,30 @@ pub(super) fn parse_ndjson<'a>(entity: &'a EntityDefinition, text: &'a str) -> R
                     errors: Vec::new(),
                 };
                 match serde_json::from_str::<Value>(line) {
+                    // Every key already the name of its field (the usual file): the object as it is.
+                    Ok(Value::Object(object))
+                        if object.keys().all(|key| {
+                            resolved
+                                .get(key)
+                                .is_some_and(|field| field.as_deref() == Some(key.as_str()))
+                        }) =>
+                    {
+                        parsed.fields = object;
+                    }
                     Ok(Value::Object(object)) => {
                         for (key, value) in object {
-                            let field = resolved
-                                .entry(key.clone())
-                                .or_insert_with(|| {
-                                    match_column(entity, &key).map(|f| f.name.to_string())
-                                })
-                                .clone();
+                            if !resolved.contains_key(&key) {
+                                let field = match_column(entity, &key).map(|f| f.name.to_string());
+                                resolved.insert(key.clone(), field);
+                            }
+                            let field = &resolved[&key];
                             match field {
+                                // Keys already named as their field (the usual case) move as they are.
+                                Some(name) if *name == key => {
+                                    parsed.fields.insert(key, value);
+                                }
                                 Some(name) => {
-                                    parsed.fields.insert(name, value);
+                                    parsed.fields.insert(name.clone(), value);
                                 }
                                 None => parsed.errors.push(FieldIssue {
                                     pointer: format!("/{key}"),

@@ -190,18 +190,33 @@ impl Runtime {
         actor: &Principal,
         creating: bool,
     ) {
-        let now = Value::String(Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
-        for field in &entity.fields {
+        let mut now = None;
+        let mut now = || {
+            now.get_or_insert_with(|| {
+                Value::String(Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+            })
+            .clone()
+        };
+        for field in entity.fields.iter().filter(|f| {
+            matches!(
+                f.kind,
+                FieldKind::CreatedAt
+                    | FieldKind::CreatedBy
+                    | FieldKind::UpdatedAt
+                    | FieldKind::UpdatedBy
+                    | FieldKind::AutoNumber
+            )
+        }) {
             let name = field.name.to_string();
             match field.kind {
                 FieldKind::CreatedAt if creating => {
-                    named.insert(name, now.clone());
+                    named.insert(name, now());
                 }
                 FieldKind::CreatedBy if creating => {
                     named.insert(name, Value::String(actor.user_id.clone()));
                 }
                 FieldKind::UpdatedAt => {
-                    named.insert(name, now.clone());
+                    named.insert(name, now());
                 }
                 FieldKind::UpdatedBy => {
                     named.insert(name, Value::String(actor.user_id.clone()));

@@ -1,7 +1,9 @@
-//! Bulk inserts that span many statements in one transaction (imports): chunks go in one by one under
-//! savepoints, so a chunk that hits a unique value already used rolls back alone and the caller can drop
-//! the offending row and retry, without aborting the transaction (PostgreSQL aborts a transaction on
-//! any failed statement otherwise). Memory stays bounded by the chunk, not the file.
+//! Bulk inserts that span many statements in one transaction (imports): chunks go in one by one, and a
+//! chunk that hits a unique value already used changes nothing, so the caller can drop the offending
+//! row and retry without aborting the transaction. On SQLite the chunk's unique values are checked
+//! before it is written (the bulk insert holds the only write connection); on PostgreSQL, which aborts
+//! a transaction on any failed statement, each chunk runs under a savepoint. Any other failure leaves
+//! the bulk insert unusable: it can only be rolled back. Memory stays bounded by the chunk, not the file.
 
 use sqlx::{Postgres, Sqlite, Transaction};
 
@@ -20,6 +22,8 @@ pub struct BulkInsert {
     store: Store,
     group: InsertGroup,
     ids: Vec<String>,
+    /// A chunk failed part-way (not a unique value): only a rollback is left.
+    broken: bool,
 }
 
 impl std::fmt::Debug for BulkInsert {
@@ -63,14 +67,19 @@ impl Store {
             store: self.clone(),
             group,
             ids: Vec::new(),
+            broken: false,
         })
     }
 }
 
 impl BulkInsert {
-    /// Insert `records` (all or none of them). A unique value already used returns
-    /// [`StoreError::UniqueViolation`] with this chunk rolled back and the bulk insert still usable.
+    /// Insert `records` (all or none of them). A unique value already used (or repeated in `records`)
+    /// returns [`StoreError::UniqueViolation`] with nothing of this chunk written and the bulk insert
+    /// still usable; any other error leaves it fit only for [`BulkInsert::rollback`].
     pub async fn insert(&mut self, records: &[NewRecord]) -> Result<usize, StoreError> {
+        if self.broken {
+            return Err(broken());
+        }
         let now = crate::now();
         let ids: Vec<String> = records
             .iter()
@@ -78,17 +87,13 @@ impl BulkInsert {
             .collect();
         match &mut self.tx {
             BulkTx::Sqlite(tx) => {
-                let (group, ids) = (&self.group, &ids);
+                let (group, ids, broken) = (&self.group, &ids, &mut self.broken);
                 super::sqlite_fast::with_rusqlite(&mut *tx, |connection| {
-                    let sql = |statement: &str| connection.execute_batch(statement).map_err(|e| StoreError::Corrupt(e.to_string()));
-                    sql("SAVEPOINT trellis_bulk_chunk")?;
-                    match super::sqlite_fast::insert_rows(connection, group, records, ids, now) {
-                        Ok(()) => sql("RELEASE SAVEPOINT trellis_bulk_chunk"),
-                        Err(error) => {
-                            sql("ROLLBACK TO SAVEPOINT trellis_bulk_chunk; RELEASE SAVEPOINT trellis_bulk_chunk")?;
-                            Err(error)
-                        }
-                    }
+                    super::sqlite_fast::check_uniques(connection, group, records)?;
+                    let written =
+                        super::sqlite_fast::insert_rows(connection, group, records, ids, now);
+                    *broken = written.is_err();
+                    written
                 })
                 .await?;
             }
@@ -164,6 +169,10 @@ impl BulkInsert {
 
     /// Make every inserted record visible (with one change-log entry).
     pub async fn commit(self) -> Result<usize, StoreError> {
+        if self.broken {
+            self.rollback().await?;
+            return Err(broken());
+        }
         let count = self.ids.len();
         let store = self.store;
         let mut change = record_change(
@@ -175,6 +184,7 @@ impl BulkInsert {
             1,
         );
         change.payload = serde_json::json!({"ids": self.ids, "bulk": true});
+        let started = std::time::Instant::now();
         match self.tx {
             BulkTx::Sqlite(mut tx) => {
                 if count > 0 {
@@ -189,6 +199,11 @@ impl BulkInsert {
                 tx.commit().await?;
             }
         }
+        tracing::debug!(
+            rows = count,
+            commit_us = started.elapsed().as_micros() as u64,
+            "bulk insert committed"
+        );
         Ok(count)
     }
 
@@ -200,4 +215,10 @@ impl BulkInsert {
         }
         Ok(())
     }
+}
+
+fn broken() -> StoreError {
+    StoreError::Corrupt(
+        "a bulk insert chunk failed part-way; the bulk insert was rolled back".into(),
+    )
 }
