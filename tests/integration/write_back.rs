@@ -126,7 +126,15 @@ async fn observed(api: &TestApi, app: &str, ids: &Map<String, Value>) -> Value {
             .await;
         members.insert(
             name.clone(),
-            json!({"data": record.body["data"], "history": history.body.as_array().map_or(0, Vec::len)}),
+            json!({
+                "data": record.body["data"],
+                "history": history.body.as_array().map_or(0, Vec::len),
+                // What each change did, as the history API shows it (not who or when).
+                "changes": history.body.as_array().map(|entries| entries
+                    .iter()
+                    .map(|e| json!([e["operation"], e["version"], e["before"], e["after"]]))
+                    .collect::<Vec<_>>()),
+            }),
         );
     }
     let mut rules = Map::new();

@@ -693,12 +693,13 @@ impl Store {
             .fetch_all(pool)
             .await?
         });
-        // A create is written without its document, which would repeat the record's first version:
-        // the next entry kept that as its `before`, and when nothing followed it is the record.
-        if let Some(at) = rows
-            .iter()
-            .position(|row| row.operation == "create" && row.after.is_none())
-        {
+        // Creates and bulk write-backs are written without the document after, which would repeat
+        // what follows: every later change of the data (update, migration, merge) keeps it as its
+        // `before`, and when nothing followed it is the record.
+        for at in 0..rows.len() {
+            if rows[at].after.is_some() {
+                continue;
+            }
             rows[at].after = match rows.get(at + 1) {
                 Some(next) => next.before.clone(),
                 None => crate::with_pool!(self, read, |pool| {
