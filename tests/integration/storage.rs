@@ -353,6 +353,23 @@ async fn change_log_is_ordered_and_append_only(backend: Backend) {
     assert_eq!(store.changes_since(0, 100).await.unwrap().len(), 3);
 }
 
+/// How many live records of the `bulk` app's customers the full-text search for `word` finds.
+async fn found_by_search(store: &Store, word: &str) -> usize {
+    let query = trellis_store::ListQuery {
+        filter: &trellis_model::CheckedFilter::All,
+        search: Some(word),
+        sort: &[],
+        cursor: None,
+        limit: 10,
+        include_deleted: false,
+    };
+    store
+        .list_records("bulk", "e_customer", &query)
+        .await
+        .unwrap()
+        .len()
+}
+
 fn searchable(name: &str) -> trellis_store::NewRecord {
     let mut data = serde_json::Map::new();
     data.insert("f_name".into(), serde_json::json!(name));
@@ -367,8 +384,7 @@ fn searchable(name: &str) -> trellis_store::NewRecord {
 /// text in one transaction with the logged rule runs and one change-log entry; an update whose record
 /// changed since it was read is skipped and writes nothing.
 async fn bulk_updates_commit_together_and_skip_stale_records(backend: Backend) {
-    use trellis_model::CheckedFilter;
-    use trellis_store::{BulkUpdate, ListQuery, NewRuleRun, flows::TransitionWrites};
+    use trellis_store::{BulkUpdate, NewRuleRun, flows::TransitionWrites};
     let db = database_or_skip!(backend);
     let store = Store::connect(&db.url).await.unwrap();
     store
@@ -487,24 +503,7 @@ async fn bulk_updates_commit_together_and_skip_stale_records(backend: Backend) {
     );
 
     // The new search text is indexed; the old one no longer finds Ada.
-    let search = |word: &'static str| {
-        let store = store.clone();
-        async move {
-            let query = ListQuery {
-                filter: &CheckedFilter::All,
-                search: Some(word),
-                sort: &[],
-                cursor: None,
-                limit: 10,
-                include_deleted: false,
-            };
-            store
-                .list_records("bulk", "e_customer", &query)
-                .await
-                .unwrap()
-                .len()
-        }
-    };
+    let search = |word: &'static str| found_by_search(&store, word);
     assert_eq!(search("adeline").await, 1);
     assert_eq!(search("ada").await, 0);
     // The skipped update indexed nothing; the record keeps the text of its newer change.
@@ -1138,24 +1137,7 @@ async fn bulk_inserts_refuse_a_chunk_with_a_used_unique_value_whole(backend: Bac
     let ids = bulk.ids().to_vec();
     assert_eq!(bulk.commit().await.unwrap(), 2);
 
-    let search = |q: &'static str| {
-        let store = store.clone();
-        async move {
-            let query = trellis_store::ListQuery {
-                filter: &trellis_model::CheckedFilter::All,
-                search: Some(q),
-                sort: &[],
-                cursor: None,
-                limit: 10,
-                include_deleted: false,
-            };
-            store
-                .list_records("bulk", "e_customer", &query)
-                .await
-                .unwrap()
-                .len()
-        }
-    };
+    let search = |q: &'static str| found_by_search(&store, q);
     assert_eq!(search("ada").await, 1, "only the stored Ada, not 'Ada Two'");
     assert_eq!(search("bo").await, 1);
     assert_eq!(search("cy").await, 1, "one Cy, not 'Cy Two'");
