@@ -8,6 +8,7 @@ use trellis_form::{FieldIssue, Locale, message};
 use trellis_model::{EntityDefinition, FieldKind};
 use trellis_store::{NewRecord, StoreError};
 
+mod in_flight;
 mod parse;
 
 use parse::{IMPORT_CHUNK, ParsedRow, bad_file, parse_csv, parse_ndjson, parse_xlsx};
@@ -87,22 +88,6 @@ struct ValidatedChunk {
 /// Chunks validated ahead of the inserts: parsing and validating the next chunk overlaps with
 /// inserting this one (two cores do twice the work); more would only hold memory.
 const CHUNKS_AHEAD: usize = 2;
-
-/// Chunks of a non-atomic PostgreSQL import inserted at the same time, each in a transaction of its
-/// own on its own connection. PostgreSQL does a chunk's inserts (records, history, search vector,
-/// GIN entries) in one server process, ~3× as long as validating the chunk takes, so with one chunk
-/// at a time the validating core mostly waits; a second connection puts it to work.
-const POSTGRES_CHUNKS_IN_FLIGHT: usize = 2;
-
-/// A chunk being inserted on a task of its own.
-type InFlightChunk = tokio::task::JoinHandle<Result<ChunkOutcome, RuntimeError>>;
-
-/// What one chunk inserted on its own (its own transaction) left behind.
-struct ChunkOutcome {
-    committed: usize,
-    flow_starts: Vec<String>,
-    rejected: Vec<RejectedRow>,
-}
 
 /// What the validating thread needs, owned so it can run beside the inserts.
 struct ImportJob {
@@ -461,117 +446,6 @@ impl Runtime {
         Ok(ImportReport { inserted, rejected })
     }
 
-    /// How many chunks go in at the same time: more than one only for a non-atomic import into
-    /// PostgreSQL (SQLite has one writer; an atomic import is one transaction) of an entity whose rows
-    /// cannot refer to each other (a row's relation to a row of an earlier chunk is checked against
-    /// committed records).
-    fn chunks_in_flight(&self, entity: &EntityDefinition, atomic: bool) -> usize {
-        let refers_to_itself = entity.fields.iter().any(|field| {
-            field
-                .annotations
-                .relation
-                .as_ref()
-                .is_some_and(|relation| relation.entity == entity.id)
-        });
-        if atomic || refers_to_itself || self.store().backend() != trellis_store::Backend::Postgres
-        {
-            1
-        } else {
-            POSTGRES_CHUNKS_IN_FLIGHT
-        }
-    }
-
-    /// Give the rows of a chunk their auto-numbers (one counter reservation per field, committed on
-    /// its own: numbers may have gaps, never repeats).
-    async fn number_rows(
-        &self,
-        app: &str,
-        entity: &EntityDefinition,
-        accepted: &mut [AcceptedRow],
-    ) -> Result<(), RuntimeError> {
-        if !entity
-            .fields
-            .iter()
-            .any(|f| f.kind == FieldKind::AutoNumber)
-        {
-            return Ok(());
-        }
-        let mut named: Vec<Map<String, Value>> = accepted
-            .iter_mut()
-            .map(|row| std::mem::take(&mut row.named))
-            .collect();
-        let numbered = self.assign_auto_numbers(app, entity, &mut named).await;
-        for (row, named) in accepted.iter_mut().zip(named) {
-            row.named = named;
-        }
-        numbered
-    }
-
-    /// Insert and commit one chunk in a transaction of its own.
-    async fn insert_chunk_alone(
-        &self,
-        app: &str,
-        entity: &EntityDefinition,
-        actor: &Principal,
-        locale: Locale,
-        accepted: Vec<AcceptedRow>,
-        starts_flows: bool,
-    ) -> Result<ChunkOutcome, RuntimeError> {
-        let mut sink = Sink {
-            bulk: None,
-            atomic: false,
-            committed: 0,
-            flow_starts: Vec::new(),
-            starts_flows,
-        };
-        let mut rejected = Vec::new();
-        self.insert_chunk(
-            app,
-            entity,
-            actor,
-            locale,
-            accepted,
-            &mut sink,
-            &mut rejected,
-        )
-        .await?;
-        Ok(ChunkOutcome {
-            committed: sink.committed,
-            flow_starts: sink.flow_starts,
-            rejected,
-        })
-    }
-
-    /// Wait for the oldest chunk in flight and add its outcome to the import's. When it failed, the
-    /// chunks still in flight are stopped (their transactions roll back) and the error returned.
-    async fn absorb_oldest(
-        in_flight: &mut std::collections::VecDeque<InFlightChunk>,
-        sink: &mut Sink,
-        rejected: &mut Vec<RejectedRow>,
-    ) -> Result<(), RuntimeError> {
-        let Some(oldest) = in_flight.pop_front() else {
-            return Ok(());
-        };
-        let outcome = oldest
-            .await
-            .map_err(|e| RuntimeError::Internal(format!("an import chunk's task failed: {e}")))
-            .and_then(|outcome| outcome);
-        match outcome {
-            Ok(outcome) => {
-                sink.committed += outcome.committed;
-                sink.flow_starts.extend(outcome.flow_starts);
-                rejected.extend(outcome.rejected);
-                Ok(())
-            }
-            Err(error) => {
-                for other in in_flight.drain(..) {
-                    other.abort();
-                }
-                Err(error)
-            }
-        }
-    }
-
     /// Reject rows that would land outside the rows the user may write.
     async fn keep_writable_rows(
         &self,
@@ -773,6 +647,9 @@ impl Runtime {
             inserted_us = chunk_started.elapsed().as_micros() as u64,
             "import: inserted"
         );
+        // Freeing the chunk's rows (two maps of every field per row) need not hold up the inserts.
+        let written = (accepted, batch);
+        tokio::task::spawn_blocking(move || drop(written));
         if sink.atomic {
             sink.bulk = Some(bulk);
         } else {
