@@ -17,6 +17,20 @@ const POSTGRES_CHUNKS_IN_FLIGHT: usize = 2;
 /// A chunk being inserted on a task of its own.
 pub(super) type InFlightChunk = tokio::task::JoinHandle<Result<ChunkOutcome, RuntimeError>>;
 
+/// The chunks in flight, oldest first. Dropped with chunks still in it (the import returned early
+/// with an error), it stops them: their transactions roll back instead of committing rows whose
+/// import already failed.
+#[derive(Default)]
+pub(super) struct InFlight(pub(super) std::collections::VecDeque<InFlightChunk>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        for chunk in &self.0 {
+            chunk.abort();
+        }
+    }
+}
+
 /// What one chunk inserted on its own (its own transaction) left behind.
 pub(super) struct ChunkOutcome {
     committed: usize,
@@ -106,33 +120,22 @@ impl Runtime {
         })
     }
 
-    /// Wait for the oldest chunk in flight and add its outcome to the import's. When it failed, the
-    /// chunks still in flight are stopped (their transactions roll back) and the error returned.
+    /// Wait for the oldest chunk in flight and add its outcome to the import's. Its error is returned
+    /// as it is; dropping `in_flight` then stops the chunks still in it.
     pub(super) async fn absorb_oldest(
-        in_flight: &mut std::collections::VecDeque<InFlightChunk>,
+        in_flight: &mut InFlight,
         sink: &mut Sink,
         rejected: &mut Vec<RejectedRow>,
     ) -> Result<(), RuntimeError> {
-        let Some(oldest) = in_flight.pop_front() else {
+        let Some(oldest) = in_flight.0.pop_front() else {
             return Ok(());
         };
         let outcome = oldest
             .await
-            .map_err(|e| RuntimeError::Internal(format!("an import chunk's task failed: {e}")))
-            .and_then(|outcome| outcome);
-        match outcome {
-            Ok(outcome) => {
-                sink.committed += outcome.committed;
-                sink.flow_starts.extend(outcome.flow_starts);
-                rejected.extend(outcome.rejected);
-                Ok(())
-            }
-            Err(error) => {
-                for other in in_flight.drain(..) {
-                    other.abort();
-                }
-                Err(error)
-            }
-        }
+            .map_err(|e| RuntimeError::Internal(format!("an import chunk's task failed: {e}")))??;
+        sink.committed += outcome.committed;
+        sink.flow_starts.extend(outcome.flow_starts);
+        rejected.extend(outcome.rejected);
+        Ok(())
     }
 }

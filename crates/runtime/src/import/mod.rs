@@ -318,8 +318,7 @@ impl Runtime {
             }),
         };
         let in_flight_limit = self.chunks_in_flight(entity, atomic);
-        // Chunks being inserted on their own tasks, oldest first.
-        let mut in_flight = std::collections::VecDeque::new();
+        let mut in_flight = in_flight::InFlight::default();
         let mut done = 0usize;
         while let Some(chunk) = chunks.recv().await {
             let chunk = chunk?;
@@ -345,7 +344,7 @@ impl Runtime {
                     self.number_rows(&loaded.id, entity, &mut accepted).await?;
                     let (runtime, loaded, actor) = (self.clone(), loaded.clone(), actor.clone());
                     let (entity_id, starts_flows) = (entity.id.to_string(), sink.starts_flows);
-                    in_flight.push_back(tokio::spawn(async move {
+                    in_flight.0.push_back(tokio::spawn(async move {
                         let (entity, _) = loaded.entity(&entity_id)?;
                         runtime
                             .insert_chunk_alone(
@@ -359,7 +358,7 @@ impl Runtime {
                             .await
                     }));
                 }
-                if in_flight.len() >= in_flight_limit {
+                if in_flight.0.len() >= in_flight_limit {
                     Self::absorb_oldest(&mut in_flight, &mut sink, &mut rejected).await?;
                 }
             } else if (!atomic || rejected.is_empty()) && !accepted.is_empty() {
@@ -381,7 +380,7 @@ impl Runtime {
             );
             progress(done, total.max(done));
         }
-        while !in_flight.is_empty() {
+        while !in_flight.0.is_empty() {
             Self::absorb_oldest(&mut in_flight, &mut sink, &mut rejected).await?;
         }
         validating
