@@ -9,7 +9,9 @@ async function publish(page) {
   await report.waitFor();
   const text = await report.innerText();
   await page.getByRole('button', { name: 'Publish now' }).click();
-  await page.getByText(/Published version \d+/).first().waitFor();
+  // A publish migrates and re-checks the app; while the whole test suite loads both cores it has
+  // taken longer than the default 20 s wait (a known flake), so it gets a minute.
+  await page.getByText(/Published version \d+/).first().waitFor({ timeout: 60000 });
   return text;
 }
 
