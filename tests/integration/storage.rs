@@ -437,7 +437,7 @@ async fn bulk_updates_commit_together_and_skip_stale_records(backend: Backend) {
         error: None,
         duration_us: 7,
     };
-    // Two full multi-row statements of runs and a remainder, in order.
+    // Runs of four rules, interleaved as a page's records trigger them.
     let runs: Vec<NewRuleRun> = (0..120)
         .map(|i| NewRuleRun {
             rule: if i == 0 {
@@ -514,13 +514,32 @@ async fn bulk_updates_commit_together_and_skip_stale_records(backend: Backend) {
     assert_eq!(logged.len(), 1);
     assert_eq!(logged[0].record_id.as_deref(), Some(rows[0].id.as_str()));
     assert!(logged[0].matched);
+    // Every run of a rule comes back, newest first, however it is stored.
     let others = store.rule_runs("bulk", "other_1", 100).await.unwrap();
-    let mut durations: Vec<i64> = others.iter().map(|r| r.duration_us).collect();
-    durations.sort_unstable();
-    assert_eq!(
-        durations,
-        (0..120).filter(|i| i % 3 == 1).collect::<Vec<i64>>()
-    );
+    let durations: Vec<i64> = others.iter().map(|r| r.duration_us).collect();
+    let expected: Vec<i64> = (0..120).rev().filter(|i| i % 3 == 1).collect();
+    assert_eq!(durations, expected);
+    assert!(others.iter().all(|r| r.matched
+        && r.trigger == "record_updated"
+        && r.outcome == r#"{"writes":{}}"#
+        && r.record_id.as_deref() == Some(rows[0].id.as_str())));
+    // A limit cuts inside a grouped row.
+    let newest = store.rule_runs("bulk", "other_2", 5).await.unwrap();
+    let durations: Vec<i64> = newest.iter().map(|r| r.duration_us).collect();
+    assert_eq!(durations, vec![119, 116, 113, 110, 107]);
+    // Stored as one row per rule (and trigger), not one per run.
+    let count = "SELECT COUNT(*), CAST(SUM(runs) AS BIGINT) FROM rule_runs WHERE app_id = 'bulk' AND rule = 'other_1'";
+    let stored: (i64, i64) = match backend {
+        Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+            sqlx::query_as(count).fetch_one(&mut conn).await.unwrap()
+        }
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+            sqlx::query_as(count).fetch_one(&mut conn).await.unwrap()
+        }
+    };
+    assert_eq!(stored, (1, 40));
     let outbox = store.outbox_of("bulk").await.unwrap();
     assert_eq!(
         outbox.len(),

@@ -138,26 +138,40 @@ async fn observed(api: &TestApi, app: &str, ids: &Map<String, Value>) -> Value {
         );
     }
     let mut rules = Map::new();
+    let mut logged = Map::new();
     for rule in ["tidy", "gold_task", "flag"] {
         let runs = api
             .call("GET", &format!("/api/apps/{app}/rules/{rule}/runs"), None)
             .await;
         let runs = runs.body["items"].as_array().cloned().unwrap_or_default();
-        let per_record: Vec<(String, bool)> = {
-            let mut list: Vec<(String, bool)> = runs
-                .iter()
-                .map(|run| {
-                    let record = run["record_id"].as_str().unwrap_or_default();
-                    let name = ids
-                        .iter()
-                        .find(|(_, id)| id.as_str() == Some(record))
-                        .map_or("?", |(name, _)| name.as_str());
-                    (name.to_owned(), run["matched"].as_bool().unwrap_or(false))
-                })
-                .collect();
-            list.sort();
-            list
-        };
+        let named_runs: Vec<(String, &Value)> = runs
+            .iter()
+            .map(|run| {
+                let record = run["record_id"].as_str().unwrap_or_default();
+                let name = ids
+                    .iter()
+                    .find(|(_, id)| id.as_str() == Some(record))
+                    .map_or("?", |(name, _)| name.as_str());
+                (name.to_owned(), run)
+            })
+            .collect();
+        // What each run saw and did, as the run log shows it (not when or how long it took).
+        let mut shown: Vec<String> = named_runs
+            .iter()
+            .map(|(name, run)| {
+                format!(
+                    "{name} {} {} {} {}",
+                    run["trigger"], run["matched"], run["outcome"], run["error"]
+                )
+            })
+            .collect();
+        shown.sort();
+        logged.insert(rule.to_owned(), json!(shown));
+        let mut per_record: Vec<(String, bool)> = named_runs
+            .iter()
+            .map(|(name, run)| (name.clone(), run["matched"].as_bool().unwrap_or(false)))
+            .collect();
+        per_record.sort();
         rules.insert(rule.to_owned(), json!(per_record));
     }
     let tasks = api
@@ -174,7 +188,7 @@ async fn observed(api: &TestApi, app: &str, ids: &Map<String, Value>) -> Value {
                 .map_or("?", |(name, _)| name.as_str())
         })
         .collect();
-    json!({"members": members, "rules": rules, "tasks": task_members})
+    json!({"members": members, "rules": rules, "logged": logged, "tasks": task_members})
 }
 
 async fn bulk_write_back_matches_one_by_one_updates(backend: Backend) {

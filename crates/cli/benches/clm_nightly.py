@@ -3,8 +3,14 @@ scores and 12-month spend from the same orders (the baseline, in the same run).
 
 Usage: python3 crates/cli/benches/clm_nightly.py TRELLIS_BINARY CUSTOMERS
 Prints one line per step (median of one run each: these are minutes-long batch steps) and a summary.
+
+Optional environment:
+- CLM_NIGHTLY_SEEDED=DIR keeps a copy of the freshly seeded data directory in DIR and, when DIR
+  already holds one for the same number of customers, starts from a copy of it instead of seeding
+  (each run still sees the first night after the seed);
+- CLM_NIGHTLY_SERVER_LOG=FILE writes the server's log (RUST_LOG applies) to FILE.
 """
-import json, os, socket, subprocess, sys, tempfile, time, urllib.request
+import json, os, shutil, socket, subprocess, sys, tempfile, time, urllib.request
 
 binary, customers = sys.argv[1], int(sys.argv[2])
 work = tempfile.mkdtemp(prefix="clm-nightly-")
@@ -17,11 +23,26 @@ def run(*args):
     return time.perf_counter() - started
 
 timings = []
-timings.append(("install CLM template", run("template", "install", "templates-gallery/clm")))
-timings.append((f"seed {customers} customers", run("seed", "--app", "clm", "--customers", str(customers))))
+seeded = os.environ.get("CLM_NIGHTLY_SEEDED")
+seeded_marker = seeded and os.path.join(seeded, f"seeded-{customers}")
+if seeded_marker and os.path.exists(seeded_marker):
+    shutil.rmtree(work)
+    started = time.perf_counter()
+    shutil.copytree(seeded, work)
+    os.remove(os.path.join(work, f"seeded-{customers}"))
+    timings.append((f"copy of the seeded {customers} customers (no seed)", time.perf_counter() - started))
+else:
+    timings.append(("install CLM template", run("template", "install", "templates-gallery/clm")))
+    timings.append((f"seed {customers} customers", run("seed", "--app", "clm", "--customers", str(customers))))
+    if seeded:
+        shutil.rmtree(seeded, ignore_errors=True)
+        shutil.copytree(work, seeded)
+        open(seeded_marker, "w").close()
 
 port = socket.socket(); port.bind(("127.0.0.1", 0)); addr = f"127.0.0.1:{port.getsockname()[1]}"; port.close()
-server = subprocess.Popen([binary, "serve", "--addr", addr], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+server_log = os.environ.get("CLM_NIGHTLY_SERVER_LOG")
+server_stderr = open(server_log, "w") if server_log else subprocess.DEVNULL
+server = subprocess.Popen([binary, "serve", "--addr", addr], env=env, stdout=subprocess.PIPE, stderr=server_stderr, text=True)
 for line in server.stdout:
     if line.startswith("listening on"):
         break

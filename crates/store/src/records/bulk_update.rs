@@ -48,9 +48,6 @@ pub struct NewRuleRun {
     pub duration_us: i64,
 }
 
-/// Rule runs per multi-row `INSERT` (10 parameters each).
-const RUNS_PER_STATEMENT: usize = 50;
-
 fn to_store(error: rusqlite::Error) -> StoreError {
     StoreError::Corrupt(format!("sqlite bulk update: {error}"))
 }
@@ -185,9 +182,14 @@ fn sqlite_updates(
         )
         .map_err(to_store)?;
     let mut applied = Vec::with_capacity(updates.len());
+    let mut parts = BulkParts::default();
+    let started = std::time::Instant::now();
     for item in updates {
         let row = &item.current;
+        let part = std::time::Instant::now();
         let data = json_text(&item.record.data)?;
+        parts.serialize_us += part.elapsed().as_micros() as u64;
+        let part = std::time::Instant::now();
         let changed = if item.search_changed {
             let Some((rowid, before)) = indexed
                 .query_row([&row.id], |r| {
@@ -222,6 +224,7 @@ fn sqlite_updates(
             ])
         }
         .map_err(to_store)?;
+        parts.records_us += part.elapsed().as_micros() as u64;
         if changed == 0 {
             if item.search_changed {
                 reindex.pop();
@@ -229,6 +232,10 @@ fn sqlite_updates(
             applied.push(false);
             continue;
         }
+        let part = std::time::Instant::now();
+        let before = json_text(&row.data.0)?;
+        parts.serialize_us += part.elapsed().as_micros() as u64;
+        let part = std::time::Instant::now();
         history
             .execute(rusqlite::params![
                 row.id,
@@ -237,11 +244,13 @@ fn sqlite_updates(
                 row.version + 1,
                 actor,
                 at,
-                json_text(&row.data.0)?
+                before
             ])
             .map_err(to_store)?;
+        parts.history_us += part.elapsed().as_micros() as u64;
         applied.push(true);
     }
+    let part = std::time::Instant::now();
     if !reindex.is_empty() {
         let rows = json_text(&reindex)?;
         connection
@@ -259,55 +268,63 @@ fn sqlite_updates(
             .and_then(|mut s| s.execute([&rows]))
             .map_err(to_store)?;
     }
+    parts.search_us = part.elapsed().as_micros() as u64;
+    let part = std::time::Instant::now();
     for (item, applied) in updates.iter().zip(&applied) {
         if let (Some(side), true) = (&item.side, applied) {
             sqlite_side_work(connection, side, &item.current.id, actor, &at)?;
         }
     }
-    // Rule runs outnumber the updates (every triggered rule of every record): multi-row statements.
-    let statement = |rows: usize| {
-        let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; rows].join(", ");
-        format!(
-            "INSERT INTO rule_runs (app_id, rule, app_version, trigger, record_id, matched, outcome, error, duration_us, at) VALUES {values}"
+    parts.side_us = part.elapsed().as_micros() as u64;
+    let part = std::time::Instant::now();
+    // Rule runs outnumber the updates (every triggered rule of every record): a row per rule.
+    let mut log = connection
+        .prepare_cached(
+            "INSERT INTO rule_runs (app_id, rule, app_version, trigger, record_id, matched, outcome, error, duration_us, at, runs) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )
-    };
-    let mut full = None;
-    for chunk in runs.chunks(RUNS_PER_STATEMENT) {
-        let mut log = match (chunk.len(), &mut full) {
-            (RUNS_PER_STATEMENT, Some(_)) => None,
-            (RUNS_PER_STATEMENT, slot) => {
-                *slot = Some(
-                    connection
-                        .prepare(&statement(RUNS_PER_STATEMENT))
-                        .map_err(to_store)?,
-                );
-                None
-            }
-            (rows, _) => Some(connection.prepare(&statement(rows)).map_err(to_store)?),
-        };
-        let log = match log.as_mut() {
-            Some(log) => log,
-            None => full.as_mut().expect("prepared above"),
-        };
-        let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 10);
-        let outcomes: Vec<String> = chunk.iter().map(|run| run.outcome.to_string()).collect();
-        for (run, outcome) in chunk.iter().zip(&outcomes) {
-            values.extend([
-                &app as &dyn rusqlite::ToSql,
-                &run.rule,
-                &app_version,
-                &run.trigger,
-                &run.record_id,
-                &run.matched,
-                outcome,
-                &run.error,
-                &run.duration_us,
-                &at,
-            ]);
-        }
-        log.execute(values.as_slice()).map_err(to_store)?;
+        .map_err(to_store)?;
+    for row in crate::flows::run_log_rows(runs)? {
+        log.execute(rusqlite::params![
+            app,
+            row.rule,
+            app_version,
+            row.trigger,
+            row.record_id,
+            row.matched,
+            row.outcome,
+            row.error,
+            row.duration_us,
+            at,
+            row.runs
+        ])
+        .map_err(to_store)?;
     }
+    parts.runs_us = part.elapsed().as_micros() as u64;
+    tracing::debug!(
+        updates = updates.len(),
+        runs = runs.len(),
+        serialize_us = parts.serialize_us,
+        records_us = parts.records_us,
+        history_us = parts.history_us,
+        search_us = parts.search_us,
+        side_us = parts.side_us,
+        runs_us = parts.runs_us,
+        total_us = started.elapsed().as_micros() as u64,
+        "sqlite bulk update statements"
+    );
     Ok(applied)
+}
+
+/// Where a SQLite bulk update's statements spent their time (the debug log).
+#[derive(Default)]
+struct BulkParts {
+    serialize_us: u64,
+    records_us: u64,
+    history_us: u64,
+    search_us: u64,
+    side_us: u64,
+    runs_us: u64,
 }
 
 /// The whole SQLite transaction of a bulk update — BEGIN IMMEDIATE, the updates with their history,
@@ -335,7 +352,15 @@ pub(crate) fn sqlite_bulk_transaction(
         },
     );
     match written {
-        Ok(applied) => sql("COMMIT").map(|()| applied),
+        Ok(applied) => {
+            let started = std::time::Instant::now();
+            sql("COMMIT")?;
+            tracing::debug!(
+                commit_us = started.elapsed().as_micros() as u64,
+                "sqlite bulk update committed"
+            );
+            Ok(applied)
+        }
         Err(error) => {
             let _ = sql("ROLLBACK");
             Err(error)
@@ -483,21 +508,22 @@ impl Store {
                     }
                     applied.push(changed == 1);
                 }
-                for run in runs {
+                for row in crate::flows::run_log_rows(runs)? {
                     sqlx::query(
-                        "INSERT INTO rule_runs (app_id, rule, app_version, trigger, record_id, matched, outcome, error, duration_us, at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                        "INSERT INTO rule_runs (app_id, rule, app_version, trigger, record_id, matched, outcome, error, duration_us, at, runs) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                     )
                     .bind(app)
-                    .bind(&run.rule)
+                    .bind(row.rule)
                     .bind(app_version)
-                    .bind(&run.trigger)
-                    .bind(&run.record_id)
-                    .bind(run.matched)
-                    .bind(run.outcome.to_string())
-                    .bind(&run.error)
-                    .bind(run.duration_us)
+                    .bind(row.trigger)
+                    .bind(row.record_id)
+                    .bind(row.matched)
+                    .bind(row.outcome)
+                    .bind(row.error)
+                    .bind(row.duration_us)
                     .bind(now)
+                    .bind(row.runs)
                     .execute(&mut *tx)
                     .await?;
                 }
