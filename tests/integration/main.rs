@@ -15,6 +15,7 @@ mod column_snapshots;
 mod customer_base;
 mod flows;
 mod merges;
+mod outbox_events;
 mod outgoing;
 mod records;
 mod report_grouping;

@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 use trellis_flow::ActionDefinition;
 use trellis_form::Locale;
 use trellis_form::records::to_api;
-use trellis_store::flows::OutboxRow;
+use trellis_store::flows::{OutboxAttempt, OutboxRow};
 
 use crate::{Principal, Runtime, RuntimeError};
 
@@ -39,52 +39,146 @@ impl std::fmt::Debug for Outgoing {
     }
 }
 
+/// The record an entry fires an event on when that is the record whose rule queued it (no relation
+/// to follow): such entries about different records may be delivered side by side.
+fn own_record_event(entry: &OutboxRow) -> Option<String> {
+    if entry.kind == "email" {
+        return None;
+    }
+    let payload: Value = serde_json::from_str(&entry.payload).ok()?;
+    if let Ok(trellis_rules::RuleAction::UpdateRecords(_)) =
+        serde_json::from_value::<trellis_rules::RuleAction>(payload.get("action")?.clone())
+    {
+        return None;
+    }
+    match serde_json::from_value::<ActionDefinition>(payload.get("action")?.clone()).ok()? {
+        ActionDefinition::FireEvent(fire) if fire.relation.is_none() => {
+            payload.get("record_id")?.as_str().map(str::to_owned)
+        }
+        _ => None,
+    }
+}
+
 fn backoff(attempt: i64) -> Duration {
     Duration::seconds((5_i64 << attempt.clamp(0, 10)).min(3600))
 }
 
 impl Runtime {
-    /// Deliver due outbox entries; returns how many succeeded.
+    /// Deliver due outbox entries (a pass of up to 100, oldest first); returns how many succeeded.
+    ///
+    /// The pass claims its entries in one transaction. Consecutive events that a rule fires on its
+    /// own record (the lifecycle moves a nightly run queues, one per moved customer) are delivered
+    /// side by side when their records differ — their transitions then share commits (group
+    /// commit) — and their outcomes are recorded in one transaction; every other entry is delivered
+    /// alone, in order. Entries about one record keep their order.
     pub async fn run_outbox_once(&self, now: DateTime<Utc>) -> Result<usize, RuntimeError> {
+        let due = self.store().due_outbox(now, 100).await?;
+        let pairs: Vec<(i64, i64)> = due.iter().map(|e| (e.seq, e.attempts)).collect();
+        let claimed = self
+            .store()
+            .claim_outbox(&pairs, now, now + Duration::minutes(5))
+            .await?;
         let mut delivered = 0;
-        for entry in self.store().due_outbox(now, 100).await? {
-            if !self
-                .store()
-                .claim_outbox(entry.seq, entry.attempts, now, now + Duration::minutes(5))
-                .await?
-            {
+        let mut side_by_side: Vec<(String, OutboxRow)> = Vec::new();
+        for (entry, claimed) in due.into_iter().zip(claimed) {
+            if !claimed {
                 continue;
             }
-            let (status, retry_at, error) = match self.deliver(&entry).await {
-                Ok(()) => ("done", now, None),
-                Err(Failure::Permanent(reason)) => ("failed", now, Some(reason)),
-                Err(Failure::Skipped(reason)) => ("done", now, Some(reason)),
-                Err(Failure::Retry(reason)) if entry.attempts + 1 >= MAX_ATTEMPTS => (
-                    "failed",
-                    now,
-                    Some(format!("gave up after {MAX_ATTEMPTS} attempts: {reason}")),
-                ),
-                Err(Failure::Retry(reason)) => {
-                    ("pending", now + backoff(entry.attempts), Some(reason))
+            match own_record_event(&entry) {
+                Some(record) if !side_by_side.iter().any(|(r, _)| *r == record) => {
+                    side_by_side.push((record, entry));
                 }
-            };
-            if status == "done" && error.is_none() {
-                delivered += 1;
-            } else if status == "done" {
-                tracing::info!(seq = entry.seq, kind = %entry.kind, reason = ?error, "outbox entry skipped");
-            } else {
-                tracing::warn!(seq = entry.seq, kind = %entry.kind, error = ?error, status, "outbox attempt failed");
+                Some(record) => {
+                    delivered += self.deliver_side_by_side(&mut side_by_side, now).await?;
+                    side_by_side.push((record, entry));
+                }
+                None => {
+                    delivered += self.deliver_side_by_side(&mut side_by_side, now).await?;
+                    let outcome = self.deliver(&entry).await;
+                    delivered += self.finish(vec![(entry, outcome)], now).await?;
+                }
             }
-            self.store()
-                .finish_outbox(
-                    entry.seq,
-                    entry.attempts,
+        }
+        delivered += self.deliver_side_by_side(&mut side_by_side, now).await?;
+        Ok(delivered)
+    }
+
+    /// Deliver `entries` (events on distinct records) at once and record their outcomes; empties it.
+    async fn deliver_side_by_side(
+        &self,
+        entries: &mut Vec<(String, OutboxRow)>,
+        now: DateTime<Utc>,
+    ) -> Result<usize, RuntimeError> {
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        let mut running = tokio::task::JoinSet::new();
+        for (position, (_, entry)) in entries.drain(..).enumerate() {
+            let runtime = self.clone();
+            running.spawn(async move {
+                let outcome = runtime.deliver(&entry).await;
+                (position, entry, outcome)
+            });
+        }
+        let mut outcomes = Vec::with_capacity(running.len());
+        while let Some(joined) = running.join_next().await {
+            outcomes.push(
+                joined.map_err(|e| {
+                    RuntimeError::Internal(format!("an outbox delivery stopped: {e}"))
+                })?,
+            );
+        }
+        outcomes.sort_by_key(|(position, ..)| *position);
+        self.finish(
+            outcomes
+                .into_iter()
+                .map(|(_, entry, outcome)| (entry, outcome))
+                .collect(),
+            now,
+        )
+        .await
+    }
+
+    /// Record the outcomes of attempts (one transaction); returns how many succeeded.
+    async fn finish(
+        &self,
+        outcomes: Vec<(OutboxRow, Result<(), Failure>)>,
+        now: DateTime<Utc>,
+    ) -> Result<usize, RuntimeError> {
+        let mut delivered = 0;
+        let attempts: Vec<OutboxAttempt> = outcomes
+            .into_iter()
+            .map(|(entry, outcome)| {
+                let (status, retry_at, error) = match outcome {
+                    Ok(()) => ("done", now, None),
+                    Err(Failure::Permanent(reason)) => ("failed", now, Some(reason)),
+                    Err(Failure::Skipped(reason)) => ("done", now, Some(reason)),
+                    Err(Failure::Retry(reason)) if entry.attempts + 1 >= MAX_ATTEMPTS => (
+                        "failed",
+                        now,
+                        Some(format!("gave up after {MAX_ATTEMPTS} attempts: {reason}")),
+                    ),
+                    Err(Failure::Retry(reason)) => {
+                        ("pending", now + backoff(entry.attempts), Some(reason))
+                    }
+                };
+                if status == "done" && error.is_none() {
+                    delivered += 1;
+                } else if status == "done" {
+                    tracing::info!(seq = entry.seq, kind = %entry.kind, reason = ?error, "outbox entry skipped");
+                } else {
+                    tracing::warn!(seq = entry.seq, kind = %entry.kind, error = ?error, status, "outbox attempt failed");
+                }
+                OutboxAttempt {
+                    seq: entry.seq,
+                    attempts: entry.attempts,
                     status,
                     retry_at,
-                    error.as_deref(),
-                )
-                .await?;
-        }
+                    error,
+                }
+            })
+            .collect();
+        self.store().finish_outbox(&attempts).await?;
         Ok(delivered)
     }
 

@@ -10,6 +10,7 @@ use serde_json::Value;
 use crate::{Store, StoreError};
 
 mod delivery;
+pub use delivery::OutboxAttempt;
 mod rule_log;
 mod tasks;
 

@@ -51,51 +51,72 @@ impl Store {
         Ok(rows)
     }
 
-    /// Record an attempt: `done`, `failed` for good, or `pending` again at `retry_at`. Only the
-    /// attempt that still sees the entry at `attempts` counts (two servers never both record one).
-    pub async fn finish_outbox(
-        &self,
-        seq: i64,
-        attempts: i64,
-        status: &str,
-        retry_at: DateTime<Utc>,
-        error: Option<&str>,
-    ) -> Result<bool, StoreError> {
-        let done = crate::with_pool!(self, write, |pool| {
-            sqlx::query(
-                "UPDATE outbox SET status = $1, attempts = attempts + 1, next_attempt_at = $2, last_error = $3 \
-                 WHERE seq = $4 AND attempts = $5 AND status = 'pending'",
-            )
-            .bind(status)
-            .bind(retry_at)
-            .bind(error)
-            .bind(seq)
-            .bind(attempts)
-            .execute(pool)
-            .await?
-            .rows_affected()
+    /// Record attempts, in one transaction: each `done`, `failed` for good, or `pending` again at
+    /// its `retry_at`. Only an attempt that still sees its entry at its `attempts` counts (two servers
+    /// never both record one); returns which counted.
+    pub async fn finish_outbox(&self, attempts: &[OutboxAttempt]) -> Result<Vec<bool>, StoreError> {
+        let counted = crate::with_pool!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let mut counted = Vec::with_capacity(attempts.len());
+            for attempt in attempts {
+                let done = sqlx::query(
+                    "UPDATE outbox SET status = $1, attempts = attempts + 1, next_attempt_at = $2, last_error = $3 \
+                     WHERE seq = $4 AND attempts = $5 AND status = 'pending'",
+                )
+                .bind(attempt.status)
+                .bind(attempt.retry_at)
+                .bind(attempt.error.as_deref())
+                .bind(attempt.seq)
+                .bind(attempt.attempts)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                counted.push(done > 0);
+            }
+            tx.commit().await?;
+            counted
         });
-        Ok(done > 0)
+        Ok(counted)
     }
 
-    /// Claim an outbox entry for one attempt (pushes its next attempt out so others skip it).
+    /// Claim outbox entries, each `(seq, attempts)` as read, for one attempt, in one transaction:
+    /// pushes their next attempt out to `lease_until` so others skip them. Returns which were claimed
+    /// (another server may have claimed or finished one meanwhile).
     pub async fn claim_outbox(
         &self,
-        seq: i64,
-        attempts: i64,
+        entries: &[(i64, i64)],
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        let done = crate::with_pool!(self, write, |pool| {
-            sqlx::query("UPDATE outbox SET next_attempt_at = $1 WHERE seq = $2 AND attempts = $3 AND status = 'pending' AND next_attempt_at <= $4")
-                .bind(lease_until)
-                .bind(seq)
-                .bind(attempts)
-                .bind(now)
-                .execute(pool)
-                .await?
-                .rows_affected()
+    ) -> Result<Vec<bool>, StoreError> {
+        let claimed = crate::with_pool!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let mut claimed = Vec::with_capacity(entries.len());
+            for (seq, attempts) in entries {
+                let done = sqlx::query("UPDATE outbox SET next_attempt_at = $1 WHERE seq = $2 AND attempts = $3 AND status = 'pending' AND next_attempt_at <= $4")
+                    .bind(lease_until)
+                    .bind(seq)
+                    .bind(attempts)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                claimed.push(done > 0);
+            }
+            tx.commit().await?;
+            claimed
         });
-        Ok(done > 0)
+        Ok(claimed)
     }
+}
+
+/// The outcome of one attempt at an outbox entry ([`Store::finish_outbox`]).
+#[derive(Debug, Clone)]
+pub struct OutboxAttempt {
+    pub seq: i64,
+    /// The entry's attempts before this one (as claimed).
+    pub attempts: i64,
+    /// `done`, `failed` or `pending`.
+    pub status: &'static str,
+    pub retry_at: DateTime<Utc>,
+    pub error: Option<String>,
 }
