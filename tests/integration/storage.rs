@@ -433,7 +433,7 @@ async fn bulk_updates_commit_together_and_skip_stale_records(backend: Backend) {
         trigger: "record_updated".into(),
         record_id: Some(rows[0].id.clone()),
         matched: true,
-        outcome: serde_json::json!({"writes": {}}),
+        outcome: r#"{"writes":{}}"#.into(),
         error: None,
         duration_us: 7,
     };

@@ -44,8 +44,8 @@ pub use error::StoreError;
 pub use merges::MergeRecord;
 pub use query::{Cursor, SortKey};
 pub use records::{
-    BulkInsert, BulkUpdate, HistoryRow, ListQuery, MigratedRecord, NewRecord, NewRuleRun,
-    RecordRow, UniqueValue,
+    BulkInsert, BulkUpdate, BulkWritten, HistoryRow, ListQuery, MigratedRecord, NewRecord,
+    NewRuleRun, RecordRow, UniqueValue,
 };
 pub use saved_views::SavedViewRecord;
 pub use sqlx::types::Json;

@@ -795,5 +795,5 @@ mod sqlite_fast;
 
 pub(crate) use bind_args;
 pub use bulk::BulkInsert;
-pub use bulk_update::{BulkUpdate, NewRuleRun};
+pub use bulk_update::{BulkUpdate, BulkWritten, NewRuleRun};
 pub(crate) use sqlite_fast::with_rusqlite;

@@ -29,7 +29,7 @@ use trellis_store::{BulkUpdate, NewRecord, NewRuleRun, RecordRow};
 
 use super::{record_write, unique_values};
 use crate::app_cache::LoadedApp;
-use crate::rules::{outcome_of, triggered_rules};
+use crate::rules::{outcome_text, triggered_rules};
 use crate::{Principal, Runtime, RuntimeError};
 
 /// One change of a bulk update: the live record as read, its fields by name, and a merge patch.
@@ -95,7 +95,7 @@ fn logged_run(
         trigger: trigger.to_owned(),
         record_id: Some(record_id.to_owned()),
         matched: evaluation.matched,
-        outcome: outcome_of(evaluation),
+        outcome: outcome_text(evaluation),
         error: None,
         duration_us,
     }
@@ -190,7 +190,7 @@ fn plan(
                     trigger: "record_updated".into(),
                     record_id: Some(row.id.clone()),
                     matched: false,
-                    outcome: Value::Null,
+                    outcome: "null".into(),
                     error: Some(failure.to_string()),
                     duration_us: 0,
                 });
@@ -385,7 +385,7 @@ impl Runtime {
         if !updates.is_empty() {
             let written = self
                 .store()
-                .update_records_bulk(
+                .write_records_bulk(
                     &loaded.id,
                     loaded.version,
                     Some(&actor.user_id),
@@ -393,27 +393,27 @@ impl Runtime {
                     &runs,
                 )
                 .await?;
-            drop(updates);
             phases[0] = started.elapsed().as_micros();
-            for (
-                AfterCommit {
+            for ((after, applied), update) in planned
+                .into_iter()
+                .zip(written.applied.iter().copied())
+                .zip(updates)
+            {
+                let AfterCommit {
                     id,
                     patch,
                     before,
                     cascades,
-                },
-                row,
-            ) in planned.into_iter().zip(written)
-            {
-                match row {
-                    Some(row) => {
-                        counts.changed += 1;
-                        if cascades {
-                            self.after_save(loaded, entity, row, Some(before), &actor.user_id)
-                                .await?;
-                        }
-                    }
-                    None => alone.push((id, patch)),
+                } = after;
+                if !applied {
+                    alone.push((id, patch));
+                    continue;
+                }
+                counts.changed += 1;
+                if cascades {
+                    let row = written.row_of(update, Some(&actor.user_id));
+                    self.after_save(loaded, entity, row, Some(before), &actor.user_id)
+                        .await?;
                 }
             }
         }

@@ -146,6 +146,15 @@ impl Runtime {
         };
         let mut matched = 0;
         let mut changes = Vec::new();
+        // Compared in the stored form (by field uid): most records of a night's run may not change,
+        // and only those that do are converted to fields by name.
+        let uid_of = |name: &str| entity.field(name).map(|f| f.uid.clone());
+        let uids: HashMap<&str, Option<String>> = sets
+            .iter()
+            .map(|(field, _)| field.as_str())
+            .chain(apply.otherwise.keys().map(|field| field.as_str()))
+            .map(|name| (name, uid_of(name)))
+            .collect();
         {
             for current in page {
                 let row = wanted.get(current.id.as_str());
@@ -153,9 +162,13 @@ impl Runtime {
                     continue;
                 }
                 matched += usize::from(row.is_some());
-                let named = to_api(entity, &current.data.0);
+                let stored = &current.data.0;
                 let differs = |field: &str, value: Value| {
-                    let now = named.get(field).unwrap_or(&Value::Null);
+                    let now = uids
+                        .get(field)
+                        .and_then(Option::as_deref)
+                        .and_then(|uid| stored.get(uid))
+                        .unwrap_or(&Value::Null);
                     (!trellis_form::records::same_value(now, &value))
                         .then(|| (field.to_owned(), value))
                 };
@@ -174,6 +187,7 @@ impl Runtime {
                         .collect(),
                 };
                 if !patch.is_empty() {
+                    let named = to_api(entity, &current.data.0);
                     changes.push((current, named, patch));
                 }
             }

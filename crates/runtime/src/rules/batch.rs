@@ -271,10 +271,10 @@ impl Runtime {
             if !shared.is_empty() {
                 let written = self
                     .store()
-                    .update_records_bulk(&loaded.id, loaded.version, Some(actor), &shared, &[])
+                    .write_records_bulk(&loaded.id, loaded.version, Some(actor), &shared, &[])
                     .await?;
-                for (update, row) in shared.iter().zip(written) {
-                    if row.is_some() {
+                for (update, applied) in shared.iter().zip(written.applied) {
+                    if applied {
                         counts.changed += 1;
                     } else {
                         counts.failed += 1;

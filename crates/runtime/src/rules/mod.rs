@@ -46,6 +46,41 @@ fn locale_tag(locale: Locale) -> &'static str {
 /// and the trace's values. The trace's sources and the actions' repeated in the trace are left out:
 /// the rule's definition at the run's app version holds them, and a nightly run logs millions of
 /// runs (a condition that did not hold logs `{"trace":[{"step":"condition","value":false}]}`).
+/// [`outcome_of`] as JSON text, written straight from the evaluation (the bulk write-back logs
+/// thousands of runs per page; this runs on the planning threads).
+pub(crate) fn outcome_text(evaluation: &Evaluation) -> String {
+    #[derive(serde::Serialize)]
+    struct Step<'a> {
+        step: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        value: Option<&'a Value>,
+    }
+    #[derive(serde::Serialize)]
+    struct Outcome<'a> {
+        #[serde(skip_serializing_if = "Map::is_empty")]
+        writes: &'a Map<String, Value>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reject: Option<&'a trellis_model::LocalizedText>,
+        #[serde(skip_serializing_if = "<[_]>::is_empty")]
+        actions: &'a [trellis_rules::RuleAction],
+        trace: Vec<Step<'a>>,
+    }
+    let outcome = Outcome {
+        writes: &evaluation.writes,
+        reject: evaluation.reject.as_ref(),
+        actions: &evaluation.actions,
+        trace: evaluation
+            .trace
+            .iter()
+            .map(|step| Step {
+                step: &step.step,
+                value: (!step.step.starts_with("action ")).then_some(&step.value),
+            })
+            .collect(),
+    };
+    serde_json::to_string(&outcome).unwrap_or_else(|_| outcome_of(evaluation).to_string())
+}
+
 pub(crate) fn outcome_of(evaluation: &Evaluation) -> Value {
     let mut outcome = Map::new();
     if !evaluation.writes.is_empty() {

@@ -191,7 +191,7 @@ pub(crate) struct RunLogRow<'a> {
     pub record_id: Option<&'a str>,
     pub matched: bool,
     /// JSON text: the run's outcome, or the grouped runs.
-    pub outcome: String,
+    pub outcome: std::borrow::Cow<'a, str>,
     pub error: Option<&'a str>,
     pub duration_us: i64,
     pub runs: i64,
@@ -218,23 +218,39 @@ pub(crate) fn run_log_rows(runs: &[NewRuleRun]) -> Result<Vec<RunLogRow<'_>>, St
                     trigger,
                     record_id: run.record_id.as_deref(),
                     matched: run.matched,
-                    outcome: run.outcome.to_string(),
+                    outcome: std::borrow::Cow::Borrowed(&run.outcome),
                     error: run.error.as_deref(),
                     duration_us: run.duration_us,
                     runs: 1,
                 });
             }
-            let grouped: Vec<_> = list
-                .iter()
-                .map(|r| (&r.record_id, r.matched, &r.outcome, &r.error, r.duration_us))
-                .collect();
+            // `[[record_id, matched, outcome, error, duration_us], …]`, the outcomes already JSON.
+            let json = |value: &Option<String>| {
+                serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+            };
+            let mut grouped =
+                String::with_capacity(list.iter().map(|r| r.outcome.len() + 64).sum());
+            grouped.push('[');
+            for (n, run) in list.iter().enumerate() {
+                use std::fmt::Write;
+                let _ = write!(
+                    grouped,
+                    "{}[{},{},{},{},{}]",
+                    if n == 0 { "" } else { "," },
+                    json(&run.record_id)?,
+                    run.matched,
+                    run.outcome,
+                    json(&run.error)?,
+                    run.duration_us
+                );
+            }
+            grouped.push(']');
             Ok(RunLogRow {
                 rule,
                 trigger,
                 record_id: None,
                 matched: list.iter().any(|r| r.matched),
-                outcome: serde_json::to_string(&grouped)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                outcome: std::borrow::Cow::Owned(grouped),
                 error: None,
                 duration_us: list.iter().map(|r| r.duration_us).sum(),
                 runs: list.len() as i64,

@@ -19,7 +19,7 @@ use sqlx::types::Json;
 
 use super::{NewRecord, RecordRow, record_change};
 use crate::change_log::append_change;
-use crate::flows::TransitionWrites;
+use crate::flows::{RunLogRow, TransitionWrites, run_log_rows};
 use crate::{Store, StoreError};
 
 /// One record's update in a bulk write.
@@ -43,7 +43,8 @@ pub struct NewRuleRun {
     pub trigger: String,
     pub record_id: Option<String>,
     pub matched: bool,
-    pub outcome: Value,
+    /// What the run saw and did, as JSON text.
+    pub outcome: String,
     pub error: Option<String>,
     pub duration_us: i64,
 }
@@ -150,7 +151,7 @@ fn sqlite_updates(
     app_version: i64,
     actor: Option<&str>,
     updates: &[BulkUpdate],
-    runs: &[NewRuleRun],
+    runs: &[RunLogRow<'_>],
     now: DateTime<Utc>,
 ) -> Result<Vec<bool>, StoreError> {
     let at = now.to_rfc3339_opts(SecondsFormat::AutoSi, false);
@@ -284,7 +285,7 @@ fn sqlite_updates(
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )
         .map_err(to_store)?;
-    for row in crate::flows::run_log_rows(runs)? {
+    for row in runs {
         log.execute(rusqlite::params![
             app,
             row.rule,
@@ -303,7 +304,7 @@ fn sqlite_updates(
     parts.runs_us = part.elapsed().as_micros() as u64;
     tracing::debug!(
         updates = updates.len(),
-        runs = runs.len(),
+        run_rows = runs.len(),
         serialize_us = parts.serialize_us,
         records_us = parts.records_us,
         history_us = parts.history_us,
@@ -336,7 +337,7 @@ pub(crate) fn sqlite_bulk_transaction(
     app_version: i64,
     actor: Option<&str>,
     updates: &[BulkUpdate],
-    runs: &[NewRuleRun],
+    runs: &[RunLogRow<'_>],
     now: DateTime<Utc>,
 ) -> Result<Vec<bool>, StoreError> {
     let sql = |statement: &str| connection.execute_batch(statement).map_err(to_store);
@@ -417,6 +418,30 @@ fn bulk_changes(
         .collect()
 }
 
+/// What a bulk write did: which updates applied, and when.
+#[derive(Debug, Clone)]
+pub struct BulkWritten {
+    /// Per update, whether it applied (`false`: its record changed or was deleted since it was
+    /// read, and nothing was written for it).
+    pub applied: Vec<bool>,
+    /// The updated records' `updated_at`.
+    pub at: DateTime<Utc>,
+}
+
+impl BulkWritten {
+    /// The stored row of an applied `update` (by `actor`), built from the update without copying its
+    /// data.
+    pub fn row_of(&self, update: BulkUpdate, actor: Option<&str>) -> RecordRow {
+        RecordRow {
+            version: update.current.version + 1,
+            data: Json(update.record.data),
+            updated_at: self.at,
+            updated_by: actor.map(str::to_owned),
+            ..update.current
+        }
+    }
+}
+
 impl Store {
     /// Update many records of one entity of `app` in one transaction (see the module docs), logging
     /// `runs` (of app version `app_version`) with them. Returns each update's new row, or `None` when
@@ -429,6 +454,22 @@ impl Store {
         updates: &[BulkUpdate],
         runs: &[NewRuleRun],
     ) -> Result<Vec<Option<RecordRow>>, StoreError> {
+        let written = self
+            .write_records_bulk(app, app_version, actor, updates, runs)
+            .await?;
+        Ok(rows_after(updates, &written.applied, actor, written.at))
+    }
+
+    /// [`Store::update_records_bulk`] without building the new rows: which updates applied, and
+    /// when (callers that need a row build it with [`BulkWritten::row_of`]).
+    pub async fn write_records_bulk(
+        &self,
+        app: &str,
+        app_version: i64,
+        actor: Option<&str>,
+        updates: &[BulkUpdate],
+        runs: &[NewRuleRun],
+    ) -> Result<BulkWritten, StoreError> {
         if updates.iter().any(|u| {
             u.side
                 .as_ref()
@@ -440,6 +481,9 @@ impl Store {
             ));
         }
         let now = crate::now();
+        // Built before the transaction: serializing thousands of runs should not hold the writer.
+        let runs = run_log_rows(runs)?;
+        let runs = runs.as_slice();
         let applied: Vec<bool> = match &self.pools {
             crate::connect::Pools::Sqlite { write, .. } => {
                 // The whole transaction in one visit to the connection: each sqlx statement would cost
@@ -453,7 +497,7 @@ impl Store {
                 .await?;
                 tracing::debug!(
                     updates = updates.len(),
-                    runs = runs.len(),
+                    run_rows = runs.len(),
                     wait_us = acquired.as_micros() as u64,
                     write_us = (started.elapsed() - acquired).as_micros() as u64,
                     "sqlite bulk update"
@@ -508,7 +552,7 @@ impl Store {
                     }
                     applied.push(changed == 1);
                 }
-                for row in crate::flows::run_log_rows(runs)? {
+                for row in runs {
                     sqlx::query(
                         "INSERT INTO rule_runs (app_id, rule, app_version, trigger, record_id, matched, outcome, error, duration_us, at, runs) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
@@ -519,7 +563,7 @@ impl Store {
                     .bind(row.trigger)
                     .bind(row.record_id)
                     .bind(row.matched)
-                    .bind(row.outcome)
+                    .bind(row.outcome.as_ref())
                     .bind(row.error)
                     .bind(row.duration_us)
                     .bind(now)
@@ -534,7 +578,7 @@ impl Store {
                 applied
             }
         };
-        Ok(rows_after(updates, &applied, actor, now))
+        Ok(BulkWritten { applied, at: now })
     }
 
     /// Update one record (with a flow transition's writes). On SQLite (one writer) it shares one
