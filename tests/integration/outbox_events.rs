@@ -1,10 +1,12 @@
-//! Events that rules fire on their own record, delivered from the outbox: a pass delivers such
-//! events on different records side by side (a nightly run queues one per moved customer), yet each
-//! record's events keep their order, and two workers at once deliver each entry once.
+//! Outbox entries that concern only the record that queued them — events rules fire on it, records
+//! created from it — delivered: a pass delivers such entries of different records side by side (a
+//! nightly run queues one per moved customer), yet each record's entries keep their order, and two
+//! workers at once deliver each entry once.
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
+use crate::records::urlencode;
 use crate::support::api::TestApi;
 use crate::support::{Backend, on_both_backends};
 
@@ -21,6 +23,13 @@ fn desk_bundle() -> Value {
                 "stage": {"type": "string", "enum": ["new", "open", "closed"]}
             }
         },
+        "entities/note.schema.json": {
+            "type": "object", "x-trellis": {"format_version": 1},
+            "properties": {
+                "ticket": {"type": "string", "x-trellis": {"kind": "relation_one", "relation": {"entity": "ticket"}}},
+                "stage_seen": {"type": "string"}
+            }
+        },
         "flows/stage.flow.json": {
             "format_version": 1, "id": "stage", "entity": "ticket", "state_field": "stage",
             "states": [{"id": "new", "initial": true}, {"id": "open"}, {"id": "closed", "terminal": true}],
@@ -35,7 +44,12 @@ fn desk_bundle() -> Value {
             "actions": [{"fire_event": {"flow": "stage", "event": "open"}}]},
         "rules/closes.rule.json": {"format_version": 1, "id": "closes", "entity": "ticket",
             "trigger": {"record_updated": {"fields": ["level"]}}, "condition": "level == 2",
-            "actions": [{"fire_event": {"flow": "stage", "event": "close"}}]}
+            "actions": [{"fire_event": {"flow": "stage", "event": "close"}}]},
+        // Queued with the close: the note sees the stage its ticket has when the note is made.
+        "rules/notes.rule.json": {"format_version": 1, "id": "notes", "entity": "ticket",
+            "trigger": {"record_updated": {"fields": ["level"]}}, "condition": "level == 2",
+            "actions": [{"create_record": {"entity": "note",
+                "fields": {"ticket": "$record_id", "stage_seen": "$record.stage"}}}]}
     })
 }
 
@@ -53,8 +67,8 @@ async fn own_record_events_keep_their_order_per_record(backend: Backend) {
         assert_eq!(ticket.status, StatusCode::CREATED, "{}", ticket.text);
         ids.push(ticket.body["id"].as_str().unwrap().to_owned());
     }
-    // Every ticket queues "open", then (the odd ones) "close": the outbox holds the opens of all
-    // twelve and then six closes, each close behind its own ticket's open.
+    // Every ticket queues "open", then (the odd ones) "close" and a note: the outbox holds the opens
+    // of all twelve and then six closes and six notes, each behind its own ticket's open.
     for level in [1, 2] {
         for (n, id) in ids.iter().enumerate() {
             if level == 2 && n % 2 == 0 {
@@ -71,7 +85,14 @@ async fn own_record_events_keep_their_order_per_record(backend: Backend) {
         }
     }
     let queued = api.runtime.store().outbox_of("desk").await.unwrap();
-    assert_eq!(queued.len(), 18, "{queued:?}");
+    assert_eq!(queued.len(), 24, "{queued:?}");
+    // Whether each ticket's note was queued after its close (then it sees "closed").
+    let seq_of = |id: &str, action: &str| {
+        queued
+            .iter()
+            .find(|o| o.payload.contains(id) && o.payload.contains(action))
+            .map(|o| o.seq)
+    };
 
     // Two workers at once (two servers), then whatever is left.
     let now = chrono::Utc::now();
@@ -81,7 +102,7 @@ async fn own_record_events_keep_their_order_per_record(backend: Backend) {
     );
     let delivered = a.unwrap() + b.unwrap();
     assert_eq!(
-        delivered, 18,
+        delivered, 24,
         "every entry once, none twice or skipped: the closes ran after their opens"
     );
     assert_eq!(
@@ -119,6 +140,30 @@ async fn own_record_events_keep_their_order_per_record(backend: Backend) {
             expected_moves.push(("close".to_owned(), "closed".to_owned()));
         }
         assert_eq!(moves, expected_moves, "ticket {n}");
+        let notes = api
+            .call(
+                "GET",
+                &format!(
+                    "/api/apps/desk/entities/note/records?filter={}",
+                    urlencode(&json!({"field": "ticket", "op": "eq", "value": id}).to_string())
+                ),
+                None,
+            )
+            .await;
+        let seen: Vec<&Value> = notes.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|note| &note["data"]["stage_seen"])
+            .collect();
+        if n % 2 == 0 {
+            assert!(seen.is_empty(), "ticket {n}: {}", notes.text);
+        } else {
+            let close = seq_of(id, "\"close\"").unwrap();
+            let note = seq_of(id, "create_record").unwrap();
+            let expected = if note > close { "closed" } else { "open" };
+            assert_eq!(seen, vec![expected], "ticket {n}: {}", notes.text);
+        }
     }
 }
 on_both_backends!(own_record_events_keep_their_order_per_record);

@@ -1,5 +1,6 @@
 """Seed the CLM app, run nightly_rfm, and time how long the outbox takes to deliver the lifecycle events it
 queued. Usage: python3 crates/cli/benches/outbox_drain.py TRELLIS_BINARY CUSTOMERS (from the repository root).
+OUTBOX_DRAIN_SERVER_LOG=FILE writes the server's log (RUST_LOG applies) to FILE.
 """
 import json, os, socket, subprocess, sys, tempfile, time, urllib.request, sqlite3
 binary, customers = sys.argv[1], int(sys.argv[2])
@@ -8,7 +9,8 @@ env = dict(os.environ, TRELLIS_DATA_DIR=work, TRELLIS_ADMIN_PASSWORD="bench-pass
 subprocess.run([binary, "template", "install", "templates-gallery/clm"], env=env, check=True, stdout=subprocess.DEVNULL)
 subprocess.run([binary, "seed", "--app", "clm", "--customers", str(customers)], env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 s = socket.socket(); s.bind(("127.0.0.1", 0)); addr = f"127.0.0.1:{s.getsockname()[1]}"; s.close()
-server = subprocess.Popen([binary, "serve", "--addr", addr], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+log = os.environ.get("OUTBOX_DRAIN_SERVER_LOG")
+server = subprocess.Popen([binary, "serve", "--addr", addr], env=env, stdout=subprocess.PIPE, stderr=open(log, "w") if log else subprocess.DEVNULL, text=True)
 for line in server.stdout:
     if line.startswith("listening on"): break
 def call(method, path, body=None, token=None):

@@ -39,9 +39,10 @@ impl std::fmt::Debug for Outgoing {
     }
 }
 
-/// The record an entry fires an event on when that is the record whose rule queued it (no relation
-/// to follow): such entries about different records may be delivered side by side.
-fn own_record_event(entry: &OutboxRow) -> Option<String> {
+/// The one record an entry reads or changes, when that is the record whose rule or transition
+/// queued it: an event fired on that record itself (no relation to follow), or a record created from
+/// it. Such entries about different records may be delivered side by side.
+fn own_record_entry(entry: &OutboxRow) -> Option<String> {
     if entry.kind == "email" {
         return None;
     }
@@ -55,6 +56,7 @@ fn own_record_event(entry: &OutboxRow) -> Option<String> {
         ActionDefinition::FireEvent(fire) if fire.relation.is_none() => {
             payload.get("record_id")?.as_str().map(str::to_owned)
         }
+        ActionDefinition::CreateRecord(_) => payload.get("record_id")?.as_str().map(str::to_owned),
         _ => None,
     }
 }
@@ -66,11 +68,12 @@ fn backoff(attempt: i64) -> Duration {
 impl Runtime {
     /// Deliver due outbox entries (a pass of up to 100, oldest first); returns how many succeeded.
     ///
-    /// The pass claims its entries in one transaction. Consecutive events that a rule fires on its
-    /// own record (the lifecycle moves a nightly run queues, one per moved customer) are delivered
-    /// side by side when their records differ — their transitions then share commits (group
-    /// commit) — and their outcomes are recorded in one transaction; every other entry is delivered
-    /// alone, in order. Entries about one record keep their order.
+    /// The pass claims its entries in one transaction. Consecutive entries that each concern only
+    /// the record that queued them — events fired on it, records created from it (the lifecycle
+    /// moves of a nightly run and the records they create) — are delivered side by side when their
+    /// records differ: their writes then share commits (group commit), and their outcomes are
+    /// recorded in one transaction. Every other entry is delivered alone, in order. Entries about
+    /// one record keep their order.
     pub async fn run_outbox_once(&self, now: DateTime<Utc>) -> Result<usize, RuntimeError> {
         let due = self.store().due_outbox(now, 100).await?;
         let pairs: Vec<(i64, i64)> = due.iter().map(|e| (e.seq, e.attempts)).collect();
@@ -84,7 +87,7 @@ impl Runtime {
             if !claimed {
                 continue;
             }
-            match own_record_event(&entry) {
+            match own_record_entry(&entry) {
                 Some(record) if !side_by_side.iter().any(|(r, _)| *r == record) => {
                     side_by_side.push((record, entry));
                 }

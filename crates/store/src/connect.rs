@@ -37,6 +37,9 @@ pub struct Store {
     pub(crate) group_commit: std::sync::Arc<std::sync::OnceLock<crate::group_commit::Sender>>,
     /// Group-commit task for single updates (flow transitions), started on first use.
     pub(crate) update_group: std::sync::Arc<std::sync::OnceLock<crate::group_commit::UpdateSender>>,
+    /// Group-commit task for rule-run log rows (SQLite), started on first use.
+    pub(crate) run_log_group:
+        std::sync::Arc<std::sync::OnceLock<crate::group_commit::RunLogSender>>,
     /// Column loads of at least this many records on SQLite run as two halves on two threads.
     pub(crate) parallel_loads_from: i64,
 }
@@ -137,6 +140,7 @@ impl Store {
             },
             group_commit: Default::default(),
             update_group: Default::default(),
+            run_log_group: Default::default(),
             parallel_loads_from: PARALLEL_LOADS_FROM,
         })
     }
@@ -154,6 +158,7 @@ impl Store {
             pools: Pools::Postgres(pool),
             group_commit: Default::default(),
             update_group: Default::default(),
+            run_log_group: Default::default(),
             parallel_loads_from: PARALLEL_LOADS_FROM,
         })
     }
@@ -191,6 +196,7 @@ impl Store {
             pools: self.pools.clone(),
             group_commit: Default::default(),
             update_group: Default::default(),
+            run_log_group: Default::default(),
             parallel_loads_from: self.parallel_loads_from,
         }
     }

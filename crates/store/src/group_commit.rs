@@ -235,3 +235,41 @@ async fn commit_each_group(store: &Store, batch: Vec<UpdateRequest>) {
         }
     }
 }
+
+/// Rule runs waiting to be logged: app, app version, the runs, and where the outcome goes.
+pub(crate) type RunLogRequest = (
+    String,
+    i64,
+    Vec<crate::NewRuleRun>,
+    oneshot::Sender<Result<(), StoreError>>,
+);
+pub(crate) type RunLogSender = mpsc::UnboundedSender<RunLogRequest>;
+
+/// Start the rule-run log task: the runs of saves finishing at the same time (the outbox delivering
+/// a nightly run's lifecycle events side by side, each running its after-save rules) are written in
+/// one transaction instead of one each. A failed shared transaction is retried per request.
+pub(crate) fn start_run_logs(store: Store) -> RunLogSender {
+    let (sender, mut receiver) = mpsc::unbounded_channel::<RunLogRequest>();
+    tokio::spawn(async move {
+        while let Some(batch) = next_batch(&mut receiver).await {
+            let logs: Vec<(&str, i64, &[crate::NewRuleRun])> = batch
+                .iter()
+                .map(|(app, version, runs, _)| (app.as_str(), *version, runs.as_slice()))
+                .collect();
+            match store.write_rule_runs(&logs).await {
+                Ok(()) => {
+                    for (.., reply) in batch {
+                        let _ = reply.send(Ok(()));
+                    }
+                }
+                Err(_) => {
+                    for (app, version, runs, reply) in batch {
+                        let result = store.write_rule_runs(&[(&app, version, &runs)]).await;
+                        let _ = reply.send(result);
+                    }
+                }
+            }
+        }
+    });
+    sender
+}

@@ -236,21 +236,21 @@ impl Runtime {
         record_id: Option<&str>,
         runs: &[(i64, Evaluation)],
     ) -> Result<(), RuntimeError> {
-        for (duration_us, evaluation) in runs {
-            self.store()
-                .log_rule_run(
-                    &loaded.id,
-                    &evaluation.rule,
-                    loaded.version,
-                    trigger,
-                    record_id,
-                    evaluation.matched,
-                    &outcome_of(evaluation),
-                    None,
-                    *duration_us,
-                )
-                .await?;
-        }
+        let runs: Vec<trellis_store::NewRuleRun> = runs
+            .iter()
+            .map(|(duration_us, evaluation)| trellis_store::NewRuleRun {
+                rule: evaluation.rule.clone(),
+                trigger: trigger.to_owned(),
+                record_id: record_id.map(str::to_owned),
+                matched: evaluation.matched,
+                outcome: outcome_text(evaluation),
+                error: None,
+                duration_us: *duration_us,
+            })
+            .collect();
+        self.store()
+            .log_rule_runs(&loaded.id, loaded.version, &runs)
+            .await?;
         Ok(())
     }
 

@@ -46,6 +46,102 @@ impl Store {
         Ok(())
     }
 
+    /// Append rule runs (of app version `app_version`) to the run log: the runs of one save (each
+    /// after-save rule a record's change triggers), which one at a time cost a transaction each.
+    /// Runs of one rule and trigger share a row ([`run_log_rows`]). On SQLite the runs of saves
+    /// finishing at the same time share one transaction (group commit).
+    pub async fn log_rule_runs(
+        &self,
+        app: &str,
+        app_version: i64,
+        runs: &[NewRuleRun],
+    ) -> Result<(), StoreError> {
+        if runs.is_empty() {
+            return Ok(());
+        }
+        if self.backend() == crate::Backend::Sqlite {
+            let sender = self
+                .run_log_group
+                .get_or_init(|| crate::group_commit::start_run_logs(self.without_group_commit()));
+            let (reply, outcome) = tokio::sync::oneshot::channel();
+            // If the task is gone (runtime shutting down), write directly below.
+            if sender
+                .send((app.to_owned(), app_version, runs.to_vec(), reply))
+                .is_ok()
+            {
+                return outcome
+                    .await
+                    .map_err(|_| StoreError::Corrupt("the run-log task stopped".into()))?;
+            }
+        }
+        self.write_rule_runs(&[(app, app_version, runs)]).await
+    }
+
+    /// Write the runs of several saves (app, app version, runs) in one transaction, a multi-row
+    /// statement per save.
+    pub(crate) async fn write_rule_runs(
+        &self,
+        logs: &[(&str, i64, &[NewRuleRun])],
+    ) -> Result<(), StoreError> {
+        /// Rows per statement (11 parameters each; SQLite allows 32,766).
+        const ROWS_PER_STATEMENT: usize = 500;
+        let now = crate::now();
+        let mut statements = Vec::new();
+        for (app, app_version, runs) in logs {
+            let rows = run_log_rows(runs)?;
+            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                let values: Vec<String> = (0..chunk.len())
+                    .map(|n| {
+                        let p = |k: usize| format!("${}", n * 11 + k);
+                        format!(
+                            "({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
+                            p(1),
+                            p(2),
+                            p(3),
+                            p(4),
+                            p(5),
+                            p(6),
+                            p(7),
+                            p(8),
+                            p(9),
+                            p(10),
+                            p(11)
+                        )
+                    })
+                    .collect();
+                // Only placeholders are formatted in: every value is bound.
+                let sql = format!(
+                    "INSERT INTO rule_runs (app_id, rule, app_version, trigger, record_id, matched, outcome, error, duration_us, at, runs) VALUES {}",
+                    values.join(", ")
+                );
+                statements.push((sql, *app, *app_version, chunk.to_vec()));
+            }
+        }
+        crate::with_pool!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            for (sql, app, app_version, rows) in &statements {
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+                for row in rows {
+                    query = query
+                        .bind(*app)
+                        .bind(row.rule)
+                        .bind(*app_version)
+                        .bind(row.trigger)
+                        .bind(row.record_id)
+                        .bind(row.matched)
+                        .bind(row.outcome.as_ref())
+                        .bind(row.error)
+                        .bind(row.duration_us)
+                        .bind(now)
+                        .bind(row.runs);
+                }
+                query.execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
     /// When a scheduled rule runs next (created at `first` if the rule has no schedule yet).
     pub async fn rule_schedule(
         &self,
@@ -185,6 +281,7 @@ impl LoggedRow {
 }
 
 /// A row to write to `rule_runs` for a bulk write's runs.
+#[derive(Clone)]
 pub(crate) struct RunLogRow<'a> {
     pub rule: &'a str,
     pub trigger: &'a str,
