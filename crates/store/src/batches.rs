@@ -202,6 +202,44 @@ impl Store {
         let sql = "SELECT r.id, r.app_id, r.entity, r.version, r.data, r.created_at, r.created_by, \
                    r.updated_at, r.updated_by, r.deleted_at FROM records r WHERE r.app_id = $1 \
                    AND r.entity = $2 AND r.deleted_at IS NULL AND r.id > $3 ORDER BY r.id LIMIT $4";
+        if let crate::connect::Pools::Sqlite {
+            native: Some(native),
+            ..
+        } = &self.pools
+        {
+            // A page of thousands of documents (nightly write-backs read every customer): read and
+            // decoded on a blocking thread through a native connection (see `native_read`), not
+            // row by row through sqlx's connection thread.
+            let native = native.clone();
+            let (app, entity) = (app.to_owned(), entity.to_owned());
+            let after = after.unwrap_or("").to_owned();
+            let read = tokio::task::spawn_blocking(move || {
+                native
+                    .with(|connection| {
+                        let mut statement = connection.prepare_cached(sql)?;
+                        let rows = statement.query_map(
+                            rusqlite::named_params! {"$1": app, "$2": entity, "$3": after, "$4": limit},
+                            crate::native_read::NativeRecord::from_row,
+                        )?;
+                        rows.collect::<Result<Vec<_>, _>>()
+                    })
+                    .map(|rows| {
+                        rows.into_iter()
+                            .map(crate::native_read::NativeRecord::into_row)
+                            .collect::<Result<Vec<_>, StoreError>>()
+                    })
+            })
+            .await;
+            match read {
+                Ok(Ok(rows)) => return rows,
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, "native page read failed; reading through sqlx");
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "native page read stopped; reading through sqlx");
+                }
+            }
+        }
         let rows = crate::with_pool!(self, read, |pool| {
             sqlx::query_as::<_, crate::RecordRow>(sql)
                 .bind(app)
