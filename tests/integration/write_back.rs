@@ -124,9 +124,28 @@ async fn observed(api: &TestApi, app: &str, ids: &Map<String, Value>) -> Value {
                 None,
             )
             .await;
+        // Whether a search for its band and for its name finds it (the search text follows each
+        // change of a searchable field, and stays when only other fields change).
+        let mut found = Vec::new();
+        for word in [&record.body["data"]["band"], &json!(name)] {
+            let word = word.as_str().unwrap_or_default().trim().to_owned();
+            let hits = api
+                .call(
+                    "GET",
+                    &format!("/api/apps/{app}/entities/member/records?q={word}"),
+                    None,
+                )
+                .await;
+            found.push(
+                hits.body["items"]
+                    .as_array()
+                    .is_some_and(|items| items.iter().any(|item| &item["id"] == id)),
+            );
+        }
         members.insert(
             name.clone(),
             json!({
+                "found": found,
                 "data": record.body["data"],
                 "history": history.body.as_array().map_or(0, Vec::len),
                 // What each change did, as the history API shows it (not who or when).
@@ -300,6 +319,14 @@ async fn bulk_write_back_matches_one_by_one_updates(backend: Backend) {
         "over the maximum: unchanged"
     );
     assert_eq!(members["dee"]["data"]["code"], "D2");
+    assert!(
+        members
+            .as_object()
+            .unwrap()
+            .values()
+            .all(|m| m["found"] == json!([true, true])),
+        "every member is found by its band and its name: {members:#?}"
+    );
     assert_eq!(
         members["eve"]["history"], 1,
         "nothing to change: not touched"

@@ -196,28 +196,45 @@ pub fn migrate_stored(
     (changed.then_some(data), failures)
 }
 
+/// Whether a field's values go into the search text (text-like kinds unless the field says
+/// otherwise with `"searchable"`).
+pub fn is_searchable(field: &trellis_model::FieldDefinition) -> bool {
+    use trellis_model::FieldKind as K;
+    let by_kind = matches!(
+        field.kind,
+        K::Text
+            | K::LongText
+            | K::RichText
+            | K::Email
+            | K::Phone
+            | K::Url
+            | K::AutoNumber
+            | K::SingleSelect
+            | K::MultiSelect
+            | K::Tags
+    );
+    field.annotations.searchable.unwrap_or(by_kind)
+}
+
+/// Whether `search_text` of `now` can differ from that of `before`: some searchable field's value
+/// differs (when none does, the texts are equal without computing them).
+pub fn search_text_may_differ(
+    entity: &EntityDefinition,
+    now: &Map<String, Value>,
+    before: &Map<String, Value>,
+) -> bool {
+    entity
+        .fields
+        .iter()
+        .filter(|f| is_searchable(f))
+        .any(|f| now.get(f.name.as_str()) != before.get(f.name.as_str()))
+}
+
 /// Lower-cased text of a record's searchable fields (text kinds unless `searchable: false`, plus any
 /// field marked `searchable: true`), for full-text search.
 pub fn search_text(entity: &EntityDefinition, named: &Map<String, Value>) -> String {
-    use trellis_model::FieldKind as K;
     let mut parts = Vec::new();
-    for field in &entity.fields {
-        let by_kind = matches!(
-            field.kind,
-            K::Text
-                | K::LongText
-                | K::RichText
-                | K::Email
-                | K::Phone
-                | K::Url
-                | K::AutoNumber
-                | K::SingleSelect
-                | K::MultiSelect
-                | K::Tags
-        );
-        if !field.annotations.searchable.unwrap_or(by_kind) {
-            continue;
-        }
+    for field in entity.fields.iter().filter(|f| is_searchable(f)) {
         match named.get(field.name.as_str()) {
             Some(Value::String(text)) => parts.push(trellis_model::search::normalize(text)),
             Some(Value::Array(items)) => parts.extend(

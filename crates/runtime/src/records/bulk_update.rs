@@ -20,14 +20,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{Map, Value};
-use trellis_form::records::{merge_patch, search_text};
+use trellis_form::records::{merge_patch, search_text, search_text_may_differ};
 use trellis_form::{FieldIssue, Locale};
 use trellis_model::{EntityDefinition, FieldKind};
 use trellis_rules::{RuleAction, evaluate};
 use trellis_store::flows::TransitionWrites;
 use trellis_store::{BulkUpdate, NewRecord, NewRuleRun, RecordRow};
 
-use super::{record_write, unique_values};
+use super::{record_write, unique_values, unsearched_write};
 use crate::app_cache::LoadedApp;
 use crate::rules::{outcome_text, triggered_rules};
 use crate::{Principal, Runtime, RuntimeError};
@@ -202,8 +202,15 @@ fn plan(
     } else {
         runs.extend(after_runs);
     }
-    let record = record_write(entity, &named, Some(&row.data.0));
-    let search_changed = record.search_text != search_text(entity, &before);
+    // The search text only when a searchable field changed (a nightly write-back changes scores):
+    // an update whose text does not change never writes it.
+    let (record, search_changed) = if search_text_may_differ(entity, &named, &before) {
+        let record = record_write(entity, &named, Some(&row.data.0));
+        let changed = record.search_text != search_text(entity, &before);
+        (record, changed)
+    } else {
+        (unsearched_write(entity, &named, &row.data.0), false)
+    };
     Plan::Ready(Box::new(Ready {
         row,
         patch,

@@ -96,6 +96,21 @@ pub(crate) fn record_write(
     }
 }
 
+/// [`record_write`] without the search text (left empty), for an update whose searchable fields
+/// did not change: its stored text stays as it is (bulk updates write the text only when
+/// `search_changed`).
+pub(crate) fn unsearched_write(
+    entity: &EntityDefinition,
+    named: &Map<String, Value>,
+    previous: &Map<String, Value>,
+) -> NewRecord {
+    NewRecord {
+        data: to_storage(entity, named, Some(previous)),
+        uniques: unique_values(entity, named),
+        search_text: String::new(),
+    }
+}
+
 /// The values under which a record's unique fields are indexed (emails compare case-insensitively).
 pub(crate) fn unique_values_of(
     entity: &EntityDefinition,
