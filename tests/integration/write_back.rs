@@ -139,7 +139,7 @@ async fn observed(api: &TestApi, app: &str, ids: &Map<String, Value>) -> Value {
             found.push(
                 hits.body["items"]
                     .as_array()
-                    .is_some_and(|items| items.iter().any(|item| &item["id"] == id)),
+                    .is_some_and(|items| items.iter().any(|item| item["id"] == id)),
             );
         }
         members.insert(
