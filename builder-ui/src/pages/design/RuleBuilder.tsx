@@ -115,7 +115,7 @@ export function RuleBuilder() {
           {published && ['manual', 'schedule'].includes(Object.keys(published.trigger)[0]) && <BatchRun app={app} rule={ruleId} />}
           <Card size="small" title={t('rule.runLog')}>
             {(runs.data?.length ?? 0) === 0 ? <Empty image={Empty.PRESENTED_IMAGE_SIMPLE} description={t('common.none')} /> : (
-              <Table size="small" rowKey={(r) => String(r.id ?? r.at)} pagination={{ pageSize: 5 }} dataSource={runs.data}
+              <Table size="small" rowKey={(r) => `${String(r.seq)}:${String(r.record_id ?? '')}`} pagination={{ pageSize: 5 }} dataSource={runs.data}
                 columns={['at', 'outcome', 'record_id', 'error'].map((k) => ({ key: k, title: t(`rule.log.${k}`), render: (_: unknown, r: Record<string, unknown>) => String(r[k] ?? r[k === 'at' ? 'started_at' : k] ?? '') }))} />
             )}
           </Card>
