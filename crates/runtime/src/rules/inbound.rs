@@ -6,7 +6,7 @@ use serde_json::Value;
 use trellis_form::{FieldIssue, Locale};
 use trellis_rules::{Trigger, evaluate};
 
-use super::{locale_tag, outcome_of};
+use super::{locale_tag, outcome_text};
 use crate::{Principal, Runtime, RuntimeError};
 
 impl Runtime {
@@ -100,18 +100,17 @@ impl Runtime {
                         .join("; "),
                     other => other.to_string(),
                 };
+                let run = trellis_store::NewRuleRun {
+                    rule: rule_id.to_owned(),
+                    trigger: "webhook".into(),
+                    record_id: None,
+                    matched: true,
+                    outcome: outcome_text(&evaluation),
+                    error: Some(format!("the record was not created: {reason}")),
+                    duration_us: elapsed,
+                };
                 self.store()
-                    .log_rule_run(
-                        &loaded.id,
-                        rule_id,
-                        loaded.version,
-                        "webhook",
-                        None,
-                        true,
-                        &outcome_of(&evaluation),
-                        Some(&format!("the record was not created: {reason}")),
-                        elapsed,
-                    )
+                    .log_rule_runs(&loaded.id, loaded.version, &[run])
                     .await?;
                 return Err(error);
             }

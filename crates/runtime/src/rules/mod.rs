@@ -46,8 +46,8 @@ fn locale_tag(locale: Locale) -> &'static str {
 /// and the trace's values. The trace's sources and the actions' repeated in the trace are left out:
 /// the rule's definition at the run's app version holds them, and a nightly run logs millions of
 /// runs (a condition that did not hold logs `{"trace":[{"step":"condition","value":false}]}`).
-/// [`outcome_of`] as JSON text, written straight from the evaluation (the bulk write-back logs
-/// thousands of runs per page; this runs on the planning threads).
+/// Written as JSON text straight from the evaluation (a bulk write-back logs thousands of runs per
+/// page; this runs on the planning threads).
 pub(crate) fn outcome_text(evaluation: &Evaluation) -> String {
     #[derive(serde::Serialize)]
     struct Step<'a> {
@@ -78,33 +78,7 @@ pub(crate) fn outcome_text(evaluation: &Evaluation) -> String {
             })
             .collect(),
     };
-    serde_json::to_string(&outcome).unwrap_or_else(|_| outcome_of(evaluation).to_string())
-}
-
-pub(crate) fn outcome_of(evaluation: &Evaluation) -> Value {
-    let mut outcome = Map::new();
-    if !evaluation.writes.is_empty() {
-        outcome.insert("writes".into(), json!(evaluation.writes));
-    }
-    if let Some(reject) = &evaluation.reject {
-        outcome.insert("reject".into(), json!(reject));
-    }
-    if !evaluation.actions.is_empty() {
-        outcome.insert("actions".into(), json!(evaluation.actions));
-    }
-    let trace: Vec<Value> = evaluation
-        .trace
-        .iter()
-        .map(|step| {
-            if step.step.starts_with("action ") {
-                json!({"step": step.step})
-            } else {
-                json!({"step": step.step, "value": step.value})
-            }
-        })
-        .collect();
-    outcome.insert("trace".into(), Value::Array(trace));
-    Value::Object(outcome)
+    serde_json::to_string(&outcome).unwrap_or_else(|_| "null".into())
 }
 
 /// A rule's `writes` applied to a record (`named`, stored as `stored`), validated: the record to store

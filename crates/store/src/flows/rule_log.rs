@@ -77,65 +77,31 @@ impl Store {
         self.write_rule_runs(&[(app, app_version, runs)]).await
     }
 
-    /// Write the runs of several saves (app, app version, runs) in one transaction, a multi-row
-    /// statement per save.
+    /// Write the runs of several saves (app, app version, runs) in one transaction, multi-row
+    /// statements ([`run_log_statements`]).
     pub(crate) async fn write_rule_runs(
         &self,
         logs: &[(&str, i64, &[NewRuleRun])],
     ) -> Result<(), StoreError> {
-        /// Rows per statement (11 parameters each; SQLite allows 32,766).
-        const ROWS_PER_STATEMENT: usize = 500;
         let now = crate::now();
-        let mut statements = Vec::new();
-        for (app, app_version, runs) in logs {
-            let rows = run_log_rows(runs)?;
-            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                let values: Vec<String> = (0..chunk.len())
-                    .map(|n| {
-                        let p = |k: usize| format!("${}", n * 11 + k);
-                        format!(
-                            "({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
-                            p(1),
-                            p(2),
-                            p(3),
-                            p(4),
-                            p(5),
-                            p(6),
-                            p(7),
-                            p(8),
-                            p(9),
-                            p(10),
-                            p(11)
-                        )
-                    })
-                    .collect();
-                // Only placeholders are formatted in: every value is bound.
-                let sql = format!(
-                    "INSERT INTO rule_runs (app_id, rule, app_version, trigger, record_id, matched, outcome, error, duration_us, at, runs) VALUES {}",
-                    values.join(", ")
-                );
-                statements.push((sql, *app, *app_version, chunk.to_vec()));
-            }
-        }
+        let rows: Vec<(&str, i64, Vec<RunLogRow<'_>>)> = logs
+            .iter()
+            .map(|(app, version, runs)| Ok((*app, *version, run_log_rows(runs)?)))
+            .collect::<Result<_, StoreError>>()?;
         crate::with_pool!(self, write, |pool| {
             let mut tx = pool.begin().await?;
-            for (sql, app, app_version, rows) in &statements {
-                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
-                for row in rows {
-                    query = query
-                        .bind(*app)
-                        .bind(row.rule)
-                        .bind(*app_version)
-                        .bind(row.trigger)
-                        .bind(row.record_id)
-                        .bind(row.matched)
-                        .bind(row.outcome.as_ref())
-                        .bind(row.error)
-                        .bind(row.duration_us)
-                        .bind(now)
-                        .bind(row.runs);
+            for (app, app_version, rows) in &rows {
+                for (sql, chunk) in run_log_statements(rows) {
+                    bind_run_rows!(
+                        sqlx::query(sqlx::AssertSqlSafe(sql.as_str())),
+                        *app,
+                        *app_version,
+                        chunk,
+                        now
+                    )
+                    .execute(&mut *tx)
+                    .await?;
                 }
-                query.execute(&mut *tx).await?;
             }
             tx.commit().await?;
         });
@@ -370,3 +336,52 @@ pub struct RuleRunRow {
     pub duration_us: i64,
     pub at: DateTime<Utc>,
 }
+
+/// Multi-row `INSERT`s of `rows` into `rule_runs`, at most 500 rows (11 parameters each) per
+/// statement, each with the rows it binds ([`bind_run_rows`]). Only placeholders are formatted in.
+pub(crate) fn run_log_statements<'r, 'a>(
+    rows: &'r [RunLogRow<'a>],
+) -> Vec<(String, &'r [RunLogRow<'a>])> {
+    /// Rows per statement (SQLite allows 32,766 parameters).
+    const ROWS_PER_STATEMENT: usize = 500;
+    rows.chunks(ROWS_PER_STATEMENT)
+        .map(|chunk| {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|n| {
+                    let placeholders: Vec<String> =
+                        (1..=11).map(|k| format!("${}", n * 11 + k)).collect();
+                    format!("({})", placeholders.join(", "))
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO rule_runs (app_id, rule, app_version, trigger, record_id, matched, outcome, error, duration_us, at, runs) VALUES {}",
+                values.join(", ")
+            );
+            (sql, chunk)
+        })
+        .collect()
+}
+
+/// Bind the values of `rows` (of `app` at `version`, logged at `now`) to a query from
+/// [`run_log_statements`].
+macro_rules! bind_run_rows {
+    ($query:expr, $app:expr, $version:expr, $rows:expr, $now:expr) => {{
+        let mut query = $query;
+        for row in $rows {
+            query = query
+                .bind($app)
+                .bind(row.rule)
+                .bind($version)
+                .bind(row.trigger)
+                .bind(row.record_id)
+                .bind(row.matched)
+                .bind(row.outcome.as_ref())
+                .bind(row.error)
+                .bind(row.duration_us)
+                .bind($now)
+                .bind(row.runs);
+        }
+        query
+    }};
+}
+pub(crate) use bind_run_rows;

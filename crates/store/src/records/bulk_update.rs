@@ -19,7 +19,7 @@ use sqlx::types::Json;
 
 use super::{NewRecord, RecordRow, record_change};
 use crate::change_log::append_change;
-use crate::flows::{RunLogRow, TransitionWrites, run_log_rows};
+use crate::flows::{RunLogRow, TransitionWrites, bind_run_rows, run_log_rows, run_log_statements};
 use crate::{Store, StoreError};
 
 /// One record's update in a bulk write.
@@ -552,22 +552,14 @@ impl Store {
                     }
                     applied.push(changed == 1);
                 }
-                for row in runs {
-                    sqlx::query(
-                        "INSERT INTO rule_runs (app_id, rule, app_version, trigger, record_id, matched, outcome, error, duration_us, at, runs) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                for (sql, chunk) in run_log_statements(runs) {
+                    bind_run_rows!(
+                        sqlx::query(sqlx::AssertSqlSafe(sql.as_str())),
+                        app,
+                        app_version,
+                        chunk,
+                        now
                     )
-                    .bind(app)
-                    .bind(row.rule)
-                    .bind(app_version)
-                    .bind(row.trigger)
-                    .bind(row.record_id)
-                    .bind(row.matched)
-                    .bind(row.outcome.as_ref())
-                    .bind(row.error)
-                    .bind(row.duration_us)
-                    .bind(now)
-                    .bind(row.runs)
                     .execute(&mut *tx)
                     .await?;
                 }
