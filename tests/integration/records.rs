@@ -425,7 +425,6 @@ async fn relations_uniques_and_auto_numbers(backend: Backend) {
         errors_at(&dangling),
         vec![("/account".to_owned(), "relation_missing".to_owned())]
     );
-
     let first = api
         .call(
             "POST",
@@ -481,6 +480,36 @@ async fn relations_uniques_and_auto_numbers(backend: Backend) {
             .await,
         StatusCode::CONFLICT,
     );
+    // An update is checked for the references it sets, and keeps the ones it does not touch.
+    let account = api
+        .call("POST", ACCOUNTS, Some(json!({"name": "Kept Ltd"})))
+        .await;
+    let holder = api
+        .call(
+            "POST",
+            CUSTOMERS,
+            Some(json!({"name": "Holder", "account": account.body["id"]})),
+        )
+        .await;
+    assert_eq!(holder.status, StatusCode::CREATED, "{}", holder.text);
+    let holder_path = format!("{CUSTOMERS}/{}", holder.body["id"].as_str().unwrap());
+    let moved = api
+        .call(
+            "PATCH",
+            &holder_path,
+            Some(json!({"account": "no-such-account"})),
+        )
+        .await;
+    assert_problem(&moved, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        errors_at(&moved),
+        vec![("/account".to_owned(), "relation_missing".to_owned())]
+    );
+    let renamed = api
+        .call("PATCH", &holder_path, Some(json!({"name": "Holder 2"})))
+        .await;
+    assert_eq!(renamed.status, StatusCode::OK, "{}", renamed.text);
+    assert_eq!(renamed.body["data"]["account"], account.body["id"]);
 }
 
 async fn delete_is_soft_with_history_and_relation_integrity(backend: Backend) {

@@ -31,7 +31,7 @@ pub fn to_storage(
     let mut stored = Map::new();
     if let Some(previous) = previous {
         for (key, value) in previous {
-            if !entity.fields.iter().any(|f| &f.uid == key) {
+            if !entity.has_field_uid(key) {
                 stored.insert(key.clone(), value.clone());
             }
         }

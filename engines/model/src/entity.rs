@@ -207,19 +207,58 @@ pub struct EntityDefinition {
     pub id: Identifier,
     pub uid: String,
     pub annotations: EntityAnnotations,
-    /// Fields in the order of `properties`.
+    /// Fields in the order of `properties` (read-only after validation: `field` and
+    /// `field_by_uid` look them up through indexes built with them).
     pub fields: Vec<FieldDefinition>,
     /// The whole entity document as written.
     pub schema: Value,
+    /// Position in `fields` by field name and by uid (records are converted between the two forms
+    /// on every read and write).
+    by_name: std::collections::HashMap<String, usize>,
+    by_uid: std::collections::HashMap<String, usize>,
 }
 
 impl EntityDefinition {
+    /// An entity of checked parts (see [`check_entity`]); indexes its fields.
+    fn new(
+        id: Identifier,
+        uid: String,
+        annotations: EntityAnnotations,
+        fields: Vec<FieldDefinition>,
+        schema: Value,
+    ) -> Self {
+        let by_name = fields
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.name.to_string(), i))
+            .collect();
+        let by_uid = fields
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.uid.clone(), i))
+            .collect();
+        EntityDefinition {
+            id,
+            uid,
+            annotations,
+            fields,
+            schema,
+            by_name,
+            by_uid,
+        }
+    }
+
     pub fn field(&self, name: &str) -> Option<&FieldDefinition> {
-        self.fields.iter().find(|f| f.name.as_str() == name)
+        self.by_name.get(name).map(|&i| &self.fields[i])
     }
 
     pub fn field_by_uid(&self, uid: &str) -> Option<&FieldDefinition> {
-        self.fields.iter().find(|f| f.uid == uid)
+        self.by_uid.get(uid).map(|&i| &self.fields[i])
+    }
+
+    /// Whether `uid` is the uid of one of the entity's fields.
+    pub fn has_field_uid(&self, uid: &str) -> bool {
+        self.by_uid.contains_key(uid)
     }
 }
 
@@ -430,13 +469,13 @@ pub fn check_entity(
         .iter()
         .filter(|p| p.severity == crate::Severity::Error)
         .count();
-    let entity = EntityDefinition {
-        id: id.clone(),
-        uid: annotations.uid.clone().unwrap_or_else(|| id.to_string()),
+    let entity = EntityDefinition::new(
+        id.clone(),
+        annotations.uid.clone().unwrap_or_else(|| id.to_string()),
         annotations,
         fields,
-        schema: document.clone(),
-    };
+        document.clone(),
+    );
     (Some(entity), after == before)
 }
 

@@ -494,7 +494,8 @@ impl Runtime {
         seen_uniques: &mut std::collections::HashSet<(String, String)>,
         rejected: &mut Vec<RejectedRow>,
     ) -> Result<Vec<AcceptedRow>, RuntimeError> {
-        let named: Vec<&Map<String, Value>> = accepted.iter().map(|a| &a.named).collect();
+        let named: Vec<crate::records::RelationCheck<'_>> =
+            accepted.iter().map(|a| (&a.named, None)).collect();
         let mut missing = self
             .check_relations(loaded, entity, &named, locale)
             .await?

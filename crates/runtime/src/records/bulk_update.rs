@@ -20,20 +20,20 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{Map, Value};
-use trellis_form::records::{merge_patch, search_text, search_text_may_differ};
+use trellis_form::records::{merge_patch, to_api};
 use trellis_form::{FieldIssue, Locale};
 use trellis_model::{EntityDefinition, FieldKind};
 use trellis_rules::{RuleAction, evaluate};
 use trellis_store::flows::TransitionWrites;
 use trellis_store::{BulkUpdate, NewRecord, NewRuleRun, RecordRow};
 
-use super::{record_write, unique_values, unsearched_write};
+use super::{unique_values, update_write};
 use crate::app_cache::LoadedApp;
 use crate::rules::{outcome_text, triggered_rules};
 use crate::{Principal, Runtime, RuntimeError};
 
-/// One change of a bulk update: the live record as read, its fields by name, and a merge patch.
-pub(crate) type SystemChange = (RecordRow, Map<String, Value>, Map<String, Value>);
+/// One change of a bulk update: the live record as read and a merge patch of fields by name.
+pub(crate) type SystemChange = (RecordRow, Map<String, Value>);
 
 /// What a bulk update did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -107,7 +107,6 @@ fn plan(
     loaded: &LoadedApp,
     entity: &EntityDefinition,
     row: RecordRow,
-    before: Map<String, Value>,
     patch: Map<String, Value>,
     actor: &Principal,
 ) -> Plan {
@@ -118,6 +117,7 @@ fn plan(
         };
     };
     let locale = Locale::En;
+    let before = to_api(entity, &row.data.0);
     let mut named = before.clone();
     merge_patch(&mut named, &patch);
     Runtime::fill_system_fields(entity, &mut named, actor, false);
@@ -204,13 +204,7 @@ fn plan(
     }
     // The search text only when a searchable field changed (a nightly write-back changes scores):
     // an update whose text does not change never writes it.
-    let (record, search_changed) = if search_text_may_differ(entity, &named, &before) {
-        let record = record_write(entity, &named, Some(&row.data.0));
-        let changed = record.search_text != search_text(entity, &before);
-        (record, changed)
-    } else {
-        (unsearched_write(entity, &named, &row.data.0), false)
-    };
+    let (record, search_changed) = update_write(entity, &named, &before, &row.data.0);
     Plan::Ready(Box::new(Ready {
         row,
         patch,
@@ -248,11 +242,11 @@ pub(crate) struct PreparedBulk {
 }
 
 impl Runtime {
-    /// Prepare `changes` (each a live record as read, its fields by name — the caller has them
-    /// already — and a merge patch of fields by name) as `actor`, a system principal (no access
-    /// checks; see the module docs for the guarantees): plan every change (on every core), check
-    /// relations and resolve the side effects — reads only, nothing written. A caller writing page
-    /// after page prepares the next page while the previous one commits.
+    /// Prepare `changes` (each a live record as read and a merge patch of fields by name) as
+    /// `actor`, a system principal (no access checks; see the module docs for the guarantees): plan
+    /// every change (on every core), check relations and resolve the side effects — reads only,
+    /// nothing written. A caller writing page after page prepares the next page while the previous
+    /// one commits (on a task of its own: [`Runtime::spawn_system_commit`]).
     pub(crate) async fn prepare_system_updates(
         &self,
         loaded: &LoadedApp,
@@ -272,8 +266,8 @@ impl Runtime {
             let Ok((entity, _)) = shared.entity(&entity_id) else {
                 return Vec::new();
             };
-            crate::parallel::map_on_every_core(changes, &|(row, before, patch)| {
-                plan(&shared, entity, row, before, patch, &owned_actor)
+            crate::parallel::map_on_every_core(changes, &|(row, patch)| {
+                plan(&shared, entity, row, patch, &owned_actor)
             })
         })
         .await
@@ -299,7 +293,8 @@ impl Runtime {
         }
         // Relations of every record, one query per relation field.
         let problems = {
-            let records: Vec<&Map<String, Value>> = ready.iter().map(|r| &r.named).collect();
+            let records: Vec<super::RelationCheck<'_>> =
+                ready.iter().map(|r| (&r.named, Some(&r.before))).collect();
             self.check_relations(loaded, entity, &records, locale)
                 .await?
         };
@@ -365,6 +360,36 @@ impl Runtime {
             plan_us,
             check_us: started.elapsed().as_micros() - plan_us,
         })
+    }
+
+    /// Commit `prepared` (if any) on a task of its own, for a caller that prepares the next page
+    /// meanwhile: the SQLite transaction runs synchronously on the thread polling it, so polled in
+    /// the caller's task it would hold up the next page's read and planning until it finished.
+    pub(crate) fn spawn_system_commit(
+        &self,
+        loaded: &Arc<LoadedApp>,
+        entity: &EntityDefinition,
+        prepared: Option<PreparedBulk>,
+        actor: &Principal,
+    ) -> impl Future<Output = Result<BulkCounts, RuntimeError>> + use<> {
+        let task = prepared.map(|prepared| {
+            let (runtime, loaded, actor) = (self.clone(), loaded.clone(), actor.clone());
+            let entity_id = entity.id.to_string();
+            tokio::spawn(async move {
+                let (entity, _) = loaded.entity(&entity_id)?;
+                runtime
+                    .commit_system_updates(&loaded, entity, prepared, &actor)
+                    .await
+            })
+        });
+        async move {
+            match task {
+                Some(task) => task.await.map_err(|e| {
+                    RuntimeError::Internal(format!("committing a bulk update: {e}"))
+                })?,
+                None => Ok(BulkCounts::default()),
+            }
+        }
     }
 
     /// Commit what [`Runtime::prepare_system_updates`] prepared: the shared transaction, then the

@@ -111,6 +111,28 @@ pub(crate) fn unsearched_write(
     }
 }
 
+/// A record whose relations to check (fields by name) and its values before the write (`None`: a
+/// new record).
+pub(crate) type RelationCheck<'a> = (&'a Map<String, Value>, Option<&'a Map<String, Value>>);
+
+/// The write of an update from `before` to `named` (fields by name) of a record stored as
+/// `stored`, for a bulk write: the search text only when a searchable field changed, and whether
+/// it changed (a nightly write-back or batch run changes scores, not names: no text to build).
+pub(crate) fn update_write(
+    entity: &EntityDefinition,
+    named: &Map<String, Value>,
+    before: &Map<String, Value>,
+    stored: &Map<String, Value>,
+) -> (NewRecord, bool) {
+    if trellis_form::records::search_text_may_differ(entity, named, before) {
+        let record = record_write(entity, named, Some(stored));
+        let changed = record.search_text != trellis_form::records::search_text(entity, before);
+        (record, changed)
+    } else {
+        (unsearched_write(entity, named, stored), false)
+    }
+}
+
 /// The values under which a record's unique fields are indexed (emails compare case-insensitively).
 pub(crate) fn unique_values_of(
     entity: &EntityDefinition,
@@ -287,12 +309,15 @@ impl Runtime {
     }
 
     /// Relation fields must point at live records of their target entity. Checks many records with one
-    /// query per relation field (and 500 ids), returning each record's problems.
+    /// query per relation field (and 500 ids), returning each record's problems. Each record comes
+    /// with its values before the write (`None` for a new record): only the references the write
+    /// sets are checked — one it keeps was checked when it was set, and deleting its target is
+    /// refused, cascades or clears it (`OnDelete`), so it cannot dangle.
     pub(crate) async fn check_relations(
         &self,
         loaded: &LoadedApp,
         entity: &EntityDefinition,
-        records: &[&Map<String, Value>],
+        records: &[RelationCheck<'_>],
         locale: Locale,
     ) -> Result<Vec<Vec<FieldIssue>>, RuntimeError> {
         let mut issues = vec![Vec::new(); records.len()];
@@ -305,17 +330,30 @@ impl Runtime {
             else {
                 continue;
             };
-            let ids_of = |named: &Map<String, Value>| -> Vec<String> {
-                match named.get(field.name.as_str()) {
-                    Some(Value::String(id)) => vec![id.clone()],
+            let all_ids = |record: &Map<String, Value>| -> Vec<(usize, String)> {
+                match record.get(field.name.as_str()) {
+                    Some(Value::String(id)) => vec![(0, id.clone())],
                     Some(Value::Array(items)) => items
                         .iter()
-                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .enumerate()
+                        .filter_map(|(i, v)| Some((i, v.as_str()?.to_owned())))
                         .collect(),
                     _ => Vec::new(),
                 }
             };
-            let mut wanted: Vec<String> = records.iter().flat_map(|r| ids_of(r)).collect();
+            // The references a write sets: those the record did not hold before.
+            let ids_of = |(named, before): &RelationCheck<'_>| {
+                let kept: Vec<String> = before
+                    .map(|before| all_ids(before).into_iter().map(|(_, id)| id).collect())
+                    .unwrap_or_default();
+                let mut ids = all_ids(named);
+                ids.retain(|(_, id)| !kept.contains(id));
+                ids
+            };
+            let mut wanted: Vec<String> = records
+                .iter()
+                .flat_map(|r| ids_of(r).into_iter().map(|(_, id)| id))
+                .collect();
             if wanted.is_empty() {
                 continue;
             }
@@ -327,9 +365,12 @@ impl Runtime {
                 .await?
                 .into_iter()
                 .collect();
-            for (index, named) in records.iter().enumerate() {
-                let is_array = named.get(field.name.as_str()).is_some_and(Value::is_array);
-                for (i, id) in ids_of(named).iter().enumerate() {
+            for (index, record) in records.iter().enumerate() {
+                let is_array = record
+                    .0
+                    .get(field.name.as_str())
+                    .is_some_and(Value::is_array);
+                for (i, id) in &ids_of(record) {
                     if !live.contains(id) {
                         let pointer = if is_array {
                             format!("/{}/{i}", field.name)
@@ -436,7 +477,7 @@ impl Runtime {
             }
         }
         let missing = self
-            .check_relations(&loaded, entity, &[&named], locale)
+            .check_relations(&loaded, entity, &[(&named, None)], locale)
             .await?
             .remove(0);
         if !missing.is_empty() {
@@ -571,7 +612,7 @@ impl Runtime {
         issues.extend(validator.prepare(&mut named, &changed, locale));
         if issues.is_empty() {
             issues.extend(
-                self.check_relations(&loaded, entity, &[&named], locale)
+                self.check_relations(&loaded, entity, &[(&named, Some(&before))], locale)
                     .await?
                     .remove(0),
             );

@@ -10,13 +10,12 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use serde_json::{Map, Value};
-use trellis_form::records::to_api;
 use trellis_model::EntityDefinition;
 use trellis_rules::{ApplyReportAction, CompiledRule};
 
 use super::BatchOutcome;
 use crate::app_cache::LoadedApp;
-use crate::records::bulk_update::{BulkCounts, PreparedBulk};
+use crate::records::bulk_update::PreparedBulk;
 use crate::reports::ReportRequest;
 use crate::{Principal, Runtime, RuntimeError};
 
@@ -75,6 +74,7 @@ impl Runtime {
         // a record changed meanwhile fails its version check and is updated alone.
         let mut after: Option<String> = None;
         let mut committing: Option<PreparedBulk> = None;
+        let shared = self.loaded_app_version(&loaded.id, loaded.version).await?;
         loop {
             let next = self.prepare_write_back_page(
                 loaded,
@@ -85,16 +85,10 @@ impl Runtime {
                 after.as_deref(),
                 &system,
             );
-            let commit = async {
-                match committing.take() {
-                    Some(prepared) => {
-                        self.commit_system_updates(loaded, entity, prepared, &system)
-                            .await
-                    }
-                    None => Ok(BulkCounts::default()),
-                }
-            };
+            let commit = self.spawn_system_commit(&shared, entity, committing.take(), &system);
+            let joined = Instant::now();
             let (next, committed) = tokio::join!(next, commit);
+            tracing::debug!(page_us = joined.elapsed().as_micros(), "write-back page");
             let committed = committed?;
             outcome.changed += committed.changed;
             outcome.failed += committed.failed;
@@ -132,6 +126,7 @@ impl Runtime {
         after: Option<&str>,
         system: &Principal,
     ) -> Result<Option<(String, usize, PreparedBulk)>, RuntimeError> {
+        let page_started = Instant::now();
         let page = self
             .store()
             .record_page(
@@ -141,13 +136,14 @@ impl Runtime {
                 self.settings().write_back_page.max(1) as i64,
             )
             .await?;
+        let read_us = page_started.elapsed().as_micros();
         let Some(last) = page.last().map(|row| row.id.clone()) else {
             return Ok(None);
         };
         let mut matched = 0;
         let mut changes = Vec::new();
         // Compared in the stored form (by field uid): most records of a night's run may not change,
-        // and only those that do are converted to fields by name.
+        // and only those that do are converted to fields by name (while planning, on every core).
         let uid_of = |name: &str| entity.field(name).map(|f| f.uid.clone());
         let uids: HashMap<&str, Option<String>> = sets
             .iter()
@@ -187,14 +183,20 @@ impl Runtime {
                         .collect(),
                 };
                 if !patch.is_empty() {
-                    let named = to_api(entity, &current.data.0);
-                    changes.push((current, named, patch));
+                    changes.push((current, patch));
                 }
             }
         }
+        let compared_us = page_started.elapsed().as_micros();
         let prepared = self
             .prepare_system_updates(loaded, entity, changes, system)
             .await?;
+        tracing::debug!(
+            read_us,
+            compared_us,
+            prepared_us = page_started.elapsed().as_micros(),
+            "write-back page prepared"
+        );
         Ok(Some((last, matched, prepared)))
     }
 }

@@ -1,17 +1,19 @@
 //! Batch runs: a rule over every record of its entity, page by page on all cores, with progress saved
 //! per page so an interrupted run resumes where it stopped.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
 use serde_json::{Map, Value, json};
 use trellis_form::records::to_api;
+use trellis_model::EntityDefinition;
 use trellis_rules::{CompiledRule, Evaluation, evaluate};
 use trellis_store::flows::TransitionWrites;
-use trellis_store::{BulkUpdate, RecordRow};
+use trellis_store::{BatchCounts, BulkUpdate, NewRecord, RecordRow};
 
 use super::BatchOutcome;
-use super::prefilter::BatchSelect;
+use super::prefilter::{BatchSelect, Prefiltered};
 use crate::app_cache::LoadedApp;
 use crate::{Principal, Runtime, RuntimeError};
 
@@ -119,7 +121,7 @@ impl Runtime {
             changed: batch.changed,
             failed: batch.failed,
         };
-        let mut after = batch.after_id.clone();
+        let after = batch.after_id.clone();
         if let Some(prefiltered) = &prefiltered {
             tracing::debug!(
                 rule = rule.id(),
@@ -128,167 +130,43 @@ impl Runtime {
                 "batch run pre-filtered over the column cache"
             );
         }
-        let mut pages = prefiltered
-            .as_ref()
-            .map(|p| p.candidates.chunks(BATCH_PAGE as usize).enumerate());
+        let mut pages = BatchPages {
+            prefiltered: prefiltered.as_ref(),
+            chunks: prefiltered
+                .as_ref()
+                .map(|p| p.candidates.chunks(BATCH_PAGE as usize).enumerate()),
+            after,
+        };
+        let shared = self.loaded_app_version(&loaded.id, loaded.version).await?;
+        let run = BatchRun {
+            loaded: &shared,
+            entity,
+            rule,
+            trigger,
+            actor,
+            select,
+        };
+        // While a page commits (its own task: the SQLite transaction runs on the thread polling it),
+        // the next one is read, evaluated and its follow-up resolved. A page's position is saved
+        // once its writes committed.
+        let mut committing: Option<PreparedPage> = None;
         loop {
-            let (page, last_id) = match (&prefiltered, pages.as_mut()) {
-                (Some(prefiltered), Some(pages)) => {
-                    let (number, chunk) = pages
-                        .next()
-                        .unwrap_or((prefiltered.ruled_out.len() - 1, &[]));
-                    // Records ruled out up to this page's end (after the last page: to the end)
-                    // count as processed.
-                    counts.processed += prefiltered.ruled_out[number];
-                    let page = if chunk.is_empty() {
-                        Vec::new()
-                    } else {
-                        self.store()
-                            .records_by_ids(&loaded.id, &entity.uid, chunk)
-                            .await?
-                    };
-                    (page, chunk.last().cloned())
-                }
-                _ => {
-                    let page = self
-                        .store()
-                        .record_page(&loaded.id, &entity.uid, after.as_deref(), BATCH_PAGE)
-                        .await?;
-                    let last = page.last().map(|row| row.id.clone());
-                    (page, last)
-                }
-            };
-            let Some(last_id) = last_id else {
-                break;
-            };
-            let selected: Vec<(RecordRow, Map<String, Value>)> = page
-                .into_iter()
-                .map(|row| {
-                    let named = to_api(entity, &row.data.0);
-                    (row, named)
-                })
-                .filter(|(_, named)| select.keeps(named))
-                .collect();
-            // The rule is pure: evaluate the page on every core.
-            let owned_rule = rule.clone();
-            let (selected, results) = tokio::task::spawn_blocking(move || {
-                let results: Vec<Result<Evaluation, trellis_rules::RuleFailure>> =
-                    crate::parallel::map_on_every_core(selected.iter().collect(), &|(_, named)| {
-                        evaluate(&owned_rule, named, None)
-                    });
-                (selected, results)
-            })
-            .await
-            .map_err(|e| RuntimeError::Internal(format!("rule evaluation: {e}")))?;
-            if results.len() != selected.len() {
-                return Err(RuntimeError::Internal(format!(
-                    "rule '{}' stopped while evaluating a page",
-                    rule.id()
-                )));
-            }
-            let mut shared: Vec<BulkUpdate> = Vec::new();
-            for ((row, named), result) in selected.iter().zip(results) {
-                counts.processed += 1;
-                let evaluation = match result {
-                    Ok(evaluation) => evaluation,
-                    Err(failure) => {
-                        counts.failed += 1;
-                        self.log_failure(loaded, rule.id(), trigger, &row.id, &failure.to_string())
-                            .await?;
-                        continue;
-                    }
-                };
-                if !evaluation.matched {
-                    continue;
-                }
-                counts.matched += 1;
-                let mut side = TransitionWrites {
-                    app: loaded.id.clone(),
-                    entity: entity.id.to_string(),
-                    ..TransitionWrites::default()
-                };
-                for action in &evaluation.actions {
-                    self.side_effect(loaded, entity, &row.id, named, action, actor, &mut side)
-                        .await?;
-                }
-                let differs = evaluation.writes.iter().any(|(k, v)| {
-                    !named
-                        .get(k)
-                        .is_some_and(|now| trellis_form::records::same_value(now, v))
-                });
-                if !differs {
-                    if !side.notifications.is_empty()
-                        || !side.outbox.is_empty()
-                        || !side.tasks.is_empty()
-                    {
-                        self.store()
-                            .start_flow_state(&row.id, Some(actor), &side)
-                            .await?;
-                    }
-                    continue;
-                }
-                match super::rule_write(loaded, entity, named, &evaluation.writes, &row.data.0)? {
-                    Err(reason) => {
-                        counts.failed += 1;
-                        self.log_failure(loaded, rule.id(), trigger, &row.id, &reason)
-                            .await?;
-                    }
-                    // Unique values change: alone, so a clash fails only this record.
-                    Ok((_, true)) => match self
-                        .commit_rule_writes(
-                            loaded,
-                            entity,
-                            row,
-                            named,
-                            &evaluation.writes,
-                            &side,
-                            actor,
-                        )
-                        .await?
-                    {
-                        Ok(_) => counts.changed += 1,
-                        Err(reason) => {
-                            counts.failed += 1;
-                            self.log_failure(loaded, rule.id(), trigger, &row.id, &reason)
-                                .await?;
-                        }
-                    },
-                    Ok((record, false)) => {
-                        let has_work = !side.notifications.is_empty()
-                            || !side.outbox.is_empty()
-                            || !side.tasks.is_empty();
-                        shared.push(BulkUpdate {
-                            search_changed: record.search_text
-                                != trellis_form::records::search_text(entity, named),
-                            current: row.clone(),
-                            record,
-                            side: has_work.then_some(side),
-                        });
-                    }
-                }
-            }
-            // The page's writes commit together (a crash keeps whole pages).
-            if !shared.is_empty() {
-                let written = self
-                    .store()
-                    .write_records_bulk(&loaded.id, loaded.version, Some(actor), &shared, &[])
+            let next = self.prepare_batch_page(&run, &mut pages);
+            let commit = self.spawn_batch_commit(&run, committing.take());
+            let (next, committed) = tokio::join!(next, commit);
+            if let Some((last_id, page_counts)) = committed? {
+                add_counts(&mut counts, page_counts);
+                self.store()
+                    .advance_rule_batch(&batch.id, &last_id, counts)
                     .await?;
-                for (update, applied) in shared.iter().zip(written.applied) {
-                    if applied {
-                        counts.changed += 1;
-                    } else {
-                        counts.failed += 1;
-                        let reason =
-                            "the record changed while the rule ran over it; run the rule again";
-                        self.log_failure(loaded, rule.id(), trigger, &update.current.id, reason)
-                            .await?;
-                    }
+            }
+            match next? {
+                NextPage::Page(page) => committing = Some(page),
+                NextPage::End { processed } => {
+                    counts.processed += processed;
+                    break;
                 }
             }
-            self.store()
-                .advance_rule_batch(&batch.id, &last_id, counts)
-                .await?;
-            after = Some(last_id);
         }
         self.store()
             .finish_rule_batch(&batch.id, "done", counts)
@@ -326,5 +204,311 @@ impl Runtime {
         self.require_app_manager(actor, &loaded).await?;
         Self::rule(&loaded, rule_id)?;
         Ok(self.store().rule_batches(&loaded.id, rule_id).await?)
+    }
+}
+
+/// What a batch run works with, for its page steps.
+struct BatchRun<'a> {
+    loaded: &'a Arc<LoadedApp>,
+    entity: &'a EntityDefinition,
+    rule: &'a CompiledRule,
+    trigger: &'a str,
+    actor: &'a str,
+    select: &'a BatchSelect,
+}
+
+/// Where a batch run reads its next page: the pre-filter's candidates page by page, or every live
+/// record after `after` in id order.
+struct BatchPages<'a> {
+    prefiltered: Option<&'a Prefiltered>,
+    chunks: Option<std::iter::Enumerate<std::slice::Chunks<'a, String>>>,
+    after: Option<String>,
+}
+
+/// The next page of a batch run, evaluated with its follow-up resolved — or the end of the run
+/// (with the records the pre-filter ruled out after the last page, which count as processed).
+enum NextPage {
+    Page(PreparedPage),
+    End { processed: i64 },
+}
+
+/// A page ready to commit: its last record id, the updates of its shared transaction, and its
+/// counts so far (the shared updates count once committed).
+struct PreparedPage {
+    last_id: String,
+    shared: Vec<BulkUpdate>,
+    counts: BatchCounts,
+}
+
+/// A record of a page after the rule ran on it (on every core).
+struct Evaluated {
+    row: RecordRow,
+    named: Map<String, Value>,
+    result: Result<Evaluation, String>,
+    /// For a match whose writes change the record: the write and whether its unique values and
+    /// its search text change — or why the writes are refused.
+    write: Option<Result<(NewRecord, bool, bool), String>>,
+}
+
+fn add_counts(total: &mut BatchCounts, page: BatchCounts) {
+    total.processed += page.processed;
+    total.matched += page.matched;
+    total.changed += page.changed;
+    total.failed += page.failed;
+}
+
+/// The rule on one record and, when it matches and its writes change the record, the write —
+/// pure, for every core.
+fn evaluate_record(
+    loaded: &LoadedApp,
+    entity: &EntityDefinition,
+    rule: &CompiledRule,
+    row: RecordRow,
+    named: Map<String, Value>,
+) -> Evaluated {
+    let result = evaluate(rule, &named, None).map_err(|failure| failure.to_string());
+    let write = match &result {
+        Ok(evaluation)
+            if evaluation.matched
+                && evaluation.writes.iter().any(|(k, v)| {
+                    !named
+                        .get(k)
+                        .is_some_and(|now| trellis_form::records::same_value(now, v))
+                }) =>
+        {
+            Some(
+                match super::rule_next(loaded, entity, &named, &evaluation.writes) {
+                    Ok(Ok(next)) => {
+                        let uniques_change = crate::records::unique_values_of(entity, &next)
+                            != crate::records::unique_values_of(entity, &named);
+                        let (record, search_changed) =
+                            crate::records::update_write(entity, &next, &named, &row.data.0);
+                        Ok((record, uniques_change, search_changed))
+                    }
+                    Ok(Err(reason)) => Err(reason),
+                    Err(error) => Err(error.to_string()),
+                },
+            )
+        }
+        _ => None,
+    };
+    Evaluated {
+        row,
+        named,
+        result,
+        write,
+    }
+}
+
+impl Runtime {
+    /// Read the next page of a batch run, evaluate the rule on it (on every core) and resolve the
+    /// follow-up of its matches: side effects, records that go alone (their unique values change),
+    /// failures logged. The page's other writes are left for [`Runtime::spawn_batch_commit`].
+    async fn prepare_batch_page(
+        &self,
+        run: &BatchRun<'_>,
+        pages: &mut BatchPages<'_>,
+    ) -> Result<NextPage, RuntimeError> {
+        let BatchRun {
+            loaded,
+            entity,
+            rule,
+            trigger,
+            actor,
+            select,
+        } = *run;
+        let mut counts = BatchCounts::default();
+        let (page, last_id) = match (pages.prefiltered, pages.chunks.as_mut()) {
+            (Some(prefiltered), Some(chunks)) => {
+                let (number, chunk) = chunks
+                    .next()
+                    .unwrap_or((prefiltered.ruled_out.len() - 1, &[]));
+                // Records ruled out up to this page's end (after the last page: to the end) count
+                // as processed.
+                counts.processed += prefiltered.ruled_out[number];
+                let page = if chunk.is_empty() {
+                    Vec::new()
+                } else {
+                    self.store()
+                        .records_by_ids(&loaded.id, &entity.uid, chunk)
+                        .await?
+                };
+                (page, chunk.last().cloned())
+            }
+            _ => {
+                let page = self
+                    .store()
+                    .record_page(&loaded.id, &entity.uid, pages.after.as_deref(), BATCH_PAGE)
+                    .await?;
+                let last = page.last().map(|row| row.id.clone());
+                (page, last)
+            }
+        };
+        let Some(last_id) = last_id else {
+            return Ok(NextPage::End {
+                processed: counts.processed,
+            });
+        };
+        pages.after = Some(last_id.clone());
+        // The rule and the writes it makes are pure: on every core, off the async workers.
+        let (owned_loaded, owned_rule, owned_select) =
+            (Arc::clone(loaded), rule.clone(), select.clone());
+        let entity_id = entity.id.to_string();
+        let expected = page.len();
+        let evaluated = tokio::task::spawn_blocking(move || {
+            let Ok((entity, _)) = owned_loaded.entity(&entity_id) else {
+                return None;
+            };
+            Some(crate::parallel::map_on_every_core(page, &|row| {
+                let named = to_api(entity, &row.data.0);
+                owned_select
+                    .keeps(&named)
+                    .then(|| evaluate_record(&owned_loaded, entity, &owned_rule, row, named))
+            }))
+        })
+        .await
+        .map_err(|e| RuntimeError::Internal(format!("rule evaluation: {e}")))?;
+        let evaluated = evaluated
+            .filter(|all| all.len() == expected)
+            .ok_or_else(|| {
+                RuntimeError::Internal(format!(
+                    "rule '{}' stopped while evaluating a page",
+                    rule.id()
+                ))
+            })?;
+        let mut shared: Vec<BulkUpdate> = Vec::new();
+        for Evaluated {
+            row,
+            named,
+            result,
+            write,
+        } in evaluated.into_iter().flatten()
+        {
+            counts.processed += 1;
+            let evaluation = match result {
+                Ok(evaluation) => evaluation,
+                Err(failure) => {
+                    counts.failed += 1;
+                    self.log_failure(loaded, rule.id(), trigger, &row.id, &failure)
+                        .await?;
+                    continue;
+                }
+            };
+            if !evaluation.matched {
+                continue;
+            }
+            counts.matched += 1;
+            let mut side = TransitionWrites {
+                app: loaded.id.clone(),
+                entity: entity.id.to_string(),
+                ..TransitionWrites::default()
+            };
+            for action in &evaluation.actions {
+                self.side_effect(loaded, entity, &row.id, &named, action, actor, &mut side)
+                    .await?;
+            }
+            let has_work =
+                !side.notifications.is_empty() || !side.outbox.is_empty() || !side.tasks.is_empty();
+            match write {
+                // The writes change nothing: only the follow-up work.
+                None => {
+                    if has_work {
+                        self.store()
+                            .start_flow_state(&row.id, Some(actor), &side)
+                            .await?;
+                    }
+                }
+                Some(Err(reason)) => {
+                    counts.failed += 1;
+                    self.log_failure(loaded, rule.id(), trigger, &row.id, &reason)
+                        .await?;
+                }
+                // Unique values change: alone, so a clash fails only this record.
+                Some(Ok((_, true, _))) => match self
+                    .commit_rule_writes(
+                        loaded,
+                        entity,
+                        &row,
+                        &named,
+                        &evaluation.writes,
+                        &side,
+                        actor,
+                    )
+                    .await?
+                {
+                    Ok(_) => counts.changed += 1,
+                    Err(reason) => {
+                        counts.failed += 1;
+                        self.log_failure(loaded, rule.id(), trigger, &row.id, &reason)
+                            .await?;
+                    }
+                },
+                Some(Ok((record, false, search_changed))) => shared.push(BulkUpdate {
+                    search_changed,
+                    current: row,
+                    record,
+                    side: has_work.then_some(side),
+                }),
+            }
+        }
+        Ok(NextPage::Page(PreparedPage {
+            last_id,
+            shared,
+            counts,
+        }))
+    }
+
+    /// Commit a prepared page's shared writes (a crash keeps whole pages) on a task of its own;
+    /// its last id and counts once committed (`None`: no page).
+    fn spawn_batch_commit(
+        &self,
+        run: &BatchRun<'_>,
+        page: Option<PreparedPage>,
+    ) -> impl Future<Output = Result<Option<(String, BatchCounts)>, RuntimeError>> + use<> {
+        let task = page.map(|page| {
+            let runtime = self.clone();
+            let loaded = Arc::clone(run.loaded);
+            let (rule, trigger, actor) = (
+                run.rule.id().to_owned(),
+                run.trigger.to_owned(),
+                run.actor.to_owned(),
+            );
+            tokio::spawn(async move {
+                let PreparedPage {
+                    last_id,
+                    shared,
+                    mut counts,
+                } = page;
+                if shared.is_empty() {
+                    return Ok((last_id, counts));
+                }
+                let written = runtime
+                    .store()
+                    .write_records_bulk(&loaded.id, loaded.version, Some(&actor), &shared, &[])
+                    .await?;
+                for (update, applied) in shared.iter().zip(written.applied) {
+                    if applied {
+                        counts.changed += 1;
+                    } else {
+                        counts.failed += 1;
+                        let reason =
+                            "the record changed while the rule ran over it; run the rule again";
+                        runtime
+                            .log_failure(&loaded, &rule, &trigger, &update.current.id, reason)
+                            .await?;
+                    }
+                }
+                Ok((last_id, counts))
+            })
+        });
+        async move {
+            match task {
+                Some(task) => task
+                    .await
+                    .map_err(|e| RuntimeError::Internal(format!("committing a batch page: {e}")))?
+                    .map(Some),
+                None => Ok(None),
+            }
+        }
     }
 }

@@ -90,6 +90,26 @@ pub(crate) fn rule_write(
     writes: &Map<String, Value>,
     stored: &Map<String, Value>,
 ) -> Result<Result<(NewRecord, bool), String>, RuntimeError> {
+    let next = match rule_next(loaded, entity, named, writes)? {
+        Ok(next) => next,
+        Err(reason) => return Ok(Err(reason)),
+    };
+    let uniques_change = crate::records::unique_values_of(entity, &next)
+        != crate::records::unique_values_of(entity, named);
+    Ok(Ok((
+        crate::records::record_write(entity, &next, Some(stored)),
+        uniques_change,
+    )))
+}
+
+/// The record (fields by name) after a rule's `writes`, validated with its computed fields
+/// recomputed — or why the writes are not valid.
+pub(crate) fn rule_next(
+    loaded: &LoadedApp,
+    entity: &trellis_model::EntityDefinition,
+    named: &Map<String, Value>,
+    writes: &Map<String, Value>,
+) -> Result<Result<Map<String, Value>, String>, RuntimeError> {
     let (_, validator) = loaded.entity(entity.id.as_str())?;
     let mut next = named.clone();
     for (name, value) in writes {
@@ -105,12 +125,7 @@ pub(crate) fn rule_write(
             .join("; ");
         return Ok(Err(format!("its writes are not valid: {message}")));
     }
-    let uniques_change = crate::records::unique_values_of(entity, &next)
-        != crate::records::unique_values_of(entity, named);
-    Ok(Ok((
-        crate::records::record_write(entity, &next, Some(stored)),
-        uniques_change,
-    )))
+    Ok(Ok(next))
 }
 
 /// The after-save rules of `entity` that a save triggers, in execution order: `record_created` for a
