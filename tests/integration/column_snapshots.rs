@@ -412,6 +412,14 @@ async fn a_large_import_prepares_the_report_columns_and_their_snapshot(backend: 
         "dataset": {"entity": "item"},
         "analysis": {"aggregate": {"dimensions": [{"field": "kind"}],
             "measures": [{"id": "items", "op": "count"}, {"id": "n", "op": "sum", "field": "n"}]}}});
+    // A report whose dataset filter reads another field, and a nightly rule whose condition runs
+    // over columns: their fields are prepared too.
+    app["reports/flagged.report.json"] = json!({"format_version": 1, "id": "flagged",
+        "dataset": {"entity": "item", "filter": {"field": "flag", "op": "eq", "value": true}},
+        "analysis": {"aggregate": {"dimensions": [], "measures": [{"id": "items", "op": "count"}]}}});
+    app["rules/reset_notes.rule.json"] = json!({"format_version": 1, "id": "reset_notes",
+        "entity": "item", "trigger": {"schedule": {"cron": "0 3 * * *"}},
+        "condition": "note == \"note 12\"", "actions": [{"set": {"n": "=n"}}]});
     let created = api.call("POST", "/api/apps", Some(app)).await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
     let items: Vec<Value> = (0..13).map(item).collect();
@@ -459,6 +467,30 @@ async fn a_large_import_prepares_the_report_columns_and_their_snapshot(backend: 
         .collect();
     assert_eq!(by_kind(&api).await, expected);
     assert_eq!(api.runtime.column_cache_loads(), (0, 1));
+    let flagged = api
+        .call(
+            "POST",
+            "/api/apps/stock/reports/flagged/run",
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(flagged.status, StatusCode::OK, "{}", flagged.text);
+    let hand = items.iter().filter(|i| i["flag"] == json!(true)).count();
+    assert_eq!(flagged.body["rows"][0][0].as_u64(), Some(hand as u64));
+    let run = api
+        .call("POST", "/api/apps/stock/rules/reset_notes/run", None)
+        .await;
+    assert_eq!(run.status, StatusCode::OK, "{}", run.text);
+    assert_eq!(
+        (run.body["processed"].as_i64(), run.body["matched"].as_i64()),
+        (Some(13), Some(1))
+    );
+    assert_eq!(api.runtime.column_cache_loads(), (0, 1));
+    assert_eq!(
+        api.runtime.column_cache_columns_added(),
+        0,
+        "the filter's and the rule's columns were loaded with the others"
+    );
 
     // A restart reads the snapshot, not the documents.
     api.restart(settings());

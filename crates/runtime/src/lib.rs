@@ -197,4 +197,10 @@ impl Runtime {
     pub fn column_cache_loads(&self) -> (u64, u64) {
         self.columns.loads()
     }
+
+    /// How many times since the start a loaded column-cache entry lacked columns a report or a
+    /// rule's pre-filter asked for and read them from the documents.
+    pub fn column_cache_columns_added(&self) -> u64 {
+        self.columns.columns_added()
+    }
 }

@@ -68,6 +68,8 @@ pub struct ColumnCache {
 struct LoadCounts {
     from_snapshots: std::sync::atomic::AtomicU64,
     from_documents: std::sync::atomic::AtomicU64,
+    /// Scans of the documents for columns a loaded entry lacked.
+    columns_added: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -313,6 +315,7 @@ impl Entry {
         entity_uid: &str,
         wanted: &[(String, ColumnType)],
     ) -> Result<(), RuntimeError> {
+        let started = std::time::Instant::now();
         self.cursor = store.change_cursor().await?;
         let requests = requests(wanted);
         let loaded = store
@@ -348,6 +351,14 @@ impl Entry {
         // Whatever snapshot there is predates this load.
         self.snapshot.columns.clear();
         self.loaded = true;
+        tracing::debug!(
+            app,
+            entity = entity_uid,
+            columns = wanted.len(),
+            rows = self.ids.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "columns loaded from the documents"
+        );
         Ok(())
     }
 
@@ -389,22 +400,27 @@ impl Entry {
         order
     }
 
-    /// Bring the entry up to date with the change log, and add any column it lacks.
+    /// Bring the entry up to date with the change log, and add any column it lacks (`true`: it
+    /// lacked some, read from the documents).
     async fn refresh(
         &mut self,
         store: &Store,
         app: &str,
         entity_uid: &str,
         wanted: &[(String, ColumnType)],
-    ) -> Result<(), RuntimeError> {
+    ) -> Result<bool, RuntimeError> {
         let missing: Vec<(String, ColumnType)> = wanted
             .iter()
             .filter(|key| !self.columns.contains_key(*key))
             .cloned()
             .collect();
-        if !missing.is_empty() {
+        let added = !missing.is_empty();
+        if added {
             // Load the new columns for every live record, aligned to the cached rows; rows that
             // changed meanwhile are reloaded whole by the change-log pass below.
+            let started = std::time::Instant::now();
+            let names: Vec<&str> = missing.iter().map(|(uid, _)| uid.as_str()).collect();
+            let names = names.join(",");
             let requests = requests(&missing);
             let loaded = store
                 .load_columns(app, entity_uid, &requests, &CheckedFilter::All)
@@ -424,12 +440,21 @@ impl Entry {
                 self.columns
                     .insert(key, Arc::new(column_data(values).take(&rows)));
             }
+            tracing::debug!(
+                app,
+                entity = entity_uid,
+                columns = %names,
+                rows = self.ids.len(),
+                ms = started.elapsed().as_millis() as u64,
+                "columns added from the documents"
+            );
         }
         let (changed, next) = store.record_changes(app, entity_uid, self.cursor).await?;
         if changed.len() > 50_000.max(self.ids.len() / 5) {
             // A bulk change: loading everything again is cheaper than patching row by row.
             let keys: Vec<(String, ColumnType)> = self.columns.keys().cloned().collect();
-            return self.load_documents(store, app, entity_uid, &keys).await;
+            self.load_documents(store, app, entity_uid, &keys).await?;
+            return Ok(added);
         }
         if !changed.is_empty() {
             let started = std::time::Instant::now();
@@ -492,7 +517,7 @@ impl Entry {
             );
         }
         self.cursor = next;
-        Ok(())
+        Ok(added)
     }
 }
 
@@ -559,7 +584,11 @@ impl ColumnCache {
             count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         // Changes that committed while loading (or after the snapshot) are applied now.
-        entry.refresh(store, app, entity_uid, fields).await?;
+        if entry.refresh(store, app, entity_uid, fields).await? {
+            self.loads
+                .columns_added
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         if entry.snapshot_due(&self.policy) {
             entry.snapshot.writing = true;
             self.write_snapshot(store.clone(), key, shared);
@@ -614,6 +643,14 @@ impl ColumnCache {
             }
         };
         self.track(task);
+    }
+
+    /// How many times since the start a loaded entry lacked columns and read them from the
+    /// documents.
+    pub(crate) fn columns_added(&self) -> u64 {
+        self.loads
+            .columns_added
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Entries loaded from snapshots and from the documents since the start, as

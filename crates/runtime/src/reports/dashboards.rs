@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use trellis_report::{ColumnType, CompiledReport, ReportOutput};
+use trellis_rules::Trigger;
 
 use super::{Execution, ReportRequest, invalid};
 use crate::app_cache::LoadedApp;
@@ -39,13 +40,14 @@ pub struct DashboardRun {
 
 impl Runtime {
     /// Load into the column cache, one scan per entity, the fields `reports` read of their entities
-    /// (of `only` when given); entities large enough get their column snapshot written in the
-    /// background.
+    /// (of `only` when given) — and `with_rules`, those the pre-filters of the app's scheduled and
+    /// date rules read; entities large enough get their column snapshot written in the background.
     async fn warm_columns(
         &self,
         loaded: &LoadedApp,
         reports: impl Iterator<Item = &CompiledReport>,
         only: Option<&str>,
+        with_rules: bool,
     ) -> Result<(), RuntimeError> {
         let mut by_entity: std::collections::BTreeMap<&str, Vec<(String, ColumnType)>> =
             Default::default();
@@ -58,13 +60,48 @@ impl Runtime {
             }
             let fields = by_entity.entry(entity.uid.as_str()).or_default();
             for field in report.fields.values().filter(|f| f.via.is_none()) {
-                if !fields.iter().any(|(uid, _)| *uid == field.uid) {
-                    fields.push((field.uid.clone(), field.column));
+                fields.push((field.uid.clone(), field.column));
+            }
+            // The dataset filter's fields (an RFM report's order status) are read too.
+            if let Some(raw) = &report.definition.dataset.filter
+                && let Ok(filter) = trellis_form::check_filter(
+                    &loaded.bundle.entities,
+                    entity,
+                    raw,
+                    "/dataset/filter",
+                    &|_: &str| None,
+                )
+            {
+                fields.extend(trellis_report::filter::columns_needed(&filter).unwrap_or_default());
+            }
+        }
+        // So are the columns of the pre-filters of rules that run over every record (nightly
+        // points expiry), on schedule or by date.
+        if with_rules {
+            for rule in loaded.rules.values() {
+                if !matches!(
+                    rule.definition.trigger,
+                    Trigger::Schedule { .. } | Trigger::DateReached { .. }
+                ) {
+                    continue;
+                }
+                let Some(entity) = loaded.bundle.entities.get(&rule.definition.entity) else {
+                    continue;
+                };
+                if only.is_some_and(|only| only != entity.id.as_str()) {
+                    continue;
+                }
+                if let Some(columns) = crate::rules::prefilter::condition_columns(entity, rule) {
+                    by_entity
+                        .entry(entity.uid.as_str())
+                        .or_default()
+                        .extend(columns.into_iter().map(|(_, uid, column)| (uid, column)));
                 }
             }
         }
         for (entity_uid, mut fields) in by_entity {
             fields.sort();
+            fields.dedup();
             self.columns
                 .warm(
                     self.store(),
@@ -76,8 +113,10 @@ impl Runtime {
         Ok(())
     }
 
-    /// Load the fields the app's stored reports read (of `entity` only, when given) into the
-    /// column cache, so the first report after a start or a large import reads no document;
+    /// Load the fields the app's stored reports read (with their dataset filters' fields) and the
+    /// fields the pre-filters of its scheduled and date rules read (of `entity` only, when given)
+    /// into the column cache, so the first report or nightly run after a start or a large import
+    /// reads no document;
     /// entities of [`SnapshotPolicy::min_rows`](crate::SnapshotPolicy) rows or more get their
     /// column snapshot written in the background, so later starts need not read them either.
     /// Imports of that many rows call this in the background; `trellis serve` for every app at
@@ -88,7 +127,7 @@ impl Runtime {
         entity: Option<&str>,
     ) -> Result<(), RuntimeError> {
         let loaded = self.loaded_app(app).await?;
-        self.warm_columns(&loaded, loaded.reports.values(), entity)
+        self.warm_columns(&loaded, loaded.reports.values(), entity, true)
             .await
     }
 
@@ -145,7 +184,7 @@ impl Runtime {
             .widgets
             .iter()
             .filter_map(|widget| loaded.reports.get(widget.report.as_str()));
-        self.warm_columns(&loaded, reports, None).await?;
+        self.warm_columns(&loaded, reports, None, false).await?;
         let warmed_ms = started.elapsed().as_millis() as u64;
         let mut tasks = tokio::task::JoinSet::new();
         for (index, widget) in dashboard.widgets.iter().enumerate() {

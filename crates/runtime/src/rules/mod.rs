@@ -21,7 +21,7 @@ use trellis_store::{NewRecord, RecordRow};
 mod apply;
 mod batch;
 mod inbound;
-mod prefilter;
+pub(crate) mod prefilter;
 
 use crate::app_cache::LoadedApp;
 use crate::{Principal, Runtime, RuntimeError};

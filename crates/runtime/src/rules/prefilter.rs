@@ -95,6 +95,21 @@ fn column_ref(data: &ColumnData) -> Option<ColumnRef<'_>> {
     })
 }
 
+/// The columns a pre-filter of `rule`'s condition reads, as `(field name, uid, column type)`;
+/// `None` when the condition cannot run over columns.
+pub(crate) fn condition_columns(
+    entity: &EntityDefinition,
+    rule: &CompiledRule,
+) -> Option<Vec<(String, String, ColumnType)>> {
+    trellis_rules::prefilter::condition_fields(rule)?
+        .iter()
+        .map(|name| {
+            let field = entity.field(name)?;
+            Some((name.clone(), field.uid.clone(), column_type(field.kind)?))
+        })
+        .collect()
+}
+
 /// The name of the selection's date column (never a field name: those are identifiers).
 const SELECT_COLUMN: &str = "$select";
 
@@ -109,19 +124,9 @@ impl Runtime {
         select: &BatchSelect,
         (after, page): (Option<&str>, i64),
     ) -> Result<Option<Prefiltered>, RuntimeError> {
-        let Some(names) = trellis_rules::prefilter::condition_fields(rule) else {
+        let Some(mut fields) = condition_columns(entity, rule) else {
             return Ok(None);
         };
-        let mut fields: Vec<(String, String, ColumnType)> = Vec::new();
-        for name in names {
-            let Some(field) = entity.field(name) else {
-                return Ok(None);
-            };
-            let Some(column) = column_type(field.kind) else {
-                return Ok(None);
-            };
-            fields.push((name.clone(), field.uid.clone(), column));
-        }
         if let BatchSelect::DateReached { field, .. } = select {
             let Some(field) = entity.field(field) else {
                 return Ok(None);
