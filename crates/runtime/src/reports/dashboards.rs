@@ -76,7 +76,7 @@ impl Runtime {
             }
         }
         // So are the columns of the pre-filters of rules that run over every record (nightly
-        // points expiry), on schedule or by date.
+        // points expiry), on schedule or by date, and of the fields their write-backs compare.
         if with_rules {
             for rule in loaded.rules.values() {
                 if !matches!(
@@ -91,11 +91,17 @@ impl Runtime {
                 if only.is_some_and(|only| only != entity.id.as_str()) {
                     continue;
                 }
+                let fields = by_entity.entry(entity.uid.as_str()).or_default();
                 if let Some(columns) = crate::rules::prefilter::condition_columns(entity, rule) {
-                    by_entity
-                        .entry(entity.uid.as_str())
-                        .or_default()
-                        .extend(columns.into_iter().map(|(_, uid, column)| (uid, column)));
+                    fields.extend(columns.into_iter().map(|(_, uid, column)| (uid, column)));
+                }
+                // And the fields a nightly write-back compares before reading any record.
+                if let Some(trellis_rules::RuleAction::ApplyReport(apply)) =
+                    rule.definition.actions.first()
+                {
+                    fields.extend(crate::rules::apply_candidates::compared_columns(
+                        entity, apply,
+                    ));
                 }
             }
         }

@@ -19,6 +19,17 @@ use crate::records::bulk_update::PreparedBulk;
 use crate::reports::ReportRequest;
 use crate::{Principal, Runtime, RuntimeError};
 
+/// Where a write-back reads its next page.
+#[derive(Clone, Copy)]
+enum PageSource<'a> {
+    /// Every live record after this id (`None`: from the first), a page in id order.
+    After(Option<&'a str>),
+    /// These records (the candidates found over the column cache).
+    Ids(&'a [String]),
+    /// No page left.
+    Done,
+}
+
 impl Runtime {
     pub(super) async fn apply_report_rule(
         &self,
@@ -68,23 +79,35 @@ impl Runtime {
             processed: wanted.len(),
             ..BatchOutcome::default()
         };
-        // Walk the entity's live records page by page; the changed ones of each page are written
-        // together (one transaction per page). While a page commits (one core, the SQLite writer)
-        // the next one is read and planned (the other core): the pages hold different records, and
-        // a record changed meanwhile fails its version check and is updated alone.
+        // The records whose stored values may differ, found over the column cache: when few do,
+        // only they are read (by id); otherwise every live record, page by page in id order.
+        let candidates = self
+            .write_back_candidates(loaded, entity, apply, &sets, &wanted)
+            .await?;
+        let page_size = self.settings().write_back_page.max(1);
+        let mut chunks = candidates.as_ref().map(|c| c.ids.chunks(page_size));
+        if let Some(candidates) = &candidates {
+            outcome.matched = candidates.matched;
+            tracing::debug!(
+                rule = rule.id(),
+                candidates = candidates.ids.len(),
+                "write-back candidates found over the column cache"
+            );
+        }
+        // The changed records of each page are written together (one transaction per page). While
+        // a page commits (one core, the SQLite writer) the next one is read and planned (the other
+        // core): the pages hold different records, and a record changed meanwhile fails its
+        // version check and is updated alone.
         let mut after: Option<String> = None;
         let mut committing: Option<PreparedBulk> = None;
         let shared = self.loaded_app_version(&loaded.id, loaded.version).await?;
         loop {
-            let next = self.prepare_write_back_page(
-                loaded,
-                entity,
-                apply,
-                &sets,
-                &wanted,
-                after.as_deref(),
-                &system,
-            );
+            let source = match chunks.as_mut() {
+                Some(chunks) => chunks.next().map_or(PageSource::Done, PageSource::Ids),
+                None => PageSource::After(after.as_deref()),
+            };
+            let next = self
+                .prepare_write_back_page(loaded, entity, apply, &sets, &wanted, source, &system);
             let commit = self.spawn_system_commit(&shared, entity, committing.take(), &system);
             let joined = Instant::now();
             let (next, committed) = tokio::join!(next, commit);
@@ -95,7 +118,9 @@ impl Runtime {
             let Some((last, matched, prepared)) = next? else {
                 break;
             };
-            outcome.matched += matched;
+            if candidates.is_none() {
+                outcome.matched += matched;
+            }
             committing = Some(prepared);
             after = Some(last);
         }
@@ -112,9 +137,8 @@ impl Runtime {
         Ok(outcome)
     }
 
-    /// One page of an `apply_report` write-back after the id `after`, read and prepared: its last
-    /// id, how many of its records the report names, and the prepared updates (`None`: no records
-    /// left).
+    /// One page of an `apply_report` write-back, read from `source` and prepared: its last id, how
+    /// many of its records the report names, and the prepared updates (`None`: no records left).
     #[allow(clippy::too_many_arguments)]
     async fn prepare_write_back_page(
         &self,
@@ -123,22 +147,34 @@ impl Runtime {
         apply: &ApplyReportAction,
         sets: &[(String, usize)],
         wanted: &HashMap<&str, &Vec<Value>>,
-        after: Option<&str>,
+        source: PageSource<'_>,
         system: &Principal,
     ) -> Result<Option<(String, usize, PreparedBulk)>, RuntimeError> {
         let page_started = Instant::now();
-        let page = self
-            .store()
-            .record_page(
-                &loaded.id,
-                &entity.uid,
-                after,
-                self.settings().write_back_page.max(1) as i64,
-            )
-            .await?;
+        let page = match source {
+            PageSource::After(after) => {
+                self.store()
+                    .record_page(
+                        &loaded.id,
+                        &entity.uid,
+                        after,
+                        self.settings().write_back_page.max(1) as i64,
+                    )
+                    .await?
+            }
+            PageSource::Ids(ids) => {
+                self.store()
+                    .records_by_ids(&loaded.id, &entity.uid, ids)
+                    .await?
+            }
+            PageSource::Done => return Ok(None),
+        };
         let read_us = page_started.elapsed().as_micros();
-        let Some(last) = page.last().map(|row| row.id.clone()) else {
-            return Ok(None);
+        let last = match page.last() {
+            Some(row) => row.id.clone(),
+            // Candidates deleted since they were found: an empty page, not the end.
+            None if matches!(source, PageSource::Ids(_)) => String::new(),
+            None => return Ok(None),
         };
         let mut matched = 0;
         let mut changes = Vec::new();

@@ -19,6 +19,7 @@ use trellis_store::flows::TransitionWrites;
 use trellis_store::{NewRecord, RecordRow};
 
 mod apply;
+pub(crate) mod apply_candidates;
 mod batch;
 mod inbound;
 pub(crate) mod prefilter;
