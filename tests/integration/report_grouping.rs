@@ -258,6 +258,20 @@ fn dense_grouping_gives_what_polars_gives() {
         let reference = trellis_report::run(report, &polars).unwrap();
         assert!(!dense.rows.is_empty(), "{id}");
         assert_eq!(dense, reference, "{id}");
+        // Rows only (write-backs): the same rows and columns, no drill-down filters, no chart.
+        let rows_only = RunInput {
+            rows_only: true,
+            ..fastest.clone()
+        };
+        let bare = trellis_report::run(report, &rows_only).unwrap();
+        assert_eq!(
+            (&bare.columns, &bare.rows),
+            (&dense.columns, &dense.rows),
+            "{id}"
+        );
+        assert_eq!(bare.drill.len(), dense.drill.len(), "{id}");
+        assert!(bare.drill.iter().all(Value::is_null), "{id}");
+        assert!(bare.chart.is_null(), "{id}");
     }
 
     // Some numbers by hand: rows per region (missing regions are a group of their own) and the

@@ -351,7 +351,11 @@ fn shape(
             cells.push(measure_cell(*value, *kind, measure, report));
         }
         rendered.push(cells);
-        drill.push(row_drill(plans, row, top_keys, input));
+        drill.push(if input.rows_only {
+            Value::Null
+        } else {
+            row_drill(plans, row, top_keys, input)
+        });
     }
 
     let (columns, rendered, drill, series_from, drill_cells) = match pivot {
@@ -386,13 +390,17 @@ fn shape(
         }
         None => (series_from..columns.len()).collect(),
     };
-    let chart = output::chart(
-        kind,
-        &columns,
-        &rendered,
-        x.min(columns.len().saturating_sub(1)),
-        &series,
-    );
+    let chart = if input.rows_only {
+        Value::Null
+    } else {
+        output::chart(
+            kind,
+            &columns,
+            &rendered,
+            x.min(columns.len().saturating_sub(1)),
+            &series,
+        )
+    };
     Ok(ReportOutput {
         columns,
         rows: rendered,

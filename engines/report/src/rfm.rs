@@ -282,7 +282,11 @@ pub(crate) fn rfm(report: &CompiledReport, input: &RunInput) -> Result<ReportOut
         },
         |c| c.kind,
     );
-    let chart = output::chart(kind, &columns, &rows, x, &series);
+    let chart = if input.rows_only {
+        Value::Null
+    } else {
+        output::chart(kind, &columns, &rows, x, &series)
+    };
     Ok(ReportOutput {
         columns,
         rows,

@@ -227,6 +227,7 @@ impl Runtime {
                 filters: (!leaves.is_empty()).then(|| json!({ "and": leaves })),
                 parameters,
                 execution: Execution::Memory,
+                rows_only: false,
             };
             let (runtime, actor, app, report_id, locale) = (
                 self.clone(),

@@ -143,6 +143,7 @@ impl Runtime {
             locale: locale.to_owned(),
             drill_base,
             grouper: Default::default(),
+            rows_only: false,
         };
         trellis_report::shape_groups(report, &input, groups)
             .map_err(|e| RuntimeError::Internal(e.to_string()))

@@ -38,6 +38,10 @@ pub struct ReportRequest {
     /// (PostgreSQL; aggregate reports over the entity's own fields, without top-N).
     #[serde(default)]
     pub execution: Execution,
+    /// Only the rows, without a drill-down filter per row or a chart, and not kept for repeated
+    /// views — for write-backs (`apply_report`), never from HTTP.
+    #[serde(skip)]
+    pub rows_only: bool,
 }
 
 /// Where a report's grouping runs.
@@ -327,7 +331,8 @@ impl Runtime {
         // A repeated view with nothing changed is answered from the results kept (`results`).
         let keep_as = match stored_id {
             Some(id)
-                if report.funnel.is_none()
+                if !request.rows_only
+                    && report.funnel.is_none()
                     && report.fields.values().all(|f| f.via.is_none())
                     && trellis_report::filter::columns_needed(&filter).is_some() =>
             {
@@ -414,6 +419,7 @@ impl Runtime {
             locale: locale.to_owned(),
             drill_base,
             grouper: Default::default(),
+            rows_only: request.rows_only,
         };
         let started = std::time::Instant::now();
         let output = tokio::task::spawn_blocking(move || trellis_report::run(&report, &input))

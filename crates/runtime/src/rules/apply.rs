@@ -45,7 +45,10 @@ impl Runtime {
                 &system,
                 &loaded.id,
                 apply.report.as_str(),
-                &ReportRequest::default(),
+                &ReportRequest {
+                    rows_only: true,
+                    ..ReportRequest::default()
+                },
                 "en",
             )
             .await?;

@@ -65,6 +65,7 @@ impl From<RunBody> for ReportRequest {
             filters: body.filters,
             parameters: body.parameters,
             execution: body.execution,
+            rows_only: false,
         }
     }
 }
@@ -122,6 +123,7 @@ pub async fn query(
         filters: body.filters,
         parameters: body.parameters,
         execution: body.execution,
+        rows_only: false,
     };
     let output = state
         .runtime
