@@ -20,17 +20,12 @@ pub(super) struct Candidates {
     pub matched: usize,
 }
 
-/// The column a written field is compared in: one exact JSON form per kind.
+/// The column a written field is compared in: the pre-filter's one-form columns, and decimals as
+/// the numbers the columns hold.
 fn compared_column(kind: FieldKind) -> Option<ColumnType> {
-    use trellis_model::field_kind::JsonType;
     match kind {
         FieldKind::Decimal | FieldKind::Percent => Some(ColumnType::Float),
-        _ => match kind.allowed_json_types() {
-            [JsonType::Integer] => Some(ColumnType::Int),
-            [JsonType::Boolean] => Some(ColumnType::Bool),
-            [JsonType::String] => Some(ColumnType::Text),
-            _ => None,
-        },
+        _ => super::prefilter::column_type(kind),
     }
 }
 
@@ -61,16 +56,32 @@ pub(crate) fn compared_columns(
     entity: &EntityDefinition,
     apply: &ApplyReportAction,
 ) -> Vec<(String, ColumnType)> {
-    let columns: Option<Vec<(String, ColumnType)>> = apply
+    compared_fields(entity, apply)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(_, uid, column)| (uid, column))
+        .collect()
+}
+
+/// `apply`'s `set` and `otherwise` fields as `(name, uid, column)`; `None` when one of them has
+/// no column of one exact form.
+fn compared_fields(
+    entity: &EntityDefinition,
+    apply: &ApplyReportAction,
+) -> Option<Vec<(String, String, ColumnType)>> {
+    apply
         .set
         .keys()
         .chain(apply.otherwise.keys())
         .map(|name| {
             let field = entity.field(name.as_str())?;
-            Some((field.uid.clone(), compared_column(field.kind)?))
+            Some((
+                name.to_string(),
+                field.uid.clone(),
+                compared_column(field.kind)?,
+            ))
         })
-        .collect();
-    columns.unwrap_or_default()
+        .collect()
 }
 
 impl Runtime {
@@ -86,20 +97,9 @@ impl Runtime {
         sets: &[(String, usize)],
         wanted: &HashMap<&str, &Vec<Value>>,
     ) -> Result<Option<Candidates>, RuntimeError> {
-        let mut fields: Vec<(String, String, ColumnType)> = Vec::new();
-        let names = sets
-            .iter()
-            .map(|(field, _)| field.as_str())
-            .chain(apply.otherwise.keys().map(|field| field.as_str()));
-        for name in names {
-            let Some(field) = entity.field(name) else {
-                return Ok(None);
-            };
-            let Some(column) = compared_column(field.kind) else {
-                return Ok(None);
-            };
-            fields.push((name.to_owned(), field.uid.clone(), column));
-        }
+        let Some(fields) = compared_fields(entity, apply) else {
+            return Ok(None);
+        };
         // Owned for the blocking thread: per record id, the values the report sets, in `sets` order.
         let rows: HashMap<String, Vec<Value>> = wanted
             .iter()

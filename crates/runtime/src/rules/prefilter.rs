@@ -74,7 +74,7 @@ pub(crate) struct Prefiltered {
 /// The column type a field's values take in a native expression, for kinds whose stored JSON has
 /// exactly one form (integers, booleans, strings); `None` for the rest — decimals may be stored as
 /// numbers or as strings (a column would hide which), money is an object, lists are arrays.
-fn column_type(kind: FieldKind) -> Option<ColumnType> {
+pub(crate) fn column_type(kind: FieldKind) -> Option<ColumnType> {
     use trellis_model::field_kind::JsonType;
     match kind.allowed_json_types() {
         [JsonType::Integer] => Some(ColumnType::Int),
