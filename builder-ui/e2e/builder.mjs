@@ -172,12 +172,14 @@ export async function builderJourney(browser) {
   expect(await userPage.getByRole('menuitem', { name: 'Design' }).count() === 0, 'no Design entry for a member');
   await userPage.getByRole('menuitem', { name: 'Request' }).first().click();
   await userPage.getByRole('button', { name: 'New' }).click();
+  // The form, not the list behind it (whose "Save view" button also says "Save"), must be showing.
+  await userPage.getByRole('heading', { name: 'New Request' }).waitFor();
   // A missing title is refused beside the field.
-  await userPage.getByRole('button', { name: 'Save' }).click();
+  await userPage.getByRole('button', { name: 'Save', exact: true }).click();
   await userPage.getByText('Required').first().waitFor();
   await userPage.getByLabel('Title').fill('New laptops');
   await userPage.getByLabel('Amount').fill('800');
-  await userPage.getByRole('button', { name: 'Save' }).click();
+  await userPage.getByRole('button', { name: 'Save', exact: true }).click();
   await userPage.getByTestId('record-title').filter({ hasText: 'New laptops' }).waitFor();
   // The rule reacted: 800 > 500 made it high priority.
   await userPage.getByText('High', { exact: true }).first().waitFor();
@@ -196,10 +198,10 @@ export async function builderJourney(browser) {
   await userPage.getByLabel('Title').fill('Server room');
   await userPage.getByLabel('Amount').fill('25000');
   // Over 5000 the requester becomes required, in the browser as on the server.
-  await userPage.getByRole('button', { name: 'Save' }).click();
+  await userPage.getByRole('button', { name: 'Save', exact: true }).click();
   await userPage.getByText('Required').first().waitFor();
   await choose(userPage, 'Requester', 'Li Na');
-  await userPage.getByRole('button', { name: 'Save' }).click();
+  await userPage.getByRole('button', { name: 'Save', exact: true }).click();
   await userPage.getByTestId('record-title').filter({ hasText: 'Server room' }).waitFor();
   const finish = userPage.getByTestId('flow-approval').getByRole('button', { name: 'Finish' });
   await finish.waitFor();
