@@ -377,6 +377,7 @@ fn searchable(name: &str) -> trellis_store::NewRecord {
         data,
         uniques: Vec::new(),
         search_text: name.to_lowercase(),
+        data_json: None,
     }
 }
 
@@ -720,6 +721,7 @@ async fn column_loads_read_each_field_as_the_database_does(backend: Backend) {
             data: d.as_object().unwrap().clone(),
             uniques: Vec::new(),
             search_text: String::new(),
+            data_json: None,
         })
         .collect();
     let inserted = store
@@ -869,6 +871,7 @@ async fn generated_documents_read_as_json_extract_reads_them(store: &Store, url:
                 data,
                 uniques: Vec::new(),
                 search_text: String::new(),
+                data_json: None,
             }
         })
         .collect();
@@ -1071,6 +1074,7 @@ async fn history_written_before_history_chains_stays_whole(backend: Backend) {
         data: serde_json::json!({"n": 4}).as_object().unwrap().clone(),
         uniques: vec![],
         search_text: String::new(),
+        data_json: None,
     };
     store
         .update_record("old", "e", "r1", 3, &next, Some("tester"))
@@ -1108,6 +1112,8 @@ fn with_email(name: &str, email: &str) -> trellis_store::NewRecord {
         field_uid: "f_email".into(),
         value: email.into(),
     });
+    // As an import does: the document serialized ahead, off the writer.
+    record.serialize_ahead();
     record
 }
 
@@ -1161,7 +1167,14 @@ async fn bulk_inserts_refuse_a_chunk_with_a_used_unique_value_whole(backend: Bac
     assert_eq!(search("bo").await, 1);
     assert_eq!(search("cy").await, 1, "one Cy, not 'Cy Two'");
     assert_eq!(search("two").await, 0);
-    for id in &ids {
+    for (id, name) in ids.iter().zip(["Bo", "Cy"]) {
+        // The document serialized ahead is the one stored.
+        let stored = store
+            .get_record("bulk", "e_customer", id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.data.0["f_name"], name);
         let history = store
             .record_history("bulk", "e_customer", id)
             .await
@@ -1180,4 +1193,39 @@ async fn bulk_inserts_refuse_a_chunk_with_a_used_unique_value_whole(backend: Bac
         Err(StoreError::UniqueViolation { .. })
     ));
     again.rollback().await.unwrap();
+}
+
+/// SQLite: the WAL is checkpointed by the store's own thread, off the single writer. Committed pages
+/// reach the database file within seconds although the log stays far below the size at which the
+/// writer would checkpoint itself (40,000 pages); closing the store stops the thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_checkpoints_the_wal_off_the_writer() {
+    let db = database_or_skip!(Backend::Sqlite);
+    let store = Store::connect(&db.url).await.unwrap();
+    store
+        .create_app(&version("ckpt", "1.0.0", "{}"))
+        .await
+        .unwrap();
+    let file = db.url.strip_prefix("sqlite://").unwrap().to_owned();
+    let size = || std::fs::metadata(&file).unwrap().len();
+    let before = size();
+    // About 2 MB of records: some 500 pages in the log.
+    let records: Vec<_> = (0..2000)
+        .map(|i| searchable(&format!("name {i} {}", "x".repeat(800))))
+        .collect();
+    store
+        .insert_records("ckpt", "e_item", None, &records)
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while size() < before + 1_500_000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the committed records never reached the database file ({} → {} bytes)",
+            before,
+            size()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    store.close().await;
 }

@@ -25,6 +25,8 @@ pub(crate) enum Pools {
         read: SqlitePool,
         /// rusqlite readers of the same file for hot single-row reads (none for in-memory databases).
         native: Option<std::sync::Arc<crate::native_read::NativeReads>>,
+        /// The thread checkpointing the WAL off the writer (none for in-memory databases).
+        checkpointer: Option<std::sync::Arc<crate::checkpoint::Checkpointer>>,
     },
     Postgres(PgPool),
 }
@@ -116,14 +118,17 @@ impl Store {
             .busy_timeout(Duration::from_secs(10));
         // The one writer keeps the upper levels of the big tables' B-trees in memory (SQLite's
         // default page cache is 2 MB: a nightly write-back over a million customers re-read them
-        // from the OS on every page), and checkpoints the WAL every ~40 MB instead of every ~4 MB
-        // (a page of bulk updates writes several MB; each checkpoint also syncs the database file).
+        // from the OS on every page). The WAL is checkpointed by a thread of its own
+        // (`checkpoint.rs`); the writer checkpoints itself only when the log passes ~160 MB, should
+        // that thread fall behind (each checkpoint also syncs the database file).
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let write_options = options
             .clone()
             .pragma("cache_size", "-131072")
-            .pragma("wal_autocheckpoint", "10000");
+            .pragma("wal_autocheckpoint", "40000");
         let write = open_sqlite_pool(1, write_options).await?;
-        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let checkpointer = (!in_memory)
+            .then(|| crate::checkpoint::Checkpointer::start(options.get_filename().to_path_buf()));
         let native = (!in_memory)
             .then(|| options.get_filename().to_path_buf())
             .map(|path| std::sync::Arc::new(crate::native_read::NativeReads::new(path)));
@@ -137,6 +142,7 @@ impl Store {
                 write,
                 read,
                 native,
+                checkpointer,
             },
             group_commit: Default::default(),
             update_group: Default::default(),
@@ -246,7 +252,17 @@ impl Store {
     /// Close all connections (graceful shutdown).
     pub async fn close(&self) {
         match &self.pools {
-            Pools::Sqlite { write, read, .. } => {
+            Pools::Sqlite {
+                write,
+                read,
+                checkpointer,
+                ..
+            } => {
+                if let Some(checkpointer) = checkpointer {
+                    let checkpointer = checkpointer.clone();
+                    // Joining waits for a checkpoint in progress: not on an async worker.
+                    let _ = tokio::task::spawn_blocking(move || checkpointer.stop()).await;
+                }
                 read.close().await;
                 write.close().await;
             }

@@ -14,6 +14,7 @@ mod aggregate;
 mod apps;
 mod batches;
 mod change_log;
+mod checkpoint;
 mod column_snapshots;
 mod columns;
 mod connect;

@@ -175,6 +175,26 @@ pub struct NewRecord {
     pub uniques: Vec<UniqueValue>,
     /// Lower-cased text of the searchable fields, for `q`.
     pub search_text: String,
+    /// `data` as JSON text when it was serialized ahead (a bulk import does it on its validating
+    /// thread, so the single writer only binds the text); `None`: the insert serializes `data`.
+    pub data_json: Option<String>,
+}
+
+impl NewRecord {
+    /// Serialize `data` now, off the writer (see [`NewRecord::data_json`]).
+    pub fn serialize_ahead(&mut self) {
+        self.data_json = serde_json::to_string(&self.data).ok();
+    }
+
+    /// `data` as JSON text: the text serialized ahead, or serialized now.
+    pub(crate) fn document(&self) -> Result<std::borrow::Cow<'_, str>, StoreError> {
+        match &self.data_json {
+            Some(text) => Ok(std::borrow::Cow::Borrowed(text)),
+            None => serde_json::to_string(&self.data)
+                .map(std::borrow::Cow::Owned)
+                .map_err(|e| StoreError::Corrupt(e.to_string())),
+        }
+    }
 }
 
 /// A change of stored data made by a schema migration. `version` is the version the data was read

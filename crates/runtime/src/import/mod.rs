@@ -232,8 +232,11 @@ impl ImportJob {
                     Ok(named) => validated.accepted.push(AcceptedRow {
                         row: parsed.row,
                         raw: parsed.raw,
-                        write: complete_here
-                            .then(|| super::records::record_write(entity, &named, None)),
+                        write: complete_here.then(|| {
+                            let mut write = super::records::record_write(entity, &named, None);
+                            write.serialize_ahead();
+                            write
+                        }),
                         named,
                     }),
                     Err(errors) => validated.rejected.push(RejectedRow {

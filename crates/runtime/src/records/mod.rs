@@ -93,6 +93,7 @@ pub(crate) fn record_write(
         data: to_storage(entity, named, previous),
         uniques: unique_values(entity, named),
         search_text: trellis_form::records::search_text(entity, named),
+        data_json: None,
     }
 }
 
@@ -108,6 +109,7 @@ pub(crate) fn unsearched_write(
         data: to_storage(entity, named, Some(previous)),
         uniques: unique_values(entity, named),
         search_text: String::new(),
+        data_json: None,
     }
 }
 

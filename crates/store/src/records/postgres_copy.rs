@@ -57,8 +57,7 @@ pub(super) async fn insert_rows(
     let mut record_lines = String::with_capacity(records.len() * 700);
     let mut history_lines = String::with_capacity(records.len() * 600);
     for (id, record) in ids.iter().zip(records) {
-        let data =
-            serde_json::to_string(&record.data).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let data = record.document()?;
         // id, app_id, entity, version, data, created_at, created_by, updated_at, updated_by, search_text
         for line in [&mut record_lines, &mut history_lines] {
             push_text(line, id);

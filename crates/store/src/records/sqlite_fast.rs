@@ -85,8 +85,7 @@ pub(super) fn insert_rows(
     let started = std::time::Instant::now();
     let mut rowids = None;
     for (id, record) in ids.iter().zip(records) {
-        let data =
-            serde_json::to_string(&record.data).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let data = record.document()?;
         insert
             .execute(rusqlite::params![
                 id,
