@@ -1136,8 +1136,9 @@ async fn bulk_inserts_refuse_a_chunk_with_a_used_unique_value_whole(backend: Bac
         )
         .await
         .unwrap();
+    // As an import's chunks do: committed without waiting for the disk, synced once at the end.
     let mut bulk = store
-        .begin_bulk_insert("bulk", "e_customer", Some("u2"))
+        .begin_unsynced_bulk_insert("bulk", "e_customer", Some("u2"))
         .await
         .unwrap();
     let refused = [
@@ -1161,6 +1162,13 @@ async fn bulk_inserts_refuse_a_chunk_with_a_used_unique_value_whole(backend: Bac
         .unwrap();
     let ids = bulk.ids().to_vec();
     assert_eq!(bulk.commit().await.unwrap(), 2);
+    let every_commit_synced = (backend == Backend::Sqlite).then_some(true);
+    assert_eq!(
+        store.writer_syncs_every_commit().await.unwrap(),
+        every_commit_synced,
+        "after an unsynced bulk insert commits, the writer waits for the disk again"
+    );
+    store.sync_log().await.unwrap();
 
     let search = |q: &'static str| found_by_search(&store, q);
     assert_eq!(search("ada").await, 1, "only the stored Ada, not 'Ada Two'");
@@ -1185,7 +1193,7 @@ async fn bulk_inserts_refuse_a_chunk_with_a_used_unique_value_whole(backend: Bac
     }
     // The committed chunk holds its unique values like any other write.
     let mut again = store
-        .begin_bulk_insert("bulk", "e_customer", Some("u2"))
+        .begin_unsynced_bulk_insert("bulk", "e_customer", Some("u2"))
         .await
         .unwrap();
     assert!(matches!(
@@ -1193,6 +1201,11 @@ async fn bulk_inserts_refuse_a_chunk_with_a_used_unique_value_whole(backend: Bac
         Err(StoreError::UniqueViolation { .. })
     ));
     again.rollback().await.unwrap();
+    assert_eq!(
+        store.writer_syncs_every_commit().await.unwrap(),
+        every_commit_synced,
+        "after an unsynced bulk insert rolls back, the writer waits for the disk again"
+    );
 }
 
 /// SQLite: the WAL is checkpointed by the store's own thread, off the single writer. Committed pages

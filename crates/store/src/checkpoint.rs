@@ -19,6 +19,8 @@ const EVERY: Duration = Duration::from_millis(250);
 /// The background checkpoint thread of one database file; stops when stopped or dropped.
 #[derive(Debug)]
 pub(crate) struct Checkpointer {
+    /// The database's write-ahead log (`<file>-wal`).
+    wal: PathBuf,
     stop: Mutex<Option<Sender<()>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
@@ -26,6 +28,8 @@ pub(crate) struct Checkpointer {
 impl Checkpointer {
     /// Start checkpointing the WAL of the database file at `path` (which exists).
     pub(crate) fn start(path: PathBuf) -> Arc<Self> {
+        let mut wal = path.clone().into_os_string();
+        wal.push("-wal");
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("trellis-checkpoint".into())
@@ -43,9 +47,22 @@ impl Checkpointer {
             })
             .ok();
         Arc::new(Self {
+            wal: wal.into(),
             stop: Mutex::new(Some(stop)),
             thread: Mutex::new(thread),
         })
+    }
+
+    /// Sync the write-ahead log to disk: every commit made so far, including those made without
+    /// waiting for the disk (`BulkInsert::commit_unsynced`), becomes durable. SQLite wrote their
+    /// frames to the log file at commit; `fsync` through any descriptor of the file flushes them.
+    pub(crate) fn sync_log(&self) -> std::io::Result<()> {
+        match std::fs::File::open(&self.wal) {
+            Ok(file) => file.sync_data(),
+            // No log file: nothing was committed through one since the last connection closed.
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(error) => Err(error),
+        }
     }
 
     /// Stop the thread and wait for its checkpoint in progress, if any.

@@ -27,9 +27,15 @@ pub(crate) enum Pools {
         native: Option<std::sync::Arc<crate::native_read::NativeReads>>,
         /// The thread checkpointing the WAL off the writer (none for in-memory databases).
         checkpointer: Option<std::sync::Arc<crate::checkpoint::Checkpointer>>,
+        /// Set while the write connection commits without waiting for the disk (an unsynced bulk
+        /// insert); the pool puts `synchronous=FULL` back when the connection is released.
+        relaxed_sync: RelaxedSync,
     },
     Postgres(PgPool),
 }
+
+/// See `Pools::Sqlite::relaxed_sync`.
+pub(crate) type RelaxedSync = std::sync::Arc<std::sync::atomic::AtomicBool>;
 
 /// A handle to the database; cheap to clone.
 #[derive(Debug, Clone)]
@@ -58,17 +64,31 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 async fn open_sqlite_pool(
     max_connections: u32,
     options: SqliteConnectOptions,
+    relaxed_sync: Option<RelaxedSync>,
 ) -> Result<SqlitePool, StoreError> {
     let mut attempt: u64 = 0;
     loop {
-        match SqlitePoolOptions::new()
+        let mut pool = SqlitePoolOptions::new()
             .max_connections(max_connections)
             // A connection to a local file does not go stale; the ping sqlx sends before handing one
             // out is a round trip to the connection's thread on every acquire (~100 µs here).
-            .test_before_acquire(false)
-            .connect_with(options.clone())
-            .await
-        {
+            .test_before_acquire(false);
+        if let Some(relaxed) = relaxed_sync.clone() {
+            // A connection a bulk insert relaxed gets its setting back before anyone else gets it,
+            // whether the bulk insert committed, rolled back or was dropped.
+            pool = pool.after_release(move |connection, _| {
+                let relaxed = relaxed.clone();
+                Box::pin(async move {
+                    if relaxed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                        sqlx::query("PRAGMA synchronous = FULL")
+                            .execute(&mut *connection)
+                            .await?;
+                    }
+                    Ok(true)
+                })
+            });
+        }
+        match pool.connect_with(options.clone()).await {
             Ok(pool) => return Ok(pool),
             Err(error) if attempt < 50 && is_sqlite_busy(&error) => {
                 attempt += 1;
@@ -126,7 +146,8 @@ impl Store {
             .clone()
             .pragma("cache_size", "-131072")
             .pragma("wal_autocheckpoint", "40000");
-        let write = open_sqlite_pool(1, write_options).await?;
+        let relaxed_sync = RelaxedSync::default();
+        let write = open_sqlite_pool(1, write_options, Some(relaxed_sync.clone())).await?;
         let checkpointer = (!in_memory)
             .then(|| crate::checkpoint::Checkpointer::start(options.get_filename().to_path_buf()));
         let native = (!in_memory)
@@ -136,13 +157,14 @@ impl Store {
         // of millions of records spent a fifth of their time in that copy). SQLite caps the mapping
         // at 2 GiB by default; beyond it, pages are read as before.
         let read_options = options.read_only(true).pragma("mmap_size", "2147418112");
-        let read = open_sqlite_pool(4, read_options).await?;
+        let read = open_sqlite_pool(4, read_options, None).await?;
         Ok(Self {
             pools: Pools::Sqlite {
                 write,
                 read,
                 native,
                 checkpointer,
+                relaxed_sync,
             },
             group_commit: Default::default(),
             update_group: Default::default(),
@@ -250,6 +272,39 @@ impl Store {
     }
 
     /// Close all connections (graceful shutdown).
+    /// Make every commit so far durable against a power cut, including the chunks of unsynced bulk
+    /// inserts ([`Store::begin_unsynced_bulk_insert`]): on SQLite one `fsync` of the write-ahead log; on
+    /// PostgreSQL (whose commits are always synchronous here) nothing to do.
+    pub async fn sync_log(&self) -> Result<(), StoreError> {
+        if let Pools::Sqlite {
+            checkpointer: Some(checkpointer),
+            ..
+        } = &self.pools
+        {
+            let checkpointer = checkpointer.clone();
+            tokio::task::spawn_blocking(move || checkpointer.sync_log())
+                .await
+                .map_err(|error| StoreError::Corrupt(format!("syncing the log: {error}")))?
+                .map_err(|error| StoreError::Corrupt(format!("syncing the log: {error}")))?;
+        }
+        Ok(())
+    }
+
+    /// SQLite: whether the write connection waits for the disk at every commit
+    /// (`synchronous=FULL`), as every write but an unsynced bulk insert relies on. PostgreSQL:
+    /// `None` (commits as the server is configured; Trellis never changes it).
+    pub async fn writer_syncs_every_commit(&self) -> Result<Option<bool>, StoreError> {
+        Ok(match &self.pools {
+            Pools::Sqlite { write, .. } => {
+                let level: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                    .fetch_one(write)
+                    .await?;
+                Some(level >= 2)
+            }
+            Pools::Postgres(_) => None,
+        })
+    }
+
     pub async fn close(&self) {
         match &self.pools {
             Pools::Sqlite {

@@ -274,6 +274,32 @@ impl Runtime {
         locale: Locale,
         progress: &(dyn Fn(usize, usize) + Send + Sync),
     ) -> Result<ImportReport, RuntimeError> {
+        let outcome = self
+            .import_chunks(
+                actor, app, entity_id, format, input, atomic, locale, progress,
+            )
+            .await;
+        // A non-atomic import's chunks commit without waiting for the disk; one sync of the log
+        // makes all of them durable before the import reports — whether it finished or failed.
+        let synced = self.store().sync_log().await;
+        let report = outcome?;
+        synced?;
+        Ok(report)
+    }
+
+    /// [`Runtime::import_records`] up to the final sync of the log.
+    #[allow(clippy::too_many_arguments)]
+    async fn import_chunks(
+        &self,
+        actor: &Principal,
+        app: &str,
+        entity_id: &str,
+        format: ImportFormat,
+        input: bytes::Bytes,
+        atomic: bool,
+        locale: Locale,
+        progress: &(dyn Fn(usize, usize) + Send + Sync),
+    ) -> Result<ImportReport, RuntimeError> {
         let loaded = self.loaded_app(app).await?;
         let (entity, _) = loaded.entity(entity_id)?;
         let checked = self.check(actor, &loaded, entity).await?;
@@ -556,9 +582,18 @@ impl Runtime {
         let mut bulk = match sink.bulk.take() {
             Some(bulk) => bulk,
             None => {
-                self.store()
-                    .begin_bulk_insert(app, &entity.uid, Some(&actor.user_id))
-                    .await?
+                // A non-atomic import's chunks commit without waiting for the disk; the import
+                // syncs the log once at its end (`import_records`).
+                let store = self.store();
+                if sink.atomic {
+                    store
+                        .begin_bulk_insert(app, &entity.uid, Some(&actor.user_id))
+                        .await?
+                } else {
+                    store
+                        .begin_unsynced_bulk_insert(app, &entity.uid, Some(&actor.user_id))
+                        .await?
+                }
             }
         };
         for field in entity
