@@ -12,10 +12,10 @@ pub const UNCONVERTED_KEY: &str = "$unconverted";
 
 /// The fields of a stored record as the API shows them (current fields only, by name).
 pub fn to_api(entity: &EntityDefinition, stored: &Map<String, Value>) -> Map<String, Value> {
-    let mut named = Map::new();
+    let mut named = Map::with_capacity(stored.len().min(entity.fields.len()));
     for field in &entity.fields {
         if let Some(value) = stored.get(&field.uid) {
-            named.insert(field.name.to_string(), value.clone());
+            named.insert(field.name.as_str().to_owned(), value.clone());
         }
     }
     named
@@ -28,7 +28,7 @@ pub fn to_storage(
     named: &Map<String, Value>,
     previous: Option<&Map<String, Value>>,
 ) -> Map<String, Value> {
-    let mut stored = Map::new();
+    let mut stored = Map::with_capacity(named.len() + previous.map_or(0, Map::len));
     if let Some(previous) = previous {
         for (key, value) in previous {
             if !entity.has_field_uid(key) {
@@ -52,7 +52,7 @@ pub fn apply_defaults(entity: &EntityDefinition, named: &mut Map<String, Value>)
         if !named.contains_key(field.name.as_str())
             && let Some(default) = field.schema.get("default")
         {
-            named.insert(field.name.to_string(), default.clone());
+            named.insert(field.name.as_str().to_owned(), default.clone());
         }
     }
 }
@@ -233,21 +233,21 @@ pub fn search_text_may_differ(
 /// Lower-cased text of a record's searchable fields (text kinds unless `searchable: false`, plus any
 /// field marked `searchable: true`), for full-text search.
 pub fn search_text(entity: &EntityDefinition, named: &Map<String, Value>) -> String {
-    let mut parts = Vec::new();
+    use trellis_model::search::normalize_into;
+    let mut text = String::new();
     for field in entity.fields.iter().filter(|f| is_searchable(f)) {
         match named.get(field.name.as_str()) {
-            Some(Value::String(text)) => parts.push(trellis_model::search::normalize(text)),
-            Some(Value::Array(items)) => parts.extend(
-                items
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .map(trellis_model::search::normalize),
-            ),
+            Some(Value::String(value)) => normalize_into(&mut text, value),
+            Some(Value::Array(items)) => {
+                for item in items.iter().filter_map(Value::as_str) {
+                    normalize_into(&mut text, item);
+                }
+            }
             Some(Value::Null) | None => {}
-            Some(other) => parts.push(trellis_model::search::normalize(&other.to_string())),
+            Some(other) => normalize_into(&mut text, &other.to_string()),
         }
     }
-    parts.join(" ")
+    text
 }
 
 /// Whether two field values are the same value: equal JSON, or numbers of equal value (`0` and

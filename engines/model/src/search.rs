@@ -11,10 +11,25 @@ pub fn is_cjk(c: char) -> bool {
 
 /// Lower-case `text` and put spaces around every CJK character.
 pub fn normalize(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 8);
+    let mut out = String::new();
+    normalize_into(&mut out, text);
+    out
+}
+
+/// Append [`normalize`]`(text)` to `out`, a space apart from what `out` holds (nothing is appended
+/// for text that normalizes to nothing): a record's search text is its fields' texts so joined.
+pub fn normalize_into(out: &mut String, text: &str) {
+    let start = out.len();
+    if start > 0 {
+        out.push(' ');
+    }
+    let from = out.len();
+    out.reserve(text.len() + 8);
     for c in text.chars() {
-        if is_cjk(c) {
-            if !out.ends_with(' ') && !out.is_empty() {
+        if c.is_ascii() {
+            out.push(c.to_ascii_lowercase());
+        } else if is_cjk(c) {
+            if out.len() > from && !out.ends_with(' ') {
                 out.push(' ');
             }
             out.push(c);
@@ -23,7 +38,12 @@ pub fn normalize(text: &str) -> String {
             out.extend(c.to_lowercase());
         }
     }
-    out.trim_end().to_owned()
+    let kept = out.trim_end().len().max(from);
+    out.truncate(kept);
+    if out.len() == from {
+        // Nothing (or only trailing space) from `text`: no separator either.
+        out.truncate(start);
+    }
 }
 
 #[cfg(test)]
@@ -38,5 +58,18 @@ mod tests {
         );
         assert_eq!(normalize("Ada PRICING"), "ada pricing");
         assert_eq!(normalize("VIP王芳"), "vip 王 芳");
+        assert_eq!(normalize("Émile ÅSA"), "émile åsa");
+    }
+
+    #[test]
+    fn appends_texts_a_space_apart() {
+        let mut text = String::new();
+        for part in ["Ada PRICING", "", "上海客户", "   ", "VIP王芳", "x"] {
+            normalize_into(&mut text, part);
+        }
+        assert_eq!(text, "ada pricing 上 海 客 户 vip 王 芳 x");
+        let mut cjk_first = String::new();
+        normalize_into(&mut cjk_first, "绿茶");
+        assert_eq!(cjk_first, normalize("绿茶"));
     }
 }
