@@ -4,7 +4,7 @@
 import { BASE, cardMenu, choose, expect, newPage, PASSWORD, shot, signIn } from './lib.mjs';
 
 async function publish(page) {
-  await page.getByRole('button', { name: 'Publish' }).click();
+  await page.getByRole('button', { name: 'Publish', exact: true }).click();
   const report = page.getByTestId('migration-report');
   await report.waitFor();
   const text = await report.innerText();
@@ -63,7 +63,7 @@ export async function builderJourney(browser) {
   await requiredWhen.getByLabel('Value').fill('5000');
   await page.locator('.ant-segmented').getByText('Preview', { exact: true }).click();
   // The live preview validates like the server: the title is required.
-  await page.getByRole('button', { name: 'Check' }).click();
+  await page.getByRole('button', { name: 'Check', exact: true }).click();
   await page.getByText('Required', { exact: true }).first().waitFor();
   await page.locator('.ant-segmented').getByText('Design', { exact: true }).click();
   await shot(page, 'entity-designer');
