@@ -1,7 +1,7 @@
 // Journey 1: an analyst builds a small app from scratch — an entity with 5 fields, a 3-state flow
 // with a guard, a rule and a bar chart — publishing each after its migration report; then an end
 // user enters records and sees the rule, the flow and the chart react. No JSON is typed anywhere.
-import { BASE, cardMenu, choose, expect, newPage, PASSWORD, shot, signIn } from './lib.mjs';
+import { api, BASE, cardMenu, choose, expect, newPage, PASSWORD, shot, signIn, token } from './lib.mjs';
 
 async function publish(page) {
   await page.getByRole('button', { name: 'Publish', exact: true }).click();
@@ -125,6 +125,12 @@ export async function builderJourney(browser) {
   await choose(page, 'Priority', 'High', page.getByTestId('actions-editor'));
   await shot(page, 'rule-builder');
   await publish(page);
+  // What was published is the rule as built (should the end user's record miss its effect below,
+  // this tells the designer's part from the server's).
+  const admin = await token('admin', PASSWORD);
+  const bundle = await api('GET', '/api/apps/requests/bundle', admin);
+  const rule = JSON.stringify(Object.values(bundle).find((part) => JSON.stringify(part).includes('Big requests are urgent')) ?? null);
+  expect(rule.includes('before_save') && rule.includes('500') && rule.toLowerCase().includes('high'), `the rule as published: ${rule}`);
 
   // A bar chart of requests by priority.
   await page.goto(`${BASE}/apps/requests/design`);
@@ -182,7 +188,13 @@ export async function builderJourney(browser) {
   await userPage.getByRole('button', { name: 'Save', exact: true }).click();
   await userPage.getByTestId('record-title').filter({ hasText: 'New laptops' }).waitFor();
   // The rule reacted: 800 > 500 made it high priority.
-  await userPage.getByText('High', { exact: true }).first().waitFor();
+  try {
+    await userPage.getByText('High', { exact: true }).first().waitFor();
+  } catch (error) {
+    const id = new URL(userPage.url()).pathname.split('/').pop();
+    const stored = await api('GET', `/api/apps/requests/entities/request/records/${id}`, admin).catch((e) => e.message);
+    throw new Error(`${error.message}\nthe record as stored: ${JSON.stringify(stored)}`);
+  }
   // The flow reacts: Finish is refused (guard: amount under 1000 is fine, so it is allowed), the
   // request goes to review and is approved.
   const flow = userPage.getByTestId('flow-approval');

@@ -271,7 +271,6 @@ impl Store {
         Ok(())
     }
 
-    /// Close all connections (graceful shutdown).
     /// Make every commit so far durable against a power cut, including the chunks of unsynced bulk
     /// inserts ([`Store::begin_unsynced_bulk_insert`]): on SQLite one `fsync` of the write-ahead log; on
     /// PostgreSQL (whose commits are always synchronous here) nothing to do.
@@ -305,6 +304,7 @@ impl Store {
         })
     }
 
+    /// Close all connections (graceful shutdown) and stop the checkpoint thread.
     pub async fn close(&self) {
         match &self.pools {
             Pools::Sqlite {
