@@ -41,7 +41,7 @@ export function RuleBuilder() {
   const fields = entity?.fields ?? [];
   const triggerKind = Object.keys(rule.trigger)[0] ?? 'record_created';
   const trigger = rule.trigger[triggerKind] ?? {};
-  const setTrigger = (kind: string, body: Record<string, unknown>) => setRule({ ...rule, trigger: { [kind]: body } });
+  const setTrigger = (kind: string, body: Record<string, unknown>) => setRule((current) => ({ ...current, trigger: { [kind]: body } }));
   const dirty = JSON.stringify(published) !== JSON.stringify(rule);
   const runs = useQuery({ queryKey: ['rule-runs', app, ruleId], enabled: Boolean(published), queryFn: async () => (await api.get<{ items: Record<string, unknown>[] }>(`/api/apps/${app}/rules/${ruleId}/runs`)).items });
   const test = useMutation({
@@ -60,7 +60,7 @@ export function RuleBuilder() {
       <Row gutter={12}>
         <Col xs={24} lg={14}>
           <Card size="small" title={t('rule.when')} style={{ marginBottom: 12 }}>
-            <LocalizedInput label={t('rule.name')} value={rule.label ?? {}} onChange={(label) => setRule({ ...rule, label })} />
+            <LocalizedInput label={t('rule.name')} value={rule.label ?? {}} onChange={(label) => setRule((current) => ({ ...current, label }))} />
             <Space wrap>
               <Select aria-label={t('rule.trigger')} style={{ width: 220 }} value={triggerKind} data-testid="trigger-picker"
                 options={TRIGGERS.map((k) => ({ value: k, label: t(`rule.triggers.${k}`) }))}
@@ -84,11 +84,11 @@ export function RuleBuilder() {
               )}
             </Space>
             <Divider size="small">{t('rule.if')}</Divider>
-            <ConditionBuilder fields={fields} value={rule.condition ?? ''} allowChanged={triggerKind === 'record_updated' || triggerKind === 'before_save'} onChange={(condition) => setRule({ ...rule, condition: condition || null })} />
-            <Checkbox style={{ marginTop: 8 }} checked={rule.enabled !== false} onChange={(e) => setRule({ ...rule, enabled: e.target.checked })}>{t('rule.enabled')}</Checkbox>
+            <ConditionBuilder fields={fields} value={rule.condition ?? ''} allowChanged={triggerKind === 'record_updated' || triggerKind === 'before_save'} onChange={(condition) => setRule((current) => ({ ...current, condition: condition || null }))} />
+            <Checkbox style={{ marginTop: 8 }} checked={rule.enabled !== false} onChange={(e) => setRule((current) => ({ ...current, enabled: e.target.checked }))}>{t('rule.enabled')}</Checkbox>
           </Card>
           <Card size="small" title={t('rule.then')}>
-            <ActionsEditor rule={rule} fields={fields} onChange={(actions) => setRule({ ...rule, actions })} beforeSave={triggerKind === 'before_save'} />
+            <ActionsEditor rule={rule} fields={fields} onChange={(actions) => setRule((current) => ({ ...current, actions }))} beforeSave={triggerKind === 'before_save'} />
           </Card>
         </Col>
         <Col xs={24} lg={10}>
