@@ -310,6 +310,27 @@ async fn soft_delete_and_restore(backend: Backend) {
         1,
         "versions survive delete and restore"
     );
+
+    // Deleting is only ever soft: the database refuses to remove an app (records refer to it; on
+    // PostgreSQL no per-row foreign key checks that any more, migration 0022).
+    let erase = "DELETE FROM apps WHERE id = 'gone'";
+    match backend {
+        Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+            assert!(sqlx::query(erase).execute(&mut conn).await.is_err());
+        }
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+            assert!(sqlx::query(erase).execute(&mut conn).await.is_err());
+            assert!(
+                sqlx::query("TRUNCATE apps CASCADE")
+                    .execute(&mut conn)
+                    .await
+                    .is_err()
+            );
+        }
+    }
+    assert_eq!(store.list_apps(false).await.unwrap().len(), 1);
 }
 
 async fn change_log_is_ordered_and_append_only(backend: Backend) {
@@ -419,16 +440,23 @@ async fn bulk_updates_commit_together_and_skip_stale_records(backend: Backend) {
         outbox: vec![("webhook".into(), serde_json::json!({"n": 1}))],
         ..TransitionWrites::default()
     };
-    let updates: Vec<BulkUpdate> = rows
+    let mut updates: Vec<BulkUpdate> = rows
         .iter()
         .zip(["Adeline", "Bobby", "Cy"])
         .map(|(row, name)| BulkUpdate {
             current: row.clone(),
+            current_document: None,
             record: searchable(name),
             search_changed: row.data.0["f_name"] != name,
             side: (name == "Cy").then(|| side.clone()),
         })
         .collect();
+    // Ada's update as a write-back plans it: both documents as text only, the maps left empty.
+    let ada_update = &mut updates[0];
+    ada_update.current_document = Some(serde_json::to_string(&ada_update.current.data.0).unwrap());
+    ada_update.current.data.0.clear();
+    ada_update.record.serialize_ahead();
+    ada_update.record.data.clear();
     let run = NewRuleRun {
         rule: "score".into(),
         trigger: "record_updated".into(),
@@ -457,6 +485,11 @@ async fn bulk_updates_commit_together_and_skip_stale_records(backend: Backend) {
         .unwrap();
     assert_eq!(written.len(), 3);
     assert_eq!(written[0].as_ref().map(|r| r.version), Some(2));
+    assert_eq!(
+        written[0].as_ref().unwrap().data.0["f_name"],
+        "Adeline",
+        "a row written from text comes back with its data"
+    );
     assert!(
         written[1].is_none(),
         "Bo changed since it was read: skipped"
@@ -580,6 +613,7 @@ async fn bulk_updates_commit_together_and_skip_stale_records(backend: Backend) {
             Some("system"),
             &[BulkUpdate {
                 current: ada,
+                current_document: None,
                 record: searchable("Adah"),
                 search_changed: true,
                 side: None,
@@ -653,6 +687,7 @@ async fn hot_reads_see_exactly_what_the_general_reads_see(backend: Backend) {
             Some("u2"),
             &[BulkUpdate {
                 current: inserted.clone(),
+                current_document: None,
                 record: searchable("Pong"),
                 search_changed: true,
                 side: Some(side),

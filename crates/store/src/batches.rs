@@ -29,6 +29,14 @@ pub struct RuleBatch {
 }
 
 /// Counts of a batch so far.
+/// A record of a page as read ([`Store::record_page_as_read`]).
+#[derive(Debug, Clone)]
+pub struct PagedRecord {
+    pub row: crate::RecordRow,
+    /// The record's data as stored (JSON text), when the read had it as text.
+    pub document: Option<String>,
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BatchCounts {
     pub processed: i64,
@@ -199,6 +207,20 @@ impl Store {
         after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<crate::RecordRow>, StoreError> {
+        let page = self.record_page_as_read(app, entity, after, limit).await?;
+        Ok(page.into_iter().map(|record| record.row).collect())
+    }
+
+    /// [`Store::record_page`] with each record's document as stored, where the read had it as text
+    /// (SQLite's native read): a write-back writes that text to history as it is instead of
+    /// serializing the parsed values again.
+    pub async fn record_page_as_read(
+        &self,
+        app: &str,
+        entity: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<PagedRecord>, StoreError> {
         let sql = "SELECT r.id, r.app_id, r.entity, r.version, r.data, r.created_at, r.created_by, \
                    r.updated_at, r.updated_by, r.deleted_at FROM records r WHERE r.app_id = $1 \
                    AND r.entity = $2 AND r.deleted_at IS NULL AND r.id > $3 ORDER BY r.id LIMIT $4";
@@ -225,7 +247,13 @@ impl Store {
                     })
                     .map(|rows| {
                         rows.into_iter()
-                            .map(crate::native_read::NativeRecord::into_row)
+                            .map(|record| {
+                                let (row, document) = record.into_row_and_document()?;
+                                Ok(PagedRecord {
+                                    row,
+                                    document: Some(document),
+                                })
+                            })
                             .collect::<Result<Vec<_>, StoreError>>()
                     })
             })
@@ -249,7 +277,13 @@ impl Store {
                 .fetch_all(pool)
                 .await?
         });
-        Ok(rows)
+        Ok(rows
+            .into_iter()
+            .map(|row| PagedRecord {
+                row,
+                document: None,
+            })
+            .collect())
     }
 
     /// Those of `ids` that are live records of `entity`, in id order (a batch run's page when a

@@ -36,7 +36,7 @@ pub use access::{
 };
 pub use aggregate::{GroupKey, GroupMeasure, GroupOp, GroupRow};
 pub use apps::{AppRecord, AppVersionRecord, NewAppVersion};
-pub use batches::{BatchCounts, RuleBatch};
+pub use batches::{BatchCounts, PagedRecord, RuleBatch};
 pub use change_log::{ChangeEntry, NewChange};
 pub use column_snapshots::{ColumnSnapshot, SnapshotHead};
 pub use columns::{ChangeCursor, ColumnKind, ColumnRequest, ColumnValues, LoadedColumns};

@@ -105,9 +105,14 @@ impl NativeRecord {
     }
 
     pub(crate) fn into_row(self) -> Result<crate::RecordRow, StoreError> {
+        self.into_row_and_document().map(|(row, _)| row)
+    }
+
+    /// [`NativeRecord::into_row`], keeping the document's text as read.
+    pub(crate) fn into_row_and_document(self) -> Result<(crate::RecordRow, String), StoreError> {
         let data = serde_json::from_str(&self.data)
             .map_err(|e| StoreError::Corrupt(format!("record '{}': bad data: {e}", self.id)))?;
-        Ok(crate::RecordRow {
+        let row = crate::RecordRow {
             created_at: parse_time(&self.created_at)?,
             updated_at: parse_time(&self.updated_at)?,
             deleted_at: self.deleted_at.as_deref().map(parse_time).transpose()?,
@@ -118,6 +123,7 @@ impl NativeRecord {
             data: sqlx::types::Json(data),
             created_by: self.created_by,
             updated_by: self.updated_by,
-        })
+        };
+        Ok((row, self.data))
     }
 }

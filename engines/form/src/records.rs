@@ -21,6 +21,70 @@ pub fn to_api(entity: &EntityDefinition, stored: &Map<String, Value>) -> Map<Str
     named
 }
 
+/// A stored record taken apart without copying a value: its current fields by name (in the entity's
+/// field order, as [`to_api`] gives them) and the keys that are no current field (removed fields,
+/// unconverted originals) as stored, for [`storage_json`] to carry over.
+pub fn into_named(
+    entity: &EntityDefinition,
+    stored: Map<String, Value>,
+) -> (Map<String, Value>, Map<String, Value>) {
+    let mut slots: Vec<Option<Value>> = vec![None; entity.fields.len()];
+    let mut hidden = Map::new();
+    for (key, value) in stored {
+        match entity.field_position_by_uid(&key) {
+            Some(position) => slots[position] = Some(value),
+            None => {
+                hidden.insert(key, value);
+            }
+        }
+    }
+    let mut named = Map::with_capacity(slots.iter().flatten().count());
+    for (field, value) in entity.fields.iter().zip(slots) {
+        if let Some(value) = value {
+            named.insert(field.name.as_str().to_owned(), value);
+        }
+    }
+    (named, hidden)
+}
+
+/// The stored form of `named` fields as JSON text, written straight from the fields (no stored map
+/// is built): exactly `serde_json::to_string(&to_storage(entity, named, Some(previous)))` for a
+/// `previous` whose non-field keys are `hidden` ([`into_named`]).
+pub fn storage_json(
+    entity: &EntityDefinition,
+    named: &Map<String, Value>,
+    hidden: &Map<String, Value>,
+) -> String {
+    use serde::Serialize;
+    let mut out = Vec::with_capacity(64 * (named.len() + hidden.len()) + 2);
+    out.push(b'{');
+    let mut entry = |key: &str, value: &Value| {
+        if out.len() > 1 {
+            out.push(b',');
+        }
+        let mut serializer = serde_json::Serializer::new(&mut out);
+        // Writing into a Vec cannot fail; a string key and a JSON value always serialize.
+        let _ = key.serialize(&mut serializer);
+        out.push(b':');
+        let _ = serde_json::to_writer(&mut out, value);
+    };
+    for (key, value) in hidden {
+        if !entity.has_field_uid(key) {
+            entry(key, value);
+        }
+    }
+    for field in &entity.fields {
+        if let Some(value) = named.get(field.name.as_str())
+            && !value.is_null()
+        {
+            entry(&field.uid, value);
+        }
+    }
+    out.push(b'}');
+    // serde_json writes UTF-8 only.
+    String::from_utf8(out).unwrap_or_default()
+}
+
 /// Stored form of `named` fields. Keys of `previous` that are not current fields (removed fields,
 /// unconverted originals) are carried over untouched, so no write ever drops them.
 pub fn to_storage(
@@ -263,9 +327,60 @@ pub fn same_value(a: &Value, b: &Value) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{Map, Value, json};
+    use trellis_model::{RawBundle, check_bundle};
 
-    use super::same_value;
+    use super::{into_named, same_value, storage_json, to_api, to_storage};
+
+    #[test]
+    fn stored_records_taken_apart_and_written_as_text_match_the_map_forms() {
+        let raw = json!({
+            "trellis.json": {"format_version": 1, "id": "crm", "version": "1.0.0", "name": {"en": "CRM", "zh-CN": "客户"}},
+            "entities/customer.schema.json": {
+                "type": "object",
+                "x-trellis": {"format_version": 1},
+                "properties": {
+                    "full_name": {"type": "string", "x-trellis": {"uid": "name"}},
+                    "score": {"type": "number"},
+                    "tags": {"type": "array", "items": {"type": "string"}},
+                    "note": {"type": "string"}
+                }
+            }
+        });
+        let bundle = check_bundle(&serde_json::from_value::<RawBundle>(raw).unwrap()).unwrap();
+        let entity = bundle.entities.values().next().unwrap();
+        // Stored out of field order, with a removed field's value and an unconverted original.
+        let stored: Map<String, Value> = serde_json::from_value(json!({
+            "score": 0.1,
+            "old_field": "kept \"quoted\" \u{1F600} 客户",
+            "name": "Wang \\ Li\n",
+            "$unconverted": {"score": "n/a"},
+            "tags": ["a", "b"],
+            "note": null
+        }))
+        .unwrap();
+        let (named, hidden) = into_named(entity, stored.clone());
+        assert_eq!(named, to_api(entity, &stored));
+        assert_eq!(
+            named.keys().collect::<Vec<_>>(),
+            to_api(entity, &stored).keys().collect::<Vec<_>>(),
+            "the entity's field order"
+        );
+        assert_eq!(
+            hidden.keys().collect::<Vec<_>>(),
+            vec!["old_field", "$unconverted"]
+        );
+        let mut changed = named.clone();
+        changed.insert("score".into(), json!(42));
+        changed.insert("note".into(), Value::Null);
+        let expected = serde_json::to_string(&to_storage(entity, &changed, Some(&stored))).unwrap();
+        assert_eq!(storage_json(entity, &changed, &hidden), expected);
+        assert_eq!(
+            storage_json(entity, &Map::new(), &Map::new()),
+            "{}",
+            "an empty record"
+        );
+    }
 
     #[test]
     fn numbers_of_equal_value_are_the_same_value() {

@@ -256,6 +256,11 @@ impl EntityDefinition {
         self.by_uid.get(uid).map(|&i| &self.fields[i])
     }
 
+    /// The position in `fields` of the field with `uid`.
+    pub fn field_position_by_uid(&self, uid: &str) -> Option<usize> {
+        self.by_uid.get(uid).copied()
+    }
+
     /// Whether `uid` is the uid of one of the entity's fields.
     pub fn has_field_uid(&self, uid: &str) -> bool {
         self.by_uid.contains_key(uid)

@@ -325,6 +325,7 @@ impl Runtime {
                 record.search_text != trellis_form::records::search_text(entity, &before);
             let update = trellis_store::BulkUpdate {
                 current: row.clone(),
+                current_document: None,
                 record,
                 search_changed,
                 side: Some(writes),

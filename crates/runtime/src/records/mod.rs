@@ -97,41 +97,24 @@ pub(crate) fn record_write(
     }
 }
 
-/// [`record_write`] without the search text (left empty), for an update whose searchable fields
-/// did not change: its stored text stays as it is (bulk updates write the text only when
-/// `search_changed`).
-pub(crate) fn unsearched_write(
-    entity: &EntityDefinition,
-    named: &Map<String, Value>,
-    previous: &Map<String, Value>,
-) -> NewRecord {
-    NewRecord {
-        data: to_storage(entity, named, Some(previous)),
-        uniques: unique_values(entity, named),
-        search_text: String::new(),
-        data_json: None,
-    }
-}
-
 /// A record whose relations to check (fields by name) and its values before the write (`None`: a
 /// new record).
 pub(crate) type RelationCheck<'a> = (&'a Map<String, Value>, Option<&'a Map<String, Value>>);
 
-/// The write of an update from `before` to `named` (fields by name) of a record stored as
-/// `stored`, for a bulk write: the search text only when a searchable field changed, and whether
-/// it changed (a nightly write-back or batch run changes scores, not names: no text to build).
-pub(crate) fn update_write(
+/// The search text of an update from `before` to `named` (fields by name), for a bulk write: built
+/// only when a searchable field changed, with whether it changed (a nightly write-back or batch run
+/// changes scores, not names: no text to build; an empty text is then never written).
+pub(crate) fn changed_search_text(
     entity: &EntityDefinition,
     named: &Map<String, Value>,
     before: &Map<String, Value>,
-    stored: &Map<String, Value>,
-) -> (NewRecord, bool) {
+) -> (String, bool) {
     if trellis_form::records::search_text_may_differ(entity, named, before) {
-        let record = record_write(entity, named, Some(stored));
-        let changed = record.search_text != trellis_form::records::search_text(entity, before);
-        (record, changed)
+        let text = trellis_form::records::search_text(entity, named);
+        let changed = text != trellis_form::records::search_text(entity, before);
+        (text, changed)
     } else {
-        (unsearched_write(entity, named, stored), false)
+        (String::new(), false)
     }
 }
 

@@ -157,7 +157,7 @@ impl Runtime {
         let page = match source {
             PageSource::After(after) => {
                 self.store()
-                    .record_page(
+                    .record_page_as_read(
                         &loaded.id,
                         &entity.uid,
                         after,
@@ -165,16 +165,21 @@ impl Runtime {
                     )
                     .await?
             }
-            PageSource::Ids(ids) => {
-                self.store()
-                    .records_by_ids(&loaded.id, &entity.uid, ids)
-                    .await?
-            }
+            PageSource::Ids(ids) => self
+                .store()
+                .records_by_ids(&loaded.id, &entity.uid, ids)
+                .await?
+                .into_iter()
+                .map(|row| trellis_store::PagedRecord {
+                    row,
+                    document: None,
+                })
+                .collect(),
             PageSource::Done => return Ok(None),
         };
         let read_us = page_started.elapsed().as_micros();
         let last = match page.last() {
-            Some(row) => row.id.clone(),
+            Some(record) => record.row.id.clone(),
             // Candidates deleted since they were found: an empty page, not the end.
             None if matches!(source, PageSource::Ids(_)) => String::new(),
             None => return Ok(None),
@@ -191,7 +196,11 @@ impl Runtime {
             .map(|name| (name, uid_of(name)))
             .collect();
         {
-            for current in page {
+            for trellis_store::PagedRecord {
+                row: current,
+                document,
+            } in page
+            {
                 let row = wanted.get(current.id.as_str());
                 if row.is_none() && apply.otherwise.is_empty() {
                     continue;
@@ -222,7 +231,7 @@ impl Runtime {
                         .collect(),
                 };
                 if !patch.is_empty() {
-                    changes.push((current, patch));
+                    changes.push((current, document, patch));
                 }
             }
         }

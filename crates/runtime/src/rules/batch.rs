@@ -6,11 +6,10 @@ use std::time::Instant;
 
 use chrono::Utc;
 use serde_json::{Map, Value, json};
-use trellis_form::records::to_api;
 use trellis_model::EntityDefinition;
 use trellis_rules::{CompiledRule, Evaluation, evaluate};
 use trellis_store::flows::TransitionWrites;
-use trellis_store::{BatchCounts, BulkUpdate, NewRecord, RecordRow};
+use trellis_store::{BatchCounts, BulkUpdate, NewRecord, PagedRecord, RecordRow};
 
 use super::BatchOutcome;
 use super::prefilter::{BatchSelect, Prefiltered};
@@ -240,14 +239,32 @@ struct PreparedPage {
     counts: BatchCounts,
 }
 
-/// A record of a page after the rule ran on it (on every core).
+/// A record of a page after the rule ran on it (on every core). What the async side does not need
+/// is freed there, on the thread that allocated it.
 struct Evaluated {
+    /// The record as read; its `data` holds only the keys that are no current field (all a later
+    /// write carries over), its fields having moved into `named`.
     row: RecordRow,
-    named: Map<String, Value>,
+    /// The record's fields by name: only when a match has follow-up actions or writes alone.
+    named: Option<Map<String, Value>>,
     result: Result<Evaluation, String>,
-    /// For a match whose writes change the record: the write and whether its unique values and
-    /// its search text change — or why the writes are refused.
-    write: Option<Result<(NewRecord, bool, bool), String>>,
+    /// For a match whose writes change the record: how it is written.
+    write: Option<BatchWrite>,
+}
+
+/// How a match's writes are committed.
+enum BatchWrite {
+    /// With the page: the new data as text only, the current document (history's `before`) and
+    /// whether the search text changes.
+    Shared {
+        record: NewRecord,
+        current_document: String,
+        search_changed: bool,
+    },
+    /// Alone, so a clash fails only this record: its unique values change.
+    Alone,
+    /// Refused: why the writes are not valid.
+    Refused(String),
 }
 
 fn add_counts(total: &mut BatchCounts, page: BatchCounts) {
@@ -264,6 +281,7 @@ fn evaluate_record(
     entity: &EntityDefinition,
     rule: &CompiledRule,
     row: RecordRow,
+    document: Option<String>,
     named: Map<String, Value>,
 ) -> Evaluated {
     let result = evaluate(rule, &named, None).map_err(|failure| failure.to_string());
@@ -279,22 +297,47 @@ fn evaluate_record(
             Some(
                 match super::rule_next(loaded, entity, &named, &evaluation.writes) {
                     Ok(Ok(next)) => {
-                        let uniques_change = crate::records::unique_values_of(entity, &next)
-                            != crate::records::unique_values_of(entity, &named);
-                        let (record, search_changed) =
-                            crate::records::update_write(entity, &next, &named, &row.data.0);
-                        Ok((record, uniques_change, search_changed))
+                        let uniques = crate::records::unique_values_of(entity, &next);
+                        if uniques != crate::records::unique_values_of(entity, &named) {
+                            BatchWrite::Alone
+                        } else {
+                            let (search_text, search_changed) =
+                                crate::records::changed_search_text(entity, &next, &named);
+                            // `row.data` holds the non-field keys: the write carries them over.
+                            let record = NewRecord {
+                                data: Map::new(),
+                                uniques,
+                                search_text,
+                                data_json: Some(trellis_form::records::storage_json(
+                                    entity,
+                                    &next,
+                                    &row.data.0,
+                                )),
+                            };
+                            let current_document = document.unwrap_or_else(|| {
+                                trellis_form::records::storage_json(entity, &named, &row.data.0)
+                            });
+                            BatchWrite::Shared {
+                                record,
+                                current_document,
+                                search_changed,
+                            }
+                        }
                     }
-                    Ok(Err(reason)) => Err(reason),
-                    Err(error) => Err(error.to_string()),
+                    Ok(Err(reason)) => BatchWrite::Refused(reason),
+                    Err(error) => BatchWrite::Refused(error.to_string()),
                 },
             )
         }
         _ => None,
     };
+    let keep_named = matches!(write, Some(BatchWrite::Alone))
+        || result
+            .as_ref()
+            .is_ok_and(|e| e.matched && !e.actions.is_empty());
     Evaluated {
         row,
-        named,
+        named: keep_named.then_some(named),
         result,
         write,
     }
@@ -332,15 +375,26 @@ impl Runtime {
                     self.store()
                         .records_by_ids(&loaded.id, &entity.uid, chunk)
                         .await?
+                        .into_iter()
+                        .map(|row| PagedRecord {
+                            row,
+                            document: None,
+                        })
+                        .collect()
                 };
                 (page, chunk.last().cloned())
             }
             _ => {
                 let page = self
                     .store()
-                    .record_page(&loaded.id, &entity.uid, pages.after.as_deref(), BATCH_PAGE)
+                    .record_page_as_read(
+                        &loaded.id,
+                        &entity.uid,
+                        pages.after.as_deref(),
+                        BATCH_PAGE,
+                    )
                     .await?;
-                let last = page.last().map(|row| row.id.clone());
+                let last = page.last().map(|record| record.row.id.clone());
                 (page, last)
             }
         };
@@ -359,12 +413,18 @@ impl Runtime {
             let Ok((entity, _)) = owned_loaded.entity(&entity_id) else {
                 return None;
             };
-            Some(crate::parallel::map_on_every_core(page, &|row| {
-                let named = to_api(entity, &row.data.0);
-                owned_select
-                    .keeps(&named)
-                    .then(|| evaluate_record(&owned_loaded, entity, &owned_rule, row, named))
-            }))
+            Some(crate::parallel::map_on_every_core(
+                page,
+                &|PagedRecord { mut row, document }| {
+                    // The fields move to the named form; only the non-field keys stay stored.
+                    let (named, hidden) =
+                        trellis_form::records::into_named(entity, std::mem::take(&mut row.data.0));
+                    row.data.0 = hidden;
+                    owned_select.keeps(&named).then(|| {
+                        evaluate_record(&owned_loaded, entity, &owned_rule, row, document, named)
+                    })
+                },
+            ))
         })
         .await
         .map_err(|e| RuntimeError::Internal(format!("rule evaluation: {e}")))?;
@@ -403,6 +463,8 @@ impl Runtime {
                 entity: entity.id.to_string(),
                 ..TransitionWrites::default()
             };
+            let empty = Map::new();
+            let named = named.unwrap_or(empty);
             for action in &evaluation.actions {
                 self.side_effect(loaded, entity, &row.id, &named, action, actor, &mut side)
                     .await?;
@@ -418,13 +480,13 @@ impl Runtime {
                             .await?;
                     }
                 }
-                Some(Err(reason)) => {
+                Some(BatchWrite::Refused(reason)) => {
                     counts.failed += 1;
                     self.log_failure(loaded, rule.id(), trigger, &row.id, &reason)
                         .await?;
                 }
                 // Unique values change: alone, so a clash fails only this record.
-                Some(Ok((_, true, _))) => match self
+                Some(BatchWrite::Alone) => match self
                     .commit_rule_writes(
                         loaded,
                         entity,
@@ -443,9 +505,14 @@ impl Runtime {
                             .await?;
                     }
                 },
-                Some(Ok((record, false, search_changed))) => shared.push(BulkUpdate {
+                Some(BatchWrite::Shared {
+                    record,
+                    current_document,
+                    search_changed,
+                }) => shared.push(BulkUpdate {
                     search_changed,
                     current: row,
+                    current_document: Some(current_document),
                     record,
                     side: has_work.then_some(side),
                 }),

@@ -4,8 +4,6 @@
 //! those writes up to [`trellis_rules::MAX_DEPTH`]. Dry runs (`test`) persist nothing; batch runs apply
 //! a rule to every matching record; every real run is logged.
 
-use std::collections::BTreeSet;
-
 use chrono::{DateTime, Utc};
 use std::time::Instant;
 
@@ -139,12 +137,8 @@ pub(crate) fn triggered_rules<'a>(
     before: Option<&Map<String, Value>>,
 ) -> Vec<&'a CompiledRule> {
     let created = before.is_none();
-    let changed: BTreeSet<&str> = named
-        .keys()
-        .chain(before.iter().flat_map(|b| b.keys()))
-        .filter(|k| before.is_none_or(|b| b.get(*k) != named.get(*k)))
-        .map(String::as_str)
-        .collect();
+    // Whether `field` changed: asked only for the fields rules watch (not a set of every field).
+    let changed = |field: &str| before.is_none_or(|b| b.get(field) != named.get(field));
     // The state a flow's record is in now and was in before this change.
     let state_of = |flow: &str, record: Option<&Map<String, Value>>| {
         let field = loaded.flows.get(flow)?.definition.state_field.as_str();
@@ -153,7 +147,7 @@ pub(crate) fn triggered_rules<'a>(
     in_order(loaded.rules.values(), entity.id.as_str(), |t| match t {
         Trigger::RecordCreated {} => created,
         Trigger::RecordUpdated { fields } => {
-            !created && (fields.is_empty() || fields.iter().any(|f| changed.contains(f.as_str())))
+            !created && (fields.is_empty() || fields.iter().any(|f| changed(f.as_str())))
         }
         Trigger::StateEntered { flow, state } => {
             let now = state_of(flow.as_str(), Some(named));

@@ -14,7 +14,7 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::OptionalExtension;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use sqlx::types::Json;
 
 use super::{NewRecord, RecordRow, record_change};
@@ -28,7 +28,13 @@ pub struct BulkUpdate {
     /// The record as it was read (its version is the expected one; its data becomes history's
     /// `before`).
     pub current: RecordRow,
-    /// The new data and search text; its unique values must equal the current ones.
+    /// `current`'s data as JSON text, when the caller has it: history's `before` is written from
+    /// it, and `current.data` is then not read (a write-back moves its values out while planning).
+    /// `None`: serialized from `current.data`.
+    pub current_document: Option<String>,
+    /// The new data and search text; its unique values must equal the current ones. When its
+    /// `data_json` is set, `data` may be left empty: the text is written, and the rows a bulk
+    /// write returns are rebuilt from it.
     pub record: NewRecord,
     /// Whether the search text differs from the stored one (re-indexing only then).
     pub search_changed: bool,
@@ -55,6 +61,25 @@ fn to_store(error: rusqlite::Error) -> StoreError {
 
 fn json_text(value: &impl serde::Serialize) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+impl BulkUpdate {
+    /// History's `before`: the current document as given, or serialized now.
+    fn before_text(&self) -> Result<std::borrow::Cow<'_, str>, StoreError> {
+        match &self.current_document {
+            Some(text) => Ok(std::borrow::Cow::Borrowed(text)),
+            None => json_text(&self.current.data.0).map(std::borrow::Cow::Owned),
+        }
+    }
+
+    /// The data written, when `record` carries it only as text (its `data` left empty): parsed.
+    /// `None`: `record.data` is the data.
+    fn text_only_data(record: &NewRecord) -> Option<Map<String, Value>> {
+        match &record.data_json {
+            Some(text) if record.data.is_empty() => serde_json::from_str(text).ok(),
+            _ => None,
+        }
+    }
 }
 
 /// A record's follow-up work (what `apply_transition_writes!` writes, except consuming a timer or
@@ -188,7 +213,7 @@ fn sqlite_updates(
     for item in updates {
         let row = &item.current;
         let part = std::time::Instant::now();
-        let data = json_text(&item.record.data)?;
+        let data = item.record.document()?;
         parts.serialize_us += part.elapsed().as_micros() as u64;
         let part = std::time::Instant::now();
         let changed = if item.search_changed {
@@ -234,7 +259,7 @@ fn sqlite_updates(
             continue;
         }
         let part = std::time::Instant::now();
-        let before = json_text(&row.data.0)?;
+        let before = item.before_text()?;
         parts.serialize_us += part.elapsed().as_micros() as u64;
         let part = std::time::Instant::now();
         history
@@ -382,7 +407,10 @@ pub(crate) fn rows_after(
         .map(|(item, applied)| {
             applied.then(|| RecordRow {
                 version: item.current.version + 1,
-                data: Json(item.record.data.clone()),
+                data: Json(
+                    BulkUpdate::text_only_data(&item.record)
+                        .unwrap_or_else(|| item.record.data.clone()),
+                ),
                 updated_at: now,
                 updated_by: actor.map(str::to_owned),
                 ..item.current.clone()
@@ -434,7 +462,7 @@ impl BulkWritten {
     pub fn row_of(&self, update: BulkUpdate, actor: Option<&str>) -> RecordRow {
         RecordRow {
             version: update.current.version + 1,
-            data: Json(update.record.data),
+            data: Json(BulkUpdate::text_only_data(&update.record).unwrap_or(update.record.data)),
             updated_at: self.at,
             updated_by: actor.map(str::to_owned),
             ..update.current
@@ -509,12 +537,14 @@ impl Store {
                 let mut applied = Vec::with_capacity(updates.len());
                 for item in updates {
                     let row = &item.current;
+                    // Both documents go as text (given or serialized now) and become JSONB here.
+                    let data = item.record.document()?;
                     let changed = sqlx::query(
-                        "UPDATE records SET data = $1, version = version + 1, updated_at = $2, updated_by = $3, \
+                        "UPDATE records SET data = $1::jsonb, version = version + 1, updated_at = $2, updated_by = $3, \
                          search_text = CASE WHEN $8 THEN $9 ELSE search_text END \
                          WHERE id = $4 AND app_id = $5 AND entity = $6 AND version = $7 AND deleted_at IS NULL",
                     )
-                    .bind(Json(&item.record.data))
+                    .bind(data.as_ref())
                     .bind(now)
                     .bind(actor)
                     .bind(&row.id)
@@ -527,18 +557,20 @@ impl Store {
                     .await?
                     .rows_affected();
                     if changed == 1 {
-                        insert_history!(
-                            tx,
-                            app,
-                            &row.entity,
-                            &row.id,
-                            row.version + 1,
-                            "update",
-                            actor,
-                            now,
-                            Some(Json(Value::Object(row.data.0.clone()))),
-                            None::<Json<Value>>
-                        );
+                        let before = item.before_text()?;
+                        sqlx::query(
+                            "INSERT INTO record_history (record_id, app_id, entity, version, operation, actor, at, before, after, prev_seq) \
+                             VALUES ($1, $2, $3, $4, 'update', $5, $6, $7::jsonb, NULL, (SELECT history_seq FROM records WHERE id = $1))",
+                        )
+                        .bind(&row.id)
+                        .bind(app)
+                        .bind(&row.entity)
+                        .bind(row.version + 1)
+                        .bind(actor)
+                        .bind(now)
+                        .bind(before.as_ref())
+                        .execute(&mut *tx)
+                        .await?;
                     }
                     if let (Some(side), 1) = (&item.side, changed) {
                         if side.leave_state {
