@@ -13,6 +13,8 @@ use serde_json::{Map, Value};
 use trellis_model::EntityDefinition;
 use trellis_rules::{ApplyReportAction, CompiledRule};
 
+use trellis_store::PagedRecord;
+
 use super::BatchOutcome;
 use crate::app_cache::LoadedApp;
 use crate::records::bulk_update::PreparedBulk;
@@ -20,15 +22,17 @@ use crate::reports::ReportRequest;
 use crate::{Principal, Runtime, RuntimeError};
 
 /// Where a write-back reads its next page.
-#[derive(Clone, Copy)]
-enum PageSource<'a> {
+enum PageSource {
     /// Every live record after this id (`None`: from the first), a page in id order.
-    After(Option<&'a str>),
+    After(Option<String>),
     /// These records (the candidates found over the column cache).
-    Ids(&'a [String]),
+    Ids(Vec<String>),
     /// No page left.
     Done,
 }
+
+/// A page being read on a task of its own: `None` when no page is left.
+type PageRead = tokio::task::JoinHandle<Result<Option<Vec<PagedRecord>>, RuntimeError>>;
 
 impl Runtime {
     pub(super) async fn apply_report_rule(
@@ -98,19 +102,49 @@ impl Runtime {
             );
         }
         // The changed records of each page are written together (one transaction per page). While
-        // a page commits (one core, the SQLite writer) the next one is read and planned (the other
-        // core): the pages hold different records, and a record changed meanwhile fails its
-        // version check and is updated alone.
-        let mut after: Option<String> = None;
+        // a page commits (the SQLite writer) the next one is planned and the one after it read:
+        // the pages hold different records, and a record changed meanwhile fails its version check
+        // and is updated alone.
+        let mut source_after = |after: Option<String>| match chunks.as_mut() {
+            Some(chunks) => chunks
+                .next()
+                .map_or(PageSource::Done, |ids| PageSource::Ids(ids.to_vec())),
+            None => PageSource::After(after),
+        };
         let mut committing: Option<PreparedBulk> = None;
         let shared = self.loaded_app_version(&loaded.id, loaded.version).await?;
+        let mut reading = self.spawn_page_read(loaded, entity, source_after(None));
         loop {
-            let source = match chunks.as_mut() {
-                Some(chunks) => chunks.next().map_or(PageSource::Done, PageSource::Ids),
-                None => PageSource::After(after.as_deref()),
+            let read_started = Instant::now();
+            let page = reading
+                .await
+                .map_err(|e| RuntimeError::Internal(format!("reading a write-back page: {e}")))??;
+            let read_wait_us = read_started.elapsed().as_micros();
+            // The next page is read while this one is planned: its first id follows this page's
+            // last (candidates: the next chunk).
+            let page = match page {
+                Some(page) if !page.is_empty() || candidates.is_some() => page,
+                _ => {
+                    let committed = self
+                        .spawn_system_commit(&shared, entity, committing.take(), &system)
+                        .await?;
+                    outcome.changed += committed.changed;
+                    outcome.failed += committed.failed;
+                    break;
+                }
             };
-            let next = self
-                .prepare_write_back_page(loaded, entity, apply, &sets, &wanted, source, &system);
+            let last = page.last().map(|record| record.row.id.clone());
+            reading = self.spawn_page_read(loaded, entity, source_after(last));
+            let next = self.prepare_write_back_page(
+                loaded,
+                entity,
+                apply,
+                &sets,
+                &wanted,
+                page,
+                read_wait_us,
+                &system,
+            );
             let commit = self.spawn_system_commit(&shared, entity, committing.take(), &system);
             let joined = Instant::now();
             let (next, committed) = tokio::join!(next, commit);
@@ -118,14 +152,11 @@ impl Runtime {
             let committed = committed?;
             outcome.changed += committed.changed;
             outcome.failed += committed.failed;
-            let Some((last, matched, prepared)) = next? else {
-                break;
-            };
+            let (matched, prepared) = next?;
             if candidates.is_none() {
                 outcome.matched += matched;
             }
             committing = Some(prepared);
-            after = Some(last);
         }
         tracing::info!(
             rule = rule.id(),
@@ -140,8 +171,41 @@ impl Runtime {
         Ok(outcome)
     }
 
-    /// One page of an `apply_report` write-back, read from `source` and prepared: its last id, how
-    /// many of its records the report names, and the prepared updates (`None`: no records left).
+    /// Read a write-back's page from `source` on a task of its own (`None`: no page left).
+    fn spawn_page_read(
+        &self,
+        loaded: &LoadedApp,
+        entity: &EntityDefinition,
+        source: PageSource,
+    ) -> PageRead {
+        let (store, app, entity) = (self.store().clone(), loaded.id.clone(), entity.uid.clone());
+        let limit = self.settings().write_back_page.max(1) as i64;
+        tokio::spawn(async move {
+            Ok(match source {
+                PageSource::After(after) => Some(
+                    store
+                        .record_page_as_read(&app, &entity, after.as_deref(), limit)
+                        .await?,
+                ),
+                // Candidates deleted since they were found make an empty page, not the end.
+                PageSource::Ids(ids) => Some(
+                    store
+                        .records_by_ids(&app, &entity, &ids)
+                        .await?
+                        .into_iter()
+                        .map(|row| PagedRecord {
+                            row,
+                            document: None,
+                        })
+                        .collect(),
+                ),
+                PageSource::Done => None,
+            })
+        })
+    }
+
+    /// One read page of an `apply_report` write-back, prepared: how many of its records the report
+    /// names, and the prepared updates.
     #[allow(clippy::too_many_arguments)]
     async fn prepare_write_back_page(
         &self,
@@ -150,40 +214,11 @@ impl Runtime {
         apply: &ApplyReportAction,
         sets: &[(String, usize)],
         wanted: &HashMap<&str, &Vec<Value>>,
-        source: PageSource<'_>,
+        page: Vec<PagedRecord>,
+        read_wait_us: u128,
         system: &Principal,
-    ) -> Result<Option<(String, usize, PreparedBulk)>, RuntimeError> {
+    ) -> Result<(usize, PreparedBulk), RuntimeError> {
         let page_started = Instant::now();
-        let page = match source {
-            PageSource::After(after) => {
-                self.store()
-                    .record_page_as_read(
-                        &loaded.id,
-                        &entity.uid,
-                        after,
-                        self.settings().write_back_page.max(1) as i64,
-                    )
-                    .await?
-            }
-            PageSource::Ids(ids) => self
-                .store()
-                .records_by_ids(&loaded.id, &entity.uid, ids)
-                .await?
-                .into_iter()
-                .map(|row| trellis_store::PagedRecord {
-                    row,
-                    document: None,
-                })
-                .collect(),
-            PageSource::Done => return Ok(None),
-        };
-        let read_us = page_started.elapsed().as_micros();
-        let last = match page.last() {
-            Some(record) => record.row.id.clone(),
-            // Candidates deleted since they were found: an empty page, not the end.
-            None if matches!(source, PageSource::Ids(_)) => String::new(),
-            None => return Ok(None),
-        };
         let mut matched = 0;
         let mut changes = Vec::new();
         // Compared in the stored form (by field uid): most records of a night's run may not change,
@@ -196,7 +231,7 @@ impl Runtime {
             .map(|name| (name, uid_of(name)))
             .collect();
         {
-            for trellis_store::PagedRecord {
+            for PagedRecord {
                 row: current,
                 document,
             } in page
@@ -240,11 +275,11 @@ impl Runtime {
             .prepare_system_updates(loaded, entity, changes, system)
             .await?;
         tracing::debug!(
-            read_us,
+            read_wait_us,
             compared_us,
             prepared_us = page_started.elapsed().as_micros(),
             "write-back page prepared"
         );
-        Ok(Some((last, matched, prepared)))
+        Ok((matched, prepared))
     }
 }
