@@ -251,3 +251,96 @@ fn fitted_log_likelihoods_are_the_per_customer_sums() {
     );
     assert!(gamma_gamma.p > 0.0 && gamma_gamma.q > 0.0 && gamma_gamma.gamma > 0.0);
 }
+
+/// The report folds transactions into customers by the subject's dictionary code: the same
+/// customers (same order, histories and mean repeat spend, same-day amounts summed in row order) as
+/// folding them by the subject's text — from a dictionary column with a repeated and an unused
+/// value, and from a plain text column.
+#[test]
+fn customers_fold_the_same_by_code_as_by_text() {
+    use std::collections::BTreeMap;
+    use trellis_report::ColumnData;
+    use trellis_report::customer_base::{Customer, customers};
+    // Rows: (subject, day, amount); `None` subjects and days are skipped, days after `end` too.
+    let rows: Vec<(Option<&str>, Option<i32>, Option<f64>)> = vec![
+        (Some("c2"), Some(10), Some(5.0)),
+        (Some("c1"), Some(3), Some(1.5)),
+        (Some("c2"), Some(10), Some(2.25)),
+        (None, Some(4), Some(9.0)),
+        (Some("c1"), Some(30), None),
+        (Some("c3"), None, Some(4.0)),
+        (Some("c2"), Some(40), Some(0.1)),
+        (Some("c2"), Some(25), Some(0.2)),
+        (Some("c4"), Some(99), Some(7.0)),
+        (Some("c1"), Some(30), Some(0.3)),
+        (Some("c2"), Some(40), Some(0.7)),
+    ];
+    let end = 60;
+    let period = 7.0;
+    // Reference: subject → day → summed amount, as the report folded them before.
+    let mut by_subject: BTreeMap<String, BTreeMap<i32, f64>> = BTreeMap::new();
+    for (who, when, much) in &rows {
+        let (Some(who), Some(when)) = (who, when) else {
+            continue;
+        };
+        if *when <= end {
+            *by_subject
+                .entry(who.to_string())
+                .or_default()
+                .entry(*when)
+                .or_default() += much.unwrap_or(0.0);
+        }
+    }
+    let expected: Vec<Customer> = by_subject
+        .into_iter()
+        .map(|(subject, purchases)| {
+            let first = *purchases.keys().next().unwrap();
+            let last = *purchases.keys().next_back().unwrap();
+            let repeats: Vec<f64> = purchases.values().skip(1).copied().collect();
+            Customer {
+                subject,
+                history: History {
+                    x: repeats.len() as f64,
+                    t_x: f64::from(last - first) / period,
+                    t: f64::from(end - first) / period,
+                },
+                mean_repeat_spend: if repeats.is_empty() {
+                    0.0
+                } else {
+                    repeats.iter().sum::<f64>() / repeats.len() as f64
+                },
+            }
+        })
+        .collect();
+    assert_eq!(
+        expected.len(),
+        2,
+        "c3 has no dated purchase, c4's is after the end"
+    );
+
+    let dates = ColumnData::Date(rows.iter().map(|r| r.1).collect());
+    let amounts = ColumnData::Float(rows.iter().map(|r| r.2).collect());
+    // "c2" twice in the dictionary (codes 0 and 3), "unused" never referred to.
+    let values: Vec<String> = ["c2", "c1", "unused", "c2", "c3", "c4"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let codes: Vec<Option<u32>> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            r.0.map(|s| match s {
+                "c2" if i % 2 == 0 => 0,
+                "c2" => 3,
+                other => values.iter().position(|v| v == other).unwrap() as u32,
+            })
+        })
+        .collect();
+    let dictionary = ColumnData::Dict { codes, values };
+    assert_eq!(
+        customers(&dictionary, &dates, &amounts, end, period),
+        expected
+    );
+    let texts = ColumnData::Text(rows.iter().map(|r| r.0.map(str::to_owned)).collect());
+    assert_eq!(customers(&texts, &dates, &amounts, end, period), expected);
+}

@@ -11,8 +11,6 @@
 
 pub mod math;
 
-use std::collections::BTreeMap;
-
 use serde_json::{Value, json};
 
 use crate::analyses::{amounts, days, subjects, zh};
@@ -26,11 +24,12 @@ use math::{BgNbd, GammaGamma, History, fit_bg_nbd, fit_gamma_gamma};
 const MONTH_DAYS: f64 = 30.4375;
 
 /// One customer's transactions folded into what the models need.
-struct Customer {
-    subject: String,
-    history: History,
+#[derive(Debug, Clone, PartialEq)]
+pub struct Customer {
+    pub subject: String,
+    pub history: History,
     /// Mean amount of the repeat purchases (0 without any).
-    mean_repeat_spend: f64,
+    pub mean_repeat_spend: f64,
 }
 
 /// The fitted models.
@@ -67,41 +66,13 @@ pub(crate) fn run(report: &CompiledReport, input: &RunInput) -> Result<ReportOut
         None => input.as_of,
     };
     let period_days = period.days();
-    // subject → day → amount (same-day purchases merged).
-    let mut by_subject: BTreeMap<String, BTreeMap<i32, f64>> = BTreeMap::new();
-    let who = subjects(data.column(subject.as_str())?);
-    let when = days(data.column(date.as_str())?);
-    let much = amounts(data.column(amount.as_str())?);
-    for ((who, when), much) in who.into_iter().zip(when).zip(much) {
-        let (Some(who), Some(when)) = (who, when) else {
-            continue;
-        };
-        if when > end {
-            continue;
-        }
-        *by_subject.entry(who).or_default().entry(when).or_default() += much.unwrap_or(0.0);
-    }
-    let customers: Vec<Customer> = by_subject
-        .into_iter()
-        .filter_map(|(subject, purchases)| {
-            let first = *purchases.keys().next()?;
-            let last = *purchases.keys().next_back()?;
-            let repeats: Vec<f64> = purchases.values().skip(1).copied().collect();
-            Some(Customer {
-                subject,
-                history: History {
-                    x: repeats.len() as f64,
-                    t_x: f64::from(last - first) / period_days,
-                    t: f64::from(end - first) / period_days,
-                },
-                mean_repeat_spend: if repeats.is_empty() {
-                    0.0
-                } else {
-                    repeats.iter().sum::<f64>() / repeats.len() as f64
-                },
-            })
-        })
-        .collect();
+    let customers = customers(
+        data.column(subject.as_str())?,
+        data.column(date.as_str())?,
+        data.column(amount.as_str())?,
+        end,
+        period_days,
+    );
     let models = fit(&customers, *fit_sample as usize);
     let horizon = f64::from(*horizon_months) * MONTH_DAYS / period_days;
     let (columns, rows, drill) = match (shape, &models) {
@@ -154,9 +125,14 @@ pub(crate) fn run(report: &CompiledReport, input: &RunInput) -> Result<ReportOut
                     clv.map_or(Value::Null, output::round),
                     json!(status),
                 ]);
-                drill.push(input.drill(vec![
-                    json!({"field": subject, "op": "eq", "value": c.subject}),
-                ]));
+                // Rows only (a write-back): no drill-down filter to build per customer.
+                drill.push(if input.rows_only {
+                    Value::Null
+                } else {
+                    input.drill(vec![
+                        json!({"field": subject, "op": "eq", "value": c.subject}),
+                    ])
+                });
             }
             (columns, rows, drill)
         }
@@ -176,6 +152,120 @@ pub(crate) fn run(report: &CompiledReport, input: &RunInput) -> Result<ReportOut
         drill_cells: None,
         records: data.len(),
     })
+}
+
+/// Every customer's transactions up to `end` folded into what the models need, in subject order
+/// (same-day purchases merged, amounts summed in row order). The transactions are grouped by the
+/// subject's code (a dictionary column's own codes; other columns' texts interned), counted first
+/// and then laid out once per subject — no map keyed by text over millions of rows.
+pub fn customers(
+    subject: &crate::ColumnData,
+    date: &crate::ColumnData,
+    amount: &crate::ColumnData,
+    end: i32,
+    period_days: f64,
+) -> Vec<Customer> {
+    let (codes, names) = subject_codes(subject);
+    // Distinct subjects in text order; equal texts (a dictionary may repeat one) share a rank.
+    let mut order: Vec<u32> = (0..names.len() as u32).collect();
+    order.sort_by(|a, b| names[*a as usize].cmp(&names[*b as usize]));
+    let mut rank = vec![0u32; names.len()];
+    let mut ranked: Vec<u32> = Vec::new();
+    for &code in &order {
+        let same = ranked
+            .last()
+            .is_some_and(|&first| names[first as usize] == names[code as usize]);
+        if !same {
+            ranked.push(code);
+        }
+        rank[code as usize] = ranked.len() as u32 - 1;
+    }
+    let when = days(date);
+    let much = amounts(amount);
+    let row_rank = |row: usize| -> Option<usize> {
+        let code = codes.get(row).copied().flatten()?;
+        let day = when.get(row).copied().flatten()?;
+        (day <= end).then_some(rank[code as usize] as usize)
+    };
+    // Counted, then laid out: each subject's transactions in one slice, in row order.
+    let mut starts = vec![0usize; ranked.len() + 1];
+    for row in 0..codes.len() {
+        if let Some(r) = row_rank(row) {
+            starts[r + 1] += 1;
+        }
+    }
+    for i in 1..starts.len() {
+        starts[i] += starts[i - 1];
+    }
+    let mut next = starts.clone();
+    let mut laid: Vec<(i32, f64)> = vec![(0, 0.0); starts[ranked.len()]];
+    for row in 0..codes.len() {
+        if let Some(r) = row_rank(row) {
+            let day = when[row].unwrap_or_default();
+            laid[next[r]] = (day, much.get(row).copied().flatten().unwrap_or(0.0));
+            next[r] += 1;
+        }
+    }
+    let mut customers = Vec::new();
+    let mut merged: Vec<(i32, f64)> = Vec::new();
+    for (r, &code) in ranked.iter().enumerate() {
+        let purchases = &mut laid[starts[r]..starts[r + 1]];
+        if purchases.is_empty() {
+            continue;
+        }
+        // A stable sort keeps same-day amounts in row order.
+        purchases.sort_by_key(|(day, _)| *day);
+        merged.clear();
+        for &(day, value) in purchases.iter() {
+            match merged.last_mut() {
+                Some((last, total)) if *last == day => *total += value,
+                _ => merged.push((day, value)),
+            }
+        }
+        let (first, last) = (merged[0].0, merged[merged.len() - 1].0);
+        let repeats = &merged[1..];
+        customers.push(Customer {
+            subject: names[code as usize].clone(),
+            history: History {
+                x: repeats.len() as f64,
+                t_x: f64::from(last - first) / period_days,
+                t: f64::from(end - first) / period_days,
+            },
+            mean_repeat_spend: if repeats.is_empty() {
+                0.0
+            } else {
+                repeats.iter().map(|(_, value)| value).sum::<f64>() / repeats.len() as f64
+            },
+        });
+    }
+    customers
+}
+
+/// A subject column as codes into its distinct texts: a dictionary column as it is, any other
+/// column's texts interned.
+fn subject_codes(
+    data: &crate::ColumnData,
+) -> (
+    std::borrow::Cow<'_, [Option<u32>]>,
+    std::borrow::Cow<'_, [String]>,
+) {
+    use std::borrow::Cow;
+    if let crate::ColumnData::Dict { codes, values } = data {
+        return (Cow::Borrowed(codes), Cow::Borrowed(values));
+    }
+    let mut index: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+    let mut names = Vec::new();
+    let codes = subjects(data)
+        .into_iter()
+        .map(|text| {
+            let text = text?;
+            Some(*index.entry(text).or_insert_with_key(|text| {
+                names.push(text.clone());
+                names.len() as u32 - 1
+            }))
+        })
+        .collect();
+    (Cow::Owned(codes), Cow::Owned(names))
 }
 
 /// Fit both models (None without any customer).
