@@ -199,10 +199,12 @@ pub fn customers(
     }
     let mut next = starts.clone();
     let mut laid: Vec<(i32, f64)> = vec![(0, 0.0); starts[ranked.len()]];
-    for row in 0..codes.len() {
+    for (row, day) in when.iter().enumerate() {
         if let Some(r) = row_rank(row) {
-            let day = when[row].unwrap_or_default();
-            laid[next[r]] = (day, much.get(row).copied().flatten().unwrap_or(0.0));
+            laid[next[r]] = (
+                day.unwrap_or_default(),
+                much.get(row).copied().flatten().unwrap_or(0.0),
+            );
             next[r] += 1;
         }
     }
