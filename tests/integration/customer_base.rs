@@ -344,3 +344,16 @@ fn customers_fold_the_same_by_code_as_by_text() {
     let texts = ColumnData::Text(rows.iter().map(|r| r.0.map(str::to_owned)).collect());
     assert_eq!(customers(&texts, &dates, &amounts, end, period), expected);
 }
+
+/// Scoring customers on every core keeps the input order and every result.
+#[test]
+fn work_on_every_core_keeps_the_order() {
+    let items: Vec<u64> = (0..25_001).collect();
+    let doubled = trellis_report::parallel::on_every_core(&items, &|i: &u64| i * 2);
+    assert_eq!(doubled, items.iter().map(|i| i * 2).collect::<Vec<_>>());
+    let few: Vec<u64> = (0..7).collect();
+    assert_eq!(
+        trellis_report::parallel::on_every_core(&few, &|i: &u64| i + 1),
+        (1..8).collect::<Vec<_>>()
+    );
+}

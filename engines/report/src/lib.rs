@@ -27,6 +27,7 @@ mod frame;
 mod grouping;
 mod key_columns;
 pub mod output;
+pub mod parallel;
 mod rfm;
 mod top;
 mod transitions;

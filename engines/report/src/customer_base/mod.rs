@@ -84,9 +84,8 @@ pub(crate) fn run(report: &CompiledReport, input: &RunInput) -> Result<ReportOut
         ),
         (CustomerBaseOutput::Subjects, Some(models)) => {
             let columns = subject_columns(report, input, subject.as_str());
-            let mut rows = Vec::with_capacity(customers.len());
-            let mut drill = Vec::with_capacity(customers.len());
-            for c in &customers {
+            // Each customer's row is its own: scored on every core, in order.
+            let score = |c: &Customer| -> (Vec<Value>, Value) {
                 let h = &c.history;
                 let p_alive = models.bg_nbd.p_alive(h);
                 let expected = models.bg_nbd.expected_purchases(h, horizon);
@@ -114,7 +113,7 @@ pub(crate) fn run(report: &CompiledReport, input: &RunInput) -> Result<ReportOut
                 } else {
                     "active"
                 };
-                rows.push(vec![
+                let row = vec![
                     json!(c.subject),
                     json!(h.x as u64),
                     output::round(h.t_x),
@@ -124,16 +123,20 @@ pub(crate) fn run(report: &CompiledReport, input: &RunInput) -> Result<ReportOut
                     spend.map_or(Value::Null, output::round),
                     clv.map_or(Value::Null, output::round),
                     json!(status),
-                ]);
+                ];
                 // Rows only (a write-back): no drill-down filter to build per customer.
-                drill.push(if input.rows_only {
+                let drill = if input.rows_only {
                     Value::Null
                 } else {
                     input.drill(vec![
                         json!({"field": subject, "op": "eq", "value": c.subject}),
                     ])
-                });
-            }
+                };
+                (row, drill)
+            };
+            let (rows, drill) = crate::parallel::on_every_core(&customers, &score)
+                .into_iter()
+                .unzip();
             (columns, rows, drill)
         }
     };
