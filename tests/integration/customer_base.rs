@@ -261,7 +261,8 @@ fn customers_fold_the_same_by_code_as_by_text() {
     use std::collections::BTreeMap;
     use trellis_report::ColumnData;
     use trellis_report::customer_base::{Customer, customers};
-    // Rows: (subject, day, amount); `None` subjects and days are skipped, days after `end` too.
+    // Rows: (subject, day, amount); rows without a subject or day are left out, as are days after
+    // `end`.
     let rows: Vec<(Option<&str>, Option<i32>, Option<f64>)> = vec![
         (Some("c2"), Some(10), Some(5.0)),
         (Some("c1"), Some(3), Some(1.5)),
@@ -296,7 +297,9 @@ fn customers_fold_the_same_by_code_as_by_text() {
         .map(|(subject, purchases)| {
             let first = *purchases.keys().next().unwrap();
             let last = *purchases.keys().next_back().unwrap();
-            let repeats: Vec<f64> = purchases.values().skip(1).copied().collect();
+            // Every purchase day after the first is a repeat.
+            let mut amounts: Vec<f64> = purchases.values().copied().collect();
+            let repeats = amounts.split_off(1);
             Customer {
                 subject,
                 history: History {
