@@ -91,6 +91,19 @@ pub struct Script {
     ast: AST,
     /// The same expression compiled natively, when it is a plain expression over fields.
     native: Option<native::NativeExpr>,
+    /// Every word of the source (names, and words inside strings and comments): only the record's
+    /// fields named here go into rhai's scope — a script reads variables by name only. `None`
+    /// (every field) when the source asks for variables by computed names (`is_def_var`).
+    mentioned: Option<std::collections::HashSet<String>>,
+}
+
+/// The words of `source` (runs of letters, digits and `_`): a superset of the variables it reads.
+fn words_of(source: &str) -> std::collections::HashSet<String> {
+    source
+        .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .filter(|word| !word.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Compile `source` with the shared engine (and natively when it is a plain expression).
@@ -98,9 +111,13 @@ pub fn compile(source: &str) -> Result<Script, ScriptError> {
     engine()
         .compile_expression(source)
         .or_else(|_| engine().compile(source))
-        .map(|ast| Script {
-            ast,
-            native: native::NativeExpr::compile(source),
+        .map(|ast| {
+            let words = words_of(source);
+            Script {
+                ast,
+                native: native::NativeExpr::compile(source),
+                mentioned: (!words.contains("is_def_var")).then_some(words),
+            }
         })
         .map_err(|error| ScriptError::at(error.err_type().to_string(), error.position()))
 }
@@ -169,10 +186,15 @@ impl Script {
     ) -> Result<Value, ScriptError> {
         let mut scope = Scope::new();
         let to_dynamic = |value: &Value| rhai::serde::to_dynamic(value).unwrap_or(Dynamic::UNIT);
+        let read = |name: &str| self.mentioned.as_ref().is_none_or(|m| m.contains(name));
         for (name, value) in record {
-            scope.push_dynamic(name.clone(), to_dynamic(value));
+            if read(name) {
+                scope.push_dynamic(name.clone(), to_dynamic(value));
+            }
         }
-        scope.push_dynamic("record", to_dynamic(&Value::Object(record.clone())));
+        if read("record") {
+            scope.push_dynamic("record", to_dynamic(&Value::Object(record.clone())));
+        }
         for (name, value) in extra {
             scope.push_dynamic(*name, to_dynamic(value));
         }
@@ -234,6 +256,32 @@ mod tests {
                 .holds(&record(json!({"stage": "customer", "region": "east"})), &[])
                 .unwrap()
         );
+    }
+
+    #[test]
+    fn rhai_sees_every_variable_a_script_names() {
+        let fields = record(json!({"score": 7.5, "bonus": 2, "stage": "lead", "other": [1, 2]}));
+        // Methods outside the native subset: rhai runs these.
+        for (source, expected) in [
+            ("score.to_string().len() + bonus", json!(5)),
+            ("record.keys().len()", json!(4)),
+            ("record[\"bonus\"] + bonus", json!(4)),
+            (
+                "is_def_var(\"sc\" + \"ore\") && is_def_var(\"other\")",
+                json!(true),
+            ),
+            (
+                "if stage.len() > 3 { \"score\" } else { missing }",
+                json!("score"),
+            ),
+        ] {
+            let script = compile(source).unwrap();
+            assert!(!script.is_native(), "{source}");
+            assert_eq!(script.eval(&fields, &[]), Ok(expected), "{source}");
+        }
+        // A variable the script does not name is not in its scope: a typo still fails.
+        let typo = compile("scroe.to_string()").unwrap();
+        assert!(typo.eval(&fields, &[]).is_err());
     }
 
     #[test]

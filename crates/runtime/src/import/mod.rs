@@ -186,8 +186,8 @@ impl ImportJob {
                         );
                         if let Ok(mut stats) = self.rule_stats.lock() {
                             match &outcome {
-                                Ok(runs) => {
-                                    for (micros, evaluation) in runs {
+                                Ok(done) => {
+                                    for (micros, evaluation) in &done.runs {
                                         let entry =
                                             stats.entry(evaluation.rule.clone()).or_default();
                                         entry[0] += 1;
@@ -214,17 +214,9 @@ impl ImportJob {
                                 }
                             }
                         }
-                        let runs = outcome?;
-                        let written: Vec<String> = runs
-                            .iter()
-                            .flat_map(|(_, e)| e.writes.keys().cloned())
-                            .collect();
-                        if !written.is_empty() {
-                            let written: Vec<&str> = written.iter().map(String::as_str).collect();
-                            let issues = validator.prepare(&mut named, &written, self.locale);
-                            if !issues.is_empty() {
-                                return Err(issues);
-                            }
+                        let issues = outcome?.recheck(validator, &mut named, self.locale);
+                        if !issues.is_empty() {
+                            return Err(issues);
                         }
                         Ok(named)
                     });

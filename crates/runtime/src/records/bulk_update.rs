@@ -151,14 +151,10 @@ fn plan(
     if issues.is_empty() {
         match Runtime::before_save(loaded, entity, &mut named, Some(&before), false, locale) {
             Ok(done) => {
-                let written: Vec<String> = done
-                    .iter()
-                    .flat_map(|(_, e)| e.writes.keys().cloned())
-                    .collect();
-                let written: Vec<&str> = written.iter().map(String::as_str).collect();
-                issues.extend(validator.prepare(&mut named, &written, locale));
+                issues.extend(done.recheck(validator, &mut named, locale));
                 runs.extend(
-                    done.iter()
+                    done.runs
+                        .iter()
                         .map(|(us, e)| logged_run("before_save", &row.id, *us, e)),
                 );
             }
@@ -447,7 +443,9 @@ impl Runtime {
     }
 
     /// Commit what [`Runtime::prepare_system_updates`] prepared: the shared transaction, then the
-    /// cascading after-saves and the records that go alone.
+    /// cascading after-saves and the records that go alone. The shared transaction does not wait
+    /// for the disk (`Store::write_records_bulk_unsynced`): the caller syncs the log
+    /// (`Store::sync_log`) before it reports the write-back done.
     pub(crate) async fn commit_system_updates(
         &self,
         loaded: &LoadedApp,
@@ -471,7 +469,7 @@ impl Runtime {
         if !updates.is_empty() {
             let written = self
                 .store()
-                .write_records_bulk(
+                .write_records_bulk_unsynced(
                     &loaded.id,
                     loaded.version,
                     Some(&actor.user_id),

@@ -448,19 +448,13 @@ impl Runtime {
         let mut named = self
             .prepare_new_record(&loaded, entity, validator, input.clone(), actor, locale)
             .map_err(invalid)?;
-        let runs =
+        let done =
             Self::before_save(&loaded, entity, &mut named, None, true, locale).map_err(invalid)?;
-        let written: Vec<String> = runs
-            .iter()
-            .flat_map(|(_, e)| e.writes.keys().cloned())
-            .collect();
-        if !written.is_empty() {
-            let written: Vec<&str> = written.iter().map(String::as_str).collect();
-            let issues = validator.prepare(&mut named, &written, locale);
-            if !issues.is_empty() {
-                return Err(invalid(issues));
-            }
+        let issues = done.recheck(validator, &mut named, locale);
+        if !issues.is_empty() {
+            return Err(invalid(issues));
         }
+        let runs = done.runs;
         let missing = self
             .check_relations(&loaded, entity, &[(&named, None)], locale)
             .await?
@@ -605,19 +599,13 @@ impl Runtime {
         if !issues.is_empty() {
             return Err(invalid(issues));
         }
-        let runs = Self::before_save(&loaded, entity, &mut named, Some(&before), false, locale)
+        let done = Self::before_save(&loaded, entity, &mut named, Some(&before), false, locale)
             .map_err(invalid)?;
-        let written: Vec<String> = runs
-            .iter()
-            .flat_map(|(_, e)| e.writes.keys().cloned())
-            .collect();
-        if !written.is_empty() {
-            let written: Vec<&str> = written.iter().map(String::as_str).collect();
-            let issues = validator.prepare(&mut named, &written, locale);
-            if !issues.is_empty() {
-                return Err(invalid(issues));
-            }
+        let issues = done.recheck(validator, &mut named, locale);
+        if !issues.is_empty() {
+            return Err(invalid(issues));
         }
+        let runs = done.runs;
         let record = record_write(entity, &named, Some(&current.data.0));
         self.require_write_rows(&loaded, &checked, &record.data)
             .await?;

@@ -158,6 +158,8 @@ impl Runtime {
             }
             committing = Some(prepared);
         }
+        // The pages committed without waiting for the disk: one sync makes them all durable.
+        self.store().sync_log().await?;
         tracing::info!(
             rule = rule.id(),
             trigger,

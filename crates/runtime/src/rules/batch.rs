@@ -549,9 +549,17 @@ impl Runtime {
                 if shared.is_empty() {
                     return Ok((last_id, counts));
                 }
+                // Not waiting for the disk: the batch's position, saved right after in an ordinary
+                // (synced) commit, makes the page durable with it.
                 let written = runtime
                     .store()
-                    .write_records_bulk(&loaded.id, loaded.version, Some(&actor), &shared, &[])
+                    .write_records_bulk_unsynced(
+                        &loaded.id,
+                        loaded.version,
+                        Some(&actor),
+                        &shared,
+                        &[],
+                    )
                     .await?;
                 for (update, applied) in shared.iter().zip(written.applied) {
                     if applied {

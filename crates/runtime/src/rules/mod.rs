@@ -163,6 +163,33 @@ pub(crate) fn triggered_rules<'a>(
     })
 }
 
+/// What the before-save rules of a save did.
+pub(crate) struct BeforeSaveDone {
+    /// Each rule's run: how long it took (µs) and what it saw and did.
+    pub runs: Vec<(i64, Evaluation)>,
+    /// The fields whose values a rule changed (writing the value a field already holds is no
+    /// change).
+    pub changed: Vec<String>,
+}
+
+impl BeforeSaveDone {
+    /// The save's checks again — computed fields, validation, conditions — when a rule changed a
+    /// field; when none did, the record is the one the save already checked, and nothing is
+    /// re-checked.
+    pub(crate) fn recheck(
+        &self,
+        validator: &trellis_form::EntityValidator,
+        named: &mut Map<String, Value>,
+        locale: Locale,
+    ) -> Vec<FieldIssue> {
+        if self.changed.is_empty() {
+            return Vec::new();
+        }
+        let changed: Vec<&str> = self.changed.iter().map(String::as_str).collect();
+        validator.prepare(named, &changed, locale)
+    }
+}
+
 impl Runtime {
     /// Run the before-save rules of `entity` on `named` (fields by name), applying their writes.
     /// A rejection or a failing rule is a field issue naming the rule. Pure: no IO.
@@ -173,7 +200,7 @@ impl Runtime {
         before: Option<&Map<String, Value>>,
         creating: bool,
         locale: Locale,
-    ) -> Result<Vec<(i64, Evaluation)>, Vec<FieldIssue>> {
+    ) -> Result<BeforeSaveDone, Vec<FieldIssue>> {
         let kind = if creating {
             trellis_rules::SaveKind::Create
         } else {
@@ -184,7 +211,10 @@ impl Runtime {
             entity.id.as_str(),
             |t| matches!(t, Trigger::BeforeSave { on } if on.is_empty() || on.contains(&kind)),
         );
-        let mut done = Vec::new();
+        let mut done = BeforeSaveDone {
+            runs: Vec::new(),
+            changed: Vec::new(),
+        };
         for rule in rules {
             let started = Instant::now();
             let evaluation = evaluate(rule, named, before).map_err(|failure| {
@@ -205,9 +235,15 @@ impl Runtime {
                 }]);
             }
             for (name, value) in &evaluation.writes {
-                named.insert(name.clone(), value.clone());
+                if named.get(name) != Some(value) {
+                    named.insert(name.clone(), value.clone());
+                    if !done.changed.contains(name) {
+                        done.changed.push(name.clone());
+                    }
+                }
             }
-            done.push((started.elapsed().as_micros() as i64, evaluation));
+            done.runs
+                .push((started.elapsed().as_micros() as i64, evaluation));
         }
         Ok(done)
     }

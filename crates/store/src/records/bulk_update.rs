@@ -498,6 +498,37 @@ impl Store {
         updates: &[BulkUpdate],
         runs: &[NewRuleRun],
     ) -> Result<BulkWritten, StoreError> {
+        self.write_records_bulk_with(app, app_version, actor, updates, runs, true)
+            .await
+    }
+
+    /// [`Store::write_records_bulk`] whose commit does not wait for the disk on SQLite
+    /// (`synchronous=NORMAL` for this transaction), as [`Store::begin_unsynced_bulk_insert`]: the
+    /// updates are visible at once and survive a crash of the process; [`Store::sync_log`] (or
+    /// any later ordinary commit) makes them durable against a power cut. For the pages of a
+    /// nightly write-back, which is reported done only after that sync. On PostgreSQL the same as
+    /// `write_records_bulk`.
+    pub async fn write_records_bulk_unsynced(
+        &self,
+        app: &str,
+        app_version: i64,
+        actor: Option<&str>,
+        updates: &[BulkUpdate],
+        runs: &[NewRuleRun],
+    ) -> Result<BulkWritten, StoreError> {
+        self.write_records_bulk_with(app, app_version, actor, updates, runs, false)
+            .await
+    }
+
+    async fn write_records_bulk_with(
+        &self,
+        app: &str,
+        app_version: i64,
+        actor: Option<&str>,
+        updates: &[BulkUpdate],
+        runs: &[NewRuleRun],
+        durable: bool,
+    ) -> Result<BulkWritten, StoreError> {
         if updates.iter().any(|u| {
             u.side
                 .as_ref()
@@ -510,22 +541,39 @@ impl Store {
         }
         let now = crate::now();
         // Built before the transaction: serializing thousands of runs should not hold the writer.
+        let grouping = std::time::Instant::now();
         let runs = run_log_rows(runs)?;
+        let group_us = grouping.elapsed().as_micros() as u64;
         let runs = runs.as_slice();
         let applied: Vec<bool> = match &self.pools {
-            crate::connect::Pools::Sqlite { write, .. } => {
+            crate::connect::Pools::Sqlite {
+                write,
+                relaxed_sync,
+                ..
+            } => {
                 // The whole transaction in one visit to the connection: each sqlx statement would cost
                 // a hop to its worker thread (~120 µs, PERF.md), more than the updates themselves.
                 let started = std::time::Instant::now();
                 let mut connection = write.acquire().await?;
                 let acquired = started.elapsed();
+                if !durable {
+                    // Marked first: the pool puts `synchronous=FULL` back when the connection is
+                    // released, whatever happens.
+                    relaxed_sync.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
                 let applied = super::with_rusqlite(&mut connection, |connection| {
+                    if !durable {
+                        connection
+                            .execute_batch("PRAGMA synchronous = NORMAL")
+                            .map_err(to_store)?;
+                    }
                     sqlite_bulk_transaction(connection, app, app_version, actor, updates, runs, now)
                 })
                 .await?;
                 tracing::debug!(
                     updates = updates.len(),
                     run_rows = runs.len(),
+                    group_us,
                     wait_us = acquired.as_micros() as u64,
                     write_us = (started.elapsed() - acquired).as_micros() as u64,
                     "sqlite bulk update"

@@ -428,6 +428,15 @@ impl<'a> Batch<'_, 'a> {
                     _ => None,
                 })
             }
+            Node::Method(method, inner) => {
+                let method = *method;
+                self.map(self.eval(inner), move |c| {
+                    if c.unsure {
+                        return None;
+                    }
+                    Some(Cell::sure(method.apply(c.value)?))
+                })
+            }
             Node::Neg(inner) => self.map(self.eval(inner), |c| match c.value {
                 _ if c.unsure => None,
                 V::Int(i) => Some(Cell::sure(V::Int(i.checked_neg()?))),

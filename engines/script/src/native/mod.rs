@@ -53,6 +53,59 @@ pub(crate) enum Node {
     Today,
     /// `days_since(date)`: whole days from the date (its first 10 characters) to today.
     DaysSince(Box<Node>),
+    /// `value.method()`: a number's conversion or rounding.
+    Method(Method, Box<Node>),
+}
+
+/// The methods of numbers evaluated natively (rhai's definitions: `to_int` truncates a float and
+/// fails beyond the integer range, `floor`/`ceiling`/`round` are defined for floats only, `abs`
+/// fails on the smallest integer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Method {
+    ToInt,
+    ToFloat,
+    Floor,
+    Ceiling,
+    Round,
+    Abs,
+}
+
+impl Method {
+    fn named(name: &str) -> Option<Self> {
+        Some(match name {
+            "to_int" => Self::ToInt,
+            "to_float" => Self::ToFloat,
+            "floor" => Self::Floor,
+            "ceiling" => Self::Ceiling,
+            "round" => Self::Round,
+            "abs" => Self::Abs,
+            _ => return None,
+        })
+    }
+
+    /// The method on `value`: rhai's result, or `None` where rhai fails or has no such method
+    /// for the value's type.
+    pub(crate) fn apply(self, value: V<'_>) -> Option<V<'_>> {
+        Some(match (self, value) {
+            (Self::ToInt, V::Int(i)) => V::Int(i),
+            #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
+            (Self::ToInt, V::Float(f)) => {
+                if f > i64::MAX as f64 || f < i64::MIN as f64 {
+                    return None;
+                }
+                V::Int(f.trunc() as i64)
+            }
+            #[allow(clippy::cast_precision_loss)]
+            (Self::ToFloat, V::Int(i)) => V::Float(i as f64),
+            (Self::ToFloat, V::Float(f)) => V::Float(f),
+            (Self::Floor, V::Float(f)) => V::Float(f.floor()),
+            (Self::Ceiling, V::Float(f)) => V::Float(f.ceil()),
+            (Self::Round, V::Float(f)) => V::Float(f.round()),
+            (Self::Abs, V::Int(i)) => V::Int(i.checked_abs()?),
+            (Self::Abs, V::Float(f)) => V::Float(f.abs()),
+            _ => return None,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -253,6 +306,7 @@ fn eval<'a>(node: &'a Node, context: &Context<'_, 'a>) -> Option<V<'a>> {
             V::Bool(found)
         }
         Node::Binary(op, left, right) => binary(*op, eval(left, context)?, eval(right, context)?)?,
+        Node::Method(method, value) => method.apply(eval(value, context)?)?,
     })
 }
 
@@ -571,7 +625,24 @@ impl Parser {
                 other => Node::Neg(Box::new(other)),
             });
         }
-        self.primary()
+        self.postfix()
+    }
+
+    /// A primary expression and the number methods called on it (`x.to_int()`,
+    /// `(s / 10.0).ceiling()`): they bind tighter than a sign or `!`, as in rhai.
+    fn postfix(&mut self) -> Option<Node> {
+        let mut node = self.primary()?;
+        while self.eat(".") {
+            let Some(Token::Ident(name)) = self.peek().cloned() else {
+                return None;
+            };
+            self.at += 1;
+            let method = Method::named(&name)?;
+            self.expect("(")?;
+            self.expect(")")?;
+            node = Node::Method(method, Box::new(node));
+        }
+        Some(node)
     }
 
     fn field(&mut self, name: String) -> Node {
@@ -663,7 +734,8 @@ impl Parser {
                 | "eval" | "print" | "debug" | "type_of" | "is_def_var" | "is_def_fn"
                 | "is_shared" => None,
                 _ => {
-                    if matches!(self.peek(), Some(Token::Symbol("(" | "." | "[" | "{"))) {
+                    // A `.` after a name is a method call (`postfix`) or a property (rhai's).
+                    if matches!(self.peek(), Some(Token::Symbol("(" | "[" | "{"))) {
                         return None;
                     }
                     Some(self.field(name))

@@ -54,6 +54,17 @@ const CORPUS: &[&str] = &[
     "score == 100 && vip == true && region == \"north\"",
     "vip == false || !(vip != true) || counted == ()",
     "!vip || counted && vip != false",
+    // Number methods: the CLM lead score and grade's shapes, and each method on every type.
+    "let s = score + orders + engagement_score; if s > 100 { 100 } else { s.to_int() }",
+    "let s = score + orders + engagement_score; let g = (s / 10.0).ceiling().to_int() - \
+     (if nps == () { 0 } else { nps }); if g < 1 { 1 } else if g > 10 { 10 } else { g }",
+    "ltv.floor() + ltv.round() - ltv.ceiling()",
+    "score.abs() + score.to_float()",
+    "-ltv.to_int() * 2",
+    "(score * 1.0).to_int()",
+    "engagement_score.to_float().to_int()",
+    "score.to_int()",
+    "ltv.abs()",
 ];
 
 /// A deterministic picker (xorshift): `next(n)` is a number below `n`, the same sequence every run.
@@ -84,6 +95,8 @@ fn pool() -> Vec<Option<Value>> {
         Some(json!(5000.0)),
         Some(json!(5000.5)),
         Some(json!(-1.25)),
+        Some(json!(1.0e300)),
+        Some(json!(-1.0e300)),
         Some(json!("north")),
         Some(json!("growth")),
         Some(json!("smb")),
@@ -210,7 +223,10 @@ fn scripts_beyond_plain_expressions_stay_with_rhai() {
         "let s = 0 s + 1",
         "let in_list = 1; in_list",
         "add_days(ordered_at, 14)",
-        "(total * 1.0).to_int()",
+        "total.len()",
+        "total.to_string()",
+        "ltv.floor",
+        "score.abs(1)",
         "source.total + 1",
         "x = 1",
         "1_000 + x",
@@ -372,6 +388,12 @@ fn columnar_results_are_rhais_results() {
             "let score = score + 1; score * 2 + record.score",
             "let x = orders; let x = x * 2; x + 1",
             "let unused = score * 9223372036854775807; orders + 1",
+            "let s = score + orders + engagement_score; if s > 100 { 100 } else { s.to_int() }",
+            "let s = score + orders + engagement_score; let g = (s / 10.0).ceiling().to_int() - \
+             (if nps == () { 0 } else { nps }); if g < 1 { 1 } else if g > 10 { 10 } else { g }",
+            "score.abs() + score.to_float()",
+            "(score * 1.0).to_int()",
+            "score.to_int()",
         ]
     );
     // The scoring rule is decided for every row that has all its fields.
