@@ -612,8 +612,10 @@ async fn bulk_updates_commit_together_and_skip_stale_records(backend: Backend) {
         .await
         .unwrap();
     assert_eq!((search("adele").await, search("adeline").await), (1, 0));
-    store
-        .update_records_bulk(
+    // A nightly write-back's page: committed without waiting for the disk (and synced once at the
+    // end of the run); the writer waits for the disk again for every later commit.
+    let written = store
+        .write_records_bulk_unsynced(
             "bulk",
             1,
             Some("system"),
@@ -628,7 +630,14 @@ async fn bulk_updates_commit_together_and_skip_stale_records(backend: Backend) {
         )
         .await
         .unwrap();
+    assert_eq!(written.applied, [true]);
     assert_eq!((search("adah").await, search("adele").await), (1, 0));
+    assert_eq!(
+        store.writer_syncs_every_commit().await.unwrap(),
+        (backend == Backend::Sqlite).then_some(true),
+        "after an unsynced bulk update, the writer waits for the disk again"
+    );
+    store.sync_log().await.unwrap();
 }
 
 /// The reads on every request and every transition (the app's current version; a record with the

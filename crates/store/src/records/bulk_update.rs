@@ -483,31 +483,18 @@ impl Store {
         runs: &[NewRuleRun],
     ) -> Result<Vec<Option<RecordRow>>, StoreError> {
         let written = self
-            .write_records_bulk(app, app_version, actor, updates, runs)
+            .write_bulk(app, app_version, actor, updates, runs, true)
             .await?;
         Ok(rows_after(updates, &written.applied, actor, written.at))
     }
 
-    /// [`Store::update_records_bulk`] without building the new rows: which updates applied, and
-    /// when (callers that need a row build it with [`BulkWritten::row_of`]).
-    pub async fn write_records_bulk(
-        &self,
-        app: &str,
-        app_version: i64,
-        actor: Option<&str>,
-        updates: &[BulkUpdate],
-        runs: &[NewRuleRun],
-    ) -> Result<BulkWritten, StoreError> {
-        self.write_records_bulk_with(app, app_version, actor, updates, runs, true)
-            .await
-    }
-
-    /// [`Store::write_records_bulk`] whose commit does not wait for the disk on SQLite
-    /// (`synchronous=NORMAL` for this transaction), as [`Store::begin_unsynced_bulk_insert`]: the
-    /// updates are visible at once and survive a crash of the process; [`Store::sync_log`] (or
-    /// any later ordinary commit) makes them durable against a power cut. For the pages of a
-    /// nightly write-back, which is reported done only after that sync. On PostgreSQL the same as
-    /// `write_records_bulk`.
+    /// [`Store::update_records_bulk`] without building the new rows (which updates applied, and
+    /// when: callers that need a row build it with [`BulkWritten::row_of`]), and whose commit
+    /// does not wait for the disk on SQLite (`synchronous=NORMAL` for this transaction), as
+    /// [`Store::begin_unsynced_bulk_insert`]: the updates are visible at once and survive a crash
+    /// of the process; [`Store::sync_log`] (or any later ordinary commit) makes them durable
+    /// against a power cut. For the pages of a nightly write-back, which is reported done only
+    /// after that sync. On PostgreSQL an ordinary commit.
     pub async fn write_records_bulk_unsynced(
         &self,
         app: &str,
@@ -516,11 +503,11 @@ impl Store {
         updates: &[BulkUpdate],
         runs: &[NewRuleRun],
     ) -> Result<BulkWritten, StoreError> {
-        self.write_records_bulk_with(app, app_version, actor, updates, runs, false)
+        self.write_bulk(app, app_version, actor, updates, runs, false)
             .await
     }
 
-    async fn write_records_bulk_with(
+    async fn write_bulk(
         &self,
         app: &str,
         app_version: i64,
