@@ -428,6 +428,30 @@ async fn bulk_updates_commit_together_and_skip_stale_records(backend: Backend) {
         )
         .await
         .unwrap();
+    // A write-back's page read: each record's stored data, as text left unparsed where the read
+    // had it as text (SQLite's native read), else parsed; the same values either way.
+    let page = store
+        .record_page_as_read("bulk", "e_customer", None, 10)
+        .await
+        .unwrap();
+    assert_eq!(page.len(), 3);
+    for record in &page {
+        let written = rows.iter().find(|r| r.id == record.row.id).unwrap();
+        let data = match &record.document {
+            Some(text) => {
+                assert!(
+                    record.row.data.0.is_empty(),
+                    "the text is not parsed as well"
+                );
+                serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text).unwrap()
+            }
+            None => record.row.data.0.clone(),
+        };
+        assert_eq!(data, written.data.0);
+    }
+    if backend == Backend::Sqlite {
+        assert!(page.iter().all(|record| record.document.is_some()));
+    }
     // Bo changes after the batch read it.
     store
         .update_record(

@@ -32,8 +32,9 @@ pub struct RuleBatch {
 /// A record of a page as read ([`Store::record_page_as_read`]).
 #[derive(Debug, Clone)]
 pub struct PagedRecord {
+    /// The record; its `data` is left empty when `document` holds it.
     pub row: crate::RecordRow,
-    /// The record's data as stored (JSON text), when the read had it as text.
+    /// The record's data as stored (JSON text, not parsed), when the read had it as text.
     pub document: Option<String>,
 }
 
@@ -207,19 +208,33 @@ impl Store {
         after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<crate::RecordRow>, StoreError> {
-        let page = self.record_page_as_read(app, entity, after, limit).await?;
+        let page = self
+            .record_page_read(app, entity, after, limit, false)
+            .await?;
         Ok(page.into_iter().map(|record| record.row).collect())
     }
 
     /// [`Store::record_page`] with each record's document as stored, where the read had it as text
-    /// (SQLite's native read): a write-back writes that text to history as it is instead of
-    /// serializing the parsed values again.
+    /// (SQLite's native read), **not parsed** (the record's `data` left empty): the caller parses
+    /// it on its own threads, straight into the form it needs, and a write-back writes that text to
+    /// history as it is instead of serializing the parsed values again.
     pub async fn record_page_as_read(
         &self,
         app: &str,
         entity: &str,
         after: Option<&str>,
         limit: i64,
+    ) -> Result<Vec<PagedRecord>, StoreError> {
+        self.record_page_read(app, entity, after, limit, true).await
+    }
+
+    async fn record_page_read(
+        &self,
+        app: &str,
+        entity: &str,
+        after: Option<&str>,
+        limit: i64,
+        as_text: bool,
     ) -> Result<Vec<PagedRecord>, StoreError> {
         let sql = "SELECT r.id, r.app_id, r.entity, r.version, r.data, r.created_at, r.created_by, \
                    r.updated_at, r.updated_by, r.deleted_at FROM records r WHERE r.app_id = $1 \
@@ -248,10 +263,17 @@ impl Store {
                     .map(|rows| {
                         rows.into_iter()
                             .map(|record| {
-                                let (row, document) = record.into_row_and_document()?;
-                                Ok(PagedRecord {
-                                    row,
-                                    document: Some(document),
+                                Ok(if as_text {
+                                    let (row, document) = record.into_unparsed_row()?;
+                                    PagedRecord {
+                                        row,
+                                        document: Some(document),
+                                    }
+                                } else {
+                                    PagedRecord {
+                                        row: record.into_row()?,
+                                        document: None,
+                                    }
                                 })
                             })
                             .collect::<Result<Vec<_>, StoreError>>()

@@ -105,13 +105,16 @@ impl NativeRecord {
     }
 
     pub(crate) fn into_row(self) -> Result<crate::RecordRow, StoreError> {
-        self.into_row_and_document().map(|(row, _)| row)
+        let (mut row, document) = self.into_unparsed_row()?;
+        row.data = sqlx::types::Json(
+            serde_json::from_str(&document)
+                .map_err(|e| StoreError::Corrupt(format!("record '{}': bad data: {e}", row.id)))?,
+        );
+        Ok(row)
     }
 
-    /// [`NativeRecord::into_row`], keeping the document's text as read.
-    pub(crate) fn into_row_and_document(self) -> Result<(crate::RecordRow, String), StoreError> {
-        let data = serde_json::from_str(&self.data)
-            .map_err(|e| StoreError::Corrupt(format!("record '{}': bad data: {e}", self.id)))?;
+    /// The record with its `data` left empty, and the document's text as read (not parsed).
+    pub(crate) fn into_unparsed_row(self) -> Result<(crate::RecordRow, String), StoreError> {
         let row = crate::RecordRow {
             created_at: parse_time(&self.created_at)?,
             updated_at: parse_time(&self.updated_at)?,
@@ -120,7 +123,7 @@ impl NativeRecord {
             app_id: self.app_id,
             entity: self.entity,
             version: self.version,
-            data: sqlx::types::Json(data),
+            data: sqlx::types::Json(serde_json::Map::new()),
             created_by: self.created_by,
             updated_by: self.updated_by,
         };

@@ -21,6 +21,9 @@ pub fn to_api(entity: &EntityDefinition, stored: &Map<String, Value>) -> Map<Str
     named
 }
 
+/// A stored record taken apart: its current fields by name, and its keys that are no current field.
+pub type NamedParts = (Map<String, Value>, Map<String, Value>);
+
 /// A stored record taken apart without copying a value: its current fields by name (in the entity's
 /// field order, as [`to_api`] gives them) and the keys that are no current field (removed fields,
 /// unconverted originals) as stored, for [`storage_json`] to carry over.
@@ -45,6 +48,89 @@ pub fn into_named(
         }
     }
     (named, hidden)
+}
+
+/// [`into_named`] of a stored record's JSON text, parsed straight into the two maps (no map by
+/// uid is built first): the same fields, order and hidden keys as
+/// `into_named(entity, serde_json::from_str(text)?)`. Nightly write-backs read every record of an
+/// entity as text and take each apart once, on the planning threads.
+pub fn parse_named(entity: &EntityDefinition, text: &str) -> Result<NamedParts, serde_json::Error> {
+    use serde::de::DeserializeSeed;
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let parts = NamedSeed(entity).deserialize(&mut deserializer)?;
+    deserializer.end()?;
+    Ok(parts)
+}
+
+/// Deserializes a stored document into its fields by name and its other keys ([`parse_named`]).
+struct NamedSeed<'a>(&'a EntityDefinition);
+
+/// A key as parsed: borrowed from the text unless it had escapes.
+struct Key<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> serde::de::Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a field key")
+            }
+            fn visit_borrowed_str<E>(self, key: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Borrowed(key)))
+            }
+            fn visit_str<E>(self, key: &str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(key.to_owned())))
+            }
+            fn visit_string<E>(self, key: String) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(key)))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for NamedSeed<'_> {
+    type Value = NamedParts;
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for NamedSeed<'_> {
+    type Value = NamedParts;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a stored record (a JSON object)")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut access: A,
+    ) -> Result<Self::Value, A::Error> {
+        let entity = self.0;
+        let mut slots: Vec<Option<Value>> = vec![None; entity.fields.len()];
+        let mut hidden = Map::new();
+        while let Some(Key(key)) = access.next_key::<Key<'de>>()? {
+            let value: Value = access.next_value()?;
+            match entity.field_position_by_uid(&key) {
+                Some(position) => slots[position] = Some(value),
+                None => {
+                    hidden.insert(key.into_owned(), value);
+                }
+            }
+        }
+        let mut named = Map::with_capacity(slots.iter().flatten().count());
+        for (field, value) in entity.fields.iter().zip(slots) {
+            if let Some(value) = value {
+                named.insert(field.name.as_str().to_owned(), value);
+            }
+        }
+        Ok((named, hidden))
+    }
 }
 
 /// The stored form of `named` fields as JSON text, written straight from the fields (no stored map
@@ -330,7 +416,7 @@ mod tests {
     use serde_json::{Map, Value, json};
     use trellis_model::{RawBundle, check_bundle};
 
-    use super::{into_named, same_value, storage_json, to_api, to_storage};
+    use super::{into_named, parse_named, same_value, storage_json, to_api, to_storage};
 
     #[test]
     fn stored_records_taken_apart_and_written_as_text_match_the_map_forms() {
@@ -361,6 +447,32 @@ mod tests {
         .unwrap();
         let (named, hidden) = into_named(entity, stored.clone());
         assert_eq!(named, to_api(entity, &stored));
+        // Parsed straight from the stored text (escaped keys too): the same two maps, in order.
+        for text in [
+            serde_json::to_string(&stored).unwrap(),
+            r#"{"n\u0061me":"Li","score":1,"gone\n":[{"x":1}],"name":"Wang","tags":[]}"#.to_owned(),
+            "{}".to_owned(),
+        ] {
+            let parsed = serde_json::from_str::<Map<String, Value>>(&text).unwrap();
+            let (expected_named, expected_hidden) = into_named(entity, parsed);
+            let (named, hidden) = parse_named(entity, &text).unwrap();
+            assert_eq!(named, expected_named, "{text}");
+            assert_eq!(hidden, expected_hidden, "{text}");
+            assert_eq!(
+                (
+                    named.keys().collect::<Vec<_>>(),
+                    hidden.keys().collect::<Vec<_>>()
+                ),
+                (
+                    expected_named.keys().collect::<Vec<_>>(),
+                    expected_hidden.keys().collect::<Vec<_>>()
+                ),
+                "{text}"
+            );
+        }
+        for bad in ["[1]", "{\"name\":", "{} x", "null"] {
+            assert!(parse_named(entity, bad).is_err(), "{bad}");
+        }
         assert_eq!(
             named.keys().collect::<Vec<_>>(),
             to_api(entity, &stored).keys().collect::<Vec<_>>(),

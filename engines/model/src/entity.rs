@@ -214,8 +214,10 @@ pub struct EntityDefinition {
     pub schema: Value,
     /// Position in `fields` by field name and by uid (records are converted between the two forms
     /// on every read and write).
-    by_name: std::collections::HashMap<String, usize>,
-    by_uid: std::collections::HashMap<String, usize>,
+    /// (foldhash: the keys are validated metadata ids, and SipHash showed in every record's
+    /// conversion.)
+    by_name: foldhash::HashMap<String, usize>,
+    by_uid: foldhash::HashMap<String, usize>,
 }
 
 impl EntityDefinition {

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{Map, Value};
-use trellis_form::records::{into_named, merge_patch, storage_json};
+use trellis_form::records::{merge_patch, storage_json};
 use trellis_form::{FieldIssue, Locale};
 use trellis_model::{EntityDefinition, FieldKind};
 use trellis_rules::{RuleAction, evaluate};
@@ -33,8 +33,17 @@ use crate::rules::{outcome_text, triggered_rules};
 use crate::{Principal, Runtime, RuntimeError};
 
 /// One change of a bulk update: the live record as read (with its document's text, when the read
-/// had it) and a merge patch of fields by name.
-pub(crate) type SystemChange = (RecordRow, Option<String>, Map<String, Value>);
+/// had it; then its `data` may be left empty, see [`super::take_apart`]) and what to change.
+pub(crate) type SystemChange = (RecordRow, Option<String>, Change);
+
+/// What a bulk update changes of one record: the values a write-back wants its `fields` (by name)
+/// to hold, in the same order. The merge patch is those that differ from the record's current
+/// values, found while planning (on every core, where the record's stored text is parsed anyway);
+/// a record already holding them all is left alone.
+pub(crate) struct Change {
+    pub fields: Arc<[String]>,
+    pub values: Vec<Value>,
+}
 
 /// What a bulk update did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -120,7 +129,7 @@ fn plan(
     entity: &EntityDefinition,
     row: RecordRow,
     document: Option<String>,
-    patch: Map<String, Value>,
+    change: Change,
     actor: &Principal,
 ) -> Plan {
     let Ok((_, validator)) = loaded.entity(entity.id.as_str()) else {
@@ -131,12 +140,37 @@ fn plan(
     };
     let locale = Locale::En;
     let mut row = row;
-    // The stored values move into the named form (no copy); history's `before` keeps them as text
-    // (as read, or serialized here when the read did not keep it).
-    let stored = std::mem::take(&mut row.data.0);
-    let current_document =
-        document.unwrap_or_else(|| serde_json::to_string(&stored).unwrap_or_default());
-    let (before, hidden) = into_named(entity, stored);
+    // The stored values move into the named form (parsed straight into it when the read kept the
+    // text); history's `before` keeps them as text (as read, or written when the read parsed).
+    let ((before, hidden), document) = match super::take_apart(entity, &mut row, document) {
+        Ok(parts) => parts,
+        Err(message) => {
+            return Plan::Refused {
+                issues: vec![FieldIssue {
+                    pointer: String::new(),
+                    code: "unreadable",
+                    message,
+                }],
+                id: row.id,
+            };
+        }
+    };
+    let patch: Map<String, Value> = change
+        .fields
+        .iter()
+        .zip(change.values)
+        .filter(|(field, value)| {
+            !trellis_form::records::same_value(
+                before.get(field.as_str()).unwrap_or(&Value::Null),
+                value,
+            )
+        })
+        .map(|(field, value)| (field.clone(), value))
+        .collect();
+    if patch.is_empty() {
+        return Plan::Unchanged;
+    }
+    let current_document = document.unwrap_or_else(|| storage_json(entity, &before, &hidden));
     let mut named = before.clone();
     merge_patch(&mut named, &patch);
     Runtime::fill_system_fields(entity, &mut named, actor, false);
@@ -296,8 +330,8 @@ impl Runtime {
             let Ok((entity, _)) = shared.entity(&entity_id) else {
                 return Vec::new();
             };
-            crate::parallel::map_on_every_core(changes, &|(row, document, patch)| {
-                plan(&shared, entity, row, document, patch, &owned_actor)
+            crate::parallel::map_on_every_core(changes, &|(row, document, change)| {
+                plan(&shared, entity, row, document, change, &owned_actor)
             })
         })
         .await

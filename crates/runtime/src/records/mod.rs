@@ -101,6 +101,26 @@ pub(crate) fn record_write(
 /// new record).
 pub(crate) type RelationCheck<'a> = (&'a Map<String, Value>, Option<&'a Map<String, Value>>);
 
+/// A record as a page read gave it, taken apart: its fields by name, its keys that are no current
+/// field (removed fields, unconverted originals) and its document's text, when the read had it.
+/// The text is parsed straight into the two maps when the read kept it unparsed
+/// (`Store::record_page_as_read`); otherwise the parsed data moves over.
+pub(crate) fn take_apart(
+    entity: &EntityDefinition,
+    row: &mut RecordRow,
+    document: Option<String>,
+) -> Result<(trellis_form::records::NamedParts, Option<String>), String> {
+    let stored = std::mem::take(&mut row.data.0);
+    match document {
+        Some(text) if stored.is_empty() => {
+            let (named, hidden) = trellis_form::records::parse_named(entity, &text)
+                .map_err(|e| format!("record '{}': unreadable stored data: {e}", row.id))?;
+            Ok(((named, hidden), Some(text)))
+        }
+        document => Ok((trellis_form::records::into_named(entity, stored), document)),
+    }
+}
+
 /// The search text of an update from `before` to `named` (fields by name), for a bulk write: built
 /// only when a searchable field changed, with whether it changed (a nightly write-back or batch run
 /// changes scores, not names: no text to build; an empty text is then never written).

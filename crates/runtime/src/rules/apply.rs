@@ -6,10 +6,11 @@
 //! records per transaction (`Runtime::prepare_system_updates` and `commit_system_updates`), the
 //! next page read and planned while the previous one commits.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
-use serde_json::{Map, Value};
+use foldhash::HashMap;
+use serde_json::Value;
 use trellis_model::EntityDefinition;
 use trellis_rules::{ApplyReportAction, CompiledRule};
 
@@ -17,7 +18,7 @@ use trellis_store::PagedRecord;
 
 use super::BatchOutcome;
 use crate::app_cache::LoadedApp;
-use crate::records::bulk_update::PreparedBulk;
+use crate::records::bulk_update::{Change, PreparedBulk};
 use crate::reports::ReportRequest;
 use crate::{Principal, Runtime, RuntimeError};
 
@@ -44,8 +45,8 @@ impl Runtime {
     ) -> Result<BatchOutcome, RuntimeError> {
         let started = Instant::now();
         let system = Principal::system("system", "system");
-        let output = self
-            .run_report(
+        let output = Arc::new(
+            self.run_report(
                 &system,
                 &loaded.id,
                 apply.report.as_str(),
@@ -55,7 +56,8 @@ impl Runtime {
                 },
                 "en",
             )
-            .await?;
+            .await?,
+        );
         let column = |name: &str| {
             output
                 .columns
@@ -89,7 +91,7 @@ impl Runtime {
         // The records whose stored values may differ, found over the column cache: when few do,
         // only they are read (by id); otherwise every live record, page by page in id order.
         let candidates = self
-            .write_back_candidates(loaded, entity, apply, &sets, &wanted)
+            .write_back_candidates(loaded, entity, apply, &sets, (output.clone(), key))
             .await?;
         let page_size = self.settings().write_back_page.max(1);
         let mut chunks = candidates.as_ref().map(|c| c.ids.chunks(page_size));
@@ -222,55 +224,40 @@ impl Runtime {
     ) -> Result<(usize, PreparedBulk), RuntimeError> {
         let page_started = Instant::now();
         let mut matched = 0;
-        let mut changes = Vec::new();
-        // Compared in the stored form (by field uid): most records of a night's run may not change,
-        // and only those that do are converted to fields by name (while planning, on every core).
-        let uid_of = |name: &str| entity.field(name).map(|f| f.uid.clone());
-        let uids: HashMap<&str, Option<String>> = sets
-            .iter()
-            .map(|(field, _)| field.as_str())
-            .chain(apply.otherwise.keys().map(|field| field.as_str()))
-            .map(|name| (name, uid_of(name)))
+        let mut changes = Vec::with_capacity(page.len());
+        // Each record gets the values it should hold: compared with its current ones while
+        // planning (on every core, where its stored text is parsed anyway); a record holding them
+        // all is left alone there.
+        let set_fields: Arc<[String]> = sets.iter().map(|(field, _)| field.clone()).collect();
+        let otherwise_fields: Arc<[String]> = apply
+            .otherwise
+            .keys()
+            .map(|field| field.to_string())
             .collect();
+        for PagedRecord {
+            row: current,
+            document,
+        } in page
         {
-            for PagedRecord {
-                row: current,
-                document,
-            } in page
-            {
-                let row = wanted.get(current.id.as_str());
-                if row.is_none() && apply.otherwise.is_empty() {
-                    continue;
+            let change = match wanted.get(current.id.as_str()) {
+                Some(row) => {
+                    matched += 1;
+                    Change {
+                        fields: set_fields.clone(),
+                        values: sets
+                            .iter()
+                            .map(|(_, index)| row.get(*index).cloned().unwrap_or(Value::Null))
+                            .collect(),
+                    }
                 }
-                matched += usize::from(row.is_some());
-                let stored = &current.data.0;
-                let differs = |field: &str, value: Value| {
-                    let now = uids
-                        .get(field)
-                        .and_then(Option::as_deref)
-                        .and_then(|uid| stored.get(uid))
-                        .unwrap_or(&Value::Null);
-                    (!trellis_form::records::same_value(now, &value))
-                        .then(|| (field.to_owned(), value))
-                };
-                let patch: Map<String, Value> = match row {
-                    Some(row) => sets
-                        .iter()
-                        .filter_map(|(field, index)| {
-                            differs(field, row.get(*index).cloned().unwrap_or(Value::Null))
-                        })
-                        .collect(),
-                    // No row for this record: the `otherwise` values.
-                    None => apply
-                        .otherwise
-                        .iter()
-                        .filter_map(|(field, value)| differs(field.as_str(), value.clone()))
-                        .collect(),
-                };
-                if !patch.is_empty() {
-                    changes.push((current, document, patch));
-                }
-            }
+                // No row for this record: the `otherwise` values, if any.
+                None if apply.otherwise.is_empty() => continue,
+                None => Change {
+                    fields: otherwise_fields.clone(),
+                    values: apply.otherwise.values().cloned().collect(),
+                },
+            };
+            changes.push((current, document, change));
         }
         let compared_us = page_started.elapsed().as_micros();
         let prepared = self

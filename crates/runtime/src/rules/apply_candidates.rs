@@ -4,11 +4,11 @@
 //! Values are compared as the columns hold them — a decimal stored as text counts as its number —
 //! and a field without a column of one exact form (money, lists) turns the pre-check off.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde_json::Value;
 use trellis_model::{EntityDefinition, FieldKind};
-use trellis_report::{ColumnData, ColumnType};
+use trellis_report::{ColumnData, ColumnType, ReportOutput};
 use trellis_rules::ApplyReportAction;
 
 use crate::app_cache::LoadedApp;
@@ -84,34 +84,29 @@ fn compared_fields(
         .collect()
 }
 
+/// How many of a write-back's records are compared first, spread over the entity: when most of
+/// them differ, most records will, and every record is read page by page without looking further.
+const SAMPLE: usize = 1024;
+
 impl Runtime {
     /// The records of `entity` whose stored values may differ from what `apply` writes (`sets`:
-    /// field and report column; `wanted`: the report's row per record id) — `None` when a field
-    /// cannot be compared over columns, or when most records differ anyway (reading them page by
-    /// page in id order is then cheaper than by id).
+    /// field and report column; `output`: the report, its record ids in column `key`) — `None`
+    /// when a field cannot be compared over columns, or when most records differ anyway (reading
+    /// them page by page in id order is then cheaper than by id). A sample spread over the records
+    /// decides that first, and the full comparison stops as soon as half the records differ: a
+    /// first night, on which every record changes, pays a fraction of a full comparison.
     pub(super) async fn write_back_candidates(
         &self,
         loaded: &LoadedApp,
         entity: &EntityDefinition,
         apply: &ApplyReportAction,
         sets: &[(String, usize)],
-        wanted: &HashMap<&str, &Vec<Value>>,
+        (output, key): (Arc<ReportOutput>, usize),
     ) -> Result<Option<Candidates>, RuntimeError> {
         let Some(fields) = compared_fields(entity, apply) else {
             return Ok(None);
         };
-        // Owned for the blocking thread: per record id, the values the report sets, in `sets` order.
-        let rows: HashMap<String, Vec<Value>> = wanted
-            .iter()
-            .map(|(id, row)| {
-                let values = sets
-                    .iter()
-                    .map(|(_, index)| row.get(*index).cloned().unwrap_or(Value::Null))
-                    .collect();
-                ((*id).to_owned(), values)
-            })
-            .collect();
-        let set_names: Vec<String> = sets.iter().map(|(field, _)| field.clone()).collect();
+        let sets: Vec<(String, usize)> = sets.to_vec();
         let otherwise: Vec<(String, Value)> = apply
             .otherwise
             .iter()
@@ -124,46 +119,77 @@ impl Runtime {
         columns.sort();
         columns.dedup();
         let work = move |view: crate::column_cache::EntryView<'_>| {
+            // The report's row of each record id it names.
+            let rows: foldhash::HashMap<&str, &Vec<Value>> = output
+                .rows
+                .iter()
+                .filter_map(|row| Some((row.get(key)?.as_str()?, row)))
+                .collect();
             let column = |name: &str| {
                 let (_, uid, column) = fields.iter().find(|(n, _, _)| n == name)?;
                 view.column(uid, *column)
             };
-            let set_columns: Vec<Option<&ColumnData>> =
-                set_names.iter().map(|name| column(name)).collect();
+            let set_columns: Vec<(Option<&ColumnData>, usize)> = sets
+                .iter()
+                .map(|(name, index)| (column(name), *index))
+                .collect();
             let otherwise_columns: Vec<(Option<&ColumnData>, &Value)> = otherwise
                 .iter()
                 .map(|(name, value)| (column(name), value))
                 .collect();
-            let same = |columns: &mut dyn Iterator<Item = (Option<&ColumnData>, &Value)>,
-                        row: usize| {
-                for (data, value) in columns {
-                    if !data.is_some_and(|data| holds(data, row, value)) {
-                        return false;
-                    }
+            // Whether live row `row` may change (`None` when no report row names it and there
+            // are no `otherwise` values: it is left alone), and whether the report names it.
+            let differs = |row: usize| -> (bool, bool) {
+                let id = view.ids.get(row);
+                match rows.get(id.as_ref()) {
+                    Some(values) => (
+                        !set_columns.iter().all(|(data, index)| {
+                            let value = values.get(*index).unwrap_or(&Value::Null);
+                            data.is_some_and(|data| holds(data, row, value))
+                        }),
+                        true,
+                    ),
+                    None if otherwise.is_empty() => (false, false),
+                    None => (
+                        !otherwise_columns
+                            .iter()
+                            .all(|(data, value)| data.is_some_and(|data| holds(data, row, value))),
+                        false,
+                    ),
                 }
-                true
             };
-            let (mut ids, mut matched, mut live) = (Vec::new(), 0, 0);
+            let live = view.live.iter().filter(|is_live| **is_live).count();
+            let stride = (view.live.len() / SAMPLE).max(1);
+            let (mut sampled, mut sampled_differ) = (0usize, 0usize);
+            for row in (0..view.live.len()).step_by(stride) {
+                if view.live.get(row) == Some(&true) {
+                    sampled += 1;
+                    sampled_differ += usize::from(differs(row).0);
+                }
+            }
+            if sampled > 0 && sampled_differ * 2 > sampled {
+                return None;
+            }
+            let (mut ids, mut matched) = (Vec::new(), 0);
             for (row, is_live) in view.live.iter().enumerate() {
                 if !is_live {
                     continue;
                 }
-                live += 1;
-                let id = view.ids.get(row);
-                let unchanged = match rows.get(id.as_ref()) {
-                    Some(values) => {
-                        matched += 1;
-                        same(&mut set_columns.iter().copied().zip(values.iter()), row)
+                let (differ, named) = differs(row);
+                matched += usize::from(named);
+                if differ {
+                    ids.push(row);
+                    if ids.len() * 2 > live {
+                        return None;
                     }
-                    None if otherwise.is_empty() => true,
-                    None => same(&mut otherwise_columns.iter().copied(), row),
-                };
-                if !unchanged {
-                    ids.push(id.into_owned());
                 }
             }
+            let mut ids: Vec<String> = ids
+                .into_iter()
+                .map(|row| view.ids.get(row).into_owned())
+                .collect();
             ids.sort_unstable();
-            (ids.len() * 2 <= live).then_some(Candidates { ids, matched })
+            Some(Candidates { ids, matched })
         };
         self.columns
             .with_columns(

@@ -416,9 +416,20 @@ impl Runtime {
             Some(crate::parallel::map_on_every_core(
                 page,
                 &|PagedRecord { mut row, document }| {
-                    // The fields move to the named form; only the non-field keys stay stored.
-                    let (named, hidden) =
-                        trellis_form::records::into_named(entity, std::mem::take(&mut row.data.0));
+                    // The fields move to the named form (parsed straight into it from the text
+                    // the read kept); only the non-field keys stay stored.
+                    let ((named, hidden), document) =
+                        match crate::records::take_apart(entity, &mut row, document) {
+                            Ok(parts) => parts,
+                            Err(message) => {
+                                return Some(Evaluated {
+                                    row,
+                                    named: None,
+                                    result: Err(message),
+                                    write: None,
+                                });
+                            }
+                        };
                     row.data.0 = hidden;
                     owned_select.keeps(&named).then(|| {
                         evaluate_record(&owned_loaded, entity, &owned_rule, row, document, named)
