@@ -496,7 +496,15 @@ async fn bulk_updates_commit_together_and_skip_stale_records(backend: Backend) {
         error: None,
         duration_us: 7,
     };
-    // Runs of four rules, interleaved as a page's records trigger them.
+    // Runs of four rules, interleaved as a page's records trigger them; most share an outcome
+    // (stored once per row), every fourth has one of its own.
+    let outcome_of = |i: i64| {
+        if i % 4 == 0 {
+            format!(r#"{{"writes":{{"n":{i}}}}}"#)
+        } else {
+            r#"{"writes":{}}"#.to_owned()
+        }
+    };
     let runs: Vec<NewRuleRun> = (0..120)
         .map(|i| NewRuleRun {
             rule: if i == 0 {
@@ -505,6 +513,11 @@ async fn bulk_updates_commit_together_and_skip_stale_records(backend: Backend) {
                 format!("other_{}", i % 3)
             },
             duration_us: i,
+            outcome: if i == 0 {
+                run.outcome.clone()
+            } else {
+                outcome_of(i)
+            },
             ..run.clone()
         })
         .collect();
@@ -585,25 +598,54 @@ async fn bulk_updates_commit_together_and_skip_stale_records(backend: Backend) {
     assert_eq!(durations, expected);
     assert!(others.iter().all(|r| r.matched
         && r.trigger == "record_updated"
-        && r.outcome == r#"{"writes":{}}"#
+        && r.outcome == outcome_of(r.duration_us)
         && r.record_id.as_deref() == Some(rows[0].id.as_str())));
     // A limit cuts inside a grouped row.
     let newest = store.rule_runs("bulk", "other_2", 5).await.unwrap();
     let durations: Vec<i64> = newest.iter().map(|r| r.duration_us).collect();
     assert_eq!(durations, vec![119, 116, 113, 110, 107]);
-    // Stored as one row per rule (and trigger), not one per run.
-    let count = "SELECT COUNT(*), CAST(SUM(runs) AS BIGINT) FROM rule_runs WHERE app_id = 'bulk' AND rule = 'other_1'";
-    let stored: (i64, i64) = match backend {
+    // Stored as one row per rule (and trigger), not one per run, each shared outcome once; a
+    // grouped row written before outcomes were shared (outcomes inline) still reads back.
+    let count = "SELECT COUNT(*), CAST(SUM(runs) AS BIGINT), MAX(outcome) FROM rule_runs WHERE app_id = 'bulk' AND rule = 'other_1'";
+    let legacy = "INSERT INTO rule_runs (app_id, rule, app_version, trigger, record_id, matched, outcome, error, duration_us, at, runs) \
+                  VALUES ('bulk', 'legacy', 1, 'record_updated', NULL, TRUE, \
+                  '[[\"r1\",true,{\"writes\":{\"a\":1}},null,5],[\"r2\",false,{\"trace\":[]},\"boom\",6]]', NULL, 11, '2026-12-01T00:00:00Z', 2)";
+    let stored: (i64, i64, String) = match backend {
         Backend::Sqlite => {
             let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+            sqlx::query(legacy).execute(&mut conn).await.unwrap();
             sqlx::query_as(count).fetch_one(&mut conn).await.unwrap()
         }
         Backend::Postgres => {
             let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+            sqlx::query(legacy).execute(&mut conn).await.unwrap();
             sqlx::query_as(count).fetch_one(&mut conn).await.unwrap()
         }
     };
-    assert_eq!(stored, (1, 40));
+    assert_eq!((stored.0, stored.1), (1, 40));
+    assert_eq!(
+        stored.2.matches(r#"{"writes":{}}"#).count(),
+        1,
+        "{}",
+        stored.2
+    );
+    let legacy_runs = store.rule_runs("bulk", "legacy", 10).await.unwrap();
+    let read: Vec<String> = legacy_runs
+        .iter()
+        .map(|r| {
+            format!(
+                "{:?} {} {} {:?} {}",
+                r.record_id, r.matched, r.outcome, r.error, r.duration_us
+            )
+        })
+        .collect();
+    assert_eq!(
+        read,
+        vec![
+            r#"Some("r2") false {"trace":[]} Some("boom") 6"#,
+            r#"Some("r1") true {"writes":{"a":1}} None 5"#
+        ]
+    );
     let outbox = store.outbox_of("bulk").await.unwrap();
     assert_eq!(
         outbox.len(),

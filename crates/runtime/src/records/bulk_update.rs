@@ -401,26 +401,29 @@ impl Runtime {
                 continue;
             }
             runs.extend(record_runs);
-            let mut side = TransitionWrites {
-                app: loaded.id.clone(),
-                entity: entity.id.to_string(),
-                ..TransitionWrites::default()
-            };
-            let empty = Map::new();
+            // Follow-up work only for records whose matched rules act (most nightly changes
+            // have none).
+            let mut side = None;
             for action in &actions {
+                let side = side.get_or_insert_with(|| TransitionWrites {
+                    app: loaded.id.clone(),
+                    entity: entity.id.to_string(),
+                    ..TransitionWrites::default()
+                });
                 self.side_effect(
                     loaded,
                     entity,
                     &row.id,
-                    named.as_ref().unwrap_or(&empty),
+                    named.as_ref().unwrap_or(&Map::new()),
                     action,
                     &actor.user_id,
-                    &mut side,
+                    side,
                 )
                 .await?;
             }
-            let has_work =
-                !side.notifications.is_empty() || !side.outbox.is_empty() || !side.tasks.is_empty();
+            let side = side.filter(|side| {
+                !side.notifications.is_empty() || !side.outbox.is_empty() || !side.tasks.is_empty()
+            });
             planned.push(AfterCommit {
                 id: row.id.clone(),
                 patch,
@@ -432,7 +435,7 @@ impl Runtime {
                 current_document: Some(current_document),
                 record,
                 search_changed,
-                side: has_work.then_some(side),
+                side,
             });
         }
         Ok(PreparedBulk {

@@ -204,8 +204,21 @@ struct LoggedRow {
     runs: i64,
 }
 
-/// One run inside a grouped row: `[record_id, matched, outcome, error, duration_us]`.
+/// One run inside a grouped row: `[record_id, matched, outcome, error, duration_us]`, its outcome
+/// inline (rows written before outcomes were shared) or the position of a shared one.
 type GroupedRun = (Option<String>, bool, Value, Option<String>, i64);
+
+/// A grouped row's runs: `{"outcomes": [...], "runs": [...]}` (each distinct outcome once), or
+/// (rows written before) a plain list of runs with their outcomes inline.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum GroupedRuns {
+    Shared {
+        outcomes: Vec<Value>,
+        runs: Vec<GroupedRun>,
+    },
+    Inline(Vec<GroupedRun>),
+}
 
 impl LoggedRow {
     /// Append this row's runs to `out`, newest first.
@@ -225,23 +238,36 @@ impl LoggedRow {
             });
             return Ok(());
         }
-        let grouped: Vec<GroupedRun> = serde_json::from_str(&self.outcome).map_err(|e| {
+        let corrupt = |e: &dyn std::fmt::Display| {
             StoreError::Corrupt(format!("rule_runs row {}: grouped runs: {e}", self.seq))
-        })?;
-        out.extend(grouped.into_iter().rev().map(
-            |(record_id, matched, outcome, error, duration_us)| RuleRunRow {
+        };
+        let (outcomes, grouped) =
+            match serde_json::from_str(&self.outcome).map_err(|e| corrupt(&e))? {
+                GroupedRuns::Shared { outcomes, runs } => (Some(outcomes), runs),
+                GroupedRuns::Inline(runs) => (None, runs),
+            };
+        for (record_id, matched, outcome, error, duration_us) in grouped.into_iter().rev() {
+            let outcome = match &outcomes {
+                Some(shared) => outcome
+                    .as_u64()
+                    .and_then(|position| shared.get(position as usize))
+                    .ok_or_else(|| corrupt(&format!("no shared outcome {outcome}")))?
+                    .to_string(),
+                None => outcome.to_string(),
+            };
+            out.push(RuleRunRow {
                 seq: self.seq,
                 rule: self.rule.clone(),
                 app_version: self.app_version,
                 trigger: self.trigger.clone(),
                 record_id,
                 matched,
-                outcome: outcome.to_string(),
+                outcome,
                 error,
                 duration_us,
                 at: self.at,
-            },
-        ));
+            });
+        }
         Ok(())
     }
 }
@@ -287,12 +313,28 @@ pub(crate) fn run_log_rows(runs: &[NewRuleRun]) -> Result<Vec<RunLogRow<'_>>, St
                     runs: 1,
                 });
             }
-            // `[[record_id, matched, outcome, error, duration_us], …]`, the outcomes already JSON,
-            // written into one buffer (a bulk write groups thousands of runs per rule).
-            let mut grouped: Vec<u8> =
-                Vec::with_capacity(list.iter().map(|r| r.outcome.len() + 64).sum());
-            grouped.push(b'[');
-            for (n, run) in list.iter().enumerate() {
+            // `{"outcomes":[…],"runs":[[record_id, matched, outcome, error, duration_us], …]}`:
+            // each distinct outcome (already JSON) once, a run naming it by its position — most
+            // runs of a night share a few outcomes ("the condition did not hold"). Written into
+            // one buffer (a bulk write groups thousands of runs per rule).
+            let mut outcomes: foldhash::HashMap<&str, usize> = foldhash::HashMap::default();
+            let mut grouped: Vec<u8> = Vec::with_capacity(list.len() * 56 + 64);
+            grouped.extend_from_slice(b"{\"outcomes\":[");
+            let positions: Vec<usize> = list
+                .iter()
+                .map(|run| {
+                    let next = outcomes.len();
+                    *outcomes.entry(run.outcome.as_str()).or_insert_with(|| {
+                        if next > 0 {
+                            grouped.push(b',');
+                        }
+                        grouped.extend_from_slice(run.outcome.as_bytes());
+                        next
+                    })
+                })
+                .collect();
+            grouped.extend_from_slice(b"],\"runs\":[");
+            for (n, (run, position)) in list.iter().zip(positions).enumerate() {
                 if n > 0 {
                     grouped.push(b',');
                 }
@@ -300,15 +342,13 @@ pub(crate) fn run_log_rows(runs: &[NewRuleRun]) -> Result<Vec<RunLogRow<'_>>, St
                 serde_json::to_writer(&mut grouped, &run.record_id)
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 grouped.extend_from_slice(if run.matched { b",true," } else { b",false," });
-                grouped.extend_from_slice(run.outcome.as_bytes());
-                grouped.push(b',');
+                use std::io::Write;
+                let _ = write!(grouped, "{position},");
                 serde_json::to_writer(&mut grouped, &run.error)
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                grouped.push(b',');
-                use std::io::Write;
-                let _ = write!(grouped, "{}]", run.duration_us);
+                let _ = write!(grouped, ",{}]", run.duration_us);
             }
-            grouped.push(b']');
+            grouped.extend_from_slice(b"]}");
             let grouped =
                 String::from_utf8(grouped).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             Ok(RunLogRow {
