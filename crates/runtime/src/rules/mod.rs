@@ -160,10 +160,15 @@ pub(crate) fn triggered_rules<'a>(
     // Whether `field` changed: asked only for the fields rules watch (not a set of every field).
     let changed = |field: &str| before.is_none_or(|b| b.get(field) != named.get(field));
     // The state a flow's record is in now and was in before this change.
-    let state_of = |flow: &str, record: Option<&Map<String, Value>>| {
+    fn state_in<'r>(
+        loaded: &LoadedApp,
+        flow: &str,
+        record: Option<&'r Map<String, Value>>,
+    ) -> Option<&'r str> {
         let field = loaded.flows.get(flow)?.definition.state_field.as_str();
-        record?.get(field)?.as_str().map(str::to_owned)
-    };
+        record?.get(field)?.as_str()
+    }
+    let state_of = |flow: &str, record| state_in(loaded, flow, record);
     in_order(loaded.rules.values(), entity.id.as_str(), |t| match t {
         Trigger::RecordCreated {} => created,
         Trigger::RecordUpdated { fields } => {
@@ -172,12 +177,12 @@ pub(crate) fn triggered_rules<'a>(
         Trigger::StateEntered { flow, state } => {
             let now = state_of(flow.as_str(), Some(named));
             let was = state_of(flow.as_str(), before);
-            now.as_deref() == Some(state.as_str()) && now != was
+            now == Some(state.as_str()) && now != was
         }
         Trigger::StateLeft { flow, state } => {
             let now = state_of(flow.as_str(), Some(named));
             let was = state_of(flow.as_str(), before);
-            !created && was.as_deref() == Some(state.as_str()) && now != was
+            !created && was == Some(state.as_str()) && now != was
         }
         _ => false,
     })
