@@ -41,13 +41,21 @@ pub fn into_named(
             }
         }
     }
+    (named_in_field_order(entity, slots), hidden)
+}
+
+/// Fields by name from values by field position (`slots`), in the entity's field order.
+fn named_in_field_order(
+    entity: &EntityDefinition,
+    slots: Vec<Option<Value>>,
+) -> Map<String, Value> {
     let mut named = Map::with_capacity(slots.iter().flatten().count());
     for (field, value) in entity.fields.iter().zip(slots) {
         if let Some(value) = value {
             named.insert(field.name.as_str().to_owned(), value);
         }
     }
-    (named, hidden)
+    named
 }
 
 /// [`into_named`] of a stored record's JSON text, parsed straight into the two maps (no map by
@@ -123,13 +131,7 @@ impl<'de> serde::de::Visitor<'de> for NamedSeed<'_> {
                 }
             }
         }
-        let mut named = Map::with_capacity(slots.iter().flatten().count());
-        for (field, value) in entity.fields.iter().zip(slots) {
-            if let Some(value) = value {
-                named.insert(field.name.as_str().to_owned(), value);
-            }
-        }
-        Ok((named, hidden))
+        Ok((named_in_field_order(entity, slots), hidden))
     }
 }
 
