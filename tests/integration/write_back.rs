@@ -21,7 +21,8 @@ fn club_bundle(id: &str) -> Value {
                 "score": {"type": "integer", "maximum": 100},
                 "band": {"type": "string"},
                 "flagged": {"type": "boolean"},
-                "owner": {"type": "string", "x-trellis": {"kind": "user"}}
+                "owner": {"type": "string", "x-trellis": {"kind": "user"}},
+                "level": {"type": "integer"}
             }
         },
         "entities/input.schema.json": {
@@ -43,6 +44,24 @@ fn club_bundle(id: &str) -> Value {
             "trigger": {"schedule": {"cron": "0 3 * * *"}},
             "actions": [{"apply_report": {"report": "scores", "key": "member",
                 "set": {"score": "score", "band": "band_to", "code": "code_to"}}}]},
+        // A second nightly write-back, due at the same time: members with 30 points or more get
+        // their number of such inputs as their level, the others level 0.
+        "reports/levels.report.json": {
+            "format_version": 1, "id": "levels",
+            "dataset": {"entity": "input", "filter": {"field": "points", "op": "gte", "value": 30}},
+            "analysis": {"aggregate": {
+                "dimensions": [{"field": "member"}],
+                "measures": [{"id": "level", "op": "count"}]}}
+        },
+        "rules/nightly_level.rule.json": {"format_version": 1, "id": "nightly_level", "entity": "member",
+            "trigger": {"schedule": {"cron": "0 3 * * *"}},
+            "actions": [{"apply_report": {"report": "levels", "key": "member",
+                "set": {"level": "level"}, "otherwise": {"level": 0}}}]},
+        // Writes the score too: cannot run together with `nightly`.
+        "rules/clash.rule.json": {"format_version": 1, "id": "clash", "entity": "member",
+            "trigger": {"manual": {}},
+            "actions": [{"apply_report": {"report": "scores", "key": "member",
+                "set": {"score": "score"}}}]},
         // Before save: runs (logged) and writes inside the update.
         "rules/tidy.rule.json": {"format_version": 1, "id": "tidy", "entity": "member",
             "trigger": {"before_save": {"on": ["update"]}}, "condition": "band != ()",
@@ -401,4 +420,182 @@ async fn a_second_night_writes_only_what_changed(backend: Backend) {
             "{name} untouched"
         );
     }
+}
+
+on_both_backends!(write_backs_due_together_give_each_record_one_update);
+
+/// Run `rules` of `app` together over HTTP → (processed, matched, changed, failed) and the reports
+/// the outcome lists.
+async fn together(api: &TestApi, app: &str, rules: &[&str]) -> (Value, Value) {
+    let run = api
+        .call(
+            "POST",
+            &format!("/api/apps/{app}/rules/run"),
+            Some(json!({ "rules": rules })),
+        )
+        .await;
+    assert_eq!(run.status, StatusCode::OK, "{}", run.text);
+    assert!(run.body["write_back_ms"].is_u64(), "{}", run.text);
+    let reports: Vec<Value> = run.body["reports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| json!([r["rule"], r["report"], r["rows"], r["elapsed_ms"].is_u64()]))
+        .collect();
+    (
+        json!([
+            run.body["processed"],
+            run.body["matched"],
+            run.body["changed"],
+            run.body["failed"]
+        ]),
+        json!(reports),
+    )
+}
+
+/// Write-backs due at the same time run together — by the scheduler, and on request — and each
+/// record gets all their values in one update (one history entry, one round of its rules); the
+/// values are those of running them one after the other, except that a record refusing one value
+/// keeps all its old ones. Rules that cannot run together are refused with every problem at once.
+async fn write_backs_due_together_give_each_record_one_update(backend: Backend) {
+    let Some(api) = TestApi::start(backend).await else {
+        return;
+    };
+    let me = api.call("GET", "/api/auth/me", None).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The scheduler first, while this app is the only one: `nightly` and `nightly_level` are due
+    // at 03:00 (the first pass only learns when), `clash` is manual.
+    let scheduled_ids = seeded(&api, "club_scheduled", &me).await;
+    let now = chrono::Utc::now();
+    api.runtime.run_rule_schedules(now).await.unwrap();
+    let ran = api
+        .runtime
+        .run_rule_schedules(now + chrono::Duration::days(2))
+        .await
+        .unwrap();
+    assert_eq!(ran, 2, "nightly and nightly_level");
+    let scheduled = observed(&api, "club_scheduled", &scheduled_ids).await;
+
+    let apart_ids = seeded(&api, "club_apart", &me).await;
+    let together_ids = seeded(&api, "club_together", &me).await;
+    for rule in ["nightly", "nightly_level"] {
+        let run = api
+            .call(
+                "POST",
+                &format!("/api/apps/club_apart/rules/{rule}/run"),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(run.status, StatusCode::OK, "{}", run.text);
+    }
+    let (counts, reports) = together(&api, "club_together", &["nightly", "nightly_level"]).await;
+    assert_eq!(
+        reports,
+        json!([
+            ["nightly", "scores", 6, true],
+            ["nightly_level", "levels", 3, true]
+        ])
+    );
+    assert_eq!(
+        counts,
+        json!([6, 6, 4, 2]),
+        "ann, bob, dee and eve change (dee and eve: level 0); cy and fay are refused"
+    );
+    api.runtime
+        .run_outbox_once(chrono::Utc::now())
+        .await
+        .unwrap();
+    let apart = observed(&api, "club_apart", &apart_ids).await;
+    let together_run = observed(&api, "club_together", &together_ids).await;
+    assert_eq!(
+        scheduled["members"], together_run["members"],
+        "the scheduler ran them together"
+    );
+    let (apart, joined) = (&apart["members"], &together_run["members"]);
+    for name in ["ann", "bob", "dee", "eve"] {
+        assert_eq!(joined[name]["data"], apart[name]["data"], "{name}");
+    }
+    assert_eq!(joined["ann"]["data"]["level"], 1);
+    assert_eq!(joined["bob"]["data"]["level"], 1);
+    assert_eq!(joined["eve"]["data"]["level"], 0, "otherwise");
+    // One update instead of two where both rules change a record: ann (band, level), bob (score,
+    // level, then the flag cascade); dee changes in both too (code, level).
+    for (name, apart_history, together_history) in
+        [("ann", 3, 2), ("bob", 4, 3), ("dee", 3, 2), ("eve", 2, 2)]
+    {
+        assert_eq!(apart[name]["history"], apart_history, "{name} apart");
+        assert_eq!(joined[name]["history"], together_history, "{name} together");
+    }
+    // cy's score is over the maximum and fay's code is taken: run apart, they still get their
+    // level; together, the record keeps all its old values.
+    for name in ["cy", "fay"] {
+        assert_eq!(
+            apart[name]["data"]["level"],
+            json!(if name == "cy" { 1 } else { 0 }),
+            "{name}"
+        );
+        assert_eq!(joined[name]["data"]["level"], Value::Null, "{name}");
+        assert_eq!(joined[name]["history"], 1, "{name}");
+    }
+    // The after-save rules saw each record's changes at once: one run per changed record.
+    assert_eq!(
+        together_run["rules"]["flag"],
+        json!([["ann", false], ["bob", true]])
+    );
+
+    // Rules that cannot run together: every problem at once, at its place; nothing written.
+    let refused = api
+        .call(
+            "POST",
+            "/api/apps/club_together/rules/run",
+            Some(json!({"rules": ["nightly", "clash", "nope", "nightly", "tidy"]})),
+        )
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        refused.text
+    );
+    let problems: Vec<(String, String)> = refused.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["pointer"].as_str().unwrap().to_owned(),
+                e["code"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        problems,
+        [
+            ("/rules/1", "field_written_twice"),
+            ("/rules/2", "unknown_rule"),
+            ("/rules/3", "duplicate_rule"),
+            ("/rules/4", "not_a_write_back")
+        ]
+        .map(|(p, c)| (p.to_owned(), c.to_owned()))
+    );
+    let empty = api
+        .call(
+            "POST",
+            "/api/apps/club_together/rules/run",
+            Some(json!({"rules": []})),
+        )
+        .await;
+    assert_eq!(
+        empty.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        empty.text
+    );
+    assert_eq!(
+        observed(&api, "club_together", &together_ids).await["members"],
+        together_run["members"],
+        "refused runs change nothing"
+    );
 }

@@ -34,14 +34,16 @@ pub async fn install(runtime: &Runtime) -> anyhow::Result<()> {
                 &|_| {},
             )
             .await?;
-            // The nightly refresh once, so segments, P(alive), CLV and tiers are filled at start.
-            for rule in [
+            // The nightly refresh once, so segments, P(alive), CLV and tiers are filled at start
+            // (together, as the scheduler runs them: one update per customer).
+            let nightly = [
                 "nightly_rfm",
-                "nightly_customer_value",
                 "nightly_tier_window",
-            ] {
-                runtime.run_rule(&system, "clm", rule).await?;
-            }
+                "nightly_customer_value",
+            ];
+            runtime
+                .run_rules_together(&system, "clm", &nightly.map(String::from))
+                .await?;
             // …and what it set in motion (lifecycle events), so the demo starts settled.
             for _ in 0..50 {
                 if runtime.run_outbox_once(chrono::Utc::now()).await? == 0 {

@@ -5,14 +5,21 @@
 //! is written like an ordinary update (validated, before- and after-save rules, history), a page of
 //! records per transaction (`Runtime::prepare_system_updates` and `commit_system_updates`), the
 //! next page read and planned while the previous one commits.
+//!
+//! Several such rules over one entity can run **together** (the scheduler does so for rules due at
+//! the same time; `POST …/rules/run` on request): every report runs first, then one write-back
+//! gives each record all their values at once — one update, one history entry and one round of
+//! its rules per record instead of one per rule.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use foldhash::HashMap;
+use serde::Serialize;
 use serde_json::Value;
 use trellis_model::EntityDefinition;
-use trellis_rules::{ApplyReportAction, CompiledRule};
+use trellis_report::ReportOutput;
+use trellis_rules::{CompiledRule, RuleAction};
 
 use trellis_store::PagedRecord;
 
@@ -21,6 +28,9 @@ use crate::app_cache::LoadedApp;
 use crate::records::bulk_update::{Change, PreparedBulk};
 use crate::reports::ReportRequest;
 use crate::{Principal, Runtime, RuntimeError};
+
+/// Most `apply_report` rules one write-back runs together.
+pub const MAX_APPLIED_TOGETHER: usize = 32;
 
 /// Where a write-back reads its next page.
 enum PageSource {
@@ -35,70 +45,201 @@ enum PageSource {
 /// A page being read on a task of its own: `None` when no page is left.
 type PageRead = tokio::task::JoinHandle<Result<Option<Vec<PagedRecord>>, RuntimeError>>;
 
+/// One `apply_report` rule of a write-back: its report's result and the fields it fills.
+pub(crate) struct AppliedReport {
+    /// The report's result.
+    pub output: Arc<ReportOutput>,
+    /// The output column holding the record id.
+    pub key: usize,
+    /// Field of the entity → output column.
+    pub sets: Vec<(String, usize)>,
+    /// Field of the entity → value for records the report has no row for.
+    pub otherwise: Vec<(String, Value)>,
+}
+
+/// A report a write-back ran, as its outcome shows it: which rule, how many rows, how long.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReportStep {
+    pub rule: String,
+    pub report: String,
+    pub rows: usize,
+    pub elapsed_ms: u64,
+}
+
+/// The record ids each applied report names, with its row.
+type Wanted<'a> = Vec<HashMap<&'a str, &'a Vec<Value>>>;
+
 impl Runtime {
-    pub(super) async fn apply_report_rule(
+    /// Run `rules` — `apply_report` rules over one entity, no field written by two of them — as one
+    /// write-back: every report first (as the system), then each record gets the values of all of
+    /// them in one update. The outcome lists each report's rows and time.
+    pub(super) async fn apply_reports(
         &self,
         loaded: &LoadedApp,
-        rule: &CompiledRule,
-        apply: &ApplyReportAction,
+        rules: &[&CompiledRule],
         trigger: &str,
     ) -> Result<BatchOutcome, RuntimeError> {
         let started = Instant::now();
-        let system = Principal::system("system", "system");
-        let output = Arc::new(
-            self.run_report(
-                &system,
-                &loaded.id,
-                apply.report.as_str(),
-                &ReportRequest {
-                    rows_only: true,
-                    ..ReportRequest::default()
-                },
-                "en",
-            )
-            .await?,
-        );
-        let column = |name: &str| {
-            output
-                .columns
-                .iter()
-                .position(|c| c.name == name)
-                .ok_or_else(|| {
-                    RuntimeError::InvalidInput(format!(
-                        "rule '{}': report '{}' has no column '{name}'",
-                        rule.id(),
-                        apply.report
-                    ))
-                })
+        let Some(first) = rules.first() else {
+            return Err(RuntimeError::InvalidInput(
+                "name at least one rule to run".into(),
+            ));
         };
-        let key = column(&apply.key)?;
-        let sets: Vec<(String, usize)> = apply
-            .set
+        if rules.len() > MAX_APPLIED_TOGETHER {
+            return Err(RuntimeError::InvalidInput(format!(
+                "at most {MAX_APPLIED_TOGETHER} rules run together"
+            )));
+        }
+        let entity_name = first.definition.entity.as_str();
+        let (entity, _) = loaded.entity(entity_name)?;
+        let mut written: std::collections::BTreeMap<&str, &str> = Default::default();
+        for rule in rules {
+            if rule.definition.entity.as_str() != entity_name {
+                return Err(RuntimeError::InvalidInput(format!(
+                    "rule '{}' is over entity '{}', rule '{}' over '{}': rules run together write one entity",
+                    rule.id(),
+                    rule.definition.entity,
+                    first.id(),
+                    entity_name
+                )));
+            }
+            let Some(RuleAction::ApplyReport(apply)) = rule.definition.actions.first() else {
+                return Err(RuntimeError::InvalidInput(format!(
+                    "rule '{}' does not apply a report: only apply_report rules run together",
+                    rule.id()
+                )));
+            };
+            // A field may be in both `set` and `otherwise` of one rule.
+            let fields: std::collections::BTreeSet<&str> = apply
+                .set
+                .keys()
+                .chain(apply.otherwise.keys())
+                .map(|field| field.as_str())
+                .collect();
+            for field in fields {
+                if let Some(other) = written.insert(field, rule.id()) {
+                    return Err(RuntimeError::InvalidInput(format!(
+                        "rules '{other}' and '{}' both write '{field}': run them one after the other",
+                        rule.id()
+                    )));
+                }
+            }
+        }
+        let system = Principal::system("system", "system");
+        let mut parts = Vec::with_capacity(rules.len());
+        let mut steps = Vec::with_capacity(rules.len());
+        for rule in rules {
+            let Some(RuleAction::ApplyReport(apply)) = rule.definition.actions.first() else {
+                unreachable!("checked above");
+            };
+            let report_started = Instant::now();
+            let output = Arc::new(
+                self.run_report(
+                    &system,
+                    &loaded.id,
+                    apply.report.as_str(),
+                    &ReportRequest {
+                        rows_only: true,
+                        ..ReportRequest::default()
+                    },
+                    "en",
+                )
+                .await?,
+            );
+            let column = |name: &str| {
+                output
+                    .columns
+                    .iter()
+                    .position(|c| c.name == name)
+                    .ok_or_else(|| {
+                        RuntimeError::InvalidInput(format!(
+                            "rule '{}': report '{}' has no column '{name}'",
+                            rule.id(),
+                            apply.report
+                        ))
+                    })
+            };
+            let key = column(&apply.key)?;
+            let sets = apply
+                .set
+                .iter()
+                .map(|(field, name)| Ok((field.to_string(), column(name)?)))
+                .collect::<Result<_, RuntimeError>>()?;
+            steps.push(ReportStep {
+                rule: rule.id().to_string(),
+                report: apply.report.to_string(),
+                rows: output.rows.len(),
+                elapsed_ms: report_started.elapsed().as_millis() as u64,
+            });
+            parts.push(AppliedReport {
+                output,
+                key,
+                sets,
+                otherwise: apply
+                    .otherwise
+                    .iter()
+                    .map(|(field, value)| (field.to_string(), value.clone()))
+                    .collect(),
+            });
+        }
+        let parts: Arc<[AppliedReport]> = parts.into();
+        let write_started = Instant::now();
+        let mut outcome = self
+            .write_back(loaded, entity, parts.clone(), &system)
+            .await?;
+        outcome.write_back_ms = Some(write_started.elapsed().as_millis() as u64);
+        tracing::info!(
+            rules = ?rules.iter().map(|r| r.id()).collect::<Vec<_>>(),
+            trigger,
+            rows = ?steps.iter().map(|s| s.rows).collect::<Vec<_>>(),
+            changed = outcome.changed,
+            failed = outcome.failed,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "reports applied"
+        );
+        outcome.reports = steps;
+        Ok(outcome)
+    }
+
+    /// Write `parts`' values onto the records of `entity`, a page per transaction.
+    async fn write_back(
+        &self,
+        loaded: &LoadedApp,
+        entity: &EntityDefinition,
+        parts: Arc<[AppliedReport]>,
+        system: &Principal,
+    ) -> Result<BatchOutcome, RuntimeError> {
+        // Each report's row for each record id it names.
+        let wanted: Wanted<'_> = parts
             .iter()
-            .map(|(field, name)| Ok((field.to_string(), column(name)?)))
-            .collect::<Result<_, RuntimeError>>()?;
-        let (entity, _) = loaded.entity(rule.definition.entity.as_str())?;
-        // The report's row for each record id it names.
-        let wanted: HashMap<&str, &Vec<Value>> = output
-            .rows
-            .iter()
-            .filter_map(|row| Some((row.get(key)?.as_str()?, row)))
+            .map(|part| {
+                part.output
+                    .rows
+                    .iter()
+                    .filter_map(|row| Some((row.get(part.key)?.as_str()?, row)))
+                    .collect()
+            })
             .collect();
+        let mut named: Vec<&str> = wanted.iter().flat_map(|w| w.keys().copied()).collect();
+        if wanted.len() > 1 {
+            named.sort_unstable();
+            named.dedup();
+        }
         let mut outcome = BatchOutcome {
-            processed: wanted.len(),
+            processed: named.len(),
             ..BatchOutcome::default()
         };
+        drop(named);
         // The records whose stored values may differ, found over the column cache: when few do,
         // only they are read (by id); otherwise every live record, page by page in id order.
         let candidates = self
-            .write_back_candidates(loaded, entity, apply, &sets, (output.clone(), key))
+            .write_back_candidates(loaded, entity, parts.clone())
             .await?;
         let page_size = self.settings().write_back_page.max(1);
         let mut chunks = candidates.as_ref().map(|c| c.ids.chunks(page_size));
         if let Some(candidates) = &candidates {
             outcome.matched = candidates.matched;
             tracing::debug!(
-                rule = rule.id(),
                 candidates = candidates.ids.len(),
                 "write-back candidates found over the column cache"
             );
@@ -128,7 +269,7 @@ impl Runtime {
                 Some(page) if !page.is_empty() || candidates.is_some() => page,
                 _ => {
                     let committed = self
-                        .spawn_system_commit(&shared, entity, committing.take(), &system)
+                        .spawn_system_commit(&shared, entity, committing.take(), system)
                         .await?;
                     outcome.changed += committed.changed;
                     outcome.failed += committed.failed;
@@ -140,14 +281,12 @@ impl Runtime {
             let next = self.prepare_write_back_page(
                 loaded,
                 entity,
-                apply,
-                &sets,
-                &wanted,
+                (&parts, &wanted),
                 page,
                 read_wait_us,
-                &system,
+                system,
             );
-            let commit = self.spawn_system_commit(&shared, entity, committing.take(), &system);
+            let commit = self.spawn_system_commit(&shared, entity, committing.take(), system);
             let joined = Instant::now();
             let (next, committed) = tokio::join!(next, commit);
             tracing::debug!(page_us = joined.elapsed().as_micros(), "write-back page");
@@ -162,16 +301,6 @@ impl Runtime {
         }
         // The pages committed without waiting for the disk: one sync makes them all durable.
         self.store().sync_log().await?;
-        tracing::info!(
-            rule = rule.id(),
-            trigger,
-            report = %apply.report,
-            rows = output.rows.len(),
-            changed = outcome.changed,
-            failed = outcome.failed,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "report applied"
-        );
         Ok(outcome)
     }
 
@@ -208,16 +337,13 @@ impl Runtime {
         })
     }
 
-    /// One read page of an `apply_report` write-back, prepared: how many of its records the report
-    /// names, and the prepared updates.
-    #[allow(clippy::too_many_arguments)]
+    /// One read page of a write-back, prepared: how many of its records a report names, and the
+    /// prepared updates.
     async fn prepare_write_back_page(
         &self,
         loaded: &LoadedApp,
         entity: &EntityDefinition,
-        apply: &ApplyReportAction,
-        sets: &[(String, usize)],
-        wanted: &HashMap<&str, &Vec<Value>>,
+        (parts, wanted): (&[AppliedReport], &Wanted<'_>),
         page: Vec<PagedRecord>,
         read_wait_us: u128,
         system: &Principal,
@@ -225,39 +351,58 @@ impl Runtime {
         let page_started = Instant::now();
         let mut matched = 0;
         let mut changes = Vec::with_capacity(page.len());
+        // The fields a record gets depend on which reports name it (their `set`) and which do not
+        // (their `otherwise`, if any): one shared list per combination, two bits per report.
+        let mut field_lists: HashMap<u64, Arc<[String]>> = HashMap::default();
+        let fields_of = |combination: u64| -> Arc<[String]> {
+            let mut fields = Vec::new();
+            for (index, part) in parts.iter().enumerate() {
+                match (combination >> (2 * index)) & 3 {
+                    1 => fields.extend(part.sets.iter().map(|(field, _)| field.clone())),
+                    2 => fields.extend(part.otherwise.iter().map(|(field, _)| field.clone())),
+                    _ => {}
+                }
+            }
+            fields.into()
+        };
         // Each record gets the values it should hold: compared with its current ones while
         // planning (on every core, where its stored text is parsed anyway); a record holding them
         // all is left alone there.
-        let set_fields: Arc<[String]> = sets.iter().map(|(field, _)| field.clone()).collect();
-        let otherwise_fields: Arc<[String]> = apply
-            .otherwise
-            .keys()
-            .map(|field| field.to_string())
-            .collect();
         for PagedRecord {
             row: current,
             document,
         } in page
         {
-            let change = match wanted.get(current.id.as_str()) {
-                Some(row) => {
-                    matched += 1;
-                    Change {
-                        fields: set_fields.clone(),
-                        values: sets
-                            .iter()
-                            .map(|(_, index)| row.get(*index).cloned().unwrap_or(Value::Null))
-                            .collect(),
+            let (mut combination, mut named) = (0u64, false);
+            let mut values = Vec::new();
+            for (index, (part, rows)) in parts.iter().zip(wanted).enumerate() {
+                match rows.get(current.id.as_str()) {
+                    Some(row) => {
+                        named = true;
+                        combination |= 1 << (2 * index);
+                        values.extend(
+                            part.sets.iter().map(|(_, column)| {
+                                row.get(*column).cloned().unwrap_or(Value::Null)
+                            }),
+                        );
+                    }
+                    // No row for this record: the `otherwise` values, if any.
+                    None if part.otherwise.is_empty() => {}
+                    None => {
+                        combination |= 2 << (2 * index);
+                        values.extend(part.otherwise.iter().map(|(_, value)| value.clone()));
                     }
                 }
-                // No row for this record: the `otherwise` values, if any.
-                None if apply.otherwise.is_empty() => continue,
-                None => Change {
-                    fields: otherwise_fields.clone(),
-                    values: apply.otherwise.values().cloned().collect(),
-                },
-            };
-            changes.push((current, document, change));
+            }
+            matched += usize::from(named);
+            if combination == 0 {
+                continue;
+            }
+            let fields = field_lists
+                .entry(combination)
+                .or_insert_with(|| fields_of(combination))
+                .clone();
+            changes.push((current, document, Change { fields, values }));
         }
         let compared_us = page_started.elapsed().as_micros();
         let prepared = self

@@ -8,8 +8,10 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use trellis_model::{EntityDefinition, FieldKind};
-use trellis_report::{ColumnData, ColumnType, ReportOutput};
+use trellis_report::{ColumnData, ColumnType};
 use trellis_rules::ApplyReportAction;
+
+use super::apply::AppliedReport;
 
 use crate::app_cache::LoadedApp;
 use crate::{Runtime, RuntimeError};
@@ -89,8 +91,7 @@ fn compared_fields(
 const SAMPLE: usize = 1024;
 
 impl Runtime {
-    /// The records of `entity` whose stored values may differ from what `apply` writes (`sets`:
-    /// field and report column; `output`: the report, its record ids in column `key`) — `None`
+    /// The records of `entity` whose stored values may differ from what `parts` write — `None`
     /// when a field cannot be compared over columns, or when most records differ anyway (reading
     /// them page by page in id order is then cheaper than by id). A sample spread over the records
     /// decides that first, and the full comparison stops as soon as half the records differ: a
@@ -99,19 +100,22 @@ impl Runtime {
         &self,
         loaded: &LoadedApp,
         entity: &EntityDefinition,
-        apply: &ApplyReportAction,
-        sets: &[(String, usize)],
-        (output, key): (Arc<ReportOutput>, usize),
+        parts: Arc<[AppliedReport]>,
     ) -> Result<Option<Candidates>, RuntimeError> {
-        let Some(fields) = compared_fields(entity, apply) else {
-            return Ok(None);
-        };
-        let sets: Vec<(String, usize)> = sets.to_vec();
-        let otherwise: Vec<(String, Value)> = apply
-            .otherwise
-            .iter()
-            .map(|(field, value)| (field.to_string(), value.clone()))
-            .collect();
+        // Every written field with its column: (name, uid, column).
+        let mut fields = Vec::new();
+        for part in parts.iter() {
+            let names = part.sets.iter().map(|(name, _)| name);
+            for name in names.chain(part.otherwise.iter().map(|(name, _)| name)) {
+                let Some(field) = entity.field(name.as_str()) else {
+                    return Ok(None);
+                };
+                let Some(column) = compared_column(field.kind) else {
+                    return Ok(None);
+                };
+                fields.push((name.clone(), field.uid.clone(), column));
+            }
+        }
         let mut columns: Vec<(String, ColumnType)> = fields
             .iter()
             .map(|(_, uid, column)| (uid.clone(), *column))
@@ -119,44 +123,59 @@ impl Runtime {
         columns.sort();
         columns.dedup();
         let work = move |view: crate::column_cache::EntryView<'_>| {
-            // The report's row of each record id it names.
-            let rows: foldhash::HashMap<&str, &Vec<Value>> = output
-                .rows
+            // Each report's row of each record id it names.
+            let rows: Vec<foldhash::HashMap<&str, &Vec<Value>>> = parts
                 .iter()
-                .filter_map(|row| Some((row.get(key)?.as_str()?, row)))
+                .map(|part| {
+                    part.output
+                        .rows
+                        .iter()
+                        .filter_map(|row| Some((row.get(part.key)?.as_str()?, row)))
+                        .collect()
+                })
                 .collect();
             let column = |name: &str| {
                 let (_, uid, column) = fields.iter().find(|(n, _, _)| n == name)?;
                 view.column(uid, *column)
             };
-            let set_columns: Vec<(Option<&ColumnData>, usize)> = sets
+            // Per report: its `set` columns (with the report's column) and `otherwise` columns.
+            type SetColumns<'c> = Vec<(Option<&'c ColumnData>, usize)>;
+            type OtherwiseColumns<'c> = Vec<(Option<&'c ColumnData>, &'c Value)>;
+            let part_columns: Vec<(SetColumns<'_>, OtherwiseColumns<'_>)> = parts
                 .iter()
-                .map(|(name, index)| (column(name), *index))
+                .map(|part| {
+                    (
+                        part.sets
+                            .iter()
+                            .map(|(name, index)| (column(name), *index))
+                            .collect(),
+                        part.otherwise
+                            .iter()
+                            .map(|(name, value)| (column(name), value))
+                            .collect(),
+                    )
+                })
                 .collect();
-            let otherwise_columns: Vec<(Option<&ColumnData>, &Value)> = otherwise
-                .iter()
-                .map(|(name, value)| (column(name), value))
-                .collect();
-            // Whether live row `row` may change (`None` when no report row names it and there
-            // are no `otherwise` values: it is left alone), and whether the report names it.
+            // Whether live row `row` may change (a report names it with other values, or none
+            // names it and its `otherwise` values differ), and whether a report names it.
             let differs = |row: usize| -> (bool, bool) {
                 let id = view.ids.get(row);
-                match rows.get(id.as_ref()) {
-                    Some(values) => (
-                        !set_columns.iter().all(|(data, index)| {
-                            let value = values.get(*index).unwrap_or(&Value::Null);
-                            data.is_some_and(|data| holds(data, row, value))
-                        }),
-                        true,
-                    ),
-                    None if otherwise.is_empty() => (false, false),
-                    None => (
-                        !otherwise_columns
+                let (mut differ, mut named) = (false, false);
+                for (rows, (set_columns, otherwise_columns)) in rows.iter().zip(&part_columns) {
+                    differ |= match rows.get(id.as_ref()) {
+                        Some(values) => {
+                            named = true;
+                            !set_columns.iter().all(|(data, index)| {
+                                let value = values.get(*index).unwrap_or(&Value::Null);
+                                data.is_some_and(|data| holds(data, row, value))
+                            })
+                        }
+                        None => !otherwise_columns
                             .iter()
                             .all(|(data, value)| data.is_some_and(|data| holds(data, row, value))),
-                        false,
-                    ),
+                    };
                 }
+                (differ, named)
             };
             let live = view.live.iter().filter(|is_live| **is_live).count();
             let stride = (view.live.len() / SAMPLE).max(1);

@@ -37,6 +37,109 @@ impl Runtime {
             .await
     }
 
+    /// Run `apply_report` rules over one entity together (`POST …/rules/run`): every report first,
+    /// then one write-back in which each record gets all their values in one update (one history
+    /// entry, one round of its rules). Refused when a rule applies no report, the rules write
+    /// different entities, or two write the same field.
+    pub async fn run_rules_together(
+        &self,
+        actor: &Principal,
+        app: &str,
+        rule_ids: &[String],
+    ) -> Result<BatchOutcome, RuntimeError> {
+        let loaded = self.loaded_app(app).await?;
+        self.require_app_manager(actor, &loaded).await?;
+        // Every problem at once, each at its place in the request (`/rules/2`).
+        let mut problems = Vec::new();
+        let mut problem = |index: Option<usize>, code: &'static str, message: String| {
+            problems.push(trellis_form::FieldIssue {
+                pointer: index.map_or("/rules".into(), |index| format!("/rules/{index}")),
+                code,
+                message,
+            })
+        };
+        if rule_ids.is_empty() || rule_ids.len() > super::MAX_APPLIED_TOGETHER {
+            problem(
+                None,
+                "rule_count",
+                format!(
+                    "name 1 to {} rules to run together",
+                    super::MAX_APPLIED_TOGETHER
+                ),
+            );
+        }
+        let mut rules: Vec<&CompiledRule> = Vec::with_capacity(rule_ids.len());
+        let mut written: Vec<(String, &str)> = Vec::new();
+        for (index, id) in rule_ids.iter().enumerate() {
+            if rule_ids[..index].contains(id) {
+                problem(
+                    Some(index),
+                    "duplicate_rule",
+                    format!("rule '{id}' is named twice"),
+                );
+                continue;
+            }
+            let Some(rule) = loaded.rules.get(id.as_str()) else {
+                problem(
+                    Some(index),
+                    "unknown_rule",
+                    format!("the app has no rule '{id}'"),
+                );
+                continue;
+            };
+            let Some(trellis_rules::RuleAction::ApplyReport(apply)) =
+                rule.definition.actions.first()
+            else {
+                problem(
+                    Some(index),
+                    "not_a_write_back",
+                    format!("rule '{id}' applies no report: only apply_report rules run together"),
+                );
+                continue;
+            };
+            if let Some(first) = rules.first()
+                && first.definition.entity != rule.definition.entity
+            {
+                problem(
+                    Some(index),
+                    "other_entity",
+                    format!(
+                        "rule '{id}' writes '{}', rule '{}' writes '{}': rules run together write one entity",
+                        rule.definition.entity,
+                        first.id(),
+                        first.definition.entity
+                    ),
+                );
+                continue;
+            }
+            // A field may be in both `set` and `otherwise` of one rule.
+            let fields: std::collections::BTreeSet<&str> = apply
+                .set
+                .keys()
+                .chain(apply.otherwise.keys())
+                .map(|field| field.as_str())
+                .collect();
+            for field in fields {
+                if let Some((_, other)) = written.iter().find(|(f, _)| f == field) {
+                    problem(
+                        Some(index),
+                        "field_written_twice",
+                        format!(
+                            "rules '{other}' and '{id}' both write '{field}': run them one after the other"
+                        ),
+                    );
+                } else {
+                    written.push((field.to_string(), rule.id()));
+                }
+            }
+            rules.push(rule);
+        }
+        if !problems.is_empty() {
+            return Err(RuntimeError::InvalidRecord(problems));
+        }
+        self.apply_reports(&loaded, &rules, "manual").await
+    }
+
     /// Apply `rule` to every live record of its entity that `select` keeps and the rule matches —
     /// page by page in id order, each page evaluated on all cores, the position and counts saved after
     /// every page. When the condition runs natively, a pre-filter over the column cache first rules
@@ -51,9 +154,8 @@ impl Runtime {
         actor: &str,
         select: &BatchSelect,
     ) -> Result<BatchOutcome, RuntimeError> {
-        if let Some(trellis_rules::RuleAction::ApplyReport(apply)) = rule.definition.actions.first()
-        {
-            return self.apply_report_rule(loaded, rule, apply, trigger).await;
+        if let Some(trellis_rules::RuleAction::ApplyReport(_)) = rule.definition.actions.first() {
+            return self.apply_reports(loaded, &[rule], trigger).await;
         }
         let (entity, _) = loaded.entity(rule.definition.entity.as_str())?;
         let started = Instant::now();
@@ -175,6 +277,7 @@ impl Runtime {
             matched: counts.matched as usize,
             changed: counts.changed as usize,
             failed: counts.failed as usize,
+            ..BatchOutcome::default()
         };
         self.store()
             .log_rule_run(

@@ -17,6 +17,7 @@ use trellis_store::flows::TransitionWrites;
 use trellis_store::{NewRecord, RecordRow};
 
 mod apply;
+pub use apply::{MAX_APPLIED_TOGETHER, ReportStep};
 pub(crate) mod apply_candidates;
 mod batch;
 mod inbound;
@@ -32,6 +33,40 @@ pub struct BatchOutcome {
     pub matched: usize,
     pub changed: usize,
     pub failed: usize,
+    /// Write-backs (`apply_report`): each report run, with its rows and time.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reports: Vec<ReportStep>,
+    /// Write-backs: the time spent writing the reports' values after they ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub write_back_ms: Option<u64>,
+}
+
+/// Add the due `apply_report` rule `rule` to the first group of `groups` it can run together with
+/// (same entity, no field written twice, room left), or start a group.
+fn join_write_back<'a>(groups: &mut Vec<Vec<&'a CompiledRule>>, rule: &'a CompiledRule) {
+    let written = |rule: &CompiledRule| -> Vec<String> {
+        match rule.definition.actions.first() {
+            Some(RuleAction::ApplyReport(apply)) => apply
+                .set
+                .keys()
+                .chain(apply.otherwise.keys())
+                .map(|field| field.to_string())
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    let fields = written(rule);
+    let fits = |group: &Vec<&CompiledRule>| {
+        group.len() < MAX_APPLIED_TOGETHER
+            && group.iter().all(|other| {
+                other.definition.entity == rule.definition.entity
+                    && written(other).iter().all(|field| !fields.contains(field))
+            })
+    };
+    match groups.iter_mut().find(|group| fits(group)) {
+        Some(group) => group.push(rule),
+        None => groups.push(vec![rule]),
+    }
 }
 
 fn locale_tag(locale: Locale) -> &'static str {
@@ -604,11 +639,14 @@ impl Runtime {
     }
 
     /// Run the scheduled rules (cron, date reached) whose time has come; each occurrence once, also
-    /// with several servers (the schedule advances by compare-and-set before the run).
+    /// with several servers (the schedule advances by compare-and-set before the run). Scheduled
+    /// `apply_report` rules due together over one entity run together (one write-back giving each
+    /// record all their values), unless they write the same field.
     pub async fn run_rule_schedules(&self, now: DateTime<Utc>) -> Result<usize, RuntimeError> {
         let mut ran = 0;
         for app in self.store().list_apps(false).await? {
             let loaded = self.loaded_app(&app.id).await?;
+            let mut write_backs: Vec<Vec<&CompiledRule>> = Vec::new();
             for rule in loaded.rules.values().filter(|r| r.definition.enabled) {
                 let next_after = |at: DateTime<Utc>| match &rule.definition.trigger {
                     Trigger::Schedule { cron } => trellis_flow::definition::next_cron(cron, at),
@@ -652,12 +690,22 @@ impl Runtime {
                         self.batch(&loaded, rule, "date_reached", "system", &select)
                             .await?;
                     }
+                    _ if matches!(
+                        rule.definition.actions.first(),
+                        Some(RuleAction::ApplyReport(_))
+                    ) =>
+                    {
+                        join_write_back(&mut write_backs, rule);
+                    }
                     _ => {
                         let select = prefilter::BatchSelect::All;
                         self.batch(&loaded, rule, "schedule", "system", &select)
                             .await?;
                     }
                 }
+            }
+            for rules in write_backs {
+                self.apply_reports(&loaded, &rules, "schedule").await?;
             }
         }
         Ok(ran)

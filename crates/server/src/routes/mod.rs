@@ -90,6 +90,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(flows::notifications))
         .routes(routes!(rules::test_rule))
         .routes(routes!(rules::run_rule))
+        .routes(routes!(rules::run_rules_together))
         .routes(routes!(rules::rule_runs))
         .routes(routes!(rules::inbound_webhook))
         .routes(routes!(rules::rule_batches))

@@ -53,6 +53,34 @@ pub async fn run_rule(
     Ok(Json(serde_json::to_value(outcome).unwrap_or_default()))
 }
 
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunTogether {
+    /// Ids of `apply_report` rules over one entity, no field written by two of them.
+    pub rules: Vec<String>,
+}
+
+/// Run `apply_report` rules together: every report first, then one write-back that gives each
+/// record all their values in one update (one history entry and one round of its rules per
+/// record) → `{processed, matched, changed, failed, reports: [{rule, report, rows, elapsed_ms}],
+/// write_back_ms}`. What the scheduler does for such rules due at the same time.
+#[utoipa::path(post, path = "/api/apps/{app}/rules/run", tag = "rules",
+    params(("app" = String, Path)), request_body = RunTogether,
+    responses((status = 200, body = Object), (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn run_rules_together(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path(app): Path<String>,
+    ApiJson(body): ApiJson<RunTogether>,
+) -> Result<Json<Value>, ApiError> {
+    let outcome = state
+        .runtime
+        .run_rules_together(&principal, &app, &body.rules)
+        .await?;
+    Ok(Json(serde_json::to_value(outcome).unwrap_or_default()))
+}
+
 /// The rule's run log, newest first: trigger, record, matched, outcome, error, duration.
 #[utoipa::path(get, path = "/api/apps/{app}/rules/{rule}/runs", tag = "rules",
     params(("app" = String, Path), ("rule" = String, Path)),
