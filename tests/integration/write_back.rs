@@ -598,4 +598,73 @@ async fn write_backs_due_together_give_each_record_one_update(backend: Backend) 
         together_run["members"],
         "refused runs change nothing"
     );
+
+    // bob (flagged, score 70) gets 10 more points: the next night writes his score 80, and the
+    // `flag` rule matches again but writes the value `flagged` already holds — no change: one new
+    // history entry (the score), not two. The same through a single PATCH (the one-record path).
+    for (app, ids) in [("club_apart", &apart_ids), ("club_together", &together_ids)] {
+        let input = api
+            .call(
+                "POST",
+                &format!("/api/apps/{app}/entities/input/records"),
+                Some(json!({"member": ids["bob"], "points": 10, "band_to": "silver", "code_to": "B1"})),
+            )
+            .await;
+        assert_eq!(input.status, StatusCode::CREATED, "{}", input.text);
+    }
+    let run = api
+        .call(
+            "POST",
+            "/api/apps/club_apart/rules/nightly/run",
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(run.status, StatusCode::OK, "{}", run.text);
+    assert_eq!(run.body["changed"], 1, "{}", run.text);
+    let (counts, _) = together(&api, "club_together", &["nightly", "nightly_level"]).await;
+    assert_eq!(counts, json!([6, 6, 1, 2]));
+    let bob_path = |app: &str, ids: &Map<String, Value>| {
+        format!(
+            "/api/apps/{app}/entities/member/records/{}",
+            ids["bob"].as_str().unwrap()
+        )
+    };
+    let patched = api
+        .call(
+            "PATCH",
+            &bob_path("club_apart", &apart_ids),
+            Some(json!({"score": 90})),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
+    for (app, ids, history) in [
+        ("club_apart", &apart_ids, 6),
+        ("club_together", &together_ids, 4),
+    ] {
+        let bob = api.call("GET", &bob_path(app, ids), None).await;
+        assert_eq!(bob.body["data"]["flagged"], true, "{app}");
+        let entries = api
+            .call("GET", &format!("{}/history", bob_path(app, ids)), None)
+            .await;
+        assert_eq!(
+            entries.body.as_array().map(Vec::len),
+            Some(history),
+            "{app}: {:#}",
+            entries.body
+        );
+        let runs = api
+            .call("GET", &format!("/api/apps/{app}/rules/flag/runs"), None)
+            .await;
+        let bob_matched = runs.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|run| run["record_id"] == ids["bob"] && run["matched"] == true)
+            .count();
+        assert_eq!(
+            bob_matched,
+            if app == "club_apart" { 3 } else { 2 },
+            "{app}"
+        );
+    }
 }

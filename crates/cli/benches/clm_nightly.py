@@ -8,6 +8,8 @@ Optional environment:
 - CLM_NIGHTLY_SEEDED=DIR keeps a copy of the freshly seeded data directory in DIR and, when DIR
   already holds one for the same number of customers, starts from a copy of it instead of seeding
   (each run still sees the first night after the seed);
+- CLM_NIGHTLY_PURCHASE_RATE=R seeds with `trellis seed --purchase-rate R` (1.5: ~10 M orders for
+  1 M customers, the goal's size; default 1.0, ~7 M); the kept copy is per customers and rate;
 - CLM_NIGHTLY_SERVER_LOG=FILE writes the server's log (RUST_LOG applies) to FILE;
 - CLM_NIGHTLY_STEPS=rule,rule runs only those rules (in that order) and no baseline: for
   profiling one step; `a+b+c` runs rules a, b and c together (`POST …/rules/run`), as the
@@ -30,16 +32,18 @@ def run(*args):
 
 timings = []
 seeded = os.environ.get("CLM_NIGHTLY_SEEDED")
-seeded_marker = seeded and os.path.join(seeded, f"seeded-{customers}")
+rate = os.environ.get("CLM_NIGHTLY_PURCHASE_RATE", "1.0")
+marker_name = f"seeded-{customers}" if rate == "1.0" else f"seeded-{customers}-rate-{rate}"
+seeded_marker = seeded and os.path.join(seeded, marker_name)
 if seeded_marker and os.path.exists(seeded_marker):
     shutil.rmtree(work)
     started = time.perf_counter()
     shutil.copytree(seeded, work)
-    os.remove(os.path.join(work, f"seeded-{customers}"))
+    os.remove(os.path.join(work, marker_name))
     timings.append((f"copy of the seeded {customers} customers (no seed)", time.perf_counter() - started))
 else:
     timings.append(("install CLM template", run("template", "install", "templates-gallery/clm")))
-    timings.append((f"seed {customers} customers", run("seed", "--app", "clm", "--customers", str(customers))))
+    timings.append((f"seed {customers} customers", run("seed", "--app", "clm", "--customers", str(customers), "--purchase-rate", rate)))
     if seeded:
         shutil.rmtree(seeded, ignore_errors=True)
         shutil.copytree(work, seeded)

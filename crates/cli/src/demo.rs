@@ -28,8 +28,7 @@ pub async fn install(runtime: &Runtime) -> anyhow::Result<()> {
             let summary = crate::seed::seed(
                 runtime,
                 "clm",
-                DEMO_CUSTOMERS,
-                42,
+                (DEMO_CUSTOMERS, 42, 1.0),
                 chrono::Utc::now().date_naive(),
                 &|_| {},
             )

@@ -105,7 +105,7 @@ fn describe(issues: &[FieldIssue]) -> String {
         .join("; ")
 }
 
-fn logged_run(
+pub(crate) fn logged_run(
     trigger: &str,
     record_id: &str,
     duration_us: i64,
@@ -223,7 +223,9 @@ fn plan(
         let started = Instant::now();
         match evaluate(rule, &named, Some(&before)) {
             Ok(evaluation) => {
-                if evaluation.matched && !evaluation.writes.is_empty() {
+                // Writing the value a field already holds is no change (`after_save` drops such
+                // writes): a tier rule that keeps the tier does not cascade.
+                if evaluation.matched && changes_something(&evaluation.writes, &named) {
                     cascades = true;
                     break;
                 }
@@ -279,6 +281,13 @@ fn plan(
         actions,
         cascades,
     }))
+}
+
+/// Whether rule `writes` change a value of `record` (numbers compared by value).
+pub(crate) fn changes_something(writes: &Map<String, Value>, record: &Map<String, Value>) -> bool {
+    writes.iter().any(|(name, value)| {
+        !trellis_form::records::same_value(record.get(name).unwrap_or(&Value::Null), value)
+    })
 }
 
 /// An update's follow-up after the shared commit.
@@ -503,6 +512,7 @@ impl Runtime {
             check_us,
         } = prepared;
         let cascaded = planned.iter().filter(|after| after.cascades).count();
+        let mut cascading = Vec::with_capacity(cascaded);
         if !updates.is_empty() {
             let written = self
                 .store()
@@ -531,13 +541,14 @@ impl Runtime {
                     continue;
                 }
                 counts.changed += 1;
-                if cascades {
-                    let row = written.row_of(update, Some(&actor.user_id));
-                    self.after_save(loaded, entity, row, before, &actor.user_id)
-                        .await?;
+                if let (true, Some(before)) = (cascades, before) {
+                    cascading.push((written.row_of(update, Some(&actor.user_id)), before));
                 }
             }
         }
+        // The after-save rules that write fields: every cascading record of the page together.
+        self.after_save_bulk(loaded, entity, cascading, &actor.user_id)
+            .await?;
         phases[1] = started.elapsed().as_micros();
         let singles = alone.len();
         for (id, patch) in alone {

@@ -20,6 +20,7 @@ mod apply;
 pub use apply::{MAX_APPLIED_TOGETHER, ReportStep};
 pub(crate) mod apply_candidates;
 mod batch;
+mod cascade;
 mod inbound;
 pub(crate) mod prefilter;
 
@@ -429,6 +430,11 @@ impl Runtime {
                 }
             }
             self.log_runs(loaded, trigger, Some(&row.id), &runs).await?;
+            // Writing the value a field already holds is no change: no new version, no history
+            // entry, nothing triggered (a tier rule that keeps the tier).
+            writes.retain(|name, value| {
+                !trellis_form::records::same_value(named.get(name).unwrap_or(&Value::Null), value)
+            });
             if writes.is_empty() {
                 if !side.notifications.is_empty()
                     || !side.outbox.is_empty()
