@@ -97,6 +97,17 @@ try:
             timings.append((f"  of which report {step['report']} ({step['rows']} rows)", step["elapsed_ms"] / 1000))
         if "write_back_ms" in outcome:
             timings.append(("  of which the write-back", outcome["write_back_ms"] / 1000))
+    # What the steps set in motion (lifecycle events, points balances, created records) is
+    # delivered by the outbox after them: time until nothing is pending (read-only look at the
+    # SQLite file).
+    import sqlite3
+    db = sqlite3.connect(f"file:{work}/trellis.db?mode=ro", uri=True, timeout=60)
+    pending_at_end = db.execute("select count(*) from outbox where status = 'pending'").fetchone()[0]
+    started = time.perf_counter()
+    while db.execute("select count(*) from outbox where status = 'pending'").fetchone()[0] > 0 and time.perf_counter() - started < 1800:
+        time.sleep(0.5)
+    timings.append((f"after the rules: outbox drained ({pending_at_end} entries pending when they ended)", time.perf_counter() - started))
+    db.close()
     if chosen:
         for name, seconds in timings:
             print(f"{name:75s} {seconds:9.2f} s")

@@ -377,14 +377,25 @@ fn relative_day(text: &str) -> Option<Value> {
 }
 
 /// Run the after-commit work (rules' related updates, created records, events) until none is
-/// left, as the outbox worker would; an action that failed for good is a test failure.
+/// left, as the outbox worker would; an action that failed for good is a test failure, and so is
+/// work that never settles (rules and flow events feeding each other in a cycle).
 async fn settle(runtime: &Runtime, app: &str, reported: &mut usize) -> Result<(), String> {
-    for _ in 0..50 {
+    const PASSES: usize = 50;
+    let mut settled = false;
+    for _ in 0..PASSES {
         match runtime.run_outbox_once(chrono::Utc::now()).await {
-            Ok(0) => break,
+            Ok(0) => {
+                settled = true;
+                break;
+            }
             Ok(_) => {}
             Err(error) => return Err(format!("after-commit actions: {error}")),
         }
+    }
+    if !settled {
+        return Err(format!(
+            "after-commit work did not settle in {PASSES} passes: do rules and flow events trigger each other in a cycle?"
+        ));
     }
     let entries = runtime
         .store()
