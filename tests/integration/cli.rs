@@ -940,3 +940,57 @@ fn kill_9_during_a_burst_of_transitions_loses_nothing_committed() {
         );
     }
 }
+
+#[test]
+fn seed_purchase_rate_scales_how_often_customers_buy() {
+    let orders_at = |rate: &str| -> (bool, String, String) {
+        let data = tempfile::tempdir().unwrap();
+        let run = |args: &[&str]| {
+            Command::new(TRELLIS)
+                .args(args)
+                .arg("--data-dir")
+                .arg(data.path())
+                .env_remove("TRELLIS_DB")
+                .output()
+                .unwrap()
+        };
+        let installed = run(&["template", "install", &format!("{GALLERY}/clm")]);
+        assert!(installed.status.success(), "{installed:?}");
+        let seeded = run(&[
+            "seed",
+            "--app",
+            "clm",
+            "--customers",
+            "300",
+            "--purchase-rate",
+            rate,
+        ]);
+        (
+            seeded.status.success(),
+            String::from_utf8_lossy(&seeded.stdout).into_owned(),
+            String::from_utf8_lossy(&seeded.stderr).into_owned(),
+        )
+    };
+    let count = |stdout: &str| -> usize {
+        stdout
+            .lines()
+            .find_map(|line| line.strip_prefix("order: "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no order count in {stdout}"))
+    };
+    let (ok, usual, _) = orders_at("1.0");
+    assert!(ok);
+    let (ok, dense, _) = orders_at("1.5");
+    assert!(ok);
+    let (usual, dense) = (count(&usual), count(&dense));
+    assert!(
+        dense * 10 > usual * 13,
+        "1.5 buys more often: {dense} orders against {usual}"
+    );
+    let (ok, _, stderr) = orders_at("0");
+    assert!(!ok);
+    assert!(
+        stderr.contains("--purchase-rate 0") && stderr.contains("0.1 to 10"),
+        "{stderr}"
+    );
+}
