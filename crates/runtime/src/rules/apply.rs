@@ -19,7 +19,7 @@ use serde::Serialize;
 use serde_json::Value;
 use trellis_model::EntityDefinition;
 use trellis_report::ReportOutput;
-use trellis_rules::{CompiledRule, RuleAction};
+use trellis_rules::{ApplyReportAction, CompiledRule, RuleAction};
 
 use trellis_store::PagedRecord;
 
@@ -69,6 +69,28 @@ pub struct ReportStep {
 /// The record ids each applied report names, with its row.
 type Wanted<'a> = Vec<HashMap<&'a str, &'a Vec<Value>>>;
 
+impl AppliedReport {
+    /// The report's row for each record id it names.
+    pub fn rows_by_id(&self) -> HashMap<&str, &Vec<Value>> {
+        self.output
+            .rows
+            .iter()
+            .filter_map(|row| Some((row.get(self.key)?.as_str()?, row)))
+            .collect()
+    }
+}
+
+/// The fields an `apply_report` action writes (its `set` and `otherwise`; a field may be in both),
+/// in name order.
+pub(crate) fn written_fields(apply: &ApplyReportAction) -> std::collections::BTreeSet<&str> {
+    apply
+        .set
+        .keys()
+        .chain(apply.otherwise.keys())
+        .map(|field| field.as_str())
+        .collect()
+}
+
 impl Runtime {
     /// Run `rules` — `apply_report` rules over one entity, no field written by two of them — as one
     /// write-back: every report first (as the system), then each record gets the values of all of
@@ -109,14 +131,7 @@ impl Runtime {
                     rule.id()
                 )));
             };
-            // A field may be in both `set` and `otherwise` of one rule.
-            let fields: std::collections::BTreeSet<&str> = apply
-                .set
-                .keys()
-                .chain(apply.otherwise.keys())
-                .map(|field| field.as_str())
-                .collect();
-            for field in fields {
+            for field in written_fields(apply) {
                 if let Some(other) = written.insert(field, rule.id()) {
                     return Err(RuntimeError::InvalidInput(format!(
                         "rules '{other}' and '{}' both write '{field}': run them one after the other",
@@ -223,16 +238,7 @@ impl Runtime {
         system: &Principal,
     ) -> Result<BatchOutcome, RuntimeError> {
         // Each report's row for each record id it names.
-        let wanted: Wanted<'_> = parts
-            .iter()
-            .map(|part| {
-                part.output
-                    .rows
-                    .iter()
-                    .filter_map(|row| Some((row.get(part.key)?.as_str()?, row)))
-                    .collect()
-            })
-            .collect();
+        let wanted: Wanted<'_> = parts.iter().map(AppliedReport::rows_by_id).collect();
         let mut named: Vec<&str> = wanted.iter().flat_map(|w| w.keys().copied()).collect();
         if wanted.len() > 1 {
             named.sort_unstable();

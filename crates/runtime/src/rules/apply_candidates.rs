@@ -124,16 +124,8 @@ impl Runtime {
         columns.dedup();
         let work = move |view: crate::column_cache::EntryView<'_>| {
             // Each report's row of each record id it names.
-            let rows: Vec<foldhash::HashMap<&str, &Vec<Value>>> = parts
-                .iter()
-                .map(|part| {
-                    part.output
-                        .rows
-                        .iter()
-                        .filter_map(|row| Some((row.get(part.key)?.as_str()?, row)))
-                        .collect()
-                })
-                .collect();
+            let rows: Vec<foldhash::HashMap<&str, &Vec<Value>>> =
+                parts.iter().map(AppliedReport::rows_by_id).collect();
             let column = |name: &str| {
                 let (_, uid, column) = fields.iter().find(|(n, _, _)| n == name)?;
                 view.column(uid, *column)

@@ -112,14 +112,7 @@ impl Runtime {
                 );
                 continue;
             }
-            // A field may be in both `set` and `otherwise` of one rule.
-            let fields: std::collections::BTreeSet<&str> = apply
-                .set
-                .keys()
-                .chain(apply.otherwise.keys())
-                .map(|field| field.as_str())
-                .collect();
-            for field in fields {
+            for field in super::apply::written_fields(apply) {
                 if let Some((_, other)) = written.iter().find(|(f, _)| f == field) {
                     problem(
                         Some(index),

@@ -42,22 +42,29 @@ pub struct BatchOutcome {
     pub write_back_ms: Option<u64>,
 }
 
+/// What the after-save rules of one record did ([`Runtime::run_after_save_rules`]).
+pub(crate) struct AfterSaveRuns {
+    /// The fields they change (writes of the value a field holds left out).
+    pub writes: Map<String, Value>,
+    /// Their follow-up work (notifications, outbox entries, tasks).
+    pub side: TransitionWrites,
+    /// Each rule that ran, with its duration in microseconds.
+    pub evaluated: Vec<(i64, Evaluation)>,
+    /// Rules that failed, with why.
+    pub failed: Vec<(String, String)>,
+}
+
 /// Add the due `apply_report` rule `rule` to the first group of `groups` it can run together with
 /// (same entity, no field written twice, room left), or start a group.
 fn join_write_back<'a>(groups: &mut Vec<Vec<&'a CompiledRule>>, rule: &'a CompiledRule) {
-    let written = |rule: &CompiledRule| -> Vec<String> {
+    fn written(rule: &CompiledRule) -> std::collections::BTreeSet<&str> {
         match rule.definition.actions.first() {
-            Some(RuleAction::ApplyReport(apply)) => apply
-                .set
-                .keys()
-                .chain(apply.otherwise.keys())
-                .map(|field| field.to_string())
-                .collect(),
-            _ => Vec::new(),
+            Some(RuleAction::ApplyReport(apply)) => apply::written_fields(apply),
+            _ => Default::default(),
         }
-    };
+    }
     let fields = written(rule);
-    let fits = |group: &Vec<&CompiledRule>| {
+    let fits = |group: &Vec<&'a CompiledRule>| {
         group.len() < MAX_APPLIED_TOGETHER
             && group.iter().all(|other| {
                 other.definition.entity == rule.definition.entity
@@ -397,44 +404,27 @@ impl Runtime {
                 }
                 return Ok(row);
             }
-            let mut working = named.clone();
-            let mut writes = Map::new();
-            let mut side = TransitionWrites {
-                app: loaded.id.clone(),
-                entity: entity.id.to_string(),
-                ..TransitionWrites::default()
-            };
-            let mut runs = Vec::new();
-            for rule in rules {
-                let started = Instant::now();
-                match evaluate(rule, &working, before.as_ref()) {
-                    Ok(evaluation) => {
-                        if evaluation.matched {
-                            for (name, value) in &evaluation.writes {
-                                working.insert(name.clone(), value.clone());
-                                writes.insert(name.clone(), value.clone());
-                            }
-                            for action in &evaluation.actions {
-                                self.side_effect(
-                                    loaded, entity, &row.id, &working, action, actor, &mut side,
-                                )
-                                .await?;
-                            }
-                        }
-                        runs.push((started.elapsed().as_micros() as i64, evaluation));
-                    }
-                    Err(failure) => {
-                        self.log_failure(loaded, rule.id(), trigger, &row.id, &failure.to_string())
-                            .await?
-                    }
-                }
+            let AfterSaveRuns {
+                writes,
+                side,
+                evaluated: runs,
+                failed,
+            } = self
+                .run_after_save_rules(
+                    loaded,
+                    entity,
+                    &row.id,
+                    rules,
+                    &named,
+                    before.as_ref(),
+                    actor,
+                )
+                .await?;
+            for (rule, failure) in failed {
+                self.log_failure(loaded, &rule, trigger, &row.id, &failure)
+                    .await?;
             }
             self.log_runs(loaded, trigger, Some(&row.id), &runs).await?;
-            // Writing the value a field already holds is no change: no new version, no history
-            // entry, nothing triggered (a tier rule that keeps the tier).
-            writes.retain(|name, value| {
-                !trellis_form::records::same_value(named.get(name).unwrap_or(&Value::Null), value)
-            });
             if writes.is_empty() {
                 if !side.notifications.is_empty()
                     || !side.outbox.is_empty()
@@ -465,6 +455,68 @@ impl Runtime {
             }
         }
         Ok(row)
+    }
+
+    /// Run the after-save `rules` triggered on record `record_id` (fields `named`) in order, as
+    /// [`Runtime::after_save`] does: each sees the writes of those before it; matched rules'
+    /// actions become side effects. Writes of the value a field already holds are left out (no
+    /// change: no new version, no history entry, nothing triggered — a tier rule keeping the tier).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn run_after_save_rules(
+        &self,
+        loaded: &LoadedApp,
+        entity: &EntityDefinition,
+        record_id: &str,
+        rules: Vec<&CompiledRule>,
+        named: &Map<String, Value>,
+        before: Option<&Map<String, Value>>,
+        actor: &str,
+    ) -> Result<AfterSaveRuns, RuntimeError> {
+        let mut working = named.clone();
+        let mut done = AfterSaveRuns {
+            writes: Map::new(),
+            side: TransitionWrites {
+                app: loaded.id.clone(),
+                entity: entity.id.to_string(),
+                ..TransitionWrites::default()
+            },
+            evaluated: Vec::new(),
+            failed: Vec::new(),
+        };
+        for rule in rules {
+            let started = Instant::now();
+            match evaluate(rule, &working, before) {
+                Ok(evaluation) => {
+                    if evaluation.matched {
+                        for (name, value) in &evaluation.writes {
+                            working.insert(name.clone(), value.clone());
+                            done.writes.insert(name.clone(), value.clone());
+                        }
+                        for action in &evaluation.actions {
+                            self.side_effect(
+                                loaded,
+                                entity,
+                                record_id,
+                                &working,
+                                action,
+                                actor,
+                                &mut done.side,
+                            )
+                            .await?;
+                        }
+                    }
+                    done.evaluated
+                        .push((started.elapsed().as_micros() as i64, evaluation));
+                }
+                Err(failure) => done
+                    .failed
+                    .push((rule.id().to_owned(), failure.to_string())),
+            }
+        }
+        done.writes.retain(|name, value| {
+            !trellis_form::records::same_value(named.get(name).unwrap_or(&Value::Null), value)
+        });
+        Ok(done)
     }
 
     /// Validate rule `writes` on top of `named` and store them with the side effects `side` in one
