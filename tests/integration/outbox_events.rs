@@ -1,7 +1,8 @@
 //! Outbox entries that concern only the record that queued them — events rules fire on it, records
 //! created from it — delivered: a pass delivers such entries of different records side by side (a
 //! nightly run queues one per moved customer), yet each record's entries keep their order, and two
-//! workers at once deliver each entry once.
+//! workers at once deliver each entry once; a pass takes more than a hundred entries while they can go
+//! side by side.
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
@@ -167,3 +168,104 @@ async fn own_record_events_keep_their_order_per_record(backend: Backend) {
     }
 }
 on_both_backends!(own_record_events_keep_their_order_per_record);
+
+/// A pass takes more than a hundred entries while they can go side by side, but stops before an
+/// entry delivered alone (an update of related records) once a hundred are taken.
+async fn a_pass_takes_side_by_side_entries_beyond_the_first_hundred(backend: Backend) {
+    let Some(api) = TestApi::start(backend).await else {
+        return;
+    };
+    let mut bundle = desk_bundle();
+    let files = bundle.as_object_mut().unwrap();
+    files["entities/ticket.schema.json"]["properties"]["watched"] =
+        json!({"type": "boolean", "default": false});
+    files.retain(|name, _| !name.starts_with("rules/"));
+    files.insert(
+        "rules/opens.rule.json".into(),
+        json!({"format_version": 1, "id": "opens", "entity": "ticket",
+            "trigger": {"record_updated": {"fields": ["level"]}}, "condition": "level == 1",
+            "actions": [{"fire_event": {"flow": "stage", "event": "open"}}]}),
+    );
+    files.insert(
+        "rules/watch.rule.json".into(),
+        json!({"format_version": 1, "id": "watch", "entity": "note",
+            "trigger": {"record_created": {}},
+            "actions": [{"update_records": {"relation": "ticket", "set": {"watched": true}}}]}),
+    );
+    let created = api.call("POST", "/api/apps", Some(bundle)).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let mut ids = Vec::new();
+    for n in 0..130 {
+        let ticket = api
+            .call("POST", TICKETS, Some(json!({"title": format!("t{n}")})))
+            .await;
+        assert_eq!(ticket.status, StatusCode::CREATED, "{}", ticket.text);
+        ids.push(ticket.body["id"].as_str().unwrap().to_owned());
+    }
+    let open = |id: String| {
+        let api = &api;
+        async move {
+            let patched = api
+                .call(
+                    "PATCH",
+                    &format!("{TICKETS}/{id}"),
+                    Some(json!({"level": 1})),
+                )
+                .await;
+            assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
+        }
+    };
+    // 120 opens, then a note (its rule updates the ticket: delivered alone), then 10 opens.
+    for id in &ids[..120] {
+        open(id.clone()).await;
+    }
+    let note = api
+        .call(
+            "POST",
+            "/api/apps/desk/entities/note/records",
+            Some(json!({"ticket": ids[0]})),
+        )
+        .await;
+    assert_eq!(note.status, StatusCode::CREATED, "{}", note.text);
+    for id in &ids[120..] {
+        open(id.clone()).await;
+    }
+    let queued = api.runtime.store().outbox_of("desk").await.unwrap();
+    assert_eq!(queued.len(), 131);
+    assert!(
+        queued[120].payload.contains("update_records"),
+        "{:?}",
+        queued[120]
+    );
+
+    let mut passes = Vec::new();
+    loop {
+        let delivered = api
+            .runtime
+            .run_outbox_once(chrono::Utc::now())
+            .await
+            .unwrap();
+        if delivered == 0 {
+            break;
+        }
+        passes.push(delivered);
+    }
+    assert_eq!(
+        passes,
+        vec![120, 11],
+        "the first pass takes the 120 events and stops at the update"
+    );
+    let outbox = api.runtime.store().outbox_of("desk").await.unwrap();
+    assert!(
+        outbox
+            .iter()
+            .all(|o| o.status == "done" && o.attempts == 1 && o.last_error.is_none()),
+        "{outbox:?}"
+    );
+    for (n, id) in ids.iter().enumerate() {
+        let ticket = api.call("GET", &format!("{TICKETS}/{id}"), None).await;
+        assert_eq!(ticket.body["data"]["stage"], "open", "{}", ticket.text);
+        assert_eq!(ticket.body["data"]["watched"], n == 0, "{}", ticket.text);
+    }
+}
+on_both_backends!(a_pass_takes_side_by_side_entries_beyond_the_first_hundred);

@@ -111,8 +111,17 @@ try:
         started = time.perf_counter()
         while db.execute("select count(*) from outbox where status = 'pending'").fetchone()[0] > 0 and time.perf_counter() - started < 1800:
             time.sleep(0.5)
-        timings.append((f"after the rules: outbox drained ({pending_at_end} entries pending when they ended)", time.perf_counter() - started))
+        drained = time.perf_counter() - started
+        statuses = dict(db.execute("select status, count(*) from outbox group by status").fetchall())
+        timings.append((f"after the rules: outbox drained ({pending_at_end} entries pending when they ended; now {statuses})", drained))
     db.close()
+    # What the night left (for comparing runs: the same data must end in the same state).
+    for entity in ["activity", "coupon", "points_entry", "task"]:
+        try:
+            left = call("GET", f"/api/apps/clm/entities/{entity}/records?count=true&limit=1", token=token)["total"]
+            timings.append((f"  records of {entity} afterwards: {left}", 0.0))
+        except urllib.error.HTTPError:
+            pass
     if chosen:
         for name, seconds in timings:
             print(f"{name:75s} {seconds:9.2f} s")

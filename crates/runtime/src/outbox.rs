@@ -61,62 +61,100 @@ fn own_record_entry(entry: &OutboxRow) -> Option<String> {
     }
 }
 
+/// Most entries one outbox pass takes.
+pub const OUTBOX_PASS: i64 = 500;
+
+/// Most entries of a pass that may be delivered alone (webhooks, mail, updates of related
+/// records): those after them are taken only while they can go side by side.
+pub const DELIVERED_ALONE_PER_PASS: usize = 100;
+
+/// Side-by-side entries of a pass in waves: wave `n` holds each record's `n`-th entry.
+#[derive(Default)]
+struct Waves {
+    waves: Vec<Vec<OutboxRow>>,
+    entries_of: std::collections::HashMap<String, usize>,
+}
+
+impl Waves {
+    fn push(&mut self, record: String, entry: OutboxRow) {
+        let count = self.entries_of.entry(record).or_insert(0);
+        if self.waves.len() <= *count {
+            self.waves.push(Vec::new());
+        }
+        self.waves[*count].push(entry);
+        *count += 1;
+    }
+
+    /// The waves so far, in order; starts afresh.
+    fn take(&mut self) -> Vec<Vec<OutboxRow>> {
+        self.entries_of.clear();
+        std::mem::take(&mut self.waves)
+    }
+}
+
 fn backoff(attempt: i64) -> Duration {
     Duration::seconds((5_i64 << attempt.clamp(0, 10)).min(3600))
 }
 
 impl Runtime {
-    /// Deliver due outbox entries (a pass of up to 100, oldest first); returns how many succeeded.
+    /// Deliver due outbox entries (a pass, oldest first); returns how many succeeded.
     ///
-    /// The pass claims its entries in one transaction. Consecutive entries that each concern only
-    /// the record that queued them — events fired on it, records created from it (the lifecycle
-    /// moves of a nightly run and the records they create) — are delivered side by side when their
-    /// records differ: their writes then share commits (group commit), and their outcomes are
-    /// recorded in one transaction. Every other entry is delivered alone, in order. Entries about
-    /// one record keep their order.
+    /// A pass takes up to [`OUTBOX_PASS`] entries, of which at most [`DELIVERED_ALONE_PER_PASS`]
+    /// first ones may be of the kinds delivered alone; it claims them in one transaction.
+    /// Consecutive entries that each concern only the record that queued them — events fired on
+    /// it, records created from it (the lifecycle moves of a nightly run and the records they
+    /// create) — are delivered side by side in waves: a wave holds at most one entry per record
+    /// (the first wave each record's first entry, the second its second, …), so entries about one
+    /// record keep their order while the deliveries of different records share commits (group
+    /// commit) and have their outcomes recorded in one transaction. Every other entry is delivered
+    /// alone, in order, after the waves before it.
     pub async fn run_outbox_once(&self, now: DateTime<Utc>) -> Result<usize, RuntimeError> {
-        let due = self.store().due_outbox(now, 100).await?;
+        let mut due = self.store().due_outbox(now, OUTBOX_PASS).await?;
+        // Beyond the first entries, only a run of side-by-side ones: a pass of slow webhooks
+        // stays well inside its claim.
+        let own: Vec<Option<String>> = due.iter().map(own_record_entry).collect();
+        if let Some(cut) = (DELIVERED_ALONE_PER_PASS..due.len()).find(|&i| own[i].is_none()) {
+            due.truncate(cut);
+        }
         let pairs: Vec<(i64, i64)> = due.iter().map(|e| (e.seq, e.attempts)).collect();
         let claimed = self
             .store()
             .claim_outbox(&pairs, now, now + Duration::minutes(5))
             .await?;
         let mut delivered = 0;
-        let mut side_by_side: Vec<(String, OutboxRow)> = Vec::new();
-        for (entry, claimed) in due.into_iter().zip(claimed) {
+        let mut waves = Waves::default();
+        for ((entry, claimed), own) in due.into_iter().zip(claimed).zip(own) {
             if !claimed {
                 continue;
             }
-            match own_record_entry(&entry) {
-                Some(record) if !side_by_side.iter().any(|(r, _)| *r == record) => {
-                    side_by_side.push((record, entry));
-                }
-                Some(record) => {
-                    delivered += self.deliver_side_by_side(&mut side_by_side, now).await?;
-                    side_by_side.push((record, entry));
-                }
+            match own {
+                Some(record) => waves.push(record, entry),
                 None => {
-                    delivered += self.deliver_side_by_side(&mut side_by_side, now).await?;
+                    for wave in waves.take() {
+                        delivered += self.deliver_side_by_side(wave, now).await?;
+                    }
                     let outcome = self.deliver(&entry).await;
                     delivered += self.finish(vec![(entry, outcome)], now).await?;
                 }
             }
         }
-        delivered += self.deliver_side_by_side(&mut side_by_side, now).await?;
+        for wave in waves.take() {
+            delivered += self.deliver_side_by_side(wave, now).await?;
+        }
         Ok(delivered)
     }
 
-    /// Deliver `entries` (events on distinct records) at once and record their outcomes; empties it.
+    /// Deliver `entries` (about distinct records) at once and record their outcomes.
     async fn deliver_side_by_side(
         &self,
-        entries: &mut Vec<(String, OutboxRow)>,
+        entries: Vec<OutboxRow>,
         now: DateTime<Utc>,
     ) -> Result<usize, RuntimeError> {
         if entries.is_empty() {
             return Ok(0);
         }
         let mut running = tokio::task::JoinSet::new();
-        for (position, (_, entry)) in entries.drain(..).enumerate() {
+        for (position, entry) in entries.into_iter().enumerate() {
             let runtime = self.clone();
             running.spawn(async move {
                 let outcome = runtime.deliver(&entry).await;
@@ -201,6 +239,14 @@ impl Runtime {
         let text = |key: &str| payload[key].as_str().unwrap_or_default().to_owned();
         let (entity_id, record_id) = (text("entity"), text("record_id"));
         let permanent = |e: RuntimeError| Failure::Permanent(e.to_string());
+        // An event on the record itself: firing reads the record (and its run) anyway.
+        if let ActionDefinition::FireEvent(fire) = &action
+            && fire.relation.is_none()
+        {
+            return self
+                .fire_rule_event(&entry.app_id, &entity_id, &record_id, fire)
+                .await;
+        }
         let loaded = self.loaded_app(&entry.app_id).await.map_err(permanent)?;
         let (entity, _) = loaded.entity(&entity_id).map_err(permanent)?;
         let row = self
@@ -304,30 +350,37 @@ impl Runtime {
                     }
                 };
                 for target in targets {
-                    match self
-                        .fire_as_system(
-                            &loaded.id,
-                            &target_entity,
-                            &target,
-                            fire.flow.as_str(),
-                            fire.event.as_str(),
-                        )
-                        .await
-                    {
-                        Ok(_) => {}
-                        // The record moved on between the rule and the delivery (another event
-                        // won): the event no longer applies, which is not a failure.
-                        Err(RuntimeError::EventNotFromState(reason)) => {
-                            tracing::debug!(record = %target, event = %fire.event, %reason, "rule event skipped: the record left the state");
-                        }
-                        Err(error) => return Err(permanent(error)),
-                    }
+                    self.fire_rule_event(&loaded.id, &target_entity, &target, &fire)
+                        .await?;
                 }
                 Ok(())
             }
             ActionDefinition::Set(_)
             | ActionDefinition::CreateTask(_)
             | ActionDefinition::Notify(_) => Ok(()),
+        }
+    }
+
+    /// Fire an outbox `fire_event` action's event on record `target` as the system.
+    async fn fire_rule_event(
+        &self,
+        app: &str,
+        entity: &str,
+        target: &str,
+        fire: &trellis_flow::definition::FireEventAction,
+    ) -> Result<(), Failure> {
+        match self
+            .fire_as_system(app, entity, target, fire.flow.as_str(), fire.event.as_str())
+            .await
+        {
+            Ok(()) => Ok(()),
+            // The record moved on between the rule and the delivery (another event won): the
+            // event no longer applies, which is not a failure.
+            Err(RuntimeError::EventNotFromState(reason)) => {
+                tracing::debug!(record = %target, event = %fire.event, %reason, "rule event skipped: the record left the state");
+                Ok(())
+            }
+            Err(error) => Err(Failure::Permanent(error.to_string())),
         }
     }
 

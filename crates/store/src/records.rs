@@ -336,6 +336,25 @@ impl Store {
             select_record!(),
             " WHERE r.id = $1 AND r.app_id = $2 AND r.entity = $3"
         );
+        if let Some(native) = self.native_reads() {
+            // Read by every delivery of the outbox and every change of one record: on the calling
+            // thread (see `native_read`).
+            match native.with(|connection| {
+                use rusqlite::OptionalExtension;
+                connection
+                    .prepare_cached(sql)?
+                    .query_row(
+                        rusqlite::named_params! {"$1": id, "$2": app, "$3": entity},
+                        crate::native_read::NativeRecord::from_row,
+                    )
+                    .optional()
+            }) {
+                Ok(found) => return found.map(|record| record.into_row()).transpose(),
+                Err(error) => {
+                    tracing::debug!(%error, "native read failed; reading through sqlx");
+                }
+            }
+        }
         let row = crate::with_pool!(self, read, |pool| {
             sqlx::query_as::<_, RecordRow>(sql)
                 .bind(id)

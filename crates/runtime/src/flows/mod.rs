@@ -492,8 +492,18 @@ impl Runtime {
     ) -> Result<(), RuntimeError> {
         let loaded = self.loaded_app(app).await?;
         let (entity, _) = loaded.entity(entity_id)?;
-        let row = self.live_record(&loaded, entity, id).await?;
-        let source = self.pinned_flow(&loaded, entity, flow_id, &row).await?;
+        // The record and the version its run follows, in one read.
+        let (row, pinned) = match self
+            .store()
+            .get_record_with_flow_version(&loaded.id, &entity.uid, id, flow_id)
+            .await?
+        {
+            Some((row, pinned)) if row.deleted_at.is_none() => (row, pinned),
+            _ => return Err(RuntimeError::NotFound(format!("record '{id}'"))),
+        };
+        let source = self
+            .pinned_flow_at(&loaded, entity, flow_id, &row, pinned)
+            .await?;
         let flow = self.flow(&source, entity, flow_id)?;
         self.fire_on(
             &loaded,

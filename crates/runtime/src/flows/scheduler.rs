@@ -140,8 +140,8 @@ impl Runtime {
                 if let Err(error) = runtime.run_scheduler_once(Utc::now()).await {
                     tracing::warn!(error = %error, "scheduler pass failed");
                 }
-                // A pass takes 100 due entries: drain a backlog (a nightly run queues one event per
-                // moved customer) pass after pass instead of 100 per tick, within a bound so the
+                // A pass takes a few hundred due entries: drain a backlog (a nightly run queues one event per
+                // moved customer) pass after pass instead of one pass per tick, within a bound so the
                 // scheduler and the rule schedules still get their turn.
                 for _ in 0..OUTBOX_PASSES_PER_TICK {
                     match runtime.run_outbox_once(Utc::now()).await {
