@@ -93,7 +93,12 @@ const MEMBERS: [(&str, &str, i64, &str, i64, &str, &str); 6] = [
 
 /// Create an app with the members and their inputs; returns member ids by name.
 async fn seeded(api: &TestApi, app: &str, me: &str) -> Map<String, Value> {
-    let created = api.call("POST", "/api/apps", Some(club_bundle(app))).await;
+    seeded_with(api, club_bundle(app), app, me).await
+}
+
+/// [`seeded`] with another bundle of app `app`.
+async fn seeded_with(api: &TestApi, bundle: Value, app: &str, me: &str) -> Map<String, Value> {
+    let created = api.call("POST", "/api/apps", Some(bundle)).await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
     let mut ids = Map::new();
     for (name, code, score, band, points, band_to, code_to) in MEMBERS {
@@ -668,3 +673,50 @@ async fn write_backs_due_together_give_each_record_one_update(backend: Backend) 
         );
     }
 }
+
+/// A scheduled pass runs the due rules of different entities side by side (each entity's in
+/// order); a run that fails — a write-back naming a column its report does not have — stops none
+/// of the others (their schedules advanced already), and the pass reports the failure.
+async fn a_failed_scheduled_run_stops_no_other(backend: Backend) {
+    let Some(api) = TestApi::start(backend).await else {
+        return;
+    };
+    let me = api.call("GET", "/api/auth/me", None).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut bundle = club_bundle("club_broken");
+    // Sorts first ("broken" < "nightly"), over another entity, due at the same time.
+    bundle["rules/broken.rule.json"] = json!({"format_version": 1, "id": "broken", "entity": "input",
+        "trigger": {"schedule": {"cron": "0 3 * * *"}},
+        "actions": [{"apply_report": {"report": "scores", "key": "member",
+            "set": {"points": "no_such_column"}}}]});
+    let ids = seeded_with(&api, bundle, "club_broken", &me).await;
+    let now = chrono::Utc::now();
+    assert_eq!(api.runtime.run_rule_schedules(now).await.unwrap(), 0);
+    let later = now + chrono::Duration::days(2);
+    let failed = api.runtime.run_rule_schedules(later).await;
+    assert!(
+        failed
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("no_such_column")),
+        "{failed:?}"
+    );
+    for (name, score) in [("ann", 30), ("bob", 70), ("eve", 5)] {
+        let id = ids[name].as_str().unwrap();
+        let member = api
+            .call(
+                "GET",
+                &format!("/api/apps/club_broken/entities/member/records/{id}"),
+                None,
+            )
+            .await;
+        assert_eq!(member.body["data"]["score"], score, "{}", member.text);
+    }
+    assert_eq!(
+        api.runtime.run_rule_schedules(later).await.unwrap(),
+        0,
+        "each occurrence once, the failed one too"
+    );
+}
+on_both_backends!(a_failed_scheduled_run_stops_no_other);

@@ -4,7 +4,6 @@
 //! those writes up to [`trellis_rules::MAX_DEPTH`]. Dry runs (`test`) persist nothing; batch runs apply
 //! a rule to every matching record; every real run is logged.
 
-use chrono::{DateTime, Utc};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -23,6 +22,7 @@ mod batch;
 mod cascade;
 mod inbound;
 pub(crate) mod prefilter;
+mod schedule;
 
 use crate::app_cache::LoadedApp;
 use crate::{Principal, Runtime, RuntimeError};
@@ -52,29 +52,6 @@ pub(crate) struct AfterSaveRuns {
     pub evaluated: Vec<(i64, Evaluation)>,
     /// Rules that failed, with why.
     pub failed: Vec<(String, String)>,
-}
-
-/// Add the due `apply_report` rule `rule` to the first group of `groups` it can run together with
-/// (same entity, no field written twice, room left), or start a group.
-fn join_write_back<'a>(groups: &mut Vec<Vec<&'a CompiledRule>>, rule: &'a CompiledRule) {
-    fn written(rule: &CompiledRule) -> std::collections::BTreeSet<&str> {
-        match rule.definition.actions.first() {
-            Some(RuleAction::ApplyReport(apply)) => apply::written_fields(apply),
-            _ => Default::default(),
-        }
-    }
-    let fields = written(rule);
-    let fits = |group: &Vec<&'a CompiledRule>| {
-        group.len() < MAX_APPLIED_TOGETHER
-            && group.iter().all(|other| {
-                other.definition.entity == rule.definition.entity
-                    && written(other).iter().all(|field| !fields.contains(field))
-            })
-    };
-    match groups.iter_mut().find(|group| fits(group)) {
-        Some(group) => group.push(rule),
-        None => groups.push(vec![rule]),
-    }
 }
 
 fn locale_tag(locale: Locale) -> &'static str {
@@ -694,79 +671,6 @@ impl Runtime {
                 message: failure.to_string(),
             }])
         })
-    }
-
-    /// Run the scheduled rules (cron, date reached) whose time has come; each occurrence once, also
-    /// with several servers (the schedule advances by compare-and-set before the run). Scheduled
-    /// `apply_report` rules due together over one entity run together (one write-back giving each
-    /// record all their values), unless they write the same field.
-    pub async fn run_rule_schedules(&self, now: DateTime<Utc>) -> Result<usize, RuntimeError> {
-        let mut ran = 0;
-        for app in self.store().list_apps(false).await? {
-            let loaded = self.loaded_app(&app.id).await?;
-            let mut write_backs: Vec<Vec<&CompiledRule>> = Vec::new();
-            for rule in loaded.rules.values().filter(|r| r.definition.enabled) {
-                let next_after = |at: DateTime<Utc>| match &rule.definition.trigger {
-                    Trigger::Schedule { cron } => trellis_flow::definition::next_cron(cron, at),
-                    Trigger::DateReached { .. } => (at.date_naive() + chrono::Days::new(1))
-                        .and_hms_opt(0, 0, 0)
-                        .map(|d| d.and_utc()),
-                    _ => None,
-                };
-                let Some(first) = next_after(now) else {
-                    continue;
-                };
-                let due = self
-                    .store()
-                    .rule_schedule(&loaded.id, rule.id(), first)
-                    .await?;
-                if due > now {
-                    continue;
-                }
-                let Some(next) = next_after(now) else {
-                    continue;
-                };
-                if !self
-                    .store()
-                    .advance_rule_schedule(&loaded.id, rule.id(), due, next)
-                    .await?
-                {
-                    continue;
-                }
-                ran += 1;
-                match &rule.definition.trigger {
-                    Trigger::DateReached {
-                        field,
-                        days_before,
-                        every_year,
-                    } => {
-                        let select = prefilter::BatchSelect::DateReached {
-                            field: field.to_string(),
-                            day: (now + chrono::Duration::days(*days_before)).date_naive(),
-                            every_year: *every_year,
-                        };
-                        self.batch(&loaded, rule, "date_reached", "system", &select)
-                            .await?;
-                    }
-                    _ if matches!(
-                        rule.definition.actions.first(),
-                        Some(RuleAction::ApplyReport(_))
-                    ) =>
-                    {
-                        join_write_back(&mut write_backs, rule);
-                    }
-                    _ => {
-                        let select = prefilter::BatchSelect::All;
-                        self.batch(&loaded, rule, "schedule", "system", &select)
-                            .await?;
-                    }
-                }
-            }
-            for rules in write_backs {
-                self.apply_reports(&loaded, &rules, "schedule").await?;
-            }
-        }
-        Ok(ran)
     }
 
     /// A rule's run log, newest first (app managers).
