@@ -15,7 +15,9 @@ mod rule_log;
 mod tasks;
 
 pub use rule_log::RuleRunRow;
-pub(crate) use rule_log::{RunLogRow, bind_run_rows, run_log_rows, run_log_statements};
+pub(crate) use rule_log::{
+    RunLogRow, bind_run_rows, run_log_rows, run_log_statements, sqlite_insert_run_rows,
+};
 
 /// One history entry of a flow.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow)]

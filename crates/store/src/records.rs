@@ -297,13 +297,8 @@ impl Store {
         groups: &[InsertGroup],
     ) -> Result<Vec<Vec<RecordRow>>, StoreError> {
         let now = crate::now();
-        let mut all_rows = Vec::with_capacity(groups.len());
-        let mut statements = Vec::new();
-        for group in groups {
-            let rows = new_rows(group, now);
-            statements.extend(insert_statements(group, &rows, now));
-            all_rows.push(rows);
-        }
+        let all_rows: Vec<Vec<RecordRow>> =
+            groups.iter().map(|group| new_rows(group, now)).collect();
         let changes: Vec<NewChange> = groups
             .iter()
             .zip(&all_rows)
@@ -313,6 +308,25 @@ impl Store {
                 change.payload = serde_json::json!({"ids": rows.iter().map(|r| r.id.as_str()).collect::<Vec<_>>()});
                 change
             })
+            .collect();
+        if let crate::connect::Pools::Sqlite { write, .. } = &self.pools {
+            // The creates of group commit (the records an outbox pass creates): prepared rusqlite
+            // statements on the writer, as a bulk import's chunks.
+            on_writer(write, |connection| {
+                for (group, rows) in groups.iter().zip(&all_rows) {
+                    sqlite_fast::check_uniques(connection, group, &group.records)?;
+                    let ids: Vec<String> = rows.iter().map(|row| row.id.clone()).collect();
+                    sqlite_fast::insert_rows(connection, group, &group.records, &ids, now)?;
+                }
+                bulk_update::sqlite_changes(connection, &changes, now)
+            })
+            .await?;
+            return Ok(all_rows);
+        }
+        let statements: Vec<_> = groups
+            .iter()
+            .zip(&all_rows)
+            .flat_map(|(group, rows)| insert_statements(group, rows, now))
             .collect();
         crate::with_pool!(self, write, |pool| {
             let mut tx = pool.begin().await?;
@@ -662,6 +676,23 @@ impl Store {
         entity: &str,
         ids: &[String],
     ) -> Result<Vec<String>, StoreError> {
+        // A few ids (the relations of one record being created): natively on SQLite.
+        if ids.len() <= 64
+            && let Some(native) = self.native_reads()
+        {
+            let list = serde_json::Value::from(ids.to_vec()).to_string();
+            match native.with(|connection| {
+                let mut statement = connection.prepare_cached(
+                    "SELECT id FROM records WHERE app_id = ?1 AND entity = ?2 AND deleted_at IS NULL \
+                     AND id IN (SELECT value FROM json_each(?3))",
+                )?;
+                let rows = statement.query_map(rusqlite::params![app, entity, list], |row| row.get(0))?;
+                rows.collect::<Result<Vec<String>, _>>()
+            }) {
+                Ok(found) => return Ok(found),
+                Err(error) => tracing::debug!(%error, "native read failed; reading through sqlx"),
+            }
+        }
         let mut found = Vec::new();
         for chunk in ids.chunks(500) {
             let mut sql = Sql::default();
@@ -696,6 +727,25 @@ impl Store {
         period: &str,
         count: i64,
     ) -> Result<i64, StoreError> {
+        if let crate::connect::Pools::Sqlite { write, .. } = &self.pools {
+            // Every created record with an auto-number: through rusqlite on the writer.
+            let last: i64 = on_writer(write, |connection| {
+                connection
+                    .prepare_cached(
+                        "INSERT INTO record_counters (app_id, entity, field, period, value) VALUES (?1, ?2, ?3, ?4, ?5) \
+                         ON CONFLICT (app_id, entity, field, period) DO UPDATE SET value = record_counters.value + ?5 \
+                         RETURNING value",
+                    )
+                    .and_then(|mut statement| {
+                        statement.query_row(rusqlite::params![app, entity, field, period, count], |row| {
+                            row.get(0)
+                        })
+                    })
+                    .map_err(|e| StoreError::Corrupt(format!("auto-number counter: {e}")))
+            })
+            .await?;
+            return Ok(last - count + 1);
+        }
         let last: i64 = crate::with_pool!(self, write, |pool| {
             sqlx::query_scalar(
                 "INSERT INTO record_counters (app_id, entity, field, period, value) VALUES ($1, $2, $3, $4, $5) \
@@ -738,4 +788,4 @@ mod sqlite_fast;
 pub(crate) use bind_args;
 pub use bulk::BulkInsert;
 pub use bulk_update::{BulkUpdate, BulkWritten, NewRuleRun};
-pub(crate) use sqlite_fast::with_rusqlite;
+pub(crate) use sqlite_fast::{on_writer, sqlite_time, with_rusqlite};

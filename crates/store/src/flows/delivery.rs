@@ -55,6 +55,33 @@ impl Store {
     /// its `retry_at`. Only an attempt that still sees its entry at its `attempts` counts (two servers
     /// never both record one); returns which counted.
     pub async fn finish_outbox(&self, attempts: &[OutboxAttempt]) -> Result<Vec<bool>, StoreError> {
+        if let crate::connect::Pools::Sqlite { write, .. } = &self.pools {
+            // A statement per entry of every pass: through rusqlite on the writer.
+            return crate::records::on_writer(write, |connection| {
+                let mut finish = connection
+                    .prepare_cached(
+                        "UPDATE outbox SET status = ?1, attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3 \
+                         WHERE seq = ?4 AND attempts = ?5 AND status = 'pending'",
+                    )
+                    .map_err(to_store)?;
+                attempts
+                    .iter()
+                    .map(|attempt| {
+                        let done = finish
+                            .execute(rusqlite::params![
+                                attempt.status,
+                                crate::records::sqlite_time(attempt.retry_at),
+                                attempt.error,
+                                attempt.seq,
+                                attempt.attempts
+                            ])
+                            .map_err(to_store)?;
+                        Ok(done > 0)
+                    })
+                    .collect()
+            })
+            .await;
+        }
         let counted = crate::with_pool!(self, write, |pool| {
             let mut tx = pool.begin().await?;
             let mut counted = Vec::with_capacity(attempts.len());
@@ -88,6 +115,30 @@ impl Store {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> Result<Vec<bool>, StoreError> {
+        if let crate::connect::Pools::Sqlite { write, .. } = &self.pools {
+            let (now, lease_until) = (
+                crate::records::sqlite_time(now),
+                crate::records::sqlite_time(lease_until),
+            );
+            return crate::records::on_writer(write, |connection| {
+                let mut claim = connection
+                    .prepare_cached(
+                        "UPDATE outbox SET next_attempt_at = ?1 WHERE seq = ?2 AND attempts = ?3 \
+                         AND status = 'pending' AND next_attempt_at <= ?4",
+                    )
+                    .map_err(to_store)?;
+                entries
+                    .iter()
+                    .map(|(seq, attempts)| {
+                        let done = claim
+                            .execute(rusqlite::params![lease_until, seq, attempts, now])
+                            .map_err(to_store)?;
+                        Ok(done > 0)
+                    })
+                    .collect()
+            })
+            .await;
+        }
         let claimed = crate::with_pool!(self, write, |pool| {
             let mut tx = pool.begin().await?;
             let mut claimed = Vec::with_capacity(entries.len());
@@ -107,6 +158,10 @@ impl Store {
         });
         Ok(claimed)
     }
+}
+
+fn to_store(error: rusqlite::Error) -> StoreError {
+    StoreError::Corrupt(format!("outbox: {error}"))
 }
 
 /// The outcome of one attempt at an outbox entry ([`Store::finish_outbox`]).

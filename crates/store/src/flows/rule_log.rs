@@ -88,6 +88,16 @@ impl Store {
             .iter()
             .map(|(app, version, runs)| Ok((*app, *version, run_log_rows(runs)?)))
             .collect::<Result<_, StoreError>>()?;
+        if let crate::connect::Pools::Sqlite { write, .. } = &self.pools {
+            let at = crate::records::sqlite_time(now);
+            return crate::records::on_writer(write, |connection| {
+                for (app, app_version, rows) in &rows {
+                    sqlite_insert_run_rows(connection, app, *app_version, rows, &at)?;
+                }
+                Ok(())
+            })
+            .await;
+        }
         crate::with_pool!(self, write, |pool| {
             let mut tx = pool.begin().await?;
             for (app, app_version, rows) in &rows {
@@ -403,6 +413,41 @@ pub(crate) fn run_log_statements<'r, 'a>(
             (sql, chunk)
         })
         .collect()
+}
+
+/// Insert `rows` (of `app` at `version`, logged at `at`, see [`crate::records::sqlite_time`])
+/// through rusqlite, inside the caller's transaction: a prepared row statement (~5 µs a row).
+pub(crate) fn sqlite_insert_run_rows(
+    connection: &rusqlite::Connection,
+    app: &str,
+    app_version: i64,
+    rows: &[RunLogRow<'_>],
+    at: &str,
+) -> Result<(), StoreError> {
+    let to_store = |e: rusqlite::Error| StoreError::Corrupt(format!("logging rule runs: {e}"));
+    let mut log = connection
+        .prepare_cached(
+            "INSERT INTO rule_runs (app_id, rule, app_version, trigger, record_id, matched, outcome, error, duration_us, at, runs) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )
+        .map_err(to_store)?;
+    for row in rows {
+        log.execute(rusqlite::params![
+            app,
+            row.rule,
+            app_version,
+            row.trigger,
+            row.record_id,
+            row.matched,
+            row.outcome,
+            row.error,
+            row.duration_us,
+            at,
+            row.runs
+        ])
+        .map_err(to_store)?;
+    }
+    Ok(())
 }
 
 /// Bind the values of `rows` (of `app` at `version`, logged at `now`) to a query from

@@ -140,7 +140,7 @@ fn sqlite_side_work(
 }
 
 /// Append `changes` to the change log (what `append_change!` writes on SQLite).
-fn sqlite_changes(
+pub(super) fn sqlite_changes(
     connection: &rusqlite::Connection,
     changes: &[crate::NewChange],
     now: DateTime<Utc>,
@@ -304,28 +304,7 @@ fn sqlite_updates(
     parts.side_us = part.elapsed().as_micros() as u64;
     let part = std::time::Instant::now();
     // Rule runs outnumber the updates (every triggered rule of every record): a row per rule.
-    let mut log = connection
-        .prepare_cached(
-            "INSERT INTO rule_runs (app_id, rule, app_version, trigger, record_id, matched, outcome, error, duration_us, at, runs) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        )
-        .map_err(to_store)?;
-    for row in runs {
-        log.execute(rusqlite::params![
-            app,
-            row.rule,
-            app_version,
-            row.trigger,
-            row.record_id,
-            row.matched,
-            row.outcome,
-            row.error,
-            row.duration_us,
-            at,
-            row.runs
-        ])
-        .map_err(to_store)?;
-    }
+    crate::flows::sqlite_insert_run_rows(connection, app, app_version, runs, &at)?;
     parts.runs_us = part.elapsed().as_micros() as u64;
     tracing::debug!(
         updates = updates.len(),

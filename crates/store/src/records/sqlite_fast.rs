@@ -27,7 +27,7 @@ pub(super) fn check_uniques(
         return Ok(());
     }
     let mut held = connection
-        .prepare(
+        .prepare_cached(
             "SELECT 1 FROM record_unique WHERE app_id = ?1 AND entity = ?2 AND field = ?3 AND value = ?4",
         )
         .map_err(to_store)?;
@@ -65,19 +65,19 @@ pub(super) fn insert_rows(
 ) -> Result<(), StoreError> {
     let at = now.to_rfc3339_opts(SecondsFormat::AutoSi, false);
     let mut insert = connection
-        .prepare(
+        .prepare_cached(
             "INSERT INTO records (id, app_id, entity, version, data, created_at, created_by, updated_at, updated_by, search_text, indexed_by_writer) \
              VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?5, ?6, ?7, 1)",
         )
         .map_err(to_store)?;
     let mut history = connection
-        .prepare(
+        .prepare_cached(
             "INSERT INTO record_history (record_id, app_id, entity, version, operation, actor, at, before, after) \
              VALUES (?1, ?2, ?3, 1, 'create', ?4, ?5, NULL, NULL)",
         )
         .map_err(to_store)?;
     let mut unique = connection
-        .prepare(
+        .prepare_cached(
             "INSERT INTO record_unique (app_id, entity, field, value, record_id) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
         )
         .map_err(to_store)?;
@@ -155,6 +155,47 @@ pub(super) fn insert_rows(
         "bulk chunk written"
     );
     Ok(())
+}
+
+/// Run `work` in an immediate transaction on `connection` (a rusqlite view of the write
+/// connection): committed when it succeeds, rolled back when it fails.
+pub(crate) fn in_transaction<T>(
+    connection: &rusqlite::Connection,
+    work: impl FnOnce(&rusqlite::Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    connection
+        .execute_batch("BEGIN IMMEDIATE")
+        .map_err(to_store)?;
+    match work(connection) {
+        Ok(value) => {
+            connection.execute_batch("COMMIT").map_err(to_store)?;
+            Ok(value)
+        }
+        Err(error) => {
+            let _ = connection.execute_batch("ROLLBACK");
+            Err(error)
+        }
+    }
+}
+
+/// Run `work` in a transaction on the SQLite write connection `write`, through rusqlite: a few
+/// µs per statement instead of sqlx's hop to its worker thread (~120 µs, PERF.md) — for the small
+/// writes of every outbox delivery (claims, outcomes, rule-run logs).
+pub(crate) async fn on_writer<T>(
+    write: &sqlx::SqlitePool,
+    work: impl FnOnce(&rusqlite::Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let mut connection = write.acquire().await?;
+    with_rusqlite(&mut connection, |connection| {
+        in_transaction(connection, work)
+    })
+    .await
+}
+
+/// A timestamp as sqlx writes one on SQLite (RFC 3339, `+00:00`): compared as text with the
+/// values sqlx binds.
+pub(crate) fn sqlite_time(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::AutoSi, false)
 }
 
 /// Run `work` with a rusqlite view of the sqlx connection `connection`.
