@@ -218,6 +218,14 @@ impl Store {
         writes: &TransitionWrites,
     ) -> Result<(), StoreError> {
         let now = crate::now();
+        if let crate::connect::Pools::Sqlite { write, .. } = &self.pools {
+            // The follow-up work of a rule on every record it acts on: through rusqlite.
+            let at = crate::records::sqlite_time(now);
+            return crate::records::on_writer(write, |connection| {
+                crate::records::sqlite_state_work(connection, writes, record_id, actor, &at)
+            })
+            .await;
+        }
         crate::with_pool!(self, write, |pool| {
             let mut tx = pool.begin().await?;
             insert_flow_history!(tx, writes, record_id, actor, now);

@@ -787,5 +787,6 @@ mod sqlite_fast;
 
 pub(crate) use bind_args;
 pub use bulk::BulkInsert;
+pub(crate) use bulk_update::sqlite_state_work;
 pub use bulk_update::{BulkUpdate, BulkWritten, NewRuleRun};
 pub(crate) use sqlite_fast::{on_writer, sqlite_time, with_rusqlite};

@@ -91,8 +91,6 @@ fn sqlite_side_work(
     actor: Option<&str>,
     at: &str,
 ) -> Result<(), StoreError> {
-    let time = |t: &DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::AutoSi, false);
-    let new_id = || uuid::Uuid::now_v7().to_string();
     if w.leave_state {
         connection
             .prepare_cached("UPDATE tasks SET status = 'cancelled', completed_at = ?1 WHERE record_id = ?2 AND flow = ?3 AND status = 'open'")
@@ -103,6 +101,20 @@ fn sqlite_side_work(
             .and_then(|mut s| s.execute(rusqlite::params![record_id, w.flow]))
             .map_err(to_store)?;
     }
+    sqlite_state_work(connection, w, record_id, actor, at)
+}
+
+/// The flow history entry and the new state's work of `w` (what `insert_flow_history!` and
+/// `insert_state_work!` write) through cached rusqlite statements.
+pub(crate) fn sqlite_state_work(
+    connection: &rusqlite::Connection,
+    w: &TransitionWrites,
+    record_id: &str,
+    actor: Option<&str>,
+    at: &str,
+) -> Result<(), StoreError> {
+    let time = |t: &DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::AutoSi, false);
+    let new_id = || uuid::Uuid::now_v7().to_string();
     if !w.flow.is_empty() {
         connection
             .prepare_cached(concat!("INSERT INTO flow_history (app_id, flow, record_id, event, from_state, to_state, actor, at, inputs, app_version, history_seq) \
