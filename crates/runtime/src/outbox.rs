@@ -61,8 +61,9 @@ fn own_record_entry(entry: &OutboxRow) -> Option<String> {
     }
 }
 
-/// Most entries one outbox pass takes.
-pub const OUTBOX_PASS: i64 = 500;
+/// Most entries one outbox pass takes (at 100k customers the first night's drain took 11.5 s in
+/// passes of 500, 8.5 s of 2,000 and 7.5 s of 5,000: bigger waves share more commits).
+pub const OUTBOX_PASS: i64 = 5000;
 
 /// Most entries of a pass that may be delivered alone (webhooks, mail, updates of related
 /// records): those after them are taken only while they can go side by side.

@@ -61,8 +61,9 @@ pub(crate) fn seconds(text: Option<&str>) -> Option<Duration> {
     text.and_then(parse_duration).map(Duration::seconds)
 }
 
-/// Outbox passes (of up to 100 entries) per scheduler tick at most.
-const OUTBOX_PASSES_PER_TICK: usize = 200;
+/// Longest a scheduler tick keeps delivering outbox passes before the timers and the rule
+/// schedules get their turn (a pass that started finishes).
+const OUTBOX_TIME_PER_TICK: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Runtime {
     fn flow<'a>(

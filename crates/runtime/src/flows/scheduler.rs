@@ -8,7 +8,7 @@ use trellis_flow::definition::Assignee;
 use trellis_form::Locale;
 use trellis_form::records::to_api;
 
-use super::{Consumes, Firer, OUTBOX_PASSES_PER_TICK};
+use super::{Consumes, Firer, OUTBOX_TIME_PER_TICK};
 use crate::{Runtime, RuntimeError};
 
 /// How long a server keeps the due timers it claimed before others may take them.
@@ -140,10 +140,11 @@ impl Runtime {
                 if let Err(error) = runtime.run_scheduler_once(Utc::now()).await {
                     tracing::warn!(error = %error, "scheduler pass failed");
                 }
-                // A pass takes a few hundred due entries: drain a backlog (a nightly run queues one event per
-                // moved customer) pass after pass instead of one pass per tick, within a bound so the
-                // scheduler and the rule schedules still get their turn.
-                for _ in 0..OUTBOX_PASSES_PER_TICK {
+                // Drain a backlog (a nightly run queues one event per moved customer) pass after
+                // pass instead of one pass per tick, for a bounded time so the timers and the rule
+                // schedules still get their turn.
+                let delivering = std::time::Instant::now();
+                while delivering.elapsed() < OUTBOX_TIME_PER_TICK {
                     match runtime.run_outbox_once(Utc::now()).await {
                         Ok(0) => break,
                         Ok(_) => {}
