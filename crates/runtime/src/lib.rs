@@ -152,6 +152,8 @@ pub struct Runtime {
     results: reports::results::ResultCache,
     /// Clients of the outbox (webhooks, SMTP), built on first use.
     outgoing: std::sync::Arc<outbox::Outgoing>,
+    /// Write-backs running now: the outbox takes smaller passes meanwhile.
+    write_backs_running: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Runtime {
@@ -170,6 +172,7 @@ impl Runtime {
             columns,
             results: reports::results::ResultCache::default(),
             outgoing: Default::default(),
+            write_backs_running: Default::default(),
         }
     }
 

@@ -228,7 +228,25 @@ impl Runtime {
         outcome.reports = steps;
         Ok(outcome)
     }
+}
 
+/// Counts a running write-back while it lives (the outbox takes smaller passes meanwhile).
+struct WriteBackRunning(Arc<std::sync::atomic::AtomicUsize>);
+
+impl WriteBackRunning {
+    fn new(running: &Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        running.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self(running.clone())
+    }
+}
+
+impl Drop for WriteBackRunning {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Runtime {
     /// Write `parts`' values onto the records of `entity`, a page per transaction.
     async fn write_back(
         &self,
@@ -237,6 +255,7 @@ impl Runtime {
         parts: Arc<[AppliedReport]>,
         system: &Principal,
     ) -> Result<BatchOutcome, RuntimeError> {
+        let _running = WriteBackRunning::new(&self.write_backs_running);
         // Each report's row for each record id it names.
         let wanted: Wanted<'_> = parts.iter().map(AppliedReport::rows_by_id).collect();
         let mut named: Vec<&str> = wanted.iter().flat_map(|w| w.keys().copied()).collect();
