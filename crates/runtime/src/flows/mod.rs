@@ -443,15 +443,9 @@ impl Runtime {
         let (entity, _) = loaded.entity(entity_id)?;
         let checked = self.check(actor, &loaded, entity).await?;
         checked.require(Action::Read)?;
-        // The record and the version its run follows, in one read.
-        let (row, pinned) = match self
-            .store()
-            .get_record_with_flow_version(&loaded.id, &entity.uid, id, flow_id)
-            .await?
-        {
-            Some((row, pinned)) if row.deleted_at.is_none() => (row, pinned),
-            _ => return Err(RuntimeError::NotFound(format!("record '{id}'"))),
-        };
+        let (row, pinned) = self
+            .live_record_and_run(&loaded, entity, id, flow_id)
+            .await?;
         self.require_readable(&loaded, &checked, id, &row.data.0)
             .await?;
         checked.require(Action::Update)?;
@@ -482,6 +476,24 @@ impl Runtime {
         })
     }
 
+    /// The live record `id` and the app version its run of `flow_id` follows, in one read.
+    async fn live_record_and_run(
+        &self,
+        loaded: &LoadedApp,
+        entity: &EntityDefinition,
+        id: &str,
+        flow_id: &str,
+    ) -> Result<(RecordRow, Option<i64>), RuntimeError> {
+        match self
+            .store()
+            .get_record_with_flow_version(&loaded.id, &entity.uid, id, flow_id)
+            .await?
+        {
+            Some((row, pinned)) if row.deleted_at.is_none() => Ok((row, pinned)),
+            _ => Err(RuntimeError::NotFound(format!("record '{id}'"))),
+        }
+    }
+
     /// Fire an event as the system (outbox `fire_event` actions).
     pub(crate) async fn fire_as_system(
         &self,
@@ -493,15 +505,9 @@ impl Runtime {
     ) -> Result<(), RuntimeError> {
         let loaded = self.loaded_app(app).await?;
         let (entity, _) = loaded.entity(entity_id)?;
-        // The record and the version its run follows, in one read.
-        let (row, pinned) = match self
-            .store()
-            .get_record_with_flow_version(&loaded.id, &entity.uid, id, flow_id)
-            .await?
-        {
-            Some((row, pinned)) if row.deleted_at.is_none() => (row, pinned),
-            _ => return Err(RuntimeError::NotFound(format!("record '{id}'"))),
-        };
+        let (row, pinned) = self
+            .live_record_and_run(&loaded, entity, id, flow_id)
+            .await?;
         let source = self
             .pinned_flow_at(&loaded, entity, flow_id, &row, pinned)
             .await?;
