@@ -144,6 +144,8 @@ try:
         drained = time.perf_counter() - started
         statuses = dict(db.execute("select status, count(*) from outbox group by status").fetchall())
         timings.append((f"after the rules: outbox drained ({pending_at_end} entries pending when they ended; now {statuses})", drained))
+        for kind, action, count in db.execute("select kind, substr(payload, 1, instr(payload, ':{') - 1), count(*) from outbox group by 1, 2 order by 3 desc").fetchall():
+            timings.append((f"  outbox entries {kind} {action[:40]}: {count}", 0.0))
     db.close()
     # What the night left (for comparing runs: the same data must end in the same state).
     for entity in ["activity", "coupon", "points_entry", "task"]:

@@ -13,6 +13,10 @@ use trellis_store::flows::{OutboxAttempt, OutboxRow};
 
 use crate::{Principal, Runtime, RuntimeError};
 
+mod waves;
+
+use waves::{OwnEntry, Waves};
+
 /// Attempts before an entry is given up (`failed`, with its last error).
 pub const MAX_ATTEMPTS: i64 = 8;
 
@@ -39,28 +43,6 @@ impl std::fmt::Debug for Outgoing {
     }
 }
 
-/// The one record an entry reads or changes, when that is the record whose rule or transition
-/// queued it: an event fired on that record itself (no relation to follow), or a record created from
-/// it. Such entries about different records may be delivered side by side.
-fn own_record_entry(entry: &OutboxRow) -> Option<String> {
-    if entry.kind == "email" {
-        return None;
-    }
-    let payload: Value = serde_json::from_str(&entry.payload).ok()?;
-    if let Ok(trellis_rules::RuleAction::UpdateRecords(_)) =
-        serde_json::from_value::<trellis_rules::RuleAction>(payload.get("action")?.clone())
-    {
-        return None;
-    }
-    match serde_json::from_value::<ActionDefinition>(payload.get("action")?.clone()).ok()? {
-        ActionDefinition::FireEvent(fire) if fire.relation.is_none() => {
-            payload.get("record_id")?.as_str().map(str::to_owned)
-        }
-        ActionDefinition::CreateRecord(_) => payload.get("record_id")?.as_str().map(str::to_owned),
-        _ => None,
-    }
-}
-
 /// Most entries one outbox pass takes (at 100k customers the first night's drain took 11.5 s in
 /// passes of 500, 8.5 s of 2,000 and 7.5 s of 5,000: bigger waves share more commits).
 pub const OUTBOX_PASS: i64 = 5000;
@@ -72,30 +54,6 @@ pub const OUTBOX_PASS_BESIDE_WRITE_BACK: i64 = 500;
 /// Most entries of a pass that may be delivered alone (webhooks, mail, updates of related
 /// records): those after them are taken only while they can go side by side.
 pub const DELIVERED_ALONE_PER_PASS: usize = 100;
-
-/// Side-by-side entries of a pass in waves: wave `n` holds each record's `n`-th entry.
-#[derive(Default)]
-struct Waves {
-    waves: Vec<Vec<OutboxRow>>,
-    entries_of: std::collections::HashMap<String, usize>,
-}
-
-impl Waves {
-    fn push(&mut self, record: String, entry: OutboxRow) {
-        let count = self.entries_of.entry(record).or_insert(0);
-        if self.waves.len() <= *count {
-            self.waves.push(Vec::new());
-        }
-        self.waves[*count].push(entry);
-        *count += 1;
-    }
-
-    /// The waves so far, in order; starts afresh.
-    fn take(&mut self) -> Vec<Vec<OutboxRow>> {
-        self.entries_of.clear();
-        std::mem::take(&mut self.waves)
-    }
-}
 
 fn backoff(attempt: i64) -> Duration {
     Duration::seconds((5_i64 << attempt.clamp(0, 10)).min(3600))
@@ -109,11 +67,11 @@ impl Runtime {
     /// first ones may be of the kinds delivered alone; it claims them in one transaction.
     /// Consecutive entries that each concern only the record that queued them — events fired on
     /// it, records created from it (the lifecycle moves of a nightly run and the records they
-    /// create) — are delivered side by side in waves: a wave holds at most one entry per record
-    /// (the first wave each record's first entry, the second its second, …), so entries about one
-    /// record keep their order while the deliveries of different records share commits (group
-    /// commit) and have their outcomes recorded in one transaction. Every other entry is delivered
-    /// alone, in order, after the waves before it.
+    /// create) — are delivered in waves: a wave holds at most one entry per record (the first wave
+    /// each record's first entry, the second its second, …), so entries about one record keep
+    /// their order while a wave's events of one entity fire together and its records of one
+    /// entity are created together (see [`waves`]), and the outcomes are recorded in one
+    /// transaction. Every other entry is delivered alone, in order, after the waves before it.
     pub async fn run_outbox_once(&self, now: DateTime<Utc>) -> Result<usize, RuntimeError> {
         // Beside a running write-back (a nightly batch), small passes: the night's own work first.
         let pass = if self
@@ -125,18 +83,31 @@ impl Runtime {
         } else {
             OUTBOX_PASS
         };
+        let started = std::time::Instant::now();
         let mut due = self.store().due_outbox(now, pass).await?;
+        let read_us = started.elapsed().as_micros() as u64;
         // Beyond the first entries, only a run of side-by-side ones: a pass of slow webhooks
         // stays well inside its claim.
-        let own: Vec<Option<String>> = due.iter().map(own_record_entry).collect();
+        let mut own: Vec<Option<OwnEntry>> = due.iter().map(OwnEntry::of).collect();
         if let Some(cut) = (DELIVERED_ALONE_PER_PASS..due.len()).find(|&i| own[i].is_none()) {
             due.truncate(cut);
+            own.truncate(cut);
         }
+        let parsed_us = started.elapsed().as_micros() as u64;
         let pairs: Vec<(i64, i64)> = due.iter().map(|e| (e.seq, e.attempts)).collect();
         let claimed = self
             .store()
             .claim_outbox(&pairs, now, now + Duration::minutes(5))
             .await?;
+        if !due.is_empty() {
+            tracing::debug!(
+                entries = due.len(),
+                read_us,
+                parsed_us,
+                claimed_us = started.elapsed().as_micros() as u64,
+                "outbox pass claimed"
+            );
+        }
         let mut delivered = 0;
         let mut waves = Waves::default();
         for ((entry, claimed), own) in due.into_iter().zip(claimed).zip(own) {
@@ -144,10 +115,10 @@ impl Runtime {
                 continue;
             }
             match own {
-                Some(record) => waves.push(record, entry),
+                Some(own) => waves.push(entry, own),
                 None => {
                     for wave in waves.take() {
-                        delivered += self.deliver_side_by_side(wave, now).await?;
+                        delivered += self.deliver_wave(wave, now).await?;
                     }
                     let outcome = self.deliver(&entry).await;
                     delivered += self.finish(vec![(entry, outcome)], now).await?;
@@ -155,49 +126,13 @@ impl Runtime {
             }
         }
         for wave in waves.take() {
-            delivered += self.deliver_side_by_side(wave, now).await?;
+            delivered += self.deliver_wave(wave, now).await?;
         }
         Ok(delivered)
     }
 
-    /// Deliver `entries` (about distinct records) at once and record their outcomes.
-    async fn deliver_side_by_side(
-        &self,
-        entries: Vec<OutboxRow>,
-        now: DateTime<Utc>,
-    ) -> Result<usize, RuntimeError> {
-        if entries.is_empty() {
-            return Ok(0);
-        }
-        let mut running = tokio::task::JoinSet::new();
-        for (position, entry) in entries.into_iter().enumerate() {
-            let runtime = self.clone();
-            running.spawn(async move {
-                let outcome = runtime.deliver(&entry).await;
-                (position, entry, outcome)
-            });
-        }
-        let mut outcomes = Vec::with_capacity(running.len());
-        while let Some(joined) = running.join_next().await {
-            outcomes.push(
-                joined.map_err(|e| {
-                    RuntimeError::Internal(format!("an outbox delivery stopped: {e}"))
-                })?,
-            );
-        }
-        outcomes.sort_by_key(|(position, ..)| *position);
-        self.finish(
-            outcomes
-                .into_iter()
-                .map(|(_, entry, outcome)| (entry, outcome))
-                .collect(),
-            now,
-        )
-        .await
-    }
-
     /// Record the outcomes of attempts (one transaction); returns how many succeeded.
-    async fn finish(
+    pub(super) async fn finish(
         &self,
         outcomes: Vec<(OutboxRow, Result<(), Failure>)>,
         now: DateTime<Utc>,
@@ -239,7 +174,7 @@ impl Runtime {
         Ok(delivered)
     }
 
-    async fn deliver(&self, entry: &OutboxRow) -> Result<(), Failure> {
+    pub(super) async fn deliver(&self, entry: &OutboxRow) -> Result<(), Failure> {
         let payload: Value =
             serde_json::from_str(&entry.payload).map_err(|e| Failure::Permanent(e.to_string()))?;
         if entry.kind == "email" {
@@ -254,7 +189,7 @@ impl Runtime {
             .map_err(|e| Failure::Permanent(format!("unknown action: {e}")))?;
         let text = |key: &str| payload[key].as_str().unwrap_or_default().to_owned();
         let (entity_id, record_id) = (text("entity"), text("record_id"));
-        let permanent = |e: RuntimeError| Failure::Permanent(e.to_string());
+        let permanent = |e: RuntimeError| Failure::Permanent(reason_of(&e));
         // An event on the record itself: firing reads the record (and its run) anyway.
         if let ActionDefinition::FireEvent(fire) = &action
             && fire.relation.is_none()
@@ -312,26 +247,7 @@ impl Runtime {
                     .await
             }
             ActionDefinition::CreateRecord(create) => {
-                let mut fields = Map::new();
-                for (name, value) in create.fields {
-                    let value = match value.as_str() {
-                        Some("$record_id") => Value::String(record_id.clone()),
-                        Some(path) if path.starts_with("$record.") => record
-                            .get(&path["$record.".len()..])
-                            .cloned()
-                            .unwrap_or(Value::Null),
-                        // `"=expr"`: a rhai expression over the triggering record's fields.
-                        Some(expression) if expression.starts_with('=') => {
-                            trellis_script::compile(&expression[1..])
-                                .and_then(|script| {
-                                    script.eval(&with_every_field(entity, &record), &[])
-                                })
-                                .map_err(|e| Failure::Permanent(format!("{name}: {e}")))?
-                        }
-                        _ => value,
-                    };
-                    fields.insert(name, value);
-                }
+                let fields = created_fields(entity, &record_id, &record, &create)?;
                 self.create_record(
                     &system,
                     &loaded.id,
@@ -385,19 +301,10 @@ impl Runtime {
         target: &str,
         fire: &trellis_flow::definition::FireEventAction,
     ) -> Result<(), Failure> {
-        match self
+        let fired = self
             .fire_as_system(app, entity, target, fire.flow.as_str(), fire.event.as_str())
-            .await
-        {
-            Ok(()) => Ok(()),
-            // The record moved on between the rule and the delivery (another event won): the
-            // event no longer applies, which is not a failure.
-            Err(RuntimeError::EventNotFromState(reason)) => {
-                tracing::debug!(record = %target, event = %fire.event, %reason, "rule event skipped: the record left the state");
-                Ok(())
-            }
-            Err(error) => Err(Failure::Permanent(error.to_string())),
-        }
+            .await;
+        waves::event_outcome(target, fire.event.as_str(), fired)
     }
 
     /// A rule's `update_records`: change the records of another entity that match its filter, with
@@ -408,7 +315,7 @@ impl Runtime {
         payload: &Value,
         update: &trellis_rules::UpdateRecordsAction,
     ) -> Result<(), Failure> {
-        let permanent = |e: RuntimeError| Failure::Permanent(e.to_string());
+        let permanent = |e: RuntimeError| Failure::Permanent(reason_of(&e));
         let text = |key: &str| payload[key].as_str().unwrap_or_default().to_owned();
         let (entity_id, record_id) = (text("entity"), text("record_id"));
         let loaded = self.loaded_app(&entry.app_id).await.map_err(permanent)?;
@@ -702,6 +609,51 @@ impl Runtime {
 
 /// `error` and its causes, outermost first (a client error alone says "Connect"; the cause says
 /// which certificate was refused and why).
+/// The fields of a record a `create_record` action creates from record `record_id` (`record`,
+/// fields by name): `"$record_id"`, `"$record.field"` and `"=expr"` (a rhai expression over the
+/// record's fields) taken from it, other values as given.
+fn created_fields(
+    entity: &trellis_model::EntityDefinition,
+    record_id: &str,
+    record: &Map<String, Value>,
+    create: &trellis_flow::definition::CreateRecordAction,
+) -> Result<Map<String, Value>, Failure> {
+    let mut fields = Map::new();
+    for (name, value) in &create.fields {
+        let value = match value.as_str() {
+            Some("$record_id") => Value::String(record_id.to_owned()),
+            Some(path) if path.starts_with("$record.") => record
+                .get(&path["$record.".len()..])
+                .cloned()
+                .unwrap_or(Value::Null),
+            Some(expression) if expression.starts_with('=') => {
+                trellis_script::compile(&expression[1..])
+                    .and_then(|script| script.eval(&with_every_field(entity, record), &[]))
+                    .map_err(|e| Failure::Permanent(format!("{name}: {e}")))?
+            }
+            _ => value.clone(),
+        };
+        fields.insert(name.clone(), value);
+    }
+    Ok(fields)
+}
+
+/// Why an action failed, as the outbox records it: a refused record names each problem (field
+/// pointer, code and message), so the failed entry says what to fix.
+fn reason_of(error: &RuntimeError) -> String {
+    match error {
+        RuntimeError::InvalidRecord(issues) => format!(
+            "{error}: {}",
+            issues
+                .iter()
+                .map(|i| format!("{} {}: {}", i.pointer, i.code, i.message))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        other => other.to_string(),
+    }
+}
+
 fn with_causes(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();

@@ -217,19 +217,37 @@ impl Store {
         actor: Option<&str>,
         writes: &TransitionWrites,
     ) -> Result<(), StoreError> {
+        self.start_flow_states(actor, &[(record_id, writes)]).await
+    }
+
+    /// [`Store::start_flow_state`] for many records in one transaction: the follow-up work of
+    /// rules that acted on many records at once (a wave of lifecycle moves queueing the next).
+    pub async fn start_flow_states(
+        &self,
+        actor: Option<&str>,
+        work: &[(&str, &TransitionWrites)],
+    ) -> Result<(), StoreError> {
+        if work.is_empty() {
+            return Ok(());
+        }
         let now = crate::now();
         if let crate::connect::Pools::Sqlite { write, .. } = &self.pools {
             // The follow-up work of a rule on every record it acts on: through rusqlite.
             let at = crate::records::sqlite_time(now);
             return crate::records::on_writer(write, |connection| {
-                crate::records::sqlite_state_work(connection, writes, record_id, actor, &at)
+                for (record_id, writes) in work {
+                    crate::records::sqlite_state_work(connection, writes, record_id, actor, &at)?;
+                }
+                Ok(())
             })
             .await;
         }
         crate::with_pool!(self, write, |pool| {
             let mut tx = pool.begin().await?;
-            insert_flow_history!(tx, writes, record_id, actor, now);
-            insert_state_work!(tx, writes, record_id, now);
+            for (record_id, writes) in work {
+                insert_flow_history!(tx, *writes, *record_id, actor, now);
+                insert_state_work!(tx, *writes, *record_id, now);
+            }
             tx.commit().await?;
         });
         Ok(())

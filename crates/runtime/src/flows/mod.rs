@@ -16,7 +16,10 @@ use trellis_model::{Action, EntityDefinition};
 use trellis_store::flows::{NewTask, TransitionWrites};
 use trellis_store::{RecordRow, StoreError};
 
+mod bulk_fire;
 mod scheduler;
+
+pub(crate) use bulk_fire::SystemEvent;
 mod tasks;
 
 use crate::app_cache::LoadedApp;
@@ -48,6 +51,30 @@ pub struct Fired {
 enum Firer<'a> {
     User(&'a Principal),
     System,
+}
+
+/// What applying a firing writes ([`Runtime::firing_writes`]).
+struct FiringWrites {
+    /// The record before the firing (field names).
+    before: Map<String, Value>,
+    /// The record after it, as stored.
+    record: trellis_store::NewRecord,
+    /// Whether its search text changes.
+    search_changed: bool,
+    /// Whether its unique values stay (else it is written alone: the unique index changes).
+    uniques_kept: bool,
+    writes: TransitionWrites,
+}
+
+/// A refused event as the error the caller sees: from a state the record is not in (the outbox
+/// skips those: the record moved on), or a conflict with the reason.
+fn refused(refusal: trellis_flow::Refusal) -> RuntimeError {
+    match refusal {
+        trellis_flow::Refusal::WrongState { .. } => {
+            RuntimeError::EventNotFromState(refusal.message())
+        }
+        _ => RuntimeError::Conflict(refusal.message()),
+    }
 }
 
 /// Extra writes that must commit with the transition.
@@ -274,20 +301,21 @@ impl Runtime {
         Ok(writes)
     }
 
-    /// Apply a decided firing to `row` in one transaction.
+    /// What applying a decided firing to `row` writes: the record after it (validated, with its
+    /// computed fields), the stored form of that record, and the transition's writes; with the
+    /// record before it and whether its unique values stay (then it may share a commit).
     #[allow(clippy::too_many_arguments)]
-    async fn apply_firing(
+    async fn firing_writes(
         &self,
         loaded: &LoadedApp,
         entity: &EntityDefinition,
         flow: &CompiledFlow,
         row: &RecordRow,
-        firing: Firing,
+        firing: &Firing,
         actor: Option<&str>,
-        consumes: Consumes,
         checked: Option<&crate::access::Checked<'_>>,
         locale: Locale,
-    ) -> Result<(RecordRow, Firing), RuntimeError> {
+    ) -> Result<FiringWrites, RuntimeError> {
         let (_, validator) = loaded.entity(entity.id.as_str())?;
         let before = to_api(entity, &row.data.0);
         let mut named = before.clone();
@@ -304,9 +332,8 @@ impl Runtime {
             self.require_write_rows(loaded, checked, &record.data)
                 .await?;
         }
-        let now = Utc::now();
         let mut writes = self
-            .transition_writes(loaded, entity, flow, &firing, &named, &row.id, now)
+            .transition_writes(loaded, entity, flow, firing, &named, &row.id, Utc::now())
             .await?;
         // Webhook payloads are built for the user who fired the event: fields hidden from them
         // are left out at delivery.
@@ -315,15 +342,47 @@ impl Runtime {
                 payload["actor"] = json!(actor);
             }
         }
-        writes.consume_timer = consumes.timer;
-        writes.complete_task = consumes.task;
         // Concurrent transitions share commits (group commit) unless unique values change, which
         // needs the unique index rewritten and may clash.
         let uniques_kept = crate::records::unique_values_of(entity, &named)
             == crate::records::unique_values_of(entity, &before);
+        let search_changed =
+            record.search_text != trellis_form::records::search_text(entity, &before);
+        Ok(FiringWrites {
+            before,
+            record,
+            search_changed,
+            uniques_kept,
+            writes,
+        })
+    }
+
+    /// Apply a decided firing to `row` in one transaction.
+    #[allow(clippy::too_many_arguments)]
+    async fn apply_firing(
+        &self,
+        loaded: &LoadedApp,
+        entity: &EntityDefinition,
+        flow: &CompiledFlow,
+        row: &RecordRow,
+        firing: Firing,
+        actor: Option<&str>,
+        consumes: Consumes,
+        checked: Option<&crate::access::Checked<'_>>,
+        locale: Locale,
+    ) -> Result<(RecordRow, Firing), RuntimeError> {
+        let FiringWrites {
+            record,
+            search_changed,
+            uniques_kept,
+            mut writes,
+            ..
+        } = self
+            .firing_writes(loaded, entity, flow, row, &firing, actor, checked, locale)
+            .await?;
+        writes.consume_timer = consumes.timer;
+        writes.complete_task = consumes.task;
         let written = if uniques_kept {
-            let search_changed =
-                record.search_text != trellis_form::records::search_text(entity, &before);
             let update = trellis_store::BulkUpdate {
                 current: row.clone(),
                 current_document: None,
@@ -394,14 +453,7 @@ impl Runtime {
             data,
             now: &now,
         };
-        let firing = flow
-            .decide(event, &named, &context)
-            .map_err(|refusal| match refusal {
-                trellis_flow::Refusal::WrongState { .. } => {
-                    RuntimeError::EventNotFromState(refusal.message())
-                }
-                _ => RuntimeError::Conflict(refusal.message()),
-            })?;
+        let firing = flow.decide(event, &named, &context).map_err(refused)?;
         let actor = (user_id != "system").then_some(user_id.as_str());
         let (updated, firing) = self
             .apply_firing(
@@ -642,26 +694,42 @@ impl Runtime {
         row: &RecordRow,
         actor: Option<&str>,
     ) -> Result<(), RuntimeError> {
-        let named = to_api(entity, &row.data.0);
-        for flow in loaded.flows_of(entity.id.as_str()) {
-            let Some(state) = flow.state_of(&named) else {
-                continue;
-            };
-            let firing = Firing {
-                event: "create".into(),
-                from: None,
-                to: state.to_owned(),
-                writes: Map::new(),
-                inputs: Map::new(),
-                actions: Vec::new(),
-            };
-            let writes = self
-                .transition_writes(loaded, entity, flow, &firing, &named, &row.id, Utc::now())
-                .await?;
-            self.store()
-                .start_flow_state(&row.id, actor, &writes)
-                .await?;
+        self.start_flows_of_many(loaded, entity, std::slice::from_ref(row), actor)
+            .await
+    }
+
+    /// [`Runtime::start_flows`] for many new records: their runs start in one transaction.
+    pub(crate) async fn start_flows_of_many(
+        &self,
+        loaded: &LoadedApp,
+        entity: &EntityDefinition,
+        rows: &[RecordRow],
+        actor: Option<&str>,
+    ) -> Result<(), RuntimeError> {
+        let mut starts = Vec::new();
+        for row in rows {
+            let named = to_api(entity, &row.data.0);
+            for flow in loaded.flows_of(entity.id.as_str()) {
+                let Some(state) = flow.state_of(&named) else {
+                    continue;
+                };
+                let firing = Firing {
+                    event: "create".into(),
+                    from: None,
+                    to: state.to_owned(),
+                    writes: Map::new(),
+                    inputs: Map::new(),
+                    actions: Vec::new(),
+                };
+                let writes = self
+                    .transition_writes(loaded, entity, flow, &firing, &named, &row.id, Utc::now())
+                    .await?;
+                starts.push((row.id.as_str(), writes));
+            }
         }
+        let work: Vec<(&str, &TransitionWrites)> =
+            starts.iter().map(|(id, writes)| (*id, writes)).collect();
+        self.store().start_flow_states(actor, &work).await?;
         Ok(())
     }
 

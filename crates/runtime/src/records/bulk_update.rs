@@ -542,7 +542,7 @@ impl Runtime {
                 }
                 counts.changed += 1;
                 if let (true, Some(before)) = (cascades, before) {
-                    cascading.push((written.row_of(update, Some(&actor.user_id)), before));
+                    cascading.push((written.row_of(update, Some(&actor.user_id)), Some(before)));
                 }
             }
         }

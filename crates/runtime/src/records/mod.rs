@@ -6,6 +6,7 @@ mod lifecycle;
 pub(crate) mod list;
 pub mod merge;
 pub mod saved_views;
+mod system_create;
 
 use std::sync::Arc;
 

@@ -30,16 +30,15 @@ fn failed_run(rule: &str, trigger: &str, record_id: &str, error: String) -> NewR
 
 impl Runtime {
     /// Run the after-save rules of `saved` — records of `entity` just updated (each with its
-    /// values before the update) — cascading through the rules their writes trigger, round by
-    /// round: each round's writes and logged runs commit together.
+    /// values before the update) or created (`None`) — cascading through the rules their writes
+    /// trigger, round by round: each round's writes and logged runs commit together.
     pub(crate) async fn after_save_bulk(
         &self,
         loaded: &LoadedApp,
         entity: &EntityDefinition,
-        mut saved: Vec<(RecordRow, Map<String, Value>)>,
+        mut saved: Vec<(RecordRow, Option<Map<String, Value>>)>,
         actor: &str,
     ) -> Result<(), RuntimeError> {
-        let trigger = "record_updated";
         for depth in 0..=trellis_rules::MAX_DEPTH {
             if saved.is_empty() {
                 break;
@@ -48,9 +47,16 @@ impl Runtime {
             let mut updates = Vec::new();
             let mut befores = Vec::new();
             let mut next = Vec::new();
+            // Follow-up work of records whose rules acted without writing: one transaction.
+            let mut acted = Vec::new();
             for (row, before) in std::mem::take(&mut saved) {
                 let named = to_api(entity, &row.data.0);
-                let rules = triggered_rules(loaded, entity, &named, Some(&before));
+                let trigger = if before.is_none() {
+                    "record_created"
+                } else {
+                    "record_updated"
+                };
+                let rules = triggered_rules(loaded, entity, &named, before.as_ref());
                 if rules.is_empty() {
                     continue;
                 }
@@ -80,7 +86,7 @@ impl Runtime {
                         &row.id,
                         rules,
                         &named,
-                        Some(&before),
+                        before.as_ref(),
                         actor,
                     )
                     .await?;
@@ -98,9 +104,7 @@ impl Runtime {
                     || !side.tasks.is_empty();
                 if writes.is_empty() {
                     if acts {
-                        self.store()
-                            .start_flow_state(&row.id, Some(actor), &side)
-                            .await?;
+                        acted.push((row.id, side));
                     }
                     continue;
                 }
@@ -119,7 +123,7 @@ impl Runtime {
                             .commit_rule_writes(loaded, entity, &row, &named, &writes, &side, actor)
                             .await?
                         {
-                            Ok(updated) => next.push((updated, named)),
+                            Ok(updated) => next.push((updated, Some(named))),
                             Err(reason) => runs.extend(written_by(&reason)),
                         }
                     }
@@ -138,6 +142,9 @@ impl Runtime {
                     }
                 }
             }
+            let work: Vec<(&str, &trellis_store::flows::TransitionWrites)> =
+                acted.iter().map(|(id, side)| (id.as_str(), side)).collect();
+            self.store().start_flow_states(Some(actor), &work).await?;
             if updates.is_empty() {
                 self.store()
                     .log_rule_runs(&loaded.id, loaded.version, &runs)
@@ -160,7 +167,7 @@ impl Runtime {
                     .zip(befores)
                 {
                     if applied {
-                        next.push((written.row_of(update, Some(actor)), before));
+                        next.push((written.row_of(update, Some(actor)), Some(before)));
                     } else {
                         stale.extend(failures);
                     }
