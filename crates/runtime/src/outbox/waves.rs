@@ -235,10 +235,7 @@ impl Runtime {
                 })
                 .collect(),
             // Nothing was written: tried again later.
-            Err(error) => positions
-                .into_iter()
-                .map(|position| (position, Err(Failure::Retry(error.to_string()))))
-                .collect(),
+            Err(error) => every(positions, || Failure::Retry(error.to_string())),
         }
     }
 
@@ -255,21 +252,15 @@ impl Runtime {
         let loaded = match self.loaded_app(app).await {
             Ok(loaded) => loaded,
             Err(error) => {
-                let reason = error.to_string();
-                return entries
-                    .into_iter()
-                    .map(|(position, _)| (position, Err(Failure::Retry(reason.clone()))))
-                    .collect();
+                let positions = entries.into_iter().map(|(position, _)| position);
+                return every(positions, || Failure::Retry(error.to_string()));
             }
         };
         let entity = match loaded.entity(entity_id) {
             Ok((entity, _)) => entity,
             Err(error) => {
-                let reason = error.to_string();
-                return entries
-                    .into_iter()
-                    .map(|(position, _)| (position, Err(Failure::Permanent(reason.clone()))))
-                    .collect();
+                let positions = entries.into_iter().map(|(position, _)| position);
+                return every(positions, || Failure::Permanent(error.to_string()));
             }
         };
         // Per entity created: the entries' positions and the new records' fields.
@@ -317,15 +308,24 @@ impl Runtime {
                     },
                 )),
                 // Nothing was written: tried again later.
-                Err(error) => outcomes.extend(
-                    positions
-                        .into_iter()
-                        .map(|position| (position, Err(Failure::Retry(error.to_string())))),
-                ),
+                Err(error) => {
+                    outcomes.extend(every(positions, || Failure::Retry(error.to_string())));
+                }
             }
         }
         outcomes
     }
+}
+
+/// The same failure for every entry at `positions` (nothing could be tried for any of them).
+fn every(
+    positions: impl IntoIterator<Item = usize>,
+    failure: impl Fn() -> Failure,
+) -> Vec<(usize, Result<(), Failure>)> {
+    positions
+        .into_iter()
+        .map(|position| (position, Err(failure())))
+        .collect()
 }
 
 /// A wave's entries that go together: events (`true`) or created records, of an app's entity.
