@@ -227,16 +227,34 @@ impl Store {
         actor: Option<&str>,
         work: &[(&str, &TransitionWrites)],
     ) -> Result<(), StoreError> {
-        if work.is_empty() {
+        self.start_flow_states_logged(actor, work, "", 0, &[]).await
+    }
+
+    /// [`Store::start_flow_states`] and `runs` — the rule runs (of `app` at `app_version`) that
+    /// asked for that work — in one transaction: a round of after-save rules over many records
+    /// that only act commits once.
+    pub async fn start_flow_states_logged(
+        &self,
+        actor: Option<&str>,
+        work: &[(&str, &TransitionWrites)],
+        app: &str,
+        app_version: i64,
+        runs: &[crate::NewRuleRun],
+    ) -> Result<(), StoreError> {
+        if work.is_empty() && runs.is_empty() {
             return Ok(());
         }
         let now = crate::now();
+        let rows = run_log_rows(runs)?;
         if let crate::connect::Pools::Sqlite { write, .. } = &self.pools {
             // The follow-up work of a rule on every record it acts on: through rusqlite.
             let at = crate::records::sqlite_time(now);
             return crate::records::on_writer(write, |connection| {
                 for (record_id, writes) in work {
                     crate::records::sqlite_state_work(connection, writes, record_id, actor, &at)?;
+                }
+                if !rows.is_empty() {
+                    sqlite_insert_run_rows(connection, app, app_version, &rows, &at)?;
                 }
                 Ok(())
             })
@@ -247,6 +265,17 @@ impl Store {
             for (record_id, writes) in work {
                 insert_flow_history!(tx, *writes, *record_id, actor, now);
                 insert_state_work!(tx, *writes, *record_id, now);
+            }
+            for (sql, chunk) in run_log_statements(&rows) {
+                bind_run_rows!(
+                    sqlx::query(sqlx::AssertSqlSafe(sql.as_str())),
+                    app,
+                    app_version,
+                    chunk,
+                    now
+                )
+                .execute(&mut *tx)
+                .await?;
             }
             tx.commit().await?;
         });

@@ -172,7 +172,17 @@ impl Runtime {
             uniques_kept,
             writes,
         } = self
-            .firing_writes(loaded, entity, flow, &row, &firing, None, None, Locale::En)
+            .firing_writes(
+                loaded,
+                entity,
+                flow,
+                &row,
+                named,
+                &firing,
+                None,
+                None,
+                Locale::En,
+            )
             .await?;
         if !uniques_kept {
             return Ok(Preparation::Alone);

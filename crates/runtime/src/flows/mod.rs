@@ -303,7 +303,8 @@ impl Runtime {
 
     /// What applying a decided firing to `row` writes: the record after it (validated, with its
     /// computed fields), the stored form of that record, and the transition's writes; with the
-    /// record before it and whether its unique values stay (then it may share a commit).
+    /// record before it (`before`: `row`'s fields by name) and whether its unique values stay
+    /// (then it may share a commit).
     #[allow(clippy::too_many_arguments)]
     async fn firing_writes(
         &self,
@@ -311,13 +312,13 @@ impl Runtime {
         entity: &EntityDefinition,
         flow: &CompiledFlow,
         row: &RecordRow,
+        before: Map<String, Value>,
         firing: &Firing,
         actor: Option<&str>,
         checked: Option<&crate::access::Checked<'_>>,
         locale: Locale,
     ) -> Result<FiringWrites, RuntimeError> {
         let (_, validator) = loaded.entity(entity.id.as_str())?;
-        let before = to_api(entity, &row.data.0);
         let mut named = before.clone();
         for (name, value) in &firing.writes {
             named.insert(name.clone(), value.clone());
@@ -378,7 +379,17 @@ impl Runtime {
             mut writes,
             ..
         } = self
-            .firing_writes(loaded, entity, flow, row, &firing, actor, checked, locale)
+            .firing_writes(
+                loaded,
+                entity,
+                flow,
+                row,
+                to_api(entity, &row.data.0),
+                &firing,
+                actor,
+                checked,
+                locale,
+            )
             .await?;
         writes.consume_timer = consumes.timer;
         writes.complete_task = consumes.task;
@@ -694,18 +705,37 @@ impl Runtime {
         row: &RecordRow,
         actor: Option<&str>,
     ) -> Result<(), RuntimeError> {
-        self.start_flows_of_many(loaded, entity, std::slice::from_ref(row), actor)
+        self.start_flows_of_many(loaded, entity, std::slice::from_ref(row), actor, &[])
             .await
     }
 
-    /// [`Runtime::start_flows`] for many new records: their runs start in one transaction.
+    /// [`Runtime::start_flows`] for many new records, with rule runs to log: their runs start and
+    /// the runs are logged in one transaction.
     pub(crate) async fn start_flows_of_many(
         &self,
         loaded: &LoadedApp,
         entity: &EntityDefinition,
         rows: &[RecordRow],
         actor: Option<&str>,
+        runs: &[trellis_store::NewRuleRun],
     ) -> Result<(), RuntimeError> {
+        let starts = self.flow_starts(loaded, entity, rows).await?;
+        let work: Vec<(&str, &TransitionWrites)> =
+            starts.iter().map(|(id, writes)| (*id, writes)).collect();
+        self.store()
+            .start_flow_states_logged(actor, &work, &loaded.id, loaded.version, runs)
+            .await?;
+        Ok(())
+    }
+
+    /// The start of each flow run of each new record in `rows`: its id and the initial state's
+    /// writes.
+    async fn flow_starts<'r>(
+        &self,
+        loaded: &LoadedApp,
+        entity: &EntityDefinition,
+        rows: &'r [RecordRow],
+    ) -> Result<Vec<(&'r str, TransitionWrites)>, RuntimeError> {
         let mut starts = Vec::new();
         for row in rows {
             let named = to_api(entity, &row.data.0);
@@ -727,10 +757,7 @@ impl Runtime {
                 starts.push((row.id.as_str(), writes));
             }
         }
-        let work: Vec<(&str, &TransitionWrites)> =
-            starts.iter().map(|(id, writes)| (*id, writes)).collect();
-        self.store().start_flow_states(actor, &work).await?;
-        Ok(())
+        Ok(starts)
     }
 
     /// The caller's in-app notifications, newest first.

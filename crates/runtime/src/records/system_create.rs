@@ -105,14 +105,12 @@ impl Runtime {
                 Err(error) => outcomes[index] = Some(Err(error)),
             }
         }
-        if loaded.flows_of(entity.id.as_str()).next().is_some() {
-            self.start_flows_of_many(&loaded, entity, &rows, Some(&system.user_id))
+        // The new records' flow runs start, and their before-save runs are logged, together.
+        if !loaded.rules.is_empty() || loaded.flows_of(entity.id.as_str()).next().is_some() {
+            self.start_flows_of_many(&loaded, entity, &rows, Some(&system.user_id), &runs)
                 .await?;
         }
         if !loaded.rules.is_empty() {
-            self.store()
-                .log_rule_runs(&loaded.id, loaded.version, &runs)
-                .await?;
             let saved = rows.into_iter().map(|row| (row, None)).collect();
             self.after_save_bulk(&loaded, entity, saved, &system.user_id)
                 .await?;

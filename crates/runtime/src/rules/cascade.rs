@@ -144,12 +144,13 @@ impl Runtime {
             }
             let work: Vec<(&str, &trellis_store::flows::TransitionWrites)> =
                 acted.iter().map(|(id, side)| (id.as_str(), side)).collect();
-            self.store().start_flow_states(Some(actor), &work).await?;
             if updates.is_empty() {
+                // The round's follow-up work and logged runs: one transaction.
                 self.store()
-                    .log_rule_runs(&loaded.id, loaded.version, &runs)
+                    .start_flow_states_logged(Some(actor), &work, &loaded.id, loaded.version, &runs)
                     .await?;
             } else {
+                self.store().start_flow_states(Some(actor), &work).await?;
                 let written = self
                     .store()
                     .write_records_bulk_unsynced(
