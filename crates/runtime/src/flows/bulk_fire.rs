@@ -79,24 +79,27 @@ impl Runtime {
             }
         }
         let prepared_us = started.elapsed().as_micros() as u64;
-        let written = if updates.is_empty() {
-            Vec::new()
-        } else {
-            self.store()
-                .update_records_bulk(&loaded.id, loaded.version, None, &updates, &[])
-                .await?
-        };
-        let mut saved = Vec::with_capacity(written.len());
-        let mut fired = Vec::with_capacity(written.len());
-        for (row, firing) in written.into_iter().zip(firings) {
-            match row {
-                Some(row) => {
+        let mut saved = Vec::with_capacity(updates.len());
+        let mut fired = Vec::with_capacity(updates.len());
+        if !updates.is_empty() {
+            // Not waiting for the disk: the outbox records the outcome in an ordinary commit
+            // after this one, which makes it durable too (a crash before that delivers the
+            // entries again, and their events then no longer apply).
+            let written = self
+                .store()
+                .write_records_bulk_unsynced(&loaded.id, loaded.version, None, &updates, &[])
+                .await?;
+            let applied = written.applied.clone();
+            for ((update, firing), applied) in updates.into_iter().zip(firings).zip(applied) {
+                if applied {
+                    let row = written.row_of(update, None);
                     tracing::info!(app = %loaded.id, flow = %firing.flow, record = %row.id, event = %firing.event, from = ?firing.from, to = %firing.to, "flow event");
                     fired.push(firing.index);
                     saved.push((row, Some(firing.before)));
+                } else {
+                    // Changed since it was read: decided again, alone.
+                    alone.push(firing.index);
                 }
-                // Changed since it was read: decided again, alone.
-                None => alone.push(firing.index),
             }
         }
         let written_us = started.elapsed().as_micros() as u64;
