@@ -16,7 +16,8 @@ mod tasks;
 
 pub use rule_log::RuleRunRow;
 pub(crate) use rule_log::{
-    RunLogRow, bind_run_rows, run_log_rows, run_log_statements, sqlite_insert_run_rows,
+    RunLogRow, bind_run_rows, insert_run_rows, run_log_rows, run_log_statements,
+    sqlite_insert_run_rows,
 };
 
 /// One history entry of a flow.
@@ -266,17 +267,7 @@ impl Store {
                 insert_flow_history!(tx, *writes, *record_id, actor, now);
                 insert_state_work!(tx, *writes, *record_id, now);
             }
-            for (sql, chunk) in run_log_statements(&rows) {
-                bind_run_rows!(
-                    sqlx::query(sqlx::AssertSqlSafe(sql.as_str())),
-                    app,
-                    app_version,
-                    chunk,
-                    now
-                )
-                .execute(&mut *tx)
-                .await?;
-            }
+            insert_run_rows!(tx, &rows, app, app_version, now);
             tx.commit().await?;
         });
         Ok(())

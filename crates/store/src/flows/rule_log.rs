@@ -101,17 +101,7 @@ impl Store {
         crate::with_pool!(self, write, |pool| {
             let mut tx = pool.begin().await?;
             for (app, app_version, rows) in &rows {
-                for (sql, chunk) in run_log_statements(rows) {
-                    bind_run_rows!(
-                        sqlx::query(sqlx::AssertSqlSafe(sql.as_str())),
-                        *app,
-                        *app_version,
-                        chunk,
-                        now
-                    )
-                    .execute(&mut *tx)
-                    .await?;
-                }
+                insert_run_rows!(tx, rows, *app, *app_version, now);
             }
             tx.commit().await?;
         });
@@ -473,3 +463,22 @@ macro_rules! bind_run_rows {
     }};
 }
 pub(crate) use bind_run_rows;
+
+/// Insert the run-log `rows` (of `app` at `version`, logged at `now`) in transaction `tx`: the
+/// statements of [`run_log_statements`] with their values bound.
+macro_rules! insert_run_rows {
+    ($tx:expr, $rows:expr, $app:expr, $version:expr, $now:expr) => {{
+        for (sql, chunk) in $crate::flows::run_log_statements($rows) {
+            $crate::flows::bind_run_rows!(
+                sqlx::query(sqlx::AssertSqlSafe(sql.as_str())),
+                $app,
+                $version,
+                chunk,
+                $now
+            )
+            .execute(&mut *$tx)
+            .await?;
+        }
+    }};
+}
+pub(crate) use insert_run_rows;

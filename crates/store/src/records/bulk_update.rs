@@ -19,7 +19,7 @@ use sqlx::types::Json;
 
 use super::{NewRecord, RecordRow, record_change};
 use crate::change_log::append_change;
-use crate::flows::{RunLogRow, TransitionWrites, bind_run_rows, run_log_rows, run_log_statements};
+use crate::flows::{RunLogRow, TransitionWrites, run_log_rows};
 use crate::{Store, StoreError};
 
 /// One record's update in a bulk write.
@@ -610,17 +610,7 @@ impl Store {
                     }
                     applied.push(changed == 1);
                 }
-                for (sql, chunk) in run_log_statements(runs) {
-                    bind_run_rows!(
-                        sqlx::query(sqlx::AssertSqlSafe(sql.as_str())),
-                        app,
-                        app_version,
-                        chunk,
-                        now
-                    )
-                    .execute(&mut *tx)
-                    .await?;
-                }
+                crate::flows::insert_run_rows!(tx, runs, app, app_version, now);
                 for change in bulk_changes(app, actor, updates, &applied) {
                     append_change!(self, tx, &change);
                 }
