@@ -54,20 +54,26 @@ fn desk_bundle() -> Value {
     })
 }
 
-async fn own_record_events_keep_their_order_per_record(backend: Backend) {
-    let Some(api) = TestApi::start(backend).await else {
-        return;
-    };
-    let created = api.call("POST", "/api/apps", Some(desk_bundle())).await;
-    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
-    let mut ids = Vec::new();
-    for n in 0..12 {
+/// Create tickets "t0", "t1", … (`count` of them); their ids in order.
+async fn create_tickets(api: &TestApi, count: usize) -> Vec<String> {
+    let mut ids = Vec::with_capacity(count);
+    for n in 0..count {
         let ticket = api
             .call("POST", TICKETS, Some(json!({"title": format!("t{n}")})))
             .await;
         assert_eq!(ticket.status, StatusCode::CREATED, "{}", ticket.text);
         ids.push(ticket.body["id"].as_str().unwrap().to_owned());
     }
+    ids
+}
+
+async fn own_record_events_keep_their_order_per_record(backend: Backend) {
+    let Some(api) = TestApi::start(backend).await else {
+        return;
+    };
+    let created = api.call("POST", "/api/apps", Some(desk_bundle())).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let ids = create_tickets(&api, 12).await;
     // Every ticket queues "open", then (the odd ones) "close" and a note: the outbox holds the opens
     // of all twelve and then six closes and six notes, each behind its own ticket's open.
     for level in [1, 2] {
@@ -194,14 +200,7 @@ async fn a_pass_takes_side_by_side_entries_beyond_the_first_hundred(backend: Bac
     );
     let created = api.call("POST", "/api/apps", Some(bundle)).await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
-    let mut ids = Vec::new();
-    for n in 0..130 {
-        let ticket = api
-            .call("POST", TICKETS, Some(json!({"title": format!("t{n}")})))
-            .await;
-        assert_eq!(ticket.status, StatusCode::CREATED, "{}", ticket.text);
-        ids.push(ticket.body["id"].as_str().unwrap().to_owned());
-    }
+    let ids = create_tickets(&api, 130).await;
     let open = |id: String| {
         let api = &api;
         async move {
@@ -319,14 +318,7 @@ async fn a_wave_fires_and_creates_together_as_one_at_a_time_would(backend: Backe
     // Key "t7" is taken before its ticket's note is made.
     let taken = api.call("POST", NOTES, Some(json!({"key": "t7"}))).await;
     assert_eq!(taken.status, StatusCode::CREATED, "{}", taken.text);
-    let mut ids = Vec::new();
-    for n in 0..240 {
-        let ticket = api
-            .call("POST", TICKETS, Some(json!({"title": format!("t{n}")})))
-            .await;
-        assert_eq!(ticket.status, StatusCode::CREATED, "{}", ticket.text);
-        ids.push(ticket.body["id"].as_str().unwrap().to_owned());
-    }
+    let ids = create_tickets(&api, 240).await;
     for id in &ids {
         let patched = api
             .call(
