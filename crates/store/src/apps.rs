@@ -282,9 +282,9 @@ impl Store {
                         record.id
                     )));
                 }
-                sqlx::query(
+                let seq: i64 = sqlx::query_scalar(
                     "INSERT INTO record_history (record_id, app_id, entity, version, operation, actor, at, before, after, prev_seq) \
-                     VALUES ($1, $2, $3, $4, 'migrate', $5, $6, $7, $8, (SELECT history_seq FROM records WHERE id = $1))",
+                     VALUES ($1, $2, $3, $4, 'migrate', $5, $6, $7, $8, (SELECT history_seq FROM records WHERE id = $1)) RETURNING seq",
                 )
                 .bind(&record.id)
                 .bind(new.app_id)
@@ -294,8 +294,9 @@ impl Store {
                 .bind(now)
                 .bind(sqlx::types::Json(&record.before))
                 .bind(sqlx::types::Json(&record.data))
-                .execute(&mut *tx)
+                .fetch_one(&mut *tx)
                 .await?;
+                crate::records::chain_history!(tx, &record.id, seq);
             }
             append_change!(self, tx, &change);
             tx.commit().await?;

@@ -2,7 +2,8 @@
 //! keyed by record (SQLite migration 0018, PostgreSQL 0017; ARCHITECTURE.md, "History chains").
 //!
 //! A record's `create` history row is found through a partial index of creates. Every later row is
-//! on a chain: `records.history_seq` names the latest (a trigger keeps it) and each row's `prev_seq`
+//! on a chain: `records.history_seq` names the latest (kept by a trigger on PostgreSQL, by the writers
+//! themselves on SQLite: migration 0023) and each row's `prev_seq`
 //! the one before it (NULL when that one is the create). A flow-history row's `history_seq` names the
 //! record-history row that was the record's latest when it was written. The fragments here are
 //! literals (for `concat!`), written once for both backends; `$id`/`$flow` name the parameters.

@@ -192,19 +192,34 @@ fn sqlite_updates(
     now: DateTime<Utc>,
 ) -> Result<Vec<bool>, StoreError> {
     let at = now.to_rfc3339_opts(SecondsFormat::AutoSi, false);
+    // Whether the record is still as read (its version), and its latest history row until now; the
+    // history row goes next, and the record's UPDATE then makes it the latest (`history_seq`, no
+    // trigger on SQLite: migration 0023) in the same statement that writes its data. (Single-row
+    // statements: an `INSERT … SELECT` would make SQLite keep a statement journal.)
+    let mut latest = connection
+        .prepare_cached(
+            "SELECT history_seq FROM records \
+             WHERE id = ?1 AND app_id = ?2 AND entity = ?3 AND version = ?4 AND deleted_at IS NULL",
+        )
+        .map_err(to_store)?;
+    let mut history = connection
+        .prepare_cached(
+            "INSERT INTO record_history (record_id, app_id, entity, version, operation, actor, at, before, after, prev_seq) \
+             VALUES (?1, ?2, ?3, ?4, 'update', ?5, ?6, ?7, NULL, ?8)",
+        )
+        .map_err(to_store)?;
     let mut update = connection
         .prepare_cached(
-            "UPDATE records SET data = ?1, version = version + 1, updated_at = ?2, updated_by = ?3 \
-             WHERE id = ?4 AND app_id = ?5 AND entity = ?6 AND version = ?7 AND deleted_at IS NULL",
+            "UPDATE records SET data = ?1, version = version + 1, updated_at = ?2, updated_by = ?3, history_seq = ?6 \
+             WHERE id = ?4 AND version = ?5",
         )
         .map_err(to_store)?;
     // A changed search text is re-indexed below, for all rows at once: flipping `indexed_by_writer`
     // keeps the per-row full-text trigger out (migration 0017).
     let mut update_searchable = connection
         .prepare_cached(
-            "UPDATE records SET data = ?1, version = version + 1, updated_at = ?2, updated_by = ?3, search_text = ?8, \
-             indexed_by_writer = 1 - indexed_by_writer \
-             WHERE id = ?4 AND app_id = ?5 AND entity = ?6 AND version = ?7 AND deleted_at IS NULL",
+            "UPDATE records SET data = ?1, version = version + 1, updated_at = ?2, updated_by = ?3, history_seq = ?6, \
+             search_text = ?7, indexed_by_writer = 1 - indexed_by_writer WHERE id = ?4 AND version = ?5",
         )
         .map_err(to_store)?;
     // The indexed text is what the index must be told to forget (an external-content FTS5 table).
@@ -213,67 +228,28 @@ fn sqlite_updates(
         .map_err(to_store)?;
     // (rowid, text indexed until now, new text) of every applied update whose text changed.
     let mut reindex: Vec<(i64, String, &str)> = Vec::new();
-    let mut history = connection
-        .prepare_cached(
-            "INSERT INTO record_history (record_id, app_id, entity, version, operation, actor, at, before, after, prev_seq) \
-             VALUES (?1, ?2, ?3, ?4, 'update', ?5, ?6, ?7, NULL, (SELECT history_seq FROM records WHERE id = ?1))",
-        )
-        .map_err(to_store)?;
     let mut applied = Vec::with_capacity(updates.len());
     let mut parts = BulkParts::default();
+    let _ = page_cache_counts(connection);
     let started = std::time::Instant::now();
     for item in updates {
         let row = &item.current;
         let part = std::time::Instant::now();
-        let data = item.record.document()?;
-        parts.serialize_us += part.elapsed().as_micros() as u64;
-        let part = std::time::Instant::now();
-        let changed = if item.search_changed {
-            let Some((rowid, before)) = indexed
-                .query_row([&row.id], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-                })
-                .optional()
-                .map_err(to_store)?
-            else {
-                applied.push(false);
-                continue;
-            };
-            reindex.push((rowid, before, &item.record.search_text));
-            update_searchable.execute(rusqlite::params![
-                data,
-                at,
-                actor,
-                row.id,
-                app,
-                row.entity,
-                row.version,
-                item.record.search_text
-            ])
-        } else {
-            update.execute(rusqlite::params![
-                data,
-                at,
-                actor,
-                row.id,
-                app,
-                row.entity,
-                row.version
-            ])
-        }
-        .map_err(to_store)?;
-        parts.records_us += part.elapsed().as_micros() as u64;
-        if changed == 0 {
-            if item.search_changed {
-                reindex.pop();
-            }
-            applied.push(false);
-            continue;
-        }
-        let part = std::time::Instant::now();
         let before = item.before_text()?;
         parts.serialize_us += part.elapsed().as_micros() as u64;
         let part = std::time::Instant::now();
+        let previous: Option<Option<i64>> = latest
+            .query_row(
+                rusqlite::params![row.id, app, row.entity, row.version],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(to_store)?;
+        let Some(previous) = previous else {
+            // Changed or deleted since it was read: nothing written for it.
+            applied.push(false);
+            continue;
+        };
         history
             .execute(rusqlite::params![
                 row.id,
@@ -282,10 +258,44 @@ fn sqlite_updates(
                 row.version + 1,
                 actor,
                 at,
-                before
+                before,
+                previous
             ])
             .map_err(to_store)?;
         parts.history_us += part.elapsed().as_micros() as u64;
+        let seq = connection.last_insert_rowid();
+        let part = std::time::Instant::now();
+        let data = item.record.document()?;
+        parts.serialize_us += part.elapsed().as_micros() as u64;
+        let part = std::time::Instant::now();
+        let changed = if item.search_changed {
+            let (rowid, before) = indexed
+                .query_row([&row.id], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                })
+                .map_err(to_store)?;
+            reindex.push((rowid, before, &item.record.search_text));
+            update_searchable.execute(rusqlite::params![
+                data,
+                at,
+                actor,
+                row.id,
+                row.version,
+                seq,
+                item.record.search_text
+            ])
+        } else {
+            update.execute(rusqlite::params![data, at, actor, row.id, row.version, seq])
+        }
+        .map_err(to_store)?;
+        parts.records_us += part.elapsed().as_micros() as u64;
+        if changed != 1 {
+            // The history insert just found the record as read, and nobody else writes here.
+            return Err(StoreError::Corrupt(format!(
+                "record '{}' changed inside a bulk update's transaction",
+                row.id
+            )));
+        }
         applied.push(true);
     }
     let part = std::time::Instant::now();
@@ -328,9 +338,27 @@ fn sqlite_updates(
         side_us = parts.side_us,
         runs_us = parts.runs_us,
         total_us = started.elapsed().as_micros() as u64,
+        cache = ?page_cache_counts(connection),
         "sqlite bulk update statements"
     );
     Ok(applied)
+}
+
+/// The connection's page-cache hits, misses and pages written since the last call (the debug log).
+#[allow(unsafe_code)]
+fn page_cache_counts(connection: &rusqlite::Connection) -> [i32; 3] {
+    use rusqlite::ffi;
+    let mut counts = [0; 3];
+    for (count, op) in counts.iter_mut().zip([
+        ffi::SQLITE_DBSTATUS_CACHE_HIT,
+        ffi::SQLITE_DBSTATUS_CACHE_MISS,
+        ffi::SQLITE_DBSTATUS_CACHE_WRITE,
+    ]) {
+        let mut highest = 0;
+        // SAFETY: the handle is open for the connection's lifetime; the call only reads counters.
+        unsafe { ffi::sqlite3_db_status(connection.handle(), op, count, &mut highest, 1) };
+    }
+    counts
 }
 
 /// Where a SQLite bulk update's statements spent their time (the debug log).
