@@ -296,7 +296,7 @@ impl Store {
                 .bind(sqlx::types::Json(&record.data))
                 .fetch_one(&mut *tx)
                 .await?;
-                crate::records::chain_history!(tx, &record.id, seq);
+                crate::history_chain::chain_history!(tx, &record.id, seq);
             }
             append_change!(self, tx, &change);
             tx.commit().await?;

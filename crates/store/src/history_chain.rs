@@ -5,7 +5,8 @@
 //! on a chain: `records.history_seq` names the latest (kept by a trigger on PostgreSQL, by the writers
 //! themselves on SQLite: migration 0023) and each row's `prev_seq`
 //! the one before it (NULL when that one is the create). A flow-history row's `history_seq` names the
-//! record-history row that was the record's latest when it was written. The fragments here are
+//! record-history row that was the record's latest when it was written. `insert_history!` and
+//! `chain_history!` write a later row and make it the latest. The fragments here are
 //! literals (for `concat!`), written once for both backends; `$id`/`$flow` name the parameters.
 
 /// The record-history row a new row is linked to: the latest of record `$id` (its create row when
@@ -69,3 +70,42 @@ macro_rules! flow_run {
     };
 }
 pub(crate) use flow_run;
+
+/// Insert a later history row of record `$id` and make it the record's latest
+/// (`records.history_seq`: on SQLite only this statement sets it; on PostgreSQL a trigger has, and
+/// the second statement then finds nothing to change).
+macro_rules! insert_history {
+    ($tx:expr, $app:expr, $entity:expr, $id:expr, $version:expr, $operation:expr, $actor:expr, $at:expr, $before:expr, $after:expr) => {
+        let seq: i64 = sqlx::query_scalar(
+            "INSERT INTO record_history (record_id, app_id, entity, version, operation, actor, at, before, after, prev_seq) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, (SELECT history_seq FROM records WHERE id = $1)) RETURNING seq",
+        )
+        .bind($id)
+        .bind($app)
+        .bind($entity)
+        .bind($version)
+        .bind($operation)
+        .bind($actor)
+        .bind($at)
+        .bind($before)
+        .bind($after)
+        .fetch_one(&mut *$tx)
+        .await?;
+        $crate::history_chain::chain_history!($tx, $id, seq);
+    };
+}
+
+/// Make history row `$seq` record `$id`'s latest (see `insert_history!`).
+macro_rules! chain_history {
+    ($tx:expr, $id:expr, $seq:expr) => {
+        sqlx::query(
+            "UPDATE records SET history_seq = $2 WHERE id = $1 AND history_seq IS DISTINCT FROM $2",
+        )
+        .bind($id)
+        .bind($seq)
+        .execute(&mut *$tx)
+        .await?;
+    };
+}
+pub(crate) use chain_history;
+pub(crate) use insert_history;

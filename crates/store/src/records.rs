@@ -8,6 +8,7 @@ use sqlx::types::Json;
 use trellis_model::CheckedFilter;
 
 use crate::change_log::append_change;
+use crate::history_chain::insert_history;
 use crate::query::{Arg, Cursor, SortKey, Sql, push_after, push_filter, push_order, push_search};
 use crate::{NewChange, Store, StoreError};
 use insert_statements::{insert_statements, new_rows};
@@ -194,44 +195,6 @@ macro_rules! insert_uniques {
         }
     };
 }
-
-/// Insert a later history row of record `$id` and make it the record's latest
-/// (`records.history_seq`: on SQLite only this statement sets it; on PostgreSQL a trigger has, and
-/// the second statement then finds nothing to change).
-macro_rules! insert_history {
-    ($tx:expr, $app:expr, $entity:expr, $id:expr, $version:expr, $operation:expr, $actor:expr, $at:expr, $before:expr, $after:expr) => {
-        let seq: i64 = sqlx::query_scalar(
-            "INSERT INTO record_history (record_id, app_id, entity, version, operation, actor, at, before, after, prev_seq) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, (SELECT history_seq FROM records WHERE id = $1)) RETURNING seq",
-        )
-        .bind($id)
-        .bind($app)
-        .bind($entity)
-        .bind($version)
-        .bind($operation)
-        .bind($actor)
-        .bind($at)
-        .bind($before)
-        .bind($after)
-        .fetch_one(&mut *$tx)
-        .await?;
-        $crate::records::chain_history!($tx, $id, seq);
-    };
-}
-
-/// Make history row `$seq` record `$id`'s latest (see `insert_history!`).
-macro_rules! chain_history {
-    ($tx:expr, $id:expr, $seq:expr) => {
-        sqlx::query(
-            "UPDATE records SET history_seq = $2 WHERE id = $1 AND history_seq IS DISTINCT FROM $2",
-        )
-        .bind($id)
-        .bind($seq)
-        .execute(&mut *$tx)
-        .await?;
-    };
-}
-pub(crate) use chain_history;
 
 fn record_change(
     app: &str,
