@@ -196,9 +196,11 @@ fn sqlite_updates(
     // history row goes next, and the record's UPDATE then makes it the latest (`history_seq`, no
     // trigger on SQLite: migration 0023) in the same statement that writes its data. (Single-row
     // statements: an `INSERT … SELECT` would make SQLite keep a statement journal.)
+    // With it, when the search text changes: the record's rowid and the text indexed until now,
+    // which the index must be told to forget (an external-content FTS5 table).
     let mut latest = connection
         .prepare_cached(
-            "SELECT history_seq FROM records \
+            "SELECT history_seq, rowid, CASE WHEN ?5 THEN search_text END FROM records \
              WHERE id = ?1 AND app_id = ?2 AND entity = ?3 AND version = ?4 AND deleted_at IS NULL",
         )
         .map_err(to_store)?;
@@ -222,10 +224,6 @@ fn sqlite_updates(
              search_text = ?7, indexed_by_writer = 1 - indexed_by_writer WHERE id = ?4 AND version = ?5",
         )
         .map_err(to_store)?;
-    // The indexed text is what the index must be told to forget (an external-content FTS5 table).
-    let mut indexed = connection
-        .prepare_cached("SELECT rowid, search_text FROM records WHERE id = ?1")
-        .map_err(to_store)?;
     // (rowid, text indexed until now, new text) of every applied update whose text changed.
     let mut reindex: Vec<(i64, String, &str)> = Vec::new();
     let mut applied = Vec::with_capacity(updates.len());
@@ -238,14 +236,15 @@ fn sqlite_updates(
         let before = item.before_text()?;
         parts.serialize_us += part.elapsed().as_micros() as u64;
         let part = std::time::Instant::now();
-        let previous: Option<Option<i64>> = latest
+        type Latest = (Option<i64>, i64, Option<String>);
+        let found: Option<Latest> = latest
             .query_row(
-                rusqlite::params![row.id, app, row.entity, row.version],
-                |r| r.get(0),
+                rusqlite::params![row.id, app, row.entity, row.version, item.search_changed],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()
             .map_err(to_store)?;
-        let Some(previous) = previous else {
+        let Some((previous, rowid, indexed_text)) = found else {
             // Changed or deleted since it was read: nothing written for it.
             applied.push(false);
             continue;
@@ -268,13 +267,8 @@ fn sqlite_updates(
         let data = item.record.document()?;
         parts.serialize_us += part.elapsed().as_micros() as u64;
         let part = std::time::Instant::now();
-        let changed = if item.search_changed {
-            let (rowid, before) = indexed
-                .query_row([&row.id], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-                })
-                .map_err(to_store)?;
-            reindex.push((rowid, before, &item.record.search_text));
+        let changed = if let Some(indexed_text) = indexed_text {
+            reindex.push((rowid, indexed_text, &item.record.search_text));
             update_searchable.execute(rusqlite::params![
                 data,
                 at,
