@@ -282,21 +282,18 @@ impl Store {
                         record.id
                     )));
                 }
-                let seq: i64 = sqlx::query_scalar(
-                    "INSERT INTO record_history (record_id, app_id, entity, version, operation, actor, at, before, after, prev_seq) \
-                     VALUES ($1, $2, $3, $4, 'migrate', $5, $6, $7, $8, (SELECT history_seq FROM records WHERE id = $1)) RETURNING seq",
-                )
-                .bind(&record.id)
-                .bind(new.app_id)
-                .bind(&record.entity)
-                .bind(record.version + 1)
-                .bind(new.actor)
-                .bind(now)
-                .bind(sqlx::types::Json(&record.before))
-                .bind(sqlx::types::Json(&record.data))
-                .fetch_one(&mut *tx)
-                .await?;
-                crate::history_chain::chain_history!(tx, &record.id, seq);
+                crate::history_chain::insert_history!(
+                    tx,
+                    new.app_id,
+                    &record.entity,
+                    &record.id,
+                    record.version + 1,
+                    "migrate",
+                    new.actor,
+                    now,
+                    sqlx::types::Json(&record.before),
+                    sqlx::types::Json(&record.data)
+                );
             }
             append_change!(self, tx, &change);
             tx.commit().await?;
