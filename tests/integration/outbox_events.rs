@@ -2,7 +2,7 @@
 //! created from it — delivered: a pass delivers such entries of different records side by side (a
 //! nightly run queues one per moved customer), yet each record's entries keep their order, and two
 //! workers at once deliver each entry once; a pass takes more than a hundred entries while they can go
-//! side by side.
+//! side by side; a backlog drains two passes at a time without breaking any record's order.
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
@@ -268,6 +268,120 @@ async fn a_pass_takes_side_by_side_entries_beyond_the_first_hundred(backend: Bac
     }
 }
 on_both_backends!(a_pass_takes_side_by_side_entries_beyond_the_first_hundred);
+
+/// A backlog drained in small passes, two at a time: each record's entries still go in order (a pass
+/// claimed beside a running one leaves the entries about that pass's records for later) and the
+/// entries delivered alone (the notes' updates of their tickets, queued during the drain) still run.
+async fn a_drain_of_two_passes_at_once_keeps_each_records_order(backend: Backend) {
+    let settings = trellis_runtime::RuntimeSettings {
+        outbox_pass: 4,
+        ..Default::default()
+    };
+    let Some(api) = TestApi::start_with(backend, settings).await else {
+        return;
+    };
+    let mut bundle = desk_bundle();
+    let files = bundle.as_object_mut().unwrap();
+    files["entities/ticket.schema.json"]["properties"]["watched"] =
+        json!({"type": "boolean", "default": false});
+    files.insert(
+        "rules/watch.rule.json".into(),
+        json!({"format_version": 1, "id": "watch", "entity": "note",
+            "trigger": {"record_created": {}},
+            "actions": [{"update_records": {"relation": "ticket", "set": {"watched": true}}}]}),
+    );
+    let created = api.call("POST", "/api/apps", Some(bundle)).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let ids = create_tickets(&api, 6).await;
+    // Six opens, then a close and a note for each odd ticket: the first pass takes four opens, the
+    // one beside it the last two opens (the close and note of ticket 1 wait for the first pass).
+    for level in [1, 2] {
+        for (n, id) in ids.iter().enumerate() {
+            if level == 2 && n % 2 == 0 {
+                continue;
+            }
+            let patched = api
+                .call(
+                    "PATCH",
+                    &format!("{TICKETS}/{id}"),
+                    Some(json!({"level": level})),
+                )
+                .await;
+            assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
+        }
+    }
+    assert_eq!(
+        api.runtime.store().outbox_of("desk").await.unwrap().len(),
+        12
+    );
+
+    let delivered = api
+        .runtime
+        .drain_outbox(std::time::Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        delivered, 15,
+        "12 entries and the 3 notes' updates, each once"
+    );
+    let outbox = api.runtime.store().outbox_of("desk").await.unwrap();
+    assert_eq!(outbox.len(), 15);
+    assert!(
+        outbox
+            .iter()
+            .all(|o| o.status == "done" && o.attempts == 1 && o.last_error.is_none()),
+        "{outbox:?}"
+    );
+    for (n, id) in ids.iter().enumerate() {
+        let odd = n % 2 == 1;
+        let ticket = api.call("GET", &format!("{TICKETS}/{id}"), None).await;
+        let stage = if odd { "closed" } else { "open" };
+        assert_eq!(
+            ticket.body["data"]["stage"], stage,
+            "ticket {n}: {}",
+            ticket.text
+        );
+        assert_eq!(
+            ticket.body["data"]["watched"], odd,
+            "ticket {n}: {}",
+            ticket.text
+        );
+        let moves: Vec<String> = api
+            .runtime
+            .store()
+            .flow_history(id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|h| h.event)
+            .collect();
+        let expected: &[&str] = if odd {
+            &["create", "open", "close"]
+        } else {
+            &["create", "open"]
+        };
+        assert_eq!(moves, expected, "ticket {n}");
+        let notes = api
+            .call(
+                "GET",
+                &format!(
+                    "/api/apps/desk/entities/note/records?filter={}",
+                    urlencode(&json!({"field": "ticket", "op": "eq", "value": id}).to_string())
+                ),
+                None,
+            )
+            .await;
+        let seen: Vec<&Value> = notes.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|note| &note["data"]["stage_seen"])
+            .collect();
+        let expected: Vec<&str> = if odd { vec!["closed"] } else { vec![] };
+        assert_eq!(seen, expected, "ticket {n}: {}", notes.text);
+    }
+}
+on_both_backends!(a_drain_of_two_passes_at_once_keeps_each_records_order);
 
 /// A wave's events fire together and its records are created together, yet each entry ends as it
 /// would one at a time: an event whose record left the state is skipped, a created record whose

@@ -162,11 +162,13 @@ try:
     else:
         pending_at_end = db.execute("select count(*) from outbox where status = 'pending'").fetchone()[0]
         started = time.perf_counter()
+        drain_cpu_before = server_cpu_seconds()
         while db.execute("select count(*) from outbox where status = 'pending'").fetchone()[0] > 0 and time.perf_counter() - started < 1800:
             time.sleep(0.5)
         drained = time.perf_counter() - started
+        drain_cpu = server_cpu_seconds() - drain_cpu_before
         statuses = dict(db.execute("select status, count(*) from outbox group by status").fetchall())
-        timings.append((f"after the rules: outbox drained ({pending_at_end} entries pending when they ended; now {statuses})", drained))
+        timings.append((f"after the rules: outbox drained ({pending_at_end} entries pending when they ended; now {statuses}; server CPU {drain_cpu:.1f} s)", drained))
         for kind, action, count in db.execute("select kind, substr(payload, 1, instr(payload, ':{') - 1), count(*) from outbox group by 1, 2 order by 3 desc").fetchall():
             timings.append((f"  outbox entries {kind} {action[:40]}: {count}", 0.0))
     db.close()

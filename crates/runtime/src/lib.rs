@@ -85,6 +85,9 @@ pub struct RuntimeSettings {
     /// Records read and written back per transaction by `apply_report` rules (2,000; tests lower it
     /// to cross page boundaries with a few records).
     pub write_back_page: usize,
+    /// Most entries an outbox pass takes ([`outbox::OUTBOX_PASS`]; tests lower it to spread a
+    /// backlog over several passes with a few entries).
+    pub outbox_pass: usize,
     /// Which entities' column caches are persisted as column snapshots, and in what chunks (tests
     /// lower both to exercise snapshots with a few records).
     pub column_snapshots: column_cache::SnapshotPolicy,
@@ -135,6 +138,7 @@ impl Default for RuntimeSettings {
                 .and_then(|path| tls::read_ca_file(std::path::Path::new(&path)).ok())
                 .unwrap_or_default(),
             write_back_page: 2000,
+            outbox_pass: outbox::OUTBOX_PASS as usize,
             column_snapshots: column_cache::SnapshotPolicy::default(),
         }
     }

@@ -13,8 +13,10 @@ use trellis_store::flows::{OutboxAttempt, OutboxRow};
 
 use crate::{Principal, Runtime, RuntimeError};
 
+mod drain;
 mod waves;
 
+use drain::Pass;
 use waves::{OwnEntry, Waves};
 
 /// Attempts before an entry is given up (`failed`, with its last error).
@@ -72,26 +74,58 @@ impl Runtime {
     /// their order while a wave's events of one entity fire together and its records of one
     /// entity are created together (see [`waves`]), and the outcomes are recorded in one
     /// transaction. Every other entry is delivered alone, in order, after the waves before it.
+    /// [`Runtime::drain_outbox`] delivers a backlog pass after pass, two at a time.
     pub async fn run_outbox_once(&self, now: DateTime<Utc>) -> Result<usize, RuntimeError> {
-        // Beside a running write-back (a nightly batch), small passes: the night's own work first.
-        let pass = if self
+        let pass = self.claim_pass(now, None).await?;
+        self.deliver_pass(pass, now).await
+    }
+
+    /// How many entries a pass takes now: fewer while a write-back runs (the night's own work first).
+    fn pass_size(&self) -> i64 {
+        let size = self.settings().outbox_pass.max(1) as i64;
+        if self
             .write_backs_running
             .load(std::sync::atomic::Ordering::SeqCst)
             > 0
         {
-            OUTBOX_PASS_BESIDE_WRITE_BACK
+            size.min(OUTBOX_PASS_BESIDE_WRITE_BACK)
         } else {
-            OUTBOX_PASS
-        };
+            size
+        }
+    }
+
+    /// Read and claim the next pass. Beside a pass still delivering (`busy`: the records its entries
+    /// are about), only side-by-side entries are taken — up to the first entry delivered alone — and
+    /// none about a busy record, so each record's entries still go in order.
+    pub(super) async fn claim_pass(
+        &self,
+        now: DateTime<Utc>,
+        busy: Option<&std::collections::HashSet<String>>,
+    ) -> Result<Pass, RuntimeError> {
         let started = std::time::Instant::now();
-        let mut due = self.store().due_outbox(now, pass).await?;
+        let mut due = self.store().due_outbox(now, self.pass_size()).await?;
         let read_us = started.elapsed().as_micros() as u64;
-        // Beyond the first entries, only a run of side-by-side ones: a pass of slow webhooks
-        // stays well inside its claim.
         let mut own: Vec<Option<OwnEntry>> = due.iter().map(OwnEntry::of).collect();
-        if let Some(cut) = (DELIVERED_ALONE_PER_PASS..due.len()).find(|&i| own[i].is_none()) {
+        // Beyond the first entries, only a run of side-by-side ones: a pass of slow webhooks
+        // stays well inside its claim. Beside a running pass, none delivered alone.
+        let alone_allowed = if busy.is_some() {
+            0
+        } else {
+            DELIVERED_ALONE_PER_PASS
+        };
+        if let Some(cut) = (alone_allowed..due.len()).find(|&i| own[i].is_none()) {
             due.truncate(cut);
             own.truncate(cut);
+        }
+        if let Some(busy) = busy {
+            let keep: Vec<bool> = own
+                .iter()
+                .map(|own| own.as_ref().is_some_and(|own| !busy.contains(own.record())))
+                .collect();
+            let mut keeping = keep.iter();
+            due.retain(|_| *keeping.next().unwrap_or(&false));
+            let mut keeping = keep.iter();
+            own.retain(|_| *keeping.next().unwrap_or(&false));
         }
         let parsed_us = started.elapsed().as_micros() as u64;
         let pairs: Vec<(i64, i64)> = due.iter().map(|e| (e.seq, e.attempts)).collect();
@@ -102,18 +136,31 @@ impl Runtime {
         if !due.is_empty() {
             tracing::debug!(
                 entries = due.len(),
+                beside_another = busy.is_some(),
                 read_us,
                 parsed_us,
                 claimed_us = started.elapsed().as_micros() as u64,
                 "outbox pass claimed"
             );
         }
+        let entries = due
+            .into_iter()
+            .zip(claimed)
+            .zip(own)
+            .filter_map(|((entry, claimed), own)| claimed.then_some((entry, own)))
+            .collect();
+        Ok(Pass { entries })
+    }
+
+    /// Deliver a claimed pass: its side-by-side entries in waves, the others alone, in order.
+    pub(super) async fn deliver_pass(
+        &self,
+        pass: Pass,
+        now: DateTime<Utc>,
+    ) -> Result<usize, RuntimeError> {
         let mut delivered = 0;
         let mut waves = Waves::default();
-        for ((entry, claimed), own) in due.into_iter().zip(claimed).zip(own) {
-            if !claimed {
-                continue;
-            }
+        for (entry, own) in pass.entries {
             match own {
                 Some(own) => waves.push(entry, own),
                 None => {

@@ -143,16 +143,8 @@ impl Runtime {
                 // Drain a backlog (a nightly run queues one event per moved customer) pass after
                 // pass instead of one pass per tick, for a bounded time so the timers and the rule
                 // schedules still get their turn.
-                let delivering = std::time::Instant::now();
-                while delivering.elapsed() < OUTBOX_TIME_PER_TICK {
-                    match runtime.run_outbox_once(Utc::now()).await {
-                        Ok(0) => break,
-                        Ok(_) => {}
-                        Err(error) => {
-                            tracing::warn!(error = %error, "outbox pass failed");
-                            break;
-                        }
-                    }
+                if let Err(error) = runtime.drain_outbox(OUTBOX_TIME_PER_TICK).await {
+                    tracing::warn!(error = %error, "outbox pass failed");
                 }
                 if let Err(error) = runtime.run_rule_schedules(Utc::now()).await {
                     tracing::warn!(error = %error, "scheduled rules pass failed");

@@ -65,7 +65,7 @@ impl OwnEntry {
         }
     }
 
-    fn record(&self) -> &str {
+    pub(super) fn record(&self) -> &str {
         match self {
             OwnEntry::Event { record, .. } | OwnEntry::Created { record, .. } => record,
         }
