@@ -74,7 +74,7 @@ impl Runtime {
     /// their order while a wave's events of one entity fire together and its records of one
     /// entity are created together (see [`waves`]), and the outcomes are recorded in one
     /// transaction. Every other entry is delivered alone, in order, after the waves before it.
-    /// [`Runtime::drain_outbox`] delivers a backlog pass after pass, two at a time.
+    /// [`Runtime::drain_outbox`] delivers a backlog pass after pass, several at a time.
     pub async fn run_outbox_once(&self, now: DateTime<Utc>) -> Result<usize, RuntimeError> {
         let pass = self.claim_pass(now, None).await?;
         self.deliver_pass(pass, now).await
@@ -94,13 +94,13 @@ impl Runtime {
         }
     }
 
-    /// Read and claim the next pass. Beside a pass still delivering (`busy`: the records its entries
-    /// are about), only side-by-side entries are taken — up to the first entry delivered alone — and
+    /// Read and claim the next pass. Beside passes still delivering (`busy`: the records their
+    /// entries are about), only side-by-side entries are taken — up to the first entry delivered alone — and
     /// none about a busy record, so each record's entries still go in order.
     pub(super) async fn claim_pass(
         &self,
         now: DateTime<Utc>,
-        busy: Option<&std::collections::HashSet<String>>,
+        busy: Option<&[std::sync::Arc<std::collections::HashSet<String>>]>,
     ) -> Result<Pass, RuntimeError> {
         let started = std::time::Instant::now();
         let mut due = self.store().due_outbox(now, self.pass_size()).await?;
@@ -120,7 +120,11 @@ impl Runtime {
         if let Some(busy) = busy {
             let keep: Vec<bool> = own
                 .iter()
-                .map(|own| own.as_ref().is_some_and(|own| !busy.contains(own.record())))
+                .map(|own| {
+                    own.as_ref().is_some_and(|own| {
+                        !busy.iter().any(|records| records.contains(own.record()))
+                    })
+                })
                 .collect();
             let mut keeping = keep.iter();
             due.retain(|_| *keeping.next().unwrap_or(&false));

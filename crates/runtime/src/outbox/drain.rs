@@ -1,15 +1,15 @@
-//! Draining a backlog: passes delivered two at a time. A pass waits for the one SQLite writer
+//! Draining a backlog: passes delivered several at a time. A pass waits for the one SQLite writer
 //! between the steps of its waves (its claim, each wave's bulk transactions, the outcomes), and
-//! meanwhile the cores idle; the pass after it, about other records, fills those gaps (at a million
+//! meanwhile the cores idle; the passes after it, about other records, fill those gaps (at a million
 //! customers a first night's follow-up kept the two cores ~60 % busy one pass at a time).
 //!
-//! Order is kept as one pass at a time keeps it: the pass claimed beside a running one takes no
-//! entry about a record the running pass has entries about, and only side-by-side entries (an event
+//! Order is kept as one pass at a time keeps it: a pass claimed beside running ones takes no entry
+//! about a record they have entries about, and only side-by-side entries (an event
 //! fired on its own record, a record created from it) up to the first entry delivered alone; a pass
 //! holding entries delivered alone (webhooks, mail, related updates) runs by itself. While a
 //! write-back runs, passes go one at a time (the night's own work first).
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -42,6 +42,10 @@ impl Pass {
     }
 }
 
+/// Most passes delivering at once: while one waits for the one SQLite writer, the others use the
+/// cores.
+pub const PASSES_AT_ONCE: usize = 3;
+
 /// A pass delivering on a task of its own, with the records it is about (`None`: it runs alone).
 struct Running {
     task: tokio::task::JoinHandle<Result<usize, RuntimeError>>,
@@ -57,65 +61,68 @@ impl Running {
 }
 
 impl Runtime {
-    /// Deliver due outbox entries pass after pass for up to `budget` (then the pass under way
-    /// finishes), two passes at a time where order allows (see the module docs); returns how many
-    /// succeeded. Stops early when nothing is due.
+    /// Deliver due outbox entries pass after pass for up to `budget` (then the passes under way
+    /// finish), up to [`PASSES_AT_ONCE`] passes at a time where order allows (see the module
+    /// docs); returns how many succeeded. Stops early when nothing is due.
     pub async fn drain_outbox(&self, budget: std::time::Duration) -> Result<usize, RuntimeError> {
         let started = std::time::Instant::now();
         let mut delivered = 0;
-        let mut running: Option<Running> = None;
-        loop {
+        let mut running: VecDeque<Running> = VecDeque::new();
+        let mut outcome = loop {
             let in_time = started.elapsed() < budget;
             let beside_write_back = self
                 .write_backs_running
                 .load(std::sync::atomic::Ordering::SeqCst)
                 > 0;
-            let busy = match &running {
-                Some(pass) if pass.records.is_none() || beside_write_back || !in_time => {
-                    // Wait for it before anything else is claimed.
-                    let pass = running.take().expect("a running pass");
-                    delivered += pass.finished().await?;
-                    continue;
+            let wait_for_oldest = running.len() >= PASSES_AT_ONCE
+                || (!running.is_empty()
+                    && (beside_write_back
+                        || !in_time
+                        || running.iter().any(|pass| pass.records.is_none())));
+            if wait_for_oldest {
+                let oldest = running.pop_front().expect("a running pass");
+                match oldest.finished().await {
+                    Ok(count) => delivered += count,
+                    Err(error) => break Err(error),
                 }
-                Some(pass) => pass.records.clone(),
-                None if in_time => None,
-                None => break,
-            };
-            let claimed = self.claim_pass(Utc::now(), busy.as_deref()).await;
-            let pass = match claimed {
+                continue;
+            }
+            if !in_time {
+                break Ok(());
+            }
+            let busy: Vec<Arc<HashSet<String>>> = running
+                .iter()
+                .filter_map(|pass| pass.records.clone())
+                .collect();
+            let beside = (!running.is_empty()).then_some(busy.as_slice());
+            let pass = match self.claim_pass(Utc::now(), beside).await {
                 Ok(pass) => pass,
-                Err(error) => {
-                    if let Some(pass) = running.take() {
-                        pass.finished().await?;
-                    }
-                    return Err(error);
-                }
+                Err(error) => break Err(error),
             };
             if pass.is_empty() {
-                match running.take() {
+                match running.pop_front() {
                     // Its deliveries may queue more (or free the records the rest is about).
-                    Some(pass) => {
-                        delivered += pass.finished().await?;
-                        continue;
-                    }
-                    None => break,
+                    Some(oldest) => match oldest.finished().await {
+                        Ok(count) => delivered += count,
+                        Err(error) => break Err(error),
+                    },
+                    None => break Ok(()),
                 }
+                continue;
             }
             let records = pass.shares().then(|| Arc::new(pass.records()));
             let runtime = self.clone();
             let task = tokio::spawn(async move { runtime.deliver_pass(pass, Utc::now()).await });
-            if let Some(previous) = running.replace(Running { task, records }) {
-                match previous.finished().await {
-                    Ok(count) => delivered += count,
-                    Err(error) => {
-                        if let Some(pass) = running.take() {
-                            pass.finished().await?;
-                        }
-                        return Err(error);
-                    }
-                }
+            running.push_back(Running { task, records });
+        };
+        // On an error, the passes under way still finish before it is returned.
+        for pass in running {
+            match pass.finished().await {
+                Ok(count) => delivered += count,
+                Err(error) if outcome.is_ok() => outcome = Err(error),
+                Err(_) => {}
             }
         }
-        Ok(delivered)
+        outcome.map(|()| delivered)
     }
 }
