@@ -1108,6 +1108,44 @@ async fn full_text_search_finds_words_in_any_language(backend: Backend) {
         names(&api.call("GET", &search("happy"), None).await),
         vec!["Ada Lovelace"]
     );
+
+    // A version that takes the notes out of the search: every record's search text is written
+    // anew at the publish, while its data, version and history stay as they are.
+    let ada_path = format!("{CUSTOMERS}/{ada}");
+    let ada_before = api.call("GET", &ada_path, None).await.body;
+    let history_before = api
+        .call("GET", &format!("{ada_path}/history"), None)
+        .await
+        .body;
+    let mut v2 = crm_bundle();
+    v2["trellis.json"]["version"] = json!("1.1.0");
+    v2["entities/customer.schema.json"]["properties"]["notes"]["x-trellis"]["searchable"] =
+        json!(false);
+    let dry = api
+        .call("PUT", "/api/apps/crm/bundle?dry_run=true", Some(v2.clone()))
+        .await;
+    assert_eq!(dry.status, StatusCode::OK, "{}", dry.text);
+    assert_eq!(dry.body["records_migrated"], 0, "no stored data changes");
+    let published = api.call("PUT", "/api/apps/crm/bundle", Some(v2)).await;
+    assert_eq!(published.status, StatusCode::OK, "{}", published.text);
+    assert!(names(&api.call("GET", &search("happy"), None).await).is_empty());
+    assert!(names(&api.call("GET", &search("老客户"), None).await).is_empty());
+    assert_eq!(
+        names(&api.call("GET", &search("lovelace"), None).await),
+        vec!["Ada Lovelace"],
+        "names are still searched"
+    );
+    let ada_after = api.call("GET", &ada_path, None).await.body;
+    assert_eq!(
+        (&ada_after["version"], &ada_after["data"]),
+        (&ada_before["version"], &ada_before["data"])
+    );
+    assert_eq!(
+        api.call("GET", &format!("{ada_path}/history"), None)
+            .await
+            .body,
+        history_before
+    );
 }
 
 async fn concurrent_creates_share_commits_but_keep_their_own_outcomes(backend: Backend) {

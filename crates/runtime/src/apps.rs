@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use trellis_form::{MigrationPlan, plan_migration};
 use trellis_model::{AppBundle, Identifier, Problem, RawBundle, check_bundle};
-use trellis_store::{AppRecord, NewAppVersion};
+use trellis_store::{AppRecord, NewAppVersion, RecordMigration};
 
 use crate::{Principal, Runtime, RuntimeError};
 
@@ -497,12 +497,17 @@ impl Runtime {
             states_moved: Default::default(),
         };
         let mut migrated = Vec::new();
+        let mut reindexed = 0u64;
         let moves = state_moves(&old, &new);
         let mut stranded: std::collections::BTreeMap<(String, String), usize> = Default::default();
         for new_entity in new.entities.values() {
             let Some(old_entity) = old.entities.values().find(|e| e.uid == new_entity.uid) else {
                 continue;
             };
+            // Fields made searchable or not: every record's search text is written anew (no new
+            // version: its data stays as it is).
+            let search_changed = trellis_form::records::search_fields(old_entity)
+                != trellis_form::records::search_fields(new_entity);
             for row in self.store().all_records(&app.id, &new_entity.uid).await? {
                 // Records in states the new flow version removes move as its state_mapping says.
                 let mut source = row.data.0.clone();
@@ -546,7 +551,7 @@ impl Runtime {
                         reason: f.reason,
                     }));
                 if let Some(data) = data {
-                    migrated.push(trellis_store::MigratedRecord {
+                    migrated.push(RecordMigration::Rewritten(trellis_store::MigratedRecord {
                         entity: new_entity.uid.clone(),
                         id: row.id.clone(),
                         version: row.version,
@@ -556,6 +561,16 @@ impl Runtime {
                             &trellis_form::records::to_api(new_entity, &data),
                         ),
                         data,
+                    }));
+                } else if search_changed {
+                    reindexed += 1;
+                    migrated.push(RecordMigration::Reindexed {
+                        id: row.id.clone(),
+                        version: row.version,
+                        search_text: trellis_form::records::search_text(
+                            new_entity,
+                            &trellis_form::records::to_api(new_entity, &row.data.0),
+                        ),
                     });
                 }
             }
@@ -576,7 +591,7 @@ impl Runtime {
                     .collect(),
             ));
         }
-        report.records_migrated = migrated.len() as u64;
+        report.records_migrated = migrated.len() as u64 - reindexed;
         if dry_run {
             return Ok(report);
         }
@@ -615,7 +630,7 @@ impl Runtime {
             serde_json::json!({"version": version, "changes": report.plan.changes.len()}),
         )
         .await?;
-        tracing::info!(app = %app.id, version, changes = report.plan.changes.len(), "app published");
+        tracing::info!(app = %app.id, version, changes = report.plan.changes.len(), records_migrated = report.records_migrated, search_texts_rewritten = reindexed, "app published");
         Ok(report)
     }
 

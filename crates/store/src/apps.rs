@@ -216,12 +216,13 @@ impl Store {
     /// Publish a new version, provided the current one is still `expected_current` (optimistic
     /// concurrency: two analysts publishing at once cannot silently overwrite each other).
     ///
-    /// `migrated` records are rewritten in the same transaction (all or nothing, each with history).
+    /// `migrated` records are rewritten or re-indexed in the same transaction (all or nothing; each
+    /// rewrite with history).
     pub async fn publish_app_version(
         &self,
         new: &NewAppVersion<'_>,
         expected_current: i64,
-        migrated: &[crate::MigratedRecord],
+        migrated: &[crate::RecordMigration],
     ) -> Result<i64, StoreError> {
         let now = crate::now();
         let next = expected_current + 1;
@@ -264,7 +265,33 @@ impl Store {
             .bind(new.actor)
             .execute(&mut *tx)
             .await?;
-            for record in migrated {
+            for migration in migrated {
+                let record = match migration {
+                    crate::RecordMigration::Rewritten(record) => record,
+                    crate::RecordMigration::Reindexed {
+                        id,
+                        version,
+                        search_text,
+                    } => {
+                        // The full-text index follows `search_text` (SQLite: its trigger;
+                        // PostgreSQL: the generated tsvector).
+                        let updated = sqlx::query(
+                            "UPDATE records SET search_text = $1 WHERE id = $2 AND version = $3",
+                        )
+                        .bind(search_text)
+                        .bind(id)
+                        .bind(version)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                        if updated == 0 {
+                            return Err(StoreError::Conflict(format!(
+                                "record '{id}' changed while the migration ran; publish again"
+                            )));
+                        }
+                        continue;
+                    }
+                };
                 let updated = sqlx::query(
                     "UPDATE records SET data = $1, version = version + 1, updated_at = $2, search_text = $5 WHERE id = $3 AND version = $4",
                 )

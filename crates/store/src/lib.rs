@@ -46,7 +46,7 @@ pub use merges::MergeRecord;
 pub use query::{Cursor, SortKey};
 pub use records::{
     BulkInsert, BulkUpdate, BulkWritten, HistoryRow, ListQuery, MigratedRecord, NewRecord,
-    NewRuleRun, RecordRow, UniqueValue,
+    NewRuleRun, RecordMigration, RecordRow, UniqueValue,
 };
 pub use saved_views::SavedViewRecord;
 pub use sqlx::types::Json;

@@ -112,6 +112,20 @@ pub struct MigratedRecord {
     pub search_text: String,
 }
 
+/// What publishing a version does to one stored record.
+#[derive(Debug, Clone)]
+pub enum RecordMigration {
+    /// Its stored data changes: a new version, with a `migrate` history entry.
+    Rewritten(MigratedRecord),
+    /// Only its search text changes (the entity's searchable fields changed): its data, version and
+    /// history stay as they are. `version` is the version it was read at, as for a rewrite.
+    Reindexed {
+        id: String,
+        version: i64,
+        search_text: String,
+    },
+}
+
 /// Bind every argument of a dynamic statement.
 macro_rules! bind_args {
     ($query:expr, $args:expr) => {{

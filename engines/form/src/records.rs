@@ -382,6 +382,17 @@ pub fn search_text_may_differ(
         .any(|f| now.get(f.name.as_str()) != before.get(f.name.as_str()))
 }
 
+/// The ids of an entity's searchable fields, in the order their values make its search text: when
+/// they differ between two versions of the entity, its records' search texts do.
+pub fn search_fields(entity: &EntityDefinition) -> Vec<&str> {
+    entity
+        .fields
+        .iter()
+        .filter(|f| is_searchable(f))
+        .map(|f| f.uid.as_str())
+        .collect()
+}
+
 /// Lower-cased text of a record's searchable fields (text kinds unless `searchable: false`, plus any
 /// field marked `searchable: true`), for full-text search.
 pub fn search_text(entity: &EntityDefinition, named: &Map<String, Value>) -> String {
