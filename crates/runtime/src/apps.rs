@@ -508,6 +508,13 @@ impl Runtime {
             // version: its data stays as it is).
             let search_changed = trellis_form::records::search_fields(old_entity)
                 != trellis_form::records::search_fields(new_entity);
+            // Nothing stored can change: its records are not read (a million customers' orders).
+            if !search_changed
+                && !trellis_form::records::migration_may_change(old_entity, new_entity)
+                && !moves.iter().any(|m| m.entity_uid == new_entity.uid)
+            {
+                continue;
+            }
             for row in self.store().all_records(&app.id, &new_entity.uid).await? {
                 // Records in states the new flow version removes move as its state_mapping says.
                 let mut source = row.data.0.clone();

@@ -382,6 +382,18 @@ pub fn search_text_may_differ(
         .any(|f| now.get(f.name.as_str()) != before.get(f.name.as_str()))
 }
 
+/// Whether [`migrate_stored`] can change any stored record of an entity going from `old` to `new`:
+/// a field's kind changed, or a field is new to `old` (a default to add, or a restored field whose
+/// kept values may come back). When not, a publish need not read the entity's records.
+pub fn migration_may_change(old: &EntityDefinition, new: &EntityDefinition) -> bool {
+    new.fields
+        .iter()
+        .any(|field| match old.field_by_uid(&field.uid) {
+            Some(before) => before.kind != field.kind,
+            None => true,
+        })
+}
+
 /// The ids of an entity's searchable fields, in the order their values make its search text: when
 /// they differ between two versions of the entity, its records' search texts do.
 pub fn search_fields(entity: &EntityDefinition) -> Vec<&str> {
@@ -429,7 +441,52 @@ mod tests {
     use serde_json::{Map, Value, json};
     use trellis_model::{RawBundle, check_bundle};
 
-    use super::{into_named, parse_named, same_value, storage_json, to_api, to_storage};
+    use super::{
+        into_named, migration_may_change, parse_named, same_value, search_fields, storage_json,
+        to_api, to_storage,
+    };
+
+    /// The customer entity of a bundle whose customer has `properties`.
+    fn customer(properties: Value) -> trellis_model::EntityDefinition {
+        let raw = json!({
+            "trellis.json": {"format_version": 1, "id": "crm", "version": "1.0.0", "name": {"en": "CRM", "zh-CN": "客户"}},
+            "entities/customer.schema.json": {
+                "type": "object", "x-trellis": {"format_version": 1}, "properties": properties
+            }
+        });
+        let bundle = check_bundle(&serde_json::from_value::<RawBundle>(raw).unwrap()).unwrap();
+        bundle.entities.values().next().unwrap().clone()
+    }
+
+    #[test]
+    fn a_publish_reads_an_entitys_records_only_when_they_can_change() {
+        let v1 = customer(json!({
+            "name": {"type": "string"}, "score": {"type": "number"}, "code": {"type": "string"}
+        }));
+        let same = |props| !migration_may_change(&v1, &customer(props));
+        // Renamed (same uid), removed, or its search flag changed: no stored value changes.
+        assert!(same(json!({
+            "full_name": {"type": "string", "x-trellis": {"uid": "name"}},
+            "score": {"type": "number"},
+            "code": {"type": "string", "x-trellis": {"searchable": false}}
+        })));
+        assert!(same(json!({"name": {"type": "string"}})));
+        // A kind changed, or a field new to the old version (a default, a restored value).
+        assert!(!same(json!({
+            "name": {"type": "string"}, "score": {"type": "number"}, "code": {"type": "integer"}
+        })));
+        assert!(!same(json!({
+            "name": {"type": "string"}, "score": {"type": "number"}, "code": {"type": "string"},
+            "tier": {"type": "string", "default": "basic"}
+        })));
+        // The search text's fields, in order: what a publish compares to rewrite search texts.
+        assert_eq!(search_fields(&v1), vec!["name", "code"]);
+        let unsearched = customer(json!({
+            "name": {"type": "string"}, "score": {"type": "number"},
+            "code": {"type": "string", "x-trellis": {"searchable": false}}
+        }));
+        assert_eq!(search_fields(&unsearched), vec!["name"]);
+    }
 
     #[test]
     fn stored_records_taken_apart_and_written_as_text_match_the_map_forms() {
