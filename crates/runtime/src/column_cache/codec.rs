@@ -56,6 +56,23 @@ pub(super) fn dictionary_part(uid: &str, column: ColumnType) -> String {
 /// The part holding the record ids.
 pub(super) const IDS_PART: &str = "ids";
 
+/// The column a [`column_part`] name holds; `None` for other parts.
+pub(super) fn column_of_part(part: &str) -> Option<(String, ColumnType)> {
+    let (tag, uid) = part.strip_prefix("c/")?.split_once('/')?;
+    let column = [
+        ColumnType::Int,
+        ColumnType::Float,
+        ColumnType::Money,
+        ColumnType::Bool,
+        ColumnType::Text,
+        ColumnType::Date,
+        ColumnType::DateTime,
+    ]
+    .into_iter()
+    .find(|column| type_tag(*column) == tag)?;
+    Some((uid.to_owned(), column))
+}
+
 fn type_tag(column: ColumnType) -> &'static str {
     match column {
         ColumnType::Int => "int",

@@ -93,7 +93,9 @@ impl Runtime {
             for ((update, firing), applied) in updates.into_iter().zip(firings).zip(applied) {
                 if applied {
                     let row = written.row_of(update, None);
-                    tracing::info!(app = %loaded.id, flow = %firing.flow, record = %row.id, event = %firing.event, from = ?firing.from, to = %firing.to, "flow event");
+                    // Debug, not info as one firing logs it: a first night fires ~270,000 of
+                    // them (each is in the flow history).
+                    tracing::debug!(app = %loaded.id, flow = %firing.flow, record = %row.id, event = %firing.event, from = ?firing.from, to = %firing.to, "flow event");
                     fired.push(firing.index);
                     saved.push((row, Some(firing.before)));
                 } else {

@@ -44,7 +44,7 @@ impl Pass {
 
 /// Most passes delivering at once: while one waits for the one SQLite writer, the others use the
 /// cores.
-pub const PASSES_AT_ONCE: usize = 3;
+pub const PASSES_AT_ONCE: usize = 4;
 
 /// A pass delivering on a task of its own, with the records it is about (`None`: it runs alone).
 struct Running {
