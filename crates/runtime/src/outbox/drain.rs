@@ -76,7 +76,7 @@ impl Runtime {
                 > 0;
             let wait_for_oldest = running.len() >= PASSES_AT_ONCE
                 || (!running.is_empty()
-                    && ((beside_write_back && running.len() >= 2)
+                    && (beside_write_back
                         || !in_time
                         || running.iter().any(|pass| pass.records.is_none())));
             if wait_for_oldest {
