@@ -103,9 +103,15 @@ impl Runtime {
         busy: Option<&[std::sync::Arc<std::collections::HashSet<String>>]>,
     ) -> Result<Pass, RuntimeError> {
         let started = std::time::Instant::now();
-        let mut due = self.store().due_outbox(now, self.pass_size()).await?;
+        let due = self.store().due_outbox(now, self.pass_size()).await?;
         let read_us = started.elapsed().as_micros() as u64;
-        let mut own: Vec<Option<OwnEntry>> = due.iter().map(OwnEntry::of).collect();
+        let mut entries: Vec<(OutboxRow, Option<OwnEntry>)> = due
+            .into_iter()
+            .map(|entry| {
+                let own = OwnEntry::of(&entry);
+                (entry, own)
+            })
+            .collect();
         // Beyond the first entries, only a run of side-by-side ones: a pass of slow webhooks
         // stays well inside its claim. Beside a running pass, none delivered alone.
         let alone_allowed = if busy.is_some() {
@@ -113,33 +119,24 @@ impl Runtime {
         } else {
             DELIVERED_ALONE_PER_PASS
         };
-        if let Some(cut) = (alone_allowed..due.len()).find(|&i| own[i].is_none()) {
-            due.truncate(cut);
-            own.truncate(cut);
+        if let Some(cut) = (alone_allowed..entries.len()).find(|&i| entries[i].1.is_none()) {
+            entries.truncate(cut);
         }
         if let Some(busy) = busy {
-            let keep: Vec<bool> = own
-                .iter()
-                .map(|own| {
-                    own.as_ref().is_some_and(|own| {
-                        !busy.iter().any(|records| records.contains(own.record()))
-                    })
-                })
-                .collect();
-            let mut keeping = keep.iter();
-            due.retain(|_| *keeping.next().unwrap_or(&false));
-            let mut keeping = keep.iter();
-            own.retain(|_| *keeping.next().unwrap_or(&false));
+            entries.retain(|(_, own)| {
+                own.as_ref()
+                    .is_some_and(|own| !busy.iter().any(|records| records.contains(own.record())))
+            });
         }
         let parsed_us = started.elapsed().as_micros() as u64;
-        let pairs: Vec<(i64, i64)> = due.iter().map(|e| (e.seq, e.attempts)).collect();
+        let pairs: Vec<(i64, i64)> = entries.iter().map(|(e, _)| (e.seq, e.attempts)).collect();
         let claimed = self
             .store()
             .claim_outbox(&pairs, now, now + Duration::minutes(5))
             .await?;
-        if !due.is_empty() {
+        if !entries.is_empty() {
             tracing::debug!(
-                entries = due.len(),
+                entries = entries.len(),
                 beside_another = busy.is_some(),
                 read_us,
                 parsed_us,
@@ -147,11 +144,10 @@ impl Runtime {
                 "outbox pass claimed"
             );
         }
-        let entries = due
+        let entries = entries
             .into_iter()
             .zip(claimed)
-            .zip(own)
-            .filter_map(|((entry, claimed), own)| claimed.then_some((entry, own)))
+            .filter_map(|(entry, claimed)| claimed.then_some(entry))
             .collect();
         Ok(Pass { entries })
     }

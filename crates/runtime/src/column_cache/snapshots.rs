@@ -26,6 +26,9 @@ impl Entry {
         let Some(head) = store.column_snapshot(app, entity_uid, &[]).await? else {
             return Ok(false);
         };
+        if head.head.app_version != version || head.head.format != codec::FORMAT {
+            return Ok(false);
+        }
         let mut wanted = wanted.to_vec();
         let mut held: Vec<(String, ColumnType)> = head
             .head
