@@ -67,15 +67,9 @@ async fn create_tickets(api: &TestApi, count: usize) -> Vec<String> {
     ids
 }
 
-async fn own_record_events_keep_their_order_per_record(backend: Backend) {
-    let Some(api) = TestApi::start(backend).await else {
-        return;
-    };
-    let created = api.call("POST", "/api/apps", Some(desk_bundle())).await;
-    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
-    let ids = create_tickets(&api, 12).await;
-    // Every ticket queues "open", then (the odd ones) "close" and a note: the outbox holds the opens
-    // of all twelve and then six closes and six notes, each behind its own ticket's open.
+/// Level 1 for every ticket (each queues "open"), then level 2 for the odd ones (each queues "close"
+/// and a note, behind its own open).
+async fn open_all_then_close_the_odd_ones(api: &TestApi, ids: &[String]) {
     for level in [1, 2] {
         for (n, id) in ids.iter().enumerate() {
             if level == 2 && n % 2 == 0 {
@@ -91,6 +85,18 @@ async fn own_record_events_keep_their_order_per_record(backend: Backend) {
             assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
         }
     }
+}
+
+async fn own_record_events_keep_their_order_per_record(backend: Backend) {
+    let Some(api) = TestApi::start(backend).await else {
+        return;
+    };
+    let created = api.call("POST", "/api/apps", Some(desk_bundle())).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let ids = create_tickets(&api, 12).await;
+    // Every ticket queues "open", then (the odd ones) "close" and a note: the outbox holds the opens
+    // of all twelve and then six closes and six notes, each behind its own ticket's open.
+    open_all_then_close_the_odd_ones(&api, &ids).await;
     let queued = api.runtime.store().outbox_of("desk").await.unwrap();
     assert_eq!(queued.len(), 24, "{queued:?}");
     // Whether each ticket's note was queued after its close (then it sees "closed").
@@ -295,21 +301,7 @@ async fn a_drain_of_two_passes_at_once_keeps_each_records_order(backend: Backend
     let ids = create_tickets(&api, 6).await;
     // Six opens, then a close and a note for each odd ticket: the first pass takes four opens, the
     // one beside it the last two opens (the close and note of ticket 1 wait for the first pass).
-    for level in [1, 2] {
-        for (n, id) in ids.iter().enumerate() {
-            if level == 2 && n % 2 == 0 {
-                continue;
-            }
-            let patched = api
-                .call(
-                    "PATCH",
-                    &format!("{TICKETS}/{id}"),
-                    Some(json!({"level": level})),
-                )
-                .await;
-            assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
-        }
-    }
+    open_all_then_close_the_odd_ones(&api, &ids).await;
     assert_eq!(
         api.runtime.store().outbox_of("desk").await.unwrap().len(),
         12
