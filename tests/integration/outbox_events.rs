@@ -87,6 +87,27 @@ async fn open_all_then_close_the_odd_ones(api: &TestApi, ids: &[String]) {
     }
 }
 
+/// The stage each note of ticket `id` saw, and the notes' reply (for messages).
+async fn stages_seen_by_notes(api: &TestApi, id: &str) -> (Vec<Value>, crate::support::api::Reply) {
+    let notes = api
+        .call(
+            "GET",
+            &format!(
+                "/api/apps/desk/entities/note/records?filter={}",
+                urlencode(&json!({"field": "ticket", "op": "eq", "value": id}).to_string())
+            ),
+            None,
+        )
+        .await;
+    let seen = notes.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|note| note["data"]["stage_seen"].clone())
+        .collect();
+    (seen, notes)
+}
+
 async fn own_record_events_keep_their_order_per_record(backend: Backend) {
     let Some(api) = TestApi::start(backend).await else {
         return;
@@ -153,22 +174,7 @@ async fn own_record_events_keep_their_order_per_record(backend: Backend) {
             expected_moves.push(("close".to_owned(), "closed".to_owned()));
         }
         assert_eq!(moves, expected_moves, "ticket {n}");
-        let notes = api
-            .call(
-                "GET",
-                &format!(
-                    "/api/apps/desk/entities/note/records?filter={}",
-                    urlencode(&json!({"field": "ticket", "op": "eq", "value": id}).to_string())
-                ),
-                None,
-            )
-            .await;
-        let seen: Vec<&Value> = notes.body["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|note| &note["data"]["stage_seen"])
-            .collect();
+        let (seen, notes) = stages_seen_by_notes(&api, id).await;
         if n % 2 == 0 {
             assert!(seen.is_empty(), "ticket {n}: {}", notes.text);
         } else {
@@ -353,22 +359,7 @@ async fn a_drain_of_two_passes_at_once_keeps_each_records_order(backend: Backend
             &["create", "open"]
         };
         assert_eq!(moves, expected, "ticket {n}");
-        let notes = api
-            .call(
-                "GET",
-                &format!(
-                    "/api/apps/desk/entities/note/records?filter={}",
-                    urlencode(&json!({"field": "ticket", "op": "eq", "value": id}).to_string())
-                ),
-                None,
-            )
-            .await;
-        let seen: Vec<&Value> = notes.body["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|note| &note["data"]["stage_seen"])
-            .collect();
+        let (seen, notes) = stages_seen_by_notes(&api, id).await;
         let expected: Vec<&str> = if odd { vec!["closed"] } else { vec![] };
         assert_eq!(seen, expected, "ticket {n}: {}", notes.text);
     }
