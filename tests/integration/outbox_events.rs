@@ -54,6 +54,20 @@ fn desk_bundle() -> Value {
     })
 }
 
+/// `bundle` with a `watched` flag on tickets that every new note sets on its ticket (an update of a
+/// related record: an entry delivered alone).
+fn with_watching_notes(bundle: &mut Value) {
+    let files = bundle.as_object_mut().unwrap();
+    files["entities/ticket.schema.json"]["properties"]["watched"] =
+        json!({"type": "boolean", "default": false});
+    files.insert(
+        "rules/watch.rule.json".into(),
+        json!({"format_version": 1, "id": "watch", "entity": "note",
+            "trigger": {"record_created": {}},
+            "actions": [{"update_records": {"relation": "ticket", "set": {"watched": true}}}]}),
+    );
+}
+
 /// Create tickets "t0", "t1", … (`count` of them); their ids in order.
 async fn create_tickets(api: &TestApi, count: usize) -> Vec<String> {
     let mut ids = Vec::with_capacity(count);
@@ -195,8 +209,6 @@ async fn a_pass_takes_side_by_side_entries_beyond_the_first_hundred(backend: Bac
     };
     let mut bundle = desk_bundle();
     let files = bundle.as_object_mut().unwrap();
-    files["entities/ticket.schema.json"]["properties"]["watched"] =
-        json!({"type": "boolean", "default": false});
     files.retain(|name, _| !name.starts_with("rules/"));
     files.insert(
         "rules/opens.rule.json".into(),
@@ -204,12 +216,7 @@ async fn a_pass_takes_side_by_side_entries_beyond_the_first_hundred(backend: Bac
             "trigger": {"record_updated": {"fields": ["level"]}}, "condition": "level == 1",
             "actions": [{"fire_event": {"flow": "stage", "event": "open"}}]}),
     );
-    files.insert(
-        "rules/watch.rule.json".into(),
-        json!({"format_version": 1, "id": "watch", "entity": "note",
-            "trigger": {"record_created": {}},
-            "actions": [{"update_records": {"relation": "ticket", "set": {"watched": true}}}]}),
-    );
+    with_watching_notes(&mut bundle);
     let created = api.call("POST", "/api/apps", Some(bundle)).await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
     let ids = create_tickets(&api, 130).await;
@@ -293,15 +300,7 @@ async fn a_drain_of_two_passes_at_once_keeps_each_records_order(backend: Backend
         return;
     };
     let mut bundle = desk_bundle();
-    let files = bundle.as_object_mut().unwrap();
-    files["entities/ticket.schema.json"]["properties"]["watched"] =
-        json!({"type": "boolean", "default": false});
-    files.insert(
-        "rules/watch.rule.json".into(),
-        json!({"format_version": 1, "id": "watch", "entity": "note",
-            "trigger": {"record_created": {}},
-            "actions": [{"update_records": {"relation": "ticket", "set": {"watched": true}}}]}),
-    );
+    with_watching_notes(&mut bundle);
     let created = api.call("POST", "/api/apps", Some(bundle)).await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
     let ids = create_tickets(&api, 6).await;
