@@ -179,7 +179,8 @@ on_both_backends!(cdnow_reproduces_the_published_estimates);
 /// 60-digit decimals (an independent Python implementation): with the published parameters, a
 /// customer with x = 26 repeat purchases, the last at week 30.86 of 31.00 observed, is expected to
 /// make 20.749726 purchases in the next 39 weeks. The hypergeometric term is about 3.4e8 there, so
-/// this checks the series and the powers keep their precision.
+/// this checks the series and the powers keep their precision (the engine evaluates the
+/// hypergeometric function after Euler's transformation, where that factor cancels).
 #[test]
 fn conditional_expectation_matches_the_paper() {
     let model = BgNbd {
@@ -195,6 +196,20 @@ fn conditional_expectation_matches_the_paper() {
     };
     let expected = model.expected_purchases(&history, 39.0);
     assert!((expected - 20.749_726_140_857).abs() < 1e-6, "{expected}");
+    // More histories against the same formula in 60-digit decimals (mpmath's hyp2f1): one-time
+    // buyers just seen and long ago, an early frequent buyer (z near 1) and a very frequent one.
+    for ((x, t_x, t), horizon, reference) in [
+        ((0.0, 0.0, 0.5), 52.0, 1.348_887_978_745_740_8),
+        ((0.0, 0.0, 38.5), 4.0, 0.022_335_917_518_636_235),
+        ((3.0, 1.5, 2.0), 52.0, 9.027_715_392_556_86),
+        ((60.0, 77.9, 78.0), 52.0, 30.750_688_450_299_7),
+    ] {
+        let expected = model.expected_purchases(&History { x, t_x, t }, horizon);
+        assert!(
+            ((expected - reference) / reference).abs() < 1e-10,
+            "x {x}, t_x {t_x}, T {t}: {expected} against {reference}"
+        );
+    }
     let gone = History {
         x: 26.0,
         t_x: 10.0,
@@ -358,5 +373,37 @@ fn work_on_every_core_keeps_the_order() {
     assert_eq!(
         trellis_report::parallel::on_every_core(&few, &|i: &u64| i + 1),
         (1..8).collect::<Vec<_>>()
+    );
+}
+
+/// A likelihood summed on every core adds the same fixed parts in the same order as on one core:
+/// the total is bit for bit the one-thread sum of those parts, so a fit is the same on any machine.
+#[test]
+fn sums_on_every_core_add_fixed_parts_in_order() {
+    // Terms of very different sizes: the order of the additions shows in the last bits.
+    let terms: Vec<f64> = (0..50_003)
+        .map(|i| ((i as f64) * 0.37).sin() * 10f64.powi(i % 13 - 6))
+        .collect();
+    let part = |range: std::ops::Range<usize>| terms[range].iter().sum::<f64>();
+    let size = terms.len().div_ceil(8);
+    let in_order: f64 = terms
+        .chunks(size)
+        .map(|chunk| chunk.iter().sum::<f64>())
+        .sum();
+    let total = trellis_report::parallel::sum_in_parts(terms.len(), &part);
+    assert_eq!(
+        total.to_bits(),
+        in_order.to_bits(),
+        "{total} against {in_order}"
+    );
+    let all_at_once: f64 = terms.iter().sum();
+    assert!((total - all_at_once).abs() < 1e-6 * all_at_once.abs().max(1.0));
+    // Below the threshold for threads: the same parts, on the calling thread.
+    let few = &terms[..100];
+    let part = |range: std::ops::Range<usize>| few[range].iter().sum::<f64>();
+    let in_order: f64 = few.chunks(13).map(|chunk| chunk.iter().sum::<f64>()).sum();
+    assert_eq!(
+        trellis_report::parallel::sum_in_parts(few.len(), &part).to_bits(),
+        in_order.to_bits()
     );
 }

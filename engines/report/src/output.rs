@@ -88,6 +88,10 @@ pub fn chart(
             other => json!(other.to_string()),
         }
     };
+    // A table (a million customers' scores) has no chart to build.
+    if kind == ChartKind::Table {
+        return json!({"kind": kind, "option": Value::Null});
+    }
     let categories: Vec<Value> = rows
         .iter()
         .map(|row| label_of(&row[x], &columns[x]))

@@ -24,6 +24,7 @@ use trellis_rules::{ApplyReportAction, CompiledRule, RuleAction};
 use trellis_store::PagedRecord;
 
 use super::BatchOutcome;
+use super::report_rows::ReportRows;
 use crate::app_cache::LoadedApp;
 use crate::records::bulk_update::{Change, PreparedBulk};
 use crate::reports::ReportRequest;
@@ -64,20 +65,6 @@ pub struct ReportStep {
     pub report: String,
     pub rows: usize,
     pub elapsed_ms: u64,
-}
-
-/// The record ids each applied report names, with its row.
-type Wanted<'a> = Vec<HashMap<&'a str, &'a Vec<Value>>>;
-
-impl AppliedReport {
-    /// The report's row for each record id it names.
-    pub fn rows_by_id(&self) -> HashMap<&str, &Vec<Value>> {
-        self.output
-            .rows
-            .iter()
-            .filter_map(|row| Some((row.get(self.key)?.as_str()?, row)))
-            .collect()
-    }
 }
 
 /// The fields an `apply_report` action writes (its `set` and `otherwise`; a field may be in both),
@@ -256,23 +243,30 @@ impl Runtime {
         system: &Principal,
     ) -> Result<BatchOutcome, RuntimeError> {
         let _running = WriteBackRunning::new(&self.write_backs_running);
-        // Each report's row for each record id it names.
-        let wanted: Wanted<'_> = parts.iter().map(AppliedReport::rows_by_id).collect();
-        let mut named: Vec<&str> = wanted.iter().flat_map(|w| w.keys().copied()).collect();
-        if wanted.len() > 1 {
-            named.sort_unstable();
-            named.dedup();
-        }
+        // The reports' rows of each record id they name.
+        let indexed = Instant::now();
+        let wanted = {
+            let parts = parts.clone();
+            tokio::task::spawn_blocking(move || Arc::new(ReportRows::new(parts)))
+                .await
+                .map_err(|e| RuntimeError::Internal(format!("indexing report rows: {e}")))?
+        };
         let mut outcome = BatchOutcome {
-            processed: named.len(),
+            processed: wanted.len(),
             ..BatchOutcome::default()
         };
-        drop(named);
+        let indexed_ms = indexed.elapsed().as_millis() as u64;
         // The records whose stored values may differ, found over the column cache: when few do,
         // only they are read (by id); otherwise every live record, page by page in id order.
         let candidates = self
-            .write_back_candidates(loaded, entity, parts.clone())
+            .write_back_candidates(loaded, entity, parts.clone(), wanted.clone())
             .await?;
+        tracing::debug!(
+            named = wanted.len(),
+            indexed_ms,
+            candidates_ms = indexed.elapsed().as_millis() as u64 - indexed_ms,
+            "write-back rows indexed and candidates looked for"
+        );
         let page_size = self.settings().write_back_page.max(1);
         let mut chunks = candidates.as_ref().map(|c| c.ids.chunks(page_size));
         if let Some(candidates) = &candidates {
@@ -381,7 +375,7 @@ impl Runtime {
         &self,
         loaded: &LoadedApp,
         entity: &EntityDefinition,
-        (parts, wanted): (&[AppliedReport], &Wanted<'_>),
+        (parts, wanted): (&[AppliedReport], &ReportRows),
         page: Vec<PagedRecord>,
         read_wait_us: u128,
         system: &Principal,
@@ -413,8 +407,9 @@ impl Runtime {
         {
             let (mut combination, mut named) = (0u64, false);
             let mut values = Vec::new();
-            for (index, (part, rows)) in parts.iter().zip(wanted).enumerate() {
-                match rows.get(current.id.as_str()) {
+            let rows = wanted.get(current.id.as_str());
+            for (index, part) in parts.iter().enumerate() {
+                match rows.and_then(|rows| rows.row(index)) {
                     Some(row) => {
                         named = true;
                         combination |= 1 << (2 * index);

@@ -12,6 +12,7 @@ use trellis_report::{ColumnData, ColumnType};
 use trellis_rules::ApplyReportAction;
 
 use super::apply::AppliedReport;
+use super::report_rows::ReportRows;
 
 use crate::app_cache::LoadedApp;
 use crate::{Runtime, RuntimeError};
@@ -101,6 +102,7 @@ impl Runtime {
         loaded: &LoadedApp,
         entity: &EntityDefinition,
         parts: Arc<[AppliedReport]>,
+        wanted: Arc<ReportRows>,
     ) -> Result<Option<Candidates>, RuntimeError> {
         // Every written field with its column: (name, uid, column).
         let mut fields = Vec::new();
@@ -123,9 +125,6 @@ impl Runtime {
         columns.sort();
         columns.dedup();
         let work = move |view: crate::column_cache::EntryView<'_>| {
-            // Each report's row of each record id it names.
-            let rows: Vec<foldhash::HashMap<&str, &Vec<Value>>> =
-                parts.iter().map(AppliedReport::rows_by_id).collect();
             let column = |name: &str| {
                 let (_, uid, column) = fields.iter().find(|(n, _, _)| n == name)?;
                 view.column(uid, *column)
@@ -152,9 +151,10 @@ impl Runtime {
             // names it and its `otherwise` values differ), and whether a report names it.
             let differs = |row: usize| -> (bool, bool) {
                 let id = view.ids.get(row);
+                let rows = wanted.get(id.as_ref());
                 let (mut differ, mut named) = (false, false);
-                for (rows, (set_columns, otherwise_columns)) in rows.iter().zip(&part_columns) {
-                    differ |= match rows.get(id.as_ref()) {
+                for (index, (set_columns, otherwise_columns)) in part_columns.iter().enumerate() {
+                    differ |= match rows.and_then(|rows| rows.row(index)) {
                         Some(values) => {
                             named = true;
                             !set_columns.iter().all(|(data, index)| {

@@ -22,6 +22,7 @@ mod batch;
 mod cascade;
 mod inbound;
 pub(crate) mod prefilter;
+mod report_rows;
 mod schedule;
 
 use crate::app_cache::LoadedApp;

@@ -31,11 +31,11 @@ pub fn ln_gamma(x: f64) -> f64 {
 
 /// ln(e^a + e^b) without overflow.
 fn log_sum_exp(a: f64, b: f64) -> f64 {
-    if a == f64::NEG_INFINITY {
-        return b;
+    let (high, low) = if a >= b { (a, b) } else { (b, a) };
+    if low == f64::NEG_INFINITY {
+        return high;
     }
-    let m = a.max(b);
-    m + ((a - m).exp() + (b - m).exp()).ln()
+    high + (low - high).exp().ln_1p()
 }
 
 /// Gauss's hypergeometric ₂F₁(a, b; c; z) for 0 ≤ z < 1, by its series.
@@ -107,9 +107,14 @@ impl BgNbd {
         let BgNbd { r, alpha, a, b } = *self;
         let x = h.x;
         let z = t / (alpha + h.t + t);
-        let ratio = ((r + x) * ((alpha + h.t) / (alpha + h.t + t)).ln()).exp();
-        let numerator = (a + b + x - 1.0) / (a - 1.0)
-            * (1.0 - ratio * hyp2f1(r + x, b + x, a + b + x - 1.0, z));
+        // ((α+T)/(α+T+t))^(r+x) · ₂F₁(r+x, b+x; a+b+x−1; z), with ₂F₁ turned by Euler's
+        // transformation ₂F₁(A, B; C; z) = (1−z)^(C−A−B) ₂F₁(C−A, C−B; C; z) and 1−z =
+        // (α+T)/(α+T+t): (1−z)^(a−1) · ₂F₁(a+b−1−r, a−1; a+b+x−1; z). Its parameters no longer
+        // grow with x, so the series converges in a few terms for frequent buyers (the original
+        // one's terms first grow like k^(r+x)) and no huge intermediate value appears.
+        let turned = ((a - 1.0) * ((alpha + h.t) / (alpha + h.t + t)).ln()).exp()
+            * hyp2f1(a + b - 1.0 - r, a - 1.0, a + b + x - 1.0, z);
+        let numerator = (a + b + x - 1.0) / (a - 1.0) * (1.0 - turned);
         let denominator = if x > 0.0 {
             1.0 + a / (b + x - 1.0) * ((r + x) * ((alpha + h.t) / (alpha + h.t_x)).ln()).exp()
         } else {
@@ -255,6 +260,14 @@ fn minimise(f: &dyn Fn(&[f64]) -> f64, start: &[f64]) -> (Vec<f64>, f64) {
     (best, value)
 }
 
+/// Customers with one (x, t_x, T) in the BG/NBD fit: indexes of x and of the times.
+struct Member {
+    x: u32,
+    t_x: u32,
+    t: u32,
+    customers: f64,
+}
+
 /// Fit BG/NBD by maximum likelihood; returns the parameters and the total log-likelihood.
 pub fn fit_bg_nbd(histories: &[History]) -> (BgNbd, f64) {
     let params = |v: &[f64]| BgNbd {
@@ -263,45 +276,81 @@ pub fn fit_bg_nbd(histories: &[History]) -> (BgNbd, f64) {
         a: v[2].exp(),
         b: v[3].exp(),
     };
-    // The terms that depend only on x are computed once per distinct x and evaluation, and customers
+    // The terms that depend only on x are computed once per distinct x and evaluation, customers
     // with the same (t_x, T) once with their count (a whole day's cohort of one-time buyers shares
-    // one).
+    // one), and ln(α + t) once per distinct time (t_x and T are whole days in model units: a few
+    // thousand values against a hundred thousand customers).
     let mut same: std::collections::HashMap<(u64, u64, u64), f64> = Default::default();
     for h in histories {
         *same
             .entry((h.x as u64, h.t_x.to_bits(), h.t.to_bits()))
             .or_default() += 1.0;
     }
-    let mut groups: std::collections::BTreeMap<u64, Vec<(f64, f64, f64)>> = Default::default();
-    for ((x, t_x, t), customers) in same {
-        groups
-            .entry(x)
-            .or_default()
-            .push((f64::from_bits(t_x), f64::from_bits(t), customers));
-    }
-    // A fixed order, so the sum (and the fit) is the same from run to run.
-    for members in groups.values_mut() {
-        members.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
-    }
+    let mut times: Vec<f64> = same
+        .keys()
+        .flat_map(|(_, t_x, t)| [f64::from_bits(*t_x), f64::from_bits(*t)])
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times.dedup_by(|a, b| a.to_bits() == b.to_bits());
+    let time_index: std::collections::HashMap<u64, u32> = times
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.to_bits(), i as u32))
+        .collect();
+    // The distinct x, and every distinct (x, t_x, T) with its customers, in (x, t_x, T) order — a
+    // fixed order, so the sum (and the fit) is the same from run to run.
+    let mut members: Vec<((u64, f64, f64), f64)> = same
+        .into_iter()
+        .map(|((x, t_x, t), customers)| ((x, f64::from_bits(t_x), f64::from_bits(t)), customers))
+        .collect();
+    members.sort_by(|(a, _), (b, _)| {
+        a.0.cmp(&b.0)
+            .then(a.1.total_cmp(&b.1))
+            .then(a.2.total_cmp(&b.2))
+    });
+    let mut xs: Vec<f64> = Vec::new();
+    let members: Vec<Member> = members
+        .into_iter()
+        .map(|((x, t_x, t), customers)| {
+            if xs.last() != Some(&(x as f64)) {
+                xs.push(x as f64);
+            }
+            Member {
+                x: xs.len() as u32 - 1,
+                t_x: time_index[&t_x.to_bits()],
+                t: time_index[&t.to_bits()],
+                customers,
+            }
+        })
+        .collect();
     let negative = |v: &[f64]| -> f64 {
         let BgNbd { r, alpha, a, b } = params(v);
         let shared = r * alpha.ln() - ln_gamma(r) + ln_gamma(a + b) - ln_gamma(b);
-        let mut total = 0.0;
-        for (x, members) in &groups {
-            let x = *x as f64;
-            let constant = shared + ln_gamma(r + x) + ln_gamma(b + x) - ln_gamma(a + b + x);
-            let dropout = if x > 0.0 {
-                a.ln() - (b + x - 1.0).ln()
-            } else {
-                f64::NEG_INFINITY
-            };
-            for (t_x, t, customers) in members {
-                let a3 = -(r + x) * (alpha + t).ln();
-                let a4 = dropout - (r + x) * (alpha + t_x).ln();
-                total += customers * (constant + log_sum_exp(a3, a4));
+        let logs: Vec<f64> = times.iter().map(|t| (alpha + t).ln()).collect();
+        // Per distinct x: the constant term and the dropout term (ln 0 without repeat purchases).
+        let per_x: Vec<(f64, f64, f64)> = xs
+            .iter()
+            .map(|&x| {
+                let constant = shared + ln_gamma(r + x) + ln_gamma(b + x) - ln_gamma(a + b + x);
+                let dropout = if x > 0.0 {
+                    a.ln() - (b + x - 1.0).ln()
+                } else {
+                    f64::NEG_INFINITY
+                };
+                (r + x, constant, dropout)
+            })
+            .collect();
+        let part = |range: std::ops::Range<usize>| -> f64 {
+            let mut total = 0.0;
+            for member in &members[range] {
+                let (rx, constant, dropout) = per_x[member.x as usize];
+                let a3 = -rx * logs[member.t as usize];
+                let a4 = dropout - rx * logs[member.t_x as usize];
+                total += member.customers * (constant + log_sum_exp(a3, a4));
             }
-        }
-        -total
+            total
+        };
+        -crate::parallel::sum_in_parts(members.len(), &part)
     };
     let (best, value) = minimise(&negative, &[0.0, 0.0, 0.0, 0.0]);
     (params(&best), -value)

@@ -88,24 +88,31 @@ pub(crate) fn run(report: &CompiledReport, input: &RunInput) -> Result<ReportOut
             let score = |c: &Customer| -> (Vec<Value>, Value) {
                 let h = &c.history;
                 let p_alive = models.bg_nbd.p_alive(h);
-                let expected = models.bg_nbd.expected_purchases(h, horizon);
                 let spend = models
                     .gamma_gamma
                     .as_ref()
                     .map(|(gg, _)| gg.expected_spend(h.x, c.mean_repeat_spend));
-                let clv = spend.map(|spend| {
-                    let mut value = 0.0;
-                    let mut before = 0.0;
-                    for month in 1..=*horizon_months {
-                        let upto = models
-                            .bg_nbd
-                            .expected_purchases(h, f64::from(month) * MONTH_DAYS / period_days);
-                        value +=
-                            spend * (upto - before) / (1.0 + monthly_discount).powi(month as i32);
-                        before = upto;
+                // With a spend model: the expected purchases up to the end of each month of the
+                // horizon, the CLV's monthly increments — the last one is the horizon's
+                // expectation (the same time, computed the same way).
+                let (expected, clv) = match spend {
+                    Some(spend) if *horizon_months > 0 => {
+                        let (mut clv, mut before) = (0.0, 0.0);
+                        for month in 1..=*horizon_months {
+                            let upto = models
+                                .bg_nbd
+                                .expected_purchases(h, f64::from(month) * MONTH_DAYS / period_days);
+                            clv += spend * (upto - before)
+                                / (1.0 + monthly_discount).powi(month as i32);
+                            before = upto;
+                        }
+                        (before, Some(clv))
                     }
-                    value
-                });
+                    _ => (
+                        models.bg_nbd.expected_purchases(h, horizon),
+                        spend.map(|_| 0.0),
+                    ),
+                };
                 let status = if p_alive < *churned_below {
                     "churned"
                 } else if p_alive < *at_risk_below {
