@@ -354,7 +354,10 @@ fn customers_fold_the_same_by_code_as_by_text() {
             })
         })
         .collect();
-    let dictionary = ColumnData::Dict { codes, values };
+    let dictionary = ColumnData::Dict {
+        codes,
+        values: values.into(),
+    };
     assert_eq!(
         customers(&dictionary, &dates, &amounts, end, period),
         expected

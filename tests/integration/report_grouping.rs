@@ -164,7 +164,7 @@ fn dataset() -> Dataset {
             .iter()
             .map(|v| v.map(|v| (v % distinct) as u32))
             .collect(),
-        values: (0..distinct).map(|i| format!("{prefix}{i}")).collect(),
+        values: std::sync::Arc::new((0..distinct).map(|i| format!("{prefix}{i}")).collect()),
     };
     let mut data = Dataset {
         rows: ROWS,

@@ -563,7 +563,11 @@ fn group_by_section(n: usize, data: &[Row], dir: &std::path::Path) {
                 }))
             })
             .collect();
-        ColumnData::Dict { codes, values }.into()
+        ColumnData::Dict {
+            codes,
+            values: values.into(),
+        }
+        .into()
     };
     dataset
         .columns

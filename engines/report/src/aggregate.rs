@@ -197,10 +197,10 @@ pub(crate) fn run(report: &CompiledReport, input: &RunInput) -> Result<ReportOut
         });
     }
     // Dictionary-coded text dimensions come back as codes; decode them (and the kept top-N keys).
-    let dictionaries: Vec<Option<&Vec<String>>> = key_data
+    let dictionaries: Vec<Option<&[String]>> = key_data
         .iter()
         .map(|data| match data {
-            KeyColumn::Values(ColumnData::Dict { values, .. }) => Some(values),
+            KeyColumn::Values(ColumnData::Dict { values, .. }) => Some(&values[..]),
             _ => None,
         })
         .collect();

@@ -31,6 +31,29 @@ pub(crate) fn days(data: &ColumnData) -> Vec<Option<i32>> {
     }
 }
 
+/// The day of row `row` of a temporal column ([`days`] for one row, without a copy of the column).
+pub(crate) fn day_at(data: &ColumnData, row: usize) -> Option<i32> {
+    match data {
+        ColumnData::Date(v) => v.get(row).copied().flatten(),
+        ColumnData::DateTime(v) => v.get(row).copied().flatten().map(day_of_millis),
+        _ => None,
+    }
+}
+
+/// The amount of row `row` in currency units ([`amounts`] for one row).
+pub(crate) fn amount_at(data: &ColumnData, row: usize) -> Option<f64> {
+    match data {
+        ColumnData::Int(v) => v.get(row).copied().flatten().map(|x| x as f64),
+        ColumnData::Money(v) => v
+            .get(row)
+            .copied()
+            .flatten()
+            .map(|x| x as f64 / MONEY_SCALE as f64),
+        ColumnData::Float(v) => v.get(row).copied().flatten(),
+        _ => None,
+    }
+}
+
 /// Text keys of a subject column (relation ids, names, numbers as text).
 pub(crate) fn subjects(data: &ColumnData) -> Vec<Option<String>> {
     match data {

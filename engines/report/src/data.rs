@@ -77,7 +77,8 @@ pub enum ColumnData {
     /// and what polars groups fastest).
     Dict {
         codes: Vec<Option<u32>>,
-        values: Vec<String>,
+        /// Shared: a filtered copy of the column (a report's dataset) keeps the same texts.
+        values: std::sync::Arc<Vec<String>>,
     },
     Date(Vec<Option<i32>>),
     DateTime(Vec<Option<i64>>),
@@ -97,23 +98,38 @@ impl ColumnData {
 
     /// The values at `rows` (`None`: no value), e.g. a related record's field for each record.
     pub fn take(&self, rows: &[Option<usize>]) -> ColumnData {
-        fn pick<T: Clone>(values: &[Option<T>], rows: &[Option<usize>]) -> Vec<Option<T>> {
+        self.gather(rows, |row| *row)
+    }
+
+    /// The values of `rows` (each a row of this column), in that order: [`ColumnData::take`] without
+    /// a missing row — a filtered dataset's columns, without a list of `Option`s as long as the rows.
+    pub fn take_rows(&self, rows: &[usize]) -> ColumnData {
+        self.gather(rows, |row| Some(*row))
+    }
+
+    /// The value at `row(r)` for each `r` of `rows` (none where it gives none).
+    fn gather<R>(&self, rows: &[R], row: impl Fn(&R) -> Option<usize> + Copy) -> ColumnData {
+        fn pick<T: Clone, R>(
+            values: &[Option<T>],
+            rows: &[R],
+            row: impl Fn(&R) -> Option<usize>,
+        ) -> Vec<Option<T>> {
             rows.iter()
-                .map(|r| r.and_then(|r| values.get(r).cloned().flatten()))
+                .map(|r| row(r).and_then(|r| values.get(r).cloned().flatten()))
                 .collect()
         }
         match self {
-            Self::Int(v) => Self::Int(pick(v, rows)),
-            Self::Float(v) => Self::Float(pick(v, rows)),
-            Self::Money(v) => Self::Money(pick(v, rows)),
-            Self::Bool(v) => Self::Bool(pick(v, rows)),
-            Self::Text(v) => Self::Text(pick(v, rows)),
+            Self::Int(v) => Self::Int(pick(v, rows, row)),
+            Self::Float(v) => Self::Float(pick(v, rows, row)),
+            Self::Money(v) => Self::Money(pick(v, rows, row)),
+            Self::Bool(v) => Self::Bool(pick(v, rows, row)),
+            Self::Text(v) => Self::Text(pick(v, rows, row)),
             Self::Dict { codes, values } => Self::Dict {
-                codes: pick(codes, rows),
+                codes: pick(codes, rows, row),
                 values: values.clone(),
             },
-            Self::Date(v) => Self::Date(pick(v, rows)),
-            Self::DateTime(v) => Self::DateTime(pick(v, rows)),
+            Self::Date(v) => Self::Date(pick(v, rows, row)),
+            Self::DateTime(v) => Self::DateTime(pick(v, rows, row)),
         }
     }
 

@@ -75,7 +75,7 @@ pub(crate) fn top_positions(keys: &ColumnData, kept: &[Key], rows: usize) -> Vec
 }
 
 /// A dictionary code back to its text.
-pub(crate) fn decode(key: &mut Key, dictionary: &Option<&Vec<String>>) {
+pub(crate) fn decode(key: &mut Key, dictionary: &Option<&[String]>) {
     if let (Some(values), Key::Int(code)) = (dictionary, &*key) {
         *key = values
             .get(*code as usize)

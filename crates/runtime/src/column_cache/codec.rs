@@ -462,7 +462,7 @@ fn empty_column(column: ColumnType, rows: usize, dictionary: Option<Vec<String>>
         (ColumnType::Bool, _) => ColumnData::Bool(vec![None; rows]),
         (ColumnType::Text, Some(values)) => ColumnData::Dict {
             codes: vec![None; rows],
-            values,
+            values: std::sync::Arc::new(values),
         },
         (ColumnType::Text, None) => ColumnData::Text(vec![None; rows]),
     }

@@ -136,7 +136,10 @@ pub(crate) fn column_data(values: ColumnValues) -> ColumnData {
         ColumnValues::Float(v) => ColumnData::Float(v),
         ColumnValues::Money(v) => ColumnData::Money(v),
         ColumnValues::Bool(v) => ColumnData::Bool(v),
-        ColumnValues::Dict { codes, values } => ColumnData::Dict { codes, values },
+        ColumnValues::Dict { codes, values } => ColumnData::Dict {
+            codes,
+            values: Arc::new(values),
+        },
         ColumnValues::Date(v) => ColumnData::Date(v),
         ColumnValues::DateTime(v) => ColumnData::DateTime(v),
     }
@@ -195,6 +198,8 @@ fn put(
                     dictionary.get(text).copied()
                 };
                 existing.unwrap_or_else(|| {
+                    // Copied first only while a dataset still shares the texts.
+                    let values = Arc::make_mut(values);
                     values.push(text.clone());
                     let code = values.len() as u32 - 1;
                     if !few {
@@ -626,9 +631,14 @@ impl ColumnCache {
         let rows: Vec<usize> = if every_row && !with_ids {
             Vec::new()
         } else {
-            (0..entry.ids.len())
-                .filter(|&i| entry.live[i] && matches.as_ref().is_none_or(|m| m[i]))
-                .collect()
+            // Room for every row up front: growing a list of millions by doubling copies it
+            // and touches fresh memory each time.
+            let mut rows = Vec::with_capacity(entry.ids.len());
+            rows.extend(
+                (0..entry.ids.len())
+                    .filter(|&i| entry.live[i] && matches.as_ref().is_none_or(|m| m[i])),
+            );
+            rows
         };
         let mut dataset = Dataset {
             rows: if every_row {
@@ -645,17 +655,12 @@ impl ColumnCache {
             },
             columns: Default::default(),
         };
-        let picks: Vec<Option<usize>> = if every_row {
-            Vec::new()
-        } else {
-            rows.iter().map(|&i| Some(i)).collect()
-        };
         for (name, uid, column) in fields {
             if let Some(data) = entry.columns.get(&(uid.clone(), *column)) {
                 let data = if every_row {
                     Arc::clone(data)
                 } else {
-                    Arc::new(data.take(&picks))
+                    Arc::new(data.take_rows(&rows))
                 };
                 dataset.columns.insert(name.clone(), data);
             }

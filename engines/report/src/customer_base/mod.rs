@@ -13,7 +13,7 @@ pub mod math;
 
 use serde_json::{Value, json};
 
-use crate::analyses::{amounts, days, subjects, zh};
+use crate::analyses::{amount_at, day_at, subjects, zh};
 use crate::compile::CompiledReport;
 use crate::definition::{Analysis, ChartKind, CustomerBaseOutput};
 use crate::output::{self, OutputColumn, OutputType, ReportOutput};
@@ -190,17 +190,15 @@ pub fn customers(
         }
         rank[code as usize] = ranked.len() as u32 - 1;
     }
-    let when = days(date);
-    let much = amounts(amount);
-    let row_rank = |row: usize| -> Option<usize> {
+    let row_rank = |row: usize| -> Option<(usize, i32)> {
         let code = codes.get(row).copied().flatten()?;
-        let day = when.get(row).copied().flatten()?;
-        (day <= end).then_some(rank[code as usize] as usize)
+        let day = day_at(date, row)?;
+        (day <= end).then_some((rank[code as usize] as usize, day))
     };
     // Counted, then laid out: each subject's transactions in one slice, in row order.
     let mut starts = vec![0usize; ranked.len() + 1];
     for row in 0..codes.len() {
-        if let Some(r) = row_rank(row) {
+        if let Some((r, _)) = row_rank(row) {
             starts[r + 1] += 1;
         }
     }
@@ -209,12 +207,9 @@ pub fn customers(
     }
     let mut next = starts.clone();
     let mut laid: Vec<(i32, f64)> = vec![(0, 0.0); starts[ranked.len()]];
-    for (row, day) in when.iter().enumerate() {
-        if let Some(r) = row_rank(row) {
-            laid[next[r]] = (
-                day.unwrap_or_default(),
-                much.get(row).copied().flatten().unwrap_or(0.0),
-            );
+    for row in 0..codes.len() {
+        if let Some((r, day)) = row_rank(row) {
+            laid[next[r]] = (day, amount_at(amount, row).unwrap_or(0.0));
             next[r] += 1;
         }
     }
