@@ -336,3 +336,77 @@ fn dense_grouping_gives_what_polars_gives() {
         "{shown} vs {revenue}"
     );
 }
+
+/// RFM and the customer-base model over a dictionary-coded subject — how the store loads a
+/// relation; one pass over the codes — give what they give over the same subjects as plain text
+/// (RFM: polars' group-by over the texts; the customer base: texts interned), also when the
+/// dictionary repeats a text (two codes, one customer).
+#[test]
+fn rfm_and_customer_base_give_the_same_over_codes_as_over_text() {
+    let mut spec = bundle();
+    let mut reports = serde_json::Map::new();
+    for (id, analysis) in [
+        (
+            "rfm_subjects",
+            json!({"rfm": {"subject": "customer", "date": "at", "amount": "total", "output": "subjects"}}),
+        ),
+        (
+            "rfm_segments",
+            json!({"rfm": {"subject": "customer", "date": "day", "amount": "qty", "segments": [
+            {"id": "high", "r": [3, 5], "f": [1, 5]}, {"id": "low", "r": [1, 2], "f": [1, 5]}]}}),
+        ),
+        (
+            "customer_value",
+            json!({"customer_base": {"subject": "customer", "date": "at", "amount": "total",
+            "period": "week", "horizon_months": 6, "monthly_discount": 0.01}}),
+        ),
+    ] {
+        reports.insert(
+            format!("reports/{id}.report.json"),
+            json!({"format_version": 1, "id": id, "dataset": {"entity": "sale"}, "parameters": [{"id": "as_of"}], "analysis": analysis}),
+        );
+    }
+    let Value::Object(map) = &mut spec else {
+        unreachable!()
+    };
+    map.retain(|path, _| !path.starts_with("reports/"));
+    map.extend(reports);
+    let raw = trellis_model::RawBundle(map.clone());
+    let checked = trellis_model::check_bundle(&raw).unwrap();
+    let (compiled, problems) = trellis_report::check_reports(&checked);
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(compiled.len(), 3);
+
+    let mut coded = dataset();
+    // 5,000 codes, 4,000 texts: codes 4,000–4,999 repeat the texts of 0–999.
+    let ColumnData::Dict { codes, .. } = &*coded.columns["customer"] else {
+        unreachable!()
+    };
+    let repeating = ColumnData::Dict {
+        codes: codes.clone(),
+        values: std::sync::Arc::new((0..5_000).map(|i| format!("c{}", i % 4_000)).collect()),
+    };
+    let texts = ColumnData::Text(repeating.texts().unwrap());
+    coded.columns.insert("customer".into(), repeating.into());
+    let mut plain = coded.clone();
+    plain.columns.insert("customer".into(), texts.into());
+    let input = |dataset: &Dataset| RunInput {
+        dataset: dataset.clone(),
+        as_of: 20_300,
+        locale: "en".into(),
+        ..Default::default()
+    };
+    for (id, report) in &compiled {
+        let over_codes = trellis_report::run(report, &input(&coded)).unwrap();
+        let over_text = trellis_report::run(report, &input(&plain)).unwrap();
+        assert!(!over_codes.rows.is_empty(), "{id}");
+        assert_eq!(over_codes, over_text, "{id}");
+        if id.as_str() != "rfm_segments" {
+            assert_eq!(
+                over_codes.rows.len(),
+                4_000,
+                "{id}: one row per customer text"
+            );
+        }
+    }
+}
