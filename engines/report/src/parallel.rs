@@ -1,11 +1,12 @@
 //! Work split across the machine's cores for the engine's per-row loops (scoring a million
-//! customers): scoped threads over contiguous parts, results in input order.
+//! customers, summing a likelihood): scoped threads over contiguous parts, results in input order.
 
 /// Parts a sum is split into, whatever the machine: the partial sums add up in one order, so the
 /// total is the same on any number of cores.
 const SUM_PARTS: usize = 8;
 
-/// Fewest items worth a thread per part.
+/// Fewest items worth a thread per part: per-row work, and the terms of a sum.
+const ROWS_ON_CORES_FROM: usize = 10_000;
 const SUM_ON_CORES_FROM: usize = 8_192;
 
 /// Σ `part(range)` over `0..len` split into [`SUM_PARTS`] fixed ranges, the ranges' sums taken on
@@ -17,38 +18,29 @@ pub fn sum_in_parts(len: usize, part: &(dyn Fn(std::ops::Range<usize>) -> f64 + 
         .step_by(size)
         .map(|start| start..(start + size).min(len))
         .collect();
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if cores < 2 || len < SUM_ON_CORES_FROM {
-        return ranges.into_iter().map(part).sum();
+    let sum_of = |range: &std::ops::Range<usize>| part(range.clone());
+    if len < SUM_ON_CORES_FROM {
+        return ranges.iter().map(sum_of).sum();
     }
-    let per_core = ranges.len().div_ceil(cores);
-    let sums: Vec<f64> = std::thread::scope(|scope| {
-        let mut groups = ranges.chunks(per_core);
-        let first = groups.next().unwrap_or_default();
-        let others: Vec<_> = groups
-            .map(|group| scope.spawn(move || group.iter().cloned().map(part).collect::<Vec<f64>>()))
-            .collect();
-        let mut sums: Vec<f64> = first.iter().cloned().map(part).collect();
-        for other in others {
-            sums.extend(
-                other
-                    .join()
-                    .unwrap_or_else(|e| std::panic::resume_unwind(e)),
-            );
-        }
-        sums
-    });
-    sums.into_iter().sum()
+    across_cores(&ranges, &sum_of).into_iter().sum()
 }
 
 /// `work` over `items`, in order, split across the machine's cores (scoped threads; one part runs
 /// on the calling thread).
 pub fn on_every_core<T: Sync, R: Send>(items: &[T], work: &(dyn Fn(&T) -> R + Sync)) -> Vec<R> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if cores < 2 || items.len() < 10_000 {
+    if items.len() < ROWS_ON_CORES_FROM {
         return items.iter().map(work).collect();
     }
-    let part = items.len().div_ceil(cores);
+    across_cores(items, work)
+}
+
+/// `work` over `items` in order: a contiguous part per core, one on the calling thread.
+fn across_cores<T: Sync, R: Send>(items: &[T], work: &(dyn Fn(&T) -> R + Sync)) -> Vec<R> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores < 2 {
+        return items.iter().map(work).collect();
+    }
+    let part = items.len().div_ceil(cores).max(1);
     std::thread::scope(|scope| {
         let mut parts = items.chunks(part);
         let first = parts.next().unwrap_or_default();
