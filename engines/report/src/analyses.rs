@@ -54,6 +54,25 @@ pub(crate) fn amount_at(data: &ColumnData, row: usize) -> Option<f64> {
     }
 }
 
+/// A dictionary's distinct texts in text order: each code's rank (codes of equal texts — a
+/// dictionary may repeat one — share a rank) and, per rank, the first code with that text.
+pub(crate) fn text_ranks(texts: &[String]) -> (Vec<u32>, Vec<u32>) {
+    let mut order: Vec<u32> = (0..texts.len() as u32).collect();
+    order.sort_by(|a, b| texts[*a as usize].cmp(&texts[*b as usize]));
+    let mut rank = vec![0u32; texts.len()];
+    let mut ranked: Vec<u32> = Vec::new();
+    for &code in &order {
+        let same = ranked
+            .last()
+            .is_some_and(|&first| texts[first as usize] == texts[code as usize]);
+        if !same {
+            ranked.push(code);
+        }
+        rank[code as usize] = ranked.len() as u32 - 1;
+    }
+    (rank, ranked)
+}
+
 /// Text keys of a subject column (relation ids, names, numbers as text).
 pub(crate) fn subjects(data: &ColumnData) -> Vec<Option<String>> {
     match data {

@@ -6,7 +6,7 @@
 use polars::prelude::*;
 use serde_json::{Value, json};
 
-use crate::analyses::{amount_at, amounts, day_at, days, in_list, subjects, zh};
+use crate::analyses::{amount_at, amounts, day_at, days, in_list, subjects, text_ranks, zh};
 use crate::compile::CompiledReport;
 use crate::data::ColumnData;
 use crate::definition::{Analysis, ChartKind, RfmOutput};
@@ -285,22 +285,8 @@ fn per_code(
     amount: &ColumnData,
     as_of: i32,
 ) -> Vec<Scored> {
-    // One slot per distinct text.
-    let mut slot_of_text: std::collections::HashMap<&str, u32> =
-        std::collections::HashMap::with_capacity(values.len());
-    let slot: Vec<u32> = values
-        .iter()
-        .map(|text| {
-            let next = slot_of_text.len() as u32;
-            *slot_of_text.entry(text.as_str()).or_insert(next)
-        })
-        .collect();
-    let mut first_code = vec![u32::MAX; slot_of_text.len()];
-    for (code, &s) in slot.iter().enumerate() {
-        if first_code[s as usize] == u32::MAX {
-            first_code[s as usize] = code as u32;
-        }
-    }
+    // One slot per distinct text, in text order.
+    let (slot, first_code) = text_ranks(values);
     let slots = first_code.len();
     let (mut last, mut count, mut total) = (
         vec![i32::MIN; slots],

@@ -13,7 +13,7 @@ pub mod math;
 
 use serde_json::{Value, json};
 
-use crate::analyses::{amount_at, day_at, subjects, zh};
+use crate::analyses::{amount_at, day_at, subjects, text_ranks, zh};
 use crate::compile::CompiledReport;
 use crate::definition::{Analysis, ChartKind, CustomerBaseOutput};
 use crate::output::{self, OutputColumn, OutputType, ReportOutput};
@@ -176,20 +176,7 @@ pub fn customers(
     period_days: f64,
 ) -> Vec<Customer> {
     let (codes, names) = subject_codes(subject);
-    // Distinct subjects in text order; equal texts (a dictionary may repeat one) share a rank.
-    let mut order: Vec<u32> = (0..names.len() as u32).collect();
-    order.sort_by(|a, b| names[*a as usize].cmp(&names[*b as usize]));
-    let mut rank = vec![0u32; names.len()];
-    let mut ranked: Vec<u32> = Vec::new();
-    for &code in &order {
-        let same = ranked
-            .last()
-            .is_some_and(|&first| names[first as usize] == names[code as usize]);
-        if !same {
-            ranked.push(code);
-        }
-        rank[code as usize] = ranked.len() as u32 - 1;
-    }
+    let (rank, ranked) = text_ranks(&names);
     let row_rank = |row: usize| -> Option<(usize, i32)> {
         let code = codes.get(row).copied().flatten()?;
         let day = day_at(date, row)?;
