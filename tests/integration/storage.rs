@@ -1228,8 +1228,9 @@ fn with_email(name: &str, email: &str) -> trellis_store::NewRecord {
         field_uid: "f_email".into(),
         value: email.into(),
     });
-    // As an import does: the document serialized ahead, off the writer.
-    record.serialize_ahead();
+    // As an import does: the document written as text off the writer, no stored map kept.
+    record.data_json = Some(serde_json::to_string(&record.data).unwrap());
+    record.data = serde_json::Map::new();
     record
 }
 
@@ -1286,6 +1287,16 @@ async fn bulk_inserts_refuse_a_chunk_with_a_used_unique_value_whole(backend: Bac
     );
     store.sync_log().await.unwrap();
 
+    if backend == Backend::Sqlite {
+        // Bulk chunks index with a late-merging FTS5 `automerge`; every other write finds the usual.
+        let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+        let automerge: i64 =
+            sqlx::query_scalar("SELECT v FROM records_fts_config WHERE k = 'automerge'")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        assert_eq!(automerge, 4, "FTS5's usual automerge after a bulk chunk");
+    }
     let search = |q: &'static str| found_by_search(&store, q);
     assert_eq!(search("ada").await, 1, "only the stored Ada, not 'Ada Two'");
     assert_eq!(search("bo").await, 1);

@@ -78,8 +78,10 @@ pub struct NewRecord {
     pub uniques: Vec<UniqueValue>,
     /// Lower-cased text of the searchable fields, for `q`.
     pub search_text: String,
-    /// `data` as JSON text when it was serialized ahead (a bulk import does it on its validating
+    /// `data` as JSON text when it was serialized ahead (a bulk import writes it on its validating
     /// thread, so the single writer only binds the text); `None`: the insert serializes `data`.
+    /// Bulk inserts ([`crate::BulkInsert`]) read only this text when it is given, so their records
+    /// may leave `data` empty; every other insert path needs `data`.
     pub data_json: Option<String>,
 }
 

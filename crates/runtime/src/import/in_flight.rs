@@ -14,22 +14,13 @@ use crate::{Principal, Runtime, RuntimeError};
 /// at a time the validating core mostly waits; a second connection puts it to work.
 const POSTGRES_CHUNKS_IN_FLIGHT: usize = 2;
 
-/// A chunk being inserted on a task of its own.
-pub(super) type InFlightChunk = tokio::task::JoinHandle<Result<ChunkOutcome, RuntimeError>>;
-
-/// The chunks in flight, oldest first. Dropped with chunks still in it (the import returned early
-/// with an error), it stops them: their transactions roll back instead of committing rows whose
-/// import already failed.
+/// The chunks in flight, each inserted on a task of its own. The import waits for whichever
+/// finishes first, not the oldest: a chunk whose insert merges the GIN index's pending list (one
+/// server process for up to a second) no longer holds back the chunks behind it. Dropped with
+/// chunks still in it (the import returned early with an error), it stops them (`JoinSet` aborts its
+/// tasks): their transactions roll back instead of committing rows whose import already failed.
 #[derive(Default)]
-pub(super) struct InFlight(pub(super) std::collections::VecDeque<InFlightChunk>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        for chunk in &self.0 {
-            chunk.abort();
-        }
-    }
-}
+pub(super) struct InFlight(pub(super) tokio::task::JoinSet<Result<ChunkOutcome, RuntimeError>>);
 
 /// What one chunk inserted on its own (its own transaction) left behind.
 pub(super) struct ChunkOutcome {
@@ -120,18 +111,18 @@ impl Runtime {
         })
     }
 
-    /// Wait for the oldest chunk in flight and add its outcome to the import's. Its error is returned
-    /// as it is; dropping `in_flight` then stops the chunks still in it.
-    pub(super) async fn absorb_oldest(
+    /// Wait for the first chunk in flight to finish and add its outcome to the import's (rejected
+    /// rows are put back in file order at the end). Its error is returned as it is; dropping
+    /// `in_flight` then stops the chunks still in it.
+    pub(super) async fn absorb_first_done(
         in_flight: &mut InFlight,
         sink: &mut Sink,
         rejected: &mut Vec<RejectedRow>,
     ) -> Result<(), RuntimeError> {
-        let Some(oldest) = in_flight.0.pop_front() else {
+        let Some(finished) = in_flight.0.join_next().await else {
             return Ok(());
         };
-        let outcome = oldest
-            .await
+        let outcome = finished
             .map_err(|e| RuntimeError::Internal(format!("an import chunk's task failed: {e}")))??;
         sink.committed += outcome.committed;
         sink.flow_starts.extend(outcome.flow_starts);

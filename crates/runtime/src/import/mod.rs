@@ -224,11 +224,8 @@ impl ImportJob {
                     Ok(named) => validated.accepted.push(AcceptedRow {
                         row: parsed.row,
                         raw: parsed.raw,
-                        write: complete_here.then(|| {
-                            let mut write = super::records::record_write(entity, &named, None);
-                            write.serialize_ahead();
-                            write
-                        }),
+                        write: complete_here
+                            .then(|| super::records::new_record_serialized(entity, &named)),
                         named,
                     }),
                     Err(errors) => validated.rejected.push(RejectedRow {
@@ -365,7 +362,7 @@ impl Runtime {
                     self.number_rows(&loaded.id, entity, &mut accepted).await?;
                     let (runtime, loaded, actor) = (self.clone(), loaded.clone(), actor.clone());
                     let (entity_id, starts_flows) = (entity.id.to_string(), sink.starts_flows);
-                    in_flight.0.push_back(tokio::spawn(async move {
+                    in_flight.0.spawn(async move {
                         let (entity, _) = loaded.entity(&entity_id)?;
                         runtime
                             .insert_chunk_alone(
@@ -377,10 +374,10 @@ impl Runtime {
                                 starts_flows,
                             )
                             .await
-                    }));
+                    });
                 }
                 if in_flight.0.len() >= in_flight_limit {
-                    Self::absorb_oldest(&mut in_flight, &mut sink, &mut rejected).await?;
+                    Self::absorb_first_done(&mut in_flight, &mut sink, &mut rejected).await?;
                 }
             } else if (!atomic || rejected.is_empty()) && !accepted.is_empty() {
                 self.insert_chunk(
@@ -402,7 +399,7 @@ impl Runtime {
             progress(done, total.max(done));
         }
         while !in_flight.0.is_empty() {
-            Self::absorb_oldest(&mut in_flight, &mut sink, &mut rejected).await?;
+            Self::absorb_first_done(&mut in_flight, &mut sink, &mut rejected).await?;
         }
         validating
             .await
@@ -482,10 +479,7 @@ impl Runtime {
         }
         let mut kept = Vec::with_capacity(accepted.len());
         for row in accepted.drain(..) {
-            let data = match &row.write {
-                Some(write) => write.data.clone(),
-                None => super::records::record_write(checked.entity, &row.named, None).data,
-            };
+            let data = trellis_form::records::to_storage(checked.entity, &row.named, None);
             match self.require_write_rows(loaded, checked, &data).await {
                 Ok(()) => kept.push(row),
                 Err(RuntimeError::Forbidden(reason)) => rejected.push(RejectedRow {
@@ -627,10 +621,9 @@ impl Runtime {
         let mut batch: Vec<NewRecord> = accepted
             .iter_mut()
             .map(|accepted| {
-                accepted
-                    .write
-                    .take()
-                    .unwrap_or_else(|| super::records::record_write(entity, &accepted.named, None))
+                accepted.write.take().unwrap_or_else(|| {
+                    super::records::new_record_serialized(entity, &accepted.named)
+                })
             })
             .collect();
         tracing::debug!(

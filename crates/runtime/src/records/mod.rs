@@ -98,6 +98,25 @@ pub(crate) fn record_write(
     }
 }
 
+/// A new record to insert in bulk, its document written as JSON text straight from `named` (fields
+/// by name; `storage_json`, no stored map built and serialized after — a fifth of an import's
+/// validating time): `data` stays empty, the bulk insert reads only `data_json`.
+pub(crate) fn new_record_serialized(
+    entity: &EntityDefinition,
+    named: &Map<String, Value>,
+) -> NewRecord {
+    NewRecord {
+        data: Map::new(),
+        uniques: unique_values(entity, named),
+        search_text: trellis_form::records::search_text(entity, named),
+        data_json: Some(trellis_form::records::storage_json(
+            entity,
+            named,
+            &Map::new(),
+        )),
+    }
+}
+
 /// A record whose relations to check (fields by name) and its values before the write (`None`: a
 /// new record).
 pub(crate) type RelationCheck<'a> = (&'a Map<String, Value>, Option<&'a Map<String, Value>>);
