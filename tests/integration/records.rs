@@ -658,11 +658,36 @@ async fn import_reports_bad_rows_and_keeps_good_ones(backend: Backend) {
         "atomic: nothing in"
     );
 
-    let ndjson =
-        "{\"name\": \"Gus\", \"score\": 4}\n{\"name\": \"Hal\", \"score\": \"lots\"}\nnot json\n";
+    // Lines: good; a bad value; not JSON; JSON but no object; an object with text after it; a key
+    // given twice (the last value counts, as in any JSON object read here).
+    let ndjson = "{\"name\": \"Gus\", \"score\": 4}\n{\"name\": \"Hal\", \"score\": \"lots\"}\nnot json\n\
+                  [1, 2]\n{\"name\": \"Ike\"} {\"name\": \"Jo\"}\n{\"name\": \"Kai\", \"score\": 1, \"score\": 7}\n";
     let report = api.post_text(&import, "application/x-ndjson", ndjson).await;
-    assert_eq!(report.body["inserted"], 1, "{}", report.text);
-    assert_eq!(report.body["rejected"].as_array().unwrap().len(), 2);
+    assert_eq!(report.body["inserted"], 2, "{}", report.text);
+    let codes: Vec<(i64, &str)> = report.body["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["row"].as_i64().unwrap(),
+                r["errors"][0]["code"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            (2, "type"),
+            (3, "invalid_json"),
+            (4, "not_an_object"),
+            (5, "invalid_json")
+        ],
+        "{}",
+        report.text
+    );
+    let kai = api.call("GET", &format!("{CUSTOMERS}?q=kai"), None).await;
+    assert_eq!(kai.body["items"][0]["data"]["score"], 7, "{}", kai.text);
 
     let unknown = api
         .post_text(&import, "text/csv", "name,shoe_size\nIvy,38\n")

@@ -203,10 +203,36 @@ pub(super) fn table_rows<'a>(
     )))
 }
 
+/// One NDJSON line parsed as an object whose map is sized for `fields` entries up front (a map grown
+/// key by key reallocated and copied its entries three times for a 20-field row). Anything but an
+/// object is an error; [`serde_json::from_str`] then tells which.
+fn parse_object(line: &str, fields: usize) -> serde_json::Result<Map<String, Value>> {
+    struct SizedObject(usize);
+    impl<'de> serde::de::Visitor<'de> for SizedObject {
+        type Value = Map<String, Value>;
+        fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+            formatter.write_str("a JSON object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut object = Map::with_capacity(self.0);
+            while let Some((key, value)) = map.next_entry::<String, Value>()? {
+                object.insert(key, value);
+            }
+            Ok(object)
+        }
+    }
+    let mut deserializer = serde_json::Deserializer::from_str(line);
+    let object = serde::Deserializer::deserialize_map(&mut deserializer, SizedObject(fields))?;
+    deserializer.end()?;
+    Ok(object)
+}
+
 pub(super) fn parse_ndjson<'a>(entity: &'a EntityDefinition, text: &'a str) -> Rows<'a> {
     // Keys repeat on every line: resolve each distinct key to a field once.
-    let mut resolved: std::collections::HashMap<String, Option<String>> =
-        std::collections::HashMap::new();
+    let mut resolved: foldhash::HashMap<String, Option<String>> = foldhash::HashMap::default();
     Box::new(
         text.lines()
             .enumerate()
@@ -218,7 +244,10 @@ pub(super) fn parse_ndjson<'a>(entity: &'a EntityDefinition, text: &'a str) -> R
                     raw: Value::Null,
                     errors: Vec::new(),
                 };
-                match serde_json::from_str::<Value>(line) {
+                let parsed_line = parse_object(line, entity.fields.len())
+                    .map(Value::Object)
+                    .or_else(|_| serde_json::from_str::<Value>(line));
+                match parsed_line {
                     // Every key already the name of its field (the usual file): the object as it is.
                     Ok(Value::Object(object))
                         if object.keys().all(|key| {
