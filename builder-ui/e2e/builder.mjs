@@ -1,18 +1,33 @@
 // Journey 1: an analyst builds a small app from scratch — an entity with 5 fields, a 3-state flow
 // with a guard, a rule and a bar chart — publishing each after its migration report; then an end
 // user enters records and sees the rule, the flow and the chart react. No JSON is typed anywhere.
-import { api, BASE, cardMenu, choose, expect, newPage, PASSWORD, shot, signIn, token } from './lib.mjs';
+import { api, BASE, settledDialog, cardMenu, choose, expect, newPage, PASSWORD, shot, signIn, token } from './lib.mjs';
 
 async function publish(page) {
   await page.getByRole('button', { name: 'Publish', exact: true }).click();
   const report = page.getByTestId('migration-report');
   await report.waitFor();
   const text = await report.innerText();
-  await page.getByRole('button', { name: 'Publish now' }).click();
+  await (await settledDialog(page)).getByRole('button', { name: 'Publish now' }).click();
   // A publish migrates and re-checks the app; while the whole test suite loads both cores it has
   // taken longer than the default 20 s wait (a known flake), so it gets a minute.
   await page.getByText(/Published version \d+/).first().waitFor({ timeout: 60000 });
   return text;
+}
+
+/** Await `waiting`; if it fails on a record's page, say what the server stored for that record. */
+async function withStoredRecord(page, admin, waiting) {
+  try {
+    await waiting;
+  } catch (error) {
+    const path = new URL(page.url()).pathname;
+    const id = path.split('/').pop();
+    const stored = id === 'new' ? 'none (the form is still open)'
+      : await api('GET', `/api/apps/requests/entities/request/records/${id}`, admin).catch((e) => e.message);
+    const bundle = await api('GET', '/api/apps/requests/bundle', admin).catch((e) => e.message);
+    const entity = JSON.stringify(bundle?.['entities/request.schema.json'] ?? bundle);
+    throw new Error(`${error.message}\non ${path}; the record as stored: ${JSON.stringify(stored)}\nthe entity as published: ${entity}`);
+  }
 }
 
 async function fieldLabel(page, label) {
@@ -20,12 +35,15 @@ async function fieldLabel(page, label) {
 }
 
 export async function builderJourney(browser) {
-  const page = await newPage(browser);
+  const page = await newPage(browser, { reducedMotion: 'reduce' });
   await signIn(page, 'admin', PASSWORD);
 
   // A blank app.
   await page.getByRole('button', { name: 'Create blank app' }).click();
-  const dialog = page.getByRole('dialog');
+  // Less motion was asked for: the dialog is there at once, without antd's zoom.
+  await page.locator('.ant-modal').first().waitFor();
+  expect(await page.locator('.ant-modal.ant-zoom').count() === 0, 'a dialog opens without animation when less motion is asked for');
+  const dialog = await settledDialog(page);
   await dialog.getByLabel('App id').fill('requests');
   await dialog.getByLabel('Name (English)').fill('Purchase requests');
   await dialog.getByLabel('Name (Chinese)').fill('采购申请');
@@ -34,9 +52,10 @@ export async function builderJourney(browser) {
 
   // An entity with five fields, placed from the palette (one dragged, the others clicked).
   await page.getByTestId('new-entity').click();
-  await page.getByRole('dialog').getByLabel('Name (English)').fill('Request');
-  await page.getByRole('dialog').getByLabel('Name (Chinese)').fill('申请');
-  await page.getByRole('dialog').getByRole('button', { name: 'Create' }).click();
+  const newEntity = await settledDialog(page);
+  await newEntity.getByLabel('Name (English)').fill('Request');
+  await newEntity.getByLabel('Name (Chinese)').fill('申请');
+  await newEntity.getByRole('button', { name: 'Create' }).click();
   await page.waitForURL(/\/design\/entities\/request\?/);
   await page.getByTestId('palette-text').click();
   await fieldLabel(page, 'Title');
@@ -61,6 +80,8 @@ export async function builderJourney(browser) {
   await choose(page, 'Field', 'Amount', requiredWhen);
   await choose(page, 'Operator', 'greater than', requiredWhen);
   await requiredWhen.getByLabel('Value').fill('5000');
+  // The builder shows the rhai it wrote: the field, the comparison and the number, all three.
+  await requiredWhen.locator('pre').filter({ hasText: /\b\w+ > 5000(\.0)?$/ }).waitFor();
   await page.locator('.ant-segmented').getByText('Preview', { exact: true }).click();
   // The live preview validates like the server: the title is required.
   await page.getByRole('button', { name: 'Check', exact: true }).click();
@@ -73,9 +94,10 @@ export async function builderJourney(browser) {
   // A three-state flow: New → Review → Done, where only small requests finish without review.
   await page.goto(`${BASE}/apps/requests/design`);
   await page.getByTestId('new-flow').click();
-  await page.getByRole('dialog').getByLabel('Name (English)').fill('Approval');
-  await choose(page, 'Entity', 'Request', page.getByRole('dialog'));
-  await page.getByRole('dialog').getByRole('button', { name: 'Create' }).click();
+  const newFlow = await settledDialog(page);
+  await newFlow.getByLabel('Name (English)').fill('Approval');
+  await choose(page, 'Entity', 'Request', newFlow);
+  await newFlow.getByRole('button', { name: 'Create' }).click();
   await page.waitForURL(/\/design\/flows\/approval\?/);
   await page.getByTestId('add-state').click();
   await page.getByTestId('state-label-en').fill('Review');
@@ -111,9 +133,10 @@ export async function builderJourney(browser) {
   // A rule: requests over 500 become high priority.
   await page.goto(`${BASE}/apps/requests/design`);
   await page.getByTestId('new-rule').click();
-  await page.getByRole('dialog').getByLabel('Name (English)').fill('Big requests are urgent');
-  await choose(page, 'Entity', 'Request', page.getByRole('dialog'));
-  await page.getByRole('dialog').getByRole('button', { name: 'Create' }).click();
+  const newRule = await settledDialog(page);
+  await newRule.getByLabel('Name (English)').fill('Big requests are urgent');
+  await choose(page, 'Entity', 'Request', newRule);
+  await newRule.getByRole('button', { name: 'Create' }).click();
   await page.waitForURL(/\/design\/rules\//);
   await choose(page, 'Trigger', 'Before a record is saved');
   await page.getByRole('button', { name: 'Add condition' }).click();
@@ -135,9 +158,10 @@ export async function builderJourney(browser) {
   // A bar chart of requests by priority.
   await page.goto(`${BASE}/apps/requests/design`);
   await page.getByTestId('new-report').click();
-  await page.getByRole('dialog').getByLabel('Name (English)').fill('Requests by priority');
-  await choose(page, 'Entity', 'Request', page.getByRole('dialog'));
-  await page.getByRole('dialog').getByRole('button', { name: 'Create' }).click();
+  const newReport = await settledDialog(page);
+  await newReport.getByLabel('Name (English)').fill('Requests by priority');
+  await choose(page, 'Entity', 'Request', newReport);
+  await newReport.getByRole('button', { name: 'Create' }).click();
   await page.waitForURL(/\/design\/reports\//);
   await page.getByTestId('add-dimension').click();
   await choose(page, 'Group by', 'Priority', page.getByTestId('dimension-row'));
@@ -148,7 +172,7 @@ export async function builderJourney(browser) {
   // An end user: the admin adds a person and gives them the member role.
   await page.getByRole('menuitem', { name: 'Members' }).click();
   await page.getByRole('button', { name: 'New person' }).click();
-  const person = page.getByRole('dialog');
+  const person = await settledDialog(page);
   await person.getByLabel('Username').fill('li.na');
   await person.getByLabel('Display name').fill('Li Na');
   await person.getByLabel('First password').fill('end-user-password-1');
@@ -163,14 +187,14 @@ export async function builderJourney(browser) {
   await shot(page, 'members');
   // Where and in which language Li Na is told things came back from the server.
   await page.locator('.ant-table-row').filter({ hasText: 'Li Na' }).getByRole('button', { name: 'Edit person' }).click();
-  const edit = page.getByRole('dialog');
+  const edit = await settledDialog(page);
   await edit.getByLabel('E-mail').waitFor();
   expect(await edit.getByLabel('E-mail').inputValue() === 'li.na@example.cn', 'the e-mail address was saved');
   const language = await edit.locator('.ant-select').first().textContent();
   expect(language.includes('中文') && !language.includes('English'), `the language was saved (shown: ${language})`);
   await edit.getByRole('button', { name: 'Cancel' }).click();
   await edit.waitFor({ state: 'hidden' });
-  const userPage = await newPage(browser);
+  const userPage = await newPage(browser, { reducedMotion: 'reduce' });
   await signIn(userPage, 'li.na', 'end-user-password-1');
   await userPage.getByTestId('app-card-requests').getByRole('button', { name: 'Open' }).click();
   // An end user sees the app, not its design.
@@ -188,13 +212,7 @@ export async function builderJourney(browser) {
   await userPage.getByRole('button', { name: 'Save', exact: true }).click();
   await userPage.getByTestId('record-title').filter({ hasText: 'New laptops' }).waitFor();
   // The rule reacted: 800 > 500 made it high priority.
-  try {
-    await userPage.getByText('High', { exact: true }).first().waitFor();
-  } catch (error) {
-    const id = new URL(userPage.url()).pathname.split('/').pop();
-    const stored = await api('GET', `/api/apps/requests/entities/request/records/${id}`, admin).catch((e) => e.message);
-    throw new Error(`${error.message}\nthe record as stored: ${JSON.stringify(stored)}`);
-  }
+  await withStoredRecord(userPage, admin, userPage.getByText('High', { exact: true }).first().waitFor());
   // The flow reacts: Finish is refused (guard: amount under 1000 is fine, so it is allowed), the
   // request goes to review and is approved.
   const flow = userPage.getByTestId('flow-approval');
@@ -211,7 +229,7 @@ export async function builderJourney(browser) {
   await userPage.getByLabel('Amount').fill('25000');
   // Over 5000 the requester becomes required, in the browser as on the server.
   await userPage.getByRole('button', { name: 'Save', exact: true }).click();
-  await userPage.getByText('Required').first().waitFor();
+  await withStoredRecord(userPage, admin, userPage.getByText('Required').first().waitFor());
   await choose(userPage, 'Requester', 'Li Na');
   await userPage.getByRole('button', { name: 'Save', exact: true }).click();
   await userPage.getByTestId('record-title').filter({ hasText: 'Server room' }).waitFor();
@@ -230,16 +248,18 @@ export async function builderJourney(browser) {
   // The analyst publishes the app to the gallery, where it can be installed like any template.
   await page.goto(`${BASE}/`);
   await cardMenu(page, 'requests', 'Publish to gallery');
-  await page.getByRole('dialog').getByLabel('Version').fill('1.0.0');
-  await page.getByRole('dialog').getByRole('button', { name: 'Publish to gallery' }).click();
+  const publishing = await settledDialog(page);
+  await publishing.getByLabel('Version').fill('1.0.0');
+  await publishing.getByRole('button', { name: 'Publish to gallery' }).click();
   await page.getByText('Published to the gallery').first().waitFor();
   await page.getByRole('tab', { name: 'Template gallery' }).click();
   await page.getByTestId('template-requests').waitFor();
 
   // Another team installs it from the gallery…
   await page.getByTestId('template-requests').getByRole('button', { name: 'Install' }).click();
-  await page.getByRole('dialog').getByLabel('App id').fill('requests_east');
-  await page.getByRole('dialog').getByRole('button', { name: 'Install' }).click();
+  const installing = await settledDialog(page);
+  await installing.getByLabel('App id').fill('requests_east');
+  await installing.getByRole('button', { name: 'Install' }).click();
   await page.getByTestId('app-card-requests_east').waitFor();
   // …the analyst publishes 1.1.0 (a new field), and the installed copy upgrades after a preview.
   await page.goto(`${BASE}/apps/requests/design/entities/request`);
@@ -248,11 +268,12 @@ export async function builderJourney(browser) {
   await publish(page);
   await page.goto(`${BASE}/`);
   await cardMenu(page, 'requests', 'Publish to gallery');
-  await page.getByRole('dialog').getByLabel('Version').fill('1.1.0');
-  await page.getByRole('dialog').getByRole('button', { name: 'Publish to gallery' }).click();
+  const publishingAgain = await settledDialog(page);
+  await publishingAgain.getByLabel('Version').fill('1.1.0');
+  await publishingAgain.getByRole('button', { name: 'Publish to gallery' }).click();
   await page.getByText('Published to the gallery').first().waitFor();
   await cardMenu(page, 'requests_east', 'Upgrade');
-  const preview = page.getByRole('dialog');
+  const preview = await settledDialog(page);
   await preview.getByText(/From 1\.0\.0 to 1\.1\.0: [1-9]\d* template changes/).waitFor();
   await shot(page, 'upgrade-preview');
   await preview.getByRole('button', { name: 'Upgrade now' }).click();

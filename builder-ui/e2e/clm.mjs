@@ -1,6 +1,6 @@
 // Journey 2, the CLM demo: dashboards with a drill-down to the records, the customer 360 page, a
 // kanban move the server refuses with its reason, and the same app in Chinese on a phone.
-import { api, BASE, choose, expect, newPage, PASSWORD, shot, signIn, token } from './lib.mjs';
+import { api, BASE, choose, settledDialog, expect, newPage, PASSWORD, shot, signIn, token } from './lib.mjs';
 
 export async function clmJourney(browser) {
   const page = await newPage(browser);
@@ -23,9 +23,10 @@ export async function clmJourney(browser) {
 
   // A saved view keeps the filter: save it, leave, come back, pick it.
   await page.getByRole('button', { name: 'Save view' }).click();
-  await page.getByRole('dialog').getByLabel('Name of this view').fill('At risk');
-  await page.getByRole('dialog').getByText('Share with everyone').click();
-  await page.getByRole('dialog').getByRole('button', { name: 'Save' }).click();
+  const saveView = await settledDialog(page);
+  await saveView.getByLabel('Name of this view').fill('At risk');
+  await saveView.getByText('Share with everyone').click();
+  await saveView.getByRole('button', { name: 'Save' }).click();
   await page.getByRole('dialog').waitFor({ state: 'hidden' });
   await page.goto(`${BASE}/apps/clm/e/customer`);
   await page.locator('.ant-table-row').first().waitFor();
@@ -68,14 +69,15 @@ export async function clmJourney(browser) {
   // Import with a bad row: the good rows go in, the bad one is listed with its reason.
   await page.goto(`${BASE}/apps/clm/e/company`);
   await page.getByRole('button', { name: 'Import' }).click();
-  await page.getByRole('dialog').locator('input[type=file]').setInputFiles({
+  const importing = await settledDialog(page);
+  await importing.locator('input[type=file]').setInputFiles({
     name: 'companies.csv', mimeType: 'text/csv',
     buffer: Buffer.from('name,industry\nE2E Tea House,retail\nE2E Noodle Bar,retail\n,retail\n'),
   });
   const imported = page.getByTestId('import-result');
   await imported.waitFor();
   expect((await imported.innerText()).includes('2 inserted, 1 rejected'), `import counts: ${await imported.innerText()}`);
-  await page.getByRole('dialog').locator('.ant-table-row').first().waitFor();
+  await importing.locator('.ant-table-row').first().waitFor();
   await page.keyboard.press('Escape');
   await page.locator('.ant-table-row').filter({ hasText: 'E2E Tea House' }).first().waitFor();
 

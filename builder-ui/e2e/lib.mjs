@@ -16,9 +16,13 @@ export async function launch() {
   return chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-dev-shm-usage'] });
 }
 
-/** A page that fails the journey on any uncaught error in the app. */
-export async function newPage(browser, { locale = 'en-US', width = 1280, height = 800 } = {}) {
-  const context = await browser.newContext({ viewport: { width, height }, locale });
+/**
+ * A page that fails the journey on any uncaught error in the app. `reducedMotion: 'reduce'` is a
+ * person who asked their system for less motion: the app then opens dialogs and menus without
+ * animation (the builder journey runs so; the CLM journey keeps the animations).
+ */
+export async function newPage(browser, { locale = 'en-US', width = 1280, height = 800, reducedMotion = 'no-preference' } = {}) {
+  const context = await browser.newContext({ viewport: { width, height }, locale, reducedMotion });
   const page = await context.newPage();
   page.setDefaultTimeout(20_000);
   page.errors = [];
@@ -36,6 +40,16 @@ export async function signIn(page, username, password, lang = 'en') {
   await page.getByLabel(zh ? '密码' : 'Password').fill(password);
   await page.getByRole('button', { name: zh ? '登 录' : 'Sign in' }).or(page.getByRole('button', { name: '登录' })).first().click();
   await page.waitForURL(`${BASE}/`);
+}
+
+/**
+ * The open dialog once antd's opening animation is over. Typing into or clicking a modal that is
+ * still zooming in has, on a loaded machine, left its button without effect (an install that never
+ * reached the server); waiting for the motion classes to go away removes that race.
+ */
+export async function settledDialog(page) {
+  await page.locator('.ant-modal:not(.ant-zoom)').last().waitFor();
+  return page.getByRole('dialog');
 }
 
 /** Open the antd select labelled `label` (inside `scope`) and pick the option showing `option`. */

@@ -1,5 +1,5 @@
 // Routes of the builder (analysts) and the app runtime (end users), behind sign-in.
-import { lazy, Suspense, useState } from 'react';
+import { lazy, Suspense, useEffect, useState } from 'react';
 import { BrowserRouter, Navigate, Route, Routes, useNavigate } from 'react-router-dom';
 import { QueryClient, QueryClientProvider } from '@tanstack/react-query';
 import { App as AntApp, ConfigProvider } from 'antd';
@@ -47,12 +47,24 @@ function UnauthorizedRedirect() {
   return null;
 }
 
+/** Whether the person asked their system for less motion (`prefers-reduced-motion: reduce`). */
+function prefersReducedMotion(): boolean {
+  return typeof window !== 'undefined' && Boolean(window.matchMedia?.('(prefers-reduced-motion: reduce)').matches);
+}
+
 export function App() {
   const { i18n } = useTranslation();
   const [, force] = useState(0);
-  i18n.on('languageChanged', () => force((n) => n + 1));
+  useEffect(() => {
+    const rerender = () => force((n) => n + 1);
+    i18n.on('languageChanged', rerender);
+    return () => i18n.off('languageChanged', rerender);
+  }, [i18n]);
+  // Dialogs, menus and messages appear without zooming or sliding for people who asked for less
+  // motion; everything else about them is the same.
+  const motion = !prefersReducedMotion();
   return (
-    <ConfigProvider locale={i18n.language === 'zh-CN' ? zhCN : enUS} theme={{ token: { colorPrimary: '#2f6f4e' } }}>
+    <ConfigProvider locale={i18n.language === 'zh-CN' ? zhCN : enUS} theme={{ token: { colorPrimary: '#2f6f4e', motion } }}>
       <AntApp>
         <QueryClientProvider client={queryClient}>
           <BrowserRouter>

@@ -32,7 +32,12 @@ export function RecordForm({ app, meta, entity, view, layout, initial, busy, err
   const { l } = useLang();
   const [form] = Form.useForm();
   const values = (Form.useWatch([], form) ?? {}) as Record<string, unknown>;
+  // What the page shows follows the watched values (a render behind a keystroke at most); what is
+  // checked and sent reads the form's values at that moment, so a Save clicked before that render
+  // still applies a condition the last keystroke made true.
   const when = (expr: string | undefined) => evaluate(expr, { ...(initial ?? {}), ...values }, entity.fields);
+  const whenNow = (expr: string | undefined, now: Record<string, unknown> = form.getFieldsValue(true)) =>
+    evaluate(expr, { ...(initial ?? {}), ...now }, entity.fields);
   const resolved = useMemo(() => layout ?? formLayout(entity, view), [layout, entity, view]);
   const byId = useMemo(() => new Map(entity.fields.map((f) => [f.id, f])), [entity]);
   useEffect(() => {
@@ -63,7 +68,12 @@ export function RecordForm({ app, meta, entity, view, layout, initial, busy, err
                 tooltip={field.help ? l(field.help) : undefined}
                 required={field.required && !field.readOnly}
                 rules={[{ validator: async (_, value) => {
-                  const problems = validateField(field, value, t);
+                  const checked = {
+                    ...base,
+                    required: base.required || whenNow(base.requiredIf) === true,
+                    readOnly: base.readOnly || whenNow(base.readOnlyIf) === true,
+                  };
+                  const problems = validateField(checked, value, t);
                   if (problems.length) throw new Error(problems.join('; '));
                 } }]}
               >
@@ -79,7 +89,7 @@ export function RecordForm({ app, meta, entity, view, layout, initial, busy, err
     const data: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(values)) {
       const field = byId.get(k);
-      if (!field || field.readOnly || when(field.visibleIf) === false) continue;
+      if (!field || field.readOnly || whenNow(field.visibleIf, values) === false) continue;
       if (v === undefined) continue;
       data[k] = v;
     }
