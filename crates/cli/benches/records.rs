@@ -305,6 +305,7 @@ fn main() {
     // 5. PostgreSQL: import vs. COPY with psql (only when a server is given; see pg_import.sh).
     if let Ok(pg_url) = std::env::var("TRELLIS_BENCH_PG_URL") {
         postgres_import(&runtime, &pg_url, &raw, &ndjson, rows, dir.path());
+        postgres_search(&pg_url);
         if !imports_only {
             postgres_transitions(&runtime, &pg_url, dir.path());
         }
@@ -381,6 +382,75 @@ fn postgres_import(
         rate(import_seconds),
         rate(import_seconds) / rate(copy_seconds)
     );
+}
+
+/// Word search over the customers just imported into PostgreSQL: the condition Trellis sends since
+/// migration 0025 (a `tsquery` over the search vector, which the GIN index serves) against the one
+/// it sent before (the vector match OR-ed with `LIKE '%word%'`, which no index can serve), on the
+/// same table in the same run, each timed as the median of 5 `EXPLAIN ANALYZE` execution times of
+/// the count (`count=true`) and of the first page of a list (51 rows in id order).
+fn postgres_search(url: &str) {
+    let psql = |sql: &str| -> String {
+        let output = std::process::Command::new("psql")
+            .args([url, "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "psql failed: {sql}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let entity = psql("SELECT entity FROM records WHERE app_id = 'bench' LIMIT 1");
+    let scope = format!(
+        "r.app_id = 'bench' AND r.entity = '{}' AND r.deleted_at IS NULL",
+        entity.trim()
+    );
+    let median_ms = |sql: &str| -> f64 {
+        let mut times: Vec<f64> = (0..5)
+            .map(|_| {
+                let plan: serde_json::Value =
+                    serde_json::from_str(&psql(&format!("EXPLAIN (ANALYZE, FORMAT JSON) {sql}")))
+                        .unwrap();
+                plan[0]["Execution Time"].as_f64().unwrap()
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        times[2]
+    };
+    println!(
+        "\n| word search over the imported customers (PostgreSQL) | matches | before 0025: vector OR LIKE | since 0025: tsquery (GIN) | speed-up |"
+    );
+    println!("|---|---|---|---|---|");
+    // (what is typed, the tsquery `push_search` sends for it)
+    for (word, tsquery) in [
+        ("c12345@example", "'c12345' <-> 'example':*"),
+        ("4242", "'4242':*"),
+        ("shanghai", "'shanghai':*"),
+    ] {
+        let before = format!(
+            "(r.search_vector @@ phraseto_tsquery('simple', '{word}') OR r.search_text LIKE '%{word}%')"
+        );
+        let since = format!("r.search_vector @@ to_tsquery('simple', $q${tsquery}$q$)");
+        let matches = psql(&format!(
+            "SELECT count(*) FROM records r WHERE {scope} AND {since}"
+        ));
+        for (what, shape) in [
+            (
+                "count",
+                "SELECT count(*) FROM records r WHERE {scope} AND {search}",
+            ),
+            (
+                "first page",
+                "SELECT r.id, r.data FROM records r WHERE {scope} AND {search} ORDER BY r.id LIMIT 51",
+            ),
+        ] {
+            let query = |search: &str| shape.replace("{scope}", &scope).replace("{search}", search);
+            let (old, new) = (median_ms(&query(&before)), median_ms(&query(&since)));
+            println!(
+                "| `{word}`, {what} | {} | {old:.1} ms | {new:.1} ms | {:.0}× |",
+                matches.trim(),
+                old / new
+            );
+        }
+    }
 }
 
 /// Flow transitions through `Runtime::fire_event` from 16 concurrent clients, against the raw SQL of

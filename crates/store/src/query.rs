@@ -380,10 +380,34 @@ fn conjunction(prefix: &[String], last: &str) -> String {
     format!("({})", parts.join(" AND "))
 }
 
+/// The `tsquery` text for one normalized search word, as FTS5 reads `"word"*` (or `"word"` for
+/// Chinese): its parts between punctuation and spaces, as a phrase (`<->`), the last part a prefix
+/// (`:*`) unless the word is Chinese. Parts are letters and digits only, so quoting them is safe.
+/// `None` when the word is only punctuation.
+fn word_tsquery(word: &str) -> Option<String> {
+    let parts: Vec<&str> = trellis_model::search::parts(word).collect();
+    let last = parts.len().checked_sub(1)?;
+    let prefix = !word.chars().any(trellis_model::search::is_cjk);
+    let lexemes: Vec<String> = parts
+        .iter()
+        .enumerate()
+        .map(|(i, part)| {
+            if prefix && i == last {
+                format!("'{part}':*")
+            } else {
+                format!("'{part}'")
+            }
+        })
+        .collect();
+    Some(lexemes.join(" <-> "))
+}
+
 /// Append the full-text condition for the search words of `q` (all must match).
 /// The query is normalized like the indexed text (`trellis_model::search::normalize`): a Chinese
-/// word becomes a phrase of characters, other words match as prefixes. SQLite: one FTS5 `MATCH`.
-/// PostgreSQL: per word, a tsvector phrase match or a substring match.
+/// word becomes a phrase of characters, other words match as prefixes (a word with punctuation,
+/// such as an e-mail address, as a phrase of its parts whose last part is a prefix). SQLite: one
+/// FTS5 `MATCH`. PostgreSQL: per word, the same phrase as a `tsquery` over the search vector, which
+/// the GIN index serves (migration 0025 builds the vector from the text split as FTS5 splits it).
 pub(crate) fn push_search(sql: &mut Sql, backend: Backend, q: &str) {
     let words: Vec<String> = q
         .split_whitespace()
@@ -414,11 +438,18 @@ pub(crate) fn push_search(sql: &mut Sql, backend: Backend, q: &str) {
         }
         Backend::Postgres => {
             for word in &words {
-                let term = sql.arg(Arg::Text(word.clone()));
-                let pattern = sql.arg(Arg::Text(format!("%{}%", escape_like(word))));
-                sql.push(&format!(
-                    " AND (r.search_vector @@ phraseto_tsquery('simple', {term}) OR r.search_text LIKE {pattern} ESCAPE '\\')"
-                ));
+                match word_tsquery(word) {
+                    Some(query) => {
+                        let query = sql.arg(Arg::Text(query));
+                        sql.push(&format!(
+                            " AND r.search_vector @@ to_tsquery('simple', {query})"
+                        ));
+                    }
+                    // Only punctuation: no word to find, as in FTS5.
+                    None => {
+                        sql.push(" AND FALSE");
+                    }
+                }
             }
         }
     }

@@ -46,9 +46,66 @@ pub fn normalize_into(out: &mut String, text: &str) {
     }
 }
 
+/// The parts of a normalized text or query word that search compares: runs of letters and digits,
+/// split at spaces and punctuation (as SQLite's FTS5 `unicode61` tokenizer splits; PostgreSQL's
+/// search vector is built from the text so split). A Chinese character is a part of its own, since
+/// [`normalize`] spaced it.
+pub fn parts(text: &str) -> impl Iterator<Item = &str> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|part| !part.is_empty())
+}
+
+/// Does the normalized `text` match every word of the query `q`, as the search index matches? A
+/// word matches where its parts appear in a row, the last one as a prefix (exactly, for a word
+/// with Chinese); a word of punctuation alone matches nothing. Used where a search must be checked
+/// outside the index (a list that hides fields from its reader re-checks what the reader sees).
+pub fn matches_words(text: &str, q: &str) -> bool {
+    let tokens: Vec<&str> = parts(text).collect();
+    q.split_whitespace().map(normalize).all(|word| {
+        let wanted: Vec<&str> = parts(&word).collect();
+        let Some((last, leading)) = wanted.split_last() else {
+            return false;
+        };
+        let exact = word.chars().any(is_cjk);
+        tokens.windows(wanted.len()).any(|window| {
+            let (tail, head) = window.split_last().expect("windows are never empty");
+            head == leading
+                && if exact {
+                    tail == last
+                } else {
+                    tail.starts_with(last)
+                }
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn words_match_as_the_index_matches_them() {
+        let text = normalize("Write to Li.Na@example.cn about INV-7731-0042; 上海客户，喜欢绿茶");
+        for (q, expected) in [
+            ("pric", false),
+            ("write", true),
+            ("wri", true),
+            ("rite", false),
+            ("li.na@exa", true),
+            ("na@example", true),
+            ("inv-7731", true),
+            ("INV-7731-0042 write", true),
+            ("inv-7731 nobody", false),
+            ("绿茶", true),
+            ("客户", true),
+            ("户喜", true), // punctuation between two characters is no word of its own
+            ("海喜", false),
+            ("-", false),
+            ("", true),
+        ] {
+            assert_eq!(matches_words(&text, q), expected, "{q}");
+        }
+    }
 
     #[test]
     fn splits_cjk_and_lowercases() {

@@ -273,6 +273,10 @@ impl Runtime {
         let synced = self.store().sync_log().await;
         let report = outcome?;
         synced?;
+        if report.inserted > 0 {
+            // Searches over what came in use the index at once (PostgreSQL; see the store).
+            self.store().settle_after_bulk_insert().await?;
+        }
         Ok(report)
     }
 

@@ -103,13 +103,9 @@ impl Runtime {
             .as_deref()
             .filter(|_| checked.access.hides_fields())
             .map(|q| {
-                let words: Vec<String> = trellis_model::search::normalize(q)
-                    .split_whitespace()
-                    .map(str::to_owned)
-                    .collect();
                 move |item: &super::RecordView| {
                     let visible = trellis_form::records::search_text(entity, &item.data);
-                    words.iter().all(|w| visible.contains(w.as_str()))
+                    trellis_model::search::matches_words(&visible, q)
                 }
             });
         let total = match (request.count, &visible_match) {
