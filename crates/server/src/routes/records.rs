@@ -63,7 +63,8 @@ pub struct ListParams {
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
-    /// Full-text search over the searchable fields (every word must match; substrings work in Chinese).
+    /// Full-text search over the searchable fields: every word must match, from a word's beginning
+    /// (an e-mail address or code typed in part works); substrings work in Chinese.
     pub q: Option<String>,
     /// Also return the total number of matching records (costs a count).
     #[serde(default)]
