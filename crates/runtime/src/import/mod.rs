@@ -275,7 +275,9 @@ impl Runtime {
         synced?;
         if report.inserted > 0 {
             // Searches over what came in use the index at once (PostgreSQL; see the store).
-            self.store().settle_after_bulk_insert().await?;
+            self.store()
+                .settle_after_bulk_insert(report.inserted)
+                .await?;
         }
         Ok(report)
     }
