@@ -688,15 +688,11 @@ async fn import_reports_bad_rows_and_keeps_good_ones(backend: Backend) {
     );
     if backend == Backend::Postgres {
         // The import left nothing in the search index's pending list for every search to read.
-        use sqlx::Connection;
-        let mut db = sqlx::PgConnection::connect(api.database_url())
-            .await
-            .unwrap();
-        let pending_pages: i64 =
-            sqlx::query_scalar("SELECT gin_clean_pending_list('records_search'::regclass)")
-                .fetch_one(&mut db)
-                .await
-                .unwrap();
+        let pending_pages: i64 = postgres_scalar(
+            &api,
+            "SELECT gin_clean_pending_list('records_search'::regclass)",
+        )
+        .await;
         assert_eq!(pending_pages, 0, "the import merged its search entries");
     }
     let kai = api.call("GET", &format!("{CUSTOMERS}?q=kai"), None).await;
@@ -715,17 +711,11 @@ async fn import_reports_bad_rows_and_keeps_good_ones(backend: Backend) {
     if backend == Backend::Postgres {
         // An import large for its table leaves the planner's statistics fresh (a table last seen
         // empty would keep searches off the index); the small ones above did not need it.
-        use sqlx::Connection;
-        let known_rows = || async {
-            let mut db = sqlx::PgConnection::connect(api.database_url())
-                .await
-                .unwrap();
-            sqlx::query_scalar::<_, f32>(
+        let known_rows = || {
+            postgres_scalar::<f32>(
+                &api,
                 "SELECT reltuples FROM pg_class WHERE oid = 'records'::regclass",
             )
-            .fetch_one(&mut db)
-            .await
-            .unwrap()
         };
         let before = known_rows().await;
         let many: String = (0..200)
@@ -739,6 +729,18 @@ async fn import_reports_bad_rows_and_keeps_good_ones(backend: Backend) {
             "the statistics count the imported rows: {before} -> {after}"
         );
     }
+}
+
+/// One value of `sql` on the test's PostgreSQL database (what the API does not show).
+async fn postgres_scalar<T>(api: &TestApi, sql: &'static str) -> T
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Unpin,
+{
+    use sqlx::Connection;
+    let mut db = sqlx::PgConnection::connect(api.database_url())
+        .await
+        .unwrap();
+    sqlx::query_scalar(sql).fetch_one(&mut db).await.unwrap()
 }
 
 async fn publish_renames_removes_and_converts_without_losing_values(backend: Backend) {
