@@ -25,6 +25,7 @@ mod rule_prefilter;
 mod rules;
 mod saved_views;
 mod schemas;
+mod search_backlog;
 mod storage;
 mod template_cli;
 mod templates;

@@ -1287,8 +1287,10 @@ async fn bulk_inserts_refuse_a_chunk_with_a_used_unique_value_whole(backend: Bac
     );
     store.sync_log().await.unwrap();
 
+    // Imported rows wait for the search indexer (SQLite), which indexes them with a late-merging
+    // FTS5 `automerge`; every other write finds the usual.
+    while store.index_search_backlog_step().await.unwrap() {}
     if backend == Backend::Sqlite {
-        // Bulk chunks index with a late-merging FTS5 `automerge`; every other write finds the usual.
         let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
         let automerge: i64 =
             sqlx::query_scalar("SELECT v FROM records_fts_config WHERE k = 'automerge'")

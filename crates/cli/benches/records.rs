@@ -217,7 +217,7 @@ fn main() {
         .build()
         .unwrap();
     let url = format!("sqlite://{}", dir.path().join("trellis.db").display());
-    let import_seconds = timed_import(&runtime, &url, &raw, &ndjson, rows);
+    let (import_seconds, indexing_seconds) = timed_import(&runtime, &url, &raw, &ndjson, rows);
 
     let baseline_path = dir.path().join("baseline.db");
     let connection = rusqlite::Connection::open(&baseline_path).unwrap();
@@ -253,10 +253,18 @@ fn main() {
         rate(baseline_seconds)
     );
     println!(
-        "| Trellis: import (parse, validate, insert + history + search index) | {:.2} s | {:.0} (ratio {:.2}) |",
+        "| Trellis: import (parse, validate, insert + history; search index after) | {:.2} s | {:.0} (ratio {:.2}) |",
         import_seconds.as_secs_f64(),
         rate(import_seconds),
         rate(import_seconds) / rate(baseline_seconds)
+    );
+    let searchable = import_seconds + indexing_seconds;
+    println!(
+        "| Trellis: … then the search indexer over the imported rows | {:.2} s (all searchable after {:.2} s) | {:.0} (ratio {:.2}) |",
+        indexing_seconds.as_secs_f64(),
+        searchable.as_secs_f64(),
+        rate(searchable),
+        rate(searchable) / rate(baseline_seconds)
     );
 
     // 3. Column load: the JSON document path vs. a typed column.
@@ -319,7 +327,7 @@ fn timed_import(
     bundle: &trellis_model::RawBundle,
     ndjson: &str,
     rows: usize,
-) -> Duration {
+) -> (Duration, Duration) {
     runtime.block_on(async {
         let trellis = Runtime::connect(url, RuntimeSettings::default())
             .await
@@ -330,8 +338,15 @@ fn timed_import(
         let report = import_customers(&trellis, &admin, ndjson.to_owned()).await;
         let elapsed = start.elapsed();
         assert_eq!(report.inserted, rows, "{:?}", report.rejected.first());
+        // What the import left to the search indexer (SQLite), indexed as the scheduler does.
+        let start = Instant::now();
+        trellis
+            .index_search_backlog(Duration::from_secs(3600))
+            .await
+            .unwrap();
+        let indexing = start.elapsed();
         trellis.store().close().await;
-        elapsed
+        (elapsed, indexing)
     })
 }
 
@@ -345,7 +360,8 @@ fn postgres_import(
     rows: usize,
     dir: &std::path::Path,
 ) {
-    let import_seconds = timed_import(runtime, url, bundle, ndjson, rows);
+    // PostgreSQL computes search vectors as it inserts: nothing is left to the search indexer.
+    let (import_seconds, _) = timed_import(runtime, url, bundle, ndjson, rows);
     let csv_path = dir.join("copy.csv");
     let mut writer = csv::Writer::from_path(&csv_path).unwrap();
     for (i, document) in ndjson.lines().enumerate() {

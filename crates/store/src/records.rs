@@ -313,7 +313,14 @@ impl Store {
                 for (group, rows) in groups.iter().zip(&all_rows) {
                     sqlite_fast::check_uniques(connection, group, &group.records)?;
                     let ids: Vec<String> = rows.iter().map(|row| row.id.clone()).collect();
-                    sqlite_fast::insert_rows(connection, group, &group.records, &ids, now)?;
+                    sqlite_fast::insert_rows(
+                        connection,
+                        group,
+                        &group.records,
+                        &ids,
+                        now,
+                        sqlite_fast::SearchIndexing::Now,
+                    )?;
                 }
                 bulk_update::sqlite_changes(connection, &changes, now)
             })
@@ -563,6 +570,9 @@ impl Store {
             limit,
             include_deleted,
         } = *query;
+        if search.is_some() {
+            self.index_search_backlog_of(app, entity).await?;
+        }
         let backend = self.backend();
         let mut sql = Sql::default();
         sql.push(select_record!());
@@ -606,6 +616,9 @@ impl Store {
         filter: &CheckedFilter,
         search: Option<&str>,
     ) -> Result<i64, StoreError> {
+        if search.is_some() {
+            self.index_search_backlog_of(app, entity).await?;
+        }
         let backend = self.backend();
         let mut sql = Sql::default();
         let app_arg = sql.arg(Arg::Text(app.to_owned()));
@@ -780,6 +793,7 @@ mod bulk;
 pub(crate) mod bulk_update;
 mod insert_statements;
 mod postgres_copy;
+mod search_backlog;
 mod sqlite_fast;
 
 pub(crate) use bind_args;

@@ -167,8 +167,14 @@ impl BulkInsert {
                 let (group, ids, broken) = (&self.group, &ids, &mut self.broken);
                 super::sqlite_fast::with_rusqlite(&mut *tx, |connection| {
                     super::sqlite_fast::check_uniques(connection, group, records)?;
-                    let written =
-                        super::sqlite_fast::insert_rows(connection, group, records, ids, now);
+                    let written = super::sqlite_fast::insert_rows(
+                        connection,
+                        group,
+                        records,
+                        ids,
+                        now,
+                        super::sqlite_fast::SearchIndexing::Deferred,
+                    );
                     *broken = written.is_err();
                     written
                 })

@@ -9,19 +9,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use super::{InsertGroup, NewRecord};
 use crate::StoreError;
 
-fn to_store(error: rusqlite::Error) -> StoreError {
+pub(super) fn to_store(error: rusqlite::Error) -> StoreError {
     StoreError::Corrupt(format!("sqlite bulk insert: {error}"))
 }
-
-/// FTS5's `automerge` while a bulk chunk is indexed: a level of the index is merged once it holds
-/// 16 segments instead of FTS5's usual 4, so the rows of an import are rewritten fewer times as
-/// their segments grow (indexing a 5,000-row chunk 23–27 → 16 ms, its commit 13–17 → 11 ms here;
-/// BENCHMARKS.md). Set back to [`USUAL_AUTOMERGE`] before the chunk's transaction ends, so only
-/// bulk chunks merge late; the segments they leave are merged bit by bit by later writes, and a
-/// search meanwhile looks through a few more segments.
-const BULK_AUTOMERGE: &str = "INSERT INTO records_fts(records_fts, rank) VALUES ('automerge', 16)";
-/// FTS5's default `automerge`, for every other write.
-const USUAL_AUTOMERGE: &str = "INSERT INTO records_fts(records_fts, rank) VALUES ('automerge', 4)";
 
 /// The first of `records`' unique values that is already held by a stored record or repeated inside
 /// `records`, as a [`StoreError::UniqueViolation`]. Checked before anything is written, so a chunk that
@@ -63,6 +53,15 @@ pub(super) fn check_uniques(
     Ok(())
 }
 
+/// When [`insert_rows`] indexes its rows for search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum SearchIndexing {
+    /// In the same transaction (creates through the API: found by the next search at no extra cost).
+    Now,
+    /// By the search indexer, after the transaction (bulk imports; `search_backlog.rs`).
+    Deferred,
+}
+
 /// Insert `records` with ids `ids` into `group`'s app and entity through `connection` (already inside
 /// the caller's transaction). Call [`check_uniques`] first: a failure here leaves part of the chunk
 /// written, and the caller must roll the transaction back.
@@ -72,6 +71,7 @@ pub(super) fn insert_rows(
     records: &[NewRecord],
     ids: &[String],
     now: DateTime<Utc>,
+    search: SearchIndexing,
 ) -> Result<(), StoreError> {
     let at = now.to_rfc3339_opts(SecondsFormat::AutoSi, false);
     let mut insert = connection
@@ -144,20 +144,23 @@ pub(super) fn insert_rows(
         }
     }
     let uniques_done = std::time::Instant::now();
-    // The chunk's rows skipped the per-row index trigger (migration 0004); index them in one statement.
-    // Nobody else writes meanwhile (we hold the write connection), so the rowid range is exactly ours.
+    // The chunk's rows skipped the per-row index trigger (migration 0004): indexed here in one
+    // statement, or later by the search indexer (`search_backlog.rs`). Nobody else writes meanwhile
+    // (we hold the write connection), so the rowid range is exactly ours.
     if let Some((first, last)) = rowids {
-        connection.execute_batch(BULK_AUTOMERGE).map_err(to_store)?;
-        connection
-            .execute(
-                "INSERT INTO records_fts(rowid, search_text) SELECT rowid, search_text FROM records \
-                 WHERE rowid BETWEEN ?1 AND ?2 AND indexed_by_writer = 1",
-                rusqlite::params![first, last],
-            )
-            .map_err(to_store)?;
-        connection
-            .execute_batch(USUAL_AUTOMERGE)
-            .map_err(to_store)?;
+        match search {
+            SearchIndexing::Now => {
+                super::search_backlog::index_rows(
+                    connection,
+                    first,
+                    last,
+                    super::search_backlog::RangeRows::OutsideBacklog,
+                )?;
+            }
+            SearchIndexing::Deferred => {
+                super::search_backlog::defer(connection, &group.app, &group.entity, first, last)?;
+            }
+        }
     }
     let micros = |from: std::time::Instant, to: std::time::Instant| (to - from).as_micros() as u64;
     tracing::debug!(
@@ -165,7 +168,7 @@ pub(super) fn insert_rows(
         records_us = micros(started, records_done),
         history_us = micros(records_done, history_done),
         uniques_us = micros(history_done, uniques_done),
-        search_us = uniques_done.elapsed().as_micros() as u64,
+        backlog_us = uniques_done.elapsed().as_micros() as u64,
         "bulk chunk written"
     );
     Ok(())
