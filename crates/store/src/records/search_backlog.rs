@@ -6,7 +6,7 @@
 //! that still has a backlog before it runs — so a search never misses a record, however recent.
 //! PostgreSQL computes its search vectors as it inserts and keeps no backlog.
 
-use super::sqlite_fast::{on_writer, to_store};
+use super::sqlite_fast::{in_transaction, to_store, with_rusqlite};
 use crate::{Store, StoreError};
 
 /// FTS5's `automerge` while a backlog range is indexed: a level of the index is merged once it
@@ -128,18 +128,41 @@ fn index_step(
 }
 
 impl Store {
+    /// Run one indexing step on the write connection, committed without waiting for the disk
+    /// (`synchronous=NORMAL`, put back when the pool takes the connection back): the index is
+    /// derived from the records, and a step lost to a power cut is lost whole — its range is still
+    /// in the backlog, its rows not in the index — so the next step simply does it again.
+    async fn index_step_on_writer(
+        &self,
+        only: Option<(&str, &str)>,
+    ) -> Result<Option<usize>, StoreError> {
+        let crate::connect::Pools::Sqlite {
+            write,
+            relaxed_sync,
+            ..
+        } = &self.pools
+        else {
+            return Ok(None);
+        };
+        let mut connection = write.acquire().await?;
+        // Marked first: the pool puts `synchronous=FULL` back on release, whatever happens.
+        relaxed_sync.store(true, std::sync::atomic::Ordering::SeqCst);
+        with_rusqlite(&mut connection, |connection| {
+            connection
+                .execute_batch("PRAGMA synchronous = NORMAL")
+                .map_err(to_store)?;
+            in_transaction(connection, |connection| {
+                index_step(connection, only, SEARCH_INDEX_STEP)
+            })
+        })
+        .await
+    }
+
     /// Index one step (up to [`SEARCH_INDEX_STEP`] rows) of the search backlog, oldest first, in a
     /// transaction of its own. Returns whether anything was left to do (`false`: the backlog is
     /// empty; always on PostgreSQL, which keeps none).
     pub async fn index_search_backlog_step(&self) -> Result<bool, StoreError> {
-        let crate::connect::Pools::Sqlite { write, .. } = &self.pools else {
-            return Ok(false);
-        };
-        let stepped = on_writer(write, |connection| {
-            index_step(connection, None, SEARCH_INDEX_STEP)
-        })
-        .await?;
-        Ok(stepped.is_some())
+        Ok(self.index_step_on_writer(None).await?.is_some())
     }
 
     /// Rows of `app`'s `entity` waiting for the search indexer (SQLite; 0 on PostgreSQL).
@@ -165,20 +188,13 @@ impl Store {
         app: &str,
         entity: &str,
     ) -> Result<(), StoreError> {
-        let crate::connect::Pools::Sqlite { write, .. } = &self.pools else {
-            return Ok(());
-        };
         if self.search_backlog(app, entity).await? == 0 {
             return Ok(());
         }
         let started = std::time::Instant::now();
         let mut rows = 0;
         loop {
-            let stepped = on_writer(write, |connection| {
-                index_step(connection, Some((app, entity)), SEARCH_INDEX_STEP)
-            })
-            .await?;
-            let Some(indexed) = stepped else {
+            let Some(indexed) = self.index_step_on_writer(Some((app, entity))).await? else {
                 break;
             };
             rows += indexed;
