@@ -138,6 +138,23 @@ impl<'de> serde::de::Visitor<'de> for NamedSeed<'_> {
 /// The stored form of `named` fields as JSON text, written straight from the fields (no stored map
 /// is built): exactly `serde_json::to_string(&to_storage(entity, named, Some(previous)))` for a
 /// `previous` whose non-field keys are `hidden` ([`into_named`]).
+/// The value `named` holds for each of `entity`'s fields, by the field's position in
+/// `entity.fields` (`None`: not given), found by walking `named` once. Looking each field up in
+/// `named` instead hashed its name with serde_json's SipHash per field and per pass — a fifth of an
+/// import's validating thread in a profile (BENCHMARKS.md); the entity's own index uses foldhash.
+fn values_by_position<'a>(
+    entity: &EntityDefinition,
+    named: &'a Map<String, Value>,
+) -> Vec<Option<&'a Value>> {
+    let mut values = vec![None; entity.fields.len()];
+    for (name, value) in named {
+        if let Some(position) = entity.field_position(name) {
+            values[position] = Some(value);
+        }
+    }
+    values
+}
+
 pub fn storage_json(
     entity: &EntityDefinition,
     named: &Map<String, Value>,
@@ -161,8 +178,9 @@ pub fn storage_json(
             entry(key, value);
         }
     }
-    for field in &entity.fields {
-        if let Some(value) = named.get(field.name.as_str())
+    let values = values_by_position(entity, named);
+    for (field, value) in entity.fields.iter().zip(values) {
+        if let Some(value) = value
             && !value.is_null()
         {
             entry(&field.uid, value);
@@ -200,10 +218,14 @@ pub fn to_storage(
 
 /// Fill missing fields that declare a JSON Schema `default`.
 pub fn apply_defaults(entity: &EntityDefinition, named: &mut Map<String, Value>) {
-    for field in &entity.fields {
-        if !named.contains_key(field.name.as_str())
-            && let Some(default) = field.schema.get("default")
-        {
+    let mut given = vec![false; entity.fields.len()];
+    for name in named.keys() {
+        if let Some(position) = entity.field_position(name) {
+            given[position] = true;
+        }
+    }
+    for (field, given) in entity.fields.iter().zip(given) {
+        if !given && let Some(default) = field.schema.get("default") {
             named.insert(field.name.as_str().to_owned(), default.clone());
         }
     }
@@ -410,8 +432,12 @@ pub fn search_fields(entity: &EntityDefinition) -> Vec<&str> {
 pub fn search_text(entity: &EntityDefinition, named: &Map<String, Value>) -> String {
     use trellis_model::search::normalize_into;
     let mut text = String::new();
-    for field in entity.fields.iter().filter(|f| is_searchable(f)) {
-        match named.get(field.name.as_str()) {
+    let values = values_by_position(entity, named);
+    for (field, value) in entity.fields.iter().zip(values) {
+        if !is_searchable(field) {
+            continue;
+        }
+        match value {
             Some(Value::String(value)) => normalize_into(&mut text, value),
             Some(Value::Array(items)) => {
                 for item in items.iter().filter_map(Value::as_str) {

@@ -232,6 +232,12 @@ impl EntityValidator {
         issues
     }
 
+    /// Whether any `read_only_if` condition looks at which fields a write changes (the `changed` of
+    /// [`Self::prepare`]); when none does, callers need not collect them.
+    pub fn checks_changed_fields(&self) -> bool {
+        !self.read_only_if.is_empty()
+    }
+
     /// Everything a save checks, in order: recompute computed fields, validate the record, then apply
     /// the conditional rules (`changed` names the fields this write changes). A computed field that
     /// fails because its inputs are invalid is not reported twice: the inputs' problems are.

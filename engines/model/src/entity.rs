@@ -258,6 +258,11 @@ impl EntityDefinition {
         self.by_uid.get(uid).map(|&i| &self.fields[i])
     }
 
+    /// The position in `fields` of the field named `name`.
+    pub fn field_position(&self, name: &str) -> Option<usize> {
+        self.by_name.get(name).copied()
+    }
+
     /// The position in `fields` of the field with `uid`.
     pub fn field_position_by_uid(&self, uid: &str) -> Option<usize> {
         self.by_uid.get(uid).copied()

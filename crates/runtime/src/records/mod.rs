@@ -442,7 +442,13 @@ impl Runtime {
         locale: Locale,
     ) -> Result<Map<String, Value>, Vec<FieldIssue>> {
         let mut issues = validator.check_writable(&input, locale);
-        let given: Vec<String> = input.keys().cloned().collect();
+        // The fields given, for `read_only_if` (a copy of every key of every imported row
+        // otherwise).
+        let given: Vec<String> = if validator.checks_changed_fields() {
+            input.keys().cloned().collect()
+        } else {
+            Vec::new()
+        };
         let mut named = input;
         named.retain(|_, v| !v.is_null());
         apply_defaults(entity, &mut named);
