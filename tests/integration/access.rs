@@ -250,7 +250,49 @@ on_both_backends!(
     apps_and_roles_are_managed_by_admins_only,
     members_see_the_people_of_their_app_and_nothing_more,
     reports_follow_the_same_matrix,
+    imports_refuse_fields_the_user_may_not_set,
 );
+
+/// An import goes through the importing user's field access: a row that sets a field the user may
+/// only read is rejected with the field named (the other rows go in); a user who may set every
+/// field has nothing refused.
+async fn imports_refuse_fields_the_user_may_not_set(backend: Backend) {
+    let Some(w) = world(backend).await else {
+        return;
+    };
+    // The regional head (margin read-only) may import too in this version of the app.
+    let mut bundle = w.api.call("GET", "/api/apps/sales/bundle", None).await.body;
+    bundle["trellis.json"]["version"] = json!("1.1.0");
+    bundle["roles/regional_head.role.json"]["entities"]["customer"]["actions"] =
+        json!(["read", "export", "import"]);
+    let published = w
+        .api
+        .call("PUT", "/api/apps/sales/bundle", Some(bundle))
+        .await;
+    assert_eq!(published.status, StatusCode::OK, "{}", published.text);
+    let import = "/api/apps/sales/entities/customer/import";
+    let hank = &w.users["hank"];
+    let rows = format!(
+        "{}\n{}\n",
+        json!({"name": "h_priced", "owner": hank, "margin": 0.5}),
+        json!({"name": "h_plain", "owner": hank})
+    );
+    let reply = w
+        .text_as("hank", import, "application/x-ndjson", &rows)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(reply.body["inserted"], 1, "{}", reply.text);
+    let rejected = &reply.body["rejected"][0];
+    assert_eq!(rejected["row"], 1, "{}", reply.text);
+    assert_eq!(rejected["errors"][0]["code"], "forbidden_field");
+    assert_eq!(rejected["errors"][0]["pointer"], "/margin");
+    // mia (member: every field editable) imports the same rows whole.
+    let reply = w
+        .text_as("mia", import, "application/x-ndjson", &rows)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(reply.body["inserted"], 2, "{}", reply.text);
+}
 
 /// Reports go through the same permission engine: each user's aggregates cover exactly the rows their
 /// list shows, hidden fields cannot be aggregated, and exports need the export right.
