@@ -13,7 +13,7 @@ use super::{Consumes, Firer, OUTBOX_TIME_PER_TICK};
 use crate::{Runtime, RuntimeError};
 
 /// Longest a scheduler tick keeps indexing what bulk imports left for search (a step of 5,000
-/// rows takes ~20 ms here; a search of an entity indexes its own backlog first anyway).
+/// rows takes ~25–30 ms here; a search of an entity indexes its own backlog first anyway).
 const SEARCH_INDEX_TIME_PER_TICK: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How long a server keeps the due timers it claimed before others may take them.

@@ -19,8 +19,8 @@ const BULK_AUTOMERGE: &str = "INSERT INTO records_fts(records_fts, rank) VALUES 
 const USUAL_AUTOMERGE: &str = "INSERT INTO records_fts(records_fts, rank) VALUES ('automerge', 4)";
 
 /// Rows indexed per transaction of the indexer: other writers get the write connection between
-/// steps (a step takes ~20 ms here).
-pub const SEARCH_INDEX_STEP: i64 = 5_000;
+/// steps (a step takes ~25–30 ms here).
+const SEARCH_INDEX_STEP: i64 = 5_000;
 
 /// Leave the rowids `first..=last` (a bulk chunk's rows of `app`'s `entity`, just inserted inside
 /// the caller's transaction) to the search indexer.
